@@ -1,0 +1,27 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// No package dependencies by design: Foundation plus system C libraries from Debian,
+// each wrapped in one small system-library target.
+let package = Package(
+    name: "S3EncryptionGateway",
+    products: [
+        .executable(name: "s3-encryption-gateway", targets: ["Proxy"]),
+        .executable(name: "encryption-gateway-operator", targets: ["Operator"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
+                       providers: [.apt(["libyaml-dev"])]),
+        .target(name: "Shared", dependencies: ["CCurl", "COpenSSL"], path: "Sources/Shared"),
+        .executableTarget(name: "Proxy", dependencies: ["Shared", "COpenSSL"], path: "Sources/Proxy"),
+        .executableTarget(name: "Operator", dependencies: ["Shared", "CYAML"], path: "Sources/Operator"),
+        .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests"),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Shared"], path: "Tests/ProxyTests"),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "Shared"], path: "Tests/OperatorTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,171 @@
+import COpenSSL
+import Foundation
+
+/// Errors from the OpenSSL wrappers. They signal a broken library or impossible
+/// input sizes, never a user mistake, so they carry the OpenSSL error text.
+public struct CryptoError: Error, CustomStringConvertible, Sendable {
+    public let operation: String
+    public let detail: String
+
+    init(_ operation: String) {
+        self.operation = operation
+        let code = ERR_get_error()
+        if code == 0 {
+            detail = "unknown OpenSSL error"
+        } else {
+            var buffer = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(code, &buffer, buffer.count)
+            detail = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+    }
+
+    public var description: String { "\(operation) failed: \(detail)" }
+}
+
+/// The message digests the gateway uses (SigV4, Content-MD5, secret hashes).
+public enum DigestAlgorithm: Sendable {
+    case sha256
+    case md5
+
+    var evp: OpaquePointer {
+        switch self {
+        case .sha256: return EVP_sha256()
+        case .md5: return EVP_md5()
+        }
+    }
+
+    public var outputSize: Int {
+        switch self {
+        case .sha256: return 32
+        case .md5: return 16
+        }
+    }
+}
+
+/// An incremental message digest over OpenSSL's EVP interface; owns its context.
+public struct Digest: ~Copyable {
+    private let context: OpaquePointer
+    public let algorithm: DigestAlgorithm
+
+    public init(_ algorithm: DigestAlgorithm) {
+        guard let context = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
+        guard EVP_DigestInit_ex(context, algorithm.evp, nil) == 1 else {
+            fatalError("EVP_DigestInit_ex: \(CryptoError("digest init"))")
+        }
+        self.context = context
+        self.algorithm = algorithm
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        EVP_DigestUpdate(context, base, bytes.count)
+    }
+
+    public mutating func update<Bytes: ContiguousBytes>(_ bytes: Bytes) {
+        bytes.withUnsafeBytes { update($0) }
+    }
+
+    public mutating func update(_ string: String) {
+        var string = string
+        string.withUTF8 { update(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Returns the digest; the value cannot be used afterwards.
+    public consuming func finalize() -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, &output, &length)
+        return Array(output.prefix(Int(length)))
+    }
+
+    /// One-shot digest of `bytes`.
+    public static func hash<Bytes: ContiguousBytes>(_ algorithm: DigestAlgorithm, _ bytes: Bytes) -> [UInt8] {
+        var digest = Digest(algorithm)
+        digest.update(bytes)
+        return digest.finalize()
+    }
+
+    public static func sha256(_ string: String) -> [UInt8] {
+        var digest = Digest(.sha256)
+        digest.update(string)
+        return digest.finalize()
+    }
+}
+
+/// HMAC-SHA256, one-shot, as SigV4 needs it.
+public enum HMAC {
+    public static func sha256<Key: ContiguousBytes, Message: ContiguousBytes>(key: Key, data: Message) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        key.withUnsafeBytes { k in
+            data.withUnsafeBytes { d in
+                _ = COpenSSL.HMAC(EVP_sha256(), k.baseAddress, Int32(k.count),
+                                  d.baseAddress?.assumingMemoryBound(to: UInt8.self), d.count,
+                                  &output, &length)
+            }
+        }
+        return output
+    }
+
+    public static func sha256<Key: ContiguousBytes>(key: Key, string: String) -> [UInt8] {
+        sha256(key: key, data: Array(string.utf8))
+    }
+}
+
+/// Cryptographically secure random bytes from OpenSSL's DRBG.
+public enum SecureRandom {
+    public static func bytes(_ count: Int) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: count)
+        guard count == 0 || RAND_bytes(&output, Int32(count)) == 1 else {
+            fatalError("RAND_bytes failed: \(CryptoError("random"))")
+        }
+        return output
+    }
+
+    public static func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        guard RAND_bytes(base.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1 else {
+            fatalError("RAND_bytes failed: \(CryptoError("random"))")
+        }
+    }
+}
+
+/// Hex and base64 helpers used by signatures and metadata.
+public enum Encoding {
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    public static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.underestimatedCount * 2)
+        for b in bytes {
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Strict lowercase/uppercase hex decoding; nil on odd length or a non-hex digit.
+    public static func fromHex(_ string: String) -> [UInt8]? {
+        let chars = Array(string.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(chars.count / 2)
+        func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+        }
+        var i = 0
+        while i < chars.count {
+            guard let hi = value(chars[i]), let lo = value(chars[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+}
