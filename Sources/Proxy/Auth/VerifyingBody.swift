@@ -4,9 +4,10 @@ import Shared
 /// Wraps a request body and checks, as the bytes stream through, what the client committed to:
 /// the signed `x-amz-content-sha256`, an optional `Content-MD5` and the `Content-Length`.
 ///
-/// The checks run when the inner body reports its end, and fail by throwing from that final read.
-/// A consumer that forwards the body (the backend upload) is therefore aborted before the transfer
-/// completes, so a body that does not match its signature is never stored, not even partly.
+/// The checks run on the read that reaches `Content-Length` (or the end of a body without one) and fail
+/// by throwing from that read instead of returning its bytes. A consumer that forwards the body (the
+/// backend upload) is therefore aborted before the last byte leaves, so a body that does not match its
+/// signature is never stored, not even partly.
 final class VerifyingBody: RequestBody {
     private let inner: RequestBody
     private let expectedSHA256: [UInt8]?
@@ -51,18 +52,27 @@ final class VerifyingBody: RequestBody {
             sha256?.update(chunk)
             md5?.update(chunk)
             received += Int64(n)
+            if let declared = inner.declaredLength {
+                guard received <= declared else { throw S3Error.incompleteBody() }
+                // A consumer that knows the length (curl with a Content-Length) never asks past the last
+                // byte, so the checks run before the last bytes are handed out: on a mismatch they are
+                // withheld and the upload cannot complete.
+                if received == declared { try finish() }
+            }
             return n
         }
+        if let declared = inner.declaredLength, received != declared { throw S3Error.incompleteBody() }
+        try finish()
+        return 0
+    }
+
+    private func finish() throws(S3Error) {
         ended = true
-        if let declared = inner.declaredLength, received != declared {
-            throw S3Error.incompleteBody()
-        }
         if let expected = expectedSHA256, let digest = sha256.take() {
             guard ConstantTime.equals(digest.finalize(), expected) else { throw S3Error.contentSHA256Mismatch() }
         }
         if let expected = expectedMD5, let digest = md5.take() {
             guard ConstantTime.equals(digest.finalize(), expected) else { throw S3Error.badDigest() }
         }
-        return 0
     }
 }
