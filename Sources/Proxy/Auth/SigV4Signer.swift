@@ -1,3 +1,5 @@
+import Shared
+
 /// Signs outgoing requests to the backend with SigV4. Pure: the time is a parameter.
 struct SigV4Signer: Sendable {
     var accessKey: String

@@ -1,3 +1,5 @@
+import Shared
+
 /// An authenticated, classified S3 request, as operation handlers receive it.
 struct S3Request {
     var head: HTTPRequestHead

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// The S3 side of the gateway: routes, authenticates, dispatches per operation, answers errors as S3 XML
 /// and reports every request to the observer.

@@ -1,3 +1,5 @@
+import Shared
+
 /// The gateway's own anonymous endpoints (`/health`, `/ready`, `/metrics`), implemented by the lead.
 protocol GatewayEndpoints: Sendable {
     func serve(_ endpoint: GatewayRoute.Endpoint, head: HTTPRequestHead, response: ResponseWriter, context: RequestContext)

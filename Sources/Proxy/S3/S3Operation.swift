@@ -1,3 +1,5 @@
+import Shared
+
 /// The S3 operation a request performs, decided from method, address, query sub-resources and
 /// a few headers. Handlers dispatch on it, logs and metrics label with `name`.
 enum S3Operation: Sendable, Equatable {

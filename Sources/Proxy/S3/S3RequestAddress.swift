@@ -1,3 +1,5 @@
+import Shared
+
 /// Which bucket and key a request addresses, decided from the path and the Host header.
 ///
 /// Path style: `/bucket/key…`. Virtual-host style: `bucket.<base domain>` with the key as the whole path.

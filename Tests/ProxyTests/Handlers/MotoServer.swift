@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-
 /// A moto S3 server on a free loopback port for the lifetime of the value (stopped in `deinit`).
 final class MotoServer {
     let port: Int

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 @testable import Proxy
 
 /// A request body served from memory in small slices, optionally ending early or declaring a length.

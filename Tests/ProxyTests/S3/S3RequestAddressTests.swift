@@ -1,4 +1,5 @@
 import Testing
+import Shared
 @testable import Proxy
 
 @Suite struct S3RequestAddressTests {
