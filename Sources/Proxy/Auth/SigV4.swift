@@ -162,7 +162,7 @@ enum SigV4Time {
 
     private static func epoch(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) -> Int64? {
         guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
-              hour < 24, minute < 60, second < 61 else { return nil }
+              hour < 24, minute < 60, second < 60 else { return nil }
         return days(year: Int64(year), month: Int64(month), day: Int64(day)) * 86400
             + Int64(hour * 3600 + minute * 60 + second)
     }

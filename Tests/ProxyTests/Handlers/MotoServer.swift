@@ -26,16 +26,17 @@ final class MotoServer {
             guard process.isRunning else { break }
             usleep(100_000)
         }
-        process.terminate()
-        process.waitUntilExit()
+        stop()
         throw StartFailed(port: port)
     }
 
-    deinit {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+    deinit { stop() }
+
+    /// moto's server ignores SIGTERM, so it gets SIGKILL; its state lives in memory only.
+    private func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     struct StartFailed: Error { var port: Int }

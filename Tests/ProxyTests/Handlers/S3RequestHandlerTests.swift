@@ -117,6 +117,15 @@ struct HandlerHarness {
         #expect(harness.backend.health.answered(within: .seconds(60)))
     }
 
+    /// Keys are opaque: dot segments and doubled slashes reach the backend verbatim (curl must not normalise them).
+    @Test func dotSegmentsAndDoubleSlashesStayInTheKey() {
+        let put = harness.send("PUT", "/bucket/x/../y/./z//w", body: Array("dots".utf8))
+        #expect(put.status == 200)
+        let list = harness.send("GET", "/bucket?list-type=2")
+        #expect(list.bodyText.contains("<Key>x/../y/./z//w</Key>"), "\(list.bodyText)")
+        #expect(harness.send("GET", "/bucket/x/../y/./z//w").body == Array("dots".utf8))
+    }
+
     @Test func missingKeyPassesThroughAsBackendXML() {
         let get = harness.send("GET", "/bucket/nope")
         #expect(get.status == 404)
