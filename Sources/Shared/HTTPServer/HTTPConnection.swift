@@ -116,11 +116,11 @@ final class HTTPConnection {
                 if n == 0 { return nil }  // EOF: clean between requests, abandoned mid-head
                 end = n
             } catch .timeout {
+                server.observer?.connectionRejected(remoteAddress: remote, reason: .headerTimeout)
                 if !parser.atRequestStart {
                     sendError(status: 408, code: "RequestTimeout",
                               message: "The request head did not arrive in time.", requestID: RequestIDGenerator.next())
                 }
-                server.observer?.connectionRejected(remoteAddress: remote, reason: .headerTimeout)
                 return nil
             } catch {
                 return nil
@@ -129,8 +129,8 @@ final class HTTPConnection {
     }
 
     private func rejectHead(_ error: HTTPParseError) {
-        sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
         server.observer?.connectionRejected(remoteAddress: remote, reason: .badRequest(error))
+        sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
     }
 
     /// A complete small error response followed by closing the connection.
@@ -139,8 +139,22 @@ final class HTTPConnection {
         let head = "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nContent-Type: application/xml\r\n"
             + "Content-Length: \(body.count)\r\nx-amz-request-id: \(requestID)\r\nDate: \(date())\r\nConnection: close\r\n\r\n"
         try? socket.writeAll(Array(head.utf8) + body, idle: config.bodyIdleTimeout)
-        // Let the client read the answer before the close instead of a reset.
+        lingeringClose()
+    }
+
+    /// Half-closes, then reads and discards briefly what the client still sends, so
+    /// the final close does not reset the connection and destroy the response in
+    /// flight (a close with unread input sends RST). Bounded in time and bytes.
+    func lingeringClose() {
         _ = Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+        let until = ContinuousClock.now + .seconds(1)
+        var discarded = 0
+        while discarded < 1 << 20 {
+            let left = until - ContinuousClock.now
+            if left <= .zero { return }
+            guard let n = try? socket.read(into: buffer, idle: left, deadline: until), n > 0 else { return }
+            discarded += n
+        }
     }
 
     // MARK: - One request
@@ -191,8 +205,7 @@ final class HTTPConnection {
             remoteAddress: remote, status: writer.status, bytesIn: body.bytesIn, bytesOut: writer.bytesOut,
             duration: ContinuousClock.now - context.startedAt, aborted: aborted || writer.broken))
         if !keep && !aborted && !writer.broken {
-            // A complete response: half-close so the client reads it before our close.
-            _ = Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+            lingeringClose()
         }
         return keep
     }
@@ -228,7 +241,8 @@ final class ConnectionBody: RequestBody {
         do {
             if expectsContinue && !continueSent {
                 continueSent = true
-                if writer?.headWritten != true {
+                // 100 may precede a final head that is written but not yet on the wire.
+                if writer?.headOnWire != true {
                     try c.socket.writeAll(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), idle: c.config.bodyIdleTimeout)
                 }
             }
@@ -384,6 +398,9 @@ final class ConnectionResponseWriter: ResponseWriter {
         headWritten = true
         pendingHead = Array(s.utf8)
     }
+
+    /// The head has been written and sent (not just buffered for the first body bytes).
+    var headOnWire: Bool { headWritten && pendingHead == nil }
 
     /// Sends a head that is still waiting for its first body bytes.
     func flushPendingHead() throws {

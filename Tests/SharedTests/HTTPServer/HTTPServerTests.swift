@@ -269,6 +269,19 @@ func connect(_ server: HTTPServer) throws -> RawClient {
         #expect(c.readResponse()?.body == Array("hello".utf8))
     }
 
+    @Test func http10KeepAliveAndNothingServedAfterClose() throws {
+        let server = try startServer()
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connect(server)
+        c.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        let r = try #require(c.readResponse())
+        #expect(r.headers["connection"] == "keep-alive")
+        // A request pipelined after `Connection: close` is never answered.
+        c.send("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.headers["connection"] == "close")
+        #expect(c.isClosedByPeer())
+    }
+
     @Test func chunkedRequestBodyIsDecoded() throws {
         let server = try startServer()
         defer { server.shutdown(grace: .seconds(1)) }
