@@ -166,27 +166,25 @@ final class HTTPConnection {
         let body = ConnectionBody(connection: self, parsed: parsed)
         let writer = ConnectionResponseWriter(connection: self, parsed: parsed, body: body, requestID: context.requestID)
         body.writer = writer
-        var handlerFailed = false
         do {
             try server.handler.handle(parsed.head, body: body, response: writer, context: context)
         } catch {
-            handlerFailed = true
+            // Handled below: what matters is whether a complete response went out.
         }
         var keep = true
         var aborted = false
         if !writer.finished {
-            if !writer.headWritten && !writer.broken {
+            keep = false
+            if !writer.headWritten && !writer.broken && body.failure != .closed {
                 writer.forceClose = true
-                let xml = s3ErrorXML(code: "InternalError", message: "We encountered an internal error. Please try again.",
-                                     requestID: context.requestID)
+                let (status, code, message) = fallbackError(body.failure)
                 var h = HTTPFields()
                 h.add("Content-Type", "application/xml")
-                do { try writer.respond(status: 500, headers: h, body: xml) } catch { aborted = true }
-                _ = handlerFailed
+                let xml = s3ErrorXML(code: code, message: message, requestID: context.requestID)
+                do { try writer.respond(status: status, headers: h, body: xml) } catch { aborted = true }
             } else {
                 aborted = true
             }
-            keep = false
         }
         if writer.broken || writer.closeAfter { keep = false }
         if body.failure != nil { keep = false }
@@ -208,6 +206,18 @@ final class HTTPConnection {
             lingeringClose()
         }
         return keep
+    }
+}
+
+/// The answer when a handler returns without a response: a body failure maps to the
+/// S3 error a client expects; anything else is the handler's fault.
+func fallbackError(_ failure: HTTPConnectionError?) -> (Int, String, String) {
+    switch failure {
+    case .malformedBody(let e)?: return (e.status, e.code, e.message)
+    case .timeout?:
+        return (400, "RequestTimeout",
+                "Your socket connection to the server was not read from or written to within the timeout period.")
+    default: return (500, "InternalError", "We encountered an internal error. Please try again.")
     }
 }
 

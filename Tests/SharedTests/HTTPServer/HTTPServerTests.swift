@@ -294,6 +294,28 @@ func connect(_ server: HTTPServer) throws -> RawClient {
         #expect(r.body == Array("chunk-decoded".utf8))
     }
 
+    @Test func malformedChunkedBodySeenByHandlerBecomes400() throws {
+        let server = try startServer()
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connect(server)
+        c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+        let r = try #require(c.readResponse())
+        #expect(r.status == 400)
+        #expect(r.headers["connection"] == "close")
+        #expect(c.isClosedByPeer())
+    }
+
+    @Test func stalledBodyTimesOutAs400RequestTimeout() throws {
+        let server = try startServer { $0.bodyIdleTimeout = .seconds(1) }
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connect(server)
+        c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        let r = try #require(c.readResponse())
+        #expect(r.status == 400)
+        #expect(String(decoding: r.body, as: UTF8.self).contains("<Code>RequestTimeout</Code>"))
+        #expect(c.isClosedByPeer())
+    }
+
     @Test func chunkedResponseAndHTTP10CloseDelimited() throws {
         let server = try startServer()
         defer { server.shutdown(grace: .seconds(1)) }
