@@ -59,6 +59,20 @@ public struct RequestSummary: Sendable {
     public var duration: Duration
     /// The response was cut short or the connection was closed on an error.
     public var aborted: Bool
+
+    public init(requestID: String, method: String, target: String, remoteAddress: String, status: Int,
+                bytesIn: Int64, bytesOut: Int64, duration: Duration, aborted: Bool)
+    {
+        self.requestID = requestID
+        self.method = method
+        self.target = target
+        self.remoteAddress = remoteAddress
+        self.status = status
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.duration = duration
+        self.aborted = aborted
+    }
 }
 
 /// Why a connection was refused or dropped without a request.
