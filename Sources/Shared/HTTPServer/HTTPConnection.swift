@@ -17,7 +17,7 @@ public enum HTTPConnectionError: Error, Sendable, Equatable, CustomStringConvert
         switch self {
         case .timeout: return "no progress on the connection within the idle timeout"
         case .closed: return "the client closed the connection"
-        case .io(let e): return "socket error: \(Sockets.errnoText(e))"
+        case .io(let e): return "socket error: \(ServerSockets.errnoText(e))"
         case .malformedBody(let e): return "malformed request body: \(e.message)"
         case .misuse(let m): return "handler misuse: \(m)"
         }
@@ -63,7 +63,7 @@ final class HTTPConnection {
 
     func date() -> String {
         let now = time(nil)
-        if now != cachedDate.0 { cachedDate = (now, HTTPDate.format(now)) }
+        if now != cachedDate.0 { cachedDate = (now, HTTPServerDate.format(now)) }
         return cachedDate.1
     }
 
@@ -135,8 +135,8 @@ final class HTTPConnection {
 
     /// A complete small error response followed by closing the connection.
     private func sendError(status: Int, code: String, message: String, requestID: String) {
-        let body = s3ErrorXML(code: code, message: message, requestID: requestID)
-        let head = "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nContent-Type: application/xml\r\n"
+        let body = serverErrorXML(code: code, message: message, requestID: requestID)
+        let head = "HTTP/1.1 \(status) \(HTTPReasonPhrase.reason(status))\r\nContent-Type: application/xml\r\n"
             + "Content-Length: \(body.count)\r\nx-amz-request-id: \(requestID)\r\nDate: \(date())\r\nConnection: close\r\n\r\n"
         try? socket.writeAll(Array(head.utf8) + body, idle: config.bodyIdleTimeout)
         lingeringClose()
@@ -180,7 +180,7 @@ final class HTTPConnection {
                 let (status, code, message) = fallbackError(body.failure)
                 var h = HTTPFields()
                 h.add("Content-Type", "application/xml")
-                let xml = s3ErrorXML(code: code, message: message, requestID: context.requestID)
+                let xml = serverErrorXML(code: code, message: message, requestID: context.requestID)
                 do { try writer.respond(status: status, headers: h, body: xml) } catch { aborted = true }
             } else {
                 aborted = true
@@ -376,7 +376,7 @@ final class ConnectionResponseWriter: ResponseWriter {
             mode = .chunked
         }
 
-        var s = "HTTP/1.1 \(head.status) \(HTTPStatus.reason(head.status))\r\n"
+        var s = "HTTP/1.1 \(head.status) \(HTTPReasonPhrase.reason(head.status))\r\n"
         var hasDate = false, hasID = false
         for (name, value) in head.headers {
             if name.caseInsensitiveEquals("Content-Length") || name.caseInsensitiveEquals("Transfer-Encoding")
@@ -438,10 +438,10 @@ final class ConnectionResponseWriter: ResponseWriter {
         case .closeDelimited:
             try send([bytes], head: takeHead())
         case .chunked:
-            let prefixCount = HTTPStatus.chunkPrefix(bytes.count, into: &chunkPrefix)
+            let prefixCount = HTTPReasonPhrase.chunkPrefix(bytes.count, into: &chunkPrefix)
             let head = takeHead()
             try chunkPrefix.withUnsafeBytes { p in
-                try HTTPStatus.crlf.withUnsafeBytes { crlf in
+                try HTTPReasonPhrase.crlf.withUnsafeBytes { crlf in
                     try send([UnsafeRawBufferPointer(rebasing: p[0..<prefixCount]), bytes, crlf], head: head)
                 }
             }
@@ -461,7 +461,7 @@ final class ConnectionResponseWriter: ResponseWriter {
             throw HTTPConnectionError.misuse("response body shorter than its Content-Length by \(remaining) bytes")
         case .chunked:
             let head = takeHead()
-            try HTTPStatus.lastChunk.withUnsafeBytes { try send([$0], head: head) }
+            try HTTPReasonPhrase.lastChunk.withUnsafeBytes { try send([$0], head: head) }
         default:
             try flushPendingHead()
         }
@@ -489,7 +489,7 @@ final class ConnectionResponseWriter: ResponseWriter {
     }
 }
 
-enum HTTPStatus {
+enum HTTPReasonPhrase {
     static let crlf: [UInt8] = [0x0D, 0x0A]
     static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 

@@ -5,7 +5,7 @@ import Testing
 @testable import Shared
 
 /// A blocking POSIX client socket with a receive timeout so a broken server fails the test instead of hanging it.
-final class RawClient {
+final class RawHTTPClient {
     let fd: Int32
     private var buffered: [UInt8] = []
 
@@ -116,7 +116,7 @@ final class RawClient {
 }
 
 /// Routes used by the socket tests.
-final class TestHandler: HTTPRequestHandler {
+final class ServerTestHandler: HTTPRequestHandler {
     let slowStarted = Atomic<Int>(0)
     let largestRead = Atomic<Int>(0)
 
@@ -170,7 +170,7 @@ final class TestHandler: HTTPRequestHandler {
     }
 }
 
-final class CountingObserver: HTTPServerObserver {
+final class ServerTestObserver: HTTPServerObserver {
     let finished = Mutex<[RequestSummary]>([])
     let rejections = Mutex<[ConnectionRejection]>([])
     func requestFinished(_ summary: RequestSummary) { finished.withLock { $0.append(summary) } }
@@ -179,7 +179,7 @@ final class CountingObserver: HTTPServerObserver {
     }
 }
 
-func startServer(_ handler: TestHandler = TestHandler(), observer: CountingObserver? = nil,
+func startTestServer(_ handler: ServerTestHandler = ServerTestHandler(), observer: ServerTestObserver? = nil,
                  configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws -> HTTPServer {
     var config = HTTPServerConfiguration(listenAddress: "127.0.0.1:0", headerTimeout: .seconds(10),
                                          idleTimeout: .seconds(10), bodyIdleTimeout: .seconds(10))
@@ -189,17 +189,17 @@ func startServer(_ handler: TestHandler = TestHandler(), observer: CountingObser
     return server
 }
 
-func connect(_ server: HTTPServer) throws -> RawClient {
-    try #require(RawClient(port: server.boundPort))
+func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
+    try #require(RawHTTPClient(port: server.boundPort))
 }
 
 @Suite(.serialized) struct HTTPServerTests {
     @Test func keepAliveServesSeveralRequests() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer)
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer)
         defer { server.shutdown(grace: .seconds(1)) }
         #expect(server.boundPort > 0)
-        let c = try connect(server)
+        let c = try connectRaw(server)
         for i in 0..<5 {
             c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nab\(i)")
             let r = try #require(c.readResponse())
@@ -219,9 +219,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func pipelinedRequestsAnswerInOrder() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nfirstGET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
             + "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nthird")
         #expect(c.readResponse()?.body == Array("first".utf8))
@@ -233,9 +233,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func expectContinueIsSentOnFirstRead() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         // The client waits for 100 before sending the body.
         let interim = try #require(c.readResponse())
@@ -250,9 +250,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func expectContinueWithoutReadGetsFinalAnswerAndClose() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /no-read HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         let r = try #require(c.readResponse())
         #expect(r.status == 403)
@@ -261,18 +261,18 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func unreadSmallBodyIsDrainedAndConnectionKept() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /no-read HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nignoreGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(c.readResponse()?.status == 403)
         #expect(c.readResponse()?.body == Array("hello".utf8))
     }
 
     @Test func http10KeepAliveAndNothingServedAfterClose() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         let r = try #require(c.readResponse())
         #expect(r.headers["connection"] == "keep-alive")
@@ -283,9 +283,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func chunkedRequestBodyIsDecoded() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         c.send("6;ext=1\r\nchunk-\r\n")
         c.send("7\r\ndecoded\r\n0\r\nX-Checksum: abc\r\n\r\n")
@@ -295,9 +295,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func malformedChunkedBodySeenByHandlerBecomes400() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
         let r = try #require(c.readResponse())
         #expect(r.status == 400)
@@ -306,9 +306,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func stalledBodyTimesOutAs400RequestTimeout() throws {
-        let server = try startServer { $0.bodyIdleTimeout = .seconds(1) }
+        let server = try startTestServer { $0.bodyIdleTimeout = .seconds(1) }
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         let r = try #require(c.readResponse())
         #expect(r.status == 400)
@@ -317,15 +317,15 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func chunkedResponseAndHTTP10CloseDelimited() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
         let r = try #require(c.readResponse())
         #expect(r.headers["transfer-encoding"] == "chunked")
         #expect(r.body == Array("one,two,three".utf8))
 
-        let old = try connect(server)
+        let old = try connectRaw(server)
         old.send("GET /stream HTTP/1.0\r\n\r\n")
         let r10 = try #require(old.readResponse())
         #expect(r10.headers["transfer-encoding"] == nil)
@@ -334,9 +334,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func headResponseHasNoBody() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         let head = try #require(c.readResponse(bodyless: true))
         #expect(head.status == 200)
@@ -348,10 +348,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func handlerErrorAfterHeadClosesConnection() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer)
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer)
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET /fail-after-head HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(c.readLine() == "HTTP/1.1 200 OK")
         while let l = c.readLine(), !l.isEmpty {}
@@ -361,9 +361,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func handlerErrorBeforeHeadIs500() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET /throw HTTP/1.1\r\nHost: t\r\n\r\n")
         let r = try #require(c.readResponse())
         #expect(r.status == 500)
@@ -371,7 +371,7 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func malformedRequestsGetTheirStatusAndClose() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
         let cases = [
             ("GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
@@ -380,7 +380,7 @@ func connect(_ server: HTTPServer) throws -> RawClient {
             ("GET / HTTP/1.1\r\nHost: t\r\n" + String(repeating: "X: y\r\n", count: 201) + "\r\n", 431),
         ]
         for (raw, status) in cases {
-            let c = try connect(server)
+            let c = try connectRaw(server)
             c.send(raw)
             let r = try #require(c.readResponse())
             #expect(r.status == status)
@@ -391,10 +391,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func largeStreamedBodyArrivesIntact() throws {
-        let handler = TestHandler()
-        let server = try startServer(handler)
+        let handler = ServerTestHandler()
+        let server = try startTestServer(handler)
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         let total = 64 << 20
         c.send("PUT /sum HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\n\r\n")
         var digest = Digest(.sha256)
@@ -426,13 +426,13 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func connectionsOverTheLimitGet503SlowDown() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer) { $0.maxConnections = 1 }
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer) { $0.maxConnections = 1 }
         defer { server.shutdown(grace: .seconds(1)) }
-        let first = try connect(server)
+        let first = try connectRaw(server)
         first.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(first.readResponse()?.status == 200)  // admitted, now idle but open
-        let second = try connect(server)
+        let second = try connectRaw(server)
         let r = try #require(second.readResponse())
         #expect(r.status == 503)
         #expect(r.headers["content-type"] == "application/xml")
@@ -447,10 +447,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func slowHeaderIsCutOff() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer) { $0.headerTimeout = .seconds(1) }
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer) { $0.headerTimeout = .seconds(1) }
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET / HTTP/1.1\r\nHost: t\r\n")  // never finishes the head
         let r = c.readResponse()
         #expect(r?.status == 408)
@@ -459,14 +459,14 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func gracefulShutdownFinishesInFlightAndRefusesNew() throws {
-        let handler = TestHandler()
-        let server = try startServer(handler)
+        let handler = ServerTestHandler()
+        let server = try startTestServer(handler)
         let port = server.boundPort
-        let idle = try connect(server)
+        let idle = try connectRaw(server)
         idle.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(idle.readResponse()?.status == 200)
 
-        let busy = try connect(server)
+        let busy = try connectRaw(server)
         busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         while handler.slowStarted.load(ordering: .sequentiallyConsistent) == 0 { usleep(1000) }
 
@@ -485,13 +485,13 @@ func connect(_ server: HTTPServer) throws -> RawClient {
         #expect(busy.isClosedByPeer())
         while !done.load(ordering: .sequentiallyConsistent) { usleep(1000) }
         #expect(server.activeConnections == 0)
-        #expect(RawClient(port: port) == nil)
+        #expect(RawHTTPClient(port: port) == nil)
     }
 
     @Test func shutdownForceClosesAfterGrace() throws {
-        let handler = TestHandler()
-        let server = try startServer(handler)
-        let c = try connect(server)
+        let handler = ServerTestHandler()
+        let server = try startTestServer(handler)
+        let c = try connectRaw(server)
         c.send("PUT /stall-body HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly-part")
         while handler.slowStarted.load(ordering: .sequentiallyConsistent) == 0 { usleep(1000) }
         server.shutdown(grace: .milliseconds(100))  // returns only once the stalled thread ended
@@ -512,10 +512,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func bindFailureIsActionable() throws {
-        let a = try startServer()
+        let a = try startTestServer()
         defer { a.shutdown(grace: .seconds(1)) }
         let b = try HTTPServer(configuration: HTTPServerConfiguration(listenAddress: "127.0.0.1:\(a.boundPort)"),
-                               handler: TestHandler(), observer: nil)
+                               handler: ServerTestHandler(), observer: nil)
         do {
             try b.start()
             Issue.record("second bind succeeded")
@@ -526,7 +526,7 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func ipv6Loopback() throws {
-        guard let server = try? startServer(configure: { $0.listenAddress = "[::1]:0" }) else { return }  // no IPv6 here
+        guard let server = try? startTestServer(configure: { $0.listenAddress = "[::1]:0" }) else { return }  // no IPv6 here
         defer { server.shutdown(grace: .seconds(1)) }
         #expect(server.boundPort > 0)
         #expect(server.boundAddress == "[::1]:\(server.boundPort)")
