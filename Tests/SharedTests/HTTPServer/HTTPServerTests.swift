@@ -173,7 +173,11 @@ final class ServerTestHandler: HTTPRequestHandler {
 final class ServerTestObserver: HTTPServerObserver {
     let finished = Mutex<[RequestSummary]>([])
     let rejections = Mutex<[ConnectionRejection]>([])
+    let opened = Atomic<Int>(0)
+    let closed = Atomic<Int>(0)
     func requestFinished(_ summary: RequestSummary) { finished.withLock { $0.append(summary) } }
+    func connectionOpened(remoteAddress: String) { opened.add(1, ordering: .sequentiallyConsistent) }
+    func connectionClosed(remoteAddress: String) { closed.add(1, ordering: .sequentiallyConsistent) }
     func connectionRejected(remoteAddress: String, reason: ConnectionRejection) {
         rejections.withLock { $0.append(reason) }
     }
@@ -216,6 +220,10 @@ func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
         #expect(summaries.count == 5)
         #expect(summaries.allSatisfy { $0.status == 200 && $0.bytesIn == 3 && $0.bytesOut == 3 && !$0.aborted })
         #expect(Set(summaries.map(\.requestID)).count == 5)
+        #expect(summaries.allSatisfy { $0.remoteAddress.hasPrefix("127.0.0.1:") && $0.method == "PUT" && $0.target == "/echo" })
+        #expect(observer.opened.load(ordering: .sequentiallyConsistent) == 1)
+        #expect(observer.closed.load(ordering: .sequentiallyConsistent) == 1)
+        #expect(server.activeConnections == 0)
     }
 
     @Test func pipelinedRequestsAnswerInOrder() throws {
