@@ -147,7 +147,11 @@ public final class HTTPServer: Sendable {
         self.configuration = configuration
         self.address = try ListenAddress(parsing: configuration.listenAddress)
         guard configuration.maxConnections > 0 else {
-            throw HTTPServerError(code: .invalidAddress, message: "maxConnections must be positive")
+            throw HTTPServerError(code: .invalidConfiguration, message: "maxConnections must be at least 1")
+        }
+        for (name, value) in [("headerTimeout", configuration.headerTimeout), ("idleTimeout", configuration.idleTimeout),
+                              ("bodyIdleTimeout", configuration.bodyIdleTimeout)] where value <= .zero {
+            throw HTTPServerError(code: .invalidConfiguration, message: "\(name) must be positive")
         }
         self.handler = handler
         self.observer = observer

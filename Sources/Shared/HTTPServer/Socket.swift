@@ -4,6 +4,7 @@ import Glibc
 public struct HTTPServerError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case invalidAddress
+        case invalidConfiguration
         case permissionDenied
         case addressInUse
         case addressNotAvailable
