@@ -8,7 +8,9 @@ import Shared
 /// `finish`. Only verified plaintext is handed to `emit`, one chunk at a time (the buffer is
 /// only valid during the callback). A chunk is opened as non-final once more bytes follow it,
 /// so at most one sealed chunk is buffered. Errors distinguish tampering, truncation and
-/// trailing data; after an error the opener must not be used again.
+/// trailing data; after an error the opener must not be used again. Bytes after a *short* final
+/// chunk cannot be told apart from a modified final chunk (`tamperDetected`); callers that know
+/// the stored length check it first with `ChunkLayout.plaintextLength(ciphertextLength:)`.
 public final class ChunkOpener {
     public let layout: ChunkLayout
     public let cipher: AEADAlgorithm

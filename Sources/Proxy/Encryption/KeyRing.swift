@@ -151,7 +151,11 @@ public struct KeyRing: Sendable {
 
     /// Wraps `dataKey` with the active KEK for `binding`; returns the key id and the 60 wrapped bytes.
     public func wrap(_ dataKey: DataKey, binding: WrapBinding) throws(EncryptionError) -> (keyID: [UInt8], wrapped: [UInt8]) {
-        let nonce = SecureRandom.bytes(FormatV1.wrapNonceSize)
+        try wrap(dataKey, binding: binding, nonce: SecureRandom.bytes(FormatV1.wrapNonceSize))
+    }
+
+    /// Deterministic variant for test vectors; production always uses a random nonce.
+    func wrap(_ dataKey: DataKey, binding: WrapBinding, nonce: [UInt8]) throws(EncryptionError) -> (keyID: [UInt8], wrapped: [UInt8]) {
         let aad = binding.associatedData(keyID: active.id)
         do {
             let sealed = try AEAD.seal(.aes256GCM, key: active.key, nonce: nonce, aad: aad, plaintext: dataKey.bytes)
