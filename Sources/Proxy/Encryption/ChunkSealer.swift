@@ -24,9 +24,15 @@ public final class ChunkSealer {
     public private(set) var plaintextLength = 0
     /// Sealed bytes emitted so far.
     public private(set) var ciphertextLength = 0
+    /// When set, the plaintext must have exactly this length (the request's declared length, or
+    /// the part header's): more fails in `update`, less fails in `finish`, before anything final is emitted.
+    public let expectedPlaintextLength: Int?
 
     /// - Parameter segmentKey: `DataKey.segmentKey(salt:partNumber:)` of this segment.
-    public init(cipher: AEADAlgorithm, segmentKey: [UInt8], layout: ChunkLayout, partNumber: Int = 0) throws(EncryptionError) {
+    public init(cipher: AEADAlgorithm, segmentKey: [UInt8], layout: ChunkLayout, partNumber: Int = 0,
+                expectedPlaintextLength: Int? = nil) throws(EncryptionError) {
+        guard (expectedPlaintextLength ?? 0) >= 0 else { throw EncryptionError(.invalidParameter, "negative expected length") }
+        self.expectedPlaintextLength = expectedPlaintextLength
         guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
             throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
         }
@@ -53,6 +59,9 @@ public final class ChunkSealer {
     public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         precondition(!finished, "ChunkSealer.update after finish")
         guard input.count > 0 else { return }
+        if let expected = expectedPlaintextLength, plaintextLength + input.count > expected {
+            throw EncryptionError(.lengthMismatch, "the body is longer than its declared \(expected) bytes")
+        }
         plaintextLength += input.count
         let chunkSize = layout.chunkSize
         var rest = input[...]
@@ -82,6 +91,9 @@ public final class ChunkSealer {
     /// Seals what is buffered as the final chunk (an empty final chunk for an empty segment).
     public func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         precondition(!finished, "ChunkSealer.finish called twice")
+        if let expected = expectedPlaintextLength, plaintextLength != expected {
+            throw EncryptionError(.lengthMismatch, "the body ended after \(plaintextLength) of its declared \(expected) bytes")
+        }
         finished = true
         try sealChunk(UnsafeRawBufferPointer(rebasing: pending[0..<pendingCount]), final: true, emit: emit)
         OPENSSL_cleanse(pending.baseAddress, pendingCount)

@@ -17,6 +17,8 @@ public struct EncryptionError: Error, Equatable, Sendable, CustomStringConvertib
         case malformedMetadata
         /// A ciphertext length or header that no writer of this format produces.
         case malformedCiphertext
+        /// A body to seal was longer or shorter than its declared length.
+        case lengthMismatch
         /// A caller passed a value outside the format's limits (chunk size, part number, range).
         case invalidParameter
         /// OpenSSL failed in a way that is not the data's fault.

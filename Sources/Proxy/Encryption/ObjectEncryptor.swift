@@ -18,7 +18,8 @@ public struct ObjectEncryptor: Sendable {
 
     /// A new single-part object: a fresh DEK and salt, the metadata to send with the backend PUT,
     /// and the sealer for its body. `plaintextMD5` (the ETag) is stored when known up front.
-    public func beginObject(_ identity: ObjectIdentity, plaintextMD5: [UInt8]? = nil) throws(EncryptionError)
+    /// `plaintextLength`, when given, is enforced by the sealer.
+    public func beginObject(_ identity: ObjectIdentity, plaintextMD5: [UInt8]? = nil, plaintextLength: Int? = nil) throws(EncryptionError)
         -> (metadata: EncryptionMetadata, sealer: ChunkSealer) {
         let dataKey = DataKey.generate()
         let salt = SecureRandom.bytes(FormatV1.saltSize)
@@ -26,7 +27,8 @@ public struct ObjectEncryptor: Sendable {
         let (keyID, wrapped) = try keyRing.wrap(dataKey, binding: binding)
         let metadata = EncryptionMetadata(cipher: cipher, chunkSize: layout.chunkSize, keyID: keyID, wrappedKey: wrapped,
                                           layout: .single(salt: salt), plaintextMD5: plaintextMD5)
-        let sealer = try ChunkSealer(cipher: cipher, segmentKey: dataKey.segmentKey(salt: salt, partNumber: 0), layout: layout)
+        let sealer = try ChunkSealer(cipher: cipher, segmentKey: dataKey.segmentKey(salt: salt, partNumber: 0), layout: layout,
+                                     expectedPlaintextLength: plaintextLength)
         return (metadata, sealer)
     }
 
@@ -73,7 +75,7 @@ public struct ObjectEncryptor: Sendable {
         let header = try PartHeader(partNumber: partNumber, plaintextLength: plaintextLength, salt: SecureRandom.bytes(FormatV1.saltSize))
         let dataKey = try dataKey(of: metadata, identity: identity)
         let sealer = try ChunkSealer(cipher: metadata.cipher, segmentKey: dataKey.segmentKey(salt: header.salt, partNumber: partNumber),
-                                     layout: metadata.chunkLayout, partNumber: partNumber)
+                                     layout: metadata.chunkLayout, partNumber: partNumber, expectedPlaintextLength: plaintextLength)
         return (header.bytes, sealer)
     }
 

@@ -178,6 +178,30 @@ import Testing
         return rng.bytes(count)
     }
 
+    @Test func declaredLengthIsEnforced() throws {
+        let exact = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small, expectedPlaintextLength: 5000)
+        var out: [UInt8] = []
+        try exact.update(randomBytes(seed: 1, 5000)) { out += $0 }
+        try exact.finish { out += $0 }
+        #expect(out.count == Self.small.ciphertextLength(plaintextLength: 5000))
+
+        let long = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small, expectedPlaintextLength: 5000)
+        try long.update(randomBytes(seed: 1, 4000)) { _ in }
+        do {
+            try long.update(randomBytes(seed: 2, 1001)) { _ in }
+            Issue.record("over-long body accepted")
+        } catch let error as EncryptionError { #expect(error.code == .lengthMismatch) }
+
+        let short = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small, expectedPlaintextLength: 5000)
+        try short.update(randomBytes(seed: 1, 4999)) { _ in }
+        var finalEmitted = false
+        do {
+            try short.finish { _ in finalEmitted = true }
+            Issue.record("short body accepted")
+        } catch let error as EncryptionError { #expect(error.code == .lengthMismatch) }
+        #expect(!finalEmitted, "no final chunk for a short body")
+    }
+
     @Test func plaintextWindowCutsExactly() {
         var window = PlaintextWindow(skip: 5, length: 7)
         let a: [UInt8] = Array(0..<4), b: [UInt8] = Array(4..<10), c: [UInt8] = Array(10..<20)
