@@ -99,7 +99,7 @@ import Testing
     }
 
     @Test func rejectsWrongSizes() throws {
-        #expect(throws: AEADError.self) { try AEADContext(algorithm: .aes256GCM, key: [UInt8](repeating: 0, count: 16), sealing: true) }
+        #expect(throws: AEADError.self) { _ = try AEADContext(algorithm: .aes256GCM, key: [UInt8](repeating: 0, count: 16), sealing: true) }
         #expect(throws: AEADError.self) { try AEAD.seal(.aes256GCM, key: [UInt8](repeating: 0, count: 32), nonce: [0, 1], aad: [], plaintext: [1]) }
         #expect(throws: AEADError.authenticationFailed) { try AEAD.open(.aes256GCM, key: [UInt8](repeating: 0, count: 32), nonce: [UInt8](repeating: 0, count: 12), aad: [], sealed: [1, 2, 3]) }
         #expect(AEADAlgorithm(name: "AES-256-GCM") == .aes256GCM)
