@@ -164,3 +164,69 @@ import Testing
         #expect(throws: EncryptionError.self) { try PartHeader(partNumber: 0, plaintextLength: 1, salt: Array(0..<16)) }
     }
 }
+
+@Suite struct MultipartOpenerTests {
+    let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring(), cipher: .chacha20Poly1305, layout: try! ChunkLayout(chunkSize: 4096))
+    let id = ObjectIdentity(bucket: "b", key: "mp.bin")
+
+    /// Seals parts (number, plaintext) into one backend body, records as FORMAT.md §9 lays them out.
+    private func object(_ meta: EncryptionMetadata, _ parts: [(Int, [UInt8])]) throws -> [[UInt8]] {
+        try parts.map { (pn, plain) in
+            let (header, sealer) = try encryptor.beginPart(of: meta, identity: id, partNumber: pn, plaintextLength: plain.count)
+            var body = header
+            try sealer.update(plain) { body += $0 }
+            try sealer.finish { body += $0 }
+            return body
+        }
+    }
+
+    private func open(_ meta: EncryptionMetadata, _ body: [UInt8], pieces: Int) throws -> [UInt8] {
+        let opener = try MultipartOpener(encryptor: encryptor, metadata: meta, identity: id)
+        var out: [UInt8] = []
+        var rng = SplitMix64(seed: UInt64(pieces))
+        var offset = 0
+        while offset < body.count {
+            let n = min(body.count - offset, Int.random(in: 1...pieces, using: &rng))
+            try opener.update(Array(body[offset..<(offset + n)])) { out += $0 }
+            offset += n
+        }
+        try opener.finish()
+        return out
+    }
+
+    @Test func opensPartsInOrderAndConvertsSizes() throws {
+        let meta = try encryptor.beginMultipartObject(id)
+        var rng = SplitMix64(seed: 1)
+        let parts = [(1, rng.bytes(8192)), (2, rng.bytes(8192)), (5, rng.bytes(100))]
+        let body = try object(meta, parts).flatMap { $0 }
+        let plain = parts.flatMap { $0.1 }
+        for pieces in [1, 37, 5000, 100_000] {
+            #expect(try open(meta, body, pieces: pieces) == plain)
+        }
+        #expect(encryptor.layout.multipartPlaintextLength(ciphertextLength: body.count, partCount: 3) == plain.count)
+    }
+
+    @Test func rejectsReorderedDroppedAndTruncatedParts() throws {
+        let meta = try encryptor.beginMultipartObject(id)
+        var rng = SplitMix64(seed: 2)
+        let records = try object(meta, [(1, rng.bytes(5000)), (2, rng.bytes(5000)), (3, rng.bytes(10))])
+        let cases: [[UInt8]] = [
+            records[1] + records[0] + records[2],          // reordered
+            records[0] + records[0] + records[2],          // duplicated
+            records[0] + records[1],                       // last part dropped: still well-formed… see below
+            Array((records[0] + records[1] + records[2]).dropLast(1)),
+            Array((records[0] + records[1]).dropLast(16)),
+            [],
+        ]
+        for (i, body) in cases.enumerated() where i != 2 {
+            #expect(throws: EncryptionError.self, "case \(i)") { _ = try open(meta, body, pieces: 700) }
+        }
+        // Dropping whole trailing parts cannot be detected from the body alone (the metadata is
+        // written before the parts exist); the backend's part count in the ETag (-N) is the check.
+        #expect(try open(meta, cases[2], pieces: 700).count == 10_000)
+        // A part from another object (other DEK) is rejected.
+        let otherMeta = try encryptor.beginMultipartObject(id)
+        let foreign = try object(otherMeta, [(2, rng.bytes(5000))])
+        #expect(throws: EncryptionError.self) { _ = try open(meta, records[0] + foreign[0], pieces: 700) }
+    }
+}
