@@ -55,7 +55,7 @@ public final class ChunkOpener {
 
     /// Accepts the next ciphertext piece; emits the plaintext of every chunk that is now complete and not last.
     public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        precondition(!finished && !failed, "ChunkOpener.update after finish or failure")
+        guard !finished && !failed else { throw Self.misuse }
         guard input.count > 0 else { return }
         let sealedSize = layout.sealedChunkSize
         var rest = input[...]
@@ -78,6 +78,10 @@ public final class ChunkOpener {
         pendingCount = rest.count
     }
 
+    /// Thrown (rather than trapping) when a caller keeps using an opener after `finish` or an
+    /// error, so a handler bug fails one request instead of the process.
+    static let misuse = EncryptionError(.invalidParameter, "ChunkOpener used after finish or after a failure")
+
     public func update(_ input: [UInt8], emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         try input.withUnsafeBytes { try update($0, emit: emit) }
     }
@@ -85,7 +89,7 @@ public final class ChunkOpener {
     /// Ends the input. With `lastChunkIsFinal` (a whole object, or a range that reaches the end),
     /// the buffered chunk must be the segment's final chunk; otherwise it must be a full non-final chunk.
     public func finish(lastChunkIsFinal: Bool = true, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        precondition(!finished && !failed, "ChunkOpener.finish called twice or after failure")
+        guard !finished && !failed else { throw Self.misuse }
         finished = true
         let sealedSize = layout.sealedChunkSize
         if lastChunkIsFinal {
@@ -120,7 +124,12 @@ public final class ChunkOpener {
         }
         nextIndex += 1
         plaintextLength += count
-        try emit(UnsafeRawBufferPointer(rebasing: output[0..<count]))
+        do {
+            try emit(UnsafeRawBufferPointer(rebasing: output[0..<count]))
+        } catch {
+            failed = true   // the consumer failed mid-stream: this stream cannot continue
+            throw error
+        }
     }
 
     private func attempt(_ sealed: UnsafeRawBufferPointer, final: Bool) throws(AEADError) -> Int {

@@ -20,6 +20,7 @@ public final class ChunkSealer {
     private let output: UnsafeMutableRawBufferPointer
     private var nextIndex: UInt64 = 0
     private var finished = false
+    private var failed = false
     /// Plaintext bytes accepted so far.
     public private(set) var plaintextLength = 0
     /// Sealed bytes emitted so far.
@@ -57,9 +58,10 @@ public final class ChunkSealer {
 
     /// Accepts the next plaintext piece; emits every chunk that is now known not to be final.
     public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        precondition(!finished, "ChunkSealer.update after finish")
+        guard !finished && !failed else { throw Self.misuse }
         guard input.count > 0 else { return }
         if let expected = expectedPlaintextLength, plaintextLength + input.count > expected {
+            failed = true
             throw EncryptionError(.lengthMismatch, "the body is longer than its declared \(expected) bytes")
         }
         plaintextLength += input.count
@@ -84,14 +86,18 @@ public final class ChunkSealer {
         pendingCount = rest.count
     }
 
+    /// Thrown (rather than trapping) when a caller keeps using a sealer after `finish` or an error.
+    static let misuse = EncryptionError(.invalidParameter, "ChunkSealer used after finish or after a failure")
+
     public func update(_ input: [UInt8], emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         try input.withUnsafeBytes { try update($0, emit: emit) }
     }
 
     /// Seals what is buffered as the final chunk (an empty final chunk for an empty segment).
     public func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws {
-        precondition(!finished, "ChunkSealer.finish called twice")
+        guard !finished && !failed else { throw Self.misuse }
         if let expected = expectedPlaintextLength, plaintextLength != expected {
+            failed = true
             throw EncryptionError(.lengthMismatch, "the body ended after \(plaintextLength) of its declared \(expected) bytes")
         }
         finished = true
@@ -113,10 +119,16 @@ public final class ChunkSealer {
             written = try aead.seal(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad),
                                     plaintext: plaintext, into: output)
         } catch {
+            failed = true
             throw EncryptionError(.internalFailure, "sealing chunk \(nextIndex) failed: \(error)")
         }
         nextIndex += 1
         ciphertextLength += written
-        try emit(UnsafeRawBufferPointer(rebasing: output[0..<written]))
+        do {
+            try emit(UnsafeRawBufferPointer(rebasing: output[0..<written]))
+        } catch {
+            failed = true   // the consumer failed mid-stream: this stream cannot continue
+            throw error
+        }
     }
 }

@@ -211,3 +211,48 @@ import Testing
         #expect(window.isComplete)
     }
 }
+
+@Suite struct ChunkOpenerFuzzTests {
+    /// Seeded mutation fuzzing of the opener: random flips, cuts, insertions and deletions. It never
+    /// crashes, anything it accepts is the original plaintext, and whatever it released before an
+    /// error is a chunk-aligned prefix of the original plaintext.
+    @Test func mutatedCiphertextNeverYieldsWrongPlaintext() throws {
+        let layout = try ChunkLayout(chunkSize: 4096)
+        let key = EncryptionFixtures.segmentKey(5)
+        var rng = SplitMix64(seed: 31337)
+        let plaintext = rng.bytes(3 * 4096 + 123)
+        let sealer = try ChunkSealer(cipher: .aes256GCM, segmentKey: key, layout: layout)
+        let ciphertext = try EncryptionFixtures.seal(plaintext, with: sealer, rng: &rng, maxPiece: 5000)
+        for round in 0..<300 {
+            var mutated = ciphertext
+            for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                let i = Int.random(in: 0..<max(mutated.count, 1), using: &rng)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0 where !mutated.isEmpty: mutated[i] ^= UInt8.random(in: 1...255, using: &rng)
+                case 1: mutated = Array(mutated.prefix(i))
+                case 2: mutated.insert(contentsOf: rng.bytes(Int.random(in: 1...40, using: &rng)), at: min(i, mutated.count))
+                default: if !mutated.isEmpty { mutated.removeSubrange(i..<min(mutated.count, i + Int.random(in: 1...40, using: &rng))) }
+                }
+            }
+            let opener = try ChunkOpener(cipher: .aes256GCM, segmentKey: key, layout: layout)
+            var released: [UInt8] = []
+            do {
+                var offset = 0
+                while offset < mutated.count {
+                    let n = min(mutated.count - offset, Int.random(in: 1...6000, using: &rng))
+                    try opener.update(Array(mutated[offset..<(offset + n)])) { released += $0 }
+                    offset += n
+                }
+                try opener.finish { released += $0 }
+                #expect(mutated == ciphertext, "round \(round): a modified stream was accepted")
+                #expect(released == plaintext)
+            } catch let error as EncryptionError {
+                #expect(mutated != ciphertext)
+                #expect(released.count % 4096 == 0 && released == Array(plaintext.prefix(released.count)), "round \(round)")
+                // Further use is refused, not a crash.
+                #expect(throws: EncryptionError.self) { try opener.finish { _ in } }
+                _ = error
+            }
+        }
+    }
+}
