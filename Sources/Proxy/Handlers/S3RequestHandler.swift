@@ -1,6 +1,12 @@
 import Foundation
 import Shared
 
+/// A response that could not be completed after its head was written; the connection must close.
+struct S3ResponseAborted: Error, CustomStringConvertible {
+    var detail: String
+    var description: String { "response aborted: \(detail)" }
+}
+
 /// The S3 side of the gateway: routes, authenticates, dispatches per operation, answers errors as S3 XML
 /// and reports every request to the observer.
 struct S3RequestHandler: HTTPRequestHandler {
@@ -23,7 +29,9 @@ struct S3RequestHandler: HTTPRequestHandler {
         self.now = now
     }
 
-    func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext) {
+    /// Throws `S3ResponseAborted` only when a response was cut off after its head went out, so the server
+    /// closes the connection; every other outcome is a complete response (backend answer or S3 XML error).
+    func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext) throws {
         let route = GatewayRoute.decide(method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery, headers: head.headers)
         if case .gateway(let endpoint) = route {
             gateway.serve(endpoint, head: head, response: response, context: context)
@@ -74,6 +82,7 @@ struct S3RequestHandler: HTTPRequestHandler {
         summary.bytesIn = verifyingBody?.bytesRead ?? 0
         summary.duration = ContinuousClock.now - context.startedAt
         observer.s3RequestCompleted(summary)
+        if summary.aborted { throw S3ResponseAborted(detail: summary.errorDetail ?? "response aborted") }
     }
 
     /// Resolves the address, verifies the signature and classifies the operation.

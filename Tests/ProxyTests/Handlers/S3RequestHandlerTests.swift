@@ -41,7 +41,7 @@ struct HandlerHarness {
     /// Sends one request through the handler and returns what it wrote.
     @discardableResult
     func send(_ method: String, _ target: String, body: [UInt8] = [], headers: [(name: String, value: String)] = [],
-              payload: Payload = .signed, secret: String = clientSecret) -> RecordingWriter {
+              payload: Payload = .signed, secret: String = clientSecret, writer: RecordingWriter = RecordingWriter()) -> RecordingWriter {
         let head0 = HTTPRequestHead(method: method, target: target, headers: [:])
         let hash: String
         switch payload {
@@ -57,10 +57,13 @@ struct HandlerHarness {
                                             now: Int64(Date().timeIntervalSince1970)))
         fields.add("Host", "gateway.test:8080")
         let head = HTTPRequestHead(method: method, target: target, headers: fields)
-        let writer = RecordingWriter()
         let context = RequestContext(requestID: "REQ-\(UInt32.random(in: 0...UInt32.max))", remoteAddress: "127.0.0.1:1",
                                      startedAt: .now)
-        handler.handle(head, body: MemoryBody(body, sliceSize: 16 << 10), response: writer, context: context)
+        do {
+            try handler.handle(head, body: MemoryBody(body, sliceSize: 16 << 10), response: writer, context: context)
+        } catch {
+            writer.abortedWith = error
+        }
         return writer
     }
 
@@ -85,6 +88,7 @@ struct HandlerHarness {
                                                                       (name: "x-amz-meta-color", value: "blue")])
         #expect(put.status == 200, "\(put.bodyText)")
         #expect(put.finished)
+        #expect(put.abortedWith == nil)
         let etag = try #require(harness.header(put, "ETag"))
         #expect(etag == "\"\(Encoding.hex(Digest.hash(.md5, content)))\"")
         let putSummary = try #require(harness.observer.last)
@@ -115,6 +119,21 @@ struct HandlerHarness {
         #expect(list.bodyText.contains("<Key>dir/a b+cé.bin</Key>"))
         #expect(harness.observer.last?.operation == "ListObjectsV2")
         #expect(harness.backend.health.answered(within: .seconds(60)))
+    }
+
+    @Test func clientGoingAwayMidResponseAbortsWithoutBlamingTheBackend() throws {
+        let content = [UInt8](repeating: 7, count: 1 << 20)
+        #expect(harness.send("PUT", "/bucket/big", body: content).status == 200)
+        let writer = RecordingWriter()
+        writer.failWritesAfterBytes = 100_000
+        harness.send("GET", "/bucket/big", writer: writer)
+        #expect(writer.status == 200)
+        #expect(!writer.finished)
+        #expect(writer.abortedWith is S3ResponseAborted)
+        let summary = try #require(harness.observer.last)
+        #expect(summary.aborted)
+        #expect(!summary.backendError)
+        #expect(summary.status == 200)
     }
 
     /// Keys are opaque: dot segments and doubled slashes reach the backend verbatim (curl must not normalise them).
@@ -189,7 +208,7 @@ struct HandlerHarness {
         #expect(harness.backend.health.lastAnsweredAt != nil)
 
         let writer = RecordingWriter()
-        harness.handler.handle(HTTPRequestHead(method: "GET", target: "/ready", headers: ["Host": "gw"]), body: MemoryBody([]),
+        try harness.handler.handle(HTTPRequestHead(method: "GET", target: "/ready", headers: ["Host": "gw"]), body: MemoryBody([]),
                                response: writer, context: RequestContext(requestID: "r", remoteAddress: "a", startedAt: .now))
         #expect(writer.bodyText == "ok")
         #expect(harness.gateway.served.withLock { $0 } == [.ready])

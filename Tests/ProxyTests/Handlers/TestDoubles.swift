@@ -40,6 +40,8 @@ final class RecordingWriter: ResponseWriter {
     private(set) var head: HTTPResponseHead?
     private(set) var body: [UInt8] = []
     private(set) var finished = false
+    /// What the handler threw (it only throws to abort a response whose head went out).
+    var abortedWith: (any Error)?
 
     var headWritten: Bool { head != nil }
 
@@ -48,8 +50,14 @@ final class RecordingWriter: ResponseWriter {
         self.head = head
     }
 
+    /// Simulates a client that goes away: body writes fail once this many bytes were written.
+    var failWritesAfterBytes: Int?
+
+    struct ClientGone: Error {}
+
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         precondition(head != nil, "body before head")
+        if let limit = failWritesAfterBytes, body.count + bytes.count > limit { throw ClientGone() }
         body.append(contentsOf: bytes)
     }
 
@@ -65,18 +73,7 @@ final class RecordingWriter: ResponseWriter {
     }
 }
 
-/// A small deterministic PRNG so fuzz tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+// Seeded randomness comes from `SplitMix64` in Tests/ProxyTests/Encryption/EncryptionTestSupport.swift.
 
 /// The S3 error code `body` throws, nil when it does not throw, or a marker for other errors.
 func s3ErrorCode(_ body: () throws -> Void) -> String? {
