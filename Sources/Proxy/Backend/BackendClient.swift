@@ -213,3 +213,19 @@ private final class ResponseRelay: HTTPResponseHandler {
         bytesOut += Int64(bytes.count)
     }
 }
+
+extension BackendClient {
+    /// The backend client the gateway runs with: endpoint, region, credentials and TLS settings from the
+    /// environment contract; REQUEST_TIMEOUT bounds idle transfers (never whole downloads).
+    convenience init(gateway config: GatewayConfiguration, health: BackendHealth = BackendHealth()) throws(BackendEndpoint.Invalid) {
+        var http = HTTPClientConfiguration()
+        http.caFile = config.backendCAFile
+        http.insecureSkipVerify = config.backendTLSInsecureSkipVerify
+        http.idleTimeout = config.requestTimeout
+        try self.init(configuration: BackendConfiguration(endpoint: config.backendEndpoint.absoluteString,
+                                                          region: config.backendRegion,
+                                                          accessKey: config.backendAccessKey,
+                                                          secretKey: config.backendSecretKey),
+                      http: HTTPClient(configuration: http), health: health)
+    }
+}
