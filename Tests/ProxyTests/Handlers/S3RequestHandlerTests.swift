@@ -136,7 +136,8 @@ struct HandlerHarness {
         #expect(summary.status == 200)
     }
 
-    /// Keys are opaque: dot segments and doubled slashes reach the backend verbatim (curl must not normalise them).
+    /// Keys are opaque: dot segments and doubled slashes reach the backend verbatim. libcurl removes `./` and `../`
+    /// segments unless the HTTP client sets CURLOPT_PATH_AS_IS; without it this key would be stored as `y/z//w`.
     @Test func dotSegmentsAndDoubleSlashesStayInTheKey() {
         let put = harness.send("PUT", "/bucket/x/../y/./z//w", body: Array("dots".utf8))
         #expect(put.status == 200)
