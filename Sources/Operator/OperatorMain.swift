@@ -1,9 +1,29 @@
+import Foundation
 import Shared
 
 /// Entry point of `encryption-gateway-operator`.
 @main
 struct OperatorMain {
     static func main() {
-        print("usage: encryption-gateway-operator [--kubeconfig PATH] [--health-probe-bind-address ADDR] [--metrics-bind-address ADDR]")
+        let environment = ProcessInfo.processInfo.environment
+        let options: OperatorOptions
+        do {
+            options = try OperatorOptions.parse(Array(CommandLine.arguments.dropFirst()), environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("encryption-gateway-operator: \(error.message)\n".utf8))
+            exit(2)
+        }
+        if options.help {
+            print(OperatorOptions.usage)
+            exit(0)
+        }
+        let log = TemporaryJSONLog(minimum: RuntimeLogLevel(rawValue: options.logLevel) ?? .info)
+        // Before any other thread exists, so that every thread inherits the blocked signal mask.
+        let shutdown = ShutdownRelay()
+        TerminationSignals.install { signal in
+            log.info("received signal, shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : "SIGINT"])
+            shutdown.fire()
+        }
+        exit(RunCommand.run(options, log: log, shutdown: shutdown))
     }
 }

@@ -90,12 +90,14 @@ final class SharedInformer: Sendable {
         if first { thread.start() }
     }
 
-    /// Ends the current watch and the loop; returns once the loop has exited (when it was started).
-    func stop() {
+    /// Ends the current watch and the loop; waits up to `timeout` for the loop to exit (a LIST in flight cannot
+    /// be interrupted). Returns whether it exited.
+    @discardableResult
+    func stop(timeout: Duration = .seconds(5)) -> Bool {
         stopSignal.stop()
         let (token, started) = state.withLock { ($0.currentWatch, $0.started) }
         token?.cancel()
-        if started { finished.wait() }
+        return started ? finished.wait(timeout: timeout) : true
     }
 
     /// Polls until synced or stopped/timeout; true when synced.

@@ -208,11 +208,11 @@ final class LeaderElector: Sendable {
         watchdog.start()
     }
 
-    /// Stops acquiring/renewing and waits for the renew thread. Does not release: call `release()` after the
-    /// work that needed the lease has stopped.
-    func stop() {
+    /// Stops acquiring/renewing and waits (up to `timeout`) for the renew thread, which may be inside a request.
+    /// Does not release: call `release()` after the work that needed the lease has stopped.
+    func stop(timeout: Duration = .seconds(5)) {
         stopSignal.stop()
-        if state.withLock({ $0.renewing }) { renewFinished.wait() }
+        if state.withLock({ $0.renewing }) { renewFinished.wait(timeout: timeout) }
     }
 
     /// Gives the lease up if we still hold it, so a successor need not wait for expiry. Best effort.

@@ -33,6 +33,18 @@ final class StopSignal: @unchecked Sendable {
         return false
     }
 
+    /// Blocks until stopped or `timeout` passed; returns whether it was stopped.
+    @discardableResult
+    func wait(timeout: Duration) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: max(0, timeout.runtimeSeconds))
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopped {
+            if !condition.wait(until: deadline) { return stopped }
+        }
+        return true
+    }
+
     /// Blocks until stopped.
     func wait() {
         condition.lock()
