@@ -184,7 +184,7 @@ public final class HTTPServer: Sendable {
     }
 
     /// Connections currently open (served, not rejected).
-    public var activeConnections: Int { state.withLock { $0.connections.count } }
+    public var activeConnections: Int { state.withLock { $0.threads } }
 
     /// Stops accepting, closes idle keep-alive connections at once, lets requests
     /// in flight finish for up to `grace`, then force-closes the rest. Returns
@@ -271,17 +271,16 @@ public final class HTTPServer: Sendable {
         Sockets.setNoDelay(fd)
         observer?.connectionOpened(remoteAddress: remote)
         let thread = Thread { [self] in
-            let connection = HTTPConnection(server: self, id: id, socket: ConnectionSocket(fd: fd), remote: remote)
-            connection.run()
+            let socket = ConnectionSocket(fd: fd)
+            HTTPConnection(server: self, id: id, socket: socket, remote: remote).run()
+            // Unregister before closing: shutdown() must never shut down a reused fd number.
+            state.withLock { s in s.connections[id] = nil }
+            socket.close()
             observer?.connectionClosed(remoteAddress: remote)
-            // The socket is closed by now (the connection owned it).
-            state.withLock { s in
-                s.connections[id] = nil
-                s.threads -= 1
-            }
+            state.withLock { s in s.threads -= 1 }
         }
         thread.name = "http-conn"
-        thread.stackSize = 1 << 20
+        thread.stackSize = 4 << 20
         thread.start()
     }
 

@@ -225,9 +225,16 @@ enum SocketIOError: Error, Equatable {
 /// Owned by one connection thread; the fd is closed in `deinit`.
 final class ConnectionSocket {
     let fd: Int32
+    private var closed = false
 
     init(fd: Int32) { self.fd = fd }
-    deinit { close(fd) }
+    deinit { close() }
+
+    func close() {
+        if closed { return }
+        closed = true
+        _ = Glibc.close(fd)
+    }
 
     /// Reads at least one byte; returns 0 only at end of stream.
     /// `deadline` bounds the total wait (head reads); otherwise `idle` bounds each wait.
