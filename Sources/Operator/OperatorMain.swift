@@ -18,9 +18,10 @@ struct OperatorMain {
             exit(0)
         }
         let log = TemporaryJSONLog(minimum: RuntimeLogLevel(rawValue: options.logLevel) ?? .info)
-        // Before any other thread exists, so that every thread inherits the blocked signal mask.
         let shutdown = ShutdownRelay()
-        TerminationSignals.install { signal in
+        SignalWatcher.start(signals: [SIGTERM, SIGINT]) { signal in
+            // A second signal means "now": skip the drain, as controller-runtime does.
+            if shutdown.hasFired { exit(1) }
             log.info("received signal, shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : "SIGINT"])
             shutdown.fire()
         }

@@ -12,6 +12,8 @@ final class FakeKubeClient: KubeClient, Sendable {
         case fail(KubeError)
         /// Deliver events, then block until cancelled.
         case eventsThenBlock([WatchEvent])
+        /// Wait until `gate` is stopped (or cancelled), then deliver events and end normally.
+        case gated(StopSignal, [WatchEvent])
     }
 
     struct State {
@@ -81,6 +83,11 @@ final class FakeKubeClient: KubeClient, Sendable {
         switch script {
         case .fail(let error): throw error
         case .events(let events): try deliver(events)
+        case .gated(let gate, let events):
+            while !gate.wait(timeout: .milliseconds(5)) {
+                if cancellation.isCancelled { return }
+            }
+            try deliver(events)
         case .eventsThenBlock(let events):
             try deliver(events)
             while !cancellation.isCancelled { Thread.sleep(forTimeInterval: 0.005) }

@@ -54,27 +54,29 @@ import Testing
     @Test func goneInStreamRelistsAndReportsWhatChangedWhileAway() {
         let client = FakeKubeClient()
         client.seed(Self.gvr, [testObject("ns", "keep"), testObject("ns", "vanish"), testObject("ns", "change")])
+        let gate = StopSignal()
         client.scriptWatches([
-            .events([.error(status: ["kind": "Status", "code": 410, "reason": "Expired", "message": "too old"])]),
+            .gated(gate, [.error(status: ["kind": "Status", "code": 410, "reason": "Expired", "message": "too old"])]),
         ])
         let recorder = EventRecorder()
         let informer = SharedInformer(client: client, configuration: Self.config())
         informer.addEventHandler(recorder.handler)
-        // Change the world before the informer's watch fails: delete one, update one, add one.
-        client.remove(Self.gvr, ObjectKey(namespace: "ns", name: "vanish"))
         informer.start()
         defer { informer.stop() }
         #expect(informer.waitForSync(timeout: .seconds(20)))
+        #expect(recorder.all.sorted() == ["add ns/change", "add ns/keep", "add ns/vanish"])
         recorder.clear()
-        // The first watch (scripted 410) forces a relist; mutate between the two lists.
+        // Changes the watch never reports; then the stream says 410.
         client.seed(Self.gvr, [testObject("ns", "change"), testObject("ns", "new")])
         client.remove(Self.gvr, ObjectKey(namespace: "ns", name: "keep"))
-        #expect(eventually { client.listCount >= 2 && informer.store.count == 2 })
-        let events = recorder.all
-        #expect(events.contains("delete ns/keep"))
-        #expect(events.contains("add ns/new"))
-        #expect(events.contains { $0.hasPrefix("update ns/change ") })
+        client.remove(Self.gvr, ObjectKey(namespace: "ns", name: "vanish"))
+        gate.stop()
+        #expect(eventually { client.listCount == 2 && recorder.all.count == 4 })
+        #expect(recorder.all == ["delete ns/keep", "delete ns/vanish", "update ns/change 103->104", "add ns/new"])
         #expect(informer.store.keys().map(\.name) == ["change", "new"])
+        // The next watch starts from the relist's resourceVersion.
+        #expect(eventually { client.watchRequests.count == 2 })
+        #expect(client.watchRequests.last?.resourceVersion == "107")
     }
 
     @Test func goneAsHTTPStatusRelists() {
