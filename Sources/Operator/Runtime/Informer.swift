@@ -147,7 +147,9 @@ final class SharedInformer: Sendable {
                     next = .list
                 case .failed(let error):
                     if stopSignal.isStopped { return }
-                    let delay = backoff.next()
+                    var delay = backoff.next()
+                    // Honour the server's Retry-After when it asks for more patience than our backoff.
+                    if case .tooManyRequests(let retryAfter?, _) = error, retryAfter > delay { delay = retryAfter }
                     log.warn("informer watch failed", ["resource": r.description, "error": "\(error)",
                                                       "retryIn": "\(delay)"])
                     if !stopSignal.sleep(delay) { return }
