@@ -81,6 +81,22 @@ import Testing
         #expect(GoDuration.parse(text) == nil)
     }
 
+    /// Random strings over the duration alphabet never crash the parser; accepted values are non-negative and
+    /// round-trip for the simple single-unit form.
+    @Test func randomizedDurationsNeverCrash() {
+        var rng = SplitMix64(seed: 0xD0_0D_1E)
+        let alphabet = Array("0123456789.nsuµmh-+ x".unicodeScalars)
+        for _ in 0..<20000 {
+            let n = Int.random(in: 0...12, using: &rng)
+            let text = String(String.UnicodeScalarView((0..<n).map { _ in alphabet.randomElement(using: &rng)! }))
+            if let d = GoDuration.parse(text) { #expect(d >= .zero) }
+        }
+        for _ in 0..<2000 {
+            let value = Int.random(in: 0...100_000, using: &rng)
+            #expect(GoDuration.parse("\(value)ms") == .milliseconds(value))
+        }
+    }
+
     /// Seeded mutations of valid flag vectors never crash the parser, and whatever it accepts is within bounds.
     @Test func randomizedMutationsNeverCrash() {
         var rng = SplitMix64(seed: 0x5EED_0F_F1A6)
