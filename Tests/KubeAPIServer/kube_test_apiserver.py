@@ -21,6 +21,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import socketserver
 import ssl
@@ -199,9 +200,11 @@ class Store:
         self.cond.notify_all()
 
     def compact(self):
+        # Bump the revision first so everything handed out so far (list RVs, continue tokens, watch positions,
+        # including those of idle, caught-up watches) is older than the compaction and answers 410.
         with self.cond:
             self.history.clear()
-            self.compacted_rv = self.rv
+            self.compacted_rv = self.next_rv()
             self.cond.notify_all()
             return self.rv
 
@@ -1066,7 +1069,20 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.RequestHandlerClass(request, client_address, self)
 
 
+def watch_parent(parent):
+    # Tests start us as a child process; if the test runner dies without stopping us, exit instead of lingering.
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
 def main():
+    # Spawners (e.g. Foundation's Process) may hand us a blocked signal mask; make SIGTERM/SIGINT work.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM, signal.SIGINT])
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
