@@ -18,6 +18,13 @@ struct OperatorMain {
             exit(0)
         }
         let log = TemporaryJSONLog(minimum: RuntimeLogLevel(rawValue: options.logLevel) ?? .info)
+        // A parent may hand us SIGTERM/SIGINT blocked (signal masks are inherited across exec); unblock them here,
+        // before any thread exists, or graceful shutdown would never start.
+        var termination = sigset_t()
+        sigemptyset(&termination)
+        sigaddset(&termination, SIGTERM)
+        sigaddset(&termination, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &termination, nil)
         let shutdown = ShutdownRelay()
         SignalWatcher.start(signals: [SIGTERM, SIGINT]) { signal in
             // A second signal means "now": skip the drain, as controller-runtime does.

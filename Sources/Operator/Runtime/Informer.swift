@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Synchronization
 
 /// What to watch and how.

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Glibc
 import Synchronization
 import Testing
