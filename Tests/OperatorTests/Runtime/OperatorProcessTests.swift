@@ -169,6 +169,22 @@ final class OperatorProcess {
         #expect(!standby.logs("released leader lease").isEmpty)
     }
 
+    /// When renewals fail past the renew deadline the leader stops at once and exits non-zero (to restart as a
+    /// fresh candidate), without releasing.
+    @Test func leaderThatCannotRenewExitsNonZero() throws {
+        let server = try TestAPIServer()
+        let dir = TempDir()
+        let kube = server.client()
+        let p = try Self.start(Self.kubeconfig(dir, server: server))
+        #expect(eventually(.seconds(60)) { p.identity != nil && Self.holder(kube) == p.identity })
+        try server.control("POST", "inject", ["pathPrefix": "/apis/coordination.k8s.io/v1/namespaces/ops/leases",
+                                              "method": "PUT", "code": 500, "reason": "InternalError",
+                                              "message": "etcd unavailable", "count": 100000])
+        #expect(p.waitForExit(.seconds(120)) == 1)
+        #expect(!p.logs("leader election lost").isEmpty)
+        #expect(p.logs("released leader lease").isEmpty)
+    }
+
     @Test func badFlagExitsWithStatus2() throws {
         let p = try OperatorProcess(arguments: ["--workers", "none"])
         #expect(p.waitForExit() == 2)
