@@ -17,7 +17,7 @@ public enum HTTPConnectionError: Error, Sendable, Equatable, CustomStringConvert
         switch self {
         case .timeout: return "no progress on the connection within the idle timeout"
         case .closed: return "the client closed the connection"
-        case .io(let e): return "socket error: \(Sockets.errnoText(e))"
+        case .io(let e): return "socket error: \(ServerSockets.errnoText(e))"
         case .malformedBody(let e): return "malformed request body: \(e.message)"
         case .misuse(let m): return "handler misuse: \(m)"
         }
@@ -63,7 +63,7 @@ final class HTTPConnection {
 
     func date() -> String {
         let now = time(nil)
-        if now != cachedDate.0 { cachedDate = (now, HTTPDate.format(now)) }
+        if now != cachedDate.0 { cachedDate = (now, HTTPServerDate.format(now)) }
         return cachedDate.1
     }
 
@@ -116,11 +116,11 @@ final class HTTPConnection {
                 if n == 0 { return nil }  // EOF: clean between requests, abandoned mid-head
                 end = n
             } catch .timeout {
+                server.observer?.connectionRejected(remoteAddress: remote, reason: .headerTimeout)
                 if !parser.atRequestStart {
                     sendError(status: 408, code: "RequestTimeout",
                               message: "The request head did not arrive in time.", requestID: RequestIDGenerator.next())
                 }
-                server.observer?.connectionRejected(remoteAddress: remote, reason: .headerTimeout)
                 return nil
             } catch {
                 return nil
@@ -129,18 +129,32 @@ final class HTTPConnection {
     }
 
     private func rejectHead(_ error: HTTPParseError) {
-        sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
         server.observer?.connectionRejected(remoteAddress: remote, reason: .badRequest(error))
+        sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
     }
 
     /// A complete small error response followed by closing the connection.
     private func sendError(status: Int, code: String, message: String, requestID: String) {
-        let body = s3ErrorXML(code: code, message: message, requestID: requestID)
-        let head = "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nContent-Type: application/xml\r\n"
+        let body = serverErrorXML(code: code, message: message, requestID: requestID)
+        let head = "HTTP/1.1 \(status) \(HTTPReasonPhrase.reason(status))\r\nContent-Type: application/xml\r\n"
             + "Content-Length: \(body.count)\r\nx-amz-request-id: \(requestID)\r\nDate: \(date())\r\nConnection: close\r\n\r\n"
         try? socket.writeAll(Array(head.utf8) + body, idle: config.bodyIdleTimeout)
-        // Let the client read the answer before the close instead of a reset.
+        lingeringClose()
+    }
+
+    /// Half-closes, then reads and discards briefly what the client still sends, so
+    /// the final close does not reset the connection and destroy the response in
+    /// flight (a close with unread input sends RST). Bounded in time and bytes.
+    func lingeringClose() {
         _ = Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+        let until = ContinuousClock.now + .seconds(1)
+        var discarded = 0
+        while discarded < 1 << 20 {
+            let left = until - ContinuousClock.now
+            if left <= .zero { return }
+            guard let n = try? socket.read(into: buffer, idle: left, deadline: until), n > 0 else { return }
+            discarded += n
+        }
     }
 
     // MARK: - One request
@@ -152,27 +166,25 @@ final class HTTPConnection {
         let body = ConnectionBody(connection: self, parsed: parsed)
         let writer = ConnectionResponseWriter(connection: self, parsed: parsed, body: body, requestID: context.requestID)
         body.writer = writer
-        var handlerFailed = false
         do {
             try server.handler.handle(parsed.head, body: body, response: writer, context: context)
         } catch {
-            handlerFailed = true
+            // Handled below: what matters is whether a complete response went out.
         }
         var keep = true
         var aborted = false
         if !writer.finished {
-            if !writer.headWritten && !writer.broken {
+            keep = false
+            if !writer.headWritten && !writer.broken && body.failure != .closed {
                 writer.forceClose = true
-                let xml = s3ErrorXML(code: "InternalError", message: "We encountered an internal error. Please try again.",
-                                     requestID: context.requestID)
+                let (status, code, message) = fallbackError(body.failure)
                 var h = HTTPFields()
                 h.add("Content-Type", "application/xml")
-                do { try writer.respond(status: 500, headers: h, body: xml) } catch { aborted = true }
-                _ = handlerFailed
+                let xml = serverErrorXML(code: code, message: message, requestID: context.requestID)
+                do { try writer.respond(status: status, headers: h, body: xml) } catch { aborted = true }
             } else {
                 aborted = true
             }
-            keep = false
         }
         if writer.broken || writer.closeAfter { keep = false }
         if body.failure != nil { keep = false }
@@ -191,10 +203,21 @@ final class HTTPConnection {
             remoteAddress: remote, status: writer.status, bytesIn: body.bytesIn, bytesOut: writer.bytesOut,
             duration: ContinuousClock.now - context.startedAt, aborted: aborted || writer.broken))
         if !keep && !aborted && !writer.broken {
-            // A complete response: half-close so the client reads it before our close.
-            _ = Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+            lingeringClose()
         }
         return keep
+    }
+}
+
+/// The answer when a handler returns without a response: a body failure maps to the
+/// S3 error a client expects; anything else is the handler's fault.
+func fallbackError(_ failure: HTTPConnectionError?) -> (Int, String, String) {
+    switch failure {
+    case .malformedBody(let e)?: return (e.status, e.code, e.message)
+    case .timeout?:
+        return (400, "RequestTimeout",
+                "Your socket connection to the server was not read from or written to within the timeout period.")
+    default: return (500, "InternalError", "We encountered an internal error. Please try again.")
     }
 }
 
@@ -228,7 +251,8 @@ final class ConnectionBody: RequestBody {
         do {
             if expectsContinue && !continueSent {
                 continueSent = true
-                if writer?.headWritten != true {
+                // 100 may precede a final head that is written but not yet on the wire.
+                if writer?.headOnWire != true {
                     try c.socket.writeAll(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), idle: c.config.bodyIdleTimeout)
                 }
             }
@@ -352,7 +376,7 @@ final class ConnectionResponseWriter: ResponseWriter {
             mode = .chunked
         }
 
-        var s = "HTTP/1.1 \(head.status) \(HTTPStatus.reason(head.status))\r\n"
+        var s = "HTTP/1.1 \(head.status) \(HTTPReasonPhrase.reason(head.status))\r\n"
         var hasDate = false, hasID = false
         for (name, value) in head.headers {
             if name.caseInsensitiveEquals("Content-Length") || name.caseInsensitiveEquals("Transfer-Encoding")
@@ -385,6 +409,9 @@ final class ConnectionResponseWriter: ResponseWriter {
         pendingHead = Array(s.utf8)
     }
 
+    /// The head has been written and sent (not just buffered for the first body bytes).
+    var headOnWire: Bool { headWritten && pendingHead == nil }
+
     /// Sends a head that is still waiting for its first body bytes.
     func flushPendingHead() throws {
         guard let head = pendingHead else { return }
@@ -411,10 +438,10 @@ final class ConnectionResponseWriter: ResponseWriter {
         case .closeDelimited:
             try send([bytes], head: takeHead())
         case .chunked:
-            let prefixCount = HTTPStatus.chunkPrefix(bytes.count, into: &chunkPrefix)
+            let prefixCount = HTTPReasonPhrase.chunkPrefix(bytes.count, into: &chunkPrefix)
             let head = takeHead()
             try chunkPrefix.withUnsafeBytes { p in
-                try HTTPStatus.crlf.withUnsafeBytes { crlf in
+                try HTTPReasonPhrase.crlf.withUnsafeBytes { crlf in
                     try send([UnsafeRawBufferPointer(rebasing: p[0..<prefixCount]), bytes, crlf], head: head)
                 }
             }
@@ -434,7 +461,7 @@ final class ConnectionResponseWriter: ResponseWriter {
             throw HTTPConnectionError.misuse("response body shorter than its Content-Length by \(remaining) bytes")
         case .chunked:
             let head = takeHead()
-            try HTTPStatus.lastChunk.withUnsafeBytes { try send([$0], head: head) }
+            try HTTPReasonPhrase.lastChunk.withUnsafeBytes { try send([$0], head: head) }
         default:
             try flushPendingHead()
         }
@@ -462,7 +489,7 @@ final class ConnectionResponseWriter: ResponseWriter {
     }
 }
 
-enum HTTPStatus {
+enum HTTPReasonPhrase {
     static let crlf: [UInt8] = [0x0D, 0x0A]
     static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 

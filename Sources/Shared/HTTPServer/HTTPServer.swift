@@ -59,6 +59,20 @@ public struct RequestSummary: Sendable {
     public var duration: Duration
     /// The response was cut short or the connection was closed on an error.
     public var aborted: Bool
+
+    public init(requestID: String, method: String, target: String, remoteAddress: String, status: Int,
+                bytesIn: Int64, bytesOut: Int64, duration: Duration, aborted: Bool)
+    {
+        self.requestID = requestID
+        self.method = method
+        self.target = target
+        self.remoteAddress = remoteAddress
+        self.status = status
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.duration = duration
+        self.aborted = aborted
+    }
 }
 
 /// Why a connection was refused or dropped without a request.
@@ -133,17 +147,21 @@ public final class HTTPServer: Sendable {
         self.configuration = configuration
         self.address = try ListenAddress(parsing: configuration.listenAddress)
         guard configuration.maxConnections > 0 else {
-            throw HTTPServerError(code: .invalidAddress, message: "maxConnections must be positive")
+            throw HTTPServerError(code: .invalidConfiguration, message: "maxConnections must be at least 1")
+        }
+        for (name, value) in [("headerTimeout", configuration.headerTimeout), ("idleTimeout", configuration.idleTimeout),
+                              ("bodyIdleTimeout", configuration.bodyIdleTimeout)] where value <= .zero {
+            throw HTTPServerError(code: .invalidConfiguration, message: "\(name) must be positive")
         }
         self.handler = handler
         self.observer = observer
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
-            throw HTTPServerError(code: .socketFailed, message: "cannot create a pipe: \(Sockets.errnoText(errno))")
+            throw HTTPServerError(code: .socketFailed, message: "cannot create a pipe: \(ServerSockets.errnoText(errno))")
         }
         for fd in fds {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            Sockets.setNonBlocking(fd)
+            ServerSockets.setNonBlocking(fd)
         }
         wakePipe = (fds[0], fds[1])
     }
@@ -162,7 +180,7 @@ public final class HTTPServer: Sendable {
         signal(SIGPIPE, SIG_IGN)
         try state.withLock { (s) throws(HTTPServerError) in
             if s.started { throw HTTPServerError(code: .alreadyStarted, message: "server already started") }
-            let (fd, port) = try Sockets.listen(address, backlog: 1024)
+            let (fd, port) = try ServerSockets.listen(address, backlog: 1024)
             s.listenFD = fd
             s.boundPort = port
             s.started = true
@@ -245,8 +263,8 @@ public final class HTTPServer: Sendable {
                     break  // EAGAIN (queue empty), EINTR, ECONNABORTED...: back to poll
                 }
                 _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                Sockets.setNonBlocking(fd)
-                admit(fd: fd, remote: Sockets.describe(storage))
+                ServerSockets.setNonBlocking(fd)
+                admit(fd: fd, remote: ServerSockets.describe(storage))
             }
         }
         state.withLock { s in
@@ -268,7 +286,7 @@ public final class HTTPServer: Sendable {
             rejectBusy(fd: fd, remote: remote)
             return
         }
-        Sockets.setNoDelay(fd)
+        ServerSockets.setNoDelay(fd)
         observer?.connectionOpened(remoteAddress: remote)
         let thread = Thread { [self] in
             let socket = ConnectionSocket(fd: fd)
@@ -287,10 +305,10 @@ public final class HTTPServer: Sendable {
     /// Answers `503 SlowDown` without blocking the accept loop, then closes.
     private func rejectBusy(fd: Int32, remote: String) {
         let requestID = RequestIDGenerator.next()
-        let body = s3ErrorXML(code: "SlowDown", message: "Too many connections; reduce your request rate.",
+        let body = serverErrorXML(code: "SlowDown", message: "Too many connections; reduce your request rate.",
                               requestID: requestID)
         let head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: \(body.count)\r\n"
-            + "x-amz-request-id: \(requestID)\r\nRetry-After: 1\r\nDate: \(HTTPDate.now())\r\nConnection: close\r\n\r\n"
+            + "x-amz-request-id: \(requestID)\r\nRetry-After: 1\r\nDate: \(HTTPServerDate.now())\r\nConnection: close\r\n\r\n"
         let bytes = Array(head.utf8) + body
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         _ = Glibc.shutdown(fd, Int32(SHUT_WR))
@@ -324,7 +342,7 @@ public final class HTTPServer: Sendable {
 }
 
 /// An S3-style XML error document.
-func s3ErrorXML(code: String, message: String, requestID: String) -> [UInt8] {
+func serverErrorXML(code: String, message: String, requestID: String) -> [UInt8] {
     func esc(_ s: String) -> String {
         var o = ""
         for c in s {
@@ -345,7 +363,7 @@ func s3ErrorXML(code: String, message: String, requestID: String) -> [UInt8] {
 }
 
 /// IMF-fixdate for the `Date` header.
-enum HTTPDate {
+enum HTTPServerDate {
     private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 

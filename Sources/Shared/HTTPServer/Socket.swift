@@ -4,6 +4,7 @@ import Glibc
 public struct HTTPServerError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case invalidAddress
+        case invalidConfiguration
         case permissionDenied
         case addressInUse
         case addressNotAvailable
@@ -68,7 +69,7 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Socket-level helpers shared by the listener and connections.
-enum Sockets {
+enum ServerSockets {
     static func errnoText(_ e: Int32) -> String { String(cString: strerror(e)) }
 
     /// Opens, binds and listens; returns the fd and the bound port.
@@ -268,7 +269,7 @@ final class ConnectionSocket {
     private func poll(events: Int16, timeout: Duration) throws(SocketIOError) {
         var pfd = pollfd(fd: fd, events: events, revents: 0)
         while true {
-            let rc = Glibc.poll(&pfd, 1, Sockets.milliseconds(timeout))
+            let rc = Glibc.poll(&pfd, 1, ServerSockets.milliseconds(timeout))
             if rc > 0 { return }  // readiness, HUP or ERR: the next syscall reports which
             if rc == 0 { throw .timeout }
             let e = errno

@@ -2,7 +2,7 @@ import Testing
 @testable import Shared
 
 /// Deterministic PRNG so a failing case can be replayed from its seed.
-struct SplitMix64: RandomNumberGenerator {
+struct HTTPFuzzRNG: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
@@ -27,7 +27,7 @@ struct SplitMix64: RandomNumberGenerator {
     /// Bytes that matter to HTTP framing, so mutations hit interesting paths.
     static let interesting: [UInt8] = Array("\r\n\0 \t:;0123456789abcdefABCDEF,-/\u{7F}".utf8) + [0x80, 0xFF]
 
-    static func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
+    static func mutate(_ input: [UInt8], _ rng: inout HTTPFuzzRNG) -> [UInt8] {
         var b = input
         let rounds = Int.random(in: 1...4, using: &rng)
         for _ in 0..<rounds {
@@ -49,7 +49,7 @@ struct SplitMix64: RandomNumberGenerator {
         return b
     }
 
-    static func randomSplit(_ b: [UInt8], _ rng: inout SplitMix64) -> [[UInt8]] {
+    static func randomSplit(_ b: [UInt8], _ rng: inout HTTPFuzzRNG) -> [[UInt8]] {
         var pieces: [[UInt8]] = []
         var i = 0
         while i < b.count {
@@ -62,7 +62,7 @@ struct SplitMix64: RandomNumberGenerator {
 
     @Test(arguments: [UInt64(1), 2, 3, 4])
     func mutatedRequestsParseTheSameHoweverSplit(seed: UInt64) {
-        var rng = SplitMix64(seed: seed)
+        var rng = HTTPFuzzRNG(seed: seed)
         var limits = HTTPParserLimits()
         // Small limits so mutations reach them too.
         limits.maxRequestLineBytes = 128
@@ -74,10 +74,10 @@ struct SplitMix64: RandomNumberGenerator {
         var accepted = 0, rejected = 0
         for _ in 0..<1500 {
             let input = Self.mutate(Array(Self.corpus.randomElement(using: &rng)!.utf8), &rng)
-            let once = parseStream([input], limits: limits)
-            let split = parseStream(Self.randomSplit(input, &rng), limits: limits)
-            let single = byteByByte(input, limits: limits)
-            let bounded = parseStream([input], limits: limits, maxBody: Int.random(in: 1...7, using: &rng))
+            let once = httpParseStream([input], limits: limits)
+            let split = httpParseStream(Self.randomSplit(input, &rng), limits: limits)
+            let single = httpParseByteByByte(input, limits: limits)
+            let bounded = httpParseStream([input], limits: limits, maxBody: Int.random(in: 1...7, using: &rng))
             #expect(once == split, "split differs for \(input)")
             #expect(once == single, "byte-by-byte differs for \(input)")
             #expect(once == bounded, "maxBody differs for \(input)")

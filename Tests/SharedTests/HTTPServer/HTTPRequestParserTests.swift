@@ -2,7 +2,7 @@ import Testing
 @testable import Shared
 
 /// One request as the parser reported it.
-struct ParsedRequest: Equatable {
+struct HTTPParsedRequestRecord: Equatable {
     var method: String
     var target: String
     var headers: [String]
@@ -16,16 +16,16 @@ struct ParsedRequest: Equatable {
 }
 
 /// Everything the parser produced for a byte stream: requests in order, then an error status if any.
-struct ParseOutcome: Equatable {
-    var requests: [ParsedRequest] = []
+struct HTTPParseOutcome: Equatable {
+    var requests: [HTTPParsedRequestRecord] = []
     var errorStatus: Int?
 }
 
 /// Feeds `pieces` in order the way the server does (unconsumed bytes stay buffered),
 /// resetting after each request so pipelined requests parse too.
-func parseStream(_ pieces: [[UInt8]], limits: HTTPParserLimits = HTTPParserLimits(), maxBody: Int = .max) -> ParseOutcome {
+func httpParseStream(_ pieces: [[UInt8]], limits: HTTPParserLimits = HTTPParserLimits(), maxBody: Int = .max) -> HTTPParseOutcome {
     var parser = HTTPRequestParser(limits: limits)
-    var outcome = ParseOutcome()
+    var outcome = HTTPParseOutcome()
     var pending: [UInt8] = []
     var steps = 0
     let totalBytes = pieces.reduce(0) { $0 + $1.count }
@@ -50,7 +50,7 @@ func parseStream(_ pieces: [[UInt8]], limits: HTTPParserLimits = HTTPParserLimit
                 precondition(result.consumed == pending.count, "needMore must consume everything")
                 pending.removeAll()
             case .head(let h):
-                outcome.requests.append(ParsedRequest(
+                outcome.requests.append(HTTPParsedRequestRecord(
                     method: h.head.method, target: h.head.target,
                     headers: h.head.headers.map { "\($0.name):\($0.value)" }, minorVersion: h.head.minorVersion,
                     framing: h.framing, keepAlive: h.keepAlive, expectsContinue: h.expectsContinue,
@@ -72,19 +72,19 @@ func parseStream(_ pieces: [[UInt8]], limits: HTTPParserLimits = HTTPParserLimit
     return outcome
 }
 
-func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+func httpBytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
-func parseOnce(_ s: String, limits: HTTPParserLimits = HTTPParserLimits()) -> ParseOutcome {
-    parseStream([bytes(s)], limits: limits)
+func httpParseOnce(_ s: String, limits: HTTPParserLimits = HTTPParserLimits()) -> HTTPParseOutcome {
+    httpParseStream([httpBytes(s)], limits: limits)
 }
 
-func byteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimits()) -> ParseOutcome {
-    parseStream(b.map { [$0] }, limits: limits)
+func httpParseByteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimits()) -> HTTPParseOutcome {
+    httpParseStream(b.map { [$0] }, limits: limits)
 }
 
 @Suite struct HTTPRequestParserTests {
     @Test func simpleGet() throws {
-        let o = parseOnce("GET /bucket/key%20x?list-type=2 HTTP/1.1\r\nHost: s3.local\r\nX-Amz-Date: 20240101T000000Z\r\n\r\n")
+        let o = httpParseOnce("GET /bucket/key%20x?list-type=2 HTTP/1.1\r\nHost: s3.local\r\nX-Amz-Date: 20240101T000000Z\r\n\r\n")
         #expect(o.errorStatus == nil)
         let r = try #require(o.requests.first)
         #expect(r.method == "GET")
@@ -96,10 +96,10 @@ func byteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimits()) -> 
     }
 
     @Test func contentLengthBody() throws {
-        let o = parseOnce("PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET")
+        let o = httpParseOnce("PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET")
         let r = try #require(o.requests.first)
         #expect(r.framing == .length(5))
-        #expect(r.body == bytes("hello"))
+        #expect(r.body == httpBytes("hello"))
         #expect(r.complete)
         // "GET" is the start of the next request and stays incomplete.
         #expect(o.requests.count == 1)
@@ -107,47 +107,47 @@ func byteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimits()) -> 
     }
 
     @Test func headerValueWhitespaceIsTrimmedAndEmptyValueAllowed() throws {
-        let o = parseOnce("GET / HTTP/1.1\r\nHost:  h \t\r\nX-Empty:\r\nX-Inner: a  b\r\n\r\n")
+        let o = httpParseOnce("GET / HTTP/1.1\r\nHost:  h \t\r\nX-Empty:\r\nX-Inner: a  b\r\n\r\n")
         #expect(o.requests.first?.headers == ["Host:h", "X-Empty:", "X-Inner:a  b"])
     }
 
     @Test func keepAliveRules() throws {
-        #expect(parseOnce("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").requests.first?.keepAlive == false)
-        #expect(parseOnce("GET / HTTP/1.0\r\n\r\n").requests.first?.keepAlive == false)
-        #expect(parseOnce("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").requests.first?.keepAlive == true)
-        #expect(parseOnce("GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n").requests.first?.keepAlive == false)
-        #expect(parseOnce("GET / HTTP/1.0\r\n\r\n").requests.first?.minorVersion == 0)
+        #expect(httpParseOnce("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").requests.first?.keepAlive == false)
+        #expect(httpParseOnce("GET / HTTP/1.0\r\n\r\n").requests.first?.keepAlive == false)
+        #expect(httpParseOnce("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").requests.first?.keepAlive == true)
+        #expect(httpParseOnce("GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n").requests.first?.keepAlive == false)
+        #expect(httpParseOnce("GET / HTTP/1.0\r\n\r\n").requests.first?.minorVersion == 0)
     }
 
     @Test func expectContinueOnlyWithBody() throws {
-        let withBody = parseOnce("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        let withBody = httpParseOnce("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
         #expect(withBody.requests.first?.expectsContinue == true)
-        let noBody = parseOnce("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n")
+        let noBody = httpParseOnce("GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n")
         #expect(noBody.requests.first?.expectsContinue == false)
     }
 
     @Test func chunkedBodyWithExtensionsAndTrailers() throws {
         let raw = "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
             + "5;name=value\r\nhello\r\nA ;x\r\n, world!!!\r\n0\r\nX-Trailer: t\r\n\r\n"
-        let o = parseOnce(raw)
+        let o = httpParseOnce(raw)
         #expect(o.errorStatus == nil)
         let r = try #require(o.requests.first)
         #expect(r.framing == .chunked)
-        #expect(r.body == bytes("hello, world!!!"))
+        #expect(r.body == httpBytes("hello, world!!!"))
         #expect(r.trailers == ["X-Trailer:t"])
         #expect(r.complete)
         // Split at every byte boundary: same result.
-        #expect(byteByByte(bytes(raw)) == o)
+        #expect(httpParseByteByByte(httpBytes(raw)) == o)
         for cut in 1..<raw.utf8.count {
-            let b = bytes(raw)
-            #expect(parseStream([Array(b[..<cut]), Array(b[cut...])]) == o, "split at \(cut)")
+            let b = httpBytes(raw)
+            #expect(httpParseStream([Array(b[..<cut]), Array(b[cut...])]) == o, "split at \(cut)")
         }
     }
 
     @Test func maxBodyBoundsEachBodyEvent() throws {
         let raw = "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789"
-        let o = parseStream([bytes(raw)], maxBody: 3)
-        #expect(o.requests.first?.body == bytes("0123456789"))
+        let o = httpParseStream([httpBytes(raw)], maxBody: 3)
+        #expect(o.requests.first?.body == httpBytes("0123456789"))
     }
 
     @Test func pipelinedRequestsInOneBuffer() throws {
@@ -155,17 +155,17 @@ func byteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimits()) -> 
             + "PUT /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
             + "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
             + "\r\nGET /d HTTP/1.0\r\n\r\n"
-        let o = parseOnce(raw)
+        let o = httpParseOnce(raw)
         #expect(o.errorStatus == nil)
         #expect(o.requests.map(\.target) == ["/a", "/b", "/c", "/d"])
-        #expect(o.requests.map(\.body) == [[], bytes("abc"), bytes("xy"), []])
+        #expect(o.requests.map(\.body) == [[], httpBytes("abc"), httpBytes("xy"), []])
         #expect(o.requests.allSatisfy { $0.complete })
-        #expect(byteByByte(bytes(raw)) == o)
+        #expect(httpParseByteByByte(httpBytes(raw)) == o)
     }
 
     @Test func directBodyReadsKeepFraming() throws {
         var p = HTTPRequestParser()
-        let head = bytes("PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n")
+        let head = httpBytes("PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n")
         var r = try head.withUnsafeBytes { try p.feed($0) }
         guard case .head = r.event else { Issue.record("expected head"); return }
         r = try head.withUnsafeBytes { try p.feed(UnsafeRawBufferPointer(rebasing: $0[r.consumed...])) }
@@ -174,7 +174,7 @@ func byteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimits()) -> 
         #expect(p.directBodyBytes == 3)
         p.consumeDirectBody(3)
         #expect(p.directBodyBytes == 0)
-        let tail = bytes("\r\n0\r\n\r\n")
+        let tail = httpBytes("\r\n0\r\n\r\n")
         r = try tail.withUnsafeBytes { try p.feed($0) }
         guard case .end = r.event else { Issue.record("expected end, got \(r.event)"); return }
         #expect(p.bodyComplete)
@@ -239,36 +239,36 @@ func byteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimits()) -> 
     @Test(arguments: 0..<rejections.count)
     func rejects(_ index: Int) {
         let (name, raw, status) = Self.rejections[index]
-        let once = parseOnce(raw)
+        let once = httpParseOnce(raw)
         #expect(once.errorStatus == status, "\(name)")
         // The same verdict when the bytes trickle in one at a time.
-        #expect(byteByByte(bytes(raw)).errorStatus == status, "\(name) byte by byte")
+        #expect(httpParseByteByByte(httpBytes(raw)).errorStatus == status, "\(name) byte by byte")
     }
 
     @Test func bodyLimit() {
         var limits = HTTPParserLimits()
         limits.maxBodyBytes = 10
-        #expect(parseOnce("PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n", limits: limits).errorStatus == 413)
-        #expect(parseOnce("PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n", limits: limits).errorStatus == nil)
+        #expect(httpParseOnce("PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n", limits: limits).errorStatus == 413)
+        #expect(httpParseOnce("PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n", limits: limits).errorStatus == nil)
         let chunked = "PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n3\r\nabc\r\n0\r\n\r\n"
-        #expect(parseOnce(chunked, limits: limits).errorStatus == 413)
+        #expect(httpParseOnce(chunked, limits: limits).errorStatus == 413)
     }
 
     @Test func exactlyAtLimitsIsAccepted() {
         let fields = String(repeating: "X-A: 1\r\n", count: 199)
-        #expect(parseOnce("GET / HTTP/1.1\r\nHost: h\r\n" + fields + "\r\n").errorStatus == nil)
+        #expect(httpParseOnce("GET / HTTP/1.1\r\nHost: h\r\n" + fields + "\r\n").errorStatus == nil)
         // Request line of exactly 16 KiB including CRLF.
         let fixed = "GET / HTTP/1.1\r\n".utf8.count
         let line = "GET /" + String(repeating: "a", count: 16 * 1024 - fixed) + " HTTP/1.1\r\n"
         #expect(line.utf8.count == 16 * 1024)
-        #expect(parseOnce(line + "Host: h\r\n\r\n").errorStatus == nil)
+        #expect(httpParseOnce(line + "Host: h\r\n\r\n").errorStatus == nil)
     }
 
     @Test func parserRefusesUseAfterError() {
         var p = HTTPRequestParser()
-        let bad = bytes("BAD\r\n")
+        let bad = httpBytes("BAD\r\n")
         #expect(throws: HTTPParseError.self) { try bad.withUnsafeBytes { _ = try p.feed($0) } }
-        let good = bytes("GET / HTTP/1.1\r\n")
+        let good = httpBytes("GET / HTTP/1.1\r\n")
         #expect(throws: HTTPParseError.self) { try good.withUnsafeBytes { _ = try p.feed($0) } }
     }
 }

@@ -5,7 +5,7 @@ import Testing
 @testable import Shared
 
 /// A blocking POSIX client socket with a receive timeout so a broken server fails the test instead of hanging it.
-final class RawClient {
+final class RawHTTPClient {
     let fd: Int32
     private var buffered: [UInt8] = []
 
@@ -116,7 +116,7 @@ final class RawClient {
 }
 
 /// Routes used by the socket tests.
-final class TestHandler: HTTPRequestHandler {
+final class ServerTestHandler: HTTPRequestHandler {
     let slowStarted = Atomic<Int>(0)
     let largestRead = Atomic<Int>(0)
 
@@ -170,16 +170,20 @@ final class TestHandler: HTTPRequestHandler {
     }
 }
 
-final class CountingObserver: HTTPServerObserver {
+final class ServerTestObserver: HTTPServerObserver {
     let finished = Mutex<[RequestSummary]>([])
     let rejections = Mutex<[ConnectionRejection]>([])
+    let opened = Atomic<Int>(0)
+    let closed = Atomic<Int>(0)
     func requestFinished(_ summary: RequestSummary) { finished.withLock { $0.append(summary) } }
+    func connectionOpened(remoteAddress: String) { opened.add(1, ordering: .sequentiallyConsistent) }
+    func connectionClosed(remoteAddress: String) { closed.add(1, ordering: .sequentiallyConsistent) }
     func connectionRejected(remoteAddress: String, reason: ConnectionRejection) {
         rejections.withLock { $0.append(reason) }
     }
 }
 
-func startServer(_ handler: TestHandler = TestHandler(), observer: CountingObserver? = nil,
+func startTestServer(_ handler: ServerTestHandler = ServerTestHandler(), observer: ServerTestObserver? = nil,
                  configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws -> HTTPServer {
     var config = HTTPServerConfiguration(listenAddress: "127.0.0.1:0", headerTimeout: .seconds(10),
                                          idleTimeout: .seconds(10), bodyIdleTimeout: .seconds(10))
@@ -189,17 +193,17 @@ func startServer(_ handler: TestHandler = TestHandler(), observer: CountingObser
     return server
 }
 
-func connect(_ server: HTTPServer) throws -> RawClient {
-    try #require(RawClient(port: server.boundPort))
+func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
+    try #require(RawHTTPClient(port: server.boundPort))
 }
 
 @Suite(.serialized) struct HTTPServerTests {
     @Test func keepAliveServesSeveralRequests() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer)
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer)
         defer { server.shutdown(grace: .seconds(1)) }
         #expect(server.boundPort > 0)
-        let c = try connect(server)
+        let c = try connectRaw(server)
         for i in 0..<5 {
             c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nab\(i)")
             let r = try #require(c.readResponse())
@@ -216,12 +220,16 @@ func connect(_ server: HTTPServer) throws -> RawClient {
         #expect(summaries.count == 5)
         #expect(summaries.allSatisfy { $0.status == 200 && $0.bytesIn == 3 && $0.bytesOut == 3 && !$0.aborted })
         #expect(Set(summaries.map(\.requestID)).count == 5)
+        #expect(summaries.allSatisfy { $0.remoteAddress.hasPrefix("127.0.0.1:") && $0.method == "PUT" && $0.target == "/echo" })
+        #expect(observer.opened.load(ordering: .sequentiallyConsistent) == 1)
+        #expect(observer.closed.load(ordering: .sequentiallyConsistent) == 1)
+        #expect(server.activeConnections == 0)
     }
 
     @Test func pipelinedRequestsAnswerInOrder() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nfirstGET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
             + "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nthird")
         #expect(c.readResponse()?.body == Array("first".utf8))
@@ -233,9 +241,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func expectContinueIsSentOnFirstRead() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         // The client waits for 100 before sending the body.
         let interim = try #require(c.readResponse())
@@ -250,9 +258,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func expectContinueWithoutReadGetsFinalAnswerAndClose() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /no-read HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         let r = try #require(c.readResponse())
         #expect(r.status == 403)
@@ -261,18 +269,31 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func unreadSmallBodyIsDrainedAndConnectionKept() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("PUT /no-read HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nignoreGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(c.readResponse()?.status == 403)
         #expect(c.readResponse()?.body == Array("hello".utf8))
     }
 
-    @Test func chunkedRequestBodyIsDecoded() throws {
-        let server = try startServer()
+    @Test func http10KeepAliveAndNothingServedAfterClose() throws {
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
+        c.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        let r = try #require(c.readResponse())
+        #expect(r.headers["connection"] == "keep-alive")
+        // A request pipelined after `Connection: close` is never answered.
+        c.send("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.headers["connection"] == "close")
+        #expect(c.isClosedByPeer())
+    }
+
+    @Test func chunkedRequestBodyIsDecoded() throws {
+        let server = try startTestServer()
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connectRaw(server)
         c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         c.send("6;ext=1\r\nchunk-\r\n")
         c.send("7\r\ndecoded\r\n0\r\nX-Checksum: abc\r\n\r\n")
@@ -281,16 +302,38 @@ func connect(_ server: HTTPServer) throws -> RawClient {
         #expect(r.body == Array("chunk-decoded".utf8))
     }
 
-    @Test func chunkedResponseAndHTTP10CloseDelimited() throws {
-        let server = try startServer()
+    @Test func malformedChunkedBodySeenByHandlerBecomes400() throws {
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
+        c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+        let r = try #require(c.readResponse())
+        #expect(r.status == 400)
+        #expect(r.headers["connection"] == "close")
+        #expect(c.isClosedByPeer())
+    }
+
+    @Test func stalledBodyTimesOutAs400RequestTimeout() throws {
+        let server = try startTestServer { $0.bodyIdleTimeout = .seconds(1) }
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connectRaw(server)
+        c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        let r = try #require(c.readResponse())
+        #expect(r.status == 400)
+        #expect(String(decoding: r.body, as: UTF8.self).contains("<Code>RequestTimeout</Code>"))
+        #expect(c.isClosedByPeer())
+    }
+
+    @Test func chunkedResponseAndHTTP10CloseDelimited() throws {
+        let server = try startTestServer()
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connectRaw(server)
         c.send("GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
         let r = try #require(c.readResponse())
         #expect(r.headers["transfer-encoding"] == "chunked")
         #expect(r.body == Array("one,two,three".utf8))
 
-        let old = try connect(server)
+        let old = try connectRaw(server)
         old.send("GET /stream HTTP/1.0\r\n\r\n")
         let r10 = try #require(old.readResponse())
         #expect(r10.headers["transfer-encoding"] == nil)
@@ -299,9 +342,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func headResponseHasNoBody() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         let head = try #require(c.readResponse(bodyless: true))
         #expect(head.status == 200)
@@ -313,10 +356,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func handlerErrorAfterHeadClosesConnection() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer)
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer)
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET /fail-after-head HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(c.readLine() == "HTTP/1.1 200 OK")
         while let l = c.readLine(), !l.isEmpty {}
@@ -326,9 +369,9 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func handlerErrorBeforeHeadIs500() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET /throw HTTP/1.1\r\nHost: t\r\n\r\n")
         let r = try #require(c.readResponse())
         #expect(r.status == 500)
@@ -336,7 +379,7 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func malformedRequestsGetTheirStatusAndClose() throws {
-        let server = try startServer()
+        let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
         let cases = [
             ("GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
@@ -345,7 +388,7 @@ func connect(_ server: HTTPServer) throws -> RawClient {
             ("GET / HTTP/1.1\r\nHost: t\r\n" + String(repeating: "X: y\r\n", count: 201) + "\r\n", 431),
         ]
         for (raw, status) in cases {
-            let c = try connect(server)
+            let c = try connectRaw(server)
             c.send(raw)
             let r = try #require(c.readResponse())
             #expect(r.status == status)
@@ -356,10 +399,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func largeStreamedBodyArrivesIntact() throws {
-        let handler = TestHandler()
-        let server = try startServer(handler)
+        let handler = ServerTestHandler()
+        let server = try startTestServer(handler)
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         let total = 64 << 20
         c.send("PUT /sum HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\n\r\n")
         var digest = Digest(.sha256)
@@ -391,13 +434,13 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func connectionsOverTheLimitGet503SlowDown() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer) { $0.maxConnections = 1 }
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer) { $0.maxConnections = 1 }
         defer { server.shutdown(grace: .seconds(1)) }
-        let first = try connect(server)
+        let first = try connectRaw(server)
         first.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(first.readResponse()?.status == 200)  // admitted, now idle but open
-        let second = try connect(server)
+        let second = try connectRaw(server)
         let r = try #require(second.readResponse())
         #expect(r.status == 503)
         #expect(r.headers["content-type"] == "application/xml")
@@ -412,10 +455,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func slowHeaderIsCutOff() throws {
-        let observer = CountingObserver()
-        let server = try startServer(observer: observer) { $0.headerTimeout = .seconds(1) }
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer) { $0.headerTimeout = .seconds(1) }
         defer { server.shutdown(grace: .seconds(1)) }
-        let c = try connect(server)
+        let c = try connectRaw(server)
         c.send("GET / HTTP/1.1\r\nHost: t\r\n")  // never finishes the head
         let r = c.readResponse()
         #expect(r?.status == 408)
@@ -424,14 +467,14 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func gracefulShutdownFinishesInFlightAndRefusesNew() throws {
-        let handler = TestHandler()
-        let server = try startServer(handler)
+        let handler = ServerTestHandler()
+        let server = try startTestServer(handler)
         let port = server.boundPort
-        let idle = try connect(server)
+        let idle = try connectRaw(server)
         idle.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(idle.readResponse()?.status == 200)
 
-        let busy = try connect(server)
+        let busy = try connectRaw(server)
         busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         while handler.slowStarted.load(ordering: .sequentiallyConsistent) == 0 { usleep(1000) }
 
@@ -450,13 +493,13 @@ func connect(_ server: HTTPServer) throws -> RawClient {
         #expect(busy.isClosedByPeer())
         while !done.load(ordering: .sequentiallyConsistent) { usleep(1000) }
         #expect(server.activeConnections == 0)
-        #expect(RawClient(port: port) == nil)
+        #expect(RawHTTPClient(port: port) == nil)
     }
 
     @Test func shutdownForceClosesAfterGrace() throws {
-        let handler = TestHandler()
-        let server = try startServer(handler)
-        let c = try connect(server)
+        let handler = ServerTestHandler()
+        let server = try startTestServer(handler)
+        let c = try connectRaw(server)
         c.send("PUT /stall-body HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly-part")
         while handler.slowStarted.load(ordering: .sequentiallyConsistent) == 0 { usleep(1000) }
         server.shutdown(grace: .milliseconds(100))  // returns only once the stalled thread ended
@@ -477,10 +520,10 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func bindFailureIsActionable() throws {
-        let a = try startServer()
+        let a = try startTestServer()
         defer { a.shutdown(grace: .seconds(1)) }
         let b = try HTTPServer(configuration: HTTPServerConfiguration(listenAddress: "127.0.0.1:\(a.boundPort)"),
-                               handler: TestHandler(), observer: nil)
+                               handler: ServerTestHandler(), observer: nil)
         do {
             try b.start()
             Issue.record("second bind succeeded")
@@ -491,7 +534,7 @@ func connect(_ server: HTTPServer) throws -> RawClient {
     }
 
     @Test func ipv6Loopback() throws {
-        guard let server = try? startServer(configure: { $0.listenAddress = "[::1]:0" }) else { return }  // no IPv6 here
+        guard let server = try? startTestServer(configure: { $0.listenAddress = "[::1]:0" }) else { return }  // no IPv6 here
         defer { server.shutdown(grace: .seconds(1)) }
         #expect(server.boundPort > 0)
         #expect(server.boundAddress == "[::1]:\(server.boundPort)")
