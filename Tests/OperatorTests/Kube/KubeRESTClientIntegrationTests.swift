@@ -372,3 +372,35 @@ extension JSONValue {
         return .object(a)
     }
 }
+
+@Suite(.serialized) struct KubeRESTClientWatchAuthTests {
+    @Test func watchWithoutResourceVersionStartsWithSyntheticAddsAndFiltersLabels() throws {
+        let server = try TestAPIServer()
+        let kube = server.client()
+        _ = try kube.create(.configMaps, namespace: "default", KubeRESTClientIntegrationTests.configMap("x", labels: ["app": "gw"]))
+        _ = try kube.create(.configMaps, namespace: "default", KubeRESTClientIntegrationTests.configMap("y", labels: ["app": "other"]))
+        var names: [String] = []
+        try kube.watch(.configMaps, namespace: "default", options: WatchOptions(labelSelector: "app=gw", timeoutSeconds: 1),
+                       cancellation: CancellationToken()) { event in
+            if case .added(let o) = event { names.append(o.name ?? "") }
+        }
+        #expect(names == ["x"])
+    }
+
+    @Test func watchReReadsTheTokenAfterA401() throws {
+        let server = try TestAPIServer()
+        let dir = TempDir()
+        let tokenFile = dir.write("token", "t1")
+        let kube = server.client(token: nil, tokenFile: tokenFile)
+        let rv = try kube.list(.configMaps, namespace: nil, options: ListOptions()).resourceVersion
+        try server.control("POST", "tokens", ["tokens": ["t2"]])
+        dir.write("token", "t2")
+        var events: [WatchEvent] = []
+        try kube.watch(.configMaps, namespace: nil, options: WatchOptions(resourceVersion: rv, timeoutSeconds: 1),
+                       cancellation: CancellationToken()) { events.append($0) }
+        #expect(!events.isEmpty && events.allSatisfy { $0 == .bookmark(resourceVersion: rv) })
+        let watches = try server.control("GET", "requests")["requests"]?.array?
+            .filter { $0[path: "query", "watch"] == "1" }.compactMap { $0["authorization"]?.string } ?? []
+        #expect(watches == ["Bearer t1", "Bearer t2"])
+    }
+}
