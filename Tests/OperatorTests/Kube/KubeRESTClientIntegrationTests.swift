@@ -338,6 +338,9 @@ import Testing
         // Trusted through a CA file (in-cluster ca.crt).
         #expect(try server.client { $0.caFile = pki.caCert }.get(.configMaps, ObjectKey(namespace: "default", name: "tls")).name == "tls")
 
+        // insecure-skip-tls-verify connects without any CA.
+        #expect(try server.client { $0.insecureSkipVerify = true }.get(.configMaps, ObjectKey(namespace: "default", name: "tls")).name == "tls")
+
         // The wrong CA fails the handshake: a transport error, never a response.
         let wrong = server.client { $0.caPEM = pki.read(pki.otherCACert) }
         do {
