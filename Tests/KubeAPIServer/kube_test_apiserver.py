@@ -977,8 +977,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             previously = owners.get(manager_key, set())
             new = copy.deepcopy(old)
             for p in previously - applied_paths:
-                if not any(p in paths for mk, paths in owners.items() if mk != manager_key):
-                    remove_path(new, p)
+                if any(p in paths for mk, paths in owners.items() if mk != manager_key):
+                    continue
+                # An empty map applied before (e.g. `spec: {}`) that now has children is owned through them.
+                ok, cur = get_path(new, p)
+                if ok and isinstance(cur, dict) and cur:
+                    continue
+                if any(q[:len(p)] == p for q in applied_paths):
+                    continue
+                remove_path(new, p)
             for p in applied_paths:
                 ok, v = get_path(applied, p)
                 set_path(new, p, v)
