@@ -257,7 +257,12 @@ enum KubeConfigLoader {
     private static func bool(_ v: JSONValue?, _ field: String, _ source: String) throws(KubeConfigError) -> Bool {
         guard let v, !v.isNull else { return false }
         if let b = v.bool { return b }
-        if let s = v.string, s == "true" || s == "false" { return s == "true" }
+        // kubectl's YAML 1.1 parser also reads yes/no/on/off as booleans.
+        switch v.string?.lowercased() {
+        case "true", "yes", "on", "y": return true
+        case "false", "no", "off", "n": return false
+        default: break
+        }
         throw KubeConfigError(code: .invalidValue, source: source, message: "\(field) must be true or false")
     }
 }

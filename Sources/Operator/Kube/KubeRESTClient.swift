@@ -130,6 +130,10 @@ final class KubeRESTClient: KubeClient {
     func apply(_ r: GroupVersionResource, _ object: JSONValue, fieldManager: String, force: Bool,
                subresource: String?) throws(KubeError) -> JSONValue {
         let key = try Self.key(of: object)
+        // The apply body must name its type; fill it in from the resource when the caller left it out.
+        var object = object
+        if object["apiVersion"] == nil { object["apiVersion"] = .string(r.apiVersion) }
+        if object["kind"] == nil { object["kind"] = .string(r.kind) }
         var q = [("fieldManager", fieldManager)]
         if force { q.append(("force", "true")) }
         return try send(verb: "APPLY", method: "PATCH", r,

@@ -165,6 +165,16 @@ final class TempDir {
         }
     }
 
+    @Test func insecureSkipVerifyAcceptsYAML11Booleans() throws {
+        let dir = TempDir()
+        for (text, want) in [("yes", true), ("true", true), ("\"false\"", false), ("off", false)] {
+            let p = dir.write("c", "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {server: 'https://h:1', insecure-skip-tls-verify: \(text)}}]\n")
+            #expect(try KubeConfigLoader.fromKubeconfig(paths: [p]).insecureSkipVerify == want, "\(text)")
+        }
+        let bad = dir.write("bad", "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {server: 'https://h:1', insecure-skip-tls-verify: maybe}}]\n")
+        #expect(throws: KubeConfigError.self) { try KubeConfigLoader.fromKubeconfig(paths: [bad]) }
+    }
+
     @Test func kubeconfigListMergesFirstWins() throws {
         let dir = TempDir()
         let a = dir.write("a", "current-context: one\ncontexts: [{name: one, context: {cluster: c1, user: u}}]\nusers: [{name: u, user: {token: A}}]\n")

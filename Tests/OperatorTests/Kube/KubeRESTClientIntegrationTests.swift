@@ -338,6 +338,9 @@ import Testing
         // Trusted through a CA file (in-cluster ca.crt).
         #expect(try server.client { $0.caFile = pki.caCert }.get(.configMaps, ObjectKey(namespace: "default", name: "tls")).name == "tls")
 
+        // insecure-skip-tls-verify connects without any CA.
+        #expect(try server.client { $0.insecureSkipVerify = true }.get(.configMaps, ObjectKey(namespace: "default", name: "tls")).name == "tls")
+
         // The wrong CA fails the handshake: a transport error, never a response.
         let wrong = server.client { $0.caPEM = pki.read(pki.otherCACert) }
         do {
@@ -370,5 +373,72 @@ extension JSONValue {
         guard case .object(var a) = self, case .object(let b) = other else { return other }
         for (k, v) in b { a[k] = v }
         return .object(a)
+    }
+}
+
+@Suite(.serialized) struct KubeRESTClientWatchAuthTests {
+    @Test func watchWithoutResourceVersionStartsWithSyntheticAddsAndFiltersLabels() throws {
+        let server = try TestAPIServer()
+        let kube = server.client()
+        _ = try kube.create(.configMaps, namespace: "default", KubeRESTClientIntegrationTests.configMap("x", labels: ["app": "gw"]))
+        _ = try kube.create(.configMaps, namespace: "default", KubeRESTClientIntegrationTests.configMap("y", labels: ["app": "other"]))
+        var names: [String] = []
+        try kube.watch(.configMaps, namespace: "default", options: WatchOptions(labelSelector: "app=gw", timeoutSeconds: 1),
+                       cancellation: CancellationToken()) { event in
+            if case .added(let o) = event { names.append(o.name ?? "") }
+        }
+        #expect(names == ["x"])
+    }
+
+    @Test func watchReReadsTheTokenAfterA401() throws {
+        let server = try TestAPIServer()
+        let dir = TempDir()
+        let tokenFile = dir.write("token", "t1")
+        let kube = server.client(token: nil, tokenFile: tokenFile)
+        let rv = try kube.list(.configMaps, namespace: nil, options: ListOptions()).resourceVersion
+        try server.control("POST", "tokens", ["tokens": ["t2"]])
+        dir.write("token", "t2")
+        var events: [WatchEvent] = []
+        try kube.watch(.configMaps, namespace: nil, options: WatchOptions(resourceVersion: rv, timeoutSeconds: 1),
+                       cancellation: CancellationToken()) { events.append($0) }
+        #expect(!events.isEmpty && events.allSatisfy { $0 == .bookmark(resourceVersion: rv) })
+        let watches = try server.control("GET", "requests")["requests"]?.array?
+            .filter { $0[path: "query", "watch"] == "1" }.compactMap { $0["authorization"]?.string } ?? []
+        #expect(watches == ["Bearer t1", "Bearer t2"])
+    }
+}
+
+@Suite struct KubeRESTClientConcurrencyTests {
+    /// Optimistic concurrency end to end: threads sharing one client increment a counter with get+update and retry
+    /// on conflict; resourceVersion preconditions must make every increment count exactly once.
+    @Test func concurrentOptimisticUpdatesLoseNothing() throws {
+        let server = try TestAPIServer()
+        let kube = server.client()
+        _ = try kube.create(.configMaps, namespace: "default", KubeRESTClientIntegrationTests.configMap("counter", ["n": "0"]))
+        let key = ObjectKey(namespace: "default", name: "counter")
+        let workers = (0..<4).map { _ in
+            Background<Int> {
+                var conflicts = 0
+                for _ in 0..<10 {
+                    while true {
+                        do throws(KubeError) {
+                            var cm = try kube.get(.configMaps, key)
+                            let n = Int(cm[path: "data", "n"]?.string ?? "") ?? -1000
+                            cm["data"] = ["n": .string(String(n + 1))]
+                            _ = try kube.update(.configMaps, cm)
+                            break
+                        } catch .conflict {
+                            conflicts += 1
+                        } catch {
+                            return -1
+                        }
+                    }
+                }
+                return conflicts
+            }
+        }
+        let results = workers.map { $0.wait(upTo: 120) }
+        #expect(results.allSatisfy { ($0 ?? -1) >= 0 })
+        #expect(try kube.get(.configMaps, key)[path: "data", "n"] == "40")
     }
 }
