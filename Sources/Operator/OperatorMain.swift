@@ -17,7 +17,7 @@ struct OperatorMain {
             print(OperatorOptions.usage)
             exit(0)
         }
-        let log = TemporaryJSONLog(minimum: RuntimeLogLevel(rawValue: options.logLevel) ?? .info)
+        let log = LoggerRuntimeLog(logger: Logger(level: LogLevel(options.logLevel) ?? .info))
         // A parent may hand us SIGTERM/SIGINT blocked (signal masks are inherited across exec); unblock them here,
         // before any thread exists, or graceful shutdown would never start.
         var termination = sigset_t()

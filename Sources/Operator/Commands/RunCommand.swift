@@ -44,7 +44,8 @@ enum RunCommand {
             log.error("cannot load Kubernetes configuration", ["error": error.description])
             return 2
         }
-        let client = KubeRESTClient(config: config)
+        let metrics = OperatorMetrics()
+        let client = KubeRESTClient(config: config, observer: metrics)
 
         var managerConfig = ManagerConfiguration()
         managerConfig.healthProbeBindAddress = bindAddress(options.healthProbeBindAddress)
@@ -57,12 +58,14 @@ enum RunCommand {
             election.identity = LeaderElectionConfiguration.defaultIdentity()
             managerConfig.leaderElection = election
             // Lease requests must fail within the renew deadline rather than after the default request timeout.
-            electionClient = KubeRESTClient(config: config, requestTimeout: options.renewDeadline)
+            electionClient = KubeRESTClient(config: config, observer: metrics, requestTimeout: options.renewDeadline)
         }
-        let manager = Manager(client: client, configuration: managerConfig, log: log, electionClient: electionClient)
+        let manager = Manager(client: client, configuration: managerConfig, log: log, metrics: metrics,
+                              electionClient: electionClient)
 
         let controller = Controller(name: "encryptiongateway", reconciler: LoggingReconciler(log: log),
-                                    workers: options.workers, log: log)
+                                    workers: options.workers, queueMetrics: metrics.queue(named: "encryptiongateway"),
+                                    metrics: metrics, log: log)
         ControllerWiring().register(on: manager, controller: controller, namespace: options.namespace)
         manager.add(controller)
 

@@ -28,7 +28,7 @@ struct ProbeHandler: HTTPRequestHandler {
                 try respond(response, head, 503, "informer caches not synced\n")
             }
         case "/metrics" where routes.contains(.metrics):
-            try respond(response, head, 200, metricsText(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            try respond(response, head, 200, metricsText(), contentType: MetricsRegistry.contentType)
         default:
             try respond(response, head, 404, "not found\n")
         }

@@ -120,6 +120,15 @@ final class OperatorProcess {
          "metadata": ["name": .string(name), "namespace": "apps"], "spec": [:]]
     }
 
+    /// The value of one series (`name{labels}` exactly as exposed) from a /metrics endpoint, nil when absent.
+    static func metric(_ address: String, _ series: String) -> Double? {
+        guard let text = rawGET(address, "/metrics")?.body else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1))
+        }
+        return nil
+    }
+
     static func reconciled(_ p: OperatorProcess, _ key: String) -> Bool {
         p.logs("reconcile").contains { $0["key"]?.string == key }
     }
@@ -147,6 +156,17 @@ final class OperatorProcess {
             let probes = try #require(p.address(of: "health probes"))
             #expect(eventually(.seconds(60)) { rawGET(probes, "/readyz")?.status == 200 })
         }
+        // Metrics tell the same story.
+        let leaderMetrics = try #require(leader.address(of: "metrics"))
+        let standbyMetrics = try #require(standby.address(of: "metrics"))
+        #expect(eventually(.seconds(60)) {
+            Self.metric(leaderMetrics, "controller_runtime_reconcile_total{controller=\"encryptiongateway\",result=\"success\"}") ?? 0 >= 1
+        })
+        #expect(Self.metric(leaderMetrics, "leader_election_master_status{name=\"op-lock\"}") == 1)
+        #expect(Self.metric(standbyMetrics, "leader_election_master_status{name=\"op-lock\"}") == 0)
+        #expect(Self.metric(standbyMetrics, "controller_runtime_reconcile_total{controller=\"encryptiongateway\",result=\"success\"}") == nil)
+        #expect(Self.metric(leaderMetrics, "rest_client_requests_total{verb=\"LIST\",code=\"200\"}") ?? 0 >= 1)
+        #expect(Self.metric(leaderMetrics, "workqueue_adds_total{name=\"encryptiongateway\"}") ?? 0 >= 1)
         Thread.sleep(forTimeInterval: 1)
         #expect(leader.logs("successfully acquired lease").count == 1)
         #expect(standby.logs("successfully acquired lease").isEmpty)
