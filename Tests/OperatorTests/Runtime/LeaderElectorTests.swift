@@ -8,9 +8,10 @@ import Testing
 @Suite struct LeaderElectorTests {
     static func config(_ identity: String) -> LeaderElectionConfiguration {
         var c = LeaderElectionConfiguration(namespace: "ops", name: "lock", identity: identity)
-        c.leaseDuration = .seconds(2)
-        c.renewDeadline = .milliseconds(1000)
-        c.retryPeriod = .milliseconds(200)
+        // Short, but with room for a loaded 2-core machine: a spurious loss would fail the manager tests.
+        c.leaseDuration = .seconds(4)
+        c.renewDeadline = .seconds(3)
+        c.retryPeriod = .milliseconds(250)
         return c
     }
 

@@ -105,7 +105,7 @@ final class OperatorProcess {
     static func start(_ kubeconfig: String) throws -> OperatorProcess {
         try OperatorProcess(arguments: [
             "--kubeconfig", kubeconfig, "--leader-election-id", "op-lock",
-            "--leader-election-lease-duration=3s", "--leader-election-renew-deadline=2s",
+            "--leader-election-lease-duration=6s", "--leader-election-renew-deadline=4s",
             "--leader-election-retry-period=500ms", "--health-probe-bind-address=127.0.0.1:0",
             "--metrics-bind-address=127.0.0.1:0", "--workers=2", "--graceful-shutdown-timeout=10s",
         ])

@@ -185,7 +185,7 @@ final class CountingMetrics: WorkQueueMetrics, @unchecked Sendable {
             var processedGeneration: [Int: Int] = [:]
             var runs = 0
         }
-        let q = WorkQueue<Int>()
+        let q = WorkQueue<Int>(rateLimit: Backoff(initial: .microseconds(100), cap: .milliseconds(2)))
         let book = Mutex(Book())
         let keys = 0..<8
         let workers = (0..<4).map { _ in
@@ -201,6 +201,7 @@ final class CountingMetrics: WorkQueueMetrics, @unchecked Sendable {
                         b.inFlight.remove(key)
                         b.processedGeneration[key] = max(b.processedGeneration[key, default: 0], seen)
                     }
+                    if Int.random(in: 0..<8) == 0 { q.forget(key) }
                     q.done(key)
                 }
             }
@@ -211,7 +212,12 @@ final class CountingMetrics: WorkQueueMetrics, @unchecked Sendable {
                     let key = Int.random(in: keys)
                     // Bump the generation before adding: a run that starts afterwards must see it.
                     book.withLock { $0.addGeneration[key, default: 0] += 1 }
-                    q.add(key)
+                    // Mix the three ways in: plain, delayed and rate-limited adds share the same invariants.
+                    switch Int.random(in: 0..<10) {
+                    case 0: q.addAfter(key, .microseconds(Int64.random(in: 1...3000)))
+                    case 1: q.addRateLimited(key)
+                    default: q.add(key)
+                    }
                 }
             }
         }
