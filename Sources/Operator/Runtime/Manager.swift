@@ -199,7 +199,11 @@ final class Manager: Sendable {
     }
 
     private func finish(informers: [SharedInformer], controllers: [Controller], leading: Bool) -> ManagerExit {
-        let (exit, elector) = state.withLock { s in (s.exit ?? .shutdown, s.elector) }
+        let (exit, elector) = state.withLock { s in
+            // Stopping caches are no longer trustworthy; tell load balancers and probes right away.
+            s.ready = false
+            return (s.exit ?? .shutdown, s.elector)
+        }
         switch exit {
         case .leadershipLost, .failed:
             for c in controllers { c.stopNow() }

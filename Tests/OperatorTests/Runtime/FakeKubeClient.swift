@@ -21,6 +21,8 @@ final class FakeKubeClient: KubeClient, Sendable {
         var objects: [String: [ObjectKey: JSONValue]] = [:]
         var rv = 100
         var watchScripts: [WatchScript] = []
+        /// Per-resource scripts, consulted before `watchScripts`.
+        var watchScriptsByResource: [String: [WatchScript]] = [:]
         var watchRequests: [WatchOptions] = []
         var listRequests: [ListOptions] = []
         var failCreatesAndUpdates: KubeError?
@@ -43,6 +45,10 @@ final class FakeKubeClient: KubeClient, Sendable {
             s.rv += 1
             _ = s.objects[r.resource]?.removeValue(forKey: key)
         }
+    }
+
+    func scriptWatches(_ r: GroupVersionResource, _ scripts: [WatchScript]) {
+        state.withLock { $0.watchScriptsByResource[r.resource, default: []].append(contentsOf: scripts) }
     }
 
     func scriptWatches(_ scripts: [WatchScript]) { state.withLock { $0.watchScripts.append(contentsOf: scripts) } }
@@ -74,6 +80,11 @@ final class FakeKubeClient: KubeClient, Sendable {
                onEvent: (WatchEvent) throws -> Void) throws(KubeError) {
         let script = state.withLock { s -> WatchScript in
             s.watchRequests.append(options)
+            if var own = s.watchScriptsByResource[r.resource], !own.isEmpty {
+                let first = own.removeFirst()
+                s.watchScriptsByResource[r.resource] = own
+                return first
+            }
             return s.watchScripts.isEmpty ? .eventsThenBlock([]) : s.watchScripts.removeFirst()
         }
         func deliver(_ events: [WatchEvent]) throws(KubeError) {

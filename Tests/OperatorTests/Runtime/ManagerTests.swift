@@ -115,6 +115,42 @@ func rawGET(_ address: String, _ path: String) -> (status: Int, body: String)? {
         runner.join()
     }
 
+    /// `ControllerWiring`: a child event enqueues its controlling owner, a Secret event every gateway referencing it.
+    @Test func wiringMapsChildrenAndSecretsToGateways() {
+        let client = FakeKubeClient()
+        func gateway(_ name: String, secret: String) -> JSONValue {
+            testObject("ns", name, spec: ["passwordSecretRef": ["name": .string(secret)]])
+        }
+        client.seed(Self.gateways, [gateway("gw1", secret: "pw"), gateway("gw2", secret: "other"), gateway("gw3", secret: "pw")])
+        let deploymentGate = StopSignal(), secretGate = StopSignal()
+        var child = testObject("ns", "gw2-proxy", rv: "500")
+        child["metadata"]?["ownerReferences"] = [["apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
+                                                   "name": "gw2", "uid": "u2", "controller": true]]
+        client.scriptWatches(.deployments, [.gated(deploymentGate, [.added(child)])])
+        client.scriptWatches(.secrets, [.gated(secretGate, [.added(testObject("ns", "pw", rv: "501"))])])
+        let reconciler = ScriptedReconciler()
+        let manager = Manager(client: client, configuration: Self.managerConfig(election: false))
+        let controller = Controller(name: "gw", reconciler: reconciler, workers: 2)
+        let wiring = ControllerWiring(owned: [.deployments],
+                                      secretReferences: EventMapping.strings(atPaths: [["spec", "passwordSecretRef", "name"]]))
+        wiring.register(on: manager, controller: controller, namespace: nil)
+        manager.add(controller)
+        let exit = Mutex<ManagerExit?>(nil)
+        let runner = TestThread { let e = manager.run(); exit.withLock { $0 = e } }
+        func count(_ key: String) -> Int { reconciler.calls.filter { $0 == key }.count }
+        #expect(eventually { count("ns/gw1") == 1 && count("ns/gw2") == 1 && count("ns/gw3") == 1 })
+
+        deploymentGate.stop()
+        #expect(eventually { count("ns/gw2") == 2 })
+        secretGate.stop()
+        #expect(eventually { count("ns/gw1") == 2 && count("ns/gw3") == 2 })
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(count("ns/gw2") == 2)
+        manager.requestShutdown()
+        #expect(eventually { exit.withLock { $0 } == .shutdown })
+        runner.join()
+    }
+
     @Test func bindFailureFailsTheRun() {
         var config = Self.managerConfig(election: false)
         config.healthProbeBindAddress = "not-an-address"
