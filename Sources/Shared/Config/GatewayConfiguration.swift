@@ -73,40 +73,6 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equa
     public var description: String { "invalid configuration: \(setting): \(message)" }
 }
 
-/// A listen address: host (empty = all interfaces) and port (0 = ephemeral).
-public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    /// Parses `:8080`, `0.0.0.0:8080`, `127.0.0.1:0`, `[::1]:8080`, `localhost:9000`.
-    public init?(parsing text: String) {
-        let hostPart: Substring
-        let portPart: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
-            hostPart = text[text.index(after: text.startIndex)..<close]
-            portPart = text[text.index(close, offsetBy: 2)...]
-            guard !hostPart.isEmpty else { return nil }
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            hostPart = text[..<colon]
-            portPart = text[text.index(after: colon)...]
-            if hostPart.contains(":") { return nil }  // bare IPv6 needs brackets
-        }
-        guard !portPart.isEmpty, portPart.allSatisfy(\.isASCII), portPart.allSatisfy(\.isNumber),
-              let port = Int(portPart), (0...65535).contains(port) else { return nil }
-        self.host = String(hostPart)
-        self.port = port
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-}
-
 /// Everything the proxy needs to start, validated.
 public struct GatewayConfiguration: Sendable {
     public var listenAddress = ListenAddress(host: "", port: 8080)
@@ -154,10 +120,11 @@ public struct GatewayConfiguration: Sendable {
             gatewaySecretKey: try required(.gatewaySecretKey))
 
         if let text = value(.listenAddress) {
-            guard let address = ListenAddress(parsing: text) else {
-                throw ConfigurationError(.listenAddress, "must be [host]:port like :8080 or 127.0.0.1:9000, got \(JSON.quote(text))")
+            do {
+                config.listenAddress = try ListenAddress(parsing: text)
+            } catch {
+                throw ConfigurationError(.listenAddress, "\(error.message); use [host]:port like :8080 or 127.0.0.1:9000")
             }
-            config.listenAddress = address
         }
         config.passthrough = try bool(value(.passthrough), .passthrough) ?? false
         config.encryptionPassword = value(.encryptionPassword)

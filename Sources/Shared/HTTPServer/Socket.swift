@@ -29,6 +29,11 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
 
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
     /// Parses ":8080", "0.0.0.0:8080", "127.0.0.1:0", "[::1]:8080", "localhost:8080".
     public init(parsing text: String) throws(HTTPServerError) {
         func invalid(_ why: String) -> HTTPServerError {

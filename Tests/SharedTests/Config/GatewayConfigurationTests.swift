@@ -78,10 +78,10 @@ import Testing
     }
 
     @Test(arguments: [
-        (":8080", "", 8080), ("0.0.0.0:1", "0.0.0.0", 1), ("[::1]:9000", "::1", 9000), ("localhost:0", "localhost", 0),
+        (":8080", "", 8080), ("0.0.0.0:1", "0.0.0.0", 1), ("[::1]:9000", "::1", 9000), ("localhost:0", "127.0.0.1", 0),
     ])
     func listenAddressesParse(text: String, host: String, port: Int) {
-        #expect(ListenAddress(parsing: text) == ListenAddress(host: host, port: port))
+        #expect((try? ListenAddress(parsing: text)) == ListenAddress(host: host, port: port))
     }
 
     @Test func everyFlagMatchesItsVariable() {
