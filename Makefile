@@ -45,4 +45,4 @@ integration:
 		python3 -m pytest Tests/Integration $(PYTEST_ARGS)
 
 bench: deps-bench build-release
-	@bench/passthrough.sh
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/passthrough.py

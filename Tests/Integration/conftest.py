@@ -93,10 +93,13 @@ def gateway_binary() -> Path:
 @pytest.fixture(scope="session", params=BACKEND_NAMES)
 def backend(request, tmp_root) -> s3gw.Backend:
     name = request.param
+    b, error = None, None
     try:
         b = s3gw.start_backend(name, tmp_root / name)
     except s3gw.HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        error = str(exc)
+    if error:
+        pytest.fail(error, pytrace=False)
     yield b
     b.stop()
 
@@ -107,11 +110,14 @@ def target(request, backend, tmp_root) -> Target:
         yield Target(backend.endpoint, backend.access_key, backend.secret_key, backend, None)
         return
     binary = request.getfixturevalue("gateway_binary")
+    gw, error = None, None
     try:
         gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key,
                                 tmp_root / f"gw-{backend.name}", binary=binary, name=f"gateway-{backend.name}")
     except s3gw.HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        error = str(exc)
+    if error:
+        pytest.fail(error, pytrace=False)
     yield Target(gw.endpoint, gw.access_key, gw.secret_key, backend, gw)
     code = gw.terminate()
     assert code == 0, f"gateway exited with {code} after SIGTERM; log tail:\n{gw.log_tail()}"
