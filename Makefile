@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: help run test bench deps-run deps-test deps-bench build-release build-debug swift-test integration
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '3,6s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run

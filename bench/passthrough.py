@@ -138,13 +138,13 @@ def main() -> int:
     workdir = pick_workdir(size)
     nginx = gw = None
     try:
+        nginx, backend = start_nginx(workdir)
+        gw = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir, require_ready=False,
+                                extra_env={"GATEWAY_PASSTHROUGH": "true", "LOG_LEVEL": "warn"}, name="gateway")
         src = workdir / "object.bin"
         with open(src, "wb") as f:
             for _ in range(args.size_mib):
                 f.write(os.urandom(1 << 20))
-        nginx, backend = start_nginx(workdir)
-        gw = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir, require_ready=False,
-                                extra_env={"GATEWAY_PASSTHROUGH": "true", "LOG_LEVEL": "warn"}, name="gateway")
         print(f"bench: {args.size_mib} MiB object, single stream, median of {args.repeat}; "
               f"nginx {backend}, gateway {gw.endpoint} (pass-through); data in {workdir}", flush=True)
         direct_url = f"{backend}/bench/object"

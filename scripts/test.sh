@@ -30,7 +30,7 @@ fi
 phase "build (release)" swift build -c release --product s3-encryption-gateway
 bin_dir=$(swift build -c release --show-bin-path)
 GATEWAY_BIN="$bin_dir/s3-encryption-gateway" phase "integration (pytest)" \
-    python3 -m pytest Tests/Integration ${PYTEST_ARGS:-}
+    python3 -m pytest Tests/Integration --durations=10 ${PYTEST_ARGS:-}
 
 echo
 echo "==> phase durations"
