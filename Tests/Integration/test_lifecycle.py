@@ -84,7 +84,7 @@ def test_sigterm_lets_in_flight_upload_finish(gateway_binary, backend, tmp_path)
         conn.endheaders()
         step = 256 << 10
         conn.send(data[:step])
-        time.sleep(0.5)  # the request is now in flight at the gateway
+        time.sleep(1.0)  # the request is now in flight at the gateway
         gw.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert gw.proc.poll() is None, "gateway exited with an upload in flight"
