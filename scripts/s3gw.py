@@ -269,8 +269,17 @@ class Gateway:
         except OSError:
             return ""
 
+    def stderr_text(self) -> str:
+        try:
+            return self.log_path.with_suffix(".stderr.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        """Last lines of stdout (JSON log) and of stderr."""
+        out = "\n".join(self.log_text().splitlines()[-lines:])
+        err = "\n".join(self.stderr_text().splitlines()[-lines:])
+        return out + (f"\n--- stderr:\n{err}" if err else "")
 
     def terminate(self, timeout: float = 40) -> int:
         """SIGTERM, wait for exit, return the exit code (kills after `timeout`)."""
@@ -320,9 +329,10 @@ def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret
     secret = secrets.token_urlsafe(30)
     env = gateway_env(backend_endpoint, backend_access_key, backend_secret_key, f"127.0.0.1:{port}", access,
                       secret, extra_env)
-    log_path = workdir / f"{name}.log"
+    log_path = workdir / f"{name}.log"  # stdout: the JSON log; stderr goes next to it (`.stderr.log`)
     log = open(log_path, "wb")
-    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT,
+    err = open(log_path.with_suffix(".stderr.log"), "wb")
+    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=err,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     gw = Gateway(endpoint=f"http://127.0.0.1:{port}", access_key=access, secret_key=secret, log_path=log_path,
                  proc=proc, env=env)
