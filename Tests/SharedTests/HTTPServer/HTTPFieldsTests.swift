@@ -1,5 +1,5 @@
 import Testing
-@testable import Proxy
+@testable import Shared
 
 @Suite struct HTTPFieldsTests {
     @Test func lookupIsCaseInsensitiveAndOrdered() {

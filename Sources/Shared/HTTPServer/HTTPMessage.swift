@@ -2,44 +2,45 @@ import Foundation
 
 /// Header fields in arrival order. Lookups are ASCII case-insensitive; names keep
 /// the case the peer sent so that SigV4 canonicalisation sees what was signed.
-struct HTTPFields: Sendable, Sequence, ExpressibleByDictionaryLiteral {
-    typealias Element = (name: String, value: String)
-    private(set) var entries: [Element] = []
+public struct HTTPFields: Sendable, Sequence, ExpressibleByDictionaryLiteral {
+    public typealias Element = (name: String, value: String)
+    public private(set) var entries: [Element] = []
 
-    init() {}
-    init(_ entries: [Element]) { self.entries = entries }
-    init(dictionaryLiteral elements: (String, String)...) {
+    public init() {}
+    public init(_ entries: [Element]) { self.entries = entries }
+    public init(dictionaryLiteral elements: (String, String)...) {
         entries = elements.map { (name: $0.0, value: $0.1) }
     }
 
-    func makeIterator() -> IndexingIterator<[Element]> { entries.makeIterator() }
-    var count: Int { entries.count }
+    public func makeIterator() -> IndexingIterator<[Element]> { entries.makeIterator() }
+    public var count: Int { entries.count }
 
     /// The first value of `name`, or nil.
-    subscript(name: String) -> String? {
+    public subscript(name: String) -> String? {
         entries.first { $0.name.caseInsensitiveEquals(name) }?.value
     }
 
     /// Every value of `name`, in order.
-    func values(_ name: String) -> [String] {
+    public func values(_ name: String) -> [String] {
         entries.filter { $0.name.caseInsensitiveEquals(name) }.map(\.value)
     }
 
-    func contains(_ name: String) -> Bool { self[name] != nil }
+    public func contains(_ name: String) -> Bool { self[name] != nil }
 
-    mutating func add(_ name: String, _ value: String) { entries.append((name: name, value: value)) }
+    public mutating func add(_ name: String, _ value: String) { entries.append((name: name, value: value)) }
 
     /// Replaces every value of `name` with one value.
-    mutating func set(_ name: String, _ value: String) {
+    public mutating func set(_ name: String, _ value: String) {
         remove(name)
         add(name, value)
     }
 
-    mutating func remove(_ name: String) { entries.removeAll { $0.name.caseInsensitiveEquals(name) } }
+    public mutating func remove(_ name: String) { entries.removeAll { $0.name.caseInsensitiveEquals(name) } }
 }
 
 extension String {
-    func caseInsensitiveEquals(_ other: String) -> Bool {
+    /// ASCII case-insensitive comparison (header names, tokens); no Unicode folding.
+    public func caseInsensitiveEquals(_ other: String) -> Bool {
         let a = utf8, b = other.utf8
         guard a.count == b.count else { return false }
         for (x, y) in zip(a, b) where x != y {
@@ -53,21 +54,28 @@ extension String {
 
 /// A parsed request head. `target` is the raw request-target as received
 /// (origin-form, percent-encoding untouched), which SigV4 needs verbatim.
-struct HTTPRequestHead: Sendable {
-    var method: String
-    var target: String
-    var headers: HTTPFields
+public struct HTTPRequestHead: Sendable {
+    public var method: String
+    public var target: String
+    public var headers: HTTPFields
     /// Minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
-    var minorVersion: Int = 1
+    public var minorVersion: Int = 1
+
+    public init(method: String, target: String, headers: HTTPFields, minorVersion: Int = 1) {
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.minorVersion = minorVersion
+    }
 
     /// The raw path part of the target (before `?`), still percent-encoded.
-    var rawPath: String {
+    public var rawPath: String {
         if let q = target.firstIndex(of: "?") { return String(target[..<q]) }
         return target
     }
 
     /// The raw query (after `?`), nil when absent.
-    var rawQuery: String? {
+    public var rawQuery: String? {
         guard let q = target.firstIndex(of: "?") else { return nil }
         return String(target[target.index(after: q)...])
     }
@@ -75,13 +83,14 @@ struct HTTPRequestHead: Sendable {
 
 /// A response head. Framing headers (`Content-Length` / `Transfer-Encoding`,
 /// `Connection`) are decided by the server from `contentLength`.
-struct HTTPResponseHead: Sendable {
-    var status: Int
-    var headers: HTTPFields
-    /// Body length when known; nil means the server frames the body as chunked.
-    var contentLength: Int64?
+public struct HTTPResponseHead: Sendable {
+    public var status: Int
+    public var headers: HTTPFields
+    /// Body length when known; nil means the server frames the body as chunked
+    /// (close-delimited for an HTTP/1.0 client).
+    public var contentLength: Int64?
 
-    init(status: Int, headers: HTTPFields = HTTPFields(), contentLength: Int64? = 0) {
+    public init(status: Int, headers: HTTPFields = HTTPFields(), contentLength: Int64? = 0) {
         self.status = status
         self.headers = headers
         self.contentLength = contentLength
@@ -91,7 +100,7 @@ struct HTTPResponseHead: Sendable {
 /// The body of one request, read incrementally by the handler. The first read
 /// sends `100 Continue` when the client asked for it; reading nothing and
 /// answering with an error is how a handler refuses a body early.
-protocol RequestBody: AnyObject {
+public protocol RequestBody: AnyObject {
     /// `Content-Length` of the request; nil for chunked bodies.
     var declaredLength: Int64? { get }
     /// Reads up to `buffer.count` bytes; returns 0 at the end of the body.
@@ -102,7 +111,7 @@ protocol RequestBody: AnyObject {
 extension RequestBody {
     /// Reads the whole body into memory, refusing more than `limit` bytes.
     /// Only for small XML bodies (multipart completion, delete lists).
-    func readAll(limit: Int) throws -> [UInt8] {
+    public func readAll(limit: Int) throws -> [UInt8] {
         var out = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
@@ -114,12 +123,16 @@ extension RequestBody {
     }
 }
 
-struct BodyTooLarge: Error { let limit: Int }
+/// `readAll(limit:)` met more bytes than allowed.
+public struct BodyTooLarge: Error, Sendable {
+    public let limit: Int
+    public init(limit: Int) { self.limit = limit }
+}
 
 /// Where a handler writes its response. Once the head is written, an error
 /// (thrown by the handler or a short body) makes the server close the
 /// connection so the client sees a failed transfer, never a wrong one.
-protocol ResponseWriter: AnyObject {
+public protocol ResponseWriter: AnyObject {
     var headWritten: Bool { get }
     func writeHead(_ head: HTTPResponseHead) throws
     func write(_ bytes: UnsafeRawBufferPointer) throws
@@ -128,10 +141,10 @@ protocol ResponseWriter: AnyObject {
 }
 
 extension ResponseWriter {
-    func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 
     /// Writes a complete response with a small in-memory body.
-    func respond(status: Int, headers: HTTPFields = HTTPFields(), body: [UInt8] = []) throws {
+    public func respond(status: Int, headers: HTTPFields = HTTPFields(), body: [UInt8] = []) throws {
         try writeHead(HTTPResponseHead(status: status, headers: headers, contentLength: Int64(body.count)))
         if !body.isEmpty { try write(body) }
         try finish()
@@ -139,15 +152,25 @@ extension ResponseWriter {
 }
 
 /// Per-request facts the server knows before any handler runs.
-struct RequestContext: Sendable {
+public struct RequestContext: Sendable {
     /// Also sent to the client as `x-amz-request-id`.
-    var requestID: String
-    var remoteAddress: String
-    var startedAt: ContinuousClock.Instant
+    public var requestID: String
+    public var remoteAddress: String
+    public var startedAt: ContinuousClock.Instant
+
+    public init(requestID: String, remoteAddress: String, startedAt: ContinuousClock.Instant) {
+        self.requestID = requestID
+        self.remoteAddress = remoteAddress
+        self.startedAt = startedAt
+    }
 }
 
 /// The application side of the server: one call per request, on the
 /// connection's thread, with blocking I/O on `body` and `response`.
-protocol HTTPRequestHandler: Sendable {
-    func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext)
+///
+/// A thrown error before the head is written becomes a `500 InternalError`;
+/// after the head it closes the connection. Returning without `finish()` is
+/// treated the same way.
+public protocol HTTPRequestHandler: Sendable {
+    func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext) throws
 }

@@ -1,0 +1,184 @@
+import COpenSSL
+import Shared
+
+/// Verifies and decrypts one segment (docs/FORMAT.md §5) as an I/O-free streaming state machine.
+///
+/// Feed ciphertext in pieces of any size with `update`, starting at the chunk boundary of
+/// `firstChunkIndex` (0 for a whole object, the mapped first chunk for a range); then call
+/// `finish`. Only verified plaintext is handed to `emit`, one chunk at a time (the buffer is
+/// only valid during the callback). A chunk is opened as non-final once more bytes follow it,
+/// so at most one sealed chunk is buffered. Errors distinguish tampering, truncation and
+/// trailing data; after an error the opener must not be used again. Bytes after a *short* final
+/// chunk cannot be told apart from a modified final chunk (`tamperDetected`); callers that know
+/// the stored length check it first with `ChunkLayout.plaintextLength(ciphertextLength:)`.
+public final class ChunkOpener {
+    public let layout: ChunkLayout
+    public let cipher: AEADAlgorithm
+    public let partNumber: Int
+    private let aead: AEADContext
+    private let nonceAAD: ChunkNonceAAD
+    private let pending: UnsafeMutableRawBufferPointer
+    private var pendingCount = 0
+    /// Decrypted plaintext of one chunk; zeroed by the cipher on failure.
+    private let output: UnsafeMutableRawBufferPointer
+    private var nextIndex: UInt64
+    private var finished = false
+    private var failed = false
+    /// Verified plaintext bytes emitted so far.
+    public private(set) var plaintextLength = 0
+
+    public init(cipher: AEADAlgorithm, segmentKey: [UInt8], layout: ChunkLayout, partNumber: Int = 0,
+                firstChunkIndex: Int = 0) throws(EncryptionError) {
+        guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
+            throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
+        }
+        guard firstChunkIndex >= 0 else { throw EncryptionError(.invalidParameter, "negative chunk index") }
+        do {
+            aead = try AEADContext(algorithm: cipher, key: segmentKey, sealing: false)
+        } catch {
+            throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
+        }
+        self.cipher = cipher
+        self.layout = layout
+        self.partNumber = partNumber
+        nextIndex = UInt64(firstChunkIndex)
+        nonceAAD = ChunkNonceAAD(cipher: cipher, chunkSize: layout.chunkSize, partNumber: partNumber)
+        pending = .allocate(byteCount: layout.sealedChunkSize, alignment: 64)
+        output = .allocate(byteCount: layout.chunkSize, alignment: 64)
+    }
+
+    deinit {
+        pending.deallocate()
+        OPENSSL_cleanse(output.baseAddress, output.count)
+        output.deallocate()
+    }
+
+    /// Accepts the next ciphertext piece; emits the plaintext of every chunk that is now complete and not last.
+    public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard !finished && !failed else { throw Self.misuse }
+        guard input.count > 0 else { return }
+        let sealedSize = layout.sealedChunkSize
+        var rest = input[...]
+        if pendingCount > 0 {
+            let take = min(sealedSize - pendingCount, rest.count)
+            (pending.baseAddress! + pendingCount).copyMemory(from: UnsafeRawBufferPointer(rebasing: rest.prefix(take)).baseAddress!, byteCount: take)
+            pendingCount += take
+            rest = rest.dropFirst(take)
+            guard !rest.isEmpty else { return }
+            try openChunk(UnsafeRawBufferPointer(rebasing: pending[0..<sealedSize]), final: false, emit: emit)
+            pendingCount = 0
+        }
+        while rest.count > sealedSize {
+            try openChunk(UnsafeRawBufferPointer(rebasing: rest.prefix(sealedSize)), final: false, emit: emit)
+            rest = rest.dropFirst(sealedSize)
+        }
+        if !rest.isEmpty {
+            pending.baseAddress!.copyMemory(from: UnsafeRawBufferPointer(rebasing: rest).baseAddress!, byteCount: rest.count)
+        }
+        pendingCount = rest.count
+    }
+
+    /// Thrown (rather than trapping) when a caller keeps using an opener after `finish` or an
+    /// error, so a handler bug fails one request instead of the process.
+    static let misuse = EncryptionError(.invalidParameter, "ChunkOpener used after finish or after a failure")
+
+    public func update(_ input: [UInt8], emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try input.withUnsafeBytes { try update($0, emit: emit) }
+    }
+
+    /// Ends the input. With `lastChunkIsFinal` (a whole object, or a range that reaches the end),
+    /// the buffered chunk must be the segment's final chunk; otherwise it must be a full non-final chunk.
+    public func finish(lastChunkIsFinal: Bool = true, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard !finished && !failed else { throw Self.misuse }
+        finished = true
+        let sealedSize = layout.sealedChunkSize
+        if lastChunkIsFinal {
+            guard pendingCount >= FormatV1.tagSize else {
+                throw EncryptionError(.truncated, "the object ends \(pendingCount == 0 ? "without its final chunk" : "inside a chunk") at chunk \(nextIndex): it was truncated")
+            }
+            // Only an empty object has an empty (tag-only) final chunk.
+            guard pendingCount > FormatV1.tagSize || nextIndex == 0 else {
+                throw EncryptionError(.malformedCiphertext, "an empty final chunk at index \(nextIndex) is not produced by any writer")
+            }
+            try openChunk(UnsafeRawBufferPointer(rebasing: pending[0..<pendingCount]), final: true, emit: emit)
+        } else {
+            guard pendingCount == sealedSize else {
+                throw EncryptionError(.truncated, "the ciphertext range ends inside chunk \(nextIndex): it was truncated")
+            }
+            try openChunk(UnsafeRawBufferPointer(rebasing: pending[0..<pendingCount]), final: false, emit: emit)
+        }
+        pendingCount = 0
+    }
+
+    private func openChunk(_ sealed: UnsafeRawBufferPointer, final: Bool,
+                           emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let count: Int
+        do {
+            count = try attempt(sealed, final: final)
+        } catch AEADError.authenticationFailed {
+            failed = true
+            throw diagnose(sealed, expectedFinal: final)
+        } catch {
+            failed = true
+            throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
+        }
+        nextIndex += 1
+        plaintextLength += count
+        do {
+            try emit(UnsafeRawBufferPointer(rebasing: output[0..<count]))
+        } catch {
+            failed = true   // the consumer failed mid-stream: this stream cannot continue
+            throw error
+        }
+    }
+
+    private func attempt(_ sealed: UnsafeRawBufferPointer, final: Bool) throws(AEADError) -> Int {
+        nonceAAD.set(index: nextIndex, final: final)
+        return try aead.open(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad),
+                             sealed: sealed, into: output)
+    }
+
+    /// A chunk failed: check whether it verifies with the opposite final flag, which tells
+    /// truncation (a non-final chunk at the end) and trailing data (a final chunk followed by
+    /// more) apart from modification. Costs a second decryption on the failure path only;
+    /// the plaintext of the retry is discarded either way.
+    private func diagnose(_ sealed: UnsafeRawBufferPointer, expectedFinal: Bool) -> EncryptionError {
+        let index = nextIndex
+        let flipped = (try? attempt(sealed, final: !expectedFinal)) != nil
+        OPENSSL_cleanse(output.baseAddress, output.count)
+        if flipped && expectedFinal {
+            return EncryptionError(.truncated, "chunk \(index) is not the final chunk but the data ends after it: the object was truncated")
+        }
+        if flipped && !expectedFinal {
+            return EncryptionError(.trailingData, "chunk \(index) is the final chunk but more data follows it")
+        }
+        return EncryptionError(.tamperDetected, "chunk \(index) failed authentication: the stored object was modified, reordered or spliced")
+    }
+}
+
+/// Cuts the decrypted chunks of a range read down to the requested bytes (`skip` bytes into the
+/// first chunk, then `length` bytes).
+public struct PlaintextWindow: Sendable {
+    public private(set) var skip: Int
+    public private(set) var remaining: Int
+
+    public init(skip: Int, length: Int) {
+        self.skip = skip
+        self.remaining = length
+    }
+
+    public init(_ mapping: RangeMapping) {
+        self.init(skip: mapping.skip, length: mapping.length)
+    }
+
+    /// The part of `chunk` inside the window (possibly empty).
+    public mutating func slice(_ chunk: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        let drop = min(skip, chunk.count)
+        skip -= drop
+        let take = min(remaining, chunk.count - drop)
+        remaining -= take
+        return UnsafeRawBufferPointer(rebasing: chunk[drop..<(drop + take)])
+    }
+
+    public var isComplete: Bool { remaining == 0 }
+}

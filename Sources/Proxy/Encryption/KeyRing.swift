@@ -1,0 +1,187 @@
+import Shared
+
+/// A key-encryption key (KEK) with its public key id. Derived once at start-up.
+public struct KeyEncryptionKey: Sendable {
+    /// 8 bytes, written to metadata as 16 hex digits. Derived by HKDF, so it reveals nothing about the key.
+    public let id: [UInt8]
+    let key: [UInt8]
+
+    public var idHex: String { Encoding.hex(id) }
+
+    /// Runs scrypt on `password` (about 100 ms and 32 MiB): call once per password at start-up only.
+    public static func derive(password: String) throws(EncryptionError) -> KeyEncryptionKey {
+        let master: [UInt8]
+        do {
+            master = try KDF.scrypt(password: Array(password.utf8), salt: FormatV1.kdfSalt,
+                                    n: FormatV1.scryptN, r: FormatV1.scryptR, p: FormatV1.scryptP, length: 32)
+        } catch {
+            throw EncryptionError(.internalFailure, "scrypt key derivation failed: \(error)")
+        }
+        return try derive(master: master)
+    }
+
+    /// The HKDF step of the derivation, from scrypt's output (exposed for tests and offline tools).
+    public static func derive(master: [UInt8]) throws(EncryptionError) -> KeyEncryptionKey {
+        do {
+            let key = try KDF.hkdfSHA256(key: master, salt: [], info: FormatV1.kekInfo, length: 32)
+            let id = try KDF.hkdfSHA256(key: master, salt: [], info: FormatV1.keyIDInfo, length: FormatV1.keyIDSize)
+            return KeyEncryptionKey(id: id, key: key)
+        } catch {
+            throw EncryptionError(.internalFailure, "HKDF failed: \(error)")
+        }
+    }
+}
+
+/// A per-object data key (DEK): 32 random bytes, stored only wrapped.
+public struct DataKey: Sendable, Equatable {
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) throws(EncryptionError) {
+        guard bytes.count == FormatV1.dataKeySize else {
+            throw EncryptionError(.invalidParameter, "a data key has \(FormatV1.dataKeySize) bytes, got \(bytes.count)")
+        }
+        self.bytes = bytes
+    }
+
+    /// A fresh key from OpenSSL's DRBG.
+    public static func generate() -> DataKey {
+        // Force-try: the size is right by construction.
+        try! DataKey(bytes: SecureRandom.bytes(FormatV1.dataKeySize))
+    }
+
+    /// The key of one segment (a single-part body, or one multipart part): HKDF(DEK, salt, "s3eg/v1 segment" || u32be(pn)).
+    public func segmentKey(salt: [UInt8], partNumber: Int) throws(EncryptionError) -> [UInt8] {
+        guard salt.count == FormatV1.saltSize else {
+            throw EncryptionError(.invalidParameter, "a segment salt has \(FormatV1.saltSize) bytes, got \(salt.count)")
+        }
+        guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
+            throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
+        }
+        var info = FormatV1.segmentInfoLabel
+        info.appendBigEndian(UInt32(partNumber))
+        do {
+            return try KDF.hkdfSHA256(key: bytes, salt: salt, info: info, length: 32)
+        } catch {
+            throw EncryptionError(.internalFailure, "HKDF failed: \(error)")
+        }
+    }
+}
+
+/// Where an object lives; bound into the DEK wrap so a wrapped key only opens under its own name.
+public struct ObjectIdentity: Sendable, Hashable {
+    public let bucket: String
+    public let key: String
+
+    public init(bucket: String, key: String) {
+        self.bucket = bucket
+        self.key = key
+    }
+}
+
+/// Everything the DEK wrap authenticates besides the key itself (docs/FORMAT.md §4).
+public struct WrapBinding: Sendable, Equatable {
+    public let identity: ObjectIdentity
+    public let cipher: AEADAlgorithm
+    public let chunkSize: Int
+    public let layout: ObjectLayout.Kind
+
+    public init(identity: ObjectIdentity, cipher: AEADAlgorithm, chunkSize: Int, layout: ObjectLayout.Kind) {
+        self.identity = identity
+        self.cipher = cipher
+        self.chunkSize = chunkSize
+        self.layout = layout
+    }
+
+    /// The exact AAD bytes for a given key id.
+    func associatedData(keyID: [UInt8]) -> [UInt8] {
+        var aad = FormatV1.wrapAADLabel
+        aad.append(cipher.rawValue)
+        aad.appendBigEndian(UInt32(truncatingIfNeeded: chunkSize))
+        aad.append(layout.rawValue)
+        aad.append(contentsOf: keyID)
+        let bucket = Array(identity.bucket.utf8)
+        let key = Array(identity.key.utf8)
+        aad.appendBigEndian(UInt32(truncatingIfNeeded: bucket.count))
+        aad.append(contentsOf: bucket)
+        aad.appendBigEndian(UInt32(truncatingIfNeeded: key.count))
+        aad.append(contentsOf: key)
+        return aad
+    }
+}
+
+/// The configured KEKs: one active key for new writes, older keys for reading.
+public struct KeyRing: Sendable {
+    public let active: KeyEncryptionKey
+    /// Every key, active first.
+    public let keys: [KeyEncryptionKey]
+
+    /// `previous` keys that equal the active one (same id) are dropped; two different keys with
+    /// one id (a 2^-64 event or a broken configuration) are refused.
+    public init(active: KeyEncryptionKey, previous: [KeyEncryptionKey] = []) throws(EncryptionError) {
+        var keys = [active]
+        for key in previous {
+            if let existing = keys.first(where: { $0.id == key.id }) {
+                guard existing.key == key.key else {
+                    throw EncryptionError(.invalidParameter, "two configured keys share the key id \(key.idHex)")
+                }
+                continue
+            }
+            keys.append(key)
+        }
+        self.active = active
+        self.keys = keys
+    }
+
+    /// Derives every KEK from its password (scrypt, once each). Call at start-up only.
+    public static func derive(activePassword: String, previousPasswords: [String] = []) throws(EncryptionError) -> KeyRing {
+        guard !activePassword.isEmpty else {
+            throw EncryptionError(.invalidParameter, "ENCRYPTION_PASSWORD is empty; set a long random password")
+        }
+        let active = try KeyEncryptionKey.derive(password: activePassword)
+        var previous: [KeyEncryptionKey] = []
+        for password in previousPasswords where !password.isEmpty {
+            previous.append(try KeyEncryptionKey.derive(password: password))
+        }
+        return try KeyRing(active: active, previous: previous)
+    }
+
+    public func key(id: [UInt8]) -> KeyEncryptionKey? {
+        keys.first { $0.id == id }
+    }
+
+    /// Wraps `dataKey` with the active KEK for `binding`; returns the key id and the 60 wrapped bytes.
+    public func wrap(_ dataKey: DataKey, binding: WrapBinding) throws(EncryptionError) -> (keyID: [UInt8], wrapped: [UInt8]) {
+        try wrap(dataKey, binding: binding, nonce: SecureRandom.bytes(FormatV1.wrapNonceSize))
+    }
+
+    /// Deterministic variant for test vectors; production always uses a random nonce.
+    func wrap(_ dataKey: DataKey, binding: WrapBinding, nonce: [UInt8]) throws(EncryptionError) -> (keyID: [UInt8], wrapped: [UInt8]) {
+        let aad = binding.associatedData(keyID: active.id)
+        do {
+            let sealed = try AEAD.seal(.aes256GCM, key: active.key, nonce: nonce, aad: aad, plaintext: dataKey.bytes)
+            return (active.id, nonce + sealed)
+        } catch {
+            throw EncryptionError(.internalFailure, "wrapping the data key failed: \(error)")
+        }
+    }
+
+    /// Unwraps a DEK. A wrong bucket/key, a changed metadata field or a corrupted wrap is `tamperDetected`.
+    public func unwrap(_ wrapped: [UInt8], keyID: [UInt8], binding: WrapBinding) throws(EncryptionError) -> DataKey {
+        guard let kek = key(id: keyID) else {
+            throw EncryptionError(.unknownKeyID, "object was encrypted with key id \(Encoding.hex(keyID)), which is not configured; add its password as a previous key")
+        }
+        guard wrapped.count == FormatV1.wrappedKeySize else {
+            throw EncryptionError(.malformedMetadata, "wrapped key has \(wrapped.count) bytes, expected \(FormatV1.wrappedKeySize)")
+        }
+        let nonce = Array(wrapped[0..<FormatV1.wrapNonceSize])
+        let sealed = Array(wrapped[FormatV1.wrapNonceSize...])
+        let aad = binding.associatedData(keyID: keyID)
+        do {
+            return try DataKey(bytes: AEAD.open(.aes256GCM, key: kek.key, nonce: nonce, aad: aad, sealed: sealed))
+        } catch AEADError.authenticationFailed {
+            throw EncryptionError(.tamperDetected, "the data key of \(binding.identity.bucket)/\(binding.identity.key) does not unwrap: its metadata was modified or it belongs to another object")
+        } catch {
+            throw EncryptionError(.internalFailure, "unwrapping the data key failed: \(error)")
+        }
+    }
+}

@@ -1,0 +1,103 @@
+/// What a GET (or ranged GET) of a stored single-part encrypted object needs, decided from the
+/// stored size, the object's chunk layout and the client's `Range` header, before any body
+/// bytes move: the answer's status and headers, the backend range to fetch, and how to open it.
+public struct ReadPlan: Sendable, Equatable {
+    /// 200, 206 or 416.
+    public let status: Int
+    public let plaintextLength: Int
+    /// `Content-Length` of the answer (0 for 416).
+    public let contentLength: Int
+    /// `Content-Range` of the answer (206 and 416).
+    public let contentRange: String?
+    /// `Range` to send to the backend; nil fetches the whole object (and nothing is fetched for 416).
+    public let backendRange: String?
+    /// Ciphertext bytes the backend must return.
+    public let ciphertextLength: Int
+    public let firstChunkIndex: Int
+    public let lastChunkIsFinal: Bool
+    public let skip: Int
+
+    /// - Parameters:
+    ///   - storedLength: the backend object's size (ciphertext).
+    ///   - rangeHeader: the client's `Range` value, if any.
+    public init(storedLength: Int, layout: ChunkLayout, rangeHeader: String?) throws(EncryptionError) {
+        let size = try layout.plaintextLength(ciphertextLength: storedLength)
+        plaintextLength = size
+        let resolution = rangeHeader.flatMap(ByteRange.parse)?.resolve(size: size)
+        switch resolution {
+        case nil:
+            status = 200
+            contentLength = size
+            contentRange = nil
+            backendRange = nil
+            ciphertextLength = storedLength
+            firstChunkIndex = 0
+            lastChunkIsFinal = true
+            skip = 0
+        case .unsatisfiable:
+            status = 416
+            contentLength = 0
+            contentRange = ByteRange.unsatisfiableContentRange(size: size)
+            backendRange = nil
+            ciphertextLength = 0
+            firstChunkIndex = 0
+            lastChunkIsFinal = true
+            skip = 0
+        case .satisfiable(let first, let last):
+            let mapping = try RangeMapping(first: first, last: last, plaintextLength: size, layout: layout)
+            status = 206
+            contentLength = mapping.length
+            contentRange = ByteRange.contentRange(first: first, last: last, size: size)
+            backendRange = mapping.backendRange
+            ciphertextLength = mapping.ciphertextLength
+            firstChunkIndex = mapping.firstChunk
+            lastChunkIsFinal = mapping.lastChunkIsFinal
+            skip = mapping.skip
+        }
+    }
+}
+
+/// Decrypts the backend bytes of a `ReadPlan`: verifies every chunk, checks that exactly the
+/// planned number of ciphertext bytes arrived (so a short or long backend answer is an error,
+/// not silently different plaintext), and emits exactly the planned plaintext bytes.
+public final class PlannedReader {
+    public let plan: ReadPlan
+    private let opener: ChunkOpener
+    private var window: PlaintextWindow
+    private var received = 0
+
+    public init(plan: ReadPlan, encryptor: ObjectEncryptor, metadata: EncryptionMetadata, identity: ObjectIdentity) throws(EncryptionError) {
+        guard plan.status != 416 else { throw EncryptionError(.invalidParameter, "an unsatisfiable range has no body to read") }
+        self.plan = plan
+        opener = try encryptor.opener(for: metadata, identity: identity, firstChunkIndex: plan.firstChunkIndex)
+        window = PlaintextWindow(skip: plan.skip, length: plan.contentLength)
+    }
+
+    public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        received += input.count
+        guard received <= plan.ciphertextLength else {
+            throw EncryptionError(.trailingData, "the backend sent more than the \(plan.ciphertextLength) bytes planned")
+        }
+        try opener.update(input) { chunk in
+            let slice = window.slice(chunk)
+            if !slice.isEmpty { try emit(slice) }
+        }
+    }
+
+    public func update(_ input: [UInt8], emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try input.withUnsafeBytes { try update($0, emit: emit) }
+    }
+
+    public func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard received == plan.ciphertextLength else {
+            throw EncryptionError(.truncated, "the backend sent \(received) of the \(plan.ciphertextLength) bytes planned")
+        }
+        try opener.finish(lastChunkIsFinal: plan.lastChunkIsFinal) { chunk in
+            let slice = window.slice(chunk)
+            if !slice.isEmpty { try emit(slice) }
+        }
+        guard window.isComplete else {
+            throw EncryptionError(.internalFailure, "the plan's window was not filled; the layout and the stored size disagree")
+        }
+    }
+}

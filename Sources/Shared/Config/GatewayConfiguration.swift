@@ -1,0 +1,244 @@
+import Foundation
+
+/// The environment contract between the operator and the proxy: every setting
+/// the proxy reads, by the variable name the operator sets. Renaming one here
+/// breaks both builds instead of a cluster.
+public enum GatewaySetting: String, CaseIterable, Sendable {
+    case listenAddress = "LISTEN_ADDR"
+    case encryptionPassword = "ENCRYPTION_PASSWORD"
+    case backendEndpoint = "BACKEND_ENDPOINT"
+    case backendRegion = "BACKEND_REGION"
+    case backendAccessKey = "BACKEND_ACCESS_KEY"
+    case backendSecretKey = "BACKEND_SECRET_KEY"
+    case backendCAFile = "BACKEND_CA_FILE"
+    case backendTLSInsecureSkipVerify = "BACKEND_TLS_INSECURE_SKIP_VERIFY"
+    case gatewayAccessKey = "GATEWAY_ACCESS_KEY"
+    case gatewaySecretKey = "GATEWAY_SECRET_KEY"
+    case gatewayDomains = "GATEWAY_DOMAINS"
+    case passthrough = "GATEWAY_PASSTHROUGH"
+    case logLevel = "LOG_LEVEL"
+    case maxConnections = "MAX_CONNECTIONS"
+    case requestTimeout = "REQUEST_TIMEOUT"
+    case shutdownGracePeriod = "SHUTDOWN_GRACE_PERIOD"
+
+    /// The command-line flag for the same setting: `BACKEND_ENDPOINT` → `--backend-endpoint`.
+    public var flag: String { "--" + rawValue.lowercased().replacingOccurrences(of: "_", with: "-") }
+
+    /// Secrets are never printed, logged or echoed back in error messages.
+    public var isSecret: Bool {
+        switch self {
+        case .encryptionPassword, .backendSecretKey, .gatewaySecretKey: return true
+        default: return false
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case .listenAddress: return "address to listen on, e.g. :8080, 127.0.0.1:9000, [::1]:8080 (default :8080)"
+        case .encryptionPassword: return "password the key-encryption keys are derived from (secret)"
+        case .backendEndpoint: return "URL of the S3 backend, e.g. https://s3.us-east-1.amazonaws.com (required)"
+        case .backendRegion: return "region used to sign backend requests (default us-east-1)"
+        case .backendAccessKey: return "access key for the backend (required)"
+        case .backendSecretKey: return "secret key for the backend (required, secret)"
+        case .backendCAFile: return "PEM bundle to verify the backend's TLS certificate (default: system CAs)"
+        case .backendTLSInsecureSkipVerify: return "true skips backend TLS verification; test backends only (default false)"
+        case .gatewayAccessKey: return "access key clients sign requests with (required)"
+        case .gatewaySecretKey: return "secret key clients sign requests with (required, secret)"
+        case .gatewayDomains: return "comma-separated base domains for virtual-host-style buckets, e.g. s3.example.com"
+        case .passthrough: return "true stores objects unencrypted (benchmarks, migration) (default false)"
+        case .logLevel: return "debug, info, warn or error (default info)"
+        case .maxConnections: return "concurrent client connections; more get 503 SlowDown (default 1024)"
+        case .requestTimeout: return "idle timeout of a client or backend transfer, e.g. 60s, 5m (default 60s)"
+        case .shutdownGracePeriod: return "time in-flight requests get to finish on SIGTERM (default 30s)"
+        }
+    }
+}
+
+/// A configuration value that cannot be used. The message names the variable
+/// (and flag) and says what is expected, never echoing a secret.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let setting: String
+    public let message: String
+
+    public init(_ setting: GatewaySetting, _ message: String) {
+        self.setting = setting.rawValue
+        self.message = message
+    }
+
+    public init(setting: String, message: String) {
+        self.setting = setting
+        self.message = message
+    }
+
+    public var description: String { "invalid configuration: \(setting): \(message)" }
+}
+
+/// Everything the proxy needs to start, validated.
+public struct GatewayConfiguration: Sendable {
+    public var listenAddress = ListenAddress(host: "", port: 8080)
+    public var encryptionPassword: String?
+    public var backendEndpoint: URL
+    public var backendRegion = "us-east-1"
+    public var backendAccessKey: String
+    public var backendSecretKey: String
+    public var backendCAFile: String?
+    public var backendTLSInsecureSkipVerify = false
+    public var gatewayAccessKey: String
+    public var gatewaySecretKey: String
+    public var gatewayDomains: [String] = []
+    public var passthrough = false
+    public var logLevel = LogLevel.info
+    public var maxConnections = 1024
+    public var requestTimeout: Duration = .seconds(60)
+    public var shutdownGracePeriod: Duration = .seconds(30)
+
+    /// Reads settings from flags (which win) and the environment.
+    /// `arguments` excludes the program name and subcommand.
+    public static func load(environment: [String: String], arguments: [String]) throws(ConfigurationError) -> GatewayConfiguration {
+        let values = try merge(environment: environment, arguments: arguments)
+        func value(_ s: GatewaySetting) -> String? {
+            guard let v = values[s], !v.isEmpty else { return nil }
+            return v
+        }
+        func required(_ s: GatewaySetting) throws(ConfigurationError) -> String {
+            guard let v = value(s) else { throw ConfigurationError(s, "is required (set \(s.rawValue) or \(s.flag))") }
+            return v
+        }
+
+        let endpointText = try required(.backendEndpoint)
+        guard let endpoint = URL(string: endpointText), let scheme = endpoint.scheme?.lowercased(),
+              scheme == "http" || scheme == "https", let host = endpoint.host, !host.isEmpty,
+              endpoint.query == nil, endpoint.user == nil
+        else {
+            throw ConfigurationError(.backendEndpoint, "must be an http:// or https:// URL like https://s3.amazonaws.com, got \(JSON.quote(endpointText))")
+        }
+        var config = GatewayConfiguration(
+            backendEndpoint: endpoint,
+            backendAccessKey: try required(.backendAccessKey),
+            backendSecretKey: try required(.backendSecretKey),
+            gatewayAccessKey: try required(.gatewayAccessKey),
+            gatewaySecretKey: try required(.gatewaySecretKey))
+
+        if let text = value(.listenAddress) {
+            do {
+                config.listenAddress = try ListenAddress(parsing: text)
+            } catch {
+                throw ConfigurationError(.listenAddress, "\(error.message); use [host]:port like :8080 or 127.0.0.1:9000")
+            }
+        }
+        config.passthrough = try bool(value(.passthrough), .passthrough) ?? false
+        config.encryptionPassword = value(.encryptionPassword)
+        if let password = config.encryptionPassword, password.utf8.count < 16 {
+            throw ConfigurationError(.encryptionPassword, "must be at least 16 characters long")
+        }
+        if config.encryptionPassword == nil && !config.passthrough {
+            throw ConfigurationError(.encryptionPassword, "is required unless \(GatewaySetting.passthrough.rawValue)=true")
+        }
+        if let region = value(.backendRegion) {
+            guard region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) }) else {
+                throw ConfigurationError(.backendRegion, "must look like us-east-1, got \(JSON.quote(region))")
+            }
+            config.backendRegion = region
+        }
+        if let path = value(.backendCAFile) {
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw ConfigurationError(.backendCAFile, "cannot read \(JSON.quote(path))")
+            }
+            config.backendCAFile = path
+        }
+        config.backendTLSInsecureSkipVerify = try bool(value(.backendTLSInsecureSkipVerify), .backendTLSInsecureSkipVerify) ?? false
+        if let domains = value(.gatewayDomains) {
+            config.gatewayDomains = domains.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                .filter { !$0.isEmpty }
+        }
+        if let level = value(.logLevel) {
+            guard let parsed = LogLevel(level) else {
+                throw ConfigurationError(.logLevel, "must be debug, info, warn or error, got \(JSON.quote(level))")
+            }
+            config.logLevel = parsed
+        }
+        if let text = value(.maxConnections) {
+            guard let n = Int(text), n >= 1, n <= 1_000_000 else {
+                throw ConfigurationError(.maxConnections, "must be a whole number from 1 to 1000000, got \(JSON.quote(text))")
+            }
+            config.maxConnections = n
+        }
+        if let text = value(.requestTimeout) { config.requestTimeout = try duration(text, .requestTimeout) }
+        if let text = value(.shutdownGracePeriod) { config.shutdownGracePeriod = try duration(text, .shutdownGracePeriod) }
+        return config
+    }
+
+    /// Flags override the environment. Accepts `--flag value` and `--flag=value`.
+    static func merge(environment: [String: String], arguments: [String]) throws(ConfigurationError) -> [GatewaySetting: String] {
+        var values: [GatewaySetting: String] = [:]
+        for setting in GatewaySetting.allCases {
+            if let v = environment[setting.rawValue] { values[setting] = v }
+        }
+        let byFlag = Dictionary(uniqueKeysWithValues: GatewaySetting.allCases.map { ($0.flag, $0) })
+        var i = 0
+        while i < arguments.count {
+            let argument = arguments[i]
+            let name: String
+            var inline: String?
+            if let eq = argument.firstIndex(of: "=") {
+                name = String(argument[..<eq])
+                inline = String(argument[argument.index(after: eq)...])
+            } else {
+                name = argument
+            }
+            guard let setting = byFlag[name] else {
+                throw ConfigurationError(setting: argument, message: "unknown option (see --help)")
+            }
+            if let inline {
+                values[setting] = inline
+            } else {
+                guard i + 1 < arguments.count else {
+                    throw ConfigurationError(setting: name, message: "needs a value")
+                }
+                i += 1
+                values[setting] = arguments[i]
+            }
+            i += 1
+        }
+        return values
+    }
+
+    static func bool(_ text: String?, _ setting: GatewaySetting) throws(ConfigurationError) -> Bool? {
+        guard let text else { return nil }
+        switch text.lowercased() {
+        case "true", "1", "yes": return true
+        case "false", "0", "no": return false
+        default: throw ConfigurationError(setting, "must be true or false, got \(JSON.quote(text))")
+        }
+    }
+
+    /// Parses `500ms`, `30s`, `5m`, `1h` or a plain number of seconds.
+    public static func duration(_ text: String, _ setting: GatewaySetting) throws(ConfigurationError) -> Duration {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        var number = Substring(text)
+        var scale: Int64 = 1000
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            let candidate = text.dropLast(suffix.count)
+            if !candidate.isEmpty, candidate.allSatisfy(\.isNumber) {
+                number = candidate
+                scale = factor
+                break
+            }
+        }
+        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int64(number),
+              n > 0, n <= 1_000_000 else {
+            throw ConfigurationError(setting, "must be a positive duration like 500ms, 30s, 5m or 1h, got \(JSON.quote(text))")
+        }
+        return .milliseconds(n * scale)
+    }
+
+    /// `--help` text listing every setting.
+    public static func helpText(program: String) -> String {
+        var out = "usage: \(program) [options]\n\nEvery option can also be set by its environment variable.\n\n"
+        for s in GatewaySetting.allCases {
+            let left = "  \(s.flag) (\(s.rawValue))"
+            out += left + "\n      " + s.summary + "\n"
+        }
+        return out
+    }
+}

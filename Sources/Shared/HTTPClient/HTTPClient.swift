@@ -1,0 +1,471 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// TLS and timeout settings shared by every request of one `HTTPClient`.
+public struct HTTPClientConfiguration: Sendable {
+    /// CA bundle file; nil means the system bundle.
+    public var caFile: String?
+    /// CA certificates as PEM bytes (kubeconfig `certificate-authority-data`).
+    public var caPEM: [UInt8]?
+    /// Client certificate and key as PEM bytes (mutual TLS).
+    public var clientCertificatePEM: [UInt8]?
+    public var clientKeyPEM: [UInt8]?
+    /// Skips certificate verification. Only for test backends; never the default.
+    public var insecureSkipVerify: Bool = false
+    public var connectTimeout: Duration = .seconds(10)
+    /// Aborts a transfer that moves no byte for this long. A slow but
+    /// progressing transfer is never cut (database restores take hours).
+    public var idleTimeout: Duration = .seconds(60)
+    /// Easy handles kept for reuse; each keeps its own connections alive.
+    public var maxPooledHandles: Int = 64
+
+    public init() {}
+}
+
+/// Where a request body comes from.
+public enum HTTPRequestBodySource {
+    case none
+    case bytes([UInt8])
+    /// Pulled on the calling thread: fill the buffer, return 0 at the end, throw to
+    /// abort the transfer (the peer then never sees a complete body).
+    case stream(length: Int64?, read: (UnsafeMutableRawBufferPointer) throws -> Int)
+}
+
+/// One outgoing request.
+public struct HTTPClientRequest {
+    public var method: String
+    /// Fully encoded URL.
+    public var url: String
+    /// Sent as given; libcurl adds `Host` and, for bodies, `Content-Length`.
+    public var headers: [(name: String, value: String)]
+    public var body: HTTPRequestBodySource
+    /// nil: no total deadline (long watches and downloads); the idle timeout still applies.
+    public var totalTimeout: Duration?
+    /// Lets another thread abort a long transfer promptly.
+    public var cancellation: CancellationToken?
+
+    public init(method: String, url: String, headers: [(name: String, value: String)] = [],
+                body: HTTPRequestBodySource = .none) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// Receives a streamed response on the calling thread. Throwing aborts the transfer.
+public protocol HTTPResponseHandler: AnyObject {
+    /// The final (non-1xx) status and headers, before any body byte.
+    func responseHead(status: Int, headers: [(name: String, value: String)]) throws
+    func responseBody(_ bytes: UnsafeRawBufferPointer) throws
+}
+
+/// A buffered response.
+public struct HTTPClientResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    /// First value of `name`, compared case-insensitively.
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return headers.first { $0.name.lowercased() == lower }?.value
+    }
+}
+
+/// Why a request failed before a complete response was received.
+public enum HTTPClientError: Error, Sendable, CustomStringConvertible {
+    /// DNS failure, connection refused, host unreachable.
+    case connect(String)
+    /// Connect timeout, idle timeout or the request's total timeout.
+    case timeout(String)
+    /// TLS handshake or certificate verification failure.
+    case tls(String)
+    case cancelled
+    /// The `.stream` body source threw.
+    case bodySource(any Error)
+    /// The response handler threw.
+    case handler(any Error)
+    case responseTooLarge(limit: Int)
+    /// Anything else libcurl reported, e.g. a connection reset mid-transfer.
+    case transport(code: Int, message: String)
+
+    public var description: String {
+        switch self {
+        case .connect(let m): return "cannot connect: \(m)"
+        case .timeout(let m): return "timed out: \(m)"
+        case .tls(let m): return "TLS failure: \(m)"
+        case .cancelled: return "cancelled"
+        case .bodySource(let e): return "request body failed: \(e)"
+        case .handler(let e): return "response handling failed: \(e)"
+        case .responseTooLarge(let limit): return "response larger than \(limit) bytes"
+        case .transport(let code, let m): return "transfer failed (curl \(code)): \(m)"
+        }
+    }
+}
+
+/// A flag another thread sets to abort transfers that carry it.
+public final class CancellationToken: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public func cancel() { flag.store(true, ordering: .releasing) }
+    public var isCancelled: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// An HTTP/1.1 client over libcurl. Thread-safe: every call borrows an easy
+/// handle from a pool, so connections to the same host are reused across calls.
+public final class HTTPClient: Sendable {
+    private let configuration: HTTPClientConfiguration
+    private let pool: Mutex<[CurlEasy]>
+
+    private static let globalInit: Void = {
+        let code = ccurl_global_init()
+        precondition(code == CURLE_OK, "curl_global_init failed: \(code)")
+    }()
+
+    public init(configuration: HTTPClientConfiguration = .init()) {
+        _ = HTTPClient.globalInit
+        self.configuration = configuration
+        self.pool = Mutex([])
+    }
+
+    /// Streams the response into `handler`; blocks for the whole transfer.
+    public func execute(_ request: HTTPClientRequest, handler: HTTPResponseHandler) throws(HTTPClientError) {
+        let easy = checkout()
+        let state = TransferState(handler: handler, body: request.body, cancellation: request.cancellation)
+        let result = easy.perform(request, configuration: configuration, state: state)
+        // A handle whose transfer failed may hold a broken connection; curl
+        // discards those itself, so the handle can go back to the pool.
+        checkin(easy)
+        if let error = state.failure(for: result) { throw error }
+    }
+
+    /// Buffers the whole response body, refusing more than `maxBodySize` bytes.
+    public func execute(_ request: HTTPClientRequest, maxBodySize: Int = 16 << 20) throws(HTTPClientError) -> HTTPClientResponse {
+        let collector = BufferingHandler(limit: maxBodySize)
+        do {
+            try execute(request, handler: collector)
+        } catch .handler(let error) where error is BufferingHandler.TooLarge {
+            throw .responseTooLarge(limit: maxBodySize)
+        }
+        return HTTPClientResponse(status: collector.status, headers: collector.headers, body: collector.body)
+    }
+
+    private func checkout() -> CurlEasy {
+        if let easy = pool.withLock({ $0.popLast() }) { return easy }
+        return CurlEasy()
+    }
+
+    private func checkin(_ easy: CurlEasy) {
+        let keep = pool.withLock { handles -> Bool in
+            guard handles.count < configuration.maxPooledHandles else { return false }
+            handles.append(easy)
+            return true
+        }
+        _ = keep  // a handle not kept is freed by its deinit
+    }
+}
+
+/// Collects a response in memory for `execute(_:maxBodySize:)`.
+private final class BufferingHandler: HTTPResponseHandler {
+    struct TooLarge: Error {}
+    let limit: Int
+    var status = 0
+    var headers: [(name: String, value: String)] = []
+    var body: [UInt8] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
+        self.status = status
+        self.headers = headers
+    }
+
+    func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
+        guard body.count + bytes.count <= limit else { throw TooLarge() }
+        body.append(contentsOf: bytes)
+    }
+}
+
+/// Per-transfer state the C callbacks reach through their userdata pointer.
+private final class TransferState {
+    let handler: HTTPResponseHandler
+    let body: HTTPRequestBodySource
+    let cancellation: CancellationToken?
+    var bytesOffset = 0
+    var pendingStatus = 0
+    var pendingHeaders: [(name: String, value: String)] = []
+    var headDelivered = false
+    var handlerError: (any Error)?
+    var bodyError: (any Error)?
+    /// libcurl writes its detailed error text here; owned by this object.
+    let errorBuffer: UnsafeMutablePointer<CChar>
+
+    init(handler: HTTPResponseHandler, body: HTTPRequestBodySource, cancellation: CancellationToken?) {
+        self.handler = handler
+        self.body = body
+        self.cancellation = cancellation
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+    }
+
+    deinit { errorBuffer.deallocate() }
+
+    /// Parses one raw header line as libcurl hands it over (status lines included).
+    func headerLine(_ line: UnsafeRawBufferPointer) -> Bool {
+        var text = String(decoding: line, as: UTF8.self)
+        while text.hasSuffix("\r\n") || text.hasSuffix("\n") { text.removeLast() }
+        if text.hasPrefix("HTTP/") {
+            // A new header block: 100 Continue, a redirect we don't follow, or the final one.
+            let parts = text.split(separator: " ", maxSplits: 2)
+            pendingStatus = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            pendingHeaders = []
+            return true
+        }
+        if text.isEmpty {
+            if pendingStatus >= 200 { return deliverHead() }
+            return true
+        }
+        if let colon = text.firstIndex(of: ":") {
+            let name = String(text[..<colon])
+            let value = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            pendingHeaders.append((name: name, value: value))
+        }
+        return true
+    }
+
+    func deliverHead() -> Bool {
+        guard !headDelivered else { return true }
+        headDelivered = true
+        do {
+            try handler.responseHead(status: pendingStatus, headers: pendingHeaders)
+            return true
+        } catch {
+            handlerError = error
+            return false
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if !headDelivered, !deliverHead() { return false }
+        do {
+            try handler.responseBody(bytes)
+            return true
+        } catch {
+            handlerError = error
+            return false
+        }
+    }
+
+    /// Fills libcurl's upload buffer; returns nil to abort.
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        switch body {
+        case .none:
+            return 0
+        case .bytes(let bytes):
+            let n = min(buffer.count, bytes.count - bytesOffset)
+            if n > 0 {
+                bytes.withUnsafeBytes { src in
+                    buffer.baseAddress!.copyMemory(from: src.baseAddress! + bytesOffset, byteCount: n)
+                }
+                bytesOffset += n
+            }
+            return n
+        case .stream(_, let read):
+            do {
+                return try read(buffer)
+            } catch {
+                bodyError = error
+                return nil
+            }
+        }
+    }
+
+    func failure(for code: CURLcode) -> HTTPClientError? {
+        if let bodyError { return .bodySource(bodyError) }
+        if let handlerError { return .handler(handlerError) }
+        if code == CURLE_OK {
+            // A response without a body (HEAD, 204) still has a head to deliver.
+            if !headDelivered, !deliverHead(), let handlerError { return .handler(handlerError) }
+            return nil
+        }
+        let detail = String(cString: errorBuffer)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        switch code {
+        case CURLE_ABORTED_BY_CALLBACK where cancellation?.isCancelled == true:
+            return .cancelled
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_CONNECT:
+            return .connect(message)
+        case CURLE_OPERATION_TIMEDOUT:
+            return .timeout(message)
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
+             CURLE_SSL_CIPHER, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_CRL_BADFILE:
+            return .tls(message)
+        default:
+            return .transport(code: Int(code.rawValue), message: message)
+        }
+    }
+}
+
+/// Owns one libcurl easy handle. Unchecked Sendable: a handle is used by one
+/// thread at a time, handed over only through the pool's mutex.
+private final class CurlEasy: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+
+    init() {
+        guard let handle = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
+        self.handle = handle
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+
+    func perform(_ request: HTTPClientRequest, configuration: HTTPClientConfiguration,
+                 state: TransferState) -> CURLcode {
+        curl_easy_reset(handle)
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
+
+        let h = handle
+        func set(_ option: CURLoption, _ value: Int) { _ = ccurl_setopt_long(h, option, value) }
+
+        _ = ccurl_setopt_str(h, CURLOPT_URL, request.url)
+        set(CURLOPT_NOSIGNAL, 1)
+        set(CURLOPT_FOLLOWLOCATION, 0)
+        set(CURLOPT_TCP_NODELAY, 1)
+        set(CURLOPT_CONNECTTIMEOUT_MS, Int(configuration.connectTimeout.milliseconds))
+        // Idle timeout: abort when fewer than 1 byte/s moves for the whole window.
+        set(CURLOPT_LOW_SPEED_LIMIT, 1)
+        set(CURLOPT_LOW_SPEED_TIME, max(1, Int(configuration.idleTimeout.milliseconds / 1000)))
+        if let total = request.totalTimeout { set(CURLOPT_TIMEOUT_MS, Int(total.milliseconds)) }
+        set(CURLOPT_BUFFERSIZE, 256 * 1024)
+        set(CURLOPT_UPLOAD_BUFFERSIZE, 256 * 1024)
+
+        // TLS
+        if configuration.insecureSkipVerify {
+            set(CURLOPT_SSL_VERIFYPEER, 0)
+            set(CURLOPT_SSL_VERIFYHOST, 0)
+        }
+        if let caFile = configuration.caFile { _ = ccurl_setopt_str(h, CURLOPT_CAINFO, caFile) }
+        withBlob(configuration.caPEM) { _ = ccurl_setopt_blob(h, CURLOPT_CAINFO_BLOB, $0) }
+        withBlob(configuration.clientCertificatePEM) {
+            _ = ccurl_setopt_str(h, CURLOPT_SSLCERTTYPE, "PEM")
+            _ = ccurl_setopt_blob(h, CURLOPT_SSLCERT_BLOB, $0)
+        }
+        withBlob(configuration.clientKeyPEM) {
+            _ = ccurl_setopt_str(h, CURLOPT_SSLKEYTYPE, "PEM")
+            _ = ccurl_setopt_blob(h, CURLOPT_SSLKEY_BLOB, $0)
+        }
+
+        // Method and body
+        let method = request.method.uppercased()
+        var hasBody = false
+        switch request.body {
+        case .none: break
+        case .bytes(let bytes):
+            hasBody = true
+            set(CURLOPT_UPLOAD, 1)
+            _ = ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(bytes.count))
+        case .stream(let length, _):
+            hasBody = true
+            set(CURLOPT_UPLOAD, 1)
+            if let length { _ = ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(length)) }
+        }
+        if method == "HEAD" {
+            set(CURLOPT_NOBODY, 1)
+        } else if method == "GET" && !hasBody {
+            set(CURLOPT_HTTPGET, 1)
+        }
+        if !(method == "GET" && !hasBody) && !(method == "PUT" && hasBody) && method != "HEAD" {
+            _ = ccurl_setopt_str(h, CURLOPT_CUSTOMREQUEST, method)
+        }
+        if !hasBody && (method == "PUT" || method == "POST") {
+            // An empty body still needs its Content-Length: 0.
+            set(CURLOPT_UPLOAD, 1)
+            _ = ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, 0)
+            if method == "POST" { _ = ccurl_setopt_str(h, CURLOPT_CUSTOMREQUEST, "POST") }
+        }
+
+        // Headers: suppress what curl would add on its own.
+        var names = Set<String>()
+        for (name, value) in request.headers {
+            names.insert(name.lowercased())
+            let line = value.isEmpty ? "\(name);" : "\(name): \(value)"
+            headerList = curl_slist_append(headerList, line)
+        }
+        for suppressed in ["Expect", "Accept"] where !names.contains(suppressed.lowercased()) {
+            headerList = curl_slist_append(headerList, "\(suppressed):")
+        }
+        _ = ccurl_setopt_slist(h, CURLOPT_HTTPHEADER, headerList)
+
+        // Callbacks
+        let userdata = Unmanaged.passUnretained(state).toOpaque()
+        _ = ccurl_setopt_ptr(h, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(state.errorBuffer))
+        _ = ccurl_setopt_header(h, curlHeaderCallback)
+        _ = ccurl_setopt_ptr(h, CURLOPT_HEADERDATA, userdata)
+        _ = ccurl_setopt_write(h, curlWriteCallback)
+        _ = ccurl_setopt_ptr(h, CURLOPT_WRITEDATA, userdata)
+        if hasBody || method == "PUT" || method == "POST" {
+            _ = ccurl_setopt_read(h, curlReadCallback)
+            _ = ccurl_setopt_ptr(h, CURLOPT_READDATA, userdata)
+        }
+        if request.cancellation != nil {
+            set(CURLOPT_NOPROGRESS, 0)
+            _ = ccurl_setopt_xferinfo(h, curlProgressCallback)
+            _ = ccurl_setopt_ptr(h, CURLOPT_XFERINFODATA, userdata)
+        }
+
+        let code = curl_easy_perform(h)
+        // Detach the per-transfer pointers so a reused handle never sees a stale state.
+        _ = ccurl_setopt_ptr(h, CURLOPT_ERRORBUFFER, nil)
+        return code
+    }
+
+    private func withBlob(_ bytes: [UInt8]?, _ body: (UnsafeMutablePointer<curl_blob>) -> Void) {
+        guard var bytes else { return }
+        bytes.withUnsafeMutableBytes { raw in
+            var blob = curl_blob(data: raw.baseAddress, len: raw.count, flags: UInt32(CURL_BLOB_COPY))
+            body(&blob)
+        }
+    }
+}
+
+private func curlHeaderCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+                                _ userdata: UnsafeMutableRawPointer?) -> Int {
+    let total = size * count
+    guard let ptr, let userdata else { return total }
+    let state = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return state.headerLine(UnsafeRawBufferPointer(start: ptr, count: total)) ? total : 0
+}
+
+private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+                               _ userdata: UnsafeMutableRawPointer?) -> Int {
+    let total = size * count
+    guard let ptr, let userdata else { return total }
+    let state = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    // Returning a different count makes libcurl abort with CURLE_WRITE_ERROR.
+    return state.write(UnsafeRawBufferPointer(start: ptr, count: total)) ? total : 0
+}
+
+private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
+                              _ userdata: UnsafeMutableRawPointer?) -> Int {
+    guard let ptr, let userdata else { return 0 }
+    let state = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    let buffer = UnsafeMutableRawBufferPointer(start: ptr, count: size * count)
+    return state.read(into: buffer) ?? CCURL_READFUNC_ABORT
+}
+
+private func curlProgressCallback(_ userdata: UnsafeMutableRawPointer?, _: curl_off_t, _: curl_off_t,
+                                  _: curl_off_t, _: curl_off_t) -> Int32 {
+    guard let userdata else { return 0 }
+    let state = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
+    return state.cancellation?.isCancelled == true ? 1 : 0
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down, never negative.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,547 @@
+import Glibc
+
+/// Errors the request body and response writer throw to handlers.
+public enum HTTPConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No progress within `bodyIdleTimeout`.
+    case timeout
+    /// The client closed or reset the connection mid-request.
+    case closed
+    /// A socket error (errno).
+    case io(Int32)
+    /// The chunked request body is malformed or over a limit.
+    case malformedBody(HTTPParseError)
+    /// The handler used the writer or body out of order (a bug in the handler).
+    case misuse(String)
+
+    public var description: String {
+        switch self {
+        case .timeout: return "no progress on the connection within the idle timeout"
+        case .closed: return "the client closed the connection"
+        case .io(let e): return "socket error: \(ServerSockets.errnoText(e))"
+        case .malformedBody(let e): return "malformed request body: \(e.message)"
+        case .misuse(let m): return "handler misuse: \(m)"
+        }
+    }
+
+    init(_ e: SocketIOError) {
+        switch e {
+        case .timeout: self = .timeout
+        case .closed: self = .closed
+        case .failed(let n): self = .io(n)
+        }
+    }
+}
+
+/// One accepted connection: reads requests one after the other, runs the
+/// handler on this thread, and decides after each response whether to go on.
+final class HTTPConnection {
+    let server: HTTPServer
+    let id: UInt64
+    let socket: ConnectionSocket
+    let remote: String
+    let config: HTTPServerConfiguration
+    var parser: HTTPRequestParser
+    /// Read buffer; `start..<end` holds bytes received but not yet parsed.
+    let buffer: UnsafeMutableRawBufferPointer
+    var start = 0
+    var end = 0
+    private var cachedDate: (time_t, String) = (0, "")
+
+    init(server: HTTPServer, id: UInt64, socket: ConnectionSocket, remote: String) {
+        self.server = server
+        self.id = id
+        self.socket = socket
+        self.remote = remote
+        self.config = server.configuration
+        self.parser = HTTPRequestParser(limits: server.configuration.limits)
+        self.buffer = .allocate(byteCount: max(server.configuration.readBufferSize, 4096), alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    var pending: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: buffer[start..<end]) }
+
+    func date() -> String {
+        let now = time(nil)
+        if now != cachedDate.0 { cachedDate = (now, HTTPServerDate.format(now)) }
+        return cachedDate.1
+    }
+
+    func run() {
+        var first = true
+        let acceptedAt = ContinuousClock.now
+        while true {
+            if start == end {
+                start = 0
+                end = 0
+                guard server.markIdle(id) else { return }
+                do {
+                    if first {
+                        try socket.waitReadable(timeout: config.headerTimeout)
+                    } else {
+                        try socket.waitReadable(timeout: config.idleTimeout)
+                    }
+                } catch {
+                    return
+                }
+            }
+            guard server.markBusy(id) else { return }
+            let deadline = (first ? acceptedAt : ContinuousClock.now) + config.headerTimeout
+            first = false
+            guard let parsed = readHead(deadline: deadline) else { return }
+            guard serve(parsed) else { return }
+            parser.reset()
+        }
+    }
+
+    // MARK: - Head
+
+    private func readHead(deadline: ContinuousClock.Instant) -> HTTPParsedHead? {
+        while true {
+            if start < end {
+                do {
+                    let r = try parser.feed(pending)
+                    start += r.consumed
+                    if case .head(let head) = r.event { return head }
+                } catch {
+                    rejectHead(error)
+                    return nil
+                }
+                continue
+            }
+            start = 0
+            end = 0
+            do {
+                let n = try socket.read(into: buffer, idle: config.headerTimeout, deadline: deadline)
+                if n == 0 { return nil }  // EOF: clean between requests, abandoned mid-head
+                end = n
+            } catch .timeout {
+                server.observer?.connectionRejected(remoteAddress: remote, reason: .headerTimeout)
+                if !parser.atRequestStart {
+                    sendError(status: 408, code: "RequestTimeout",
+                              message: "The request head did not arrive in time.", requestID: RequestIDGenerator.next())
+                }
+                return nil
+            } catch {
+                return nil
+            }
+        }
+    }
+
+    private func rejectHead(_ error: HTTPParseError) {
+        server.observer?.connectionRejected(remoteAddress: remote, reason: .badRequest(error))
+        sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
+    }
+
+    /// A complete small error response followed by closing the connection.
+    private func sendError(status: Int, code: String, message: String, requestID: String) {
+        let body = serverErrorXML(code: code, message: message, requestID: requestID)
+        let head = "HTTP/1.1 \(status) \(HTTPReasonPhrase.reason(status))\r\nContent-Type: application/xml\r\n"
+            + "Content-Length: \(body.count)\r\nx-amz-request-id: \(requestID)\r\nDate: \(date())\r\nConnection: close\r\n\r\n"
+        try? socket.writeAll(Array(head.utf8) + body, idle: config.bodyIdleTimeout)
+        lingeringClose()
+    }
+
+    /// Half-closes, then reads and discards briefly what the client still sends, so
+    /// the final close does not reset the connection and destroy the response in
+    /// flight (a close with unread input sends RST). Bounded in time and bytes.
+    func lingeringClose() {
+        _ = Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+        let until = ContinuousClock.now + .seconds(1)
+        var discarded = 0
+        while discarded < 1 << 20 {
+            let left = until - ContinuousClock.now
+            if left <= .zero { return }
+            guard let n = try? socket.read(into: buffer, idle: left, deadline: until), n > 0 else { return }
+            discarded += n
+        }
+    }
+
+    // MARK: - One request
+
+    /// Runs the handler for one request. Returns whether the connection stays open.
+    private func serve(_ parsed: HTTPParsedHead) -> Bool {
+        let context = RequestContext(requestID: RequestIDGenerator.next(), remoteAddress: remote,
+                                     startedAt: .now)
+        let body = ConnectionBody(connection: self, parsed: parsed)
+        let writer = ConnectionResponseWriter(connection: self, parsed: parsed, body: body, requestID: context.requestID)
+        body.writer = writer
+        do {
+            try server.handler.handle(parsed.head, body: body, response: writer, context: context)
+        } catch {
+            // Handled below: what matters is whether a complete response went out.
+        }
+        var keep = true
+        var aborted = false
+        if !writer.finished {
+            keep = false
+            if !writer.headWritten && !writer.broken && body.failure != .closed {
+                writer.forceClose = true
+                let (status, code, message) = fallbackError(body.failure)
+                var h = HTTPFields()
+                h.add("Content-Type", "application/xml")
+                let xml = serverErrorXML(code: code, message: message, requestID: context.requestID)
+                do { try writer.respond(status: status, headers: h, body: xml) } catch { aborted = true }
+            } else {
+                aborted = true
+            }
+        }
+        if writer.broken || writer.closeAfter { keep = false }
+        if body.failure != nil { keep = false }
+        if keep && !parser.bodyComplete {
+            if parsed.expectsContinue && !body.continueSent {
+                keep = false
+            } else {
+                keep = body.drain(limit: config.maxDrainBytes)
+            }
+        }
+        if server.isDraining { keep = false }
+        body.active = false
+        writer.active = false
+        server.observer?.requestFinished(RequestSummary(
+            requestID: context.requestID, method: parsed.head.method, target: parsed.head.target,
+            remoteAddress: remote, status: writer.status, bytesIn: body.bytesIn, bytesOut: writer.bytesOut,
+            duration: ContinuousClock.now - context.startedAt, aborted: aborted || writer.broken))
+        if !keep && !aborted && !writer.broken {
+            lingeringClose()
+        }
+        return keep
+    }
+}
+
+/// The answer when a handler returns without a response: a body failure maps to the
+/// S3 error a client expects; anything else is the handler's fault.
+func fallbackError(_ failure: HTTPConnectionError?) -> (Int, String, String) {
+    switch failure {
+    case .malformedBody(let e)?: return (e.status, e.code, e.message)
+    case .timeout?:
+        return (400, "RequestTimeout",
+                "Your socket connection to the server was not read from or written to within the timeout period.")
+    default: return (500, "InternalError", "We encountered an internal error. Please try again.")
+    }
+}
+
+/// The request body as the handler sees it: plain bytes, streamed from the socket.
+final class ConnectionBody: RequestBody {
+    unowned let connection: HTTPConnection
+    let declaredLength: Int64?
+    let expectsContinue: Bool
+    weak var writer: ConnectionResponseWriter?
+    var continueSent = false
+    var bytesIn: Int64 = 0
+    var failure: HTTPConnectionError?
+    var active = true
+
+    init(connection: HTTPConnection, parsed: HTTPParsedHead) {
+        self.connection = connection
+        if case .length(let n) = parsed.framing { declaredLength = n } else if parsed.framing == .none {
+            declaredLength = 0
+        } else {
+            declaredLength = nil
+        }
+        expectsContinue = parsed.expectsContinue
+    }
+
+    func read(into dest: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard active else { throw HTTPConnectionError.misuse("body read after the handler returned") }
+        if let failure { throw failure }
+        guard dest.count > 0 else { return 0 }
+        let c = connection
+        if c.parser.bodyComplete { return 0 }
+        do {
+            if expectsContinue && !continueSent {
+                continueSent = true
+                // 100 may precede a final head that is written but not yet on the wire.
+                if writer?.headOnWire != true {
+                    try c.socket.writeAll(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), idle: c.config.bodyIdleTimeout)
+                }
+            }
+            try writer?.flushPendingHead()
+            while true {
+                if c.parser.bodyComplete { return 0 }
+                if c.start < c.end {
+                    let r = try c.parser.feed(c.pending, maxBody: dest.count)
+                    if case .body(let range) = r.event {
+                        let n = range.count
+                        dest.baseAddress!.copyMemory(from: c.buffer.baseAddress! + c.start + range.lowerBound, byteCount: n)
+                        c.start += r.consumed
+                        bytesIn += Int64(n)
+                        return n
+                    }
+                    c.start += r.consumed
+                    if case .end = r.event { return 0 }
+                    continue
+                }
+                c.start = 0
+                c.end = 0
+                let direct = c.parser.directBodyBytes
+                if direct > 0 && dest.count >= 16 * 1024 {
+                    // Large reads go straight from the socket into the caller's buffer.
+                    let limit = Int(min(Int64(dest.count), direct))
+                    let n = try c.socket.read(into: UnsafeMutableRawBufferPointer(rebasing: dest[0..<limit]),
+                                              idle: c.config.bodyIdleTimeout)
+                    if n == 0 { throw SocketIOError.closed }
+                    c.parser.consumeDirectBody(n)
+                    bytesIn += Int64(n)
+                    return n
+                }
+                let n = try c.socket.read(into: c.buffer, idle: c.config.bodyIdleTimeout)
+                if n == 0 { throw SocketIOError.closed }
+                c.end = n
+            }
+        } catch let e as SocketIOError {
+            failure = HTTPConnectionError(e)
+        } catch let e as HTTPParseError {
+            failure = .malformedBody(e)
+        } catch let e as HTTPConnectionError {
+            failure = e
+        }
+        throw failure!
+    }
+
+    /// Reads and discards the rest of the body, up to `limit` bytes. True if it ended.
+    func drain(limit: Int) -> Bool {
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        defer { scratch.deallocate() }
+        var total = 0
+        while total <= limit {
+            guard let n = try? read(into: scratch) else { return false }
+            if n == 0 { return true }
+            total += n
+        }
+        return false
+    }
+}
+
+/// Frames the handler's response on the socket.
+final class ConnectionResponseWriter: ResponseWriter {
+    enum Mode {
+        case noBody
+        case length(remaining: Int64)
+        case chunked
+        case closeDelimited
+    }
+
+    unowned let connection: HTTPConnection
+    let parsed: HTTPParsedHead
+    unowned let body: ConnectionBody
+    let requestID: String
+    private(set) var headWritten = false
+    var finished = false
+    /// An I/O error or framing violation: the connection must close.
+    var broken = false
+    /// `Connection: close` was sent.
+    var closeAfter = false
+    /// Set by the server to send `Connection: close` (e.g. its own 500).
+    var forceClose = false
+    var active = true
+    var status = 0
+    var bytesOut: Int64 = 0
+    private var mode = Mode.noBody
+    private var pendingHead: [UInt8]?
+    private var chunkPrefix = [UInt8](repeating: 0, count: 20)
+
+    init(connection: HTTPConnection, parsed: HTTPParsedHead, body: ConnectionBody, requestID: String) {
+        self.connection = connection
+        self.parsed = parsed
+        self.body = body
+        self.requestID = requestID
+    }
+
+    func writeHead(_ head: HTTPResponseHead) throws {
+        guard active else { throw HTTPConnectionError.misuse("response written after the handler returned") }
+        guard !headWritten else { throw HTTPConnectionError.misuse("response head written twice") }
+        guard head.status >= 200 && head.status <= 999 else {
+            throw HTTPConnectionError.misuse("status \(head.status) is not a final status")
+        }
+        let c = connection
+        let isHEAD = parsed.head.method == "HEAD"
+        let bodyless = head.status == 204 || head.status == 304 || (head.status >= 100 && head.status < 200)
+        if let n = head.contentLength, n < 0 { throw HTTPConnectionError.misuse("negative Content-Length") }
+
+        var close = forceClose || !parsed.keepAlive || c.server.isDraining || body.failure != nil
+        if !c.parser.bodyComplete {
+            // A body we cannot or will not drain means this connection ends with the response.
+            if parsed.expectsContinue && !body.continueSent { close = true }
+            if case .length = parsed.framing, c.parser.directBodyBytes > Int64(c.config.maxDrainBytes) { close = true }
+        }
+        if isHEAD || bodyless {
+            mode = .noBody
+        } else if let n = head.contentLength {
+            mode = n == 0 ? .noBody : .length(remaining: n)
+        } else if parsed.head.minorVersion == 0 {
+            mode = .closeDelimited
+            close = true
+        } else {
+            mode = .chunked
+        }
+
+        var s = "HTTP/1.1 \(head.status) \(HTTPReasonPhrase.reason(head.status))\r\n"
+        var hasDate = false, hasID = false
+        for (name, value) in head.headers {
+            if name.caseInsensitiveEquals("Content-Length") || name.caseInsensitiveEquals("Transfer-Encoding")
+                || name.caseInsensitiveEquals("Connection") { continue }
+            guard name.utf8.allSatisfy(HTTPRequestParser.isToken),
+                  !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 })
+            else { throw HTTPConnectionError.misuse("invalid response header \(name)") }
+            if name.caseInsensitiveEquals("Date") { hasDate = true }
+            if name.caseInsensitiveEquals("x-amz-request-id") { hasID = true }
+            s += "\(name): \(value)\r\n"
+        }
+        if !hasDate { s += "Date: \(c.date())\r\n" }
+        if !hasID { s += "x-amz-request-id: \(requestID)\r\n" }
+        if !bodyless {
+            if let n = head.contentLength {
+                s += "Content-Length: \(n)\r\n"
+            } else if !isHEAD && parsed.head.minorVersion == 1 {
+                s += "Transfer-Encoding: chunked\r\n"
+            }
+        }
+        if close {
+            s += "Connection: close\r\n"
+        } else if parsed.head.minorVersion == 0 {
+            s += "Connection: keep-alive\r\n"
+        }
+        s += "\r\n"
+        closeAfter = close
+        status = head.status
+        headWritten = true
+        pendingHead = Array(s.utf8)
+    }
+
+    /// The head has been written and sent (not just buffered for the first body bytes).
+    var headOnWire: Bool { headWritten && pendingHead == nil }
+
+    /// Sends a head that is still waiting for its first body bytes.
+    func flushPendingHead() throws {
+        guard let head = pendingHead else { return }
+        pendingHead = nil
+        try send([], head: head)
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard active else { throw HTTPConnectionError.misuse("response written after the handler returned") }
+        guard headWritten else { throw HTTPConnectionError.misuse("body written before the head") }
+        guard !finished else { throw HTTPConnectionError.misuse("body written after finish") }
+        if broken { throw HTTPConnectionError.closed }
+        if bytes.isEmpty { return }
+        switch mode {
+        case .noBody:
+            return
+        case .length(let remaining):
+            guard Int64(bytes.count) <= remaining else {
+                broken = true
+                throw HTTPConnectionError.misuse("response body longer than its Content-Length")
+            }
+            mode = .length(remaining: remaining - Int64(bytes.count))
+            try send([bytes], head: takeHead())
+        case .closeDelimited:
+            try send([bytes], head: takeHead())
+        case .chunked:
+            let prefixCount = HTTPReasonPhrase.chunkPrefix(bytes.count, into: &chunkPrefix)
+            let head = takeHead()
+            try chunkPrefix.withUnsafeBytes { p in
+                try HTTPReasonPhrase.crlf.withUnsafeBytes { crlf in
+                    try send([UnsafeRawBufferPointer(rebasing: p[0..<prefixCount]), bytes, crlf], head: head)
+                }
+            }
+        }
+        bytesOut += Int64(bytes.count)
+    }
+
+    func finish() throws {
+        guard active else { throw HTTPConnectionError.misuse("response finished after the handler returned") }
+        guard headWritten else { throw HTTPConnectionError.misuse("finish before the head") }
+        if finished { return }
+        if broken { throw HTTPConnectionError.closed }
+        switch mode {
+        case .length(let remaining) where remaining > 0:
+            // A short body must never look complete: the connection will be closed.
+            broken = true
+            throw HTTPConnectionError.misuse("response body shorter than its Content-Length by \(remaining) bytes")
+        case .chunked:
+            let head = takeHead()
+            try HTTPReasonPhrase.lastChunk.withUnsafeBytes { try send([$0], head: head) }
+        default:
+            try flushPendingHead()
+        }
+        finished = true
+    }
+
+    private func takeHead() -> [UInt8]? {
+        defer { pendingHead = nil }
+        return pendingHead
+    }
+
+    private func send(_ parts: [UnsafeRawBufferPointer], head: [UInt8]?) throws {
+        do {
+            if let head {
+                try head.withUnsafeBytes { h in
+                    try connection.socket.writeAll([h] + parts, idle: connection.config.bodyIdleTimeout)
+                }
+            } else {
+                try connection.socket.writeAll(parts, idle: connection.config.bodyIdleTimeout)
+            }
+        } catch let e as SocketIOError {
+            broken = true
+            throw HTTPConnectionError(e)
+        }
+    }
+}
+
+enum HTTPReasonPhrase {
+    static let crlf: [UInt8] = [0x0D, 0x0A]
+    static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+
+    /// Writes "<hex size>\r\n" into `out`; returns its length.
+    static func chunkPrefix(_ size: Int, into out: inout [UInt8]) -> Int {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var n = size, len = 0
+        var tmp = [UInt8](repeating: 0, count: 16)
+        repeat {
+            tmp[len] = digits[n & 15]
+            n >>= 4
+            len += 1
+        } while n > 0
+        for i in 0..<len { out[i] = tmp[len - 1 - i] }
+        out[len] = 0x0D
+        out[len + 1] = 0x0A
+        return len + 2
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 100: return "Continue"
+        case 200: return "OK"
+        case 201: return "Created"
+        case 202: return "Accepted"
+        case 204: return "No Content"
+        case 206: return "Partial Content"
+        case 301: return "Moved Permanently"
+        case 302: return "Found"
+        case 304: return "Not Modified"
+        case 307: return "Temporary Redirect"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 411: return "Length Required"
+        case 412: return "Precondition Failed"
+        case 413: return "Content Too Large"
+        case 414: return "URI Too Long"
+        case 416: return "Range Not Satisfiable"
+        case 417: return "Expectation Failed"
+        case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        case 505: return "HTTP Version Not Supported"
+        default: return "Status \(status)"
+        }
+    }
+}

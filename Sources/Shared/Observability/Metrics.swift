@@ -1,0 +1,219 @@
+import Foundation
+import Synchronization
+
+/// A set of metric families rendered in the Prometheus text format (0.0.4).
+public final class MetricsRegistry: Sendable {
+    private let families: Mutex<[any MetricFamily]>
+
+    public init() { families = Mutex([]) }
+
+    public func counter(_ name: String, help: String, labels: [String] = [], maxSeries: Int = 10_000) -> Counter {
+        register(Counter(name: name, help: help, labelNames: labels, maxSeries: maxSeries))
+    }
+
+    public func gauge(_ name: String, help: String, labels: [String] = [], maxSeries: Int = 10_000) -> Gauge {
+        register(Gauge(name: name, help: help, labelNames: labels, maxSeries: maxSeries))
+    }
+
+    public func histogram(_ name: String, help: String, labels: [String] = [],
+                          buckets: [Double] = Histogram.defaultBuckets, maxSeries: Int = 10_000) -> Histogram {
+        register(Histogram(name: name, help: help, labelNames: labels, buckets: buckets, maxSeries: maxSeries))
+    }
+
+    private func register<F: MetricFamily>(_ family: F) -> F {
+        families.withLock { list in
+            precondition(!list.contains { $0.name == family.name }, "metric \(family.name) registered twice")
+            list.append(family)
+        }
+        return family
+    }
+
+    /// The text exposition of every family, in registration order.
+    public func exposition() -> String {
+        var out = ""
+        for family in families.withLock({ $0 }) { family.render(into: &out) }
+        return out
+    }
+
+    /// Content type of `exposition()` for the `/metrics` response.
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+}
+
+protocol MetricFamily: Sendable {
+    var name: String { get }
+    func render(into out: inout String)
+}
+
+/// Label values beyond `maxSeries` distinct sets are folded into one series
+/// whose values are all `_other`, so client-chosen names (buckets) cannot grow
+/// memory without bound.
+private func boundedKey(_ values: [String], count: Int, existing: Bool, maxSeries: Int) -> [String] {
+    if existing || count < maxSeries { return values }
+    return values.map { _ in "_other" }
+}
+
+private func renderLabels(_ names: [String], _ values: [String], extra: (String, String)? = nil) -> String {
+    var pairs = zip(names, values).map { ($0.0, $0.1) }
+    if let extra { pairs.append(extra) }
+    guard !pairs.isEmpty else { return "" }
+    return "{" + pairs.map { "\($0.0)=\"\(escapeLabelValue($0.1))\"" }.joined(separator: ",") + "}"
+}
+
+private func escapeLabelValue(_ value: String) -> String {
+    var out = ""
+    for c in value {
+        switch c {
+        case "\\": out += "\\\\"
+        case "\"": out += "\\\""
+        case "\n": out += "\\n"
+        default: out.append(c)
+        }
+    }
+    return out
+}
+
+private func formatValue(_ v: Double) -> String {
+    if v.isNaN { return "NaN" }
+    if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
+    if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
+    return String(v)
+}
+
+/// A monotonically increasing count.
+public final class Counter: MetricFamily {
+    let name: String
+    let help: String
+    let labelNames: [String]
+    let maxSeries: Int
+    private let series: Mutex<[[String]: Double]>
+
+    init(name: String, help: String, labelNames: [String], maxSeries: Int) {
+        self.name = name
+        self.help = help
+        self.labelNames = labelNames
+        self.maxSeries = maxSeries
+        self.series = Mutex([:])
+    }
+
+    public func inc(_ labels: [String] = [], by amount: Double = 1) {
+        precondition(labels.count == labelNames.count, "\(name): expected labels \(labelNames)")
+        guard amount >= 0 else { return }
+        series.withLock { s in
+            let key = boundedKey(labels, count: s.count, existing: s[labels] != nil, maxSeries: maxSeries)
+            s[key, default: 0] += amount
+        }
+    }
+
+    public func value(_ labels: [String] = []) -> Double { series.withLock { $0[labels] ?? 0 } }
+
+    func render(into out: inout String) {
+        out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
+        for (labels, value) in series.withLock({ $0 }).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            out += "\(name)\(renderLabels(labelNames, labels)) \(formatValue(value))\n"
+        }
+    }
+}
+
+/// A value that goes up and down.
+public final class Gauge: MetricFamily {
+    let name: String
+    let help: String
+    let labelNames: [String]
+    let maxSeries: Int
+    private let series: Mutex<[[String]: Double]>
+
+    init(name: String, help: String, labelNames: [String], maxSeries: Int) {
+        self.name = name
+        self.help = help
+        self.labelNames = labelNames
+        self.maxSeries = maxSeries
+        // An unlabelled gauge is exposed from the start, at zero.
+        self.series = Mutex(labelNames.isEmpty ? [[]: 0] : [:])
+    }
+
+    public func set(_ value: Double, _ labels: [String] = []) {
+        series.withLock { s in
+            let key = boundedKey(labels, count: s.count, existing: s[labels] != nil, maxSeries: maxSeries)
+            s[key] = value
+        }
+    }
+
+    public func add(_ delta: Double, _ labels: [String] = []) {
+        series.withLock { s in
+            let key = boundedKey(labels, count: s.count, existing: s[labels] != nil, maxSeries: maxSeries)
+            s[key, default: 0] += delta
+        }
+    }
+
+    public func value(_ labels: [String] = []) -> Double { series.withLock { $0[labels] ?? 0 } }
+
+    func render(into out: inout String) {
+        out += "# HELP \(name) \(help)\n# TYPE \(name) gauge\n"
+        for (labels, value) in series.withLock({ $0 }).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            out += "\(name)\(renderLabels(labelNames, labels)) \(formatValue(value))\n"
+        }
+    }
+}
+
+/// A distribution of observations in cumulative buckets.
+public final class Histogram: MetricFamily {
+    public static let defaultBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+    struct Series {
+        var counts: [UInt64]
+        var sum: Double = 0
+        var count: UInt64 = 0
+    }
+
+    let name: String
+    let help: String
+    let labelNames: [String]
+    let buckets: [Double]
+    let maxSeries: Int
+    private let series: Mutex<[[String]: Series]>
+
+    init(name: String, help: String, labelNames: [String], buckets: [Double], maxSeries: Int) {
+        precondition(buckets == buckets.sorted() && !buckets.isEmpty, "\(name): buckets must be sorted")
+        self.name = name
+        self.help = help
+        self.labelNames = labelNames
+        self.buckets = buckets
+        self.maxSeries = maxSeries
+        self.series = Mutex([:])
+    }
+
+    public func observe(_ value: Double, _ labels: [String] = []) {
+        let index = buckets.firstIndex { value <= $0 } ?? buckets.count
+        series.withLock { s in
+            let key = boundedKey(labels, count: s.count, existing: s[labels] != nil, maxSeries: maxSeries)
+            var entry = s[key] ?? Series(counts: Array(repeating: 0, count: buckets.count + 1))
+            entry.counts[index] += 1
+            entry.sum += value
+            entry.count += 1
+            s[key] = entry
+        }
+    }
+
+    /// Observes the seconds elapsed since `start`.
+    public func observe(since start: ContinuousClock.Instant, _ labels: [String] = []) {
+        let elapsed = ContinuousClock.now - start
+        let (s, atto) = elapsed.components
+        observe(Double(s) + Double(atto) / 1e18, labels)
+    }
+
+    public func count(_ labels: [String] = []) -> UInt64 { series.withLock { $0[labels]?.count ?? 0 } }
+
+    func render(into out: inout String) {
+        out += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        for (labels, entry) in series.withLock({ $0 }).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            var cumulative: UInt64 = 0
+            for (i, bound) in buckets.enumerated() {
+                cumulative += entry.counts[i]
+                out += "\(name)_bucket\(renderLabels(labelNames, labels, extra: ("le", formatValue(bound)))) \(cumulative)\n"
+            }
+            out += "\(name)_bucket\(renderLabels(labelNames, labels, extra: ("le", "+Inf"))) \(entry.count)\n"
+            out += "\(name)_sum\(renderLabels(labelNames, labels)) \(formatValue(entry.sum))\n"
+            out += "\(name)_count\(renderLabels(labelNames, labels)) \(entry.count)\n"
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+@testable import Proxy
+@testable import Shared
+
+/// Seeded generator so randomized tests are reproducible (the seed is in the failure message).
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func bytes(_ count: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }
+    }
+}
+
+enum EncryptionFixtures {
+    /// A KEK without the scrypt cost, for tests that are not about key derivation.
+    static func kek(_ label: String) -> KeyEncryptionKey {
+        try! KeyEncryptionKey.derive(master: Digest.sha256(label))
+    }
+
+    static func ring(_ label: String = "test", previous: [String] = []) -> KeyRing {
+        try! KeyRing(active: kek(label), previous: previous.map(kek))
+    }
+
+    /// Seals `plaintext` feeding it in random pieces.
+    static func seal(_ plaintext: [UInt8], with sealer: ChunkSealer, rng: inout SplitMix64, maxPiece: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var offset = 0
+        while offset < plaintext.count {
+            let piece = min(plaintext.count - offset, Int.random(in: 0...maxPiece, using: &rng))
+            try sealer.update(Array(plaintext[offset..<(offset + piece)])) { out.append(contentsOf: $0) }
+            offset += piece
+        }
+        try sealer.finish { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// Opens `ciphertext` feeding it in random pieces.
+    static func open(_ ciphertext: [UInt8], with opener: ChunkOpener, rng: inout SplitMix64, maxPiece: Int,
+                     lastChunkIsFinal: Bool = true) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var offset = 0
+        while offset < ciphertext.count {
+            let piece = min(ciphertext.count - offset, Int.random(in: 0...maxPiece, using: &rng))
+            try opener.update(Array(ciphertext[offset..<(offset + piece)])) { out.append(contentsOf: $0) }
+            offset += piece
+        }
+        try opener.finish(lastChunkIsFinal: lastChunkIsFinal) { out.append(contentsOf: $0) }
+        return out
+    }
+
+    static func segmentKey(_ seed: UInt8 = 1, salt: UInt8 = 2, part: Int = 0) -> [UInt8] {
+        try! DataKey(bytes: [UInt8](repeating: seed, count: 32)).segmentKey(salt: [UInt8](repeating: salt, count: 16), partNumber: part)
+    }
+}

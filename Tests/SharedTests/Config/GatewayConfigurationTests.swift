@@ -1,0 +1,92 @@
+import Testing
+@testable import Shared
+
+@Suite struct GatewayConfigurationTests {
+    let base: [String: String] = [
+        "BACKEND_ENDPOINT": "http://127.0.0.1:9000",
+        "BACKEND_ACCESS_KEY": "bak", "BACKEND_SECRET_KEY": "bsk",
+        "GATEWAY_ACCESS_KEY": "gak", "GATEWAY_SECRET_KEY": "gsk",
+        "ENCRYPTION_PASSWORD": "correct horse battery staple",
+    ]
+
+    @Test func defaultsApply() throws {
+        let c = try GatewayConfiguration.load(environment: base, arguments: [])
+        #expect(c.listenAddress == ListenAddress(host: "", port: 8080))
+        #expect(c.backendRegion == "us-east-1")
+        #expect(c.maxConnections == 1024)
+        #expect(c.requestTimeout == .seconds(60))
+        #expect(c.logLevel == .info)
+        #expect(!c.passthrough)
+    }
+
+    @Test func flagsOverrideEnvironment() throws {
+        let c = try GatewayConfiguration.load(environment: base, arguments: [
+            "--listen-addr", "127.0.0.1:0", "--log-level=debug", "--max-connections", "7", "--request-timeout", "500ms",
+        ])
+        #expect(c.listenAddress == ListenAddress(host: "127.0.0.1", port: 0))
+        #expect(c.logLevel == .debug)
+        #expect(c.maxConnections == 7)
+        #expect(c.requestTimeout == .milliseconds(500))
+    }
+
+    @Test(arguments: [
+        ("BACKEND_ENDPOINT", "ftp://x", "BACKEND_ENDPOINT"),
+        ("BACKEND_ENDPOINT", "not a url", "BACKEND_ENDPOINT"),
+        ("GATEWAY_ACCESS_KEY", "", "GATEWAY_ACCESS_KEY"),
+        ("LISTEN_ADDR", "8080", "LISTEN_ADDR"),
+        ("LISTEN_ADDR", "::1:80", "LISTEN_ADDR"),
+        ("MAX_CONNECTIONS", "0", "MAX_CONNECTIONS"),
+        ("REQUEST_TIMEOUT", "soon", "REQUEST_TIMEOUT"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL"),
+        ("GATEWAY_PASSTHROUGH", "maybe", "GATEWAY_PASSTHROUGH"),
+        ("ENCRYPTION_PASSWORD", "short", "ENCRYPTION_PASSWORD"),
+        ("BACKEND_CA_FILE", "/nonexistent/ca.pem", "BACKEND_CA_FILE"),
+    ])
+    func badValuesNameTheirVariable(variable: String, value: String, named: String) {
+        var env = base
+        env[variable] = value
+        #expect {
+            _ = try GatewayConfiguration.load(environment: env, arguments: [])
+        } throws: { error in
+            (error as? ConfigurationError)?.setting == named
+        }
+    }
+
+    @Test func secretsNeverAppearInErrors() {
+        var env = base
+        env["ENCRYPTION_PASSWORD"] = "tiny"
+        do {
+            _ = try GatewayConfiguration.load(environment: env, arguments: [])
+            Issue.record("expected an error")
+        } catch {
+            #expect(!error.description.contains("tiny"))
+        }
+    }
+
+    @Test func passwordOptionalOnlyInPassthrough() throws {
+        var env = base
+        env["ENCRYPTION_PASSWORD"] = nil
+        #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(environment: env, arguments: []) }
+        env["GATEWAY_PASSTHROUGH"] = "true"
+        #expect(try GatewayConfiguration.load(environment: env, arguments: []).passthrough)
+    }
+
+    @Test func unknownFlagIsRejected() {
+        #expect(throws: ConfigurationError.self) {
+            try GatewayConfiguration.load(environment: base, arguments: ["--frobnicate"])
+        }
+    }
+
+    @Test(arguments: [
+        (":8080", "", 8080), ("0.0.0.0:1", "0.0.0.0", 1), ("[::1]:9000", "::1", 9000), ("localhost:0", "127.0.0.1", 0),
+    ])
+    func listenAddressesParse(text: String, host: String, port: Int) {
+        #expect((try? ListenAddress(parsing: text)) == ListenAddress(host: host, port: port))
+    }
+
+    @Test func everyFlagMatchesItsVariable() {
+        for setting in GatewaySetting.allCases {
+            #expect(setting.flag.dropFirst(2).uppercased().replacingOccurrences(of: "-", with: "_") == setting.rawValue)
+        }
+    }
+}

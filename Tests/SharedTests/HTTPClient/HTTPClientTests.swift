@@ -1,0 +1,250 @@
+import Foundation
+import Testing
+@testable import Shared
+
+/// A real HTTP server process (Tests/Support/http_test_server.py) on a loopback port.
+final class TestHTTPServer {
+    let process = Process()
+    let port: Int
+
+    init() throws {
+        let script = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Support/http_test_server.py")
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script.path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = [UInt8]()
+        while true {
+            let byte = out.fileHandleForReading.readData(ofLength: 1)
+            guard let b = byte.first else { break }
+            if b == UInt8(ascii: "\n") { break }
+            line.append(b)
+        }
+        guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+            process.terminate()
+            throw TestServerFailed()
+        }
+        self.port = port
+    }
+
+    struct TestServerFailed: Error {}
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)\(path)" }
+
+    deinit {
+        // Foundation reaps the child; waiting here can block the test runner.
+        kill(process.processIdentifier, SIGKILL)
+    }
+}
+
+/// Counts and checksums a streamed body.
+final class CountingHandler: HTTPResponseHandler {
+    var status = 0
+    var headers: [(name: String, value: String)] = []
+    var count = 0
+    var sum: UInt64 = 0
+    var failAfter: Int?
+
+    struct Stop: Error {}
+
+    func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
+        self.status = status
+        self.headers = headers
+    }
+
+    func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
+        for b in bytes { sum = sum &+ UInt64(b) }
+        count += bytes.count
+        if let failAfter, count >= failAfter { throw Stop() }
+    }
+}
+
+@Suite(.serialized) struct HTTPClientTests {
+    let server: TestHTTPServer
+    let client = HTTPClient()
+
+    init() throws { server = try TestHTTPServer() }
+
+    @Test func bufferedGetReturnsStatusHeadersAndBody() throws {
+        let response = try client.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/1000")))
+        #expect(response.status == 200)
+        #expect(response.header("x-test") == "bytes")
+        #expect(response.body.count == 1000)
+        #expect(response.body.enumerated().allSatisfy { $0.element == UInt8($0.offset % 251) })
+    }
+
+    @Test func streamsLargeResponseThroughHandler() throws {
+        let n = 40 << 20
+        let handler = CountingHandler()
+        try client.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/\(n)")), handler: handler)
+        #expect(handler.status == 200)
+        #expect(handler.count == n)
+        let expected = (0..<n).reduce(UInt64(0)) { $0 &+ UInt64($1 % (251 * 1024) % 251) }
+        #expect(handler.sum == expected)
+    }
+
+    @Test func streamsRequestBodyWithKnownLength() throws {
+        let total = 5 << 20
+        let payload = (0..<total).map { UInt8($0 % 253) }
+        var produced = 0
+        var request = HTTPClientRequest(method: "PUT", url: server.url("/echo"))
+        request.body = .stream(length: Int64(total)) { buffer in
+            let n = min(buffer.count, 100_000, total - produced)
+            payload.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + produced, byteCount: n) }
+            produced += n
+            return n
+        }
+        let response = try client.execute(request)
+        let hashes = Digest.hash(.sha256, payload)
+        #expect(response.status == 200)
+        #expect(response.header("X-Body-Length") == "\(total)")
+        #expect(String(decoding: response.body, as: UTF8.self) == Encoding.hex(hashes))
+    }
+
+    @Test func sendsMethodHeadersAndNoCurlDefaults() throws {
+        var request = HTTPClientRequest(method: "POST", url: server.url("/headers"),
+                                        headers: [("X-Custom", "a b"), ("Content-Type", "application/xml")])
+        request.body = .bytes(Array("<x/>".utf8))
+        let response = try client.execute(request)
+        let seen = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String] ?? [:]
+        #expect(response.header("X-Method") == "POST")
+        #expect(response.header("X-Body-Length") == "4")
+        #expect(seen["x-custom"] == "a b")
+        #expect(seen["expect"] == nil)
+        #expect(seen["accept"] == nil)
+        #expect(seen["content-length"] == "4")
+    }
+
+    @Test func emptyPutSendsContentLengthZeroAndDeleteUsesItsMethod() throws {
+        let put = try client.execute(HTTPClientRequest(method: "PUT", url: server.url("/echo")))
+        #expect(put.header("X-Body-Length") == "0")
+        #expect(put.header("X-Method") == "PUT")
+        let delete = try client.execute(HTTPClientRequest(method: "DELETE", url: server.url("/echo")))
+        #expect(delete.header("X-Method") == "DELETE")
+    }
+
+    @Test func headDeliversHeadersWithoutBody() throws {
+        let handler = CountingHandler()
+        try client.execute(HTTPClientRequest(method: "HEAD", url: server.url("/bytes/5000")), handler: handler)
+        #expect(handler.status == 200)
+        #expect(handler.count == 0)
+        #expect(handler.headers.contains { $0.name.lowercased() == "content-length" && $0.value == "5000" })
+    }
+
+    @Test func nonSuccessStatusIsAResponseNotAnError() throws {
+        let response = try client.execute(HTTPClientRequest(method: "GET", url: server.url("/status/503")))
+        #expect(response.status == 503)
+    }
+
+    @Test func refusedConnectionIsAConnectError() throws {
+        // Bind then close a socket to find a port nobody listens on.
+        let closedPort = try freeLoopbackPort()
+        #expect {
+            _ = try client.execute(HTTPClientRequest(method: "GET", url: "http://127.0.0.1:\(closedPort)/"))
+        } throws: { error in
+            if case .connect = error as? HTTPClientError { return true }
+            return false
+        }
+    }
+
+    @Test func handlerErrorAbortsTransfer() throws {
+        let handler = CountingHandler()
+        handler.failAfter = 1 << 20
+        #expect {
+            try client.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/\(64 << 20)")), handler: handler)
+        } throws: { error in
+            guard case .handler(let inner) = error as? HTTPClientError else { return false }
+            return inner is CountingHandler.Stop
+        }
+        #expect(handler.count < 64 << 20)
+    }
+
+    struct SourceFailed: Error {}
+
+    @Test func failingBodySourceAbortsUploadSoServerSeesNoCompleteRequest() throws {
+        var sent = 0
+        var request = HTTPClientRequest(method: "PUT", url: server.url("/echo"))
+        request.body = .stream(length: 4 << 20) { buffer in
+            if sent >= 1 << 20 { throw SourceFailed() }
+            let n = min(buffer.count, 65536)
+            sent += n
+            return n
+        }
+        #expect {
+            _ = try client.execute(request)
+        } throws: { error in
+            guard case .bodySource(let inner) = error as? HTTPClientError else { return false }
+            return inner is SourceFailed
+        }
+        // The pooled handle stays usable after an aborted transfer.
+        let after = try client.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/10")))
+        #expect(after.body.count == 10)
+    }
+
+    @Test func bufferedResponseRefusesOversizedBody() throws {
+        #expect {
+            _ = try client.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/100000")), maxBodySize: 1000)
+        } throws: { error in
+            if case .responseTooLarge(1000) = error as? HTTPClientError { return true }
+            return false
+        }
+    }
+
+    @Test func idleTimeoutAbortsAStalledTransfer() throws {
+        var configuration = HTTPClientConfiguration()
+        configuration.idleTimeout = .seconds(1)
+        let impatient = HTTPClient(configuration: configuration)
+        #expect {
+            _ = try impatient.execute(HTTPClientRequest(method: "GET", url: server.url("/stall")))
+        } throws: { error in
+            if case .timeout = error as? HTTPClientError { return true }
+            return false
+        }
+    }
+
+    @Test func cancellationFromAnotherThreadStopsAnEndlessStream() throws {
+        let token = CancellationToken()
+        var request = HTTPClientRequest(method: "GET", url: server.url("/endless"))
+        request.cancellation = token
+        let handler = CountingHandler()
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: 0.3)
+            token.cancel()
+        }
+        #expect {
+            try client.execute(request, handler: handler)
+        } throws: { error in
+            if case .cancelled = error as? HTTPClientError { return true }
+            return false
+        }
+        #expect(handler.status == 200)
+    }
+
+    @Test func concurrentRequestsShareThePool() async throws {
+        let client = self.client
+        let url = server.url("/bytes/100000")
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask { try client.execute(HTTPClientRequest(method: "GET", url: url)).body.count }
+            }
+            for try await count in group { #expect(count == 100000) }
+        }
+    }
+}
+
+/// A loopback port that was free a moment ago and has no listener.
+func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+@testable import Shared
+
+@Suite struct LoggerTests {
+    @Test func writesOneJSONObjectPerLineWithRequiredFields() throws {
+        let sink = LogSink(capturing: ())
+        let logger = Logger(level: .info, sink: sink).with(["component": "test"])
+        logger.info("hello \"world\"\n", ["status": .int(200), "ok": true, "bucket": "b"])
+        let lines = sink.capturedLines
+        #expect(lines.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
+        #expect(object["level"] as? String == "info")
+        #expect(object["msg"] as? String == "hello \"world\"\n")
+        #expect(object["status"] as? Int == 200)
+        #expect(object["ok"] as? Bool == true)
+        #expect(object["component"] as? String == "test")
+        let time = try #require(object["time"] as? String)
+        #expect(ISO8601DateFormatter.withFractionalSeconds.date(from: time) != nil)
+    }
+
+    @Test func dropsLinesBelowTheLevel() {
+        let sink = LogSink(capturing: ())
+        let logger = Logger(level: .warn, sink: sink)
+        logger.debug("a")
+        logger.info("b")
+        logger.warn("c")
+        logger.error("d")
+        #expect(sink.capturedLines.count == 2)
+    }
+
+    @Test func escapesControlCharacters() throws {
+        let quoted = JSON.quote("a\u{01}b\\c\t")
+        #expect(quoted == "\"a\\u0001b\\\\c\\t\"")
+        let decoded = try JSONSerialization.jsonObject(with: Data(quoted.utf8), options: .fragmentsAllowed) as? String
+        #expect(decoded == "a\u{01}b\\c\t")
+    }
+
+    @Test func levelsParse() {
+        #expect(LogLevel("DEBUG") == .debug)
+        #expect(LogLevel("warning") == .warn)
+        #expect(LogLevel("verbose") == nil)
+    }
+}
+
+extension ISO8601DateFormatter {
+    static var withFractionalSeconds: ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }
+}
+
+@Suite struct MetricsTests {
+    @Test func counterAndGaugeExposition() {
+        let registry = MetricsRegistry()
+        let requests = registry.counter("s3_gateway_requests_total", help: "Requests.", labels: ["method", "status"])
+        let active = registry.gauge("s3_gateway_active_connections", help: "Open connections.")
+        requests.inc(["GET", "200"])
+        requests.inc(["GET", "200"])
+        requests.inc(["PUT", "a\"b"])
+        active.add(3)
+        active.add(-1)
+        let text = registry.exposition()
+        #expect(text.contains("# TYPE s3_gateway_requests_total counter\n"))
+        #expect(text.contains("s3_gateway_requests_total{method=\"GET\",status=\"200\"} 2\n"))
+        #expect(text.contains("s3_gateway_requests_total{method=\"PUT\",status=\"a\\\"b\"} 1\n"))
+        #expect(text.contains("s3_gateway_active_connections 2\n"))
+    }
+
+    @Test func histogramBucketsAreCumulative() {
+        let registry = MetricsRegistry()
+        let h = registry.histogram("d_seconds", help: "D.", labels: ["op"], buckets: [0.1, 1])
+        h.observe(0.05, ["put"])
+        h.observe(0.5, ["put"])
+        h.observe(5, ["put"])
+        let text = registry.exposition()
+        #expect(text.contains("d_seconds_bucket{op=\"put\",le=\"0.1\"} 1\n"))
+        #expect(text.contains("d_seconds_bucket{op=\"put\",le=\"1\"} 2\n"))
+        #expect(text.contains("d_seconds_bucket{op=\"put\",le=\"+Inf\"} 3\n"))
+        #expect(text.contains("d_seconds_sum{op=\"put\"} 5.55\n"))
+        #expect(text.contains("d_seconds_count{op=\"put\"} 3\n"))
+    }
+
+    @Test func seriesBeyondTheBoundFoldIntoOther() {
+        let registry = MetricsRegistry()
+        let c = registry.counter("c_total", help: "C.", labels: ["bucket"], maxSeries: 2)
+        c.inc(["a"]); c.inc(["b"]); c.inc(["c"]); c.inc(["d"]); c.inc(["a"])
+        #expect(c.value(["a"]) == 2)
+        #expect(c.value(["_other"]) == 2)
+        #expect(c.value(["c"]) == 0)
+    }
+}
