@@ -1,9 +1,37 @@
+import Foundation
 import Shared
 
 /// Entry point of `encryption-gateway-operator`.
 @main
 struct OperatorMain {
     static func main() {
-        print("usage: encryption-gateway-operator [--kubeconfig PATH] [--health-probe-bind-address ADDR] [--metrics-bind-address ADDR]")
+        let environment = ProcessInfo.processInfo.environment
+        let options: OperatorOptions
+        do {
+            options = try OperatorOptions.parse(Array(CommandLine.arguments.dropFirst()), environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("encryption-gateway-operator: \(error.message)\n".utf8))
+            exit(2)
+        }
+        if options.help {
+            print(OperatorOptions.usage)
+            exit(0)
+        }
+        let log = LoggerRuntimeLog(logger: Logger(level: LogLevel(options.logLevel) ?? .info))
+        // A parent may hand us SIGTERM/SIGINT blocked (signal masks are inherited across exec); unblock them here,
+        // before any thread exists, or graceful shutdown would never start.
+        var termination = sigset_t()
+        sigemptyset(&termination)
+        sigaddset(&termination, SIGTERM)
+        sigaddset(&termination, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &termination, nil)
+        let shutdown = ShutdownRelay()
+        SignalWatcher.start(signals: [SIGTERM, SIGINT]) { signal in
+            // A second signal means "now": skip the drain, as controller-runtime does.
+            if shutdown.hasFired { exit(1) }
+            log.info("received signal, shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : "SIGINT"])
+            shutdown.fire()
+        }
+        exit(RunCommand.run(options, log: log, shutdown: shutdown))
     }
 }

@@ -1,9 +1,34 @@
+import Foundation
 import Shared
 
 /// Entry point of `s3-encryption-gateway`.
 @main
 struct GatewayMain {
+    static let usage = """
+        s3-encryption-gateway: a transparent S3 proxy that encrypts objects before they reach the backend.
+
+        usage:
+          s3-encryption-gateway [serve] [options]     run the gateway (the default)
+          s3-encryption-gateway bench-engine [opts]   measure the encryption engine in process
+          s3-encryption-gateway --help
+
+        """
+
     static func main() {
-        print("s3-encryption-gateway: not wired yet")
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        let environment = ProcessInfo.processInfo.environment
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(usage + GatewayConfiguration.helpText(program: "s3-encryption-gateway serve"))
+            exit(0)
+        }
+        switch arguments.first {
+        case "bench-engine":
+            exit(runEngineBenchmark(arguments: Array(arguments.dropFirst())))
+        case "serve":
+            arguments.removeFirst()
+            exit(ServeCommand.run(arguments: arguments, environment: environment))
+        default:
+            exit(ServeCommand.run(arguments: arguments, environment: environment))
+        }
     }
 }

@@ -332,6 +332,8 @@ private final class CurlEasy: @unchecked Sendable {
         _ = ccurl_setopt_str(h, CURLOPT_URL, request.url)
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_FOLLOWLOCATION, 0)
+        // Object keys may contain "./", "../" and "//": send the path exactly as signed.
+        set(CURLOPT_PATH_AS_IS, 1)
         set(CURLOPT_TCP_NODELAY, 1)
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(configuration.connectTimeout.milliseconds))
         // Idle timeout: abort when fewer than 1 byte/s moves for the whole window.

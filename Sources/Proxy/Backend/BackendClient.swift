@@ -1,0 +1,231 @@
+import Foundation
+import Shared
+
+/// Backend connection settings (from BACKEND_ENDPOINT, BACKEND_REGION, BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY).
+struct BackendConfiguration: Sendable {
+    var endpoint: String
+    var region: String = "us-east-1"
+    var accessKey: String
+    var secretKey: String
+
+    init(endpoint: String, region: String = "us-east-1", accessKey: String, secretKey: String) {
+        self.endpoint = endpoint
+        self.region = region
+        self.accessKey = accessKey
+        self.secretKey = secretKey
+    }
+}
+
+/// A request to forward to the backend, addressed path-style.
+struct BackendRequest {
+    var method: String
+    var bucket: String?
+    var key: String?
+    var query: [QueryParameter]
+    /// The client's headers; hop-by-hop and authentication headers are removed before sending.
+    var headers: HTTPFields
+    var body: BackendRequestBody
+    /// Hex SHA-256 of the body as sent, or `UNSIGNED-PAYLOAD`.
+    var payloadHash: String
+}
+
+enum BackendRequestBody {
+    case none
+    case bytes([UInt8])
+    /// Streamed from `source`; `length` becomes the backend's Content-Length (S3 needs one).
+    case stream(RequestBody, length: Int64?)
+}
+
+/// How a forwarded request ended when it did not complete normally.
+enum BackendFailure: Error, CustomStringConvertible {
+    /// No response byte arrived: connect failure, TLS failure or timeout. Answer 503 and count a backend error.
+    case unavailable(String)
+    /// Reading the client's body failed before any response was written (a verification error
+    /// such as `XAmzContentSHA256Mismatch`, or the client connection broke). The upload was aborted.
+    case requestBody(any Error)
+    /// The transfer broke after the response head went to the client; the connection must be closed.
+    /// `status` is what the head said; `backendFault` is false when the client side (writing the response) failed.
+    case aborted(String, status: Int, backendFault: Bool)
+
+    var description: String {
+        switch self {
+        case .unavailable(let m): return "backend unavailable: \(m)"
+        case .requestBody(let e): return "request body: \(e)"
+        case .aborted(let m, _, let backendFault): return "transfer aborted (\(backendFault ? "backend" : "client")): \(m)"
+        }
+    }
+}
+
+/// The result of a forwarded request whose response was written completely.
+struct BackendResult: Sendable {
+    var status: Int
+    var bytesOut: Int64
+}
+
+/// Forwards requests to the S3 backend: path-style URLs, SigV4-signed, bodies streamed both ways.
+/// One `HTTPClient` (and so one connection pool) per instance.
+final class BackendClient: Sendable {
+    let endpoint: BackendEndpoint
+    let signer: SigV4Signer
+    let http: HTTPClient
+    let health: BackendHealth
+    private let now: @Sendable () -> Int64
+
+    init(configuration: BackendConfiguration, http: HTTPClient, health: BackendHealth = BackendHealth(),
+         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) throws(BackendEndpoint.Invalid) {
+        self.endpoint = try BackendEndpoint.parse(configuration.endpoint)
+        self.signer = SigV4Signer(accessKey: configuration.accessKey, secretKey: configuration.secretKey,
+                                  region: configuration.region)
+        self.http = http
+        self.health = health
+        self.now = now
+    }
+
+    /// Headers that describe one hop, never the message (RFC 9110 §7.6.1), plus framing curl decides itself.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "transfer-encoding", "upgrade", "expect", "content-length", "host",
+    ]
+    /// Client authentication, replaced by the gateway's own signature toward the backend.
+    static let clientAuthHeaders: Set<String> = [
+        "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token",
+    ]
+    /// Per-response headers the gateway's server writes itself.
+    static let serverOwnedResponseHeaders: Set<String> = ["x-amz-request-id", "date", "server"]
+
+    /// End-to-end request headers to send on: everything but hop-by-hop, `Connection`-named and client-auth headers.
+    static func forwardableRequestHeaders(_ headers: HTTPFields) -> [(name: String, value: String)] {
+        let connectionTokens = Set(headers.values("connection").flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        return headers.filter {
+            let n = $0.name.lowercased()
+            return !hopByHop.contains(n) && !clientAuthHeaders.contains(n) && !connectionTokens.contains(n)
+                && !n.hasPrefix("proxy-")
+        }
+    }
+
+    /// End-to-end response headers to send back to the client (framing is set from Content-Length).
+    static func forwardableResponseHeaders(_ headers: [(name: String, value: String)]) -> HTTPFields {
+        let connectionTokens = Set(headers.filter { $0.name.lowercased() == "connection" }
+            .flatMap { $0.value.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        return HTTPFields(headers.filter {
+            let n = $0.name.lowercased()
+            return !hopByHop.contains(n) && !serverOwnedResponseHeaders.contains(n) && !connectionTokens.contains(n)
+                && !n.hasPrefix("proxy-")
+        })
+    }
+
+    /// The URL and signed headers for a request (pure apart from the clock).
+    func prepare(method: String, bucket: String?, key: String?, query: [QueryParameter],
+                 headers: [(name: String, value: String)], payloadHash: String) -> (url: String, headers: [(name: String, value: String)]) {
+        let path = BackendEndpoint.path(bucket: bucket, key: key)
+        let urlQuery = QueryString.forURL(query)
+        let url = endpoint.baseURL + path + (urlQuery.isEmpty ? "" : "?" + urlQuery)
+        var signed = signer.sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
+                                 host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now())
+        // Sent explicitly so the Host the backend sees is byte-for-byte the one that was signed.
+        signed.insert((name: "Host", value: endpoint.hostHeader), at: 0)
+        return (url, signed)
+    }
+
+    /// Forwards `request` and streams the backend's response (status, end-to-end headers, body) into `response`.
+    /// Backend error responses (404 NoSuchKey, 403, ...) pass through unchanged as results.
+    func forward(_ request: BackendRequest, to response: ResponseWriter) throws(BackendFailure) -> BackendResult {
+        let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
+                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash)
+        var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
+        switch request.body {
+        case .none:
+            outgoing.body = .none
+        case .bytes(let bytes):
+            outgoing.body = .bytes(bytes)
+        case .stream(let source, let length):
+            outgoing.body = .stream(length: length, read: { buffer in try source.read(into: buffer) })
+        }
+        let relay = ResponseRelay(writer: response, health: health)
+        do {
+            try http.execute(outgoing, handler: relay)
+        } catch {
+            throw Self.failure(error, headWritten: relay.headWritten, status: relay.status)
+        }
+        do {
+            try response.finish()
+        } catch {
+            throw BackendFailure.aborted("finishing the response: \(error)", status: relay.status, backendFault: false)
+        }
+        return BackendResult(status: relay.status, bytesOut: relay.bytesOut)
+    }
+
+    private static func failure(_ error: HTTPClientError, headWritten: Bool, status: Int) -> BackendFailure {
+        switch error {
+        case .bodySource(let inner) where !headWritten:
+            return .requestBody(inner)
+        case .handler(let inner):
+            return .aborted("writing the response to the client: \(inner)", status: status, backendFault: false)
+        case .bodySource(let inner):
+            return .aborted("reading the request body: \(inner)", status: status, backendFault: false)
+        case .cancelled:
+            return .aborted("cancelled", status: status, backendFault: false)
+        case .connect, .timeout, .tls, .transport, .responseTooLarge:
+            return headWritten ? .aborted(error.description, status: status, backendFault: true) : .unavailable(error.description)
+        }
+    }
+
+    /// A cheap signed request (`HEAD /`) that succeeds when the backend answers anything at all.
+    /// Records the answer in `health`; returns the HTTP status.
+    func probe(timeout: Duration = .seconds(5)) throws(HTTPClientError) -> Int {
+        let (url, headers) = prepare(method: "HEAD", bucket: nil, key: nil, query: [], headers: [],
+                                     payloadHash: SigV4.emptyPayloadHash)
+        var request = HTTPClientRequest(method: "HEAD", url: url, headers: headers)
+        request.totalTimeout = timeout
+        let answer = try http.execute(request, maxBodySize: 64 << 10)
+        health.recordAnswer()
+        return answer.status
+    }
+}
+
+/// Relays a backend response into the client's `ResponseWriter` as it arrives.
+private final class ResponseRelay: HTTPResponseHandler {
+    let writer: ResponseWriter
+    let health: BackendHealth
+    private(set) var status = 0
+    private(set) var bytesOut: Int64 = 0
+    private(set) var headWritten = false
+
+    init(writer: ResponseWriter, health: BackendHealth) {
+        self.writer = writer
+        self.health = health
+    }
+
+    func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
+        health.recordAnswer()
+        self.status = status
+        let lengthValue = headers.first { $0.name.lowercased() == "content-length" }?.value
+        let contentLength = lengthValue.flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) }
+        let head = HTTPResponseHead(status: status, headers: BackendClient.forwardableResponseHeaders(headers),
+                                    contentLength: contentLength)
+        headWritten = true
+        try writer.writeHead(head)
+    }
+
+    func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
+        try writer.write(bytes)
+        bytesOut += Int64(bytes.count)
+    }
+}
+
+extension BackendClient {
+    /// The backend client the gateway runs with: endpoint, region, credentials and TLS settings from the
+    /// environment contract; REQUEST_TIMEOUT bounds idle transfers (never whole downloads).
+    convenience init(gateway config: GatewayConfiguration, health: BackendHealth = BackendHealth()) throws(BackendEndpoint.Invalid) {
+        var http = HTTPClientConfiguration()
+        http.caFile = config.backendCAFile
+        http.insecureSkipVerify = config.backendTLSInsecureSkipVerify
+        http.idleTimeout = config.requestTimeout
+        try self.init(configuration: BackendConfiguration(endpoint: config.backendEndpoint.absoluteString,
+                                                          region: config.backendRegion,
+                                                          accessKey: config.backendAccessKey,
+                                                          secretKey: config.backendSecretKey),
+                      http: HTTPClient(configuration: http), health: health)
+    }
+}

@@ -1,0 +1,103 @@
+import Shared
+
+/// The proxy's metrics and access log: one place that turns server and S3
+/// request events into Prometheus series and JSON log lines.
+final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
+    let registry = MetricsRegistry()
+    let logger: Logger
+
+    let requests: Counter
+    let requestDuration: Histogram
+    let encryptionDuration: Histogram
+    let activeConnections: Gauge
+    let rejectedConnections: Counter
+    let bytesReceived: Counter
+    let bytesSent: Counter
+    let backendErrors: Counter
+    let abortedResponses: Counter
+    let tamperDetected: Counter
+
+    init(logger: Logger) {
+        self.logger = logger
+        requests = registry.counter(
+            "s3_gateway_requests_total", help: "S3 requests answered, by method, bucket and HTTP status.",
+            labels: ["method", "bucket", "status"])
+        requestDuration = registry.histogram(
+            "s3_gateway_request_duration_seconds", help: "Time from request head to the end of the response, by S3 operation.",
+            labels: ["operation"])
+        encryptionDuration = registry.histogram(
+            "s3_gateway_encryption_duration_seconds", help: "Time spent sealing or opening object data, by operation.",
+            labels: ["operation"])
+        activeConnections = registry.gauge(
+            "s3_gateway_active_connections", help: "Client connections currently open.")
+        rejectedConnections = registry.counter(
+            "s3_gateway_rejected_connections_total", help: "Client connections refused, by reason.", labels: ["reason"])
+        bytesReceived = registry.counter(
+            "s3_gateway_received_bytes_total", help: "Request body bytes read from clients.")
+        bytesSent = registry.counter(
+            "s3_gateway_sent_bytes_total", help: "Response body bytes written to clients.")
+        backendErrors = registry.counter(
+            "s3_gateway_backend_errors_total",
+            help: "Backend requests that failed without an HTTP answer or broke mid-transfer.")
+        abortedResponses = registry.counter(
+            "s3_gateway_aborted_responses_total", help: "Responses cut off after their head; the connection was closed.")
+        tamperDetected = registry.counter(
+            "s3_gateway_tamper_detected_total", help: "Reads whose stored ciphertext failed authentication.")
+    }
+
+    // MARK: S3RequestObserver
+
+    func s3RequestCompleted(_ s: S3RequestSummary) {
+        // Unauthenticated requests get no bucket label: strangers must not grow the series set.
+        let bucket = s.accessKey == nil ? "" : (s.bucket ?? "")
+        requests.inc([s.method, bucket, s.status == 0 ? "aborted" : String(s.status)])
+        requestDuration.observe(seconds(s.duration), [s.operation])
+        bytesReceived.inc(by: Double(s.bytesIn))
+        bytesSent.inc(by: Double(s.bytesOut))
+        if s.backendError { backendErrors.inc() }
+        if s.aborted { abortedResponses.inc() }
+
+        let level: LogLevel = s.backendError || s.aborted || s.status >= 500 ? .warn : .info
+        guard logger.isEnabled(level) else { return }
+        let fields: KeyValuePairs<String, LogValue> = [
+            "request_id": .string(s.requestID),
+            "remote": .string(s.remoteAddress),
+            "method": .string(s.method),
+            "operation": .string(s.operation),
+            "bucket": .string(s.bucket ?? ""),
+            "key": .string(s.key ?? ""),
+            "status": .int(s.status),
+            "bytes_in": .int(s.bytesIn),
+            "bytes_out": .int(s.bytesOut),
+            "duration_ms": .double((seconds(s.duration) * 1000 * 1000).rounded() / 1000),
+            "error_code": .string(s.errorCode ?? ""),
+            "aborted": .bool(s.aborted),
+        ]
+        var line = logger
+        if let detail = s.errorDetail, s.backendError || s.aborted || s.status >= 500 || logger.isEnabled(.debug) {
+            line = line.with(["error_detail": .string(detail)])
+        }
+        line.log(level, "request", fields)
+    }
+
+    // MARK: HTTPServerObserver
+
+    func connectionOpened(remoteAddress: String) { activeConnections.add(1) }
+    func connectionClosed(remoteAddress: String) { activeConnections.add(-1) }
+
+    func connectionRejected(remoteAddress: String, reason: ConnectionRejection) {
+        let name: String
+        switch reason {
+        case .tooManyConnections: name = "too_many_connections"
+        case .badRequest: name = "bad_request"
+        case .headerTimeout: name = "header_timeout"
+        }
+        rejectedConnections.inc([name])
+        logger.info("connection rejected", ["remote": .string(remoteAddress), "reason": .string(name)])
+    }
+
+    private func seconds(_ d: Duration) -> Double {
+        let (s, atto) = d.components
+        return Double(s) + Double(atto) / 1e18
+    }
+}

@@ -1,0 +1,130 @@
+import Shared
+
+/// Which bucket and key a request addresses, decided from the path and the Host header.
+///
+/// Path style: `/bucket/key…`. Virtual-host style: `bucket.<base domain>` with the key as the whole path.
+/// Keys are percent-decoded exactly once and otherwise kept verbatim (`//`, spaces, `+`, unicode).
+struct S3RequestAddress: Sendable, Equatable {
+    enum Style: Sendable, Equatable { case path, virtualHost }
+
+    /// nil for service-level requests (`GET /` = ListBuckets).
+    var bucket: String?
+    /// nil for bucket- and service-level requests; never empty.
+    var key: String?
+    var style: Style
+
+    static let maxKeyBytes = 1024
+
+    /// Resolves the address of a request.
+    /// - Parameters:
+    ///   - rawPath: the path as received, still percent-encoded.
+    ///   - host: the Host header (may carry a port); nil when absent.
+    ///   - baseDomains: `GATEWAY_DOMAINS`, e.g. `["s3.example.com"]`.
+    static func resolve(rawPath: String, host: String?, baseDomains: [String]) throws(S3Error) -> S3RequestAddress {
+        guard rawPath.hasPrefix("/") else { throw S3Error.invalidURI() }
+        if let bucket = virtualHostBucket(host: host, baseDomains: baseDomains) {
+            try validateBucketName(bucket)
+            let rest = rawPath.dropFirst()
+            return S3RequestAddress(bucket: bucket, key: try decodeKey(rest), style: .virtualHost)
+        }
+        let rest = rawPath.dropFirst()
+        if rest.isEmpty { return S3RequestAddress(bucket: nil, key: nil, style: .path) }
+        let bucketPart: Substring
+        let keyPart: Substring
+        if let slash = rest.firstIndex(of: "/") {
+            bucketPart = rest[..<slash]
+            keyPart = rest[rest.index(after: slash)...]
+        } else {
+            bucketPart = rest
+            keyPart = ""
+        }
+        guard let bucket = URIEncoding.decode(bucketPart) else { throw S3Error.invalidURI() }
+        try validateBucketName(bucket)
+        return S3RequestAddress(bucket: bucket, key: try decodeKey(keyPart), style: .path)
+    }
+
+    /// The bucket named by a virtual-host-style Host header, or nil for path style.
+    static func virtualHostBucket(host: String?, baseDomains: [String]) -> String? {
+        guard let host, !host.isEmpty else { return nil }
+        var name = Substring(host)
+        if name.hasPrefix("[") { return nil }  // IPv6 literal: always path style
+        if let colon = name.lastIndex(of: ":") { name = name[..<colon] }
+        if name.hasSuffix(".") { name = name.dropLast() }
+        let lower = name.lowercased()
+        for domain in baseDomains {
+            var d = domain.lowercased()
+            if d.hasSuffix(".") { d.removeLast() }
+            guard !d.isEmpty else { continue }
+            if lower.count > d.count + 1, lower.hasSuffix("." + d) {
+                return String(lower.dropLast(d.count + 1))
+            }
+        }
+        return nil
+    }
+
+    private static func decodeKey(_ raw: Substring) throws(S3Error) -> String? {
+        // `/bucket/` (restic) addresses the bucket itself.
+        if raw.isEmpty { return nil }
+        guard let key = URIEncoding.decode(raw) else { throw S3Error.invalidURI() }
+        guard key.utf8.count <= maxKeyBytes else { throw S3Error.keyTooLong() }
+        return key
+    }
+
+    /// S3 bucket naming rules: 3–63 characters of `a-z 0-9 . -`, starting and ending with a
+    /// letter or digit, no `..`, `.-` or `-.`, not an IPv4 address, none of the reserved prefixes/suffixes.
+    static func validateBucketName(_ name: String) throws(S3Error) {
+        guard isValidBucketName(name) else { throw S3Error.invalidBucketName(name) }
+    }
+
+    static func isValidBucketName(_ name: String) -> Bool {
+        let b = Array(name.utf8)
+        guard b.count >= 3, b.count <= 63 else { return false }
+        func alnum(_ c: UInt8) -> Bool {
+            (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+        }
+        guard alnum(b[0]), alnum(b[b.count - 1]) else { return false }
+        for (i, c) in b.enumerated() {
+            guard alnum(c) || c == UInt8(ascii: ".") || c == UInt8(ascii: "-") else { return false }
+            if i > 0 {
+                let p = b[i - 1]
+                if p == UInt8(ascii: "."), c == UInt8(ascii: ".") || c == UInt8(ascii: "-") { return false }
+                if p == UInt8(ascii: "-"), c == UInt8(ascii: ".") { return false }
+            }
+        }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        if parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) {
+            return false
+        }
+        for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] where name.hasPrefix(prefix) { return false }
+        for suffix in ["-s3alias", "--ol-s3", "--x-s3", ".mrap"] where name.hasSuffix(suffix) { return false }
+        return true
+    }
+}
+
+/// Where a request goes: the gateway's own anonymous endpoints, or S3.
+enum GatewayRoute: Sendable, Equatable {
+    enum Endpoint: String, Sendable, Equatable {
+        case health = "/health"
+        case ready = "/ready"
+        case metrics = "/metrics"
+    }
+
+    case gateway(Endpoint)
+    case s3
+
+    /// Anonymous `GET`/`HEAD` of `/health`, `/ready`, `/metrics` is the gateway's; any signed
+    /// request (Authorization header, or SigV4/SigV2 query credentials) to the same path is S3.
+    static func decide(method: String, rawPath: String, rawQuery: String?, headers: HTTPFields) -> GatewayRoute {
+        guard method == "GET" || method == "HEAD" else { return .s3 }
+        guard let endpoint = Endpoint(rawValue: rawPath) else { return .s3 }
+        if headers.contains("Authorization") { return .s3 }
+        if let rawQuery {
+            for segment in rawQuery.split(separator: "&") {
+                let name = segment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                let lower = name.lowercased()
+                if lower.hasPrefix("x-amz-") || lower == "signature" || lower == "awsaccesskeyid" { return .s3 }
+            }
+        }
+        return .gateway(endpoint)
+    }
+}

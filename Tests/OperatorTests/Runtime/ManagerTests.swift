@@ -1,0 +1,181 @@
+import Foundation
+import Shared
+import Glibc
+import Synchronization
+import Testing
+@testable import Operator
+
+/// A minimal blocking HTTP/1.1 GET over a real socket (Connection: close); returns status and body.
+func rawGET(_ address: String, _ path: String) -> (status: Int, body: String)? {
+    guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else { return nil }
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = port.bigEndian
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let ok = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard ok == 0 else { return nil }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else { return nil }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 16384)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        response.append(contentsOf: buffer[0..<n])
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard text.hasPrefix("HTTP/1.1 "), let status = Int(text.dropFirst(9).prefix(3)) else { return nil }
+    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    return (status, body)
+}
+
+@Suite struct ManagerTests {
+    static let gateways = GroupVersionResource.encryptionGateways
+
+    static func managerConfig(election: Bool) -> ManagerConfiguration {
+        var c = ManagerConfiguration()
+        c.healthProbeBindAddress = "127.0.0.1:0"
+        c.metricsBindAddress = "127.0.0.1:0"
+        c.gracefulShutdownTimeout = .seconds(30)
+        if election { c.leaderElection = LeaderElectorTests.config("me") }
+        return c
+    }
+
+    @Test func runsProbesElectsReconcilesAndShutsDownReleasingTheLease() throws {
+        let client = FakeKubeClient()
+        client.seed(Self.gateways, [testObject("ns", "gw1"), testObject("ns", "gw2")])
+        let reconciler = ScriptedReconciler()
+        let manager = Manager(client: client, configuration: Self.managerConfig(election: true))
+        let controller = Controller(name: "gw", reconciler: reconciler, workers: 2)
+        manager.informer(InformerConfiguration(resource: Self.gateways)).addEventHandler(.enqueueObject(controller.queue))
+        manager.add(controller)
+        let exit = Mutex<ManagerExit?>(nil)
+        let runner = TestThread { let e = manager.run(); exit.withLock { $0 = e } }
+
+        #expect(eventually { manager.probeAddress != nil && manager.metricsAddress != nil })
+        let probes = try #require(manager.probeAddress)
+        #expect(rawGET(probes, "/healthz")?.status == 200)
+        #expect(eventually { rawGET(probes, "/readyz")?.status == 200 })
+        #expect(rawGET(probes, "/metrics")?.status == 404)
+        #expect(rawGET(try #require(manager.metricsAddress), "/metrics")?.status == 200)
+        #expect(eventually { reconciler.calls.sorted() == ["ns/gw1", "ns/gw2"] })
+        #expect(manager.isLeader)
+        #expect(LeaderElectorTests.holder(client, namespace: "ops") == "me")
+
+        manager.requestShutdown()
+        #expect(eventually { exit.withLock { $0 } != nil })
+        #expect(exit.withLock { $0 } == .shutdown)
+        #expect(LeaderElectorTests.holder(client, namespace: "ops") == "")
+        runner.join()
+        #expect(rawGET(probes, "/healthz") == nil)
+    }
+
+    @Test func readyzIsUnavailableUntilCachesSync() throws {
+        let client = FakeKubeClient()
+        // Every LIST fails until we allow it: the cache cannot sync.
+        let manager = Manager(client: FailingListClient(inner: client), configuration: Self.managerConfig(election: false))
+        _ = manager.informer(InformerConfiguration(resource: Self.gateways))
+        let exit = Mutex<ManagerExit?>(nil)
+        let runner = TestThread { let e = manager.run(); exit.withLock { $0 = e } }
+        #expect(eventually { manager.probeAddress != nil })
+        let probes = try #require(manager.probeAddress)
+        #expect(rawGET(probes, "/healthz")?.status == 200)
+        #expect(rawGET(probes, "/readyz")?.status == 503)
+        manager.requestShutdown()
+        #expect(eventually { exit.withLock { $0 } == .shutdown })
+        runner.join()
+    }
+
+    @Test func losingTheLeaseStopsWorkAndReportsIt() {
+        let client = FakeKubeClient()
+        client.seed(Self.gateways, [testObject("ns", "gw1")])
+        let reconciler = ScriptedReconciler()
+        let manager = Manager(client: client, configuration: Self.managerConfig(election: true))
+        let controller = Controller(name: "gw", reconciler: reconciler)
+        manager.informer(InformerConfiguration(resource: Self.gateways)).addEventHandler(.enqueueObject(controller.queue))
+        manager.add(controller)
+        let exit = Mutex<ManagerExit?>(nil)
+        let runner = TestThread { let e = manager.run(); exit.withLock { $0 = e } }
+        #expect(eventually { reconciler.calls == ["ns/gw1"] })
+        client.state.withLock { $0.failCreatesAndUpdates = .server(code: 503, reason: "ServiceUnavailable", message: "etcd down") }
+        #expect(eventually(.seconds(60)) { exit.withLock { $0 } != nil })
+        #expect(exit.withLock { $0 } == .leadershipLost)
+        #expect(ManagerExit.leadershipLost.exitCode == 1)
+        // No further reconciles after the loss.
+        controller.queue.add(ObjectKey(namespace: "ns", name: "gw1"))
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(reconciler.calls == ["ns/gw1"])
+        runner.join()
+    }
+
+    /// `ControllerWiring`: a child event enqueues its controlling owner, a Secret event every gateway referencing it.
+    @Test func wiringMapsChildrenAndSecretsToGateways() {
+        let client = FakeKubeClient()
+        func gateway(_ name: String, secret: String) -> JSONValue {
+            testObject("ns", name, spec: ["passwordSecretRef": ["name": .string(secret)]])
+        }
+        client.seed(Self.gateways, [gateway("gw1", secret: "pw"), gateway("gw2", secret: "other"), gateway("gw3", secret: "pw")])
+        let deploymentGate = StopSignal(), secretGate = StopSignal()
+        var child = testObject("ns", "gw2-proxy", rv: "500")
+        child["metadata"]?["ownerReferences"] = [["apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
+                                                   "name": "gw2", "uid": "u2", "controller": true]]
+        client.scriptWatches(.deployments, [.gated(deploymentGate, [.added(child)])])
+        client.scriptWatches(.secrets, [.gated(secretGate, [.added(testObject("ns", "pw", rv: "501"))])])
+        let reconciler = ScriptedReconciler()
+        let manager = Manager(client: client, configuration: Self.managerConfig(election: false))
+        let controller = Controller(name: "gw", reconciler: reconciler, workers: 2)
+        let wiring = ControllerWiring(owned: [.deployments],
+                                      secretReferences: EventMapping.strings(atPaths: [["spec", "passwordSecretRef", "name"]]))
+        wiring.register(on: manager, controller: controller, namespace: nil)
+        manager.add(controller)
+        let exit = Mutex<ManagerExit?>(nil)
+        let runner = TestThread { let e = manager.run(); exit.withLock { $0 = e } }
+        func count(_ key: String) -> Int { reconciler.calls.filter { $0 == key }.count }
+        #expect(eventually { count("ns/gw1") == 1 && count("ns/gw2") == 1 && count("ns/gw3") == 1 })
+
+        deploymentGate.stop()
+        #expect(eventually { count("ns/gw2") == 2 })
+        secretGate.stop()
+        #expect(eventually { count("ns/gw1") == 2 && count("ns/gw3") == 2 })
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(count("ns/gw2") == 2)
+        manager.requestShutdown()
+        #expect(eventually { exit.withLock { $0 } == .shutdown })
+        runner.join()
+    }
+
+    @Test func bindFailureFailsTheRun() {
+        var config = Self.managerConfig(election: false)
+        config.healthProbeBindAddress = "not-an-address"
+        let manager = Manager(client: FakeKubeClient(), configuration: config)
+        if case .failed = manager.run() {} else { Issue.record("expected .failed") }
+    }
+}
+
+/// Wraps a client so every LIST fails.
+struct FailingListClient: KubeClient {
+    let inner: FakeKubeClient
+    func get(_ r: GroupVersionResource, _ key: ObjectKey) throws(KubeError) -> JSONValue { try inner.get(r, key) }
+    func list(_ r: GroupVersionResource, namespace: String?, options: ListOptions) throws(KubeError) -> ListPage {
+        throw .server(code: 500, reason: "InternalError", message: "list disabled")
+    }
+    func watch(_ r: GroupVersionResource, namespace: String?, options: WatchOptions, cancellation: CancellationToken,
+               onEvent: (WatchEvent) throws -> Void) throws(KubeError) {
+        try inner.watch(r, namespace: namespace, options: options, cancellation: cancellation, onEvent: onEvent)
+    }
+    func create(_ r: GroupVersionResource, namespace: String?, _ o: JSONValue) throws(KubeError) -> JSONValue { try inner.create(r, namespace: namespace, o) }
+    func update(_ r: GroupVersionResource, _ o: JSONValue) throws(KubeError) -> JSONValue { try inner.update(r, o) }
+    func updateStatus(_ r: GroupVersionResource, _ o: JSONValue) throws(KubeError) -> JSONValue { try inner.updateStatus(r, o) }
+    func apply(_ r: GroupVersionResource, _ o: JSONValue, fieldManager: String, force: Bool, subresource: String?) throws(KubeError) -> JSONValue {
+        try inner.apply(r, o, fieldManager: fieldManager, force: force, subresource: subresource)
+    }
+    func mergePatch(_ r: GroupVersionResource, _ key: ObjectKey, _ patch: JSONValue) throws(KubeError) -> JSONValue { try inner.mergePatch(r, key, patch) }
+    func delete(_ r: GroupVersionResource, _ key: ObjectKey, propagation: PropagationPolicy?) throws(KubeError) { try inner.delete(r, key, propagation: propagation) }
+}

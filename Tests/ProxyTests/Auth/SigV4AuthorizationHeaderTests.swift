@@ -1,0 +1,105 @@
+import Testing
+import Shared
+@testable import Proxy
+
+@Suite struct SigV4AuthorizationHeaderTests {
+    static let valid = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+
+    @Test func parsesValidHeader() throws {
+        let h = try SigV4AuthorizationHeader.parse(Self.valid)
+        #expect(h.accessKey == "AKIAIOSFODNN7EXAMPLE")
+        #expect(h.scope == SigV4Scope(date: "20130524", region: "us-east-1", service: "s3"))
+        #expect(h.signedHeaders == ["host", "range", "x-amz-content-sha256", "x-amz-date"])
+        #expect(h.signature == "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        // No spaces after commas (as some SDKs send) is the same header.
+        let compact = Self.valid.replacingOccurrences(of: ", ", with: ",")
+        #expect(try SigV4AuthorizationHeader.parse(compact) == h)
+    }
+
+    @Test(arguments: [
+        "",
+        "AWS4-HMAC-SHA256",
+        "AWS4-HMAC-SHA512 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host",
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 63),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "A", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "g", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/2013052/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws5_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524//s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request/x, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=Host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;;date, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64) + ", Extra=1",
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request,, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+    ])
+    func rejectsMalformed(_ value: String) {
+        #expect(s3ErrorCode { _ = try SigV4AuthorizationHeader.parse(value) } == "AuthorizationHeaderMalformed")
+    }
+
+    @Test func rejectsOverlongInput() {
+        let long = "AWS4-HMAC-SHA256 Credential=" + String(repeating: "A", count: 5000) + "/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64)
+        #expect(s3ErrorCode { _ = try SigV4AuthorizationHeader.parse(long) } == "AuthorizationHeaderMalformed")
+        let manyHeaders = (0..<65).map { "h\($0)" }.joined(separator: ";")
+        let tooMany = "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=\(manyHeaders), Signature=" + String(repeating: "a", count: 64)
+        #expect(s3ErrorCode { _ = try SigV4AuthorizationHeader.parse(tooMany) } == "AuthorizationHeaderMalformed")
+    }
+
+    /// Seeded mutation fuzzing: random byte edits of a valid header never crash the parser, every
+    /// failure is AuthorizationHeaderMalformed, and whatever is accepted satisfies the grammar's invariants.
+    @Test func mutationFuzz() {
+        var rng = SplitMix64(seed: 0x5167_4A55)
+        let base = Array(Self.valid.utf8)
+        let alphabet = Array("AWS4-HMAC-SHA256 Credential=SignedHeaders;/,=_ aZ09\u{0}\u{7f}\u{ff}".utf8)
+        var accepted = 0
+        for _ in 0..<20_000 {
+            var bytes = base
+            for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                if bytes.count < 2 { bytes = base }
+                switch Int.random(in: 0..<5, using: &rng) {
+                case 0 where !bytes.isEmpty:
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                case 1 where !bytes.isEmpty:
+                    bytes.remove(at: Int.random(in: 0..<bytes.count, using: &rng))
+                case 2:
+                    bytes.insert(alphabet.randomElement(using: &rng)!, at: Int.random(in: 0...bytes.count, using: &rng))
+                case 3 where bytes.count > 2:
+                    let a = Int.random(in: 0..<bytes.count, using: &rng)
+                    let b = Int.random(in: a..<bytes.count, using: &rng)
+                    bytes.removeSubrange(a..<b)
+                default:
+                    let a = Int.random(in: 0..<bytes.count, using: &rng)
+                    let b = Int.random(in: a..<min(bytes.count, a + 40), using: &rng)
+                    bytes.insert(contentsOf: bytes[a..<b], at: Int.random(in: 0...bytes.count, using: &rng))
+                }
+            }
+            let input = String(decoding: bytes, as: UTF8.self)
+            do {
+                let h = try SigV4AuthorizationHeader.parse(input)
+                accepted += 1
+                #expect(h.signature.utf8.count == 64)
+                #expect(h.signature.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) })
+                #expect(h.scope.service == "s3")
+                #expect(h.scope.date.utf8.count == 8)
+                #expect(!h.accessKey.isEmpty && !h.scope.region.isEmpty && !h.signedHeaders.isEmpty)
+                #expect(Set(h.signedHeaders).count == h.signedHeaders.count)
+                #expect(h.signedHeaders.allSatisfy { !$0.isEmpty && $0 == $0.lowercased() })
+                // Accepted input re-serialises to a header that parses to the same value.
+                let again = "AWS4-HMAC-SHA256 Credential=\(h.accessKey)/\(h.scope.string), SignedHeaders=\(h.signedHeaders.joined(separator: ";")), Signature=\(h.signature)"
+                #expect((try? SigV4AuthorizationHeader.parse(again)) == h)
+            } catch {
+                #expect(error.code == "AuthorizationHeaderMalformed")
+            }
+        }
+        // Some mutations (e.g. a changed signature digit) keep the header valid; most must not.
+        #expect(accepted > 0)
+        #expect(accepted < 20_000 / 2)
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Shared
+import Testing
+@testable import Proxy
+
+/// Known-answer vectors from the Amazon S3 SigV4 documentation ("Examples: Signature Calculations").
+@Suite struct SigV4KnownAnswerTests {
+    static let accessKey = "AKIAIOSFODNN7EXAMPLE"
+    static let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    static let host = "examplebucket.s3.amazonaws.com"
+    static let t20130524: Int64 = 1_369_353_600
+
+    @Test func timeConversions() {
+        #expect(SigV4Time.parseAmzDate("20130524T000000Z") == Self.t20130524)
+        #expect(SigV4Time.formatAmzDate(Self.t20130524) == "20130524T000000Z")
+        #expect(SigV4Time.parseHTTPDate("Fri, 24 May 2013 00:00:00 GMT") == Self.t20130524)
+        #expect(SigV4Time.parseAmzDate("19700101T000000Z") == 0)
+        #expect(SigV4Time.parseAmzDate("20240229T235959Z") == 1_709_251_199)
+        #expect(SigV4Time.parseAmzDate("20230229T000000Z") == nil)  // not a leap year
+        #expect(SigV4Time.parseAmzDate("20130524T000000") == nil)
+        #expect(SigV4Time.parseAmzDate("2013052AT000000Z") == nil)
+        #expect(SigV4Time.parseHTTPDate("Fri, 24 Foo 2013 00:00:00 GMT") == nil)
+        var rng = SplitMix64(seed: 7)
+        for _ in 0..<500 {
+            let t = Int64.random(in: 0...4_102_444_800, using: &rng)
+            #expect(SigV4Time.parseAmzDate(SigV4Time.formatAmzDate(t)) == t)
+        }
+    }
+
+    @Test func signingKeyMatchesDocumentedChain() {
+        // The per-step HMACs, recomputed, must equal the cached key.
+        let scope = SigV4Scope(date: "20130524", region: "us-east-1", service: "s3")
+        let cache = SigningKeyCache()
+        let a = cache.key(secret: Self.secret, scope: scope)
+        let b = cache.key(secret: Self.secret, scope: scope)
+        #expect(a == b)
+        #expect(a == SigV4.signingKey(secret: Self.secret, scope: scope))
+        #expect(a != SigV4.signingKey(secret: Self.secret, scope: SigV4Scope(date: "20130525", region: "us-east-1", service: "s3")))
+    }
+
+    @Test func signerGetObjectWithRange() {
+        let signer = SigV4Signer(accessKey: Self.accessKey, secretKey: Self.secret, region: "us-east-1")
+        let headers = signer.sign(method: "GET", canonicalURI: "/test.txt", canonicalQuery: "", host: Self.host,
+                                  headers: [(name: "Range", value: "bytes=0-9")],
+                                  payloadHash: SigV4.emptyPayloadHash, now: Self.t20130524)
+        let auth = headers.first { $0.name == "Authorization" }?.value
+        #expect(auth == "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        #expect(headers.contains { $0.name == "x-amz-date" && $0.value == "20130524T000000Z" })
+        #expect(!headers.contains { $0.name.lowercased() == "host" })
+    }
+
+    @Test func signerListObjectsQuery() throws {
+        let signer = SigV4Signer(accessKey: Self.accessKey, secretKey: Self.secret, region: "us-east-1")
+        let query = try #require(QueryString.parse("max-keys=2&prefix=J"))
+        let headers = signer.sign(method: "GET", canonicalURI: "/", canonicalQuery: QueryString.canonical(query), host: Self.host,
+                                  headers: [], payloadHash: SigV4.emptyPayloadHash, now: Self.t20130524)
+        #expect(headers.last?.value.hasSuffix("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7") == true)
+    }
+
+    @Test func verifierAcceptsDocumentedPutObject() throws {
+        var fields = HTTPFields()
+        fields.add("Host", Self.host)
+        fields.add("Date", "Fri, 24 May 2013 00:00:00 GMT")
+        fields.add("x-amz-date", "20130524T000000Z")
+        fields.add("x-amz-storage-class", "REDUCED_REDUNDANCY")
+        fields.add("x-amz-content-sha256", "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")
+        fields.add("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class,Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd")
+        let verifier = SigV4Verifier(credentials: StaticCredentials(accessKey: Self.accessKey, secretKey: Self.secret))
+        let verified = try verifier.verify(method: "PUT", rawPath: "/test%24file.text", rawQuery: nil, headers: fields, now: Self.t20130524 + 60)
+        #expect(verified.accessKey == Self.accessKey)
+        #expect(verified.scope.region == "us-east-1")
+        #expect(verified.payload == .signedHash(Encoding.fromHex("44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")!))
+        // The same request with the path character sent unencoded canonicalises identically.
+        _ = try verifier.verify(method: "PUT", rawPath: "/test$file.text", rawQuery: nil, headers: fields, now: Self.t20130524)
+        // A different storage class breaks the signature.
+        fields.set("x-amz-storage-class", "STANDARD")
+        #expect(s3ErrorCode {
+            _ = try verifier.verify(method: "PUT", rawPath: "/test%24file.text", rawQuery: nil, headers: fields, now: Self.t20130524)
+        } == "SignatureDoesNotMatch")
+    }
+
+    @Test func verifierAcceptsDocumentedLifecycleQuery() throws {
+        let fields: HTTPFields = [
+            "Host": Self.host, "x-amz-date": "20130524T000000Z", "x-amz-content-sha256": SigV4.emptyPayloadHash,
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature=fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543",
+        ]
+        let verifier = SigV4Verifier(credentials: StaticCredentials(accessKey: Self.accessKey, secretKey: Self.secret))
+        let v = try verifier.verify(method: "GET", rawPath: "/", rawQuery: "lifecycle", headers: fields, now: Self.t20130524)
+        #expect(v.payload == .signedHash(Encoding.fromHex(SigV4.emptyPayloadHash)!))
+    }
+}
+
+@Suite struct SigV4CanonicalTests {
+    @Test func canonicalURIEncodesOnceWithoutNormalising() {
+        #expect(SigV4.canonicalURI(rawPath: "/") == "/")
+        #expect(SigV4.canonicalURI(rawPath: "/b/a b") == "/b/a%20b")
+        #expect(SigV4.canonicalURI(rawPath: "/b/a%20b") == "/b/a%20b")
+        #expect(SigV4.canonicalURI(rawPath: "/b/a%2520b") == "/b/a%2520b")   // a literal %20 in the key
+        #expect(SigV4.canonicalURI(rawPath: "/b//x/./../y") == "/b//x/./../y")
+        #expect(SigV4.canonicalURI(rawPath: "/b/a+b") == "/b/a%2Bb")
+        #expect(SigV4.canonicalURI(rawPath: "/b/%c3%a9") == "/b/%C3%A9")
+        #expect(SigV4.canonicalURI(rawPath: "/b/é") == "/b/%C3%A9")
+        #expect(SigV4.canonicalURI(rawPath: "/b/%zz") == nil)
+        #expect(SigV4.canonicalURI(rawPath: "/b/%2") == nil)
+    }
+
+    @Test func canonicalQuerySortsAndEncodes() throws {
+        let q = try #require(QueryString.parse("prefix=a%20b&delimiter=%2F&uploads&b=2&b=1&x=a+b"))
+        #expect(QueryString.canonical(q) == "b=1&b=2&delimiter=%2F&prefix=a%20b&uploads=&x=a%2Bb")
+        #expect(QueryString.forURL(q) == "b=1&b=2&delimiter=%2F&prefix=a%20b&uploads&x=a%2Bb")
+        #expect(QueryString.parse("a=%G1") == nil)
+        #expect(QueryString.parse(nil) == [])
+    }
+
+    @Test func canonicalHeadersTrimCollapseAndJoin() {
+        var f = HTTPFields()
+        f.add("X-Amz-Meta-A", "  one   two\t three ")
+        f.add("x-amz-meta-a", "four")
+        f.add("Host", "h")
+        #expect(SigV4.canonicalHeaderValue("  a   b  ") == "a b")
+        let block = try? SigV4.canonicalHeaders(signedHeaders: ["host", "x-amz-meta-a"], headers: f).get()
+        #expect(block == "host:h\nx-amz-meta-a:one two three,four\n")
+        #expect(throws: SigV4.MissingHeader(name: "range")) { try SigV4.canonicalHeaders(signedHeaders: ["range"], headers: f).get() }
+    }
+}

@@ -1,0 +1,91 @@
+import Shared
+import Testing
+@testable import Proxy
+
+@Suite struct BackendEndpointTests {
+    @Test(arguments: [
+        ("http://127.0.0.1:9000", "http", "127.0.0.1:9000"),
+        ("http://127.0.0.1:9000/", "http", "127.0.0.1:9000"),
+        ("https://S3.Example.com", "https", "s3.example.com"),
+        ("https://s3.example.com:443", "https", "s3.example.com"),
+        ("http://minio:80/", "http", "minio"),
+        ("http://[::1]:9000", "http", "[::1]:9000"),
+    ])
+    func parses(value: String, scheme: String, host: String) throws {
+        let e = try BackendEndpoint.parse(value)
+        #expect(e.scheme == scheme)
+        #expect(e.hostHeader == host)
+        #expect(e.baseURL == "\(scheme)://\(host)")
+    }
+
+    @Test(arguments: ["127.0.0.1:9000", "ftp://x", "http://", "http://h/path", "http://h:0", "http://h:99999", "http://u@h", "http://h:x"])
+    func rejects(value: String) {
+        #expect(throws: BackendEndpoint.Invalid.self) { try BackendEndpoint.parse(value) }
+    }
+
+    @Test func pathsAreEncodedOnce() {
+        #expect(BackendEndpoint.path(bucket: nil, key: nil) == "/")
+        #expect(BackendEndpoint.path(bucket: "b", key: nil) == "/b")
+        #expect(BackendEndpoint.path(bucket: "b", key: "a b//c+d/é") == "/b/a%20b//c%2Bd/%C3%A9")
+        #expect(BackendEndpoint.path(bucket: "b", key: "100%") == "/b/100%25")
+    }
+}
+
+@Suite struct BackendRequestTests {
+    @Test func requestHeadersDropHopByHopAndClientAuth() {
+        let incoming: HTTPFields = [
+            "Host": "gw", "Connection": "keep-alive, X-Custom-Hop", "Keep-Alive": "timeout=5", "TE": "trailers",
+            "Transfer-Encoding": "chunked", "Upgrade": "h2c", "Expect": "100-continue", "Proxy-Authorization": "x",
+            "Authorization": "AWS4-HMAC-SHA256 ...", "X-Amz-Date": "20250101T000000Z", "X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD",
+            "X-Amz-Security-Token": "t", "Content-Length": "5", "X-Custom-Hop": "1", "Trailer": "x",
+            "Content-Type": "text/plain", "Content-MD5": "abc", "x-amz-meta-color": "blue", "Range": "bytes=0-1",
+            "Cache-Control": "no-cache",
+        ]
+        let out = BackendClient.forwardableRequestHeaders(incoming).map(\.name)
+        #expect(out == ["Content-Type", "Content-MD5", "x-amz-meta-color", "Range", "Cache-Control"])
+    }
+
+    @Test func responseHeadersDropHopByHopAndServerOwned() {
+        let names = BackendClient.forwardableResponseHeaders([
+            (name: "Content-Length", value: "3"), (name: "ETag", value: "\"x\""), (name: "Connection", value: "close"),
+            (name: "x-amz-request-id", value: "backend"), (name: "Date", value: "d"), (name: "Server", value: "s"),
+            (name: "Transfer-Encoding", value: "chunked"), (name: "Last-Modified", value: "m"), (name: "x-amz-meta-a", value: "1"),
+        ]).map(\.name)
+        #expect(names == ["ETag", "Last-Modified", "x-amz-meta-a"])
+    }
+
+    /// What the backend client sends verifies as a SigV4 request with the backend's credentials,
+    /// including awkward keys and sub-resources: the URL path/query and the signed canonical forms agree.
+    @Test(arguments: ["plain", "a b//c+d/é", "100%", "dots/../x", "~user/(1)"])
+    func preparedRequestVerifiesWithBackendCredentials(key: String) throws {
+        let t: Int64 = 1_764_000_000
+        let client = try BackendClient(configuration: BackendConfiguration(endpoint: "http://127.0.0.1:9000", region: "eu-west-3",
+                                                                           accessKey: "BACKENDAK", secretKey: "backend-secret"),
+                                       http: HTTPClient(), now: { t })
+        let query = try #require(QueryString.parse("uploads&prefix=a%20b&x=%2B"))
+        let prepared = client.prepare(method: "POST", bucket: "bucket", key: key, query: query,
+                                      headers: [(name: "Content-Type", value: "text/plain")], payloadHash: SigV4.unsignedPayload)
+        #expect(prepared.url.hasPrefix("http://127.0.0.1:9000/bucket/"))
+        #expect(prepared.url.hasSuffix("?prefix=a%20b&uploads&x=%2B"))
+        let target = String(prepared.url.dropFirst("http://127.0.0.1:9000".count))
+        let head = HTTPRequestHead(method: "POST", target: target, headers: HTTPFields(prepared.headers))
+        #expect(head.headers["Host"] == "127.0.0.1:9000")
+        let verifier = SigV4Verifier(credentials: StaticCredentials(accessKey: "BACKENDAK", secretKey: "backend-secret"))
+        let v = try verifier.verify(method: "POST", rawPath: head.rawPath, rawQuery: head.rawQuery, headers: head.headers, now: t)
+        #expect(v.scope.region == "eu-west-3")
+        #expect(v.payload == .unsigned)
+        let address = try S3RequestAddress.resolve(rawPath: head.rawPath, host: "127.0.0.1:9000", baseDomains: [])
+        #expect(address.key == key)
+    }
+
+    @Test func healthRemembersTheLatestAnswer() {
+        let health = BackendHealth()
+        let t0 = ContinuousClock.now
+        #expect(!health.answered(within: .seconds(5), now: t0))
+        health.recordAnswer(at: t0)
+        #expect(health.answered(within: .seconds(5), now: t0 + .seconds(4)))
+        #expect(!health.answered(within: .seconds(5), now: t0 + .seconds(6)))
+        health.recordAnswer(at: t0 - .seconds(10))   // an older answer finishing late does not move time back
+        #expect(health.lastAnsweredAt == t0)
+    }
+}

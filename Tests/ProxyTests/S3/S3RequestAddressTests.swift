@@ -1,0 +1,125 @@
+import Testing
+import Shared
+@testable import Proxy
+
+@Suite struct S3RequestAddressTests {
+    static let domains = ["s3.example.com", "gw.local."]
+
+    @Test(arguments: [
+        ("/", "localhost:8080", nil, nil, S3RequestAddress.Style.path),
+        ("/bucket", "localhost", "bucket", nil, .path),
+        ("/bucket/", "localhost", "bucket", nil, .path),                    // restic
+        ("/bucket/key", "localhost", "bucket", "key", .path),
+        ("/bucket/a%20b/c+d", "localhost", "bucket", "a b/c+d", .path),
+        ("/bucket//double//slash/", "localhost", "bucket", "/double//slash/", .path),
+        ("/bucket/%E6%97%A5%E6%9C%AC", "localhost", "bucket", "日本", .path),
+        ("/bucket/a%2520b", "localhost", "bucket", "a%20b", .path),          // decoded exactly once
+        ("/key/path", "my.bucket.s3.example.com:443", "my.bucket", "key/path", .virtualHost),
+        ("/", "bucket.S3.Example.COM", "bucket", nil, .virtualHost),
+        ("/x", "bucket.gw.local", "bucket", "x", .virtualHost),
+        ("/bucket/x", "s3.example.com", "bucket", "x", .path),              // the base domain itself is path style
+        ("/bucket/x", "bucket.other.com", "bucket", "x", .path),
+        ("/bucket/x", "[::1]:8080", "bucket", "x", .path),
+    ] as [(String, String, String?, String?, S3RequestAddress.Style)])
+    func resolves(path: String, host: String, bucket: String?, key: String?, style: S3RequestAddress.Style) throws {
+        let a = try S3RequestAddress.resolve(rawPath: path, host: host, baseDomains: Self.domains)
+        #expect(a == S3RequestAddress(bucket: bucket, key: key, style: style))
+    }
+
+    @Test func rejectsBadAddresses() {
+        func code(_ path: String, host: String = "localhost") -> String? {
+            s3ErrorCode { _ = try S3RequestAddress.resolve(rawPath: path, host: host, baseDomains: Self.domains) }
+        }
+        #expect(code("/Bucket/k") == "InvalidBucketName")
+        #expect(code("/b/k") == "InvalidBucketName")
+        #expect(code("/x", host: "UPPER_case.s3.example.com") == "InvalidBucketName")
+        #expect(code("/bucket/%zz") == "InvalidURI")
+        #expect(code("/bucket/%FF") == "InvalidURI")   // not UTF-8
+        #expect(code("bucket/k") == "InvalidURI")
+        #expect(code("/bucket/" + String(repeating: "k", count: 1025)) == "KeyTooLongError")
+        #expect(code("/bucket/" + String(repeating: "k", count: 1024)) == nil)
+    }
+
+    @Test(arguments: [
+        ("abc", true), ("my-bucket.data", true), ("a1b", true), (String(repeating: "a", count: 63), true),
+        ("ab", false), (String(repeating: "a", count: 64), false), ("-abc", false), ("abc-", false),
+        ("a..b", false), ("a.-b", false), ("a-.b", false), ("192.168.1.1", false), ("ABC", false), ("a_b", false),
+        ("xn--abc", false), ("abc-s3alias", false), ("1.2.3.abc", true),
+    ])
+    func bucketNames(name: String, valid: Bool) {
+        #expect(S3RequestAddress.isValidBucketName(name) == valid)
+    }
+}
+
+@Suite struct GatewayRouteTests {
+    @Test(arguments: [
+        ("GET", "/health", nil, false, GatewayRoute.gateway(.health)),
+        ("HEAD", "/ready", nil, false, .gateway(.ready)),
+        ("GET", "/metrics", nil, false, .gateway(.metrics)),
+        ("GET", "/metrics", "format=text", false, .gateway(.metrics)),
+        ("GET", "/health", nil, true, .s3),                        // signed: a bucket called "health"
+        ("GET", "/health", "X-Amz-Signature=abc&X-Amz-Credential=x", false, .s3),
+        ("GET", "/health", "x-amz-credential=x", false, .s3),
+        ("GET", "/health", "Signature=abc&AWSAccessKeyId=x", false, .s3),
+        ("PUT", "/health", nil, false, .s3),
+        ("GET", "/health/", nil, false, .s3),
+        ("GET", "/healthz", nil, false, .s3),
+        ("GET", "/", nil, false, .s3),
+    ] as [(String, String, String?, Bool, GatewayRoute)])
+    func routes(method: String, path: String, query: String?, signed: Bool, expected: GatewayRoute) {
+        var headers: HTTPFields = ["Host": "localhost"]
+        if signed { headers.add("Authorization", "AWS4-HMAC-SHA256 ...") }
+        #expect(GatewayRoute.decide(method: method, rawPath: path, rawQuery: query, headers: headers) == expected)
+    }
+}
+
+@Suite struct S3OperationTests {
+    @Test(arguments: [
+        ("GET", "/", "", [], "ListBuckets"),
+        ("PUT", "/bucket", "", [], "CreateBucket"),
+        ("HEAD", "/bucket/", "", [], "HeadBucket"),
+        ("DELETE", "/bucket", "", [], "DeleteBucket"),
+        ("GET", "/bucket", "list-type=2&prefix=a", [], "ListObjectsV2"),
+        ("GET", "/bucket/", "prefix=a&delimiter=/", [], "ListObjects"),
+        ("GET", "/bucket", "versioning", [], "Bucket:versioning"),
+        ("GET", "/bucket", "location", [], "Bucket:location"),
+        ("POST", "/bucket", "delete", [], "DeleteObjects"),
+        ("GET", "/bucket", "uploads", [], "ListMultipartUploads"),
+        ("GET", "/bucket/k", "", [], "GetObject"),
+        ("GET", "/bucket/k", "versionId=3&response-content-type=x", [], "GetObject"),
+        ("HEAD", "/bucket/k", "partNumber=1", [], "HeadObject"),
+        ("PUT", "/bucket/k", "", [], "PutObject"),
+        ("PUT", "/bucket/k", "", [("x-amz-copy-source", "/a/b")], "CopyObject"),
+        ("DELETE", "/bucket/k", "", [], "DeleteObject"),
+        ("POST", "/bucket/k", "uploads", [], "CreateMultipartUpload"),
+        ("PUT", "/bucket/k", "partNumber=2&uploadId=u", [], "UploadPart"),
+        ("PUT", "/bucket/k", "partNumber=2&uploadId=u", [("x-amz-copy-source", "/a/b")], "UploadPartCopy"),
+        ("POST", "/bucket/k", "uploadId=u", [], "CompleteMultipartUpload"),
+        ("DELETE", "/bucket/k", "uploadId=u", [], "AbortMultipartUpload"),
+        ("GET", "/bucket/k", "uploadId=u", [], "ListParts"),
+        ("GET", "/bucket/k", "tagging", [], "Object:tagging"),
+        ("PUT", "/bucket/k", "tagging", [], "Object:tagging"),
+        ("PATCH", "/bucket/k", "", [], "Unsupported"),
+        ("PUT", "/", "", [], "Unsupported"),
+    ] as [(String, String, String, [(String, String)], String)])
+    func classifies(method: String, path: String, query: String, headers: [(String, String)], expected: String) throws {
+        let address = try S3RequestAddress.resolve(rawPath: path, host: "localhost", baseDomains: [])
+        let fields = HTTPFields(headers.map { (name: $0.0, value: $0.1) })
+        let op = S3Operation.classify(method: method, address: address, query: try #require(QueryString.parse(query)), headers: fields)
+        #expect(op.name == expected)
+    }
+
+    @Test func errorXMLEscapesAndCarriesRequestID() {
+        let e = S3Error.invalidBucketName("a<b>&\"c'").withResource("/a<b>")
+        let xml = String(decoding: e.xml(requestID: "REQ1"), as: UTF8.self)
+        #expect(xml.hasPrefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidBucketName</Code>"))
+        #expect(xml.contains("<Message>The specified bucket is not valid: &apos;a&lt;b&gt;&amp;&quot;c&apos;&apos;.</Message>"))
+        #expect(xml.contains("<Resource>/a&lt;b&gt;</Resource><RequestId>REQ1</RequestId></Error>"))
+        #expect(e.status == 400)
+        #expect(!S3Error.signatureDoesNotMatch(logDetail: "secret-ish canonical request").xml(requestID: "r").containsBytes("canonical"))
+    }
+}
+
+extension Array where Element == UInt8 {
+    func containsBytes(_ s: String) -> Bool { String(decoding: self, as: UTF8.self).contains(s) }
+}
