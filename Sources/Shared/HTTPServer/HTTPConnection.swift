@@ -267,7 +267,9 @@ final class ConnectionBody: RequestBody {
         if let failure { throw failure }
         guard dest.count > 0 else { return 0 }
         let c = connection
-        if c.parser.bodyComplete { return 0 }
+        // Even an empty body gets its 100 Continue: botocore, having asked for one on
+        // a zero-length PUT, otherwise mistakes the final response and stalls its next request.
+        if c.parser.bodyComplete && !(expectsContinue && !continueSent) { return 0 }
         do {
             if expectsContinue && !continueSent {
                 continueSent = true
