@@ -106,7 +106,7 @@ struct EncryptedObjectHandler: Sendable {
         let identity = try Self.identity(of: request)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
-            headers: Self.withoutConditionals(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
             // A plain object, or an error the backend explains best: forward the request itself.
             return try forwardPlain(request, body: body, response: response)
@@ -338,6 +338,13 @@ struct EncryptedObjectHandler: Sendable {
             return n != "content-md5" && !n.hasPrefix("x-amz-checksum-") && n != "x-amz-sdk-checksum-algorithm"
                 && n != "x-amz-trailer" && n != "x-amz-decoded-content-length"
         })
+    }
+
+    /// The client's headers for the HEAD that fetches an object's size and metadata: the whole object, unconditionally.
+    static func metadataRequestHeaders(_ headers: HTTPFields) -> HTTPFields {
+        var out = withoutConditionals(headers)
+        out.remove("Range")
+        return out
     }
 
     static func withoutConditionals(_ headers: HTTPFields) -> HTTPFields {
