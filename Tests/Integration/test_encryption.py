@@ -199,10 +199,14 @@ def test_reserved_metadata_is_refused(enc, ebucket):
     assert err.value.response["Error"]["Code"] == "InvalidArgument"
 
 
-def test_listings_report_plaintext_sizes(enc, ebucket):
+def test_listings_report_plaintext_sizes(enc, ebucket, enc_gateway):
     sizes = {f"l/{s}": s for s in (0, 7, CHUNK, CHUNK + 1, 200_000)}
     for key, size in sizes.items():
-        enc.put_object(Bucket=ebucket, Key=key, Body=os.urandom(size))
+        # The empty PUT gets its own connection: after a `Content-Length: 0` + `Expect: 100-continue` PUT, the
+        # server does not send 100 Continue and boto3's next request on that connection can stall until the idle
+        # timeout (a server issue, seen in pass-through mode too).
+        client = enc_gateway.client() if size == 0 else enc
+        client.put_object(Bucket=ebucket, Key=key, Body=os.urandom(size))
     v2 = {o["Key"]: o["Size"] for o in enc.list_objects_v2(Bucket=ebucket, Prefix="l/")["Contents"]}
     v1 = {o["Key"]: o["Size"] for o in enc.list_objects(Bucket=ebucket, Prefix="l/")["Contents"]}
     versions = {o["Key"]: o["Size"] for o in enc.list_object_versions(Bucket=ebucket, Prefix="l/")["Versions"]}
