@@ -296,8 +296,11 @@ struct EncryptedObjectHandler: Sendable {
     // MARK: Listings
 
     private func list(_ request: S3Request, response: ResponseWriter) throws -> BackendResult {
+        // The document is rewritten, so it must arrive uncompressed.
+        var headers = request.head.headers
+        headers.remove("Accept-Encoding")
         let answer = try backend.fetch(BackendRequest(method: request.head.method, bucket: request.address.bucket, key: nil,
-                                                      query: request.query, headers: request.head.headers, body: .none,
+                                                      query: request.query, headers: headers, body: .none,
                                                       payloadHash: SigV4.emptyPayloadHash), maxBodySize: Self.maxDocumentSize)
         let document = answer.status == 200 ? ListingSizeRewriter.rewrite(answer.body) : answer.body
         return try respondBuffered(status: answer.status, headers: answer.headers, body: document, response: response)
