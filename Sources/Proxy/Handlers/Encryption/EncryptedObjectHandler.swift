@@ -91,7 +91,8 @@ struct EncryptedObjectHandler: Sendable {
         let clientETag = metadata.plaintextMD5.map { "\"\(Encoding.hex($0))\"" }
         let relay = TransformingRelay(writer: response) { status, fields, _ in
             if (200..<300).contains(status), let clientETag { fields.set("ETag", clientETag) }
-            fields.remove("x-amz-checksum-crc32")
+            // Checksums the backend computed describe the ciphertext, not what the client sent.
+            for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
             return status
         }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,
@@ -177,6 +178,9 @@ struct EncryptedObjectHandler: Sendable {
         } catch {
             if let tamper = relay.encryptionFailure {
                 observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: tamper)
+                guard response.headWritten else {
+                    throw S3Error.internalError().withLog("encryption \(tamper.code.rawValue): \(tamper.message)")
+                }
                 throw BackendFailure.aborted("tamper detected: \(tamper)", status: relay.status, backendFault: false)
             }
             if let failure = error as? BackendFailure { throw failure }

@@ -149,6 +149,11 @@ extension HandlerHarness {
         swapped.replaceSubrange(65552..<(2 * 65552), with: stored.body[0..<65552])
         rewrite(swapped)
         expectFailure("swapped chunks")
+        // The first chunk fails, so nothing was sent yet: a complete 500 rather than a cut connection.
+        let early = gateway.send("GET", "/bucket/victim")
+        #expect(early.status == 500)
+        #expect(early.errorCode == "InternalError")
+        #expect(early.abortedWith == nil)
 
         // Another object's body under this object's metadata.
         #expect(gateway.send("PUT", "/bucket/other-victim", body: content).status == 200)
