@@ -41,6 +41,9 @@ final class DecryptingRelay: HTTPResponseHandler {
                                                   contentLength: length))
             return
         }
+        if backendStatus == 200 && reader.plan.backendRange != nil {
+            throw S3Error.internalError().withLog("the backend ignored the Range header of a ranged read")
+        }
         let seen: EncryptionMetadata?
         do {
             seen = try EncryptionMetadata.parse(fields: headers)
