@@ -134,6 +134,13 @@ def test_tampering_never_yields_wrong_bytes(enc, raw, ebucket, enc_gateway):
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     logs = s3gw.parse_json_log(enc_gateway.log_text())
     assert any(line.get("msg") == "tamper detected" and line.get("bucket") == ebucket for line in logs)
+    status, _, metrics = s3gw.http_request("GET", enc_gateway.endpoint + "/metrics")
+    assert status == 200
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.decode().splitlines()
+              if line and not line.startswith("#")}
+    assert values.get("s3_gateway_tamper_detected_total", 0) >= len(cases) + 1
+    assert values.get('s3_gateway_encryption_duration_seconds_count{operation="PutObject"}', 0) >= 2
+    assert values.get('s3_gateway_encryption_duration_seconds_count{operation="GetObject"}', 0) >= 1
 
 
 def reference_range(header: str, size: int):
