@@ -4,6 +4,7 @@
 Prints its port on the first line of stdout, then serves until killed.
 Paths:
   GET  /bytes/N          N bytes (pattern i % 251), Content-Length framed
+  HEAD /head-with-body   a HEAD answer followed by body bytes (a protocol violation)
   GET  /stall            headers, 10 bytes, then silence for 30 s
   GET  /endless          chunked body that never ends (1 KiB every 50 ms)
   GET  /status/N         empty response with status N
@@ -62,6 +63,16 @@ class Handler(BaseHTTPRequestHandler):
                 piece = block[: min(len(block), n - sent)]
                 self.wfile.write(piece)
                 sent += len(piece)
+        elif path == "/head-with-body":
+            # A broken server (as Ceph RGW on HEAD /): a body after a HEAD response head,
+            # left on the kept-alive connection for the next request to trip over.
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.flush()
+            # Late, so the client's idle-connection check still finds the connection clean.
+            time.sleep(0.3)
+            self.wfile.write(b"hello")
         elif path == "/stall":
             self.send_response(200)
             self.send_header("Content-Length", "1000")

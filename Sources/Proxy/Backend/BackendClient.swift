@@ -171,17 +171,27 @@ final class BackendClient: Sendable {
         }
     }
 
-    /// A cheap signed request (`HEAD /`) that succeeds when the backend answers anything at all.
+    /// A cheap signed request (`GET /`, ListBuckets) that succeeds when the backend answers anything at all.
+    /// Not `HEAD /`: Ceph RGW answers that with a body, which poisons the reused connection for the next request.
     /// Records the answer in `health`; returns the HTTP status.
     func probe(timeout: Duration = .seconds(5)) throws(HTTPClientError) -> Int {
-        let (url, headers) = prepare(method: "HEAD", bucket: nil, key: nil, query: [], headers: [],
+        let (url, headers) = prepare(method: "GET", bucket: nil, key: nil, query: [], headers: [],
                                      payloadHash: SigV4.emptyPayloadHash)
-        var request = HTTPClientRequest(method: "HEAD", url: url, headers: headers)
+        var request = HTTPClientRequest(method: "GET", url: url, headers: headers)
         request.totalTimeout = timeout
-        let answer = try http.execute(request, maxBodySize: 64 << 10)
+        let answer = StatusOnly()
+        try http.execute(request, handler: answer)
         health.recordAnswer()
         return answer.status
     }
+}
+
+/// Keeps the status of a response and reads its body to the end without storing it,
+/// so the connection is clean for reuse.
+private final class StatusOnly: HTTPResponseHandler {
+    var status = 0
+    func responseHead(status: Int, headers: [(name: String, value: String)]) throws { self.status = status }
+    func responseBody(_ bytes: UnsafeRawBufferPointer) throws {}
 }
 
 /// Relays a backend response into the client's `ResponseWriter` as it arrives.

@@ -30,6 +30,12 @@ public enum HTTPRequestBodySource {
     /// Pulled on the calling thread: fill the buffer, return 0 at the end, throw to
     /// abort the transfer (the peer then never sees a complete body).
     case stream(length: Int64?, read: (UnsafeMutableRawBufferPointer) throws -> Int)
+
+    /// Whether the body can be sent a second time.
+    var isReplayable: Bool {
+        if case .stream = self { return false }
+        return true
+    }
 }
 
 /// One outgoing request.
@@ -132,13 +138,27 @@ public final class HTTPClient: Sendable {
 
     /// Streams the response into `handler`; blocks for the whole transfer.
     public func execute(_ request: HTTPClientRequest, handler: HTTPResponseHandler) throws(HTTPClientError) {
-        let easy = checkout()
-        let state = TransferState(handler: handler, body: request.body, cancellation: request.cancellation)
-        let result = easy.perform(request, configuration: configuration, state: state)
-        // A handle whose transfer failed may hold a broken connection; curl
-        // discards those itself, so the handle can go back to the pool.
-        checkin(easy)
-        if let error = state.failure(for: result) { throw error }
+        var attempt = 0
+        while true {
+            attempt += 1
+            let easy = checkout()
+            let state = TransferState(handler: handler, body: request.body, cancellation: request.cancellation)
+            let result = easy.perform(request, configuration: configuration, state: state, freshConnection: attempt > 1)
+            // A handle whose transfer failed may hold a broken connection; curl
+            // discards those itself, so the handle can go back to the pool.
+            checkin(easy)
+            guard let error = state.failure(for: result) else { return }
+            // A kept-alive connection the server closed or left dirty fails before any
+            // answer arrives; a request whose body can be sent again gets one more try on
+            // a new connection. A streamed body is gone, so that failure is final.
+            if attempt == 1, !state.headDelivered, request.body.isReplayable, Self.isStaleConnection(result) { continue }
+            throw error
+        }
+    }
+
+    private static func isStaleConnection(_ code: CURLcode) -> Bool {
+        code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_WEIRD_SERVER_REPLY || code == CURLE_GOT_NOTHING
+            || code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR
     }
 
     /// Buffers the whole response body, refusing more than `maxBodySize` bytes.
@@ -321,7 +341,7 @@ private final class CurlEasy: @unchecked Sendable {
     deinit { curl_easy_cleanup(handle) }
 
     func perform(_ request: HTTPClientRequest, configuration: HTTPClientConfiguration,
-                 state: TransferState) -> CURLcode {
+                 state: TransferState, freshConnection: Bool) -> CURLcode {
         curl_easy_reset(handle)
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
@@ -331,6 +351,7 @@ private final class CurlEasy: @unchecked Sendable {
 
         _ = ccurl_setopt_str(h, CURLOPT_URL, request.url)
         set(CURLOPT_NOSIGNAL, 1)
+        if freshConnection { set(CURLOPT_FRESH_CONNECT, 1) }
         set(CURLOPT_FOLLOWLOCATION, 0)
         // Object keys may contain "./", "../" and "//": send the path exactly as signed.
         set(CURLOPT_PATH_AS_IS, 1)

@@ -134,6 +134,17 @@ final class CountingHandler: HTTPResponseHandler {
         #expect(handler.headers.contains { $0.name.lowercased() == "content-length" && $0.value == "5000" })
     }
 
+    @Test func requestAfterAPoisonedKeptAliveConnectionIsRetriedOnANewOne() throws {
+        var configuration = HTTPClientConfiguration()
+        configuration.maxPooledHandles = 1  // the second request reuses the first one's connection
+        let single = HTTPClient(configuration: configuration)
+        let head = try single.execute(HTTPClientRequest(method: "HEAD", url: server.url("/head-with-body")))
+        #expect(head.status == 200)
+        let get = try single.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/10")))
+        #expect(get.status == 200)
+        #expect(get.body.count == 10)
+    }
+
     @Test func nonSuccessStatusIsAResponseNotAnError() throws {
         let response = try client.execute(HTTPClientRequest(method: "GET", url: server.url("/status/503")))
         #expect(response.status == 503)
