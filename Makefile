@@ -1,0 +1,48 @@
+# One-command entry points. See README.md and docs/testing.md.
+#
+#   make run                 build, start moto + the gateway, run a short demo, serve until Ctrl-C
+#   make run DEMO_ONLY=1     same, but exit after the demo
+#   make test                install deps, build, swift test, integration suite on Ceph RGW and moto
+#   make bench               pass-through throughput: nginx direct vs through the gateway
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# A venv made by scripts/deps.sh (only when python3 lacks a package) takes precedence.
+export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help run test bench deps-run deps-test deps-bench build-release build-debug swift-test integration
+
+help:
+	@sed -n '3,6s/^#  //p' Makefile
+
+deps-run:
+	@scripts/deps.sh run
+deps-test:
+	@scripts/deps.sh test
+deps-bench:
+	@scripts/deps.sh bench
+
+build-release:
+	swift build -c release --product s3-encryption-gateway
+
+build-debug:
+	swift build --build-tests
+
+run: deps-run build-release
+	@python3 scripts/run.py $(if $(DEMO_ONLY),--demo-only,)
+
+test: deps-test
+	@scripts/test.sh
+
+swift-test: build-debug
+	swift test --skip-build
+
+# Integration suite only (assumes a release build); e.g. make integration PYTEST_ARGS='-k auth'
+integration:
+	GATEWAY_BIN="$$(swift build -c release --show-bin-path)/s3-encryption-gateway" \
+		python3 -m pytest Tests/Integration $(PYTEST_ARGS)
+
+bench: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/passthrough.py

@@ -1,0 +1,177 @@
+"""Fixtures for the integration suite: real backends (Ceph RGW, moto) and the real gateway binary.
+
+Environment switches:
+  S3GW_TARGET=gateway (default) | backend   `backend` points the clients straight at the backend, to validate the
+                                           harness and the tests themselves; gateway-only tests then skip.
+  S3GW_BACKENDS=ceph,moto (default)        which backends to run the suite against.
+  GATEWAY_BIN=/path/to/s3-encryption-gateway  default: the release build's bin path.
+  S3GW_KEEP_TMP=1                          keep the temp dirs (logs, Ceph state) after the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+import s3gw  # noqa: E402
+
+TARGET = os.environ.get("S3GW_TARGET", "gateway")
+if TARGET not in ("gateway", "backend"):
+    raise pytest.UsageError(f"S3GW_TARGET must be 'gateway' or 'backend', not {TARGET!r}")
+BACKEND_NAMES = [b.strip() for b in os.environ.get("S3GW_BACKENDS", "ceph,moto").split(",") if b.strip()]
+for _b in BACKEND_NAMES:
+    if _b not in s3gw.BACKENDS:
+        raise pytest.UsageError(f"S3GW_BACKENDS: unknown backend {_b!r} (known: {', '.join(s3gw.BACKENDS)})")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gateway_only: needs the gateway binary (skipped with S3GW_TARGET=backend)")
+    config.addinivalue_line("markers", "slow: long-running test (e.g. `make run`)")
+
+
+def pytest_report_header(config):
+    return [f"s3gw: target={TARGET} backends={','.join(BACKEND_NAMES)} gateway_bin={s3gw.gateway_bin()}"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if TARGET == "backend":
+        skip = pytest.mark.skip(reason="S3GW_TARGET=backend: clients talk to the backend directly, no gateway")
+        for item in items:
+            if "gateway_only" in item.keywords:
+                item.add_marker(skip)
+
+
+@dataclass
+class Target:
+    """What the clients talk to: the gateway in front of `backend`, or (S3GW_TARGET=backend) the backend itself."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    backend: s3gw.Backend
+    gateway: s3gw.Gateway | None
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def client(self, **config):
+        return s3gw.make_client(self.endpoint, self.access_key, self.secret_key, **config)
+
+    def cli_env(self) -> dict[str, str]:
+        return s3gw.clean_client_env({"AWS_ACCESS_KEY_ID": self.access_key,
+                                      "AWS_SECRET_ACCESS_KEY": self.secret_key})
+
+
+@pytest.fixture(scope="session")
+def tmp_root():
+    root = s3gw.new_tmpdir("s3gw-it-")
+    yield root
+    if not os.environ.get("S3GW_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gateway_binary() -> Path:
+    """The gateway binary; a missing binary fails the test (it never skips)."""
+    path = s3gw.gateway_bin()
+    if not path.exists():
+        pytest.fail(f"gateway binary not found at {path}: run `swift build -c release` or set GATEWAY_BIN",
+                    pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session", params=BACKEND_NAMES)
+def backend(request, tmp_root) -> s3gw.Backend:
+    name = request.param
+    b, error = None, None
+    try:
+        b = s3gw.start_backend(name, tmp_root / name)
+    except s3gw.HarnessError as exc:
+        error = str(exc)
+    if error:
+        pytest.fail(error, pytrace=False)
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def target(request, backend, tmp_root) -> Target:
+    if TARGET == "backend":
+        yield Target(backend.endpoint, backend.access_key, backend.secret_key, backend, None)
+        return
+    binary = request.getfixturevalue("gateway_binary")
+    gw, error = None, None
+    try:
+        gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key,
+                                tmp_root / f"gw-{backend.name}", binary=binary, name=f"gateway-{backend.name}")
+    except s3gw.HarnessError as exc:
+        error = str(exc)
+    if error:
+        pytest.fail(error, pytrace=False)
+    yield Target(gw.endpoint, gw.access_key, gw.secret_key, backend, gw)
+    code = gw.terminate()
+    assert code == 0, f"gateway exited with {code} after SIGTERM; log tail:\n{gw.log_tail()}"
+
+
+@pytest.fixture
+def s3(target):
+    return target.client()
+
+
+@pytest.fixture
+def bucket(target):
+    """A fresh bucket (unique name), emptied and deleted afterwards through the same target."""
+    client = target.client()
+    name = f"it-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    yield name
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=obj["Key"])
+        client.delete_bucket(Bucket=name)
+    except Exception:  # noqa: BLE001 - cleanup must not hide the test's own result
+        pass
+
+
+@pytest.fixture(scope="session")
+def payloads(tmp_root) -> dict[int, Path]:
+    """Random files of the sizes the object tests use, created once per session."""
+    out = {}
+    for size in (0, 1, 1 << 20, 64 << 20):
+        path = tmp_root / f"payload-{size}"
+        with open(path, "wb") as f:
+            remaining = size
+            while remaining:
+                n = min(remaining, 8 << 20)
+                f.write(os.urandom(n))
+                remaining -= n
+        out[size] = path
+    return out
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, attach the tail of every gateway log the test used."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "teardown" or not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    t = funcargs.get("target")
+    if isinstance(t, Target) and t.gateway is not None:
+        report.sections.append((f"gateway log ({t.gateway.log_path})", t.gateway.log_tail(80)))

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Pass-through overhead: single-stream PUT and GET of one large object, directly against a fast backend (nginx
+with WebDAV PUT) vs through the gateway (GATEWAY_PASSTHROUGH=true) in front of the same nginx.
+
+  python3 bench/passthrough.py [--size-mib 1024] [--repeat 3]
+
+Prints MiB/s per path and the ratios gateway/direct (target >= 0.8). nginx does not check signatures; the
+gateway does, so every request is SigV4-signed (UNSIGNED-PAYLOAD). curl moves the bytes on both paths.
+Everything started here is stopped at the end; data lives in a temp dir (on /dev/shm when it has room, so the
+disk is not what is measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import s3gw  # noqa: E402
+
+NGINX_CONF = """\
+{user}
+worker_processes 2;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 0;
+    client_body_buffer_size 1m;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_timeout 60s;
+    server {{
+        listen 127.0.0.1:{port};
+        root {dir}/data;
+        location / {{
+            autoindex on;
+            dav_methods PUT DELETE MKCOL;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+        }}
+    }}
+}}
+"""
+
+
+def pick_workdir(size: int) -> Path:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 4 * size + (512 << 20):
+        return Path(tempfile.mkdtemp(prefix="s3gw-bench-", dir=shm))
+    return Path(tempfile.mkdtemp(prefix="s3gw-bench-"))
+
+
+def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
+    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(exe).exists():
+        raise s3gw.HarnessError("nginx not found: apt-get install nginx-light (make bench installs it)")
+    version = subprocess.run([exe, "-V"], capture_output=True, text=True).stderr
+    if "http_dav_module" not in version:
+        raise s3gw.HarnessError("this nginx lacks the WebDAV module (PUT); install nginx-light or nginx-full")
+    ndir = workdir / "nginx"
+    for sub in ("data/bench", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (ndir / sub).mkdir(parents=True, exist_ok=True)
+    port = s3gw.free_port()
+    conf = ndir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=ndir, port=port, user="user root;" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen([exe, "-p", str(ndir), "-c", str(conf), "-e", str(ndir / "error.log")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            raise s3gw.HarnessError(f"nginx exited ({proc.returncode}): {(ndir / 'error.log').read_text()}")
+        try:
+            if s3gw.http_request("GET", endpoint + "/", timeout=1)[0] == 200:
+                return proc, endpoint
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise s3gw.HarnessError("nginx did not answer within 15s")
+        time.sleep(0.1)
+
+
+def curl(method: str, url: str, access: str, secret: str, src: Path | None) -> tuple[float, int]:
+    """One transfer with curl; returns (MiB/s, HTTP status)."""
+    headers = s3gw.sigv4_headers(method, url, access, secret,
+                                 headers={"content-length": str(src.stat().st_size)} if src else None)
+    cmd = ["curl", "-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{speed_upload} %{speed_download}",
+           "-H", "Expect:"]
+    for k, v in headers.items():
+        if k != "content-length":
+            cmd += ["-H", f"{k}: {v}"]
+    cmd += ["-T", str(src), url] if src else [url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise s3gw.HarnessError(f"curl {method} {url} failed: {out.stderr}")
+    code, up, down = out.stdout.split()
+    speed = float(up if src else down)
+    return speed / (1 << 20), int(code)
+
+
+def measure(label: str, method: str, url: str, access: str, secret: str, src: Path | None, repeat: int) -> float:
+    speeds = []
+    for _ in range(repeat):
+        speed, code = curl(method, url, access, secret, src)
+        if code not in (200, 201, 204):
+            raise s3gw.HarnessError(f"{label}: HTTP {code} from {url}")
+        speeds.append(speed)
+    med = statistics.median(speeds)
+    print(f"  {label:<16} {med:9.1f} MiB/s   (runs: {', '.join(f'{s:.0f}' for s in speeds)})", flush=True)
+    return med
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mib", type=int, default=int(os.environ.get("BENCH_SIZE_MIB", "1024")))
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")))
+    args = parser.parse_args()
+    size = args.size_mib << 20
+
+    workdir = pick_workdir(size)
+    nginx = gw = None
+    try:
+        nginx, backend = start_nginx(workdir)
+        gw = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir, require_ready=False,
+                                extra_env={"GATEWAY_PASSTHROUGH": "true", "LOG_LEVEL": "warn"}, name="gateway")
+        src = workdir / "object.bin"
+        with open(src, "wb") as f:
+            for _ in range(args.size_mib):
+                f.write(os.urandom(1 << 20))
+        print(f"bench: {args.size_mib} MiB object, single stream, median of {args.repeat}; "
+              f"nginx {backend}, gateway {gw.endpoint} (pass-through); data in {workdir}", flush=True)
+        direct_url = f"{backend}/bench/object"
+        gw_url = f"{gw.endpoint}/bench/object"
+        put_direct = measure("PUT direct", "PUT", direct_url, "BENCHKEY", "x", src, args.repeat)
+        put_gw = measure("PUT gateway", "PUT", gw_url, gw.access_key, gw.secret_key, src, args.repeat)
+        get_direct = measure("GET direct", "GET", direct_url, "BENCHKEY", "x", None, args.repeat)
+        get_gw = measure("GET gateway", "GET", gw_url, gw.access_key, gw.secret_key, None, args.repeat)
+        put_ratio, get_ratio = put_gw / put_direct, get_gw / get_direct
+        print(f"  ratio PUT gateway/direct: {put_ratio:.2f}   (target >= 0.80)")
+        print(f"  ratio GET gateway/direct: {get_ratio:.2f}   (target >= 0.80)")
+        return 0
+    except s3gw.HarnessError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        if gw is not None:
+            print(gw.log_tail(), file=sys.stderr)
+        return 1
+    finally:
+        if gw is not None:
+            try:
+                gw.terminate()
+            except s3gw.HarnessError as exc:
+                print(f"bench: {exc}", file=sys.stderr)
+        if nginx is not None and nginx.poll() is None:
+            nginx.send_signal(signal.SIGQUIT)  # graceful stop of master and workers
+            try:
+                nginx.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(nginx.pid, signal.SIGKILL)
+                nginx.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""Process harness shared by `make run`, the integration tests and the benchmark.
+
+Starts real backends (Ceph RGW through scripts/ceph-rgw.sh, moto's server) and the gateway binary on free
+loopback ports, waits for them to answer, and stops exactly what it started. Standard library only, except
+`Backend.client()` which imports boto3 lazily.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+REGION = "us-east-1"
+
+
+class HarnessError(RuntimeError):
+    """A process of the harness did not start or stop as expected; the message says what to look at."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound then released; nothing else on this host grabs it quickly)."""
+    return free_port()
+
+
+def release_bin_dir() -> Path:
+    out = subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=REPO,
+                         capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+def gateway_bin() -> Path:
+    """The gateway binary: $GATEWAY_BIN, else the release build's path (it may not exist yet)."""
+    env = os.environ.get("GATEWAY_BIN")
+    if env:
+        return Path(env)
+    default = REPO / ".build" / "release" / "s3-encryption-gateway"
+    if default.exists():
+        return default
+    try:
+        return release_bin_dir() / "s3-encryption-gateway"
+    except (OSError, subprocess.CalledProcessError):
+        return default
+
+
+def clean_client_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for S3 CLI clients: no user profile or config file, no AWS_CA_BUNDLE (rclone 1.60 fails on it)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and not k.startswith("RCLONE_")}
+    env["AWS_CONFIG_FILE"] = "/nonexistent/aws-config"
+    env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/aws-credentials"
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["AWS_DEFAULT_REGION"] = REGION
+    if extra:
+        env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Minimal SigV4 signer (header auth) for raw requests: streaming uploads, benchmarks, crafted auth failures.
+
+
+def sigv4_headers(method: str, url: str, access_key: str, secret_key: str, *,
+                  region: str = REGION, payload_hash: str = "UNSIGNED-PAYLOAD",
+                  headers: dict[str, str] | None = None, now: datetime.datetime | None = None) -> dict[str, str]:
+    """Headers (including Authorization) for a SigV4-signed S3 request; every given header is signed."""
+    parts = urllib.parse.urlsplit(url)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    day = amz_date[:8]
+    hdrs = {k.lower(): str(v).strip() for k, v in (headers or {}).items()}
+    hdrs["host"] = parts.netloc
+    hdrs["x-amz-date"] = amz_date
+    hdrs["x-amz-content-sha256"] = payload_hash
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    canonical_query = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}" for k, v in sorted(query))
+    path = urllib.parse.quote(urllib.parse.unquote(parts.path or "/"), safe="/-_.~")
+    signed = sorted(hdrs)
+    canonical = "\n".join([method, path, canonical_query,
+                           "".join(f"{k}:{hdrs[k]}\n" for k in signed), ";".join(signed), payload_hash])
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + secret_key).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    out = {k: v for k, v in hdrs.items() if k != "host"}
+    out["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+                            f"SignedHeaders={';'.join(signed)}, Signature={signature}")
+    return out
+
+
+def http_request(method: str, url: str, *, headers: dict[str, str] | None = None, body: bytes | None = None,
+                 timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """One plain HTTP request; returns (status, lower-cased headers, body)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        conn.request(method, target, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Backends
+
+
+@dataclass
+class Backend:
+    """A running S3 server the gateway talks to."""
+
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+    checks_signatures: bool
+    workdir: Path
+    _proc: subprocess.Popen | None = None
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None):
+        return make_client(self.endpoint, access_key or self.access_key, secret_key or self.secret_key)
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+def make_client(endpoint: str, access_key: str, secret_key: str, **config):
+    import boto3
+    from botocore.config import Config
+
+    cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"},
+                 connect_timeout=5, read_timeout=120, **config)
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=access_key,
+                        aws_secret_access_key=secret_key, config=cfg)
+
+
+def wait_s3_ready(endpoint: str, access_key: str, secret_key: str, timeout: float,
+                  proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise HarnessError(f"process exited with code {proc.returncode} before {endpoint} answered")
+        try:
+            make_client(endpoint, access_key, secret_key).list_buckets()
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last = exc
+            time.sleep(0.2)
+    raise HarnessError(f"{endpoint} did not answer ListBuckets within {timeout:.0f}s: {last}")
+
+
+class MotoBackend(Backend):
+    @classmethod
+    def start(cls, workdir: Path) -> "MotoBackend":
+        workdir.mkdir(parents=True, exist_ok=True)
+        exe = shutil.which("moto_server")
+        if not exe:
+            raise HarnessError("moto_server not found: pip install 'moto[server]' (make test installs it)")
+        port = free_port()
+        log = open(workdir / "moto.log", "wb")
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        backend = cls(name="moto", endpoint=f"http://127.0.0.1:{port}", access_key="MOTOBACKENDKEY",
+                      secret_key="moto-backend-secret-" + secrets.token_hex(8), checks_signatures=False,
+                      workdir=workdir, _proc=proc)
+        try:
+            wait_s3_ready(backend.endpoint, backend.access_key, backend.secret_key, 60, proc)
+        except Exception:
+            backend.stop()
+            raise HarnessError(f"moto did not start; log:\n{(workdir / 'moto.log').read_text(errors='replace')}")
+        return backend
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+class CephBackend(Backend):
+    @classmethod
+    def start(cls, workdir: Path) -> "CephBackend":
+        # One retry in a fresh directory: a CI run should not fail on a single slow or racy start.
+        for attempt in (1, 2):
+            run_dir = workdir if attempt == 1 else workdir.with_name(workdir.name + "-retry")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                out = subprocess.run([str(SCRIPTS / "ceph-rgw.sh"), "start", str(run_dir)], capture_output=True,
+                                     text=True, stdin=subprocess.DEVNULL, timeout=180)
+            except subprocess.TimeoutExpired as exc:
+                subprocess.run([str(SCRIPTS / "ceph-rgw.sh"), "stop", str(run_dir)], check=False, timeout=60)
+                out = subprocess.CompletedProcess(exc.cmd, 124, exc.stdout or "", f"timed out: {exc}")
+            if out.returncode == 0:
+                workdir = run_dir
+                break
+            print(f"ceph-rgw start attempt {attempt} failed:\n{out.stderr}", file=sys.stderr)
+        else:
+            raise HarnessError(f"Ceph RGW did not start (exit {out.returncode}):\n{out.stderr}{out.stdout}")
+        values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+        return cls(name="ceph", endpoint=values["RGW_ENDPOINT"], access_key=values["RGW_ACCESS_KEY"],
+                   secret_key=values["RGW_SECRET_KEY"], checks_signatures=True, workdir=workdir)
+
+    def stop(self) -> None:
+        subprocess.run([str(SCRIPTS / "ceph-rgw.sh"), "stop", str(self.workdir)], check=False,
+                       stdin=subprocess.DEVNULL, timeout=60)
+
+
+BACKENDS = {"ceph": CephBackend, "moto": MotoBackend}
+
+
+def start_backend(name: str, workdir: Path) -> Backend:
+    return BACKENDS[name].start(workdir)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Gateway
+
+
+@dataclass
+class Gateway:
+    """A running `s3-encryption-gateway` process with its own generated client credentials."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    log_path: Path
+    proc: subprocess.Popen
+    env: dict[str, str] = field(default_factory=dict)
+
+    def client(self, **config):
+        return make_client(self.endpoint, self.access_key, self.secret_key, **config)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stderr_text(self) -> str:
+        try:
+            return self.log_path.with_suffix(".stderr.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        """Last lines of stdout (JSON log) and of stderr."""
+        out = "\n".join(self.log_text().splitlines()[-lines:])
+        err = "\n".join(self.stderr_text().splitlines()[-lines:])
+        return out + (f"\n--- stderr:\n{err}" if err else "")
+
+    def terminate(self, timeout: float = 40) -> int:
+        """SIGTERM, wait for exit, return the exit code (kills after `timeout`)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise HarnessError(f"gateway did not exit within {timeout:.0f}s of SIGTERM")
+        return self.proc.returncode
+
+
+def gateway_env(backend_endpoint: str, backend_access_key: str, backend_secret_key: str, listen: str,
+                access_key: str, secret_key: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "GATEWAY_"))}
+    env.update({
+        "LISTEN_ADDR": listen,
+        "BACKEND_ENDPOINT": backend_endpoint,
+        "BACKEND_REGION": REGION,
+        "BACKEND_ACCESS_KEY": backend_access_key,
+        "BACKEND_SECRET_KEY": backend_secret_key,
+        "GATEWAY_ACCESS_KEY": access_key,
+        "GATEWAY_SECRET_KEY": secret_key,
+        "ENCRYPTION_PASSWORD": "demo-password-" + secrets.token_hex(8),
+        "GATEWAY_PASSTHROUGH": "true",
+        "LOG_LEVEL": "info",
+        "SHUTDOWN_GRACE_PERIOD": "30s",
+    })
+    if extra:
+        env.update(extra)
+    return env
+
+
+def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret_key: str, workdir: Path, *,
+                  binary: Path | None = None, extra_env: dict[str, str] | None = None, require_ready: bool = True,
+                  timeout: float = 30, name: str = "gateway") -> Gateway:
+    """Start the gateway on a free loopback port; wait for `GET /health` 200 and (if asked) `GET /ready` 200."""
+    binary = binary or gateway_bin()
+    if not binary.exists():
+        raise HarnessError(f"gateway binary not found at {binary}: run `swift build -c release` "
+                           f"(or set GATEWAY_BIN)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    access = "GWDEMO" + secrets.token_hex(7).upper()
+    secret = secrets.token_urlsafe(30)
+    env = gateway_env(backend_endpoint, backend_access_key, backend_secret_key, f"127.0.0.1:{port}", access,
+                      secret, extra_env)
+    log_path = workdir / f"{name}.log"  # stdout: the JSON log; stderr goes next to it (`.stderr.log`)
+    log = open(log_path, "wb")
+    err = open(log_path.with_suffix(".stderr.log"), "wb")
+    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=err,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    gw = Gateway(endpoint=f"http://127.0.0.1:{port}", access_key=access, secret_key=secret, log_path=log_path,
+                 proc=proc, env=env)
+    paths = ["/health", "/ready"] if require_ready else ["/health"]
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        status = None
+        while True:
+            if proc.poll() is not None:
+                raise HarnessError(f"gateway exited with code {proc.returncode} before {path} answered 200; "
+                                   f"log {log_path}:\n{gw.log_tail()}")
+            try:
+                status = http_request("GET", gw.endpoint + path, timeout=2)[0]
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                gw.terminate()
+                raise HarnessError(f"gateway {path} not 200 within {timeout:.0f}s (last status {status}); "
+                                   f"log {log_path}:\n{gw.log_tail()}")
+            time.sleep(0.1)
+    return gw
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def parse_json_log(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def new_tmpdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+if __name__ == "__main__":  # tiny CLI for manual use: python3 scripts/s3gw.py backend ceph|moto
+    if len(sys.argv) == 3 and sys.argv[1] == "backend":
+        b = start_backend(sys.argv[2], new_tmpdir(f"s3gw-{sys.argv[2]}-"))
+        print(f"{b.name}: {b.endpoint} access={b.access_key} secret={b.secret_key}  (Ctrl-C stops)")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            b.stop()
+    else:
+        print("usage: s3gw.py backend ceph|moto", file=sys.stderr)
+        sys.exit(2)

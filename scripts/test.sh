@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make test`: build, swift test, then the integration suite (Ceph RGW and moto backends, real gateway binary).
+# Every phase runs even if an earlier one failed, so one CI log shows everything; the exit code is non-zero
+# if any phase failed. Phase durations are printed at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export CI=${CI:-}
+failed=()
+timings=()
+
+phase() {
+    local name=$1; shift
+    local start=$SECONDS rc
+    echo
+    echo "==> $name: $*"
+    "$@"
+    rc=$?
+    timings+=("$(printf '%-22s %4ss  %s' "$name" $((SECONDS - start)) "$([[ $rc == 0 ]] && echo ok || echo "FAILED ($rc)")")")
+    [[ $rc == 0 ]] || failed+=("$name")
+    return $rc
+}
+
+phase "build (debug+tests)" swift build --build-tests
+if [[ ${#failed[@]} == 0 ]]; then
+    phase "swift test" swift test --skip-build
+else
+    timings+=("swift test             skipped (build failed)"); failed+=("swift test")
+fi
+phase "build (release)" swift build -c release --product s3-encryption-gateway
+bin_dir=$(swift build -c release --show-bin-path)
+GATEWAY_BIN="$bin_dir/s3-encryption-gateway" phase "integration (pytest)" \
+    python3 -m pytest Tests/Integration --durations=10 ${PYTEST_ARGS:-}
+
+echo
+echo "==> phase durations"
+printf '    %s\n' "${timings[@]}"
+if ((${#failed[@]})); then
+    echo "make test: FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "make test: all phases passed"
