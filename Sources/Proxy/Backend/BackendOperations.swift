@@ -132,6 +132,9 @@ enum ListObjectsV2Parser {
     static let maxTextLength = 8192
 
     static func parse(_ body: [UInt8]) throws(ListingParseError) -> ListObjectsPage {
+        // FoundationXML traps on element names that are not valid UTF-8 (found by the mutation test),
+        // so a document that is not UTF-8 never reaches it.
+        guard isValidUTF8(body) else { throw ListingParseError(message: "listing is not valid UTF-8") }
         let delegate = Delegate()
         let parser = XMLParser(data: Data(body))
         parser.shouldResolveExternalEntities = false
@@ -141,7 +144,7 @@ enum ListObjectsV2Parser {
         guard ok else {
             throw ListingParseError(message: "listing is not well-formed XML: \(parser.parserError.map { "\($0)" } ?? "unknown error")")
         }
-        guard delegate.sawRoot else { throw ListingParseError(message: "listing has no ListBucketResult element") }
+        guard delegate.sawRoot, delegate.rootClosed else { throw ListingParseError(message: "listing has no complete ListBucketResult element") }
         var page = ListObjectsPage()
         page.isTruncated = delegate.isTruncated
         page.nextContinuationToken = delegate.nextToken
@@ -170,6 +173,7 @@ enum ListObjectsV2Parser {
         var nextToken: String?
         var urlEncoded = false
         var sawRoot = false
+        var rootClosed = false
         var failure: String?
 
         func fail(_ parser: XMLParser, _ message: String) {
@@ -227,7 +231,21 @@ enum ListObjectsV2Parser {
                 break
             }
             path.removeLast()
+            if path.isEmpty { rootClosed = true }
             text = ""
+        }
+    }
+}
+
+/// True when `bytes` is well-formed UTF-8.
+func isValidUTF8(_ bytes: [UInt8]) -> Bool {
+    var iterator = bytes.makeIterator()
+    var decoder = UTF8()
+    while true {
+        switch decoder.decode(&iterator) {
+        case .scalarValue: continue
+        case .emptyInput: return true
+        case .error: return false
         }
     }
 }
@@ -239,7 +257,7 @@ struct S3ErrorDocument: Equatable {
 
     /// nil when `body` is not an S3 error document.
     static func parse(_ body: [UInt8]) -> S3ErrorDocument? {
-        guard !body.isEmpty, body.count <= 1 << 20 else { return nil }
+        guard !body.isEmpty, body.count <= 1 << 20, isValidUTF8(body) else { return nil }
         let delegate = Delegate()
         let parser = XMLParser(data: Data(body))
         parser.shouldResolveExternalEntities = false
