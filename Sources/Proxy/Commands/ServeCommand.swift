@@ -23,11 +23,34 @@ enum ServeCommand {
             return 2
         }
 
+        var encryptor: ObjectEncryptor?
+        if !config.passthrough, let password = config.encryptionPassword {
+            // scrypt runs here, once per password (about 100 ms each), never per request.
+            do {
+                let keyRing = try KeyRing.derive(activePassword: password, previousPasswords: config.encryptionPreviousPasswords)
+                let layout = try ChunkLayout(chunkSize: config.encryptionChunkSize)
+                encryptor = ObjectEncryptor(keyRing: keyRing, cipher: config.encryptionCipher, layout: layout)
+                logger.info("encryption keys ready", [
+                    "active_key_id": .string(keyRing.active.idHex),
+                    "previous_key_ids": .string(keyRing.keys.dropFirst().map(\.idHex).joined(separator: ",")),
+                    "cipher": .string(config.encryptionCipher.name),
+                    "chunk_size": .int(layout.chunkSize),
+                ])
+                if layout.chunkSize != ChunkLayout.default.chunkSize {
+                    logger.warn("non-default ENCRYPTION_CHUNK_SIZE: listings report sizes computed for 65536-byte chunks, so sizes of new objects are wrong in listings (HEAD/GET are exact)")
+                }
+            } catch {
+                printError("s3-encryption-gateway: invalid configuration: ENCRYPTION_PASSWORD: \(error)")
+                return 2
+            }
+        }
+
         let handler = S3RequestHandler(
             gateway: GatewayEndpointsHandler(backend: backend, telemetry: telemetry),
             verifier: SigV4Verifier(credentials: StaticCredentials(accessKey: config.gatewayAccessKey,
                                                                    secretKey: config.gatewaySecretKey)),
-            backend: backend, observer: telemetry, baseDomains: config.gatewayDomains)
+            backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
+            encryptor: encryptor, encryptionObserver: telemetry)
 
         let server: HTTPServer
         do {

@@ -13,17 +13,23 @@ struct S3RequestHandler: HTTPRequestHandler {
     let gateway: any GatewayEndpoints
     let verifier: SigV4Verifier
     let passthrough: PassthroughHandler
+    /// Object operations when encrypting; nil in pass-through mode (`GATEWAY_PASSTHROUGH=true`).
+    let encrypted: EncryptedObjectHandler?
     let observer: any S3RequestObserver
     /// `GATEWAY_DOMAINS`: base domains for virtual-host-style addressing.
     let baseDomains: [String]
     /// Unix seconds, for the signature's clock-skew check.
     let now: @Sendable () -> Int64
 
+    /// - Parameter encryptor: nil stores objects as sent (pass-through mode); otherwise objects are encrypted
+    ///   and `encryptionObserver` receives timings and tamper reports.
     init(gateway: any GatewayEndpoints, verifier: SigV4Verifier, backend: BackendClient, observer: any S3RequestObserver,
-         baseDomains: [String], now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+         baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
+         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
         self.verifier = verifier
         self.passthrough = PassthroughHandler(backend: backend)
+        self.encrypted = encryptor.map { EncryptedObjectHandler(backend: backend, encryptor: $0, observer: encryptionObserver) }
         self.observer = observer
         self.baseDomains = baseDomains
         self.now = now
@@ -95,12 +101,16 @@ struct S3RequestHandler: HTTPRequestHandler {
         return S3Request(head: head, address: address, query: query, operation: operation, identity: identity, context: context)
     }
 
-    /// The per-operation seam: everything is forwarded unchanged today; the encryption work replaces the object
-    /// operations (PutObject, GetObject, HeadObject, multipart, copy, listings) here, one case at a time.
+    /// The per-operation seam: in pass-through mode everything is forwarded unchanged; when encrypting, the
+    /// object operations (PutObject, GetObject, HeadObject, copy, listings, multipart) go to `EncryptedObjectHandler`.
     func dispatch(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         switch request.operation {
         case .unsupported:
             throw S3Error.methodNotAllowed(request.head.method)
+        case .putObject, .getObject, .headObject, .copyObject, .listObjects, .listObjectsV2, .listObjectVersions,
+             .createMultipartUpload, .uploadPart, .uploadPartCopy, .completeMultipartUpload:
+            guard let encrypted else { return try passthrough.handle(request, body: body, response: response) }
+            return try encrypted.handle(request, body: body, response: response)
         default:
             return try passthrough.handle(request, body: body, response: response)
         }

@@ -6,6 +6,9 @@ import Foundation
 public enum GatewaySetting: String, CaseIterable, Sendable {
     case listenAddress = "LISTEN_ADDR"
     case encryptionPassword = "ENCRYPTION_PASSWORD"
+    case encryptionPreviousPasswords = "ENCRYPTION_PREVIOUS_PASSWORDS"
+    case encryptionChunkSize = "ENCRYPTION_CHUNK_SIZE"
+    case encryptionCipher = "ENCRYPTION_CIPHER"
     case backendEndpoint = "BACKEND_ENDPOINT"
     case backendRegion = "BACKEND_REGION"
     case backendAccessKey = "BACKEND_ACCESS_KEY"
@@ -27,7 +30,7 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     /// Secrets are never printed, logged or echoed back in error messages.
     public var isSecret: Bool {
         switch self {
-        case .encryptionPassword, .backendSecretKey, .gatewaySecretKey: return true
+        case .encryptionPassword, .encryptionPreviousPasswords, .backendSecretKey, .gatewaySecretKey: return true
         default: return false
         }
     }
@@ -36,6 +39,9 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         switch self {
         case .listenAddress: return "address to listen on, e.g. :8080, 127.0.0.1:9000, [::1]:8080 (default :8080)"
         case .encryptionPassword: return "password the key-encryption keys are derived from (secret)"
+        case .encryptionPreviousPasswords: return "comma-separated older passwords, still accepted for reading objects (secret)"
+        case .encryptionChunkSize: return "plaintext bytes per encrypted chunk of new objects, 4096 to 16777216 (default 65536)"
+        case .encryptionCipher: return "content cipher of new objects: aes-256-gcm or chacha20-poly1305 (default aes-256-gcm)"
         case .backendEndpoint: return "URL of the S3 backend, e.g. https://s3.us-east-1.amazonaws.com (required)"
         case .backendRegion: return "region used to sign backend requests (default us-east-1)"
         case .backendAccessKey: return "access key for the backend (required)"
@@ -77,6 +83,16 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equa
 public struct GatewayConfiguration: Sendable {
     public var listenAddress = ListenAddress(host: "", port: 8080)
     public var encryptionPassword: String?
+    /// Older passwords whose keys still unwrap existing objects (never used for new writes).
+    public var encryptionPreviousPasswords: [String] = []
+    /// Plaintext bytes per chunk for new objects (docs/FORMAT.md §5).
+    public var encryptionChunkSize = GatewayConfiguration.defaultChunkSize
+    /// Content cipher for new objects, as named in object metadata (`AES-256-GCM`, `CHACHA20-POLY1305`).
+    public var encryptionCipher: AEADAlgorithm = .aes256GCM
+
+    public static let defaultChunkSize = 65536
+    /// The format's chunk-size bounds (docs/FORMAT.md §3).
+    public static let chunkSizeRange = 4096...16_777_216
     public var backendEndpoint: URL
     public var backendRegion = "us-east-1"
     public var backendAccessKey: String
@@ -133,6 +149,34 @@ public struct GatewayConfiguration: Sendable {
         }
         if config.encryptionPassword == nil && !config.passthrough {
             throw ConfigurationError(.encryptionPassword, "is required unless \(GatewaySetting.passthrough.rawValue)=true")
+        }
+        if let text = values[.encryptionPreviousPasswords], !text.isEmpty {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            // A comma cannot be escaped in this list: a password containing one shows up as two short pieces.
+            for (index, password) in parts.enumerated() {
+                guard !password.isEmpty else {
+                    throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is empty; separate passwords with single commas (a password cannot contain a comma)")
+                }
+                guard password.utf8.count >= 16 else {
+                    throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is shorter than 16 characters (a password cannot contain a comma: the list is split at every comma)")
+                }
+            }
+            config.encryptionPreviousPasswords = parts
+        }
+        if let text = value(.encryptionChunkSize) {
+            guard text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), text.utf8.count <= 9, let n = Int(text),
+                  chunkSizeRange.contains(n) else {
+                throw ConfigurationError(.encryptionChunkSize, "must be a whole number of bytes from \(chunkSizeRange.lowerBound) to \(chunkSizeRange.upperBound), got \(JSON.quote(text))")
+            }
+            config.encryptionChunkSize = n
+        }
+        if let text = value(.encryptionCipher) {
+            switch text.lowercased() {
+            case "aes-256-gcm": config.encryptionCipher = .aes256GCM
+            case "chacha20-poly1305": config.encryptionCipher = .chacha20Poly1305
+            default:
+                throw ConfigurationError(.encryptionCipher, "must be aes-256-gcm or chacha20-poly1305, got \(JSON.quote(text))")
+            }
         }
         if let region = value(.backendRegion) {
             guard region.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) }) else {

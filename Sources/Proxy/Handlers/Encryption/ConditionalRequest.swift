@@ -1,0 +1,84 @@
+import Foundation
+import Shared
+
+/// The outcome of evaluating a request's conditional headers against an object.
+enum ConditionalOutcome: Equatable {
+    case proceed
+    /// 304 Not Modified (GET/HEAD).
+    case notModified
+    /// 412 Precondition Failed.
+    case preconditionFailed
+}
+
+/// Evaluates `If-Match`, `If-None-Match`, `If-Modified-Since` and `If-Unmodified-Since` (RFC 9110 §13.2.2)
+/// in the gateway, against the ETag and Last-Modified the client sees. The backend cannot do it for
+/// encrypted objects: its ETag is the MD5 of the ciphertext.
+enum ConditionalRequest {
+    static let headerNames = ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"]
+    static let copySourceHeaderNames = ["x-amz-copy-source-if-match", "x-amz-copy-source-if-none-match",
+                                        "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"]
+
+    /// - Parameters:
+    ///   - etag: the object's ETag as returned to clients (quoted).
+    ///   - lastModified: the object's `Last-Modified` header value.
+    static func evaluate(headers: HTTPFields, etag: String, lastModified: String?) -> ConditionalOutcome {
+        evaluate(ifMatch: headers["If-Match"], ifNoneMatch: headers["If-None-Match"],
+                 ifModifiedSince: headers["If-Modified-Since"], ifUnmodifiedSince: headers["If-Unmodified-Since"],
+                 etag: etag, lastModified: lastModified, failureIsNotModified: true)
+    }
+
+    /// The `x-amz-copy-source-if-*` headers of CopyObject: every failure is 412.
+    static func evaluateCopySource(headers: HTTPFields, etag: String, lastModified: String?) -> ConditionalOutcome {
+        evaluate(ifMatch: headers["x-amz-copy-source-if-match"], ifNoneMatch: headers["x-amz-copy-source-if-none-match"],
+                 ifModifiedSince: headers["x-amz-copy-source-if-modified-since"],
+                 ifUnmodifiedSince: headers["x-amz-copy-source-if-unmodified-since"],
+                 etag: etag, lastModified: lastModified, failureIsNotModified: false)
+    }
+
+    static func evaluate(ifMatch: String?, ifNoneMatch: String?, ifModifiedSince: String?, ifUnmodifiedSince: String?,
+                         etag: String, lastModified: String?, failureIsNotModified: Bool) -> ConditionalOutcome {
+        let modified = lastModified.flatMap(parseHTTPDate)
+        if let ifMatch {
+            if !matches(ifMatch, etag: etag) { return .preconditionFailed }
+        } else if let ifUnmodifiedSince, let since = parseHTTPDate(ifUnmodifiedSince), let modified, modified > since {
+            return .preconditionFailed
+        }
+        if let ifNoneMatch {
+            if matches(ifNoneMatch, etag: etag) { return failureIsNotModified ? .notModified : .preconditionFailed }
+        } else if let ifModifiedSince, let since = parseHTTPDate(ifModifiedSince), let modified, modified <= since {
+            return failureIsNotModified ? .notModified : .preconditionFailed
+        }
+        return .proceed
+    }
+
+    /// Weak comparison of a list of entity tags (`*`, `"a", W/"b"`, or an unquoted tag as some clients send).
+    static func matches(_ list: String, etag: String) -> Bool {
+        let target = normalize(etag)
+        for item in list.split(separator: ",") {
+            let tag = item.trimmingCharacters(in: .whitespaces)
+            if tag == "*" { return true }
+            if normalize(tag) == target { return true }
+        }
+        return false
+    }
+
+    private static func normalize(_ tag: String) -> String {
+        var t = Substring(tag.trimmingCharacters(in: .whitespaces))
+        if t.hasPrefix("W/") { t = t.dropFirst(2) }
+        if t.hasPrefix("\""), t.hasSuffix("\""), t.count >= 2 { t = t.dropFirst().dropLast() }
+        return String(t)
+    }
+
+    /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 and asctime, to whole seconds.
+    static func parseHTTPDate(_ text: String) -> Date? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "GMT")
+            formatter.dateFormat = format
+            if let date = formatter.date(from: trimmed) { return date }
+        }
+        return nil
+    }
+}

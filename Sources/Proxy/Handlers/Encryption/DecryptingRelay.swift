@@ -1,0 +1,110 @@
+import Shared
+
+/// Receives the backend's answer to the ranged GET of a `ReadPlan` and streams verified plaintext
+/// to the client. The response head is written only once the backend answered with the object the
+/// plan was made for (same gateway metadata); a chunk that fails authentication afterwards makes
+/// the transfer fail, and the handler closes the connection: the client never gets wrong bytes.
+final class DecryptingRelay: HTTPResponseHandler {
+    let writer: ResponseWriter
+    let reader: PlannedReader
+    let metadata: EncryptionMetadata
+    let etag: String
+    private(set) var status = 0
+    private(set) var bytesOut: Int64 = 0
+    /// The backend answered with an error: relay it unchanged.
+    private(set) var relayingError = false
+    /// The ciphertext failed verification.
+    private(set) var encryptionFailure: EncryptionError?
+    private(set) var openTime: Duration = .zero
+    private var scratch: [UInt8] = []
+
+    init(writer: ResponseWriter, reader: PlannedReader, metadata: EncryptionMetadata, etag: String) {
+        self.writer = writer
+        self.reader = reader
+        self.metadata = metadata
+        self.etag = etag
+        scratch.reserveCapacity(512 << 10)
+    }
+
+    func responseHead(status backendStatus: Int, headers: [(name: String, value: String)]) throws {
+        if backendStatus == 412 {
+            // The If-Match pinning the HEAD's ETag failed: the object was replaced in between.
+            throw S3Error.objectChanged()
+        }
+        guard backendStatus == 200 || backendStatus == 206 else {
+            relayingError = true
+            status = backendStatus
+            let length = headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int64($0.value) }
+            try writer.writeHead(HTTPResponseHead(status: backendStatus, headers: BackendClient.forwardableResponseHeaders(headers),
+                                                  contentLength: length))
+            return
+        }
+        let seen: EncryptionMetadata?
+        do {
+            seen = try EncryptionMetadata.parse(fields: headers)
+        } catch {
+            throw S3Error.objectChanged()
+        }
+        guard seen == metadata else { throw S3Error.objectChanged() }
+        var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(headers), etag: etag)
+        if let range = reader.plan.contentRange { fields.set("Content-Range", range) }
+        status = reader.plan.status
+        try writer.writeHead(HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.plan.contentLength)))
+    }
+
+    func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
+        if relayingError {
+            try writer.write(bytes)
+            bytesOut += Int64(bytes.count)
+            return
+        }
+        try decrypt { try reader.update(bytes, emit: $0) }
+        try flush()
+    }
+
+    /// Verifies the end of the planned ciphertext and writes the last plaintext.
+    func finish() throws {
+        guard !relayingError else { return }
+        try decrypt { try reader.finish(emit: $0) }
+        try flush()
+    }
+
+    private func decrypt(_ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        let started = ContinuousClock.now
+        defer { openTime += ContinuousClock.now - started }
+        do {
+            try body { self.scratch.append(contentsOf: $0) }
+        } catch let error as EncryptionError {
+            encryptionFailure = error
+            throw error
+        }
+    }
+
+    private func flush() throws {
+        guard !scratch.isEmpty else { return }
+        try writer.write(scratch)
+        bytesOut += Int64(scratch.count)
+        scratch.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Response headers of an encrypted object as clients see them.
+enum EncryptedResponseHeaders {
+    /// Drops the gateway's metadata and the backend's checksums (they describe ciphertext), sets the
+    /// plaintext ETag; the caller sets Content-Length/Content-Range.
+    static func clientHeaders(_ backend: HTTPFields, etag: String) -> HTTPFields {
+        var fields = HTTPFields(backend.filter {
+            let n = $0.name.lowercased()
+            return !EncryptionMetadata.isReserved(headerName: n) && !n.hasPrefix("x-amz-checksum-")
+                && n != "content-range" && n != "content-md5" && n != "etag"
+        })
+        fields.set("ETag", etag)
+        return fields
+    }
+
+    /// The ETag clients see: the plaintext MD5 when the gateway stored it, else the backend's.
+    static func etag(_ metadata: EncryptionMetadata, backendETag: String?) -> String {
+        if let md5 = metadata.plaintextMD5 { return "\"\(Encoding.hex(md5))\"" }
+        return backendETag ?? "\"\""
+    }
+}

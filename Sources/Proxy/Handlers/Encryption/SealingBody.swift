@@ -1,0 +1,51 @@
+import Shared
+
+/// The backend body of an encrypted PUT: reads the client's (verified) plaintext in pieces, seals it
+/// and yields ciphertext, so memory stays at a few chunks whatever the object size.
+///
+/// The sealer holds the final chunk back until the source reports its end, and `VerifyingBody`
+/// throws on the read that completes a body failing its signed hash or Content-MD5: the backend
+/// upload then stops short of its Content-Length and nothing is stored.
+final class SealingBody: RequestBody {
+    private let source: RequestBody
+    private let sealer: ChunkSealer
+    let declaredLength: Int64?
+    private var input = [UInt8](repeating: 0, count: 256 << 10)
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    private var sourceEnded = false
+    /// Time spent inside the sealer.
+    private(set) var sealTime: Duration = .zero
+
+    init(source: RequestBody, sealer: ChunkSealer, ciphertextLength: Int) {
+        self.source = source
+        self.sealer = sealer
+        self.declaredLength = Int64(ciphertextLength)
+        output.reserveCapacity(input.count + 16 * 64)
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while outputOffset == output.count {
+            if sourceEnded { return 0 }
+            output.removeAll(keepingCapacity: true)
+            outputOffset = 0
+            let n = try input.withUnsafeMutableBytes { try source.read(into: $0) }
+            let started = ContinuousClock.now
+            if n == 0 {
+                sourceEnded = true
+                try sealer.finish { output.append(contentsOf: $0) }
+            } else {
+                try input.withUnsafeBytes { all in
+                    try sealer.update(UnsafeRawBufferPointer(rebasing: all[0..<n])) { output.append(contentsOf: $0) }
+                }
+            }
+            sealTime += ContinuousClock.now - started
+        }
+        let n = min(buffer.count, output.count - outputOffset)
+        output.withUnsafeBytes { src in
+            buffer.baseAddress!.copyMemory(from: src.baseAddress! + outputOffset, byteCount: n)
+        }
+        outputOffset += n
+        return n
+    }
+}

@@ -1,0 +1,31 @@
+import Shared
+
+/// What the encrypting handlers report besides the access log: time spent sealing/opening and
+/// ciphertext that failed authentication.
+protocol EncryptionObserver: Sendable {
+    /// Time spent inside the sealer/opener for one request.
+    func encryptionWork(operation: String, duration: Duration)
+    /// A stored object failed authentication (modified, truncated, spliced, or metadata tampered with).
+    func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError)
+}
+
+extension GatewayTelemetry: EncryptionObserver {
+    func encryptionWork(operation: String, duration: Duration) {
+        let (s, atto) = duration.components
+        encryptionDuration.observe(Double(s) + Double(atto) / 1e18, [operation])
+    }
+
+    func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError) {
+        tamperDetected.inc()
+        logger.error("tamper detected", [
+            "request_id": .string(requestID), "bucket": .string(bucket), "key": .string(key),
+            "code": .string(error.code.rawValue), "detail": .string(error.message),
+        ])
+    }
+}
+
+/// An observer that records nothing (tests that do not look at metrics).
+struct NoEncryptionObserver: EncryptionObserver {
+    func encryptionWork(operation: String, duration: Duration) {}
+    func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError) {}
+}
