@@ -6,7 +6,7 @@ import Shared
 /// of each object onto itself that replaces only its metadata (docs/FORMAT.md §8).
 enum RotateCommand {
     static let usage = """
-        usage: s3-encryption-gateway rotate --bucket BUCKET [--prefix PREFIX] [--resume-after KEY] [--dry-run]
+        usage: s3-encryption-gateway rotate --bucket BUCKET [--prefix PREFIX] [--resume-after KEY] [--dry-run] [--page-size N]
 
         Re-wraps the data keys of the encrypted objects in BUCKET (under PREFIX) with the active key
         (ENCRYPTION_PASSWORD). Objects wrapped with an older key need its password in
@@ -20,6 +20,7 @@ enum RotateCommand {
           --prefix PREFIX       only keys starting with PREFIX
           --resume-after KEY    start after KEY (the last key a previous run printed)
           --dry-run             report what would be re-wrapped, change nothing
+          --page-size N         keys per listing request, 1 to 1000 (default 1000)
 
         environment: ENCRYPTION_PASSWORD, ENCRYPTION_PREVIOUS_PASSWORDS, BACKEND_ENDPOINT, BACKEND_REGION,
         BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY, BACKEND_CA_FILE, BACKEND_TLS_INSECURE_SKIP_VERIFY.
@@ -36,11 +37,20 @@ enum RotateCommand {
         var prefix: String?
         var resumeAfter: String?
         var dryRun = false
+        var pageSize = 1000
 
         static func parse(_ arguments: [String]) throws(UsageError) -> Options {
-            let flags = try CommandFlags(arguments, valued: ["--bucket", "--prefix", "--resume-after"], boolean: ["--dry-run"])
-            return Options(bucket: try flags.required("--bucket"), prefix: flags["--prefix"],
-                           resumeAfter: flags["--resume-after"], dryRun: flags.has("--dry-run"))
+            let flags = try CommandFlags(arguments, valued: ["--bucket", "--prefix", "--resume-after", "--page-size"],
+                                         boolean: ["--dry-run"])
+            var options = Options(bucket: try flags.required("--bucket"), prefix: flags["--prefix"],
+                                  resumeAfter: flags["--resume-after"], dryRun: flags.has("--dry-run"))
+            if let text = flags["--page-size"] {
+                guard let n = Int(text), (1...1000).contains(n) else {
+                    throw UsageError(message: "--page-size must be a whole number from 1 to 1000, got \(JSON.quote(text))")
+                }
+                options.pageSize = n
+            }
+            return options
         }
     }
 
@@ -148,7 +158,8 @@ enum RotateCommand {
             let page: ListObjectsPage
             do {
                 page = try backend.listObjectsV2(bucket: options.bucket, prefix: options.prefix,
-                                                 startAfter: token == nil ? options.resumeAfter : nil, continuationToken: token)
+                                                 startAfter: token == nil ? options.resumeAfter : nil, continuationToken: token,
+                                                 maxKeys: options.pageSize)
             } catch {
                 tally.failed += 1
                 let resume = tally.lastKey.map { " --resume-after \(JSON.quote($0))" } ?? ""

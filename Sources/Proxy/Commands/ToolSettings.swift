@@ -5,14 +5,23 @@ import Shared
 /// contract as the gateway but without requiring what only a serving gateway needs
 /// (`GATEWAY_ACCESS_KEY`/`GATEWAY_SECRET_KEY`, the listen address).
 enum ToolSettings {
-    /// Older passwords, comma-separated, used only to unwrap objects written under them.
-    static let previousPasswordsVariable = "ENCRYPTION_PREVIOUS_PASSWORDS"
+    static let previousPasswordsVariable = GatewaySetting.encryptionPreviousPasswords.rawValue
 
-    /// Splits `ENCRYPTION_PREVIOUS_PASSWORDS`: comma-separated, empty items ignored, no trimming
-    /// (a password is used byte for byte, so it cannot contain a comma).
-    static func previousPasswords(_ text: String?) -> [String] {
-        guard let text else { return [] }
-        return text.split(separator: ",", omittingEmptySubsequences: true).map(String.init)
+    /// Splits `ENCRYPTION_PREVIOUS_PASSWORDS` exactly as the gateway does: at every comma, no
+    /// trimming (a password is used byte for byte and so cannot contain a comma); empty or short
+    /// entries are refused, since they are almost always a mangled list.
+    static func previousPasswords(_ text: String?) throws(ConfigurationError) -> [String] {
+        guard let text, !text.isEmpty else { return [] }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        for (index, password) in parts.enumerated() {
+            guard !password.isEmpty else {
+                throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is empty; separate passwords with single commas (a password cannot contain a comma)")
+            }
+            guard password.utf8.count >= 16 else {
+                throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is shorter than 16 characters (a password cannot contain a comma: the list is split at every comma)")
+            }
+        }
+        return parts
     }
 
     /// The key ring: `ENCRYPTION_PASSWORD` active, `ENCRYPTION_PREVIOUS_PASSWORDS` for reading.
@@ -23,10 +32,11 @@ enum ToolSettings {
         guard active.utf8.count >= 16 else {
             throw ConfigurationError(.encryptionPassword, "must be at least 16 characters long")
         }
+        let previous = try previousPasswords(environment[previousPasswordsVariable])
         do {
-            return try KeyRing.derive(activePassword: active, previousPasswords: previousPasswords(environment[previousPasswordsVariable]))
+            return try KeyRing.derive(activePassword: active, previousPasswords: previous)
         } catch {
-            throw ConfigurationError(setting: previousPasswordsVariable, message: error.message)
+            throw ConfigurationError(.encryptionPreviousPasswords, error.message)
         }
     }
 

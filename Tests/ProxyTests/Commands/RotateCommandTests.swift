@@ -5,14 +5,15 @@ import Testing
 
 @Suite struct RotateCommandTests {
     @Test func parsesFlags() throws {
-        let o = try RotateCommand.Options.parse(["--bucket", "b", "--prefix=logs/", "--resume-after", "logs/9", "--dry-run"])
-        #expect(o == RotateCommand.Options(bucket: "b", prefix: "logs/", resumeAfter: "logs/9", dryRun: true))
+        let o = try RotateCommand.Options.parse(["--bucket", "b", "--prefix=logs/", "--resume-after", "logs/9", "--dry-run", "--page-size", "7"])
+        #expect(o == RotateCommand.Options(bucket: "b", prefix: "logs/", resumeAfter: "logs/9", dryRun: true, pageSize: 7))
         #expect(try RotateCommand.Options.parse(["--bucket=b"]) == RotateCommand.Options(bucket: "b"))
     }
 
     @Test(arguments: [
         [], ["--prefix", "p"], ["--bucket"], ["--bucket", ""], ["--bucket", "b", "--bucket", "c"],
         ["--bucket", "b", "extra"], ["--bucket", "b", "--dry-run=yes"], ["--bucket", "b", "--force"],
+        ["--bucket", "b", "--page-size", "0"], ["--bucket", "b", "--page-size", "1001"], ["--bucket", "b", "--page-size", "x"],
     ])
     func rejectsBadFlags(_ arguments: [String]) {
         #expect(throws: UsageError.self) { try RotateCommand.Options.parse(arguments) }
@@ -27,9 +28,12 @@ import Testing
             "ENCRYPTION_PASSWORD": "short"]) == 2)
     }
 
-    @Test func previousPasswordsSplitOnCommasOnly() {
-        #expect(ToolSettings.previousPasswords(nil) == [])
-        #expect(ToolSettings.previousPasswords("a b,,c ") == ["a b", "c "])
+    @Test func previousPasswordsSplitOnCommasOnly() throws {
+        #expect(try ToolSettings.previousPasswords(nil) == [])
+        #expect(try ToolSettings.previousPasswords("") == [])
+        #expect(try ToolSettings.previousPasswords(" first password 16,second-password-xx ") == [" first password 16", "second-password-xx "])
+        #expect(throws: ConfigurationError.self) { try ToolSettings.previousPasswords("first-password-16,,second-password-xx") }
+        #expect(throws: ConfigurationError.self) { try ToolSettings.previousPasswords("first-password-16,short") }
     }
 
     static let identity = ObjectIdentity(bucket: "bkt", key: "dir/obj")
