@@ -84,15 +84,20 @@ extension BackendClient {
     /// read: a concurrent overwrite makes the copy fail with 412 instead of being clobbered.
     func copyObjectOntoItself(bucket: String, key: String, headers: [(name: String, value: String)],
                               ifMatch: String) throws(BackendOperationError) {
-        var all = headers
-        all.append((name: "x-amz-copy-source", value: Self.copySource(bucket: bucket, key: key)))
-        all.append((name: "x-amz-copy-source-if-match", value: ifMatch))
-        all.append((name: "x-amz-metadata-directive", value: "REPLACE"))
-        let response = try send(method: "PUT", bucket: bucket, key: key, headers: all)
+        let response = try send(method: "PUT", bucket: bucket, key: key,
+                                headers: Self.selfCopyHeaders(bucket: bucket, key: key, headers: headers, ifMatch: ifMatch))
         // S3 may answer 200 and still report an error in the body of a copy.
         if !(200..<300).contains(response.status) || S3ErrorDocument.parse(response.body) != nil {
             throw .from(response, operation: "CopyObject \(bucket)/\(key)")
         }
+    }
+
+    /// The request headers of `copyObjectOntoItself`.
+    static func selfCopyHeaders(bucket: String, key: String, headers: [(name: String, value: String)],
+                                ifMatch: String) -> [(name: String, value: String)] {
+        headers + [(name: "x-amz-copy-source", value: copySource(bucket: bucket, key: key)),
+                   (name: "x-amz-copy-source-if-match", value: ifMatch),
+                   (name: "x-amz-metadata-directive", value: "REPLACE")]
     }
 
     /// `x-amz-copy-source` value: `/bucket/key`, percent-encoded like a path.
