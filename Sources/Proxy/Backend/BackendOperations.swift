@@ -92,11 +92,14 @@ extension BackendClient {
         }
     }
 
-    /// The request headers of `copyObjectOntoItself`.
+    /// The request headers of `copyObjectOntoItself`. The condition goes out under both names:
+    /// `x-amz-copy-source-if-match` (AWS) and `x-amz-copy-if-match`, the only one Ceph RGW (Pacific)
+    /// checks; each server ignores the name it does not know.
     static func selfCopyHeaders(bucket: String, key: String, headers: [(name: String, value: String)],
                                 ifMatch: String) -> [(name: String, value: String)] {
         headers + [(name: "x-amz-copy-source", value: copySource(bucket: bucket, key: key)),
                    (name: "x-amz-copy-source-if-match", value: ifMatch),
+                   (name: "x-amz-copy-if-match", value: ifMatch),
                    (name: "x-amz-metadata-directive", value: "REPLACE")]
     }
 
