@@ -10,7 +10,7 @@ import Testing
         "ENCRYPTION_PASSWORD": "correct horse battery staple",
     ]
 
-    func load(_ extra: [String: String], arguments: [String] = []) throws -> GatewayConfiguration {
+    func load(_ extra: [String: String], arguments: [String] = []) throws(ConfigurationError) -> GatewayConfiguration {
         try GatewayConfiguration.load(environment: base.merging(extra) { $1 }, arguments: arguments)
     }
 

@@ -17,6 +17,8 @@ final class DecryptingRelay: HTTPResponseHandler {
     private(set) var encryptionFailure: EncryptionError?
     private(set) var openTime: Duration = .zero
     private var scratch: [UInt8] = []
+    private var pendingHead: HTTPResponseHead?
+    private var finished = false
 
     init(writer: ResponseWriter, reader: PlannedReader, metadata: EncryptionMetadata, etag: String) {
         self.writer = writer
@@ -39,6 +41,9 @@ final class DecryptingRelay: HTTPResponseHandler {
                                                   contentLength: length))
             return
         }
+        if backendStatus == 200 && reader.plan.backendRange != nil {
+            throw S3Error.internalError().withLog("the backend ignored the Range header of a ranged read")
+        }
         let seen: EncryptionMetadata?
         do {
             seen = try EncryptionMetadata.parse(fields: headers)
@@ -49,7 +54,8 @@ final class DecryptingRelay: HTTPResponseHandler {
         var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(headers), etag: etag)
         if let range = reader.plan.contentRange { fields.set("Content-Range", range) }
         status = reader.plan.status
-        try writer.writeHead(HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.plan.contentLength)))
+        // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
+        pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.plan.contentLength))
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
@@ -66,6 +72,7 @@ final class DecryptingRelay: HTTPResponseHandler {
     func finish() throws {
         guard !relayingError else { return }
         try decrypt { try reader.finish(emit: $0) }
+        finished = true
         try flush()
     }
 
@@ -81,6 +88,11 @@ final class DecryptingRelay: HTTPResponseHandler {
     }
 
     private func flush() throws {
+        if let head = pendingHead {
+            guard !scratch.isEmpty || finished else { return }
+            pendingHead = nil
+            try writer.writeHead(head)
+        }
         guard !scratch.isEmpty else { return }
         try writer.write(scratch)
         bytesOut += Int64(scratch.count)

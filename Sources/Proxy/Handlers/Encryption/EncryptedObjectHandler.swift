@@ -91,7 +91,8 @@ struct EncryptedObjectHandler: Sendable {
         let clientETag = metadata.plaintextMD5.map { "\"\(Encoding.hex($0))\"" }
         let relay = TransformingRelay(writer: response) { status, fields, _ in
             if (200..<300).contains(status), let clientETag { fields.set("ETag", clientETag) }
-            fields.remove("x-amz-checksum-crc32")
+            // Checksums the backend computed describe the ciphertext, not what the client sent.
+            for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
             return status
         }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,
@@ -106,7 +107,7 @@ struct EncryptedObjectHandler: Sendable {
         let identity = try Self.identity(of: request)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
-            headers: Self.withoutConditionals(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
             // A plain object, or an error the backend explains best: forward the request itself.
             return try forwardPlain(request, body: body, response: response)
@@ -177,6 +178,9 @@ struct EncryptedObjectHandler: Sendable {
         } catch {
             if let tamper = relay.encryptionFailure {
                 observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: tamper)
+                guard response.headWritten else {
+                    throw S3Error.internalError().withLog("encryption \(tamper.code.rawValue): \(tamper.message)")
+                }
                 throw BackendFailure.aborted("tamper detected: \(tamper)", status: relay.status, backendFault: false)
             }
             if let failure = error as? BackendFailure { throw failure }
@@ -296,8 +300,11 @@ struct EncryptedObjectHandler: Sendable {
     // MARK: Listings
 
     private func list(_ request: S3Request, response: ResponseWriter) throws -> BackendResult {
+        // The document is rewritten, so it must arrive uncompressed.
+        var headers = request.head.headers
+        headers.remove("Accept-Encoding")
         let answer = try backend.fetch(BackendRequest(method: request.head.method, bucket: request.address.bucket, key: nil,
-                                                      query: request.query, headers: request.head.headers, body: .none,
+                                                      query: request.query, headers: headers, body: .none,
                                                       payloadHash: SigV4.emptyPayloadHash), maxBodySize: Self.maxDocumentSize)
         let document = answer.status == 200 ? ListingSizeRewriter.rewrite(answer.body) : answer.body
         return try respondBuffered(status: answer.status, headers: answer.headers, body: document, response: response)
@@ -338,6 +345,13 @@ struct EncryptedObjectHandler: Sendable {
             return n != "content-md5" && !n.hasPrefix("x-amz-checksum-") && n != "x-amz-sdk-checksum-algorithm"
                 && n != "x-amz-trailer" && n != "x-amz-decoded-content-length"
         })
+    }
+
+    /// The client's headers for the HEAD that fetches an object's size and metadata: the whole object, unconditionally.
+    static func metadataRequestHeaders(_ headers: HTTPFields) -> HTTPFields {
+        var out = withoutConditionals(headers)
+        out.remove("Range")
+        return out
     }
 
     static func withoutConditionals(_ headers: HTTPFields) -> HTTPFields {
