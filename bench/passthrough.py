@@ -5,7 +5,8 @@ with WebDAV PUT) vs through the gateway (GATEWAY_PASSTHROUGH=true) in front of t
   python3 bench/passthrough.py [--size-mib 1024] [--repeat 3]
 
 Prints MiB/s per path (best and median of alternating runs) and the ratios of the best runs, gateway/direct
-(target >= 0.8). nginx does not check signatures; the
+(target >= 0.8) and gateway/nginx-proxy (nginx's own proxy_pass in front of the same files: what a plain
+pass-through proxy that copies bytes through user space reaches on the same machine). nginx does not check signatures; the
 gateway does, so every request is SigV4-signed (UNSIGNED-PAYLOAD). curl moves the bytes on both paths.
 Everything started here is stopped at the end; data lives in a temp dir (on /dev/shm when it has room, so the
 disk is not what is measured).
@@ -57,6 +58,20 @@ http {{
             dav_access user:rw group:r all:r;
         }}
     }}
+    # A plain pass-through proxy in front of the same files: the baseline a proxy
+    # that copies every byte through user space can be held to.
+    server {{
+        listen 127.0.0.1:{proxy_port};
+        location / {{
+            proxy_pass http://127.0.0.1:{port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+            proxy_buffering on;
+            proxy_buffers 64 64k;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
 }}
 """
 
@@ -68,7 +83,7 @@ def pick_workdir(size: int) -> Path:
     return Path(tempfile.mkdtemp(prefix="s3gw-bench-"))
 
 
-def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str, str]:
     exe = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(exe).exists():
         raise s3gw.HarnessError("nginx not found: apt-get install nginx-light (make bench installs it)")
@@ -78,9 +93,10 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
     ndir = workdir / "nginx"
     for sub in ("data/bench", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (ndir / sub).mkdir(parents=True, exist_ok=True)
-    port = s3gw.free_port()
+    port, proxy_port = s3gw.free_port(), s3gw.free_port()
     conf = ndir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=ndir, port=port, user="user root;" if os.geteuid() == 0 else ""))
+    conf.write_text(NGINX_CONF.format(dir=ndir, port=port, proxy_port=proxy_port,
+                                      user="user root;" if os.geteuid() == 0 else ""))
     proc = subprocess.Popen([exe, "-p", str(ndir), "-c", str(conf), "-e", str(ndir / "error.log")],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -91,7 +107,7 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
             raise s3gw.HarnessError(f"nginx exited ({proc.returncode}): {(ndir / 'error.log').read_text()}")
         try:
             if s3gw.http_request("GET", endpoint + "/", timeout=1)[0] == 200:
-                return proc, endpoint
+                return proc, endpoint, f"http://127.0.0.1:{proxy_port}"
         except OSError:
             pass
         if time.monotonic() > deadline:
@@ -117,20 +133,19 @@ def curl(method: str, url: str, access: str, secret: str, src: Path | None) -> t
     return speed / (1 << 20), int(code)
 
 
-def measure_pair(label: str, method: str, direct: tuple, through: tuple, src: Path | None,
-                 repeat: int) -> tuple[float, float]:
-    """Alternate direct and gateway transfers (so load changes hit both alike); returns the best MiB/s of each."""
-    runs: dict[str, list[float]] = {"direct": [], "gateway": []}
+def measure(label: str, method: str, paths: dict[str, tuple], src: Path | None, repeat: int) -> dict[str, float]:
+    """Alternate the paths run by run (so load changes hit all alike); returns the best MiB/s of each."""
+    runs: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(repeat):
-        for name, (url, access, secret) in (("direct", direct), ("gateway", through)):
+        for name, (url, access, secret) in paths.items():
             speed, code = curl(method, url, access, secret, src)
             if code not in (200, 201, 204):
                 raise s3gw.HarnessError(f"{label} {name}: HTTP {code} from {url}")
             runs[name].append(speed)
     for name, speeds in runs.items():
-        print(f"  {label} {name:<8} best {max(speeds):8.1f} MiB/s  median {statistics.median(speeds):8.1f}"
+        print(f"  {label} {name:<11} best {max(speeds):8.1f} MiB/s  median {statistics.median(speeds):8.1f}"
               f"   (runs: {', '.join(f'{s:.0f}' for s in speeds)})", flush=True)
-    return max(runs["direct"]), max(runs["gateway"])
+    return {name: max(speeds) for name, speeds in runs.items()}
 
 
 def main() -> int:
@@ -143,7 +158,7 @@ def main() -> int:
     workdir = pick_workdir(size)
     nginx = gw = None
     try:
-        nginx, backend = start_nginx(workdir)
+        nginx, backend, plain_proxy = start_nginx(workdir)
         gw = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir, require_ready=False,
                                 extra_env={"GATEWAY_PASSTHROUGH": "true", "LOG_LEVEL": "warn"}, name="gateway")
         src = workdir / "object.bin"
@@ -152,13 +167,17 @@ def main() -> int:
                 f.write(os.urandom(1 << 20))
         print(f"bench: {args.size_mib} MiB object, single stream, {args.repeat} alternating runs per path; "
               f"nginx {backend}, gateway {gw.endpoint} (pass-through); data in {workdir}", flush=True)
-        direct = (f"{backend}/bench/object", "BENCHKEY", "x")
-        through = (f"{gw.endpoint}/bench/object", gw.access_key, gw.secret_key)
-        put_direct, put_gw = measure_pair("PUT", "PUT", direct, through, src, args.repeat)
-        get_direct, get_gw = measure_pair("GET", "GET", direct, through, None, args.repeat)
-        put_ratio, get_ratio = put_gw / put_direct, get_gw / get_direct
-        print(f"  ratio PUT gateway/direct (best of {args.repeat}): {put_ratio:.2f}   (target >= 0.80)")
-        print(f"  ratio GET gateway/direct (best of {args.repeat}): {get_ratio:.2f}   (target >= 0.80)")
+        paths = {
+            "direct": (f"{backend}/bench/object", "BENCHKEY", "x"),
+            "nginx-proxy": (f"{plain_proxy}/bench/object", "BENCHKEY", "x"),
+            "gateway": (f"{gw.endpoint}/bench/object", gw.access_key, gw.secret_key),
+        }
+        for label in ("PUT", "GET"):
+            best = measure(label, label, paths, src if label == "PUT" else None, args.repeat)
+            print(f"  ratio {label} gateway/direct (best of {args.repeat}): {best['gateway'] / best['direct']:.2f}"
+                  f"   (target >= 0.80)")
+            print(f"  ratio {label} gateway/nginx-proxy (best of {args.repeat}): "
+                  f"{best['gateway'] / best['nginx-proxy']:.2f}", flush=True)
         return 0
     except s3gw.HarnessError as exc:
         print(f"bench: {exc}", file=sys.stderr)

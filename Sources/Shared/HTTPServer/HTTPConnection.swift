@@ -46,6 +46,21 @@ final class HTTPConnection {
     var start = 0
     var end = 0
     private var cachedDate: (time_t, String) = (0, "")
+    /// Gathers small response writes into one socket write; allocated on first use, reused per request.
+    private var outputBuffer: UnsafeMutableRawBufferPointer?
+
+    /// The buffer if it exists, else an empty one (nothing was gathered).
+    var coalescingBufferIfAllocated: UnsafeMutableRawBufferPointer {
+        outputBuffer ?? UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    /// The connection's coalescing buffer (see `ConnectionResponseWriter.write`).
+    var coalescingBuffer: UnsafeMutableRawBufferPointer {
+        if let outputBuffer { return outputBuffer }
+        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: ConnectionResponseWriter.coalesceLimit, alignment: 16)
+        outputBuffer = b
+        return b
+    }
 
     init(server: HTTPServer, id: UInt64, socket: ConnectionSocket, remote: String) {
         self.server = server
@@ -57,7 +72,10 @@ final class HTTPConnection {
         self.buffer = .allocate(byteCount: max(server.configuration.readBufferSize, 4096), alignment: 16)
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        outputBuffer?.deallocate()
+    }
 
     var pending: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: buffer[start..<end]) }
 
@@ -183,6 +201,8 @@ final class HTTPConnection {
                 let xml = serverErrorXML(code: code, message: message, requestID: context.requestID)
                 do { try writer.respond(status: status, headers: h, body: xml) } catch { aborted = true }
             } else {
+                // Deliver what the handler did write (clients can resume from it), then close.
+                if !writer.broken { try? writer.flushGathered() }
                 aborted = true
             }
         }
@@ -247,7 +267,9 @@ final class ConnectionBody: RequestBody {
         if let failure { throw failure }
         guard dest.count > 0 else { return 0 }
         let c = connection
-        if c.parser.bodyComplete { return 0 }
+        // Even an empty body gets its 100 Continue: botocore, having asked for one on
+        // a zero-length PUT, otherwise mistakes the final response and stalls its next request.
+        if c.parser.bodyComplete && !(expectsContinue && !continueSent) { return 0 }
         do {
             if expectsContinue && !continueSent {
                 continueSent = true
@@ -419,12 +441,22 @@ final class ConnectionResponseWriter: ResponseWriter {
         try send([], head: head)
     }
 
+    /// Largest gathered write. libcurl hands a relayed body over 16 KiB at a time; one
+    /// send and one receiver wake-up per 16 KiB cost more than copying into this buffer.
+    static let coalesceLimit = 256 * 1024
+    /// Gathered bytes are sent once a later write finds them older than this, so a
+    /// slow producer's data is not held back for long.
+    static let coalesceDelay: Duration = .milliseconds(20)
+    private var coalescedCount = 0
+    private var coalescedSince = ContinuousClock.now
+
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard active else { throw HTTPConnectionError.misuse("response written after the handler returned") }
         guard headWritten else { throw HTTPConnectionError.misuse("body written before the head") }
         guard !finished else { throw HTTPConnectionError.misuse("body written after finish") }
         if broken { throw HTTPConnectionError.closed }
         if bytes.isEmpty { return }
+        var completesBody = false
         switch mode {
         case .noBody:
             return
@@ -434,19 +466,59 @@ final class ConnectionResponseWriter: ResponseWriter {
                 throw HTTPConnectionError.misuse("response body longer than its Content-Length")
             }
             mode = .length(remaining: remaining - Int64(bytes.count))
-            try send([bytes], head: takeHead())
-        case .closeDelimited:
-            try send([bytes], head: takeHead())
-        case .chunked:
-            let prefixCount = HTTPReasonPhrase.chunkPrefix(bytes.count, into: &chunkPrefix)
-            let head = takeHead()
-            try chunkPrefix.withUnsafeBytes { p in
-                try HTTPReasonPhrase.crlf.withUnsafeBytes { crlf in
-                    try send([UnsafeRawBufferPointer(rebasing: p[0..<prefixCount]), bytes, crlf], head: head)
-                }
-            }
+            completesBody = Int64(bytes.count) == remaining
+        case .closeDelimited, .chunked:
+            break
         }
         bytesOut += Int64(bytes.count)
+        let limit = Self.coalesceLimit
+        if completesBody || bytes.count >= limit / 2 {
+            // Large or final pieces go out at once, together with whatever was gathered.
+            try sendBody(bytes)
+            return
+        }
+        if coalescedCount + bytes.count > limit { try flushCoalesced() }
+        append(bytes)
+        if coalescedCount == limit || ContinuousClock.now - coalescedSince > Self.coalesceDelay {
+            try flushCoalesced()
+        }
+    }
+
+    private func append(_ bytes: UnsafeRawBufferPointer) {
+        let buffer = connection.coalescingBuffer
+        if coalescedCount == 0 { coalescedSince = .now }
+        UnsafeMutableRawBufferPointer(rebasing: buffer[coalescedCount..<(coalescedCount + bytes.count)])
+            .copyMemory(from: bytes)
+        coalescedCount += bytes.count
+    }
+
+    /// Sends the gathered bytes (if any) followed by `bytes` as body data, in one system call.
+    private func sendBody(_ bytes: UnsafeRawBufferPointer) throws {
+        let gathered = UnsafeRawBufferPointer(rebasing: connection.coalescingBufferIfAllocated[0..<coalescedCount])
+        coalescedCount = 0
+        let parts = gathered.isEmpty ? [bytes] : (bytes.isEmpty ? [gathered] : [gathered, bytes])
+        let total = gathered.count + bytes.count
+        guard total > 0 else { return }
+        let head = takeHead()
+        switch mode {
+        case .chunked:
+            let prefixCount = HTTPReasonPhrase.chunkPrefix(total, into: &chunkPrefix)
+            try chunkPrefix.withUnsafeBytes { p in
+                try HTTPReasonPhrase.crlf.withUnsafeBytes { crlf in
+                    try send([UnsafeRawBufferPointer(rebasing: p[0..<prefixCount])] + parts + [crlf], head: head)
+                }
+            }
+        default:
+            try send(parts, head: head)
+        }
+    }
+
+    /// Sends gathered bytes of a response that will not be finished (the connection closes next).
+    func flushGathered() throws { try flushCoalesced() }
+
+    private func flushCoalesced() throws {
+        guard coalescedCount > 0 else { return }
+        try sendBody(UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
     func finish() throws {
@@ -454,6 +526,7 @@ final class ConnectionResponseWriter: ResponseWriter {
         guard headWritten else { throw HTTPConnectionError.misuse("finish before the head") }
         if finished { return }
         if broken { throw HTTPConnectionError.closed }
+        try flushCoalesced()
         switch mode {
         case .length(let remaining) where remaining > 0:
             // A short body must never look complete: the connection will be closed.

@@ -416,7 +416,7 @@ public struct HTTPRequestParser: Sendable {
             framing = .none
             state = .endPending
         }
-        let expects = minorVersion == 1 && framing != .none && framing != .length(0)
+        let expects = minorVersion == 1 && framing != .none
             && headers.values("Expect").contains { $0.caseInsensitiveEquals("100-continue") }
         let head = HTTPRequestHead(method: method, target: target, headers: headers, minorVersion: minorVersion)
         fields = []

@@ -257,6 +257,20 @@ func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
         #expect(c.readResponse()?.status == 200)
     }
 
+    @Test func expectContinueOnAnEmptyBodyStillGetsItsInterimResponse() throws {
+        let server = try startTestServer()
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connectRaw(server)
+        c.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n")
+        let interim = try #require(c.readResponse())
+        #expect(interim.status == 100)
+        let r = try #require(c.readResponse())
+        #expect(r.status == 200)
+        #expect(r.body.isEmpty)
+        c.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.status == 200)
+    }
+
     @Test func expectContinueWithoutReadGetsFinalAnswerAndClose() throws {
         let server = try startTestServer()
         defer { server.shutdown(grace: .seconds(1)) }
