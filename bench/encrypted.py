@@ -102,7 +102,7 @@ def main() -> int:
     nginx = None
     gateways: list[s3gw.Gateway] = []
     try:
-        nginx, backend = passthrough.start_nginx(workdir)
+        nginx, backend, *_ = passthrough.start_nginx(workdir)  # (proc, endpoint[, nginx proxy endpoint])
         plain = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir / "gw-plain", require_ready=False,
                                    extra_env={"GATEWAY_PASSTHROUGH": "true", "LOG_LEVEL": "warn"}, name="gateway-plain")
         gateways.append(plain)
