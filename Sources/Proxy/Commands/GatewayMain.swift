@@ -10,6 +10,8 @@ struct GatewayMain {
         usage:
           s3-encryption-gateway [serve] [options]     run the gateway (the default)
           s3-encryption-gateway bench-engine [opts]   measure the encryption engine in process
+          s3-encryption-gateway rotate --bucket B     re-wrap data keys under the active key (rotate --help)
+          s3-encryption-gateway decrypt --bucket B --key K   offline decryption (decrypt --help)
           s3-encryption-gateway --help
 
         """
@@ -17,6 +19,14 @@ struct GatewayMain {
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let environment = ProcessInfo.processInfo.environment
+        switch arguments.first {
+        case "rotate":
+            exit(RotateCommand.run(arguments: Array(arguments.dropFirst()), environment: environment))
+        case "decrypt":
+            exit(DecryptCommand.run(arguments: Array(arguments.dropFirst()), environment: environment))
+        default:
+            break
+        }
         if arguments.contains("--help") || arguments.contains("-h") {
             print(usage + GatewayConfiguration.helpText(program: "s3-encryption-gateway serve"))
             exit(0)
