@@ -4,6 +4,8 @@
 #   make run DEMO_ONLY=1     same, but exit after the demo
 #   make test                install deps, build, swift test, integration suite on Ceph RGW and moto
 #   make bench               pass-through throughput: nginx direct vs through the gateway
+#   make bench-encrypted     encrypted vs pass-through gateway throughput
+#   make bench-engine        in-process encryption engine vs openssl speed
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -12,7 +14,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench deps-run deps-test deps-bench build-release build-debug swift-test integration
+.PHONY: help run test bench bench-encrypted bench-engine deps-run deps-test deps-bench build-release build-debug swift-test integration
 
 help:
 	@sed -n '3,6s/^#  //p' Makefile
@@ -46,3 +48,9 @@ integration:
 
 bench: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/passthrough.py
+
+bench-encrypted: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/encrypted.py
+
+bench-engine: build-release
+	@bench/engine.sh

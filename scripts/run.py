@@ -67,10 +67,13 @@ def demo(gw: s3gw.Gateway, backend: s3gw.Backend, workdir: Path, passthrough: bo
     say(f"  sha256 backend: {hashlib.sha256(stored).hexdigest()}")
     say(f"  sha256 plain:   {hashlib.sha256(plain.read_bytes()).hexdigest()}")
     if stored == plain.read_bytes():
-        note = "pass-through mode" if passthrough else "NOT encrypted: this gateway build stores plaintext"
-        say(f"  -> the backend holds the plaintext ({note})")
+        if not passthrough:
+            raise s3gw.HarnessError("the backend holds the plaintext although the gateway runs with encryption on")
+        say("  -> the backend holds the plaintext (pass-through mode)")
+    elif b"Hello from the S3 encryption gateway demo." in stored:
+        raise s3gw.HarnessError("plaintext found inside the stored object")
     else:
-        say("  -> the backend holds different bytes than the client wrote (ciphertext)")
+        say("  -> the backend holds ciphertext: no plaintext in it, 16 bytes of tag per 64 KiB chunk")
     meta = {k: v for k, v in raw["ResponseMetadata"]["HTTPHeaders"].items() if k.startswith("x-amz-meta-")}
     if meta:
         say(f"  backend object metadata: {meta}")

@@ -85,19 +85,6 @@ def bucket_on_backend(backend):
         pass
 
 
-def put_retrying(client, **kwargs):
-    """PutObject, retried once on a 503 as any S3 client does. (The gateway currently answers 503 to its first backend
-    request on Ceph RGW, whose `HEAD /` answer to the readiness probe carries a chunked body that poisons the pooled
-    connection; the harness clients run with retries off.)"""
-    import botocore.exceptions
-    try:
-        return client.put_object(**kwargs)
-    except botocore.exceptions.ClientError as exc:
-        if exc.response["ResponseMetadata"]["HTTPStatusCode"] != 503:
-            raise
-        return client.put_object(**kwargs)
-
-
 def reference_decryptor():
     """The reference decryptor of docs/FORMAT.md Appendix A, loaded from the document itself."""
     text = (REPO / "docs" / "FORMAT.md").read_text()
@@ -126,7 +113,7 @@ def test_decrypt_from_backend_and_from_local_file(gateways, backend, bucket_on_b
     s3 = gw.client()
     objects = {"empty": b"", "small.txt": b"hello, offline world\n", "dir/big file é.bin": os.urandom(3 * 65536 + 123)}
     for key, data in objects.items():
-        put_retrying(s3, Bucket=bucket_on_backend, Key=key, Body=data, ContentType="application/x-test")
+        s3.put_object(Bucket=bucket_on_backend, Key=key, Body=data, ContentType="application/x-test")
     raw = backend.client()
     env = command_env(backend, PASSWORD_A)
     decrypt_ref = reference_decryptor()
@@ -170,7 +157,7 @@ def test_plain_objects_are_copied_through(backend, bucket_on_backend, gateway_bi
 def test_tampered_object_fails_and_leaves_no_output(gateways, backend, bucket_on_backend, gateway_binary, tmp_path):
     gw = gateways(PASSWORD_A)
     data = os.urandom(200_000)
-    put_retrying(gw.client(), Bucket=bucket_on_backend, Key="t.bin", Body=data)
+    gw.client().put_object(Bucket=bucket_on_backend, Key="t.bin", Body=data)
     raw = backend.client()
     head = raw.head_object(Bucket=bucket_on_backend, Key="t.bin")
     stored = bytearray(raw.get_object(Bucket=bucket_on_backend, Key="t.bin")["Body"].read())
@@ -203,7 +190,7 @@ def test_rotate_rewraps_keeps_ciphertext_and_is_idempotent(gateways, backend, bu
     s3a = gw_a.client()
     objects = {f"data/{i:02d} é+x.bin": os.urandom(1000 * i + 17) for i in range(5)}
     for key, data in objects.items():
-        put_retrying(s3a, Bucket=bucket_on_backend, Key=key, Body=data, ContentType="text/x-rot",
+        s3a.put_object(Bucket=bucket_on_backend, Key=key, Body=data, ContentType="text/x-rot",
                      Metadata={"owner": "ann"}, CacheControl="max-age=60")
     raw = backend.client()
     raw.put_object(Bucket=bucket_on_backend, Key="data/plain", Body=b"plain bytes")
@@ -255,7 +242,7 @@ def test_rotate_resume_after_prefix_and_failures(gateways, backend, bucket_on_ba
     gw_a = gateways(PASSWORD_A)
     keys = [f"k/{i}" for i in range(5)]
     for key in keys:
-        put_retrying(gw_a.client(), Bucket=bucket_on_backend, Key=key, Body=key.encode() * 100)
+        gw_a.client().put_object(Bucket=bucket_on_backend, Key=key, Body=key.encode() * 100)
     gw_a.client().put_object(Bucket=bucket_on_backend, Key="other/x", Body=b"x")
     raw = backend.client()
     old_id = backend_state(raw, bucket_on_backend, "k/0")[1]
