@@ -7,21 +7,9 @@ import Shared
 enum ToolSettings {
     static let previousPasswordsVariable = GatewaySetting.encryptionPreviousPasswords.rawValue
 
-    /// Splits `ENCRYPTION_PREVIOUS_PASSWORDS` exactly as the gateway does: at every comma, no
-    /// trimming (a password is used byte for byte and so cannot contain a comma); empty or short
-    /// entries are refused, since they are almost always a mangled list.
+    /// Splits `ENCRYPTION_PREVIOUS_PASSWORDS` exactly as the gateway does.
     static func previousPasswords(_ text: String?) throws(ConfigurationError) -> [String] {
-        guard let text, !text.isEmpty else { return [] }
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        for (index, password) in parts.enumerated() {
-            guard !password.isEmpty else {
-                throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is empty; separate passwords with single commas (a password cannot contain a comma)")
-            }
-            guard password.utf8.count >= 16 else {
-                throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is shorter than 16 characters (a password cannot contain a comma: the list is split at every comma)")
-            }
-        }
-        return parts
+        try GatewayConfiguration.previousPasswords(text)
     }
 
     /// The key ring: `ENCRYPTION_PASSWORD` active, `ENCRYPTION_PREVIOUS_PASSWORDS` for reading.

@@ -150,19 +150,7 @@ public struct GatewayConfiguration: Sendable {
         if config.encryptionPassword == nil && !config.passthrough {
             throw ConfigurationError(.encryptionPassword, "is required unless \(GatewaySetting.passthrough.rawValue)=true")
         }
-        if let text = values[.encryptionPreviousPasswords], !text.isEmpty {
-            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            // A comma cannot be escaped in this list: a password containing one shows up as two short pieces.
-            for (index, password) in parts.enumerated() {
-                guard !password.isEmpty else {
-                    throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is empty; separate passwords with single commas (a password cannot contain a comma)")
-                }
-                guard password.utf8.count >= 16 else {
-                    throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is shorter than 16 characters (a password cannot contain a comma: the list is split at every comma)")
-                }
-            }
-            config.encryptionPreviousPasswords = parts
-        }
+        config.encryptionPreviousPasswords = try previousPasswords(values[.encryptionPreviousPasswords])
         if let text = value(.encryptionChunkSize) {
             guard text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), text.utf8.count <= 9, let n = Int(text),
                   chunkSizeRange.contains(n) else {
@@ -210,6 +198,23 @@ public struct GatewayConfiguration: Sendable {
         if let text = value(.requestTimeout) { config.requestTimeout = try duration(text, .requestTimeout) }
         if let text = value(.shutdownGracePeriod) { config.shutdownGracePeriod = try duration(text, .shutdownGracePeriod) }
         return config
+    }
+
+    /// Splits `ENCRYPTION_PREVIOUS_PASSWORDS` at every comma, without trimming: a password is used
+    /// byte for byte, so it cannot contain a comma, and a password that did shows up as short pieces.
+    /// Empty or short entries are refused, since they are almost always a mangled list.
+    public static func previousPasswords(_ text: String?) throws(ConfigurationError) -> [String] {
+        guard let text, !text.isEmpty else { return [] }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        for (index, password) in parts.enumerated() {
+            guard !password.isEmpty else {
+                throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is empty; separate passwords with single commas (a password cannot contain a comma)")
+            }
+            guard password.utf8.count >= 16 else {
+                throw ConfigurationError(.encryptionPreviousPasswords, "entry \(index + 1) is shorter than 16 characters (a password cannot contain a comma: the list is split at every comma)")
+            }
+        }
+        return parts
     }
 
     /// Flags override the environment. Accepts `--flag value` and `--flag=value`.
