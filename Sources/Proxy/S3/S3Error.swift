@@ -1,3 +1,4 @@
+import Shared
 /// An S3 error the gateway itself produces, rendered as the S3 XML error document.
 /// Backend errors are never wrapped in this type: they pass through unchanged.
 struct S3Error: Error, Sendable, Equatable, CustomStringConvertible {
@@ -112,27 +113,7 @@ extension S3Error {
     }
 }
 
-/// Minimal XML text helpers for the documents the gateway writes itself.
+/// XML text helpers for the documents the gateway writes itself.
 enum S3XML {
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for ch in text.unicodeScalars {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&apos;"
-            default:
-                // Control characters other than tab/newline are not allowed in XML 1.0.
-                if ch.value < 0x20 && ch != "\t" && ch != "\n" && ch != "\r" {
-                    out += "&#x\(String(ch.value, radix: 16));"
-                } else {
-                    out.unicodeScalars.append(ch)
-                }
-            }
-        }
-        return out
-    }
+    static func escape(_ text: String) -> String { XMLText.escape(text) }
 }

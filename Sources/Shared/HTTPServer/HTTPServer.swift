@@ -343,20 +343,7 @@ public final class HTTPServer: Sendable {
 
 /// An S3-style XML error document.
 func serverErrorXML(code: String, message: String, requestID: String) -> [UInt8] {
-    func esc(_ s: String) -> String {
-        var o = ""
-        for c in s {
-            switch c {
-            case "&": o += "&amp;"
-            case "<": o += "&lt;"
-            case ">": o += "&gt;"
-            case "\"": o += "&quot;"
-            case "'": o += "&apos;"
-            default: o.append(c)
-            }
-        }
-        return o
-    }
+    let esc = XMLText.escape
     let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>\(esc(code))</Code><Message>\(esc(message))</Message>"
         + "<RequestId>\(esc(requestID))</RequestId></Error>"
     return Array(xml.utf8)
