@@ -472,8 +472,9 @@ final class ConnectionResponseWriter: ResponseWriter {
         }
         bytesOut += Int64(bytes.count)
         let limit = Self.coalesceLimit
-        if completesBody || bytes.count >= limit / 2 {
-            // Large or final pieces go out at once, together with whatever was gathered.
+        if completesBody || bytes.count >= limit / 4 {
+            // Pieces of 64 KiB and more (a decrypted chunk) or final ones go out at once,
+            // together with whatever was gathered.
             try sendBody(bytes)
             return
         }

@@ -16,7 +16,6 @@ final class DecryptingRelay: HTTPResponseHandler {
     /// The ciphertext failed verification.
     private(set) var encryptionFailure: EncryptionError?
     private(set) var openTime: Duration = .zero
-    private var scratch: [UInt8] = []
     private var pendingHead: HTTPResponseHead?
     private var finished = false
 
@@ -25,7 +24,6 @@ final class DecryptingRelay: HTTPResponseHandler {
         self.reader = reader
         self.metadata = metadata
         self.etag = etag
-        scratch.reserveCapacity(512 << 10)
     }
 
     func responseHead(status backendStatus: Int, headers: [(name: String, value: String)]) throws {
@@ -76,27 +74,32 @@ final class DecryptingRelay: HTTPResponseHandler {
         try flush()
     }
 
+    /// Verified plaintext goes straight to the client writer (which gathers small pieces itself);
+    /// the head goes out with the first verified bytes.
     private func decrypt(_ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let started = ContinuousClock.now
         defer { openTime += ContinuousClock.now - started }
         do {
-            try body { self.scratch.append(contentsOf: $0) }
+            try body { plaintext in
+                try self.writePendingHead()
+                try self.writer.write(plaintext)
+                self.bytesOut += Int64(plaintext.count)
+            }
         } catch let error as EncryptionError {
             encryptionFailure = error
             throw error
         }
     }
 
+    private func writePendingHead() throws {
+        guard let head = pendingHead else { return }
+        pendingHead = nil
+        try writer.writeHead(head)
+    }
+
     private func flush() throws {
-        if let head = pendingHead {
-            guard !scratch.isEmpty || finished else { return }
-            pendingHead = nil
-            try writer.writeHead(head)
-        }
-        guard !scratch.isEmpty else { return }
-        try writer.write(scratch)
-        bytesOut += Int64(scratch.count)
-        scratch.removeAll(keepingCapacity: true)
+        // An empty plaintext (a zero-length object or range) still needs its head once verified.
+        if finished { try writePendingHead() }
     }
 }
 
