@@ -72,6 +72,15 @@ private func escapeLabelValue(_ value: String) -> String {
     return out
 }
 
+/// HELP, TYPE and one sample line per series, series sorted by label values for stable output.
+private func renderSamples(name: String, help: String, type: String, labelNames: [String],
+                           series: [[String]: Double], into out: inout String) {
+    out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    for (labels, value) in series.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+        out += "\(name)\(renderLabels(labelNames, labels)) \(formatValue(value))\n"
+    }
+}
+
 private func formatValue(_ v: Double) -> String {
     if v.isNaN { return "NaN" }
     if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
@@ -107,10 +116,8 @@ public final class Counter: MetricFamily {
     public func value(_ labels: [String] = []) -> Double { series.withLock { $0[labels] ?? 0 } }
 
     func render(into out: inout String) {
-        out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
-        for (labels, value) in series.withLock({ $0 }).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            out += "\(name)\(renderLabels(labelNames, labels)) \(formatValue(value))\n"
-        }
+        renderSamples(name: name, help: help, type: "counter", labelNames: labelNames,
+                      series: series.withLock { $0 }, into: &out)
     }
 }
 
@@ -148,10 +155,8 @@ public final class Gauge: MetricFamily {
     public func value(_ labels: [String] = []) -> Double { series.withLock { $0[labels] ?? 0 } }
 
     func render(into out: inout String) {
-        out += "# HELP \(name) \(help)\n# TYPE \(name) gauge\n"
-        for (labels, value) in series.withLock({ $0 }).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            out += "\(name)\(renderLabels(labelNames, labels)) \(formatValue(value))\n"
-        }
+        renderSamples(name: name, help: help, type: "gauge", labelNames: labelNames,
+                      series: series.withLock { $0 }, into: &out)
     }
 }
 
