@@ -152,13 +152,7 @@ def main() -> int:
                 gw.terminate()
             except s3gw.HarnessError as exc:
                 print(f"bench: {exc}", file=sys.stderr)
-        if nginx is not None and nginx.poll() is None:
-            nginx.send_signal(signal.SIGQUIT)
-            try:
-                nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(nginx.pid, signal.SIGKILL)
-                nginx.wait()
+        passthrough.stop_nginx(nginx)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

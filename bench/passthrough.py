@@ -115,6 +115,18 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str, str]:
         time.sleep(0.1)
 
 
+def stop_nginx(proc: subprocess.Popen | None) -> None:
+    """Graceful stop of master and workers; killed after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGQUIT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def curl(method: str, url: str, access: str, secret: str, src: Path | None) -> tuple[float, int]:
     """One transfer with curl; returns (MiB/s, HTTP status)."""
     headers = s3gw.sigv4_headers(method, url, access, secret,
@@ -190,13 +202,7 @@ def main() -> int:
                 gw.terminate()
             except s3gw.HarnessError as exc:
                 print(f"bench: {exc}", file=sys.stderr)
-        if nginx is not None and nginx.poll() is None:
-            nginx.send_signal(signal.SIGQUIT)  # graceful stop of master and workers
-            try:
-                nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(nginx.pid, signal.SIGKILL)
-                nginx.wait()
+        stop_nginx(nginx)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

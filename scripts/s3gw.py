@@ -7,6 +7,7 @@ loopback ports, waits for them to answer, and stops exactly what it started. Sta
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import hmac
@@ -32,6 +33,30 @@ REGION = "us-east-1"
 
 class HarnessError(RuntimeError):
     """A process of the harness did not start or stop as expected; the message says what to look at."""
+
+
+@contextlib.contextmanager
+def temporary_bucket(client, prefix: str, *, versions: bool = False):
+    """Creates a uniquely named bucket through `client`; afterwards deletes its objects (every version and
+    delete marker when `versions`) and the bucket. Cleanup errors never hide the test's own result."""
+    import uuid
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        try:
+            if versions:
+                for page in client.get_paginator("list_object_versions").paginate(Bucket=name):
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                        client.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
+            else:
+                for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+                    for obj in page.get("Contents", []):
+                        client.delete_object(Bucket=name, Key=obj["Key"])
+            client.delete_bucket(Bucket=name)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the test's own result
+            pass
 
 
 def free_port() -> int:

@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,17 +130,8 @@ def s3(target):
 @pytest.fixture
 def bucket(target):
     """A fresh bucket (unique name), emptied and deleted afterwards through the same target."""
-    client = target.client()
-    name = f"it-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    yield name
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for obj in page.get("Contents", []):
-                client.delete_object(Bucket=name, Key=obj["Key"])
-        client.delete_bucket(Bucket=name)
-    except Exception:  # noqa: BLE001 - cleanup must not hide the test's own result
-        pass
+    with s3gw.temporary_bucket(target.client(), "it") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -72,17 +72,8 @@ def gateways(request, backend, tmp_root, gateway_binary):
 
 @pytest.fixture
 def bucket_on_backend(backend):
-    client = backend.client()
-    name = f"cmd-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    yield name
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for obj in page.get("Contents", []):
-                client.delete_object(Bucket=name, Key=obj["Key"])
-        client.delete_bucket(Bucket=name)
-    except Exception:  # noqa: BLE001 - cleanup must not hide the test's result
-        pass
+    with s3gw.temporary_bucket(backend.client(), "cmd") as name:
+        yield name
 
 
 def reference_decryptor():

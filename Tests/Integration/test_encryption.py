@@ -53,16 +53,8 @@ def raw(backend):
 
 @pytest.fixture
 def ebucket(enc):
-    name = f"enc-{uuid.uuid4().hex[:12]}"
-    enc.create_bucket(Bucket=name)
-    yield name
-    try:
-        for page in enc.get_paginator("list_object_versions").paginate(Bucket=name):
-            for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                enc.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
-        enc.delete_bucket(Bucket=name)
-    except Exception:  # noqa: BLE001 - cleanup must not hide the test's result
-        pass
+    with s3gw.temporary_bucket(enc, "enc", versions=True) as name:
+        yield name
 
 
 def read_or_error(client, bucket, key) -> tuple[bytes | None, Exception | None]:
