@@ -34,8 +34,8 @@ done
 if ((${#missing[@]})); then
     echo "deps: installing apt packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -qq
-    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root apt-get -o DPkg::Lock::Timeout=1200 update -qq
+    as_root apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # The Makefile puts .work/venv/bin first on PATH, so a venv made here is the python3 every later step uses.
