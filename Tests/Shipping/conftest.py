@@ -27,3 +27,16 @@ def tracked(*patterns: str) -> list[Path]:
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *patterns],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     return [ROOT / line for line in out.stdout.splitlines() if (ROOT / line).exists()]
+
+
+def operator_bin() -> Path:
+    """$OPERATOR_BIN, else the debug build's operator (make test builds it before this phase)."""
+    import os
+    env = os.environ.get("OPERATOR_BIN")
+    if env:
+        return Path(env)
+    out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, capture_output=True, text=True, check=True)
+    path = Path(out.stdout.strip()) / "encryption-gateway-operator"
+    if not path.exists():
+        pytest.fail(f"{path} not found: run `swift build` (make test does) or set OPERATOR_BIN", pytrace=False)
+    return path
