@@ -16,7 +16,9 @@ case "$mode" in
     run) ;;
     test)
         apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone)
-        py_mods+=(pytest kubernetes_validate); pip_pkgs+=(pytest kubernetes-validate) ;;
+        # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double.
+        py_mods+=(pytest kubernetes_validate kmip cryptography); pip_pkgs+=(pytest kubernetes-validate pykmip cryptography)
+        cmds+=(pykmip-server) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
