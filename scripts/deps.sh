@@ -16,6 +16,8 @@ case "$mode" in
     run) ;;
     test)
         apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone)
+        # the image tests: a bookworm root filesystem (mmdebstrap), containers without Docker (bubblewrap)
+        apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
         # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double.
         py_mods+=(pytest kubernetes_validate kmip cryptography); pip_pkgs+=(pytest kubernetes-validate pykmip cryptography)
         cmds+=(pykmip-server) ;;

@@ -81,7 +81,9 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equa
 
 /// Everything the proxy needs to start, validated.
 public struct GatewayConfiguration: Sendable {
-    public var listenAddress = ListenAddress(host: "", port: 8080)
+    public var listenAddress = GatewayConfiguration.defaultListenAddress
+    /// `:8080`, every interface.
+    public static let defaultListenAddress = ListenAddress(host: "", port: 8080)
     public var encryptionPassword: String?
     /// Older passwords whose keys still unwrap existing objects (never used for new writes).
     public var encryptionPreviousPasswords: [String] = []
