@@ -20,6 +20,8 @@ struct S3RequestHandler: HTTPRequestHandler {
     let baseDomains: [String]
     /// Unix seconds, for the signature's clock-skew check.
     let now: @Sendable () -> Int64
+    /// The per-bucket encryption policy (`ENCRYPTION_POLICY_FILE`); nil: every bucket is encrypted.
+    let bucketDecision: (@Sendable (String) -> BucketDecision)?
 
     /// - Parameters:
     ///   - encryptor: nil stores objects as sent (pass-through mode); otherwise objects are encrypted
@@ -27,7 +29,8 @@ struct S3RequestHandler: HTTPRequestHandler {
     ///   - allowPlaintextReads: `ENCRYPTION_ALLOW_PLAINTEXT_READS`; false refuses objects without gateway metadata.
     init(gateway: any GatewayEndpoints, verifier: SigV4Verifier, backend: BackendClient, observer: any S3RequestObserver,
          baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
-         allowPlaintextReads: Bool = true, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+         allowPlaintextReads: Bool = true, bucketDecision: (@Sendable (String) -> BucketDecision)? = nil,
+         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
         self.verifier = verifier
         self.passthrough = PassthroughHandler(backend: backend, encrypting: encryptor != nil)
@@ -37,6 +40,7 @@ struct S3RequestHandler: HTTPRequestHandler {
         self.observer = observer
         self.baseDomains = baseDomains
         self.now = now
+        self.bucketDecision = bucketDecision
     }
 
     /// Throws `S3ResponseAborted` only when a response was cut off after its head went out, so the server
@@ -86,6 +90,8 @@ struct S3RequestHandler: HTTPRequestHandler {
                 summary.backendError = backendFault
                 summary.errorDetail = detail
             }
+        } catch let error as EncryptionError where KeyPolicyRouting.s3Error(for: error) != nil {
+            answer(KeyPolicyRouting.s3Error(for: error)!, head: head, response: response, context: context, summary: &summary)
         } catch {
             answer(S3Error.internalError(), detail: "\(error)", head: head, response: response, context: context, summary: &summary)
         }
@@ -115,6 +121,11 @@ struct S3RequestHandler: HTTPRequestHandler {
         guard let encrypted else { return try passthrough.handle(request, body: body, response: response) }
         var request = request
         request.query = request.operation.understoodParameters(request.query)
+        if let bucket = request.address.bucket, let bucketDecision,
+           KeyPolicyRouting.bypassesEncryption(request, decision: bucketDecision(bucket)) {
+            try KeyPolicyRouting.checkPlainCopySource(request, backend: passthrough.backend)
+            return try passthrough.handle(request, body: body, response: response)
+        }
         switch request.operation {
         case .getObject, .headObject, .putObject, .copyObject, .listObjects, .listObjectsV2, .listObjectVersions:
             return try encrypted.handle(request, body: body, response: response)

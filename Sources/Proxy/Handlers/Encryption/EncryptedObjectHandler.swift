@@ -218,6 +218,7 @@ struct EncryptedObjectHandler: Sendable {
     /// authentication failures are also counted and logged as tampering.
     private func failure(_ error: any Error, _ identity: ObjectIdentity, _ request: S3Request) -> S3Error {
         guard let error = error as? EncryptionError else { return S3Error.internalError().withLog("\(error)") }
+        if let keyFailure = KeyPolicyRouting.s3Error(for: error) { return keyFailure }
         switch error.code {
         case .tamperDetected, .truncated, .trailingData, .malformedCiphertext:
             observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: error)
