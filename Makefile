@@ -6,6 +6,7 @@
 #   make bench               pass-through throughput: nginx direct vs through the gateway
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed
+#   make bench-keys          4 KiB PUT/GET per key provider vs a raw key, with and without the key cache
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,7 +15,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine deps-run deps-test deps-bench build-release build-debug swift-test integration
+.PHONY: help run test bench bench-encrypted bench-engine bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration
 
 help:
 	@sed -n '3,6s/^#  //p' Makefile
@@ -54,3 +55,7 @@ bench-encrypted: deps-bench build-release
 
 bench-engine: build-release
 	@bench/engine.sh
+
+# The key managers come from the test dependencies (PyKMIP, moto, the Vault Transit double); Ceph RGW is the backend.
+bench-keys: deps-test build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/keys.py $(BENCH_ARGS)

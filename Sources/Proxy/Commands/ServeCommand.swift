@@ -50,8 +50,11 @@ enum ServeCommand {
                 policyWatcher?.start()
             }
             let policy = keys!.policy
+            let defaultRing = keys!.local[settings.defaultProvider]
             logger.info("encryption keys ready", [
                 "default_key": .string(settings.defaultKey.description),
+                "active_key_id": .string(defaultRing?.active.idHex ?? settings.defaultKey.name),
+                "previous_key_ids": .string(defaultRing?.keys.dropFirst().map(\.idHex).joined(separator: ",") ?? ""),
                 "providers": .string(keys!.configuredProviders.map(\.rawValue).sorted().joined(separator: ",")),
                 "local_key_ids": .string(keys!.local.values.flatMap { ring in ring.keys.map { "\(ring.kind):\($0.idHex)" } }.sorted().joined(separator: ",")),
                 "policy_rules": .int(policy.rules.count),
