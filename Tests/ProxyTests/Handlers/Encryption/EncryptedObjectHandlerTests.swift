@@ -80,7 +80,7 @@ extension HandlerHarness {
         let stored = raw.send("GET", key)
         #expect(stored.status == 200)
         #expect(stored.body.count == ChunkLayout.default.ciphertextLength(plaintextLength: size))
-        #expect(raw.header(stored, "x-amz-meta-s3eg-version") == "1")
+        #expect(raw.header(stored, "x-amz-meta-s3eg-version") == "2")
         if size >= 16 {
             // No 16-byte window of the plaintext appears in what the backend holds.
             let probe = Array(content[(size / 2 - 8)..<(size / 2 + 8)])
