@@ -280,7 +280,7 @@ extension HandlerHarness {
         let content = Array("fail closed, never open".utf8)
         let stored: (String) -> RecordingWriter = { self.raw.send("GET", "/bucket/\($0)") }
         func isCiphertext(_ w: RecordingWriter) -> Bool {
-            w.status == 200 && w.head?.headers["x-amz-meta-s3eg-version"] != nil && w.body != content
+            w.status == 200 && w.head?.headers["x-amz-meta-s3eg-version"] == "2" && w.body != content
         }
         for query in ["foo=bar", "x-id=PutObject", "versionId=3", "X-Amz-Foo=1"] {
             let key = "fc-\(query.prefix(3))"
