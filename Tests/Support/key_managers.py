@@ -43,19 +43,30 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str, log: Path | None, t
 
 
 class _Process:
+    """A process started in its own session: signals go to its whole process group, because some servers
+    (PyKMIP) run their work in child processes that would otherwise outlive a stop or ignore a pause."""
+
     proc: subprocess.Popen
 
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def pause(self) -> None:
-        os.kill(self.proc.pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        os.kill(self.proc.pid, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.kill()
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGKILL)
+        try:
             self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -110,7 +121,11 @@ class PyKMIPServer(_Process):
         out = open(self.workdir / "pykmip.stdout", "ab")
         self.proc = subprocess.Popen([self._exe, "-f", str(self.config), "-l", str(self.log)], stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        _wait_port(self.port, self.proc, "PyKMIP server", self.log)
+        try:
+            _wait_port(self.port, self.proc, "PyKMIP server", self.log)
+        except BaseException:
+            self.stop()
+            raise
 
     def client(self):
         from kmip.core import enums
@@ -164,6 +179,15 @@ class MotoKMS(_Process):
         log = open(workdir / "moto-kms.log", "wb")
         self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self._set_up(workdir)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _set_up(self, workdir: Path) -> None:
+        import boto3
+        import requests
         _wait_port(self.port, self.proc, "moto (KMS)", workdir / "moto-kms.log")
         setup = {"endpoint_url": self.endpoint, "region_name": "us-east-1", "aws_access_key_id": "setup",
                  "aws_secret_access_key": "setup"}
@@ -210,6 +234,7 @@ class VaultDouble(_Process):
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("READY "):
+            self.stop()
             raise KeyManagerError(f"Vault double did not start: {line!r}")
         self.port = int(line.split()[1])
         self.address = f"http://127.0.0.1:{self.port}"
