@@ -6,9 +6,32 @@ import Shared
 struct OperatorMain {
     static func main() {
         let environment = ProcessInfo.processInfo.environment
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "crd":
+            print(EncryptionGatewayCRD.yaml, terminator: "")
+            exit(0)
+        case "render":
+            do {
+                let yaml = try RenderCommand.render(Array(arguments.dropFirst()), environment: environment) { path in
+                    if path == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
+                    guard let data = FileManager.default.contents(atPath: path) else {
+                        throw RenderCommand.Failure(message: "no such file", code: 1)
+                    }
+                    return Array(data)
+                }
+                print(yaml, terminator: "")
+                exit(0)
+            } catch {
+                let prefix = error.code == 0 ? "" : "encryption-gateway-operator render: "
+                FileHandle.standardError.write(Data((prefix + error.message + "\n").utf8))
+                exit(error.code)
+            }
+        default: break
+        }
         let options: OperatorOptions
         do {
-            options = try OperatorOptions.parse(Array(CommandLine.arguments.dropFirst()), environment: environment)
+            options = try OperatorOptions.parse(arguments, environment: environment)
         } catch {
             FileHandle.standardError.write(Data("encryption-gateway-operator: \(error.message)\n".utf8))
             exit(2)

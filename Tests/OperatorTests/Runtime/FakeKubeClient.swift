@@ -144,6 +144,8 @@ final class FakeKubeClient: KubeClient, Sendable {
     func delete(_ r: GroupVersionResource, _ key: ObjectKey, propagation: PropagationPolicy?) throws(KubeError) {
         remove(r, key)
     }
+
+    func apiGroups() throws(KubeError) -> JSONValue { ["kind": "APIGroupList", "groups": []] }
 }
 
 /// Records handler events as strings ("add ns/a", "update ns/a 5->7", "delete ns/a").

@@ -178,4 +178,5 @@ struct FailingListClient: KubeClient {
     }
     func mergePatch(_ r: GroupVersionResource, _ key: ObjectKey, _ patch: JSONValue) throws(KubeError) -> JSONValue { try inner.mergePatch(r, key, patch) }
     func delete(_ r: GroupVersionResource, _ key: ObjectKey, propagation: PropagationPolicy?) throws(KubeError) { try inner.delete(r, key, propagation: propagation) }
+    func apiGroups() throws(KubeError) -> JSONValue { try inner.apiGroups() }
 }
