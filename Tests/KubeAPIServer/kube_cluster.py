@@ -96,8 +96,12 @@ contexts:
 
 
 class Cluster:
-    def __init__(self, base: Path, with_kcm: bool = True, etcd_url: str | None = None) -> None:
+    def __init__(self, base: Path, with_kcm: bool = True, etcd_url: str | None = None, port: int = 0,
+                 extra_args: list[str] | None = None) -> None:
         self.base = base
+        self.port = port
+        self.extra_args = extra_args or []
+        self.shared_etcd = etcd_url is not None
         self.with_kcm = with_kcm
         self.etcd_url = etcd_url
         self.procs: dict[str, subprocess.Popen] = {}
@@ -105,7 +109,7 @@ class Cluster:
         self.bin = kube_bin_dir()
 
     def spawn(self, name: str, cmd: list[str]) -> None:
-        log = self.base / f"{name}.log"
+        log = self.base / (f"{name}-{self.port}.log" if self.shared_etcd else f"{name}.log")
         self.logs[name] = str(log)
         with open(log, "ab") as f:
             self.procs[name] = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -145,7 +149,7 @@ class Cluster:
                                 "--log-level", "warn", "--quota-backend-bytes", str(4 << 30)])
             self.wait_http(self.etcd_url + "/health", "etcd", 30)
 
-        port = free_port()
+        port = self.port or free_port()
         server = f"https://127.0.0.1:{port}"
         self.spawn("kube-apiserver", [
             str(self.bin / "kube-apiserver"),
@@ -162,12 +166,15 @@ class Cluster:
             # No kubelet and no token controller: pods need no service-account token to be created.
             "--disable-admission-plugins=ServiceAccount",
             "--profiling=false", "--v=1",
+            *self.extra_args,
         ])
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         self.wait_http(server + "/readyz", "kube-apiserver", 120, ctx=ctx, token=admin)
 
-        admin_kc = self.base / "admin.kubeconfig"
-        operator_kc = self.base / "operator.kubeconfig"
+        # A second API server on a shared etcd gets its own kubeconfigs (the first one's stay valid).
+        suffix = f"-{port}" if self.shared_etcd else ""
+        admin_kc = self.base / f"admin{suffix}.kubeconfig"
+        operator_kc = self.base / f"operator{suffix}.kubeconfig"
         kubeconfig(admin_kc, server, pki / "ca.crt", admin)
         kubeconfig(operator_kc, server, pki / "ca.crt", operator, namespace="s3gateway-system")
         if self.with_kcm:
@@ -231,12 +238,18 @@ def main() -> int:
     ap.add_argument("--no-controller-manager", action="store_true")
     ap.add_argument("--apiserver-only", action="store_true", help="reuse --dir's PKI and tokens with --etcd")
     ap.add_argument("--etcd", help="an existing etcd URL (with --apiserver-only)")
+    ap.add_argument("--port", type=int, default=0, help="the API server's port (default: a free one)")
+    ap.add_argument("--apiserver-arg", action="append", default=[], help="an extra kube-apiserver flag (repeatable)")
     args = ap.parse_args()
+    # A test runner may start us with SIGTERM/SIGINT blocked (the mask is inherited across exec); unblock them so we,
+    # and the daemons we start, stop when asked.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     parent = os.getppid()
     cluster = Cluster(base, with_kcm=not (args.no_controller_manager or args.apiserver_only),
-                      etcd_url=args.etcd if args.apiserver_only else None)
+                      etcd_url=args.etcd if args.apiserver_only else None, port=args.port,
+                      extra_args=args.apiserver_arg)
     stopping = False
 
     def on_signal(signum, frame):

@@ -142,7 +142,12 @@ final class EncryptionGatewayReconciler: Reconciler {
                 retry = retry ?? error
             }
         }
-        recordEvents(resource, previous: previous, status: status, changes: changes, context: context)
+        let eventCount = recordEvents(resource, previous: previous, status: status, changes: changes, context: context)
+        let statusWrites = status.json != previous.json ? 1 : 0
+        log.debug("reconciled", ["key": key.description, "generation": "\(resource.generation)",
+                                 "writes": "\(changes.count + statusWrites + eventCount)",
+                                 "degraded": status.condition(StatusComputation.degraded)?.reason ?? "",
+                                 "error": retry.map { "\($0)" } ?? ""])
         if let retry { return .error(retry) }
         return .done
     }
@@ -250,22 +255,27 @@ final class EncryptionGatewayReconciler: Reconciler {
 
     // MARK: Events
 
+    /// Records what changed; returns how many events it wrote.
     private func recordEvents(_ r: GatewayResource, previous: EncryptionGatewayStatus, status: EncryptionGatewayStatus,
-                              changes: [String], context: ReconcileContext) {
-        guard !context.isCancelled else { return }
-        if !changes.isEmpty {
-            events.record(r, .normal, reason: "Applied", action: "Apply", note: changes.joined(separator: ", "))
+                              changes: [String], context: ReconcileContext) -> Int {
+        guard !context.isCancelled else { return 0 }
+        var count = 0
+        func record(_ type: KubeEventRecorder.EventType, _ reason: String, _ note: String) {
+            events.record(r, type, reason: reason, action: type == .normal && reason == "Applied" ? "Apply" : "Reconcile", note: note)
+            count += 1
         }
+        if !changes.isEmpty { record(.normal, "Applied", changes.joined(separator: ", ")) }
         let before = previous.condition(StatusComputation.degraded), after = status.condition(StatusComputation.degraded)
         if let after, after.status == "True", before?.status != "True" || before?.reason != after.reason {
-            events.record(r, .warning, reason: after.reason, action: "Reconcile", note: after.message)
+            record(.warning, after.reason, after.message)
         } else if before?.status == "True", after?.status == "False" {
-            events.record(r, .normal, reason: "Recovered", action: "Reconcile", note: "No longer degraded: \(before?.reason ?? "")")
+            record(.normal, "Recovered", "No longer degraded (was \(before?.reason ?? "")).")
         }
         let readyBefore = previous.condition(StatusComputation.ready), readyAfter = status.condition(StatusComputation.ready)
         if readyAfter?.status == "True", readyBefore?.status != "True" {
-            events.record(r, .normal, reason: "Available", action: "Reconcile", note: readyAfter?.message ?? "")
+            record(.normal, "Available", readyAfter?.message ?? "")
         }
+        return count
     }
 }
 

@@ -119,7 +119,9 @@ func rawGET(_ address: String, _ path: String) -> (status: Int, body: String)? {
     @Test func wiringMapsChildrenAndSecretsToGateways() {
         let client = FakeKubeClient()
         func gateway(_ name: String, secret: String) -> JSONValue {
-            testObject("ns", name, spec: ["passwordSecretRef": ["name": .string(secret)]])
+            var spec = APITypesTests.minimalSpec
+            spec["encryption"]?["passwordSecretRef"]?["name"] = .string(secret)
+            return testObject("ns", name, spec: spec)
         }
         client.seed(Self.gateways, [gateway("gw1", secret: "pw"), gateway("gw2", secret: "other"), gateway("gw3", secret: "pw")])
         let deploymentGate = StopSignal(), secretGate = StopSignal()
@@ -131,9 +133,8 @@ func rawGET(_ address: String, _ path: String) -> (status: Int, body: String)? {
         let reconciler = ScriptedReconciler()
         let manager = Manager(client: client, configuration: Self.managerConfig(election: false))
         let controller = Controller(name: "gw", reconciler: reconciler, workers: 2)
-        let wiring = ControllerWiring(owned: [.deployments],
-                                      secretReferences: EventMapping.strings(atPaths: [["spec", "passwordSecretRef", "name"]]))
-        wiring.register(on: manager, controller: controller, namespace: nil)
+        let wiring = ControllerWiring(namespace: nil, capabilities: .current, syncPeriod: nil)
+        _ = wiring.register(on: manager, controller: controller)
         manager.add(controller)
         let exit = Mutex<ManagerExit?>(nil)
         let runner = TestThread { let e = manager.run(); exit.withLock { $0 = e } }
