@@ -128,6 +128,7 @@ struct EncryptionSpec: APIObject {
     var previousPasswordsSecretRef: SecretKeyRef?
     var cipher = "aes-256-gcm"
     var chunkSize = 65536
+    var allowPlaintextReads = true
 
     static var description: String { "Encryption of new objects and the keys that still read older ones." }
     static var fields: [Field<Self>] {
@@ -137,6 +138,7 @@ struct EncryptionSpec: APIObject {
             Field("cipher", \.cipher, "Content cipher of new objects (ENCRYPTION_CIPHER).") { $0.enumValues = ["aes-256-gcm", "chacha20-poly1305"] },
             Field("chunkSize", \.chunkSize, "Plaintext bytes per encrypted chunk of new objects (ENCRYPTION_CHUNK_SIZE).") {
                 $0.minimum = 4096; $0.maximum = 16_777_216 },
+            Field("allowPlaintextReads", \.allowPlaintextReads, "Serve objects stored without gateway encryption as they are; false refuses them (after a migration) (ENCRYPTION_ALLOW_PLAINTEXT_READS)."),
         ]
     }
 }

@@ -19,6 +19,7 @@ extension Builders {
             .backendTLSInsecureSkipVerify: spec.backend.insecureSkipVerify ? "true" : "false",
             .encryptionCipher: spec.encryption.cipher,
             .encryptionChunkSize: String(spec.encryption.chunkSize),
+            .encryptionAllowPlaintextReads: spec.encryption.allowPlaintextReads ? "true" : "false",
             .logLevel: spec.logLevel,
             .maxConnections: String(spec.maxConnections),
             .requestTimeout: spec.requestTimeout,
