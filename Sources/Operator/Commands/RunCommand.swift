@@ -86,47 +86,49 @@ enum RunCommand {
         let manager = Manager(client: client, configuration: managerConfig, log: log, metrics: metrics,
                               electionClient: electionClient)
 
-        // The cluster's API versions decide which informers exist; discovery is retried briefly at start-up.
-        var capabilities: ClusterCapabilities?
-        for attempt in 0..<10 {
-            do {
-                capabilities = ClusterCapabilities.from(apiGroups: try client.apiGroups())
-                break
-            } catch {
-                log.warn("discovery failed", ["error": "\(error)", "attempt": "\(attempt + 1)"])
-                if shutdown.hasFired { return 0 }
-                Thread.sleep(forTimeInterval: 2)
-            }
-        }
-        guard let capabilities else {
-            log.error("cannot discover the API server's resources; giving up", [:])
-            return 1
-        }
-        let capabilityCache = CapabilitiesCache(initial: capabilities)
         let identity = managerConfig.leaderElection?.identity ?? LeaderElectionConfiguration.defaultIdentity()
         let reconcilerBox = ReconcilerBox()
         let controller = Controller(name: "encryptiongateway", reconciler: reconcilerBox,
                                     workers: options.workers, queueMetrics: metrics.queue(named: "encryptiongateway"),
                                     metrics: metrics, log: log)
-        let caches = ControllerWiring(namespace: options.namespace, capabilities: capabilities,
-                                      syncPeriod: options.syncPeriod).register(on: manager, controller: controller)
-        reconcilerBox.set(EncryptionGatewayReconciler(
-            client: client, caches: caches, capabilities: capabilityCache,
-            events: KubeEventRecorder(client: client, instance: identity, log: log),
-            defaultImage: options.gatewayImage, log: log))
         manager.add(controller)
-
+        // The cluster's API versions decide which informers exist: discovery runs once the probe and metrics
+        // listeners are up, retried until it works (or shutdown), so the pod stays live and reports not ready meanwhile.
+        let prepare = { () -> Bool in
+            var backoff = BackoffSequence(.listWatch)
+            var capabilities: ClusterCapabilities?
+            while capabilities == nil {
+                do {
+                    capabilities = ClusterCapabilities.from(apiGroups: try client.apiGroups())
+                } catch {
+                    let delay = backoff.next()
+                    log.warn("discovery failed", ["error": "\(error)", "retryIn": "\(delay)"])
+                    if !manager.sleepUnlessShuttingDown(delay) { return false }
+                }
+            }
+            guard let capabilities else { return false }
+            log.info("discovered API versions", [
+                "hpa": capabilities.hpa?.apiVersion ?? "(not served)", "pdb": capabilities.pdb?.apiVersion ?? "(not served)",
+                "ingress": capabilities.ingress?.apiVersion ?? "(not served)",
+                "serviceMonitor": capabilities.serviceMonitor?.apiVersion ?? "(not served)",
+            ])
+            let caches = ControllerWiring(namespace: options.namespace, capabilities: capabilities,
+                                          syncPeriod: options.syncPeriod).register(on: manager, controller: controller)
+            reconcilerBox.set(EncryptionGatewayReconciler(
+                client: client, caches: caches, capabilities: CapabilitiesCache(initial: capabilities),
+                events: KubeEventRecorder(client: client, instance: identity, log: log),
+                defaultImage: options.gatewayImage, log: log))
+            return true
+        }
         shutdown.connect { manager.requestShutdown() }
         log.info("starting operator", [
-            "hpa": capabilities.hpa?.apiVersion ?? "(not served)", "pdb": capabilities.pdb?.apiVersion ?? "(not served)",
-            "serviceMonitor": capabilities.serviceMonitor?.apiVersion ?? "(not served)",
             "apiServer": config.server, "namespace": options.namespace ?? "(all)",
             "leaderElect": "\(options.leaderElect)",
             "leaseNamespace": managerConfig.leaderElection?.namespace ?? "",
             "leaseName": managerConfig.leaderElection?.name ?? "",
             "identity": managerConfig.leaderElection?.identity ?? "",
         ])
-        return manager.run().exitCode
+        return manager.run(prepare: prepare).exitCode
     }
 
     /// controller-runtime's convention: "0" disables a listener.
