@@ -11,6 +11,7 @@ struct EncryptionGatewaySpec: APIObject {
     var backend = BackendSpec()
     var encryption = EncryptionSpec()
     var clientCredentials = ClientCredentialsSpec()
+    var tls = TLSSpec()
     var domains: [String] = []
     var logLevel = "info"
     var maxConnections = 1024
@@ -44,6 +45,7 @@ struct EncryptionGatewaySpec: APIObject {
             Field("backend", \.backend, "The S3 service objects are stored in (encrypted).", required: true),
             Field("encryption", \.encryption, "How objects are encrypted.", required: true),
             Field("clientCredentials", \.clientCredentials, "The credentials S3 clients sign their requests with.", required: true),
+            Field("tls", \.tls, "HTTPS on the gateways' listener (otherwise plain HTTP, e.g. behind a TLS-terminating Ingress)."),
             Field("domains", \.domains, "Base domains for virtual-host-style bucket addressing, e.g. s3.example.com (GATEWAY_DOMAINS).") {
                 $0.items?.pattern = #"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"#; $0.maxItems = 32; $0.listType = "set" },
             Field("logLevel", \.logLevel, "Gateway log level (LOG_LEVEL).") { $0.enumValues = ["debug", "info", "warn", "error"] },
@@ -150,6 +152,18 @@ struct ClientCredentialsSpec: APIObject {
     static var fields: [Field<Self>] {
         [
             Field("secretRef", \.secretRef, "The access key pair clients sign requests with (GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY).", required: true),
+        ]
+    }
+}
+
+struct TLSSpec: APIObject {
+    var secretName = ""
+
+    static var description: String { "TLS for the gateway listener." }
+    static var fields: [Field<Self>] {
+        [
+            Field("secretName", \.secretName, "kubernetes.io/tls Secret (tls.crt, tls.key) mounted into the pods (TLS_CERT_FILE, TLS_KEY_FILE); the gateway reloads rotated files without a restart. Empty: plain HTTP.") {
+                $0.maxLength = 253 },
         ]
     }
 }

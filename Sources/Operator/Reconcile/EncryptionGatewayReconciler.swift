@@ -242,7 +242,7 @@ final class EncryptionGatewayReconciler: Reconciler {
                 return .failure(DegradedProblem(reason: DegradedProblem.secretKeyNotFound,
                     message: "Secret \(r.namespace)/\(ref.name) has no key \"\(ref.key)\" (\(field)); add it or fix the reference. Nothing was applied until then."))
             }
-            lines.append("\(ref.name)/\(ref.key)=\(value)")
+            if use.rollsPods { lines.append("\(ref.name)/\(ref.key)=\(value)") }
         }
         return .success(sha256Hex(Set(lines).sorted().joined(separator: "\n")))
     }

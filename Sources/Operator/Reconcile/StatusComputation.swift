@@ -30,7 +30,7 @@ enum StatusComputation {
                         previous: EncryptionGatewayStatus, now: String) -> EncryptionGatewayStatus {
         var status = EncryptionGatewayStatus()
         status.observedGeneration = r.generation
-        let scheme = "http"
+        let scheme = r.spec.tls.secretName.isEmpty ? "http" : "https"
         status.endpoint = "\(scheme)://\(r.name).\(r.namespace).svc:\(r.spec.service.port)"
         status.selector = Builders.selectorString(r)
 

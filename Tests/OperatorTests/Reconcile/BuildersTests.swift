@@ -162,7 +162,18 @@ import Testing
         ("service monitor", { $0["serviceMonitor"] = ["enabled": true, "interval": "10s", "labels": ["release": "p"]] }, { s in
             let sm = child(s, .serviceMonitor)
             return sm?["apiVersion"] == "monitoring.coreos.com/v1" && sm?[path: "metadata", "labels", "release"] == "p"
-                && sm?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "10s"]]
+                && sm?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "10s", "scheme": "http"]]
+        }),
+        ("TLS on the listener", { $0["tls"] = ["secretName": "gw-tls"] }, { s in
+            let pod = child(s, .deployment)?[path: "spec", "template", "spec"]
+            let volume = pod?["volumes"]?.array?.first { $0["name"] == "tls" }
+            let d = child(s, .configMap)?["data"]
+            return volume?[path: "secret", "secretName"] == "gw-tls"
+                && container(s)?["volumeMounts"]?.array?.contains { $0["mountPath"] == "/etc/s3gateway/tls" } == true
+                && d?["TLS_CERT_FILE"] == "/etc/s3gateway/tls/tls.crt" && d?["TLS_KEY_FILE"] == "/etc/s3gateway/tls/tls.key"
+                && env(s)["TLS_CERT_FILE"]?["configMapKeyRef"] != nil
+                && container(s)?[path: "readinessProbe", "httpGet", "scheme"] == "HTTPS"
+                && container(s)?[path: "livenessProbe", "httpGet", "scheme"] == "HTTPS"
         }),
         ("topology spread off", { $0["topologySpread"] = ["enabled": false] },
          { child($0, .deployment)?[path: "spec", "template", "spec", "topologySpreadConstraints"] == nil }),

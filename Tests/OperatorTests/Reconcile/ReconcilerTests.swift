@@ -110,6 +110,20 @@ import Testing
         #expect(cached?[path: "metadata", "annotations"] == nil)
     }
 
+    @Test func tlsSecretMustExistButItsRotationDoesNotRollThePods() throws {
+        var spec = APITypesTests.minimalSpec
+        spec["tls"] = ["secretName": "tls"]
+        let h = Harness(spec: spec)
+        h.client.seed(.encryptionGateways, [h.gateways.get(h.key)!])
+        _ = h.run()
+        #expect(h.condition("Degraded")?["reason"] == "SecretNotFound")
+        h.addSecret("tls", ["tls.crt", "tls.key"])
+        let resource = GatewayResource.parse(h.gateways.get(h.key)!).resource
+        let before = try #require(try? h.reconciler.secretHash(resource).get())
+        h.addSecret("tls", ["tls.crt", "tls.key"], value: "cm90YXRlZA==")
+        #expect((try? h.reconciler.secretHash(resource).get()) == before, "the gateway reloads certificates itself")
+    }
+
     @Test func invalidSpecIsReportedAndNothingApplied() {
         var spec = APITypesTests.minimalSpec
         spec["autoscaling"] = ["enabled": true, "minReplicas": 9, "maxReplicas": 3]

@@ -3,6 +3,7 @@ import Shared
 
 extension Builders {
     static let backendCADirectory = "/etc/s3gateway/backend-ca"
+    static let tlsDirectory = "/etc/s3gateway/tls"
     static let backendCAFileName = "ca.crt"
     /// The gateway's user: `nobody`, as the restricted Pod Security profile wants (non-root, fixed UID).
     static let runAsUser: Int64 = 65534
@@ -26,6 +27,10 @@ extension Builders {
             .shutdownGracePeriod: spec.shutdownGracePeriod,
         ]
         if spec.backend.caSecretRef != nil { d[.backendCAFile] = backendCADirectory + "/" + backendCAFileName }
+        if !spec.tls.secretName.isEmpty {
+            d[.tlsCertFile] = tlsDirectory + "/tls.crt"
+            d[.tlsKeyFile] = tlsDirectory + "/tls.key"
+        }
         if !spec.domains.isEmpty { d[.gatewayDomains] = spec.domains.joined(separator: ",") }
         return d
     }
@@ -35,6 +40,10 @@ extension Builders {
         var setting: GatewaySetting
         var ref: SecretKeyRef
         var field: String
+        /// Whether a change of the value must roll the pods (false for files the gateway reloads by itself).
+        var rollsPods = true
+        /// Mounted as a file (its path comes from the ConfigMap) rather than passed as a variable.
+        var mounted = false
     }
 
     /// The settings that come from Secrets (environment variables, and the CA mounted as a file).
@@ -57,7 +66,13 @@ extension Builders {
                                  field: "spec.encryption.previousPasswordsSecretRef"))
         }
         if let ca = spec.backend.caSecretRef {
-            out.append(SecretUse(setting: .backendCAFile, ref: ca, field: "spec.backend.caSecretRef"))
+            out.append(SecretUse(setting: .backendCAFile, ref: ca, field: "spec.backend.caSecretRef", mounted: true))
+        }
+        if !spec.tls.secretName.isEmpty {
+            for (setting, key) in [(GatewaySetting.tlsCertFile, "tls.crt"), (.tlsKeyFile, "tls.key")] {
+                out.append(SecretUse(setting: setting, ref: SecretKeyRef(name: spec.tls.secretName, key: key),
+                                     field: "spec.tls.secretName", rollsPods: false, mounted: true))
+            }
         }
         return out
     }
@@ -74,7 +89,7 @@ extension Builders {
         let configKeys = configMapData(s).keys
         // Environment in GatewaySetting's declaration order, so the list is stable.
         // The CA is a mounted file (its path comes from the ConfigMap); the rest are variables from Secret keys.
-        let fromSecrets = Dictionary(secretUses(spec).filter { $0.setting != .backendCAFile }.map { ($0.setting, $0.ref) },
+        let fromSecrets = Dictionary(secretUses(spec).filter { !$0.mounted }.map { ($0.setting, $0.ref) },
                                      uniquingKeysWith: { a, _ in a })
         for setting in GatewaySetting.allCases {
             if let ref = fromSecrets[setting] {
@@ -95,6 +110,14 @@ extension Builders {
             ]])
             mounts.append(["name": "backend-ca", "mountPath": .string(backendCADirectory), "readOnly": true])
         }
+        if !spec.tls.secretName.isEmpty {
+            volumes.append(["name": "tls", "secret": [
+                "secretName": .string(spec.tls.secretName), "defaultMode": 0o440,
+                "items": [["key": "tls.crt", "path": "tls.crt"], ["key": "tls.key", "path": "tls.key"]],
+            ]])
+            mounts.append(["name": "tls", "mountPath": .string(tlsDirectory), "readOnly": true])
+        }
+        let scheme: JSONValue = spec.tls.secretName.isEmpty ? "HTTP" : "HTTPS"
 
         let resources: JSONValue = [
             "requests": .object(spec.resources.requests.mapValues { .string($0.text) }),
@@ -107,8 +130,8 @@ extension Builders {
             "ports": [["name": .string(portName), "containerPort": .integer(Int64(containerPort)), "protocol": "TCP"]],
             "env": .array(env),
             "resources": pruned(resources),
-            "livenessProbe": probe("/health", period: 10, failures: 3),
-            "readinessProbe": probe("/ready", period: 5, failures: 2),
+            "livenessProbe": probe("/health", scheme: scheme, period: 10, failures: 3),
+            "readinessProbe": probe("/ready", scheme: scheme, period: 5, failures: 2),
             "securityContext": [
                 "allowPrivilegeEscalation": false,
                 "readOnlyRootFilesystem": true,
@@ -168,9 +191,9 @@ extension Builders {
         return object(.deployments, metadata: metadata(s, name: r.name), ["spec": .object(deploymentSpec)])
     }
 
-    static func probe(_ path: String, period: Int64, failures: Int64) -> JSONValue {
+    static func probe(_ path: String, scheme: JSONValue, period: Int64, failures: Int64) -> JSONValue {
         [
-            "httpGet": ["path": .string(path), "port": .string(portName), "scheme": "HTTP"],
+            "httpGet": ["path": .string(path), "port": .string(portName), "scheme": scheme],
             "periodSeconds": .integer(period),
             "timeoutSeconds": 3,
             "failureThreshold": .integer(failures),

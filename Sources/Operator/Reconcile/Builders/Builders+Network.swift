@@ -81,7 +81,8 @@ extension Builders {
             "spec": [
                 "selector": ["matchLabels": stringMap(selectorLabels(s.resource))],
                 "namespaceSelector": ["matchNames": [.string(s.resource.namespace)]],
-                "endpoints": [["port": .string(portName), "path": "/metrics", "interval": .string(sm.interval)]],
+                "endpoints": [["port": .string(portName), "path": "/metrics", "interval": .string(sm.interval),
+                               "scheme": .string(s.spec.tls.secretName.isEmpty ? "http" : "https")]],
             ],
         ])
     }
