@@ -15,15 +15,7 @@ final class PolicyWatcher: Sendable {
     let defaultKey: KeySpec
     private let logger: Logger
     private let telemetry: KeyTelemetry?
-    private let state: Mutex<(stamp: Stamp?, digest: [UInt8], checks: Int)>
-
-    struct Stamp: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var modified: Int64
-        var modifiedNanos: Int64
-    }
+    private let state: Mutex<(stamp: FileStamp?, digest: [UInt8], checks: Int)>
 
     init(path: String, keys: KeyService, defaultKey: KeySpec, logger: Logger, telemetry: KeyTelemetry?) {
         self.path = path
@@ -32,7 +24,7 @@ final class PolicyWatcher: Sendable {
         self.logger = logger
         self.telemetry = telemetry
         let data = FileManager.default.contents(atPath: path).map { Array($0) } ?? []
-        self.state = Mutex((Self.stamp(path), Digest.hash(.sha256, data), 0))
+        self.state = Mutex((FileStamp.of(path), Digest.hash(.sha256, data), 0))
     }
 
     /// Checks every `interval` on a background thread for the life of the process.
@@ -51,7 +43,7 @@ final class PolicyWatcher: Sendable {
     /// One check; reloads when the file changed. Returns whether a new policy was installed.
     @discardableResult
     func check() -> Bool {
-        let stamp = Self.stamp(path)
+        let stamp = FileStamp.of(path)
         let (changedStamp, hashCheck) = state.withLock { s -> (Bool, Bool) in
             s.checks += 1
             return (s.stamp != stamp, s.checks % 10 == 0)
@@ -90,12 +82,5 @@ final class PolicyWatcher: Sendable {
         telemetry?.policyReloads.inc(["error"])
         logger.error("encryption policy not reloaded; the previous policy stays in force",
                      ["path": .string(path), "error": .string(reason)])
-    }
-
-    static func stamp(_ path: String) -> Stamp? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return Stamp(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                     modified: Int64(info.st_mtim.tv_sec), modifiedNanos: Int64(info.st_mtim.tv_nsec))
     }
 }
