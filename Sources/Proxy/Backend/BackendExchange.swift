@@ -8,28 +8,54 @@ extension BackendClient {
     /// `unavailable` when nothing was written to the client yet, `aborted` after `headWritten()`.
     func exchange(_ request: BackendRequest, handler: HTTPResponseHandler, headWritten: () -> Bool,
                   status: () -> Int) throws(BackendFailure) {
-        let outgoing = outgoingRequest(request)
+        let span = clientSpan(request)
+        defer { span.end() }
+        let outgoing = outgoingRequest(request, span: span)
+        let recorder = HealthRecorder(inner: handler, health: health)
         do {
-            try http.execute(outgoing, handler: HealthRecorder(inner: handler, health: health))
+            try http.execute(outgoing, handler: recorder)
+            span.setAttribute("http.response.status_code", .int(recorder.status))
         } catch {
-            throw Self.mapFailure(error, headWritten: headWritten(), status: status())
+            let failure = Self.mapFailure(error, headWritten: headWritten(), status: status())
+            span.setStatus(.error(failure.description))
+            throw failure
         }
     }
 
     /// Sends `request` and buffers the whole answer (metadata requests, listings, copy results).
     func fetch(_ request: BackendRequest, maxBodySize: Int = 16 << 20) throws(BackendFailure) -> HTTPClientResponse {
+        let span = clientSpan(request)
+        defer { span.end() }
         do {
-            let answer = try http.execute(outgoingRequest(request), maxBodySize: maxBodySize)
+            let answer = try http.execute(outgoingRequest(request, span: span), maxBodySize: maxBodySize)
             health.recordAnswer()
+            span.setAttribute("http.response.status_code", .int(answer.status))
             return answer
         } catch {
-            throw Self.mapFailure(error, headWritten: false, status: 0)
+            let failure = Self.mapFailure(error, headWritten: false, status: 0)
+            span.setStatus(.error(failure.description))
+            throw failure
         }
     }
 
-    private func outgoingRequest(_ request: BackendRequest) -> HTTPClientRequest {
+    /// The client span of one backend exchange, a child of the request's span.
+    private func clientSpan(_ request: BackendRequest) -> Span {
+        Span.startChild(request.method, kind: .client, attributes: [
+            ("http.request.method", .string(request.method)), ("server.address", .string(endpoint.hostHeader)),
+            ("url.path", .string(BackendEndpoint.path(bucket: request.bucket, key: request.key))),
+        ])
+    }
+
+    private func outgoingRequest(_ request: BackendRequest, span: Span) -> HTTPClientRequest {
+        // The backend sees the gateway's span as its parent (or, untraced, the client's context unchanged).
+        var forwarded = Self.forwardableRequestHeaders(request.headers)
+            .filter { !["traceparent", "tracestate"].contains($0.name.lowercased()) }
+        if let traceparent = span.traceparent {
+            forwarded.append((name: "traceparent", value: traceparent))
+            if let state = span.context.traceState { forwarded.append((name: "tracestate", value: state)) }
+        }
         let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
-                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash)
+                                     headers: forwarded, payloadHash: request.payloadHash)
         var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
         switch request.body {
         case .none: outgoing.body = .none
@@ -64,12 +90,14 @@ extension BackendClient {
 private final class HealthRecorder: HTTPResponseHandler {
     let inner: HTTPResponseHandler
     let health: BackendHealth
+    private(set) var status = 0
     init(inner: HTTPResponseHandler, health: BackendHealth) {
         self.inner = inner
         self.health = health
     }
     func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
         health.recordAnswer()
+        self.status = status
         try inner.responseHead(status: status, headers: headers)
     }
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws { try inner.responseBody(bytes) }
