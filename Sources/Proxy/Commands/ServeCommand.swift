@@ -62,12 +62,25 @@ enum ServeCommand {
             encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
             tracer: tracer)
 
+        var tls: ReloadingTLSContext?
+        if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {
+            do {
+                tls = try ReloadingTLSContext(certificateFile: certFile, keyFile: keyFile) { event in
+                    telemetry.tlsReloaded(event)
+                }
+            } catch {
+                printError("s3-encryption-gateway: invalid configuration: TLS_CERT_FILE/TLS_KEY_FILE: \(error)")
+                return 2
+            }
+            if let cert = tls?.certificate { telemetry.tlsCertificateLoaded(cert) }
+        }
+
         let server: HTTPServer
         do {
             server = try HTTPServer(
                 configuration: HTTPServerConfiguration(
                     listenAddress: config.listenAddress.description, maxConnections: config.maxConnections,
-                    idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout),
+                    idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout, tls: tls),
                 handler: handler, observer: telemetry)
             try server.start()
         } catch {
@@ -85,6 +98,7 @@ enum ServeCommand {
             "region": .string(config.backendRegion),
             "max_connections": .int(config.maxConnections),
             "passthrough": .bool(config.passthrough),
+            "tls": .bool(tls != nil),
             "traces": .string(tracing.endpoint ?? "off"),
         ])
 
