@@ -15,7 +15,7 @@ cmds=(aws moto_server)
 case "$mode" in
     run) ;;
     test)
-        apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone)
+        apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone restic)
         py_mods+=(pytest kubernetes_validate); pip_pkgs+=(pytest kubernetes-validate) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;

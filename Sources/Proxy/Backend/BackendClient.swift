@@ -27,6 +27,9 @@ struct BackendRequest {
     var body: BackendRequestBody
     /// Hex SHA-256 of the body as sent, or `UNSIGNED-PAYLOAD`.
     var payloadHash: String
+    /// Whose backend credentials sign it: for a client request always `request.identity.backendSigning`, so that
+    /// the backend's per-user permissions apply. No default on purpose: every request states it.
+    var signing: BackendSigning
 }
 
 enum BackendRequestBody {
@@ -115,14 +118,26 @@ final class BackendClient: Sendable {
         })
     }
 
-    /// The URL and signed headers for a request (pure apart from the clock).
+    /// The URL and signed headers for a request (pure apart from the clock), signed as `signing` says:
+    /// with the gateway's backend credentials, a client credential's own backend pair, or not at all.
     func prepare(method: String, bucket: String?, key: String?, query: [QueryParameter],
-                 headers: [(name: String, value: String)], payloadHash: String) -> (url: String, headers: [(name: String, value: String)]) {
+                 headers: [(name: String, value: String)], payloadHash: String,
+                 signing: BackendSigning) -> (url: String, headers: [(name: String, value: String)]) {
         let path = BackendEndpoint.path(bucket: bucket, key: key)
         let urlQuery = QueryString.forURL(query)
         let url = endpoint.baseURL + path + (urlQuery.isEmpty ? "" : "?" + urlQuery)
-        var signed = signer.sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
+        var signed: [(name: String, value: String)]
+        switch signing {
+        case .gateway:
+            signed = signer.sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
                                  host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now())
+        case .credential(let credential):
+            signed = signer.with(accessKey: credential.accessKey, secretKey: credential.secretKey)
+                .sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
+                      host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now())
+        case .anonymous:
+            signed = headers
+        }
         // Sent explicitly so the Host the backend sees is byte-for-byte the one that was signed.
         signed.insert((name: "Host", value: endpoint.hostHeader), at: 0)
         return (url, signed)
@@ -132,7 +147,8 @@ final class BackendClient: Sendable {
     /// Backend error responses (404 NoSuchKey, 403, ...) pass through unchanged as results.
     func forward(_ request: BackendRequest, to response: ResponseWriter) throws(BackendFailure) -> BackendResult {
         let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
-                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash)
+                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash,
+                                     signing: request.signing)
         var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
         switch request.body {
         case .none:
@@ -176,7 +192,7 @@ final class BackendClient: Sendable {
     /// Records the answer in `health`; returns the HTTP status.
     func probe(timeout: Duration = .seconds(5)) throws(HTTPClientError) -> Int {
         let (url, headers) = prepare(method: "GET", bucket: nil, key: nil, query: [], headers: [],
-                                     payloadHash: SigV4.emptyPayloadHash)
+                                     payloadHash: SigV4.emptyPayloadHash, signing: .gateway)
         var request = HTTPClientRequest(method: "GET", url: url, headers: headers)
         request.totalTimeout = timeout
         let answer = StatusOnly()

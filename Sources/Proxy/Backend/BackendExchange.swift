@@ -29,7 +29,8 @@ extension BackendClient {
 
     private func outgoingRequest(_ request: BackendRequest) -> HTTPClientRequest {
         let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
-                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash)
+                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash,
+                                     signing: request.signing)
         var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
         switch request.body {
         case .none: outgoing.body = .none

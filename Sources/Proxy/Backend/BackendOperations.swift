@@ -51,7 +51,7 @@ extension BackendClient {
     func send(method: String, bucket: String?, key: String?, query: [QueryParameter] = [],
               headers: [(name: String, value: String)] = []) throws(BackendOperationError) -> HTTPClientResponse {
         let (url, signed) = prepare(method: method, bucket: bucket, key: key, query: query, headers: headers,
-                                    payloadHash: SigV4.emptyPayloadHash)
+                                    payloadHash: SigV4.emptyPayloadHash, signing: .gateway)
         do {
             let response = try http.execute(HTTPClientRequest(method: method, url: url, headers: signed),
                                             maxBodySize: Self.maxBufferedAnswer)
@@ -75,7 +75,7 @@ extension BackendClient {
     /// Streams a GET of an object into `handler` (which sees the status and may throw to abort).
     func getObject(bucket: String, key: String, handler: HTTPResponseHandler) throws(HTTPClientError) {
         let (url, signed) = prepare(method: "GET", bucket: bucket, key: key, query: [], headers: [],
-                                    payloadHash: SigV4.emptyPayloadHash)
+                                    payloadHash: SigV4.emptyPayloadHash, signing: .gateway)
         try http.execute(HTTPClientRequest(method: "GET", url: url, headers: signed), handler: handler)
     }
 

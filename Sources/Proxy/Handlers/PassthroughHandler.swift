@@ -47,7 +47,7 @@ struct PassthroughHandler: Sendable {
         }
         let forwarded = BackendRequest(method: method, bucket: request.address.bucket, key: request.address.key,
                                        query: request.query, headers: request.head.headers, body: bodySource,
-                                       payloadHash: payloadHash)
+                                       payloadHash: payloadHash, signing: request.identity.backendSigning)
         return try backend.forward(forwarded, to: response)
     }
 }

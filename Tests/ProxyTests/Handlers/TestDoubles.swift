@@ -82,6 +82,8 @@ func s3ErrorCode(_ body: () throws -> Void) -> String? {
         return nil
     } catch let error as S3Error {
         return error.code
+    } catch let failure as AuthenticationFailure {
+        return failure.error.code
     } catch {
         return "non-S3 error: \(error)"
     }

@@ -96,7 +96,7 @@ struct EncryptedObjectHandler: Sendable {
             return status
         }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,
-                                       headers: headers, body: backendBody, payloadHash: payloadHash)
+                                       headers: headers, body: backendBody, payloadHash: payloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "PutObject", duration: sealTime + (sealing?.sealTime ?? .zero)) }
         return try relay.run(forwarded, backend: backend)
     }
@@ -107,7 +107,7 @@ struct EncryptedObjectHandler: Sendable {
         let identity = try Self.identity(of: request)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
-            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
             // A plain object, or an error the backend explains best: forward the request itself.
             return try forwardPlain(request, body: body, response: response)
@@ -169,7 +169,7 @@ struct EncryptedObjectHandler: Sendable {
         let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag)
         let forwarded = BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
                                        query: request.query.filter { $0.name != "partNumber" }, headers: headers, body: .none,
-                                       payloadHash: SigV4.emptyPayloadHash)
+                                       payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "GetObject", duration: relay.openTime) }
         do {
             try backend.exchange(forwarded, handler: relay, headWritten: { response.headWritten }, status: { relay.status })
@@ -198,7 +198,7 @@ struct EncryptedObjectHandler: Sendable {
         }
         let forwarded = BackendRequest(method: request.head.method, bucket: request.address.bucket, key: request.address.key,
                                        query: request.query, headers: request.head.headers, body: .none,
-                                       payloadHash: SigV4.emptyPayloadHash)
+                                       payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)
         return try relay.run(forwarded, backend: backend)
     }
 
@@ -237,7 +237,7 @@ struct EncryptedObjectHandler: Sendable {
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: source.bucket, key: source.key,
             query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [],
-            headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+            headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, sourceIdentity, request) else {
             // A plain source is copied as is (and a missing one gets the backend's error).
             return try passthrough.handle(request, body: body, response: response)
@@ -277,7 +277,7 @@ struct EncryptedObjectHandler: Sendable {
         for (name, value) in rewrapped.headers { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "PUT", bucket: destination.bucket, key: destination.key,
                                                       query: request.query, headers: headers, body: .bytes([]),
-                                                      payloadHash: SigV4.emptyPayloadHash), maxBodySize: Self.maxDocumentSize)
+                                                      payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
         var document = answer.body
         if answer.status == 200, rewrapped.plaintextMD5 != nil {
             document = Self.replacingETag(in: document, with: etag)
@@ -305,7 +305,7 @@ struct EncryptedObjectHandler: Sendable {
         headers.remove("Accept-Encoding")
         let answer = try backend.fetch(BackendRequest(method: request.head.method, bucket: request.address.bucket, key: nil,
                                                       query: request.query, headers: headers, body: .none,
-                                                      payloadHash: SigV4.emptyPayloadHash), maxBodySize: Self.maxDocumentSize)
+                                                      payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
         let document = answer.status == 200 ? ListingSizeRewriter.rewrite(answer.body) : answer.body
         return try respondBuffered(status: answer.status, headers: answer.headers, body: document, response: response)
     }
