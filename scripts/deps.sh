@@ -16,6 +16,8 @@ case "$mode" in
     run) ;;
     test)
         apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone restic)
+        # the image tests: a bookworm root filesystem (mmdebstrap), containers without Docker (bubblewrap)
+        apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
         py_mods+=(pytest kubernetes_validate); pip_pkgs+=(pytest kubernetes-validate) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;

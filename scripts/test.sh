@@ -31,6 +31,8 @@ phase "build (release)" swift build -c release --product s3-encryption-gateway
 bin_dir=$(swift build -c release --show-bin-path)
 GATEWAY_BIN="$bin_dir/s3-encryption-gateway" phase "integration (pytest)" \
     python3 -m pytest Tests/Integration --durations=10 ${PYTEST_ARGS:-}
+# Dockerfile.proxy and Dockerfile.operator built and run without a Docker engine (scripts/imagetest.py).
+phase "images (pytest)" python3 -m pytest Tests/Image --durations=5
 
 echo
 echo "==> phase durations"

@@ -6,9 +6,17 @@ import Shared
 struct OperatorMain {
     static func main() {
         let environment = ProcessInfo.processInfo.environment
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "healthcheck": exit(HealthCheckCommand.run(arguments: Array(arguments.dropFirst())))
+        case "version", "--version":
+            print("encryption-gateway-operator \(BuildInfo.version)")
+            exit(0)
+        default: break
+        }
         let options: OperatorOptions
         do {
-            options = try OperatorOptions.parse(Array(CommandLine.arguments.dropFirst()), environment: environment)
+            options = try OperatorOptions.parse(arguments, environment: environment)
         } catch {
             FileHandle.standardError.write(Data("encryption-gateway-operator: \(error.message)\n".utf8))
             exit(2)

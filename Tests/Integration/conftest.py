@@ -134,6 +134,42 @@ def bucket(target):
         yield name
 
 
+ENC_PASSWORD = "integration-test-password-0123456789"
+
+
+@pytest.fixture(scope="session")
+def enc_gateway(request, backend, tmp_root):
+    """An encrypting gateway (GATEWAY_PASSTHROUGH=false) in front of `backend`, one per session and backend."""
+    if TARGET == "backend":
+        pytest.skip("S3GW_TARGET=backend: no gateway")
+    binary = request.getfixturevalue("gateway_binary")
+    gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key,
+                            tmp_root / f"enc-gw-{backend.name}", binary=binary, name=f"enc-gateway-{backend.name}",
+                            extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": ENC_PASSWORD})
+    yield gw
+    code = gw.terminate()
+    assert code == 0, f"gateway exited with {code}; log tail:\n{gw.log_tail()}"
+
+
+@pytest.fixture
+def enc(enc_gateway):
+    """A boto3 client on the encrypting gateway."""
+    return enc_gateway.client()
+
+
+@pytest.fixture
+def raw(backend):
+    """A boto3 client straight on the backend: what is really stored."""
+    return backend.client()
+
+
+@pytest.fixture
+def ebucket(enc):
+    """A fresh bucket with versioning-aware cleanup, created through the encrypting gateway."""
+    with s3gw.temporary_bucket(enc, "enc", versions=True) as name:
+        yield name
+
+
 @pytest.fixture(scope="session")
 def payloads(tmp_root) -> dict[int, Path]:
     """Random files of the sizes the object tests use, created once per session."""

@@ -1,7 +1,7 @@
 """Encryption at rest through the real gateway binary (GATEWAY_PASSTHROUGH off), checked against the backend.
 
-A separate gateway per backend runs with ENCRYPTION_PASSWORD set; `raw` is a boto3 client straight on the
-backend, used to show what is really stored and to tamper with it.
+The session's encrypting gateway per backend (conftest `enc_gateway`) runs with ENCRYPTION_PASSWORD set; `raw` is a
+boto3 client straight on the backend, used to show what is really stored and to tamper with it.
 """
 
 from __future__ import annotations
@@ -15,46 +15,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 import s3gw
-from conftest import TARGET
+from conftest import ENC_PASSWORD as PASSWORD
 
 pytestmark = [pytest.mark.gateway_only]
 
-PASSWORD = "integration-test-password-0123456789"
 CHUNK = 65536
 TAG = 16
 
 
 def ciphertext_length(p: int) -> int:
     return p + TAG * max(1, -(-p // CHUNK))
-
-
-@pytest.fixture(scope="module")
-def enc_gateway(request, backend, tmp_root):
-    if TARGET == "backend":
-        pytest.skip("S3GW_TARGET=backend: no gateway")
-    binary = request.getfixturevalue("gateway_binary")
-    gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key,
-                            tmp_root / f"enc-gw-{backend.name}", binary=binary, name=f"enc-gateway-{backend.name}",
-                            extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": PASSWORD})
-    yield gw
-    code = gw.terminate()
-    assert code == 0, f"gateway exited with {code}; log tail:\n{gw.log_tail()}"
-
-
-@pytest.fixture
-def enc(enc_gateway):
-    return enc_gateway.client()
-
-
-@pytest.fixture
-def raw(backend):
-    return backend.client()
-
-
-@pytest.fixture
-def ebucket(enc):
-    with s3gw.temporary_bucket(enc, "enc", versions=True) as name:
-        yield name
 
 
 def read_or_error(client, bucket, key) -> tuple[bytes | None, Exception | None]:

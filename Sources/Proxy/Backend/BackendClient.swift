@@ -143,50 +143,6 @@ final class BackendClient: Sendable {
         return (url, signed)
     }
 
-    /// Forwards `request` and streams the backend's response (status, end-to-end headers, body) into `response`.
-    /// Backend error responses (404 NoSuchKey, 403, ...) pass through unchanged as results.
-    func forward(_ request: BackendRequest, to response: ResponseWriter) throws(BackendFailure) -> BackendResult {
-        let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
-                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash,
-                                     signing: request.signing)
-        var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
-        switch request.body {
-        case .none:
-            outgoing.body = .none
-        case .bytes(let bytes):
-            outgoing.body = .bytes(bytes)
-        case .stream(let source, let length):
-            outgoing.body = .stream(length: length, read: { buffer in try source.read(into: buffer) })
-        }
-        let relay = ResponseRelay(writer: response, health: health)
-        do {
-            try http.execute(outgoing, handler: relay)
-        } catch {
-            throw Self.failure(error, headWritten: relay.headWritten, status: relay.status)
-        }
-        do {
-            try response.finish()
-        } catch {
-            throw BackendFailure.aborted("finishing the response: \(error)", status: relay.status, backendFault: false)
-        }
-        return BackendResult(status: relay.status, bytesOut: relay.bytesOut)
-    }
-
-    private static func failure(_ error: HTTPClientError, headWritten: Bool, status: Int) -> BackendFailure {
-        switch error {
-        case .bodySource(let inner) where !headWritten:
-            return .requestBody(inner)
-        case .handler(let inner):
-            return .aborted("writing the response to the client: \(inner)", status: status, backendFault: false)
-        case .bodySource(let inner):
-            return .aborted("reading the request body: \(inner)", status: status, backendFault: false)
-        case .cancelled:
-            return .aborted("cancelled", status: status, backendFault: false)
-        case .connect, .timeout, .tls, .transport, .responseTooLarge:
-            return headWritten ? .aborted(error.description, status: status, backendFault: true) : .unavailable(error.description)
-        }
-    }
-
     /// A cheap signed request (`GET /`, ListBuckets) that succeeds when the backend answers anything at all.
     /// Not `HEAD /`: Ceph RGW answers that with a body, which poisons the reused connection for the next request.
     /// Records the answer in `health`; returns the HTTP status.
@@ -208,36 +164,6 @@ private final class StatusOnly: HTTPResponseHandler {
     var status = 0
     func responseHead(status: Int, headers: [(name: String, value: String)]) throws { self.status = status }
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {}
-}
-
-/// Relays a backend response into the client's `ResponseWriter` as it arrives.
-private final class ResponseRelay: HTTPResponseHandler {
-    let writer: ResponseWriter
-    let health: BackendHealth
-    private(set) var status = 0
-    private(set) var bytesOut: Int64 = 0
-    private(set) var headWritten = false
-
-    init(writer: ResponseWriter, health: BackendHealth) {
-        self.writer = writer
-        self.health = health
-    }
-
-    func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
-        health.recordAnswer()
-        self.status = status
-        let lengthValue = headers.first { $0.name.lowercased() == "content-length" }?.value
-        let contentLength = lengthValue.flatMap { Int64($0.trimmingCharacters(in: .whitespaces)) }
-        let head = HTTPResponseHead(status: status, headers: BackendClient.forwardableResponseHeaders(headers),
-                                    contentLength: contentLength)
-        headWritten = true
-        try writer.writeHead(head)
-    }
-
-    func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
-        try writer.write(bytes)
-        bytesOut += Int64(bytes.count)
-    }
 }
 
 extension BackendClient {

@@ -12,6 +12,8 @@ struct GatewayMain {
           s3-encryption-gateway bench-engine [opts]   measure the encryption engine in process
           s3-encryption-gateway rotate --bucket B     re-wrap data keys under the active key (rotate --help)
           s3-encryption-gateway decrypt --bucket B --key K   offline decryption (decrypt --help)
+          s3-encryption-gateway healthcheck [--url U]  probe the running gateway's /health (the image's HEALTHCHECK)
+          s3-encryption-gateway --version
           s3-encryption-gateway --help
 
         """
@@ -24,6 +26,11 @@ struct GatewayMain {
             exit(RotateCommand.run(arguments: Array(arguments.dropFirst()), environment: environment))
         case "decrypt":
             exit(DecryptCommand.run(arguments: Array(arguments.dropFirst()), environment: environment))
+        case "healthcheck":
+            exit(HealthCheckCommand.run(arguments: Array(arguments.dropFirst()), environment: environment))
+        case "version", "--version":
+            print("s3-encryption-gateway \(BuildInfo.version)")
+            exit(0)
         default:
             break
         }

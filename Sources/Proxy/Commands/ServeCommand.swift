@@ -71,7 +71,7 @@ enum ServeCommand {
             gateway: GatewayEndpointsHandler(backend: backend, telemetry: telemetry),
             authenticator: authenticator,
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
-            encryptor: encryptor, encryptionObserver: telemetry)
+            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads)
 
         let server: HTTPServer
         do {

@@ -4,19 +4,30 @@ import Shared
 struct S3Request {
     var head: HTTPRequestHead
     var address: S3RequestAddress
+    /// The query as the handlers and the backend see it: in encrypting mode only the parameters the
+    /// gateway understood for `operation` (`S3Operation.understoodParameters`).
     var query: [QueryParameter]
     var operation: S3Operation
     var identity: VerifiedRequest
     var context: RequestContext
 }
 
-/// Forwards a request to the backend unchanged (apart from the signature): the behaviour of every
-/// operation the gateway does not transform.
+/// Forwards a request to the backend unchanged (apart from the signature and the query filtering done by
+/// the dispatcher): every operation of a pass-through gateway, and the allow-listed operations of an
+/// encrypting one. An answer that carries the gateway's own metadata is an encrypted object's content,
+/// which is never relayed (whatever the backend made of the request).
 struct PassthroughHandler: Sendable {
     let backend: BackendClient
+    /// False for a pass-through gateway (`GATEWAY_PASSTHROUGH=true`); only changes the refusal message.
+    let encrypting: Bool
 
     /// Largest single-request body S3 accepts (PutObject, UploadPart).
     static let maxSingleUpload: Int64 = 5 << 30
+
+    init(backend: BackendClient, encrypting: Bool) {
+        self.backend = backend
+        self.encrypting = encrypting
+    }
 
     func handle(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         let method = request.head.method
@@ -48,6 +59,26 @@ struct PassthroughHandler: Sendable {
         let forwarded = BackendRequest(method: method, bucket: request.address.bucket, key: request.address.key,
                                        query: request.query, headers: request.head.headers, body: bodySource,
                                        payloadHash: payloadHash, signing: request.identity.backendSigning)
-        return try backend.forward(forwarded, to: response)
+        let operation = request.operation.name
+        let encrypting = encrypting
+        let relay = TransformingRelay(writer: response) { status, fields, _ in
+            try Self.screen(fields: &fields, operation: operation, encrypting: encrypting)
+            return status
+        }
+        return try relay.run(forwarded, backend: backend)
+    }
+
+    /// Refuses an answer carrying an encrypted object's metadata (its body is ciphertext) and drops any
+    /// other `x-amz-meta-s3eg-*` header: clients never see the gateway's metadata.
+    static func screen(fields: inout HTTPFields, operation: String, encrypting: Bool) throws(S3Error) {
+        let reserved = fields.filter { EncryptionMetadata.isReserved(headerName: $0.name) }.map(\.name)
+        guard !reserved.isEmpty else { return }
+        if reserved.contains(where: { $0.lowercased() == FormatV1.versionHeader }) {
+            throw encrypting
+                ? S3Error.notImplemented("The backend answered \(operation) with the content of an encrypted object; the gateway does not forward it.")
+                    .withLog("backend answered \(operation) with gateway metadata")
+                : S3Error.notImplemented("The object is encrypted by the gateway; a pass-through gateway (GATEWAY_PASSTHROUGH=true) cannot decrypt it.")
+        }
+        for name in reserved { fields.remove(name) }
     }
 }

@@ -21,15 +21,19 @@ struct S3RequestHandler: HTTPRequestHandler {
     /// Unix seconds, for the signature's clock-skew check.
     let now: @Sendable () -> Int64
 
-    /// - Parameter encryptor: nil stores objects as sent (pass-through mode); otherwise objects are encrypted
-    ///   and `encryptionObserver` receives timings and tamper reports.
+    /// - Parameters:
+    ///   - encryptor: nil stores objects as sent (pass-through mode); otherwise objects are encrypted
+    ///     and `encryptionObserver` receives timings and tamper reports.
+    ///   - allowPlaintextReads: `ENCRYPTION_ALLOW_PLAINTEXT_READS`; false refuses objects without gateway metadata.
     init(gateway: any GatewayEndpoints, authenticator: RequestAuthenticator, backend: BackendClient, observer: any S3RequestObserver,
          baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
-         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+         allowPlaintextReads: Bool = true, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
         self.authenticator = authenticator
-        self.passthrough = PassthroughHandler(backend: backend)
-        self.encrypted = encryptor.map { EncryptedObjectHandler(backend: backend, encryptor: $0, observer: encryptionObserver) }
+        self.passthrough = PassthroughHandler(backend: backend, encrypting: encryptor != nil)
+        self.encrypted = encryptor.map {
+            EncryptedObjectHandler(backend: backend, encryptor: $0, observer: encryptionObserver, allowPlaintextReads: allowPlaintextReads)
+        }
         self.observer = observer
         self.baseDomains = baseDomains
         self.now = now
@@ -112,18 +116,40 @@ struct S3RequestHandler: HTTPRequestHandler {
         return S3Request(head: forwarded, address: address, query: query, operation: operation, identity: identity, context: context)
     }
 
-    /// The per-operation seam: in pass-through mode everything is forwarded unchanged; when encrypting, the
-    /// object operations (PutObject, GetObject, HeadObject, copy, listings, multipart) go to `EncryptedObjectHandler`.
+    /// The per-operation seam. In pass-through mode every request is forwarded as sent. When encrypting,
+    /// the classification is an allow-list: object reads and writes go through `EncryptedObjectHandler`,
+    /// operations whose bodies and answers carry no object data are forwarded, everything else is refused;
+    /// and the backend sees only the query parameters the gateway understood for the operation.
     func dispatch(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
+        try Self.rejectReservedHeaders(request.head.headers)
+        if case .methodNotAllowed = request.operation { throw S3Error.methodNotAllowed(request.head.method) }
+        guard let encrypted else { return try passthrough.handle(request, body: body, response: response) }
+        var request = request
+        request.query = request.operation.understoodParameters(request.query)
         switch request.operation {
-        case .unsupported:
-            throw S3Error.methodNotAllowed(request.head.method)
-        case .putObject, .getObject, .headObject, .copyObject, .listObjects, .listObjectsV2, .listObjectVersions,
-             .createMultipartUpload, .uploadPart, .uploadPartCopy, .completeMultipartUpload:
-            guard let encrypted else { return try passthrough.handle(request, body: body, response: response) }
+        case .getObject, .headObject, .putObject, .copyObject, .listObjects, .listObjectsV2, .listObjectVersions:
             return try encrypted.handle(request, body: body, response: response)
-        default:
+        case .createMultipartUpload, .uploadPart, .uploadPartCopy, .completeMultipartUpload, .abortMultipartUpload, .listParts,
+             .listMultipartUploads:
+            return try encrypted.handleMultipart(request, body: body, response: response)
+        case .listBuckets, .createBucket, .deleteBucket, .headBucket, .deleteObjects, .deleteObject, .metadata:
             return try passthrough.handle(request, body: body, response: response)
+        case .refused(let operation):
+            throw S3Error.notImplemented(operation.reason)
+        case .unknown(let detail):
+            throw S3Error.notImplemented("\(detail) is not an S3 operation this gateway implements; an encrypting gateway refuses "
+                + "what it does not understand instead of forwarding it.")
+        case .invalid(let error):
+            throw error
+        case .methodNotAllowed:
+            throw S3Error.methodNotAllowed(request.head.method)
+        }
+    }
+
+    /// `x-amz-meta-s3eg-*` belongs to the gateway: a client may neither set it nor plant it through any operation.
+    static func rejectReservedHeaders(_ headers: HTTPFields) throws(S3Error) {
+        if let reserved = headers.first(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) {
+            throw S3Error.invalidArgument("The metadata header \(reserved.name.lowercased().prefix(64)) uses the prefix x-amz-meta-s3eg-, which is reserved for the encryption gateway.")
         }
     }
 

@@ -9,6 +9,7 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     case encryptionPreviousPasswords = "ENCRYPTION_PREVIOUS_PASSWORDS"
     case encryptionChunkSize = "ENCRYPTION_CHUNK_SIZE"
     case encryptionCipher = "ENCRYPTION_CIPHER"
+    case encryptionAllowPlaintextReads = "ENCRYPTION_ALLOW_PLAINTEXT_READS"
     case backendEndpoint = "BACKEND_ENDPOINT"
     case backendRegion = "BACKEND_REGION"
     case backendAccessKey = "BACKEND_ACCESS_KEY"
@@ -45,6 +46,7 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         case .encryptionPreviousPasswords: return "comma-separated older passwords, still accepted for reading objects (secret)"
         case .encryptionChunkSize: return "plaintext bytes per encrypted chunk of new objects, 4096 to 16777216 (default 65536)"
         case .encryptionCipher: return "content cipher of new objects: aes-256-gcm or chacha20-poly1305 (default aes-256-gcm)"
+        case .encryptionAllowPlaintextReads: return "false refuses objects stored without gateway encryption instead of serving them as stored; true only while migrating (default true)"
         case .backendEndpoint: return "URL of the S3 backend, e.g. https://s3.us-east-1.amazonaws.com (required)"
         case .backendRegion: return "region used to sign backend requests (default us-east-1)"
         case .backendAccessKey: return "access key for the backend (required)"
@@ -87,7 +89,9 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equa
 
 /// Everything the proxy needs to start, validated.
 public struct GatewayConfiguration: Sendable {
-    public var listenAddress = ListenAddress(host: "", port: 8080)
+    public var listenAddress = GatewayConfiguration.defaultListenAddress
+    /// `:8080`, every interface.
+    public static let defaultListenAddress = ListenAddress(host: "", port: 8080)
     public var encryptionPassword: String?
     /// Older passwords whose keys still unwrap existing objects (never used for new writes).
     public var encryptionPreviousPasswords: [String] = []
@@ -95,6 +99,9 @@ public struct GatewayConfiguration: Sendable {
     public var encryptionChunkSize = GatewayConfiguration.defaultChunkSize
     /// Content cipher for new objects, as named in object metadata (`AES-256-GCM`, `CHACHA20-POLY1305`).
     public var encryptionCipher: AEADAlgorithm = .aes256GCM
+    /// Serve objects that have no gateway metadata as stored (migration). False refuses them, so that
+    /// someone with write access to the backend cannot plant a plain object for clients to read.
+    public var encryptionAllowPlaintextReads = true
 
     public static let defaultChunkSize = 65536
     /// The format's chunk-size bounds (docs/FORMAT.md §3).
@@ -185,6 +192,7 @@ public struct GatewayConfiguration: Sendable {
             throw ConfigurationError(.encryptionPassword, "is required unless \(GatewaySetting.passthrough.rawValue)=true")
         }
         config.encryptionPreviousPasswords = try previousPasswords(values[.encryptionPreviousPasswords])
+        config.encryptionAllowPlaintextReads = try bool(value(.encryptionAllowPlaintextReads), .encryptionAllowPlaintextReads) ?? true
         if let text = value(.encryptionChunkSize) {
             guard text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), text.utf8.count <= 9, let n = Int(text),
                   chunkSizeRange.contains(n) else {

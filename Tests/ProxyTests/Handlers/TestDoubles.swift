@@ -88,3 +88,38 @@ func s3ErrorCode(_ body: () throws -> Void) -> String? {
         return "non-S3 error: \(error)"
     }
 }
+
+/// Talks to the backend directly, without a gateway: what is really stored (a pass-through gateway refuses
+/// to relay encrypted objects, so tests that inspect or rewrite ciphertext use this).
+struct RawBackend {
+    let backend: BackendClient
+
+    init(endpoint: String) throws {
+        backend = try BackendClient(configuration: BackendConfiguration(endpoint: endpoint, accessKey: "testing", secretKey: "testing"),
+                                    http: HTTPClient())
+    }
+
+    /// Sends one request (`target` is a path-style `/bucket/key?query`) and records the answer like a handler would.
+    @discardableResult
+    func send(_ method: String, _ target: String, body: [UInt8] = [], headers: [(name: String, value: String)] = []) -> RecordingWriter {
+        let head = HTTPRequestHead(method: method, target: target, headers: [:])
+        let writer = RecordingWriter()
+        do {
+            let address = try S3RequestAddress.resolve(rawPath: head.rawPath, host: nil, baseDomains: [])
+            let request = BackendRequest(method: method, bucket: address.bucket, key: address.key,
+                                         query: QueryString.parse(head.rawQuery) ?? [], headers: HTTPFields(headers),
+                                         body: method == "PUT" || method == "POST" ? .bytes(body) : .none,
+                                         payloadHash: Encoding.hex(Digest.hash(.sha256, body)), signing: .gateway)
+            let answer = try backend.fetch(request, maxBodySize: 1 << 30)
+            try writer.writeHead(HTTPResponseHead(status: answer.status, headers: HTTPFields(answer.headers),
+                                                  contentLength: Int64(answer.body.count)))
+            if !answer.body.isEmpty { try writer.write(answer.body) }
+            try writer.finish()
+        } catch {
+            writer.abortedWith = error
+        }
+        return writer
+    }
+
+    func header(_ writer: RecordingWriter, _ name: String) -> String? { writer.head?.headers[name] }
+}

@@ -73,42 +73,7 @@ import Shared
     }
 }
 
-@Suite struct S3OperationTests {
-    @Test(arguments: [
-        ("GET", "/", "", [], "ListBuckets"),
-        ("PUT", "/bucket", "", [], "CreateBucket"),
-        ("HEAD", "/bucket/", "", [], "HeadBucket"),
-        ("DELETE", "/bucket", "", [], "DeleteBucket"),
-        ("GET", "/bucket", "list-type=2&prefix=a", [], "ListObjectsV2"),
-        ("GET", "/bucket/", "prefix=a&delimiter=/", [], "ListObjects"),
-        ("GET", "/bucket", "versioning", [], "Bucket:versioning"),
-        ("GET", "/bucket", "location", [], "Bucket:location"),
-        ("POST", "/bucket", "delete", [], "DeleteObjects"),
-        ("GET", "/bucket", "uploads", [], "ListMultipartUploads"),
-        ("GET", "/bucket/k", "", [], "GetObject"),
-        ("GET", "/bucket/k", "versionId=3&response-content-type=x", [], "GetObject"),
-        ("HEAD", "/bucket/k", "partNumber=1", [], "HeadObject"),
-        ("PUT", "/bucket/k", "", [], "PutObject"),
-        ("PUT", "/bucket/k", "", [("x-amz-copy-source", "/a/b")], "CopyObject"),
-        ("DELETE", "/bucket/k", "", [], "DeleteObject"),
-        ("POST", "/bucket/k", "uploads", [], "CreateMultipartUpload"),
-        ("PUT", "/bucket/k", "partNumber=2&uploadId=u", [], "UploadPart"),
-        ("PUT", "/bucket/k", "partNumber=2&uploadId=u", [("x-amz-copy-source", "/a/b")], "UploadPartCopy"),
-        ("POST", "/bucket/k", "uploadId=u", [], "CompleteMultipartUpload"),
-        ("DELETE", "/bucket/k", "uploadId=u", [], "AbortMultipartUpload"),
-        ("GET", "/bucket/k", "uploadId=u", [], "ListParts"),
-        ("GET", "/bucket/k", "tagging", [], "Object:tagging"),
-        ("PUT", "/bucket/k", "tagging", [], "Object:tagging"),
-        ("PATCH", "/bucket/k", "", [], "Unsupported"),
-        ("PUT", "/", "", [], "Unsupported"),
-    ] as [(String, String, String, [(String, String)], String)])
-    func classifies(method: String, path: String, query: String, headers: [(String, String)], expected: String) throws {
-        let address = try S3RequestAddress.resolve(rawPath: path, host: "localhost", baseDomains: [])
-        let fields = HTTPFields(headers.map { (name: $0.0, value: $0.1) })
-        let op = S3Operation.classify(method: method, address: address, query: try #require(QueryString.parse(query)), headers: fields)
-        #expect(op.name == expected)
-    }
-
+@Suite struct S3ErrorTests {
     @Test func errorXMLEscapesAndCarriesRequestID() {
         let e = S3Error.invalidBucketName("a<b>&\"c'").withResource("/a<b>")
         let xml = String(decoding: e.xml(requestID: "REQ1"), as: UTF8.self)

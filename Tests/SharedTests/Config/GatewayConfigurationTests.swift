@@ -17,6 +17,19 @@ import Testing
         #expect(c.requestTimeout == .seconds(60))
         #expect(c.logLevel == .info)
         #expect(!c.passthrough)
+        #expect(c.encryptionAllowPlaintextReads)
+    }
+
+    @Test func plaintextReadsCanBeSwitchedOff() throws {
+        var env = base
+        env["ENCRYPTION_ALLOW_PLAINTEXT_READS"] = "false"
+        #expect(try !GatewayConfiguration.load(environment: env, arguments: []).encryptionAllowPlaintextReads)
+        #expect(try GatewayConfiguration.load(environment: env, arguments: ["--encryption-allow-plaintext-reads=true"])
+            .encryptionAllowPlaintextReads)
+        env["ENCRYPTION_ALLOW_PLAINTEXT_READS"] = "sometimes"
+        #expect(throws: ConfigurationError(.encryptionAllowPlaintextReads, "must be true or false, got \"sometimes\"")) {
+            try GatewayConfiguration.load(environment: env, arguments: [])
+        }
     }
 
     @Test func flagsOverrideEnvironment() throws {

@@ -3,13 +3,15 @@ import Shared
 
 /// The object operations of an encrypting gateway (docs/FORMAT.md, docs/encryption.md): PUT seals,
 /// GET/HEAD open and answer with plaintext sizes, ETags and ranges, CopyObject re-wraps the data key,
-/// listings report plaintext sizes. Plain objects (no gateway metadata) are served as stored.
-/// Multipart uploads are refused so that plaintext never reaches the backend.
+/// listings report plaintext sizes. Plain objects (no gateway metadata) are served as stored unless
+/// `allowPlaintextReads` is off. Multipart operations live in `EncryptedObjectHandler+Multipart.swift`.
 struct EncryptedObjectHandler: Sendable {
     let backend: BackendClient
     let encryptor: ObjectEncryptor
     let passthrough: PassthroughHandler
     let observer: any EncryptionObserver
+    /// `ENCRYPTION_ALLOW_PLAINTEXT_READS`: serve objects without gateway metadata (migration) or refuse them.
+    let allowPlaintextReads: Bool
 
     /// Bodies up to this size are read into memory before sealing, so their MD5 (the ETag) is known
     /// before the metadata is written (FORMAT.md §8).
@@ -19,11 +21,12 @@ struct EncryptedObjectHandler: Sendable {
     /// Largest listing or copy-result document the gateway buffers.
     static let maxDocumentSize = 8 << 20
 
-    init(backend: BackendClient, encryptor: ObjectEncryptor, observer: any EncryptionObserver) {
+    init(backend: BackendClient, encryptor: ObjectEncryptor, observer: any EncryptionObserver, allowPlaintextReads: Bool = true) {
         self.backend = backend
         self.encryptor = encryptor
-        self.passthrough = PassthroughHandler(backend: backend)
+        self.passthrough = PassthroughHandler(backend: backend, encrypting: true)
         self.observer = observer
+        self.allowPlaintextReads = allowPlaintextReads
     }
 
     func handle(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
@@ -33,12 +36,9 @@ struct EncryptedObjectHandler: Sendable {
         case .headObject: return try get(request, body: body, response: response, headOnly: true)
         case .copyObject: return try copy(request, body: body, response: response)
         case .listObjects, .listObjectsV2, .listObjectVersions: return try list(request, response: response)
-        case .createMultipartUpload, .uploadPart, .uploadPartCopy, .completeMultipartUpload:
-            throw S3Error.notImplemented("multipart uploads are not supported by an encrypting gateway yet; raise the client's "
-                + "multipart threshold (e.g. boto3 TransferConfig(multipart_threshold=...), aws s3 --expected-size / "
-                + "multipart_threshold, rclone --s3-upload-cutoff=5G) so objects up to 5 GiB are sent with a single PUT.")
         default:
-            return try passthrough.handle(request, body: body, response: response)
+            // Fail closed: the dispatcher sends nothing else here.
+            throw S3Error.internalError().withLog("\(request.operation.name) was dispatched to the object handler")
         }
     }
 
@@ -46,7 +46,6 @@ struct EncryptedObjectHandler: Sendable {
 
     private func put(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         let identity = try Self.identity(of: request)
-        try Self.rejectReservedMetadata(request.head.headers)
         guard let declared = body.declaredLength else { throw S3Error.missingContentLength() }
         guard declared <= PassthroughHandler.maxSingleUpload else { throw S3Error.entityTooLarge() }
         let length = Int(declared)
@@ -109,6 +108,7 @@ struct EncryptedObjectHandler: Sendable {
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
             headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
+            if (200..<300).contains(stored.status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }
             // A plain object, or an error the backend explains best: forward the request itself.
             return try forwardPlain(request, body: body, response: response)
         }
@@ -192,8 +192,10 @@ struct EncryptedObjectHandler: Sendable {
     /// Forwards a read of an object the HEAD found plain (or missing), refusing an answer that turns
     /// out to carry gateway metadata (the object was replaced by an encrypted one in between).
     private func forwardPlain(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
+        let allowPlaintextReads = allowPlaintextReads
         let relay = TransformingRelay(writer: response) { status, fields, _ in
             if fields.contains(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) { throw S3Error.objectChanged() }
+            if (200..<300).contains(status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }
             return status
         }
         let forwarded = BackendRequest(method: request.head.method, bucket: request.address.bucket, key: request.address.key,
@@ -229,7 +231,6 @@ struct EncryptedObjectHandler: Sendable {
 
     private func copy(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         let destination = try Self.identity(of: request)
-        try Self.rejectReservedMetadata(request.head.headers)
         guard let source = CopySource.parse(request.head.headers["x-amz-copy-source"]) else {
             throw S3Error.invalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
         }
@@ -238,9 +239,22 @@ struct EncryptedObjectHandler: Sendable {
             method: "HEAD", bucket: source.bucket, key: source.key,
             query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [],
             headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
-        guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, sourceIdentity, request) else {
-            // A plain source is copied as is (and a missing one gets the backend's error).
+        guard (200..<300).contains(stored.status) else {
+            // A missing source, or an error the backend explains best.
             return try passthrough.handle(request, body: body, response: response)
+        }
+        guard let metadata = try readMetadata(stored.headers, sourceIdentity, request) else {
+            // A plain source is copied as is, pinned to the object whose conditions were checked: a source
+            // replaced by an encrypted object in between must not become a "plain" copy of its ciphertext.
+            guard allowPlaintextReads else { throw S3Error.plaintextObjectRefused() }
+            let etag = stored.header("ETag") ?? "\"\""
+            if ConditionalRequest.evaluateCopySource(headers: request.head.headers, etag: etag,
+                                                     lastModified: stored.header("Last-Modified")) != .proceed {
+                throw S3Error.preconditionFailed()
+            }
+            var pinned = request
+            pinned.head.headers = Self.pinnedCopyHeaders(request.head.headers, source: source, stored: stored)
+            return try passthrough.handle(pinned, body: body, response: response)
         }
         let storedLength = stored.header("Content-Length").flatMap { Int64($0) } ?? 0
         guard storedLength <= PassthroughHandler.maxSingleUpload else {
@@ -257,8 +271,7 @@ struct EncryptedObjectHandler: Sendable {
         } catch {
             throw failure(error, sourceIdentity, request)
         }
-        var headers = request.head.headers
-        for name in ConditionalRequest.copySourceHeaderNames { headers.remove(name) }
+        var headers = Self.pinnedCopyHeaders(request.head.headers, source: source, stored: stored)
         let replace = request.head.headers["x-amz-metadata-directive"]?.uppercased() == "REPLACE"
         if !replace {
             // COPY: the source's user metadata and content headers, as S3 would copy them.
@@ -283,6 +296,27 @@ struct EncryptedObjectHandler: Sendable {
             document = Self.replacingETag(in: document, with: etag)
         }
         return try respondBuffered(status: answer.status, headers: answer.headers, body: document, response: response)
+    }
+
+    /// The client's CopyObject headers with its `x-amz-copy-source-if-*` conditions (already evaluated by the
+    /// gateway against the ETag clients see) replaced by a pin on the source the gateway read: its version
+    /// when the backend reported one, and its backend ETag, so a source replaced in between fails the copy
+    /// (412) instead of being copied under metadata that belongs to another object.
+    static func pinnedCopyHeaders(_ headers: HTTPFields, source: CopySource, stored: HTTPClientResponse) -> HTTPFields {
+        var out = headers
+        for name in ConditionalRequest.copySourceHeaderNames { out.remove(name) }
+        out.remove("x-amz-copy-if-match")
+        var value = BackendClient.copySource(bucket: source.bucket, key: source.key)
+        if let version = source.versionID ?? stored.header("x-amz-version-id").flatMap({ $0 == "null" ? nil : $0 }) {
+            value += "?versionId=" + URIEncoding.encode(version)
+        }
+        out.set("x-amz-copy-source", value)
+        if let etag = stored.header("ETag"), !etag.isEmpty {
+            // AWS reads the first name, Ceph RGW (Pacific) only the second; each ignores the other.
+            out.set("x-amz-copy-source-if-match", etag)
+            out.set("x-amz-copy-if-match", etag)
+        }
+        return out
     }
 
     static let contentHeaders: Set<String> = ["content-type", "content-encoding", "content-disposition", "content-language",
@@ -360,12 +394,6 @@ struct EncryptedObjectHandler: Sendable {
         return out
     }
 
-    static func rejectReservedMetadata(_ headers: HTTPFields) throws(S3Error) {
-        if let reserved = headers.first(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) {
-            throw S3Error.invalidArgument("The metadata header \(reserved.name.lowercased()) uses the prefix x-amz-meta-s3eg-, which is reserved for the encryption gateway.")
-        }
-    }
-
     /// Bytes of `x-amz-meta-*` headers as S3 counts them (name without the prefix, plus value).
     static func userMetadataSize(_ headers: HTTPFields) -> Int {
         headers.reduce(0) { total, field in
@@ -432,6 +460,10 @@ extension S3Error {
     }
     static func metadataTooLarge(allowed: Int) -> S3Error {
         S3Error(code: "MetadataTooLarge", message: "Your metadata headers exceed the maximum allowed metadata size: an encrypting gateway leaves \(allowed) bytes of the 2048 for user metadata.", status: 400)
+    }
+    /// `ENCRYPTION_ALLOW_PLAINTEXT_READS=false` and the object has no gateway metadata.
+    static func plaintextObjectRefused() -> S3Error {
+        S3Error(code: "AccessDenied", message: "The object is not encrypted by the gateway, and this gateway refuses unencrypted objects (ENCRYPTION_ALLOW_PLAINTEXT_READS=false).", status: 403)
     }
     /// The object was replaced while the gateway was reading it; a retry reads the new one.
     static func objectChanged() -> S3Error {

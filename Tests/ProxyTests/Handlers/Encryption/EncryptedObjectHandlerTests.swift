@@ -16,29 +16,31 @@ final class RecordingEncryptionObserver: EncryptionObserver {
 
 extension HandlerHarness {
     /// A harness whose handler encrypts (the default `init` is a pass-through gateway).
-    init(backendEndpoint: String, encryptor: ObjectEncryptor, encryptionObserver: any EncryptionObserver) throws {
+    init(backendEndpoint: String, encryptor: ObjectEncryptor, encryptionObserver: any EncryptionObserver,
+         allowPlaintextReads: Bool = true) throws {
         backend = try BackendClient(configuration: BackendConfiguration(endpoint: backendEndpoint, accessKey: "testing", secretKey: "testing"),
                                     http: HTTPClient())
         handler = S3RequestHandler(gateway: gateway,
                                    authenticator: RequestAuthenticator(credentials: StaticCredentials(accessKey: Self.clientKey, secretKey: Self.clientSecret), regions: ["us-east-1", "us-west-2"]),
                                    backend: backend, observer: observer, baseDomains: ["s3.gateway.test"],
-                                   encryptor: encryptor, encryptionObserver: encryptionObserver)
+                                   encryptor: encryptor, encryptionObserver: encryptionObserver,
+                                   allowPlaintextReads: allowPlaintextReads)
     }
 }
 
-/// The encrypting object handlers against moto: `gateway` encrypts, `raw` is a pass-through gateway on the same
-/// backend that shows (and lets the tests rewrite) what is really stored.
+/// The encrypting object handlers against moto: `gateway` encrypts, `raw` talks to the backend directly and
+/// shows (and lets the tests rewrite) what is really stored.
 @Suite(.serialized, .enabled(if: MotoServer.available)) final class EncryptedObjectHandlerMotoTests {
     let moto: MotoServer
     let gateway: HandlerHarness
-    let raw: HandlerHarness
+    let raw: RawBackend
     let events = RecordingEncryptionObserver()
     static let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring("handler-tests"))
 
     init() throws {
         moto = try MotoServer()
         gateway = try HandlerHarness(backendEndpoint: moto.endpoint, encryptor: Self.encryptor, encryptionObserver: events)
-        raw = try HandlerHarness(backendEndpoint: moto.endpoint)
+        raw = try RawBackend(endpoint: moto.endpoint)
         for bucket in ["/bucket", "/other"] {
             let created = raw.send("PUT", bucket)
             precondition(created.status == 200, "create bucket: \(created.status ?? 0) \(created.bodyText)")
@@ -270,6 +272,86 @@ extension HandlerHarness {
         let missing = gateway.send("GET", "/bucket/missing")
         #expect(missing.status == 404)
         #expect(missing.errorCode == "NoSuchKey")
+    }
+
+    /// Whatever the query, an object body reaches the backend sealed or not at all, and a read never
+    /// returns ciphertext or the gateway's metadata.
+    @Test func unknownQueriesFailClosed() throws {
+        let content = Array("fail closed, never open".utf8)
+        let stored: (String) -> RecordingWriter = { self.raw.send("GET", "/bucket/\($0)") }
+        func isCiphertext(_ w: RecordingWriter) -> Bool {
+            w.status == 200 && w.head?.headers["x-amz-meta-s3eg-version"] == "1" && w.body != content
+        }
+        for query in ["foo=bar", "x-id=PutObject", "versionId=3", "X-Amz-Foo=1"] {
+            let key = "fc-\(query.prefix(3))"
+            let put = gateway.send("PUT", "/bucket/\(key)?\(query)", body: content)
+            #expect(put.status == 200, "\(query): \(put.bodyText)")
+            #expect(isCiphertext(stored(key)), "\(query)")
+            // S3 ignores versionId on PUT; on GET it names a version, which does not exist here.
+            let get = gateway.send("GET", "/bucket/\(key)?\(query == "versionId=3" ? "foo=bar" : query)")
+            #expect(get.body == content, "\(query)")
+            #expect(get.head?.headers.contains { $0.name.lowercased().hasPrefix("x-amz-meta-s3eg-") } == false)
+        }
+        for (method, query, code) in [("PUT", "foo", "NotImplemented"), ("PUT", "uploadId=u", "InvalidRequest"),
+                                      ("PUT", "UploadId=u&partNumber=1", "InvalidArgument"), ("PUT", "renameObject", "NotImplemented"),
+                                      ("PUT", "torrent", "MethodNotAllowed")] {
+            let put = gateway.send(method, "/bucket/refused?\(query)", body: content)
+            #expect(put.errorCode == code, "\(method) ?\(query): \(put.bodyText)")
+            #expect(raw.send("HEAD", "/bucket/refused").status == 404, "\(method) ?\(query) stored something")
+        }
+        #expect(gateway.send("PUT", "/bucket/fc-enc", body: content).status == 200)
+        for query in ["torrent", "attributes", "foo", "VersionId=1"] {
+            let get = gateway.send("GET", "/bucket/fc-enc?\(query)")
+            #expect((get.status ?? 0) >= 400, "GET ?\(query)")
+            #expect(get.body != content && !get.bodyText.contains("s3eg"), "GET ?\(query)")
+        }
+        let select = gateway.send("POST", "/bucket/fc-enc?select&select-type=2", body: Array("<x/>".utf8))
+        #expect(select.errorCode == "NotImplemented")
+        #expect(select.bodyText.contains("SelectObjectContent"))
+        let form = gateway.send("POST", "/bucket", body: Array("--form--".utf8))
+        #expect(form.errorCode == "NotImplemented")
+        // Metadata sub-resources are forwarded (their documents carry no object data).
+        let tagging = Array("<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>".utf8)
+        #expect(gateway.send("PUT", "/bucket/fc-enc?tagging", body: tagging).status == 200)
+        #expect(gateway.send("GET", "/bucket/fc-enc?tagging").bodyText.contains("<Key>a</Key>"))
+        #expect(gateway.send("GET", "/bucket?versioning").status == 200)
+        // A client cannot plant the gateway's metadata through any operation.
+        let planted = gateway.send("PUT", "/bucket/fc-enc?tagging", body: tagging, headers: [(name: "x-amz-meta-s3eg-etag", value: "0")])
+        #expect(planted.errorCode == "InvalidArgument")
+    }
+
+    @Test func aPassThroughGatewayNeverRelaysAnEncryptedObject() throws {
+        let content = Self.content(1000, seed: 9)
+        #expect(gateway.send("PUT", "/bucket/pt-enc", body: content).status == 200)
+        let plain = try HandlerHarness(backendEndpoint: moto.endpoint)
+        for method in ["GET", "HEAD"] {
+            let got = plain.send(method, "/bucket/pt-enc")
+            #expect(got.status == 501, "\(method)")
+            #expect(got.head?.headers.contains { $0.name.lowercased().hasPrefix("x-amz-meta-s3eg-") } == false)
+            #expect(!got.bodyText.contains("s3eg") && got.body != raw.send("GET", "/bucket/pt-enc").body)
+        }
+        #expect(plain.send("GET", "/bucket/pt-enc").errorCode == "NotImplemented")
+    }
+
+    @Test func plaintextReadsCanBeRefused() throws {
+        let strict = try HandlerHarness(backendEndpoint: moto.endpoint, encryptor: Self.encryptor,
+                                        encryptionObserver: events, allowPlaintextReads: false)
+        let content = Self.content(5000, seed: 12)
+        #expect(raw.send("PUT", "/bucket/planted", body: content).status == 200)
+        #expect(strict.send("PUT", "/bucket/sealed", body: content).status == 200)
+        for method in ["GET", "HEAD"] {
+            let got = strict.send(method, "/bucket/planted")
+            #expect(got.status == 403, "\(method)")
+            #expect(got.body != content)
+            #expect(strict.send(method, "/bucket/sealed").status == 200)
+        }
+        #expect(strict.send("GET", "/bucket/planted").errorCode == "AccessDenied")
+        let copy = strict.send("PUT", "/bucket/planted-copy", headers: [(name: "x-amz-copy-source", value: "/bucket/planted")])
+        #expect(copy.errorCode == "AccessDenied")
+        #expect(raw.send("HEAD", "/bucket/planted-copy").status == 404)
+        #expect(strict.send("GET", "/bucket/missing-entirely").errorCode == "NoSuchKey")
+        // The default (migration) serves it.
+        #expect(gateway.send("GET", "/bucket/planted").body == content)
     }
 
     @Test func multipartIsRefusedSoNoPlaintextIsStored() {
