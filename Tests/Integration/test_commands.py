@@ -122,7 +122,7 @@ def test_decrypt_from_backend_and_from_local_file(gateways, backend, bucket_on_b
         res = run_tool(gateway_binary, ["decrypt", "--bucket", bucket_on_backend, "--key", key, "--print-metadata"], env)
         assert res.returncode == 0, res.stderr
         metadata = json.loads(res.stdout)
-        assert metadata["x-amz-meta-s3eg-version"] == "1"
+        assert metadata["x-amz-meta-s3eg-version"] == "2"
         (tmp_path / "meta.json").write_bytes(res.stdout)
         (tmp_path / "cipher.bin").write_bytes(stored)
         out_local = tmp_path / "local.out"

@@ -61,7 +61,7 @@ def test_round_trip_stores_only_ciphertext(enc, raw, ebucket, size):
     stored = raw.get_object(Bucket=ebucket, Key=key)
     body = stored["Body"].read()
     assert len(body) == ciphertext_length(size)
-    assert stored["Metadata"]["s3eg-version"] == "1"
+    assert stored["Metadata"]["s3eg-version"] == "2"
     if size >= 32:
         mid = size // 2
         assert data[mid:mid + 32] not in body

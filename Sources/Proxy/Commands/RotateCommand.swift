@@ -73,7 +73,8 @@ enum RotateCommand {
     static func decide(headers: [(name: String, value: String)], size: Int, identity: ObjectIdentity,
                        encryptor: ObjectEncryptor) throws(EncryptionError) -> Decision {
         guard let metadata = try EncryptionMetadata.parse(fields: headers) else { return .plain }
-        if metadata.keyID == encryptor.keyRing.active.id { return .current }
+        // Version 1 objects are re-wrapped even under the active key: that upgrades their metadata to version 2.
+        if metadata.version == .current && encryptor.keys.isActive(metadata.keyReference) { return .current }
         if size > maxCopySize { return .tooLarge(size: size) }
         return .rewrap(try encryptor.rewrap(metadata, from: identity, to: identity))
     }
@@ -153,7 +154,6 @@ enum RotateCommand {
     static func rotate(options: Options, backend: BackendClient, encryptor: ObjectEncryptor) -> Tally {
         var tally = Tally()
         var token: String?
-        let activeID = encryptor.keyRing.active.idHex
         repeat {
             let page: ListObjectsPage
             do {
@@ -173,9 +173,9 @@ enum RotateCommand {
                 tally.lastKey = entry.key
                 var line = "{\"key\":\(JSON.quote(entry.key)),\"result\":\(JSON.quote(outcome.result))"
                 switch outcome {
-                case .rotated(let from):
+                case .rotated(let from, let to):
                     tally.rotated += 1
-                    line += ",\"from_key_id\":\(JSON.quote(from)),\"to_key_id\":\(JSON.quote(activeID))"
+                    line += ",\"from_key_id\":\(JSON.quote(from)),\"to_key_id\":\(JSON.quote(to))"
                 case .current: tally.current += 1
                 case .plain: tally.plain += 1
                 case .tooLarge(let size):
@@ -197,7 +197,7 @@ enum RotateCommand {
     }
 
     enum Outcome: Equatable {
-        case rotated(fromKeyID: String)
+        case rotated(fromKeyID: String, toKeyID: String)
         case current
         case plain
         case tooLarge(size: Int)
@@ -237,7 +237,8 @@ enum RotateCommand {
         case .tooLarge(let size): return .tooLarge(size: size)
         case .rewrap(let metadata):
             let from = head.header(FormatV1.keyIDHeader) ?? "?"
-            if dryRun { return .rotated(fromKeyID: from) }
+            let to = metadata.keyReference.keyID
+            if dryRun { return .rotated(fromKeyID: from, toKeyID: to) }
             guard let etag = head.header("etag"), !etag.isEmpty else {
                 return .failed("the backend's HEAD has no ETag, so the copy cannot be made conditional")
             }
@@ -250,7 +251,7 @@ enum RotateCommand {
                 }
                 return .failed(error.description)
             }
-            return .rotated(fromKeyID: from)
+            return .rotated(fromKeyID: from, toKeyID: to)
         }
     }
 }

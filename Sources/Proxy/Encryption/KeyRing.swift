@@ -109,8 +109,10 @@ public struct WrapBinding: Sendable, Equatable {
     }
 }
 
-/// The configured KEKs: one active key for new writes, older keys for reading.
-public struct KeyRing: Sendable {
+/// The configured password KEKs: one active key for new writes, older keys for reading. This is the
+/// `password` key provider of format version 2 (its key id is the 16-hex-digit id of §2) and the reader of
+/// version 1 objects, whose wrap (`WrapBinding`) differs.
+public struct KeyRing: Sendable, DataKeyWrapping {
     public let active: KeyEncryptionKey
     /// Every key, active first.
     public let keys: [KeyEncryptionKey]
@@ -149,8 +151,46 @@ public struct KeyRing: Sendable {
         keys.first { $0.id == id }
     }
 
-    /// Wraps `dataKey` with the active KEK for `binding`; returns the key id and the 60 wrapped bytes.
-    public func wrap(_ dataKey: DataKey, binding: WrapBinding) throws(EncryptionError) -> (keyID: [UInt8], wrapped: [UInt8]) {
+    // MARK: The `password` provider of format version 2
+
+    /// The wrapping key (the KEK itself) and reference of `kek`.
+    static func wrappingKey(_ kek: KeyEncryptionKey) -> WrappingKey {
+        // Force-try: the provider name and a 16-hex-digit key id are valid by construction.
+        try! WrappingKey(reference: KeyReference(provider: FormatV2.passwordProvider, keyID: kek.idHex), bytes: kek.key)
+    }
+
+    public func wrap(_ dataKey: DataKey, context: WrapContext) throws(EncryptionError) -> WrappedDataKey {
+        try LocalKeyWrap.seal(dataKey, with: Self.wrappingKey(active), context: context)
+    }
+
+    public func unwrap(_ wrapped: WrappedDataKey, context: WrapContext) throws(EncryptionError) -> DataKey {
+        let reference = wrapped.reference
+        guard reference.provider == FormatV2.passwordProvider else {
+            throw EncryptionError(.unknownKeyID, "object was encrypted with a key of provider \"\(reference.provider)\", which is not configured")
+        }
+        guard reference.wrappedIntermediateKey == nil, let id = Encoding.fromHex(reference.keyID), id.count == FormatV1.keyIDSize,
+              Encoding.hex(id) == reference.keyID else {
+            throw EncryptionError(.malformedMetadata, "gateway metadata is damaged: a password key id is 16 lowercase hex digits without an intermediate key")
+        }
+        guard let kek = key(id: id) else {
+            throw EncryptionError(.unknownKeyID, "object was encrypted with key id \(reference.keyID), which is not configured; add its password as a previous key")
+        }
+        return try LocalKeyWrap.open(wrapped, with: Self.wrappingKey(kek), context: context)
+    }
+
+    public func v1Key(id: [UInt8]) -> KeyEncryptionKey? {
+        key(id: id)
+    }
+
+    public func isActive(_ reference: KeyReference) -> Bool {
+        reference.provider == FormatV2.passwordProvider && reference.keyID == active.idHex
+    }
+
+    // MARK: Version 1 wraps
+
+    /// Wraps `dataKey` with the active KEK for `binding` as version 1 does; returns the key id and the 60 wrapped bytes.
+    /// Writers use the version 2 wrap; this stays for test vectors and tests of the version 1 reader.
+    func wrap(_ dataKey: DataKey, binding: WrapBinding) throws(EncryptionError) -> (keyID: [UInt8], wrapped: [UInt8]) {
         try wrap(dataKey, binding: binding, nonce: SecureRandom.bytes(FormatV1.wrapNonceSize))
     }
 
@@ -165,21 +205,28 @@ public struct KeyRing: Sendable {
         }
     }
 
-    /// Unwraps a DEK. A wrong bucket/key, a changed metadata field or a corrupted wrap is `tamperDetected`.
+    /// Unwraps a version 1 DEK. A wrong bucket/key, a changed metadata field or a corrupted wrap is `tamperDetected`.
     public func unwrap(_ wrapped: [UInt8], keyID: [UInt8], binding: WrapBinding) throws(EncryptionError) -> DataKey {
         guard let kek = key(id: keyID) else {
             throw EncryptionError(.unknownKeyID, "object was encrypted with key id \(Encoding.hex(keyID)), which is not configured; add its password as a previous key")
         }
+        return try binding.unwrap(wrapped, with: kek)
+    }
+}
+
+extension WrapBinding {
+    /// Opens a version 1 wrap (§4 of version 1) with the password key `kek` named by the object's key id.
+    func unwrap(_ wrapped: [UInt8], with kek: KeyEncryptionKey) throws(EncryptionError) -> DataKey {
         guard wrapped.count == FormatV1.wrappedKeySize else {
             throw EncryptionError(.malformedMetadata, "wrapped key has \(wrapped.count) bytes, expected \(FormatV1.wrappedKeySize)")
         }
         let nonce = Array(wrapped[0..<FormatV1.wrapNonceSize])
         let sealed = Array(wrapped[FormatV1.wrapNonceSize...])
-        let aad = binding.associatedData(keyID: keyID)
+        let aad = associatedData(keyID: kek.id)
         do {
             return try DataKey(bytes: AEAD.open(.aes256GCM, key: kek.key, nonce: nonce, aad: aad, sealed: sealed))
         } catch AEADError.authenticationFailed {
-            throw EncryptionError(.tamperDetected, "the data key of \(binding.identity.bucket)/\(binding.identity.key) does not unwrap: its metadata was modified or it belongs to another object")
+            throw EncryptionError(.tamperDetected, "the data key of \(identity.bucket)/\(identity.key) does not unwrap: its metadata was modified or it belongs to another object")
         } catch {
             throw EncryptionError(.internalFailure, "unwrapping the data key failed: \(error)")
         }

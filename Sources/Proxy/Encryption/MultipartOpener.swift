@@ -5,7 +5,7 @@
 public final class MultipartOpener {
     private let encryptor: ObjectEncryptor
     private let metadata: EncryptionMetadata
-    private let identity: ObjectIdentity
+    private let dataKey: DataKey
     private let layout: ChunkLayout
     private var headerBuffer: [UInt8] = []
     private var current: ChunkOpener?
@@ -19,8 +19,9 @@ public final class MultipartOpener {
         guard metadata.layout == .multipart else { throw EncryptionError(.invalidParameter, "not a multipart object") }
         self.encryptor = encryptor
         self.metadata = metadata
-        self.identity = identity
         self.layout = try metadata.chunkLayout
+        // One unwrap (and MAC check) for the whole object, not one per part.
+        self.dataKey = try encryptor.dataKey(of: metadata, identity: identity)
         headerBuffer.reserveCapacity(PartHeader.size)
     }
 
@@ -67,7 +68,7 @@ public final class MultipartOpener {
         }
         lastPartNumber = header.partNumber
         remaining = layout.ciphertextLength(plaintextLength: header.plaintextLength)
-        current = try encryptor.partOpener(for: metadata, identity: identity, header: header)
+        current = try encryptor.partOpener(for: metadata, dataKey: dataKey, header: header)
     }
 }
 

@@ -1,40 +1,62 @@
 import Shared
 
 /// The entry point the request handlers use: creates the metadata and sealer for a new object,
-/// the opener for a stored one, and re-wraps data keys for CopyObject. Holds only immutable
-/// key material, so one instance serves every request concurrently.
+/// the opener for a stored one, re-wraps data keys for CopyObject and rotation, and attaches
+/// records (ETag, checksum) after an upload. Holds only immutable key material (or a thread-safe
+/// key provider), so one instance serves every request concurrently.
+///
+/// Writers write format version 2; readers read versions 1 and 2 (docs/FORMAT.md).
 public struct ObjectEncryptor: Sendable {
-    public let keyRing: KeyRing
+    /// Wraps new data keys and unwraps stored ones.
+    public let keys: any DataKeyWrapping
     /// Content cipher for new objects (stored objects name their own).
     public let cipher: AEADAlgorithm
     /// Chunk geometry for new objects (stored objects name their own).
     public let layout: ChunkLayout
 
-    public init(keyRing: KeyRing, cipher: AEADAlgorithm = .aes256GCM, layout: ChunkLayout = .default) {
-        self.keyRing = keyRing
+    public init(keys: any DataKeyWrapping, cipher: AEADAlgorithm = .aes256GCM, layout: ChunkLayout = .default) {
+        self.keys = keys
         self.cipher = cipher
         self.layout = layout
     }
 
+    /// With the `password` provider.
+    public init(keyRing: KeyRing, cipher: AEADAlgorithm = .aes256GCM, layout: ChunkLayout = .default) {
+        self.init(keys: keyRing, cipher: cipher, layout: layout)
+    }
+
     /// A new single-part object: a fresh DEK and salt, the metadata to send with the backend PUT,
-    /// and the sealer for its body. `plaintextMD5` (the ETag) is stored when known up front.
-    /// `plaintextLength`, when given, is enforced by the sealer.
-    public func beginObject(_ identity: ObjectIdentity, plaintextMD5: [UInt8]? = nil, plaintextLength: Int? = nil) throws(EncryptionError)
-        -> (metadata: EncryptionMetadata, sealer: ChunkSealer) {
+    /// and the sealer for its body. The records (`plaintextMD5` is the ETag, `checksum`) are stored
+    /// when known up front; `attachETag`/`attachChecksum` add them later. `plaintextLength`, when given,
+    /// is enforced by the sealer.
+    public func beginObject(_ identity: ObjectIdentity, plaintextMD5: [UInt8]? = nil, checksum: ChecksumRecord? = nil,
+                            plaintextLength: Int? = nil) throws(EncryptionError) -> (metadata: EncryptionMetadata, sealer: ChunkSealer) {
         let dataKey = DataKey.generate()
         let salt = SecureRandom.bytes(FormatV1.saltSize)
-        let binding = WrapBinding(identity: identity, cipher: cipher, chunkSize: layout.chunkSize, layout: .single)
-        let (keyID, wrapped) = try keyRing.wrap(dataKey, binding: binding)
-        let metadata = EncryptionMetadata(cipher: cipher, chunkSize: layout.chunkSize, keyID: keyID, wrappedKey: wrapped,
-                                          layout: .single(salt: salt), plaintextMD5: plaintextMD5)
+        var metadata = EncryptionMetadata(cipher: cipher, chunkSize: layout.chunkSize, layout: .single(salt: salt),
+                                          wrappedKey: try keys.wrap(dataKey, context: WrapContext(identity: identity)),
+                                          plaintextMD5: try Self.checkedMD5(plaintextMD5), checksum: checksum)
+        metadata.mac = try MetadataMAC.compute(metadata, identity: identity, dataKey: dataKey)
         let sealer = try ChunkSealer(cipher: cipher, segmentKey: dataKey.segmentKey(salt: salt, partNumber: 0), layout: layout,
                                      expectedPlaintextLength: plaintextLength)
         return (metadata, sealer)
     }
 
-    /// Unwraps the DEK of a stored object (checks its bucket/key binding).
+    /// Unwraps the DEK of a stored object, checking its bucket/key binding and, for version 2, the MAC over
+    /// every metadata field: after this succeeds, `metadata`'s records are authentic.
     public func dataKey(of metadata: EncryptionMetadata, identity: ObjectIdentity) throws(EncryptionError) -> DataKey {
-        try keyRing.unwrap(metadata.wrappedKey, keyID: metadata.keyID, binding: metadata.binding(for: identity))
+        switch metadata.version {
+        case .v1:
+            let reference = metadata.wrappedKey.reference
+            guard let id = Encoding.fromHex(reference.keyID), let kek = keys.v1Key(id: id) else {
+                throw EncryptionError(.unknownKeyID, "object was encrypted with key id \(reference.keyID), which is not configured; add its password as a previous key")
+            }
+            return try metadata.binding(for: identity).unwrap(metadata.wrappedKey.bytes, with: kek)
+        case .v2:
+            let dataKey = try keys.unwrap(metadata.wrappedKey, context: WrapContext(identity: identity))
+            try MetadataMAC.verify(metadata, identity: identity, dataKey: dataKey)
+            return dataKey
+        }
     }
 
     /// An opener for a stored single-part object, starting at `firstChunkIndex` (0, or `RangeMapping.firstChunk`).
@@ -47,44 +69,47 @@ public struct ObjectEncryptor: Sendable {
                                layout: metadata.chunkLayout, firstChunkIndex: firstChunkIndex)
     }
 
-    /// CopyObject: the destination's metadata, whose DEK is re-wrapped with the active KEK under
-    /// `destination`. The ciphertext is copied unchanged.
+    /// CopyObject and rotation: the metadata of the same body under `destination`, its DEK re-wrapped with the
+    /// active key and the MAC computed for `destination`. Records are kept (a version 1 ETag becomes
+    /// authenticated: the gateway vouches for what it read). The output is always version 2, so a version 1
+    /// object is upgraded; the ciphertext is copied unchanged.
     public func rewrap(_ metadata: EncryptionMetadata, from source: ObjectIdentity, to destination: ObjectIdentity) throws(EncryptionError) -> EncryptionMetadata {
         let dataKey = try dataKey(of: metadata, identity: source)
-        let (keyID, wrapped) = try keyRing.wrap(dataKey, binding: metadata.binding(for: destination))
         var copy = metadata
-        copy.keyID = keyID
-        copy.wrappedKey = wrapped
+        copy.version = .v2
+        copy.wrappedKey = try keys.wrap(dataKey, context: WrapContext(identity: destination))
+        copy.mac = try MetadataMAC.compute(copy, identity: destination, dataKey: dataKey)
         return copy
     }
 
-    // MARK: Multipart (format fixed now, handlers come later)
-
-    /// CreateMultipartUpload: the metadata (no salt) to store with the upload.
-    public func beginMultipartObject(_ identity: ObjectIdentity) throws(EncryptionError) -> EncryptionMetadata {
-        let dataKey = DataKey.generate()
-        let binding = WrapBinding(identity: identity, cipher: cipher, chunkSize: layout.chunkSize, layout: .multipart)
-        let (keyID, wrapped) = try keyRing.wrap(dataKey, binding: binding)
-        return EncryptionMetadata(cipher: cipher, chunkSize: layout.chunkSize, keyID: keyID, wrappedKey: wrapped, layout: .multipart)
+    /// The metadata with an authenticated ETag record (the plaintext MD5), for a metadata-replacing self-copy
+    /// after a streamed upload. Version 1 metadata is upgraded to version 2 (its DEK re-wrapped).
+    public func attachETag(_ metadata: EncryptionMetadata, plaintextMD5: [UInt8], identity: ObjectIdentity) throws(EncryptionError) -> EncryptionMetadata {
+        let md5 = try Self.checkedMD5(plaintextMD5)
+        return try attaching(to: metadata, identity: identity) { $0.plaintextMD5 = md5 }
     }
 
-    /// UploadPart: a fresh salt for this attempt, the 36-byte part header to send first, and the sealer.
-    public func beginPart(of metadata: EncryptionMetadata, identity: ObjectIdentity, partNumber: Int,
-                          plaintextLength: Int) throws(EncryptionError) -> (header: [UInt8], sealer: ChunkSealer) {
-        guard metadata.layout == .multipart else { throw EncryptionError(.invalidParameter, "not a multipart object") }
-        let header = try PartHeader(partNumber: partNumber, plaintextLength: plaintextLength, salt: SecureRandom.bytes(FormatV1.saltSize))
-        let dataKey = try dataKey(of: metadata, identity: identity)
-        let sealer = try ChunkSealer(cipher: metadata.cipher, segmentKey: dataKey.segmentKey(salt: header.salt, partNumber: partNumber),
-                                     layout: metadata.chunkLayout, partNumber: partNumber, expectedPlaintextLength: plaintextLength)
-        return (header.bytes, sealer)
+    /// The metadata with an authenticated flexible-checksum record (see `attachETag`).
+    public func attachChecksum(_ metadata: EncryptionMetadata, _ checksum: ChecksumRecord, identity: ObjectIdentity) throws(EncryptionError) -> EncryptionMetadata {
+        try attaching(to: metadata, identity: identity) { $0.checksum = checksum }
     }
 
-    /// An opener for one part, given its parsed header.
-    public func partOpener(for metadata: EncryptionMetadata, identity: ObjectIdentity, header: PartHeader,
-                           firstChunkIndex: Int = 0) throws(EncryptionError) -> ChunkOpener {
-        guard metadata.layout == .multipart else { throw EncryptionError(.invalidParameter, "not a multipart object") }
+    private func attaching(to metadata: EncryptionMetadata, identity: ObjectIdentity,
+                           _ change: (inout EncryptionMetadata) -> Void) throws(EncryptionError) -> EncryptionMetadata {
         let dataKey = try dataKey(of: metadata, identity: identity)
-        return try ChunkOpener(cipher: metadata.cipher, segmentKey: dataKey.segmentKey(salt: header.salt, partNumber: header.partNumber),
-                               layout: metadata.chunkLayout, partNumber: header.partNumber, firstChunkIndex: firstChunkIndex)
+        var updated = metadata
+        if updated.version == .v1 {
+            updated.version = .v2
+            updated.wrappedKey = try keys.wrap(dataKey, context: WrapContext(identity: identity))
+        }
+        change(&updated)
+        updated.mac = try MetadataMAC.compute(updated, identity: identity, dataKey: dataKey)
+        return updated
+    }
+
+    private static func checkedMD5(_ md5: [UInt8]?) throws(EncryptionError) -> [UInt8]? {
+        guard let md5 else { return nil }
+        guard md5.count == 16 else { throw EncryptionError(.invalidParameter, "an MD5 has 16 bytes, got \(md5.count)") }
+        return md5
     }
 }

@@ -23,34 +23,94 @@ public enum ObjectLayout: Sendable, Equatable {
     }
 }
 
-/// The gateway's metadata of one encrypted object (format version 1), and its codec to and
-/// from backend `x-amz-meta-s3eg-*` headers.
+/// The version of the metadata format (`x-amz-meta-s3eg-version`). Both share the body format of version 1.
+public enum FormatVersion: Int, Sendable, Comparable {
+    case v1 = 1
+    case v2 = 2
+
+    public static let current = FormatVersion.v2
+
+    public static func < (a: FormatVersion, b: FormatVersion) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// A flexible-checksum record (docs/FORMAT.md §8): the algorithm S3 names (`CRC32`, `CRC32C`, `CRC64NVME`,
+/// `SHA1`, `SHA256`) and the checksum of the whole plaintext. Stored as `ALGORITHM:base64`.
+public struct ChecksumRecord: Sendable, Equatable {
+    /// `[A-Z0-9]{1,16}`.
+    public let algorithm: String
+    /// 1…64 bytes.
+    public let value: [UInt8]
+
+    public init(algorithm: String, value: [UInt8]) throws(EncryptionError) {
+        let bytes = Array(algorithm.utf8)
+        guard (1...FormatV2.maxChecksumAlgorithmLength).contains(bytes.count),
+              bytes.allSatisfy({ ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x30 && $0 <= 0x39) }) else {
+            throw EncryptionError(.invalidParameter, "checksum algorithm \"\(algorithm.prefix(20))\" is not 1…16 of [A-Z0-9]")
+        }
+        guard (1...FormatV2.maxChecksumValueLength).contains(value.count) else {
+            throw EncryptionError(.invalidParameter, "a checksum value has 1…\(FormatV2.maxChecksumValueLength) bytes, got \(value.count)")
+        }
+        self.algorithm = algorithm
+        self.value = value
+    }
+
+    /// The header value, `ALGORITHM:base64`.
+    public var text: String { algorithm + ":" + Data(value).base64EncodedString() }
+
+    static func parse(_ text: String) throws(EncryptionError) -> ChecksumRecord {
+        guard let colon = text.firstIndex(of: ":") else { throw EncryptionMetadata.malformed("checksum record has no ':'") }
+        let value = try EncryptionMetadata.canonicalBase64(String(text[text.index(after: colon)...]), field: "checksum value",
+                                                           range: 1...FormatV2.maxChecksumValueLength)
+        do {
+            return try ChecksumRecord(algorithm: String(text[..<colon]), value: value)
+        } catch {
+            throw EncryptionMetadata.malformed(error.message)
+        }
+    }
+}
+
+/// The gateway's metadata of one encrypted object, and its codec to and from backend `x-amz-meta-s3eg-*`
+/// headers (docs/FORMAT.md §3). Parsing checks the grammar only: the wrap and (version 2) the MAC are checked
+/// by `ObjectEncryptor.dataKey(of:identity:)`, so records are trusted only after that succeeded.
 public struct EncryptionMetadata: Sendable, Equatable {
+    public var version: FormatVersion
     public var cipher: AEADAlgorithm
     public var chunkSize: Int
-    public var keyID: [UInt8]
-    /// wrapNonce (12) || encrypted DEK (32) || tag (16).
-    public var wrappedKey: [UInt8]
     public var layout: ObjectLayout
-    /// MD5 of the plaintext, returned as the ETag when present.
+    /// The wrapped data key and the key that wrapped it. Version 1: provider `password`, the 16-hex-digit key id.
+    public var wrappedKey: WrappedDataKey
+    /// ETag record: MD5 of the plaintext. Version 1 stores it outside every MAC (`authenticatedMD5` is nil then).
     public var plaintextMD5: [UInt8]?
+    /// Flexible-checksum record (version 2 only).
+    public var checksum: ChecksumRecord?
+    /// Version 2: HMAC-SHA256 over everything else (§4); set by `ObjectEncryptor`, nil while being built.
+    public var mac: [UInt8]?
 
-    public init(cipher: AEADAlgorithm, chunkSize: Int, keyID: [UInt8], wrappedKey: [UInt8],
-                layout: ObjectLayout, plaintextMD5: [UInt8]? = nil) {
+    public init(version: FormatVersion = .current, cipher: AEADAlgorithm, chunkSize: Int, layout: ObjectLayout,
+                wrappedKey: WrappedDataKey, plaintextMD5: [UInt8]? = nil, checksum: ChecksumRecord? = nil, mac: [UInt8]? = nil) {
+        self.version = version
         self.cipher = cipher
         self.chunkSize = chunkSize
-        self.keyID = keyID
-        self.wrappedKey = wrappedKey
         self.layout = layout
+        self.wrappedKey = wrappedKey
         self.plaintextMD5 = plaintextMD5
+        self.checksum = checksum
+        self.mac = mac
     }
+
+    /// The plaintext MD5 of a version 2 object, authenticated by its MAC: trust it only after
+    /// `ObjectEncryptor.dataKey(of:identity:)` succeeded for this metadata. Nil for version 1.
+    public var authenticatedMD5: [UInt8]? { version >= .v2 ? plaintextMD5 : nil }
+
+    /// The key reference (`provider`, `key-id`, intermediate key).
+    public var keyReference: KeyReference { wrappedKey.reference }
 
     /// The chunk geometry; valid by construction for parsed metadata.
     public var chunkLayout: ChunkLayout {
         get throws(EncryptionError) { try ChunkLayout(chunkSize: chunkSize) }
     }
 
-    /// What the DEK wrap of this object under `identity` authenticates.
+    /// What the version 1 DEK wrap of this object under `identity` authenticates.
     public func binding(for identity: ObjectIdentity) -> WrapBinding {
         WrapBinding(identity: identity, cipher: cipher, chunkSize: chunkSize, layout: layout.kind)
     }
@@ -63,22 +123,45 @@ public struct EncryptionMetadata: Sendable, Equatable {
 
     /// Backend headers (lowercase names) to store with the object.
     public var headers: [String: String] {
-        var out: [String: String] = [
-            FormatV1.versionHeader: FormatV1.version,
-            FormatV1.cipherHeader: cipher.name,
-            FormatV1.chunkSizeHeader: String(chunkSize),
-            FormatV1.keyIDHeader: Encoding.hex(keyID),
-            FormatV1.wrappedKeyHeader: Data(wrappedKey).base64EncodedString(),
-            FormatV1.layoutHeader: layout.kind.name,
-        ]
-        if case .single(let salt) = layout { out[FormatV1.saltHeader] = Encoding.hex(salt) }
-        if let md5 = plaintextMD5 { out[FormatV1.etagHeader] = Encoding.hex(md5) }
+        var out = headersWithoutMAC
+        if let mac { out[FormatV2.macHeader] = Data(mac).base64EncodedString() }
         return out
     }
 
-    /// Bytes these headers count against S3's 2 KB user-metadata limit (name without `x-amz-meta-` plus value).
+    /// Every header but the MAC: the fields the version 2 MAC covers.
+    var headersWithoutMAC: [String: String] {
+        var out: [String: String] = [
+            FormatV1.versionHeader: String(version.rawValue),
+            FormatV1.cipherHeader: cipher.name,
+            FormatV1.chunkSizeHeader: String(chunkSize),
+            FormatV1.wrappedKeyHeader: Data(wrappedKey.bytes).base64EncodedString(),
+            FormatV1.layoutHeader: layout.kind.name,
+            FormatV1.keyIDHeader: wrappedKey.reference.keyID,
+        ]
+        if case .single(let salt) = layout { out[FormatV1.saltHeader] = Encoding.hex(salt) }
+        if let md5 = plaintextMD5 { out[FormatV1.etagHeader] = Encoding.hex(md5) }
+        if version >= .v2 {
+            out[FormatV2.providerHeader] = wrappedKey.reference.provider
+            if let ik = wrappedKey.reference.wrappedIntermediateKey {
+                out[FormatV2.intermediateKeyHeader] = Data(ik).base64EncodedString()
+            }
+            if let checksum { out[FormatV2.checksumHeader] = checksum.text }
+        }
+        return out
+    }
+
+    /// Bytes these headers count against S3's 2 KB user-metadata limit (name without `x-amz-meta-` plus value),
+    /// including room for the records a version 2 object may receive after its upload (ETag, checksum), so
+    /// that attaching them never pushes an object over the limit.
     public var metadataBudget: Int {
-        headers.reduce(0) { $0 + $1.key.utf8.count - "x-amz-meta-".utf8.count + $1.value.utf8.count }
+        var total = headers.reduce(0) { $0 + $1.key.utf8.count - "x-amz-meta-".utf8.count + $1.value.utf8.count }
+        if version >= .v2 {
+            // A version 2 header set is always sealed; count the MAC even while it is being built.
+            if mac == nil { total += FormatV2.macHeader.utf8.count - "x-amz-meta-".utf8.count + 44 }
+            if plaintextMD5 == nil { total += 9 + 32 }
+            if checksum == nil { total += FormatV2.recordReserve - (9 + 32) }
+        }
+        return total
     }
 
     /// Parses the gateway fields out of an object's headers (any other headers are ignored).
@@ -96,14 +179,18 @@ public struct EncryptionMetadata: Sendable, Equatable {
             guard ours[lower] == nil else { throw malformed("header \(lower) appears twice") }
             ours[lower] = value
         }
-        guard let version = ours.removeValue(forKey: FormatV1.versionHeader) else {
+        guard let versionText = ours.removeValue(forKey: FormatV1.versionHeader) else {
             if let stray = ours.keys.sorted().first {
                 throw malformed("\(stray) present without \(FormatV1.versionHeader)")
             }
             return nil
         }
-        guard version == FormatV1.version else {
-            throw EncryptionError(.unsupportedVersion, "object format version \"\(version.prefix(16))\" is not supported by this gateway (it reads version \(FormatV1.version)); upgrade the gateway")
+        let version: FormatVersion
+        switch versionText {
+        case FormatV1.version: version = .v1
+        case FormatV2.version: version = .v2
+        default:
+            throw EncryptionError(.unsupportedVersion, "object format version \"\(versionText.prefix(16))\" is not supported by this gateway (it reads versions 1 and 2); upgrade the gateway")
         }
         func take(_ name: String) throws(EncryptionError) -> String {
             guard let value = ours.removeValue(forKey: name) else { throw malformed("missing \(name)") }
@@ -117,13 +204,6 @@ public struct EncryptionMetadata: Sendable, Equatable {
               chunkSize >= FormatV1.minChunkSize, chunkSize <= FormatV1.maxChunkSize else {
             throw malformed("chunk size \"\(chunkText.prefix(32))\" is not a decimal in \(FormatV1.minChunkSize)…\(FormatV1.maxChunkSize)")
         }
-        let keyID = try lowerHex(take(FormatV1.keyIDHeader), bytes: FormatV1.keyIDSize, field: "key id")
-
-        let wrappedText = try take(FormatV1.wrappedKeyHeader)
-        guard let wrappedData = Data(base64Encoded: wrappedText), wrappedData.count == FormatV1.wrappedKeySize,
-              wrappedData.base64EncodedString() == wrappedText else {
-            throw malformed("wrapped key is not canonical base64 of \(FormatV1.wrappedKeySize) bytes")
-        }
         let layoutText = try take(FormatV1.layoutHeader)
         let layout: ObjectLayout
         switch layoutText {
@@ -135,19 +215,64 @@ public struct EncryptionMetadata: Sendable, Equatable {
         default:
             throw malformed("layout \"\(layoutText.prefix(32))\" is neither single nor multipart")
         }
+
+        let wrappedKey: WrappedDataKey
+        var checksum: ChecksumRecord?
+        var mac: [UInt8]?
+        switch version {
+        case .v1:
+            let keyID = try lowerHex(take(FormatV1.keyIDHeader), bytes: FormatV1.keyIDSize, field: "key id")
+            let wrapped = try canonicalBase64(take(FormatV1.wrappedKeyHeader), field: "wrapped key",
+                                              range: FormatV1.wrappedKeySize...FormatV1.wrappedKeySize)
+            wrappedKey = try fieldChecked { () throws(EncryptionError) in
+                try WrappedDataKey(reference: KeyReference(provider: FormatV2.passwordProvider, keyID: Encoding.hex(keyID)), bytes: wrapped)
+            }
+        case .v2:
+            let provider = try take(FormatV2.providerHeader)
+            let keyID = try take(FormatV1.keyIDHeader)
+            let ik = try ours.removeValue(forKey: FormatV2.intermediateKeyHeader).map { (text) throws(EncryptionError) in
+                try canonicalBase64(text, field: "intermediate key", range: 1...FormatV2.maxWrappedLength)
+            }
+            let wrapped = try canonicalBase64(take(FormatV1.wrappedKeyHeader), field: "wrapped key", range: 1...FormatV2.maxWrappedLength)
+            wrappedKey = try fieldChecked { () throws(EncryptionError) in
+                try WrappedDataKey(reference: KeyReference(provider: provider, keyID: keyID, wrappedIntermediateKey: ik), bytes: wrapped)
+            }
+            checksum = try ours.removeValue(forKey: FormatV2.checksumHeader).map { (text) throws(EncryptionError) in
+                try ChecksumRecord.parse(text)
+            }
+            mac = try canonicalBase64(take(FormatV2.macHeader), field: "mac", range: FormatV2.macSize...FormatV2.macSize)
+        }
         var md5: [UInt8]?
         if let etag = ours.removeValue(forKey: FormatV1.etagHeader) {
             md5 = try lowerHex(etag, bytes: 16, field: "etag")
         }
         if let unknown = ours.keys.sorted().first {
-            throw malformed("unknown gateway header \(unknown.prefix(64)) in a version \(FormatV1.version) object")
+            throw malformed("unknown gateway header \(unknown.prefix(64)) in a version \(version.rawValue) object")
         }
-        return EncryptionMetadata(cipher: cipher, chunkSize: chunkSize, keyID: keyID, wrappedKey: Array(wrappedData),
-                                  layout: layout, plaintextMD5: md5)
+        return EncryptionMetadata(version: version, cipher: cipher, chunkSize: chunkSize, layout: layout, wrappedKey: wrappedKey,
+                                  plaintextMD5: md5, checksum: checksum, mac: mac)
     }
 
-    private static func malformed(_ message: String) -> EncryptionError {
+    static func malformed(_ message: String) -> EncryptionError {
         EncryptionError(.malformedMetadata, "gateway metadata is damaged: \(message)")
+    }
+
+    /// Runs a constructor whose `invalidParameter` errors describe damaged metadata.
+    private static func fieldChecked<T>(_ body: () throws(EncryptionError) -> T) throws(EncryptionError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw malformed(error.message)
+        }
+    }
+
+    /// Standard base64 with padding, exactly as the gateway writes it (so every value has one encoding).
+    static func canonicalBase64(_ text: String, field: String, range: ClosedRange<Int>) throws(EncryptionError) -> [UInt8] {
+        guard text.utf8.count <= (range.upperBound + 2) / 3 * 4, let data = Data(base64Encoded: text),
+              range.contains(data.count), data.base64EncodedString() == text else {
+            throw malformed("\(field) is not canonical base64 of \(range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)…\(range.upperBound)") bytes")
+        }
+        return Array(data)
     }
 
     /// Digits only, no sign, no leading zero, at most 9 digits.

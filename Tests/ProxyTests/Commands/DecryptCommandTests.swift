@@ -58,13 +58,7 @@ import Testing
 
     static func multipart(_ parts: [[UInt8]]) throws -> (headers: [(name: String, value: String)], body: [UInt8]) {
         var rng = SplitMix64(seed: 8)
-        let metadata = try encryptor.beginMultipartObject(identity)
-        var body: [UInt8] = []
-        for (i, part) in parts.enumerated() {
-            let (header, sealer) = try encryptor.beginPart(of: metadata, identity: identity, partNumber: i + 1, plaintextLength: part.count)
-            body += header
-            body += try EncryptionFixtures.seal(part, with: sealer, rng: &rng, maxPiece: 5000)
-        }
+        let (metadata, body) = try EncryptionFixtures.multipart(encryptor, identity, parts: parts, rng: &rng)
         return (metadata.headers.map { (name: $0.key, value: $0.value) }, body)
     }
 
@@ -178,5 +172,18 @@ import Testing
         #expect(DecryptCommand.run(arguments: ["--input", c, "--metadata", m, "--bucket", "example-bucket", "--key", "docs/other.txt",
                                                "--output", o + "2"], environment: env) == 1)
         #expect(!FileManager.default.fileExists(atPath: o + "2") && !FileManager.default.fileExists(atPath: o + "2.partial"))
+
+        // Object C of FORMAT.md §10.2: the same body with version 2 metadata; a changed ETag record fails the MAC.
+        var v2: [String: String] = [:]
+        for (name, value) in try FormatVectorTests.vectorsV2() where name.hasPrefix("C.x-amz-meta-") { v2[String(name.dropFirst(2))] = value }
+        let m2 = dir.appendingPathComponent("m2.json").path
+        _ = FileManager.default.createFile(atPath: m2, contents: try JSONSerialization.data(withJSONObject: v2))
+        #expect(DecryptCommand.run(arguments: ["--input", c, "--metadata", m2, "--bucket", "example-bucket", "--key", "docs/hello.txt",
+                                               "--output", o + "3"], environment: env) == 0)
+        #expect(FileManager.default.contents(atPath: o + "3") == Data("Hello, gateway!\n".utf8))
+        v2["x-amz-meta-s3eg-etag"] = String(repeating: "0", count: 32)
+        _ = FileManager.default.createFile(atPath: m2, contents: try JSONSerialization.data(withJSONObject: v2))
+        #expect(DecryptCommand.run(arguments: ["--input", c, "--metadata", m2, "--bucket", "example-bucket", "--key", "docs/hello.txt",
+                                               "--output", o + "4"], environment: env) == 1)
     }
 }

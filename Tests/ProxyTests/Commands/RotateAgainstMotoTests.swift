@@ -31,13 +31,13 @@ struct RotateAgainstMotoTests {
         var tally = RotateCommand.rotate(options: options, backend: backend, encryptor: new)
         #expect(tally == RotateCommand.Tally(examined: 3, rotated: 2, plain: 1, lastKey: "plain"))
         func keyID(_ key: String) throws -> String? { try backend.headObject(bucket: "rot", key: key).header(FormatV1.keyIDHeader) }
-        #expect(try keys.map(keyID) == Array(repeating: old.keyRing.active.idHex, count: 3) + Array(repeating: new.keyRing.active.idHex, count: 2))
+        #expect(try keys.map(keyID) == Array(repeating: EncryptionFixtures.kek("old").idHex, count: 3) + Array(repeating: EncryptionFixtures.kek("new").idHex, count: 2))
 
         options.resumeAfter = nil
         options.dryRun = true
         tally = RotateCommand.rotate(options: options, backend: backend, encryptor: new)
         #expect(tally.rotated == 3 && tally.current == 2)
-        #expect(try keyID("obj/0") == old.keyRing.active.idHex, "a dry run changes nothing")
+        #expect(try keyID("obj/0") == EncryptionFixtures.kek("old").idHex, "a dry run changes nothing")
 
         options.dryRun = false
         tally = RotateCommand.rotate(options: options, backend: backend, encryptor: new)

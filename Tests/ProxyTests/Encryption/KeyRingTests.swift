@@ -106,21 +106,21 @@ import Testing
         // Rotation by copying onto itself with a new active key.
         let rotated = ObjectEncryptor(keyRing: try KeyRing(active: EncryptionFixtures.kek("next"), previous: [EncryptionFixtures.kek("test")]))
         let metaRotated = try rotated.rewrap(metaA, from: a, to: a)
-        #expect(metaRotated.keyID == EncryptionFixtures.kek("next").id)
+        #expect(metaRotated.keyReference.keyID == EncryptionFixtures.kek("next").idHex)
         _ = try rotated.opener(for: metaRotated, identity: a)
     }
 
     @Test func multipartPartsAreIndependentSegments() throws {
         let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring(), layout: try ChunkLayout(chunkSize: 4096))
         let id = ObjectIdentity(bucket: "b", key: "big.bin")
-        let meta = try encryptor.beginMultipartObject(id)
+        let (meta, upload) = try EncryptionFixtures.upload(encryptor, id)
         #expect(meta.layout == .multipart)
         let plain = Array(repeating: UInt8(7), count: 5000)
         // The same part number uploaded twice gets two salts, hence two keys: different ciphertext.
         var bodies: [[UInt8]] = []
         var headers: [[UInt8]] = []
         for _ in 0..<2 {
-            let (header, sealer) = try encryptor.beginPart(of: meta, identity: id, partNumber: 3, plaintextLength: plain.count)
+            let (header, sealer) = try encryptor.beginPart(of: upload, partNumber: 3, plaintextLength: plain.count)
             var body: [UInt8] = []
             try sealer.update(plain) { body += $0 }
             try sealer.finish { body += $0 }
@@ -170,9 +170,9 @@ import Testing
     let id = ObjectIdentity(bucket: "b", key: "mp.bin")
 
     /// Seals parts (number, plaintext) into one backend body, records as FORMAT.md §9 lays them out.
-    private func object(_ meta: EncryptionMetadata, _ parts: [(Int, [UInt8])]) throws -> [[UInt8]] {
+    private func object(_ upload: MultipartUpload, _ parts: [(Int, [UInt8])]) throws -> [[UInt8]] {
         try parts.map { (pn, plain) in
-            let (header, sealer) = try encryptor.beginPart(of: meta, identity: id, partNumber: pn, plaintextLength: plain.count)
+            let (header, sealer) = try encryptor.beginPart(of: upload, partNumber: pn, plaintextLength: plain.count)
             var body = header
             try sealer.update(plain) { body += $0 }
             try sealer.finish { body += $0 }
@@ -195,10 +195,10 @@ import Testing
     }
 
     @Test func opensPartsInOrderAndConvertsSizes() throws {
-        let meta = try encryptor.beginMultipartObject(id)
+        let (meta, upload) = try EncryptionFixtures.upload(encryptor, id)
         var rng = SplitMix64(seed: 1)
         let parts = [(1, rng.bytes(8192)), (2, rng.bytes(8192)), (5, rng.bytes(100))]
-        let body = try object(meta, parts).flatMap { $0 }
+        let body = try object(upload, parts).flatMap { $0 }
         let plain = parts.flatMap { $0.1 }
         for pieces in [1, 37, 5000, 100_000] {
             #expect(try open(meta, body, pieces: pieces) == plain)
@@ -207,9 +207,9 @@ import Testing
     }
 
     @Test func rejectsReorderedDroppedAndTruncatedParts() throws {
-        let meta = try encryptor.beginMultipartObject(id)
+        let (meta, upload) = try EncryptionFixtures.upload(encryptor, id)
         var rng = SplitMix64(seed: 2)
-        let records = try object(meta, [(1, rng.bytes(5000)), (2, rng.bytes(5000)), (3, rng.bytes(10))])
+        let records = try object(upload, [(1, rng.bytes(5000)), (2, rng.bytes(5000)), (3, rng.bytes(10))])
         let cases: [[UInt8]] = [
             records[1] + records[0] + records[2],          // reordered
             records[0] + records[0] + records[2],          // duplicated
@@ -225,8 +225,8 @@ import Testing
         // written before the parts exist); the backend's part count in the ETag (-N) is the check.
         #expect(try open(meta, cases[2], pieces: 700).count == 10_000)
         // A part from another object (other DEK) is rejected.
-        let otherMeta = try encryptor.beginMultipartObject(id)
-        let foreign = try object(otherMeta, [(2, rng.bytes(5000))])
+        let (_, otherUpload) = try EncryptionFixtures.upload(encryptor, id)
+        let foreign = try object(otherUpload, [(2, rng.bytes(5000))])
         #expect(throws: EncryptionError.self) { _ = try open(meta, records[0] + foreign[0], pieces: 700) }
     }
 }

@@ -80,7 +80,7 @@ extension HandlerHarness {
         let stored = raw.send("GET", key)
         #expect(stored.status == 200)
         #expect(stored.body.count == ChunkLayout.default.ciphertextLength(plaintextLength: size))
-        #expect(raw.header(stored, "x-amz-meta-s3eg-version") == "1")
+        #expect(raw.header(stored, "x-amz-meta-s3eg-version") == "2")
         if size >= 16 {
             // No 16-byte window of the plaintext appears in what the backend holds.
             let probe = Array(content[(size / 2 - 8)..<(size / 2 + 8)])
@@ -280,7 +280,7 @@ extension HandlerHarness {
         let content = Array("fail closed, never open".utf8)
         let stored: (String) -> RecordingWriter = { self.raw.send("GET", "/bucket/\($0)") }
         func isCiphertext(_ w: RecordingWriter) -> Bool {
-            w.status == 200 && w.head?.headers["x-amz-meta-s3eg-version"] == "1" && w.body != content
+            w.status == 200 && w.head?.headers["x-amz-meta-s3eg-version"] == "2" && w.body != content
         }
         for query in ["foo=bar", "x-id=PutObject", "versionId=3", "X-Amz-Foo=1"] {
             let key = "fc-\(query.prefix(3))"
