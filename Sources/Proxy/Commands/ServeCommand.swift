@@ -73,12 +73,25 @@ enum ServeCommand {
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
             encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads)
 
+        var tls: ReloadingTLSContext?
+        if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {
+            do {
+                tls = try ReloadingTLSContext(certificateFile: certFile, keyFile: keyFile) { event in
+                    telemetry.tlsReloaded(event)
+                }
+            } catch {
+                printError("s3-encryption-gateway: invalid configuration: TLS_CERT_FILE/TLS_KEY_FILE: \(error)")
+                return 2
+            }
+            if let cert = tls?.certificate { telemetry.tlsCertificateLoaded(cert) }
+        }
+
         let server: HTTPServer
         do {
             server = try HTTPServer(
                 configuration: HTTPServerConfiguration(
                     listenAddress: config.listenAddress.description, maxConnections: config.maxConnections,
-                    idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout),
+                    idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout, tls: tls),
                 handler: handler, observer: telemetry)
             try server.start()
         } catch {
@@ -101,6 +114,7 @@ enum ServeCommand {
             "max_connections": .int(config.maxConnections),
             "passthrough": .bool(config.passthrough),
             "regions": .string(config.gatewayRegions.joined(separator: ",")),
+            "tls": .bool(tls != nil),
         ])
 
         let stopped = DispatchSemaphore(value: 0)

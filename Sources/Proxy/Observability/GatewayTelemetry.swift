@@ -26,6 +26,8 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     static let methodLabels: Set<String> = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"]
 
     static func methodLabel(_ method: String) -> String { methodLabels.contains(method) ? method : "OTHER" }
+    let tlsReloads: Counter
+    let tlsCertificateExpiry: Gauge
 
     init(logger: Logger) {
         self.logger = logger
@@ -63,6 +65,11 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
             help: "Times GATEWAY_CREDENTIALS_FILE could not be read or was invalid (the last good set stays).")
         credentialCount = registry.gauge(
             "s3_gateway_credentials", help: "Client credentials currently accepted.")
+        tlsReloads = registry.counter(
+            "s3_gateway_tls_reloads_total", help: "Changes of TLS_CERT_FILE/TLS_KEY_FILE seen, by result (ok, error).",
+            labels: ["result"])
+        tlsCertificateExpiry = registry.gauge(
+            "s3_gateway_tls_certificate_expiry_seconds", help: "Expiry (Unix time) of the certificate the listener serves.")
     }
 
     // MARK: S3RequestObserver
@@ -114,9 +121,36 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
         case .tooManyConnections: name = "too_many_connections"
         case .badRequest: name = "bad_request"
         case .headerTimeout: name = "header_timeout"
+        case .tlsHandshake: name = "tls_handshake"
         }
         rejectedConnections.inc([name])
-        logger.info("connection rejected", ["remote": .string(remoteAddress), "reason": .string(name)])
+        if case .tlsHandshake(let detail) = reason {
+            logger.info("connection rejected", ["remote": .string(remoteAddress), "reason": .string(name), "error": .string(detail)])
+        } else {
+            logger.info("connection rejected", ["remote": .string(remoteAddress), "reason": .string(name)])
+        }
+    }
+
+    // MARK: TLS listener
+
+    func tlsCertificateLoaded(_ info: TLSCertificateInfo) {
+        tlsCertificateExpiry.set(Double(info.notAfter))
+        logger.info("TLS certificate loaded", ["subject": .string(info.subject), "serial": .string(info.serial),
+                                               "not_after": .int(info.notAfter)])
+    }
+
+    func tlsReloaded(_ event: TLSReloadEvent) {
+        switch event {
+        case .reloaded(let info):
+            tlsReloads.inc(["ok"])
+            tlsCertificateExpiry.set(Double(info.notAfter))
+            logger.info("TLS certificate reloaded", ["subject": .string(info.subject), "serial": .string(info.serial),
+                                                     "not_after": .int(info.notAfter)])
+        case .failed(let error):
+            tlsReloads.inc(["error"])
+            logger.error("TLS certificate files changed but cannot be used; the previous certificate stays in use",
+                         ["error": .string(error.message)])
+        }
     }
 
     private func seconds(_ d: Duration) -> Double {
