@@ -55,11 +55,36 @@ def auth_gw(request, backend, tmp_root):
     assert code == 0, f"gateway exited with {code}; log tail:\n{gw.log_tail()}"
 
 
+@pytest.fixture(scope="module")
+def auth_gw_tls(request, backend, tmp_root, auth_gw):
+    """The same credentials on an https gateway (test CA): boto3 and the aws CLI send aws-chunked only over https."""
+    binary = request.getfixturevalue("gateway_binary")
+    workdir = tmp_root / f"auth-gw-tls-{backend.name}"
+    ca = s3gw.make_test_ca(workdir / "ca")
+    gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, workdir, binary=binary, tls=ca,
+                            name=f"auth-gateway-tls-{backend.name}",
+                            extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": PASSWORD,
+                                       "GATEWAY_CREDENTIALS_FILE": str(auth_gw.creds_path)})
+    gw.creds = auth_gw.creds
+    yield gw
+    code = gw.terminate()
+    assert code == 0, f"gateway exited with {code}; log tail:\n{gw.log_tail()}"
+
+
 def client_for(gw, name: str | None = None, **config):
     if name is None:
         return gw.client(**config)
     c = gw.creds[name]
-    return s3gw.make_client(gw.endpoint, c["accessKey"], c["secretKey"], **config)
+    return s3gw.make_client(gw.endpoint, c["accessKey"], c["secretKey"], verify=gw.ca_file, **config)
+
+
+def sent_payload_modes(client) -> list[str]:
+    """Records the x-amz-content-sha256 of every request the client sends (what the SDK chose)."""
+    seen: list[str] = []
+    client.meta.events.register("before-send.s3.*", lambda request, **_: seen.append(
+        request.headers.get("x-amz-content-sha256", b"").decode() if isinstance(request.headers.get("x-amz-content-sha256"), bytes)
+        else request.headers.get("x-amz-content-sha256", "")))
+    return seen
 
 
 @pytest.fixture
@@ -157,6 +182,43 @@ def test_boto3_default_over_http(auth_gw, backend, abucket, checksums):
     assert error_of(lambda: bad.put_object(Bucket=abucket, Key="boto/bad-crc", Body=b"payload",
                                            ChecksumCRC32=base64.b64encode(b"\0\0\0\0").decode())) == ("BadDigest", 400)
     assert not stored(backend, abucket, "boto/bad-crc")
+
+
+def test_boto3_default_over_https_sends_aws_chunked_with_crc32_trailer(auth_gw_tls, backend, abucket):
+    s3 = client_for(auth_gw_tls, "FULL")
+    modes = sent_payload_modes(s3)
+    for size in (1, 70_000, 3 << 20):
+        data = os.urandom(size)
+        key = f"https/{size}"
+        s3.put_object(Bucket=abucket, Key=key, Body=data)
+        assert s3.get_object(Bucket=abucket, Key=key)["Body"].read() == data
+        assert_encrypted_at_rest(backend, abucket, key, data)
+    assert "STREAMING-UNSIGNED-PAYLOAD-TRAILER" in modes, modes
+    # A wrong CRC32 in the trailer is BadDigest, and nothing is stored.
+    bad = client_for(auth_gw_tls, "FULL")
+    bad.meta.events.register("before-send.s3.PutObject", _corrupt_trailer)
+    assert error_of(lambda: bad.put_object(Bucket=abucket, Key="https/bad", Body=b"some payload")) == ("BadDigest", 400)
+    assert not stored(backend, abucket, "https/bad")
+
+
+def _corrupt_trailer(request, **_):
+    body = request.body
+    data = body if isinstance(body, bytes) else body.read()
+    marker = b"x-amz-checksum-crc32:"
+    at = data.index(marker) + len(marker)
+    request.body = data[:at] + b"AAAAAA==" + data[at + 8:]
+
+
+def test_awscli_cp_over_https_with_defaults(auth_gw_tls, backend, abucket, tmp_path):
+    full = auth_gw_tls.creds["FULL"]
+    src = tmp_path / "small.bin"
+    src.write_bytes(os.urandom(2 << 20))
+    env = s3gw.clean_client_env({"AWS_ACCESS_KEY_ID": full["accessKey"], "AWS_SECRET_ACCESS_KEY": full["secretKey"],
+                                 "AWS_CA_BUNDLE": auth_gw_tls.ca_file})
+    run(["aws", "--endpoint-url", auth_gw_tls.endpoint, "s3", "cp", str(src), f"s3://{abucket}/cli/small.bin"], env)
+    run(["aws", "--endpoint-url", auth_gw_tls.endpoint, "s3", "cp", f"s3://{abucket}/cli/small.bin", str(tmp_path / "back.bin")], env)
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    assert_encrypted_at_rest(backend, abucket, "cli/small.bin", src.read_bytes())
 
 
 @pytest.mark.parametrize("mode,trailer", [
