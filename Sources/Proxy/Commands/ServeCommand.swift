@@ -12,8 +12,17 @@ enum ServeCommand {
             printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
             return 2
         }
+        let tracing: TracingConfiguration
+        do {
+            tracing = try TracingConfiguration.fromEnvironment(environment, serviceName: "s3-encryption-gateway")
+        } catch {
+            printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
+            return 2
+        }
         let logger = Logger(level: config.logLevel)
         let telemetry = GatewayTelemetry(logger: logger)
+        let tracer = Tracer(configuration: tracing, scopeName: "s3-encryption-gateway",
+                            metrics: TracingMetrics(registry: telemetry.registry), logger: logger)
 
         let backend: BackendClient
         do {
@@ -71,7 +80,8 @@ enum ServeCommand {
             gateway: GatewayEndpointsHandler(backend: backend, telemetry: telemetry),
             authenticator: authenticator,
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
-            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads)
+            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
+            tracer: tracer)
 
         var tls: ReloadingTLSContext?
         if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {
@@ -115,6 +125,7 @@ enum ServeCommand {
             "passthrough": .bool(config.passthrough),
             "regions": .string(config.gatewayRegions.joined(separator: ",")),
             "tls": .bool(tls != nil),
+            "traces": .string(tracing.endpoint ?? "off"),
         ])
 
         let stopped = DispatchSemaphore(value: 0)
@@ -127,6 +138,7 @@ enum ServeCommand {
         stopped.wait()
         _ = watcher
         credentialsWatcher?.stop()
+        tracer.shutdown(timeout: .seconds(5))  // spans of the last requests
         logger.info("stopped")
         return 0
     }
