@@ -126,23 +126,36 @@ struct BackendSpec: APIObject {
 }
 
 struct EncryptionSpec: APIObject {
-    var passwordSecretRef = SecretKeyRef()
+    var passwordSecretRef: SecretKeyRef?
     var previousPasswordsSecretRef: SecretKeyRef?
     var cipher = "aes-256-gcm"
     var chunkSize = 65536
     var allowPlaintextReads = true
+    // Key providers, policy and cache: EncryptionGatewayKeyTypes.swift.
+    var keyProvider = ""
+    var rawKey: RawKeySpec?
+    var passwordSaltSecretRef: SecretKeyRef?
+    var kmip: KMIPSpec?
+    var awsKMS: AWSKMSSpec?
+    var vault: VaultSpec?
+    var policyConfigMapRef: ConfigMapKeyRef?
+    var keyCacheTTL = "5m"
+    var keyCacheSize = 10000
+    var intermediateKeyLifetime = "15m"
+    var keyProviderTimeout = "5s"
 
     static var description: String { "Encryption of new objects and the keys that still read older ones." }
     static var fields: [Field<Self>] {
         [
-            Field("passwordSecretRef", \.passwordSecretRef, "The password key-encryption keys are derived from; at least 16 characters (ENCRYPTION_PASSWORD).", required: true),
+            Field("passwordSecretRef", \.passwordSecretRef, "A password key-encryption keys are derived from (provider password); at least 16 characters (ENCRYPTION_PASSWORD). Prefer rawKey or a key manager."),
             Field("previousPasswordsSecretRef", \.previousPasswordsSecretRef, "Comma-separated older passwords still accepted for reading (ENCRYPTION_PREVIOUS_PASSWORDS)."),
             Field("cipher", \.cipher, "Content cipher of new objects (ENCRYPTION_CIPHER).") { $0.enumValues = ["aes-256-gcm", "chacha20-poly1305"] },
             Field("chunkSize", \.chunkSize, "Plaintext bytes per encrypted chunk of new objects (ENCRYPTION_CHUNK_SIZE).") {
                 $0.minimum = 4096; $0.maximum = 16_777_216 },
             Field("allowPlaintextReads", \.allowPlaintextReads, "Serve objects stored without gateway encryption as they are; false refuses them (after a migration) (ENCRYPTION_ALLOW_PLAINTEXT_READS)."),
-        ]
+        ] + keyFields
     }
+    static var rules: [Rule<Self>] { keyRules }
 }
 
 struct ClientCredentialsSpec: APIObject {
@@ -255,10 +268,11 @@ struct NetworkPolicySpec: APIObject {
     var allowedClients: [NetworkPolicyPeerSpec] = []
     var backendCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var backendPorts: [Int] = []
+    var keyManagerCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var allowDNS = true
 
     static var description: String {
-        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend and DNS."
+        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend, the key manager and DNS."
     }
     static var fields: [Field<Self>] {
         [
@@ -269,6 +283,8 @@ struct NetworkPolicySpec: APIObject {
                 $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
             Field("backendPorts", \.backendPorts, "TCP ports of the backend; empty: the endpoint's port (443 for https, 80 for http).") {
                 $0.items?.minimum = 1; $0.items?.maximum = 65535; $0.maxItems = 16 },
+            Field("keyManagerCIDRs", \.keyManagerCIDRs, "Address ranges of the key manager (KMIP, AWS KMS or Vault), reached on the port of its endpoint.") {
+                $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
             Field("allowDNS", \.allowDNS, "Allow DNS (port 53, UDP and TCP) to any namespace, which resolving the backend needs."),
         ]
     }

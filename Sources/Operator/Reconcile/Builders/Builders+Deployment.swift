@@ -32,6 +32,7 @@ extension Builders {
             d[.tlsKeyFile] = tlsDirectory + "/tls.key"
         }
         if !spec.domains.isEmpty { d[.gatewayDomains] = spec.domains.joined(separator: ",") }
+        d.merge(keyConfigData(spec.encryption)) { a, _ in a }
         return d
     }
 
@@ -54,17 +55,12 @@ extension Builders {
                       field: "spec.backend.credentialsSecretRef"),
             SecretUse(setting: .backendSecretKey, ref: SecretKeyRef(name: b.name, key: b.secretAccessKeyKey),
                       field: "spec.backend.credentialsSecretRef"),
-            SecretUse(setting: .encryptionPassword, ref: spec.encryption.passwordSecretRef,
-                      field: "spec.encryption.passwordSecretRef"),
             SecretUse(setting: .gatewayAccessKey, ref: SecretKeyRef(name: c.name, key: c.accessKeyIDKey),
                       field: "spec.clientCredentials.secretRef"),
             SecretUse(setting: .gatewaySecretKey, ref: SecretKeyRef(name: c.name, key: c.secretAccessKeyKey),
                       field: "spec.clientCredentials.secretRef"),
         ]
-        if let previous = spec.encryption.previousPasswordsSecretRef {
-            out.append(SecretUse(setting: .encryptionPreviousPasswords, ref: previous,
-                                 field: "spec.encryption.previousPasswordsSecretRef"))
-        }
+        out += keySecretUses(spec.encryption)
         if let ca = spec.backend.caSecretRef {
             out.append(SecretUse(setting: .backendCAFile, ref: ca, field: "spec.backend.caSecretRef", mounted: true))
         }
@@ -116,6 +112,10 @@ extension Builders {
                 "items": [["key": "tls.crt", "path": "tls.crt"], ["key": "tls.key", "path": "tls.key"]],
             ]])
             mounts.append(["name": "tls", "mountPath": .string(tlsDirectory), "readOnly": true])
+        }
+        if let keys = keysVolume(spec.encryption) {
+            volumes.append(keys.volume)
+            mounts.append(keys.mount)
         }
         let scheme: JSONValue = spec.tls.secretName.isEmpty ? "HTTP" : "HTTPS"
 
