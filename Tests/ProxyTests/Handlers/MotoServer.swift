@@ -12,7 +12,13 @@ final class MotoServer {
 
     var endpoint: String { "http://127.0.0.1:\(port)" }
 
+    /// Thrown when moto is not installed: a test that needs it fails with this message rather than being skipped.
+    struct NotInstalled: Error, CustomStringConvertible {
+        var description: String { "moto_server is not on PATH: run scripts/deps.sh test (make test does) to install moto[server]" }
+    }
+
     init() throws {
+        guard Self.available else { throw NotInstalled() }
         port = try freePort()
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
