@@ -450,3 +450,98 @@ def test_rotate_between_providers_and_after_a_key_manager_rotation(provider_env,
         vault.call("POST", "/v1/transit/keys/rotating/config", {"min_decryption_version": 2})
         fresh = gateways({**vault_env, "KEY_CACHE_TTL": "0"})
         assert fresh.client().get_object(Bucket=bucket, Key="k0")["Body"].read() == bodies["k0"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The operator's rendering, run: what `encryption-gateway-operator render` puts into the Deployment for the key
+# fields (ConfigMap values, Secret references, the projected keys volume) starts the real gateway, which then
+# wraps with the key manager the spec names and follows the policy the spec mounts.
+
+
+def operator_bin() -> Path:
+    path = Path(os.environ.get("OPERATOR_BIN") or s3gw.REPO / ".build" / "debug" / "encryption-gateway-operator")
+    if not path.exists():
+        pytest.fail(f"operator binary not found at {path}: run `swift build --build-tests` (make test's first phase) "
+                    "or set OPERATOR_BIN", pytrace=False)
+    return path
+
+
+def pod_environment(rendered: list[dict], secrets_by_ref: dict[tuple[str, str], str],
+                    config_maps: dict[tuple[str, str], str], mount_root: Path) -> dict[str, str]:
+    """The gateway container's environment as the kubelet would build it, with the keys volume materialized
+    under `mount_root` (its paths rewritten from /etc/s3gateway/keys)."""
+    config = next(d for d in rendered if d["kind"] == "ConfigMap")["data"]
+    pod = next(d for d in rendered if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "keys")["mountPath"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "keys")["projected"]
+    for source in volume["sources"]:
+        if "serviceAccountToken" in source:
+            path, value = source["serviceAccountToken"]["path"], "projected-sa-jwt"
+        else:
+            kind = "secret" if "secret" in source else "configMap"
+            ref, item = source[kind], source[kind]["items"][0]
+            table = secrets_by_ref if kind == "secret" else config_maps
+            path, value = item["path"], table[(ref["name"], item["key"])]
+        (mount_root / path).parent.mkdir(parents=True, exist_ok=True)
+        (mount_root / path).write_text(value)
+    env = {}
+    for entry in container["env"]:
+        ref = entry["valueFrom"]
+        if "configMapKeyRef" in ref:
+            env[entry["name"]] = config[ref["configMapKeyRef"]["key"]].replace(mount, str(mount_root))
+        else:
+            env[entry["name"]] = secrets_by_ref[(ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])]
+    return env
+
+
+def test_operator_rendered_key_settings_run_the_gateway(gateways, kbackend, kdir, tmp_path):
+    import yaml
+
+    vault = key_managers.VaultDouble(kdir / "vault-operator", "--jwt", "projected-sa-jwt=s3-gateway")
+    try:
+        vault.create_key("fleet")
+        raw_key = secrets.token_hex(32)
+        policy = {"buckets": [{"match": "op-plain-*", "action": "plain"}]}
+        spec = {
+            "backend": {"endpoint": kbackend.endpoint, "credentialsSecretRef": {"name": "backend"}},
+            "clientCredentials": {"secretRef": {"name": "clients"}},
+            "encryption": {
+                "keyProvider": "vault-transit",
+                "vault": {"address": vault.address, "transitKey": "fleet", "auth": {"kubernetes": {"role": "s3-gateway"}}},
+                "rawKey": {"secretRef": {"name": "keys", "key": "raw"}},
+                "policyConfigMapRef": {"name": "policy"},
+                "keyCacheTTL": "1m", "intermediateKeyLifetime": "10m",
+            },
+        }
+        manifest = tmp_path / "egw.yaml"
+        manifest.write_text(yaml.safe_dump({"apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
+                                            "metadata": {"name": "fleet", "namespace": "ns"}, "spec": spec}))
+        out = subprocess.run([str(operator_bin()), "render", "-f", str(manifest)], capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr.decode()
+        rendered = [d for d in yaml.safe_load_all(out.stdout) if d]
+
+        env = pod_environment(
+            rendered,
+            {("keys", "raw"): raw_key, ("backend", "accessKeyID"): kbackend.access_key,
+             ("backend", "secretAccessKey"): kbackend.secret_key, ("clients", "accessKeyID"): "unused",
+             ("clients", "secretAccessKey"): "unused"},
+            {("policy", "policy.json"): json.dumps(policy)}, tmp_path / "keys")
+        assert env["VAULT_AUTH_METHOD"] == "kubernetes" and env["ENCRYPTION_KEY_PROVIDER"] == "vault-transit"
+        # The harness owns the listener and the credentials; everything key-related is the operator's.
+        gw = gateways({"ENCRYPTION_PASSWORD": "", **{k: v for k, v in env.items()
+                                                    if not k.startswith(("BACKEND_", "GATEWAY_")) and k != "LISTEN_ADDR"}})
+        s3 = gw.client()
+        with s3gw.temporary_bucket(s3, "op-enc") as bucket:
+            s3.put_object(Bucket=bucket, Key="obj", Body=b"fleet data")
+            assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == b"fleet data"
+            meta = stored_metadata(kbackend, bucket, "obj")
+            assert meta["s3eg-provider"] == "vault-transit" and meta["s3eg-key-id"] == "fleet:v1"
+        with s3gw.temporary_bucket(s3, "op-plain") as bucket:
+            s3.put_object(Bucket=bucket, Key="obj", Body=b"public")
+            assert kbackend.client().get_object(Bucket=bucket, Key="obj")["Body"].read() == b"public"
+        # Logged in with the projected service-account token; the one wrap served the bucket's PUT.
+        assert vault.stats()["logins"] >= 1
+        assert metric(gw, "s3_gateway_key_provider_requests_total", provider="vault-transit", operation="wrap", result="ok") == 1
+    finally:
+        vault.stop()
