@@ -12,8 +12,17 @@ enum ServeCommand {
             printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
             return 2
         }
+        let tracing: TracingConfiguration
+        do {
+            tracing = try TracingConfiguration.fromEnvironment(environment, serviceName: "s3-encryption-gateway")
+        } catch {
+            printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
+            return 2
+        }
         let logger = Logger(level: config.logLevel)
         let telemetry = GatewayTelemetry(logger: logger)
+        let tracer = Tracer(configuration: tracing, scopeName: "s3-encryption-gateway",
+                            metrics: TracingMetrics(registry: telemetry.registry), logger: logger)
 
         let backend: BackendClient
         do {
@@ -50,7 +59,8 @@ enum ServeCommand {
             verifier: SigV4Verifier(credentials: StaticCredentials(accessKey: config.gatewayAccessKey,
                                                                    secretKey: config.gatewaySecretKey)),
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
-            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads)
+            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
+            tracer: tracer)
 
         var tls: ReloadingTLSContext?
         if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {
@@ -89,6 +99,7 @@ enum ServeCommand {
             "max_connections": .int(config.maxConnections),
             "passthrough": .bool(config.passthrough),
             "tls": .bool(tls != nil),
+            "traces": .string(tracing.endpoint ?? "off"),
         ])
 
         let stopped = DispatchSemaphore(value: 0)
@@ -100,6 +111,7 @@ enum ServeCommand {
         }
         stopped.wait()
         _ = watcher
+        tracer.shutdown(timeout: .seconds(5))  // spans of the last requests
         logger.info("stopped")
         return 0
     }
