@@ -10,6 +10,9 @@ protocol EncryptionObserver: Sendable {
     /// A streamed upload succeeded but its plaintext ETag could not be recorded (or its upload version not
     /// removed after recording it): clients see a visibly-not-MD5 ETag for it, or one extra non-current version.
     func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String)
+    /// A listing shows a multipart object's size from the formula (exact for chunk-aligned parts) because its
+    /// part headers could not be read.
+    func listingSizeEstimated(bucket: String, key: String, reason: String)
 }
 
 extension GatewayTelemetry: EncryptionObserver {
@@ -35,6 +38,10 @@ extension GatewayTelemetry: EncryptionObserver {
             "request_id": .string(requestID), "bucket": .string(bucket), "key": .string(key), "reason": .string(reason),
         ])
     }
+
+    func listingSizeEstimated(bucket: String, key: String, reason: String) {
+        logger.warn("listing size estimated", ["bucket": .string(bucket), "key": .string(key), "reason": .string(reason)])
+    }
 }
 
 /// An observer that records nothing (tests that do not look at metrics).
@@ -42,4 +49,5 @@ struct NoEncryptionObserver: EncryptionObserver {
     func encryptionWork(operation: String, duration: Duration) {}
     func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError) {}
     func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String) {}
+    func listingSizeEstimated(bucket: String, key: String, reason: String) {}
 }

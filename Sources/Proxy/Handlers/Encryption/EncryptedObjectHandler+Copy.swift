@@ -16,7 +16,7 @@ extension EncryptedObjectHandler {
         let sourceIdentity = ObjectIdentity(bucket: source.bucket, key: source.key)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: source.bucket, key: source.key,
-            query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? []), maxBodySize: 0)
+            query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [], signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else {
             // A missing source, or an error the backend explains best.
             return try passthrough.handle(request, body: body, response: response)
@@ -64,7 +64,7 @@ extension EncryptedObjectHandler {
         headers.set("x-amz-metadata-directive", "REPLACE")
         for (name, value) in rewrapped.headers { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "PUT", bucket: destination.bucket, key: destination.key,
-                                                      query: request.query, headers: headers, body: .bytes([])),
+                                                      query: request.query, headers: headers, body: .bytes([]), signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
         var status = answer.status
         var document = answer.body

@@ -9,7 +9,7 @@ extension EncryptedObjectHandler {
         let identity = try Self.identity(of: request)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
-            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
             // A plain object, or an error the backend explains best: forward the request itself.
             return try forwardPlain(request, stored: (200..<300).contains(stored.status) ? stored : nil, response: response)
@@ -70,7 +70,7 @@ extension EncryptedObjectHandler {
                                     requestID: request.context.requestID)
         let forwarded = BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
                                        query: request.query.filter { $0.name != "partNumber" }, headers: headers, body: .none,
-                                       payloadHash: SigV4.emptyPayloadHash)
+                                       payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "GetObject", duration: relay.openTime) }
         do {
             try backend.exchange(forwarded, into: relay)
@@ -113,7 +113,7 @@ extension EncryptedObjectHandler {
         }
         let allowPlaintextReads = allowPlaintextReads
         let forwarded = BackendRequest(method: request.head.method, bucket: request.address.bucket, key: request.address.key,
-                                       query: request.query, headers: headers)
+                                       query: request.query, headers: headers, signing: request.identity.backendSigning)
         return try backend.relay(forwarded, to: response, requestID: request.context.requestID) { status, fields in
             if fields.contains(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) { throw S3Error.objectChanged() }
             // The pin failed: the object changed since the HEAD.

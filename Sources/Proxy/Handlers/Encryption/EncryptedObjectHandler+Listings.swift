@@ -17,10 +17,11 @@ extension EncryptedObjectHandler {
         var headers = request.head.headers
         headers.remove("Accept-Encoding")
         let answer = try backend.fetch(BackendRequest(method: request.head.method, bucket: request.address.bucket, key: nil,
-                                                      query: request.query, headers: headers), maxBodySize: Self.maxDocumentSize)
+                                                      query: request.query, headers: headers, signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
         var document = answer.body
         if answer.status == 200, let bucket = request.address.bucket {
-            let sizes = multipartSizes(ListingRewriter.multipartEntries(answer.body), bucket: bucket)
+            let sizes = multipartSizes(ListingRewriter.multipartEntries(answer.body), bucket: bucket,
+                                       signing: request.identity.backendSigning)
             document = ListingRewriter.rewrite(answer.body, multipartSizes: sizes)
         }
         return try respondBuffered(status: answer.status, headers: answer.headers, body: document, request: request, response: response)
@@ -28,7 +29,8 @@ extension EncryptedObjectHandler {
 
     /// Plaintext sizes of multipart entries from their part headers; entries that are not gateway multipart
     /// objects (no part header at offset 0: plain) or whose headers cannot be read are left out.
-    func multipartSizes(_ entries: [ListingRewriter.MultipartEntry], bucket: String) -> [ListingRewriter.MultipartEntry: Int] {
+    func multipartSizes(_ entries: [ListingRewriter.MultipartEntry], bucket: String,
+                        signing: BackendSigning) -> [ListingRewriter.MultipartEntry: Int] {
         var known: [ListingRewriter.MultipartEntry: Int] = [:]
         var missing: [ListingRewriter.MultipartEntry] = []
         for entry in entries {
@@ -48,20 +50,37 @@ extension EncryptedObjectHandler {
                 let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard index < pending.count else { return }
                 let entry = pending[index]
-                if let value = readMultipartSize(bucket: bucket, entry) {
+                if let value = readMultipartSize(bucket: bucket, entry, signing: signing) {
                     results.withLock { $0[entry] = value }
                 }
             }
         }
-        for (entry, value) in results.withLock({ $0 }) {
+        let learned = results.withLock { $0 }
+        for entry in pending {
+            guard let value = learned[entry] else {
+                // The reads failed (backend error, a concurrent overwrite): the formula that is exact for chunk-aligned
+                // parts, never a failed listing; not remembered, so the next listing tries again.
+                if let estimate = Self.alignedMultipartSize(entry) { known[entry] = estimate }
+                observer.listingSizeEstimated(bucket: bucket, key: entry.key, reason: "its part headers could not be read")
+                continue
+            }
             multipartSizeCache.store(bucket: bucket, entry, value)
             if case .size(let size) = value { known[entry] = size }
         }
         return known
     }
 
+    /// `Pinv(L − 36·N)` (FORMAT.md §9.4): the plaintext size of a multipart object whose parts but the last are
+    /// multiples of the (default) chunk size.
+    static func alignedMultipartSize(_ entry: ListingRewriter.MultipartEntry) -> Int? {
+        let segments = entry.storedSize - PartHeader.size * entry.partCount
+        guard segments > 0 else { return nil }
+        return ChunkLayout.listingPlaintextSize(ciphertextLength: segments)
+    }
+
     /// Runs `MultipartLocator` against the backend for one entry. Nil when the reads failed (not cached).
-    private func readMultipartSize(bucket: String, _ entry: ListingRewriter.MultipartEntry) -> MultipartSizeCache.Value? {
+    private func readMultipartSize(bucket: String, _ entry: ListingRewriter.MultipartEntry,
+                                   signing: BackendSigning) -> MultipartSizeCache.Value? {
         var locator = MultipartLocator(storedLength: entry.storedSize, chunkLayout: .default, partCountHint: entry.partCount)
         var step = locator.start()
         let query = entry.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? []
@@ -74,7 +93,7 @@ extension EncryptedObjectHandler {
                 headers.set("Range", "bytes=\(offset)-\(offset + PartHeader.size - 1)")
                 headers.set("If-Match", entry.backendETag)
                 guard let answer = try? backend.fetch(BackendRequest(method: "GET", bucket: bucket, key: entry.key, query: query,
-                                                                     headers: headers), maxBodySize: 4096),
+                                                                     headers: headers, signing: signing), maxBodySize: 4096),
                       answer.status == 206 || answer.status == 200 else { return nil }
                 if answer.header("x-amz-meta-s3eg-version") == nil {
                     return .plain

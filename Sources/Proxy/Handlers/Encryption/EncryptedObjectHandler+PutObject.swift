@@ -53,7 +53,7 @@ extension EncryptedObjectHandler {
         }
         for (name, value) in metadata.headers { headers.set(name, value) }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,
-                                       headers: headers, body: backendBody, payloadHash: payloadHash)
+                                       headers: headers, body: backendBody, payloadHash: payloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "PutObject", duration: sealTime + (sealing?.sealTime ?? .zero)) }
         let answer = try backend.fetch(forwarded, maxBodySize: Self.maxDocumentSize)
         var fields = BackendClient.forwardableResponseHeaders(answer.headers)
@@ -99,7 +99,7 @@ extension EncryptedObjectHandler {
             headers.set("x-amz-copy-source-if-match", backendETag)
             headers.set("x-amz-copy-if-match", backendETag)
             let copied = try backend.fetch(BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key,
-                                                          headers: headers, body: .bytes([])), maxBodySize: Self.maxDocumentSize)
+                                                          headers: headers, body: .bytes([]), signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
             guard copied.status == 200, S3ErrorDocument.parse(copied.body) == nil else {
                 observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
                                          reason: "self-copy answered \(copied.status) \(S3ErrorDocument.parse(copied.body)?.code ?? "")")
@@ -108,7 +108,7 @@ extension EncryptedObjectHandler {
             let copyVersion = copied.header("x-amz-version-id")
             if let putVersion = put.header("x-amz-version-id"), putVersion != "null", let copyVersion, copyVersion != putVersion {
                 let deleted = try backend.fetch(BackendRequest(method: "DELETE", bucket: identity.bucket, key: identity.key,
-                                                               query: [QueryParameter(name: "versionId", value: putVersion, hasValue: true)]))
+                                                               query: [QueryParameter(name: "versionId", value: putVersion, hasValue: true)], signing: request.identity.backendSigning))
                 if !(200..<300).contains(deleted.status) {
                     observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
                                              reason: "the upload's own version \(putVersion) stays as a non-current version: delete answered \(deleted.status)")
@@ -139,7 +139,7 @@ extension EncryptedObjectHandler {
             out.set("If-None-Match", "*")
             return out
         }
-        let current = try backend.fetch(BackendRequest(method: "HEAD", bucket: identity.bucket, key: identity.key), maxBodySize: 0)
+        let current = try backend.fetch(BackendRequest(method: "HEAD", bucket: identity.bucket, key: identity.key, signing: request.identity.backendSigning), maxBodySize: 0)
         if current.status == 404 {
             if ifMatch != nil {
                 throw S3Error(code: "NoSuchKey", message: "The specified key does not exist.", status: 404)

@@ -16,6 +16,8 @@ final class RecordingEncryptionObserver: EncryptionObserver {
     func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String) {
         unrecorded.withLock { $0.append("\(key): \(reason)") }
     }
+    let estimated = Mutex<[String]>([])
+    func listingSizeEstimated(bucket: String, key: String, reason: String) { estimated.withLock { $0.append(key) } }
 }
 
 extension HandlerHarness {
@@ -25,7 +27,7 @@ extension HandlerHarness {
         backend = try BackendClient(configuration: BackendConfiguration(endpoint: backendEndpoint, accessKey: "testing", secretKey: "testing"),
                                     http: HTTPClient())
         handler = S3RequestHandler(gateway: gateway,
-                                   verifier: SigV4Verifier(credentials: StaticCredentials(accessKey: Self.clientKey, secretKey: Self.clientSecret)),
+                                   authenticator: RequestAuthenticator(credentials: StaticCredentials(accessKey: Self.clientKey, secretKey: Self.clientSecret), regions: ["us-east-1", "us-west-2"]),
                                    backend: backend, observer: observer, baseDomains: ["s3.gateway.test"],
                                    encryptor: encryptor, encryptionObserver: encryptionObserver,
                                    allowPlaintextReads: allowPlaintextReads)
@@ -617,6 +619,15 @@ extension HandlerHarness {
         #expect(EncryptedObjectHandler.writePin("\"e\"", answer: unversioned) == "\"e\"")
         let rgw = HTTPClientResponse(status: 200, headers: [(name: "x-rgw-object-type", value: "Normal")], body: [])
         #expect(EncryptedObjectHandler.writePin("\"e\"", answer: rgw) == "e")
+    }
+
+    @Test func theAlignedFormulaIsTheFallbackForMultipartEntries() {
+        // Three parts of 5 MiB, 5 MiB and 1000 bytes: L = Σ (36 + L(P)).
+        let layout = ChunkLayout.default
+        let stored = [5 << 20, 5 << 20, 1000].reduce(0) { $0 + 36 + layout.ciphertextLength(plaintextLength: $1) }
+        let entry = ListingRewriter.MultipartEntry(key: "k", versionID: nil, storedSize: stored, partCount: 3, backendETag: "\"e-3\"")
+        #expect(EncryptedObjectHandler.alignedMultipartSize(entry) == (10 << 20) + 1000)
+        #expect(EncryptedObjectHandler.alignedMultipartSize(.init(key: "k", versionID: nil, storedSize: 50, partCount: 3, backendETag: "")) == nil)
     }
 
     @Test func selfCopiesMustChangeSomething() {
