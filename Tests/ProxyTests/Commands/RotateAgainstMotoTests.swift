@@ -4,7 +4,7 @@ import Testing
 @testable import Shared
 
 /// `rotate` in process against a real moto server, with objects sealed by the engine. Without moto_server the
-/// tests fail (`MotoServer.NotInstalled`): CI installs it, so a missing one is a broken set-up, not a reason to skip.
+/// tests fail (`MotoServer()` throws MissingDependency): CI installs it, so a missing one is a broken set-up, not a reason to skip.
 @Suite struct RotateAgainstMotoTests {
     static func putEncrypted(_ backend: BackendClient, _ encryptor: ObjectEncryptor, bucket: String, key: String,
                              plaintext: [UInt8]) throws {
