@@ -55,6 +55,8 @@ struct S3RequestHandler: HTTPRequestHandler {
         var verifyingBody: VerifyingBody?
         do {
             let request = try authenticate(head, context: context)
+            // The connection proved its credentials: it leaves the small unauthenticated budget.
+            context.connection.markAuthenticated()
             summary.bucket = request.address.bucket
             summary.key = request.address.key
             summary.operation = request.operation.name
