@@ -82,10 +82,12 @@ struct S3RequestHandler: HTTPRequestHandler {
             case .requestBody(let inner):
                 answer(S3Error.incompleteBody(), detail: "reading the request body: \(inner)", head: head, response: response,
                        context: context, summary: &summary)
-            case .aborted(let detail, let status, let backendFault):
+            case .refused(let error):
+                answer(error, head: head, response: response, context: context, summary: &summary)
+            case .aborted(let detail, let status, let cause):
                 summary.status = status
                 summary.aborted = true
-                summary.backendError = backendFault
+                summary.backendError = cause == .backend
                 summary.errorDetail = detail
             }
         } catch {
