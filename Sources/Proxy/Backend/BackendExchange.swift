@@ -115,21 +115,32 @@ struct BackendResult: Sendable {
 extension BackendClient {
     /// Sends `request` and hands the answer to `handler` as it arrives.
     func exchange(_ request: BackendRequest, into handler: some BackendResponseHandler) throws(BackendFailure) {
+        let span = clientSpan(request)
+        defer { span.end() }
+        let recorder = HealthRecorder(inner: handler, health: health)
         do {
-            try http.execute(outgoingRequest(request), handler: HealthRecorder(inner: handler, health: health))
+            try http.execute(outgoingRequest(request, span: span), handler: recorder)
+            span.setAttribute("http.response.status_code", .int(recorder.status))
         } catch {
-            throw BackendFailure(error, clientResponseStarted: handler.clientResponseStarted, status: handler.status)
+            let failure = BackendFailure(error, clientResponseStarted: handler.clientResponseStarted, status: handler.status)
+            span.setStatus(.error(failure.description))
+            throw failure
         }
     }
 
     /// Sends `request` and buffers the whole answer (metadata requests, listings, copy results).
     func fetch(_ request: BackendRequest, maxBodySize: Int = 16 << 20) throws(BackendFailure) -> HTTPClientResponse {
+        let span = clientSpan(request)
+        defer { span.end() }
         do {
-            let answer = try http.execute(outgoingRequest(request), maxBodySize: maxBodySize)
+            let answer = try http.execute(outgoingRequest(request, span: span), maxBodySize: maxBodySize)
             health.recordAnswer()
+            span.setAttribute("http.response.status_code", .int(answer.status))
             return answer
         } catch {
-            throw BackendFailure(error, clientResponseStarted: false, status: 0)
+            let failure = BackendFailure(error, clientResponseStarted: false, status: 0)
+            span.setStatus(.error(failure.description))
+            throw failure
         }
     }
 
@@ -147,9 +158,24 @@ extension BackendClient {
         return BackendResult(status: relay.status, bytesOut: relay.bytesOut)
     }
 
-    private func outgoingRequest(_ request: BackendRequest) -> HTTPClientRequest {
+    /// The client span of one backend exchange, a child of the request's span (when there is one).
+    private func clientSpan(_ request: BackendRequest) -> Span {
+        Span.startChild(request.method, kind: .client, attributes: [
+            ("http.request.method", .string(request.method)), ("server.address", .string(endpoint.hostHeader)),
+            ("url.path", .string(BackendEndpoint.path(bucket: request.bucket, key: request.key))),
+        ])
+    }
+
+    private func outgoingRequest(_ request: BackendRequest, span: Span) -> HTTPClientRequest {
+        // The backend sees the gateway's span as its parent (or, untraced, the client's context unchanged).
+        var forwarded = Self.forwardableRequestHeaders(request.headers)
+            .filter { !["traceparent", "tracestate"].contains($0.name.lowercased()) }
+        if let traceparent = span.traceparent {
+            forwarded.append((name: "traceparent", value: traceparent))
+            if let state = span.context.traceState { forwarded.append((name: "tracestate", value: state)) }
+        }
         let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
-                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash)
+                                     headers: forwarded, payloadHash: request.payloadHash)
         var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
         switch request.body {
         case .none: outgoing.body = .none
@@ -164,12 +190,14 @@ extension BackendClient {
 private final class HealthRecorder: HTTPResponseHandler {
     let inner: HTTPResponseHandler
     let health: BackendHealth
+    private(set) var status = 0
     init(inner: HTTPResponseHandler, health: BackendHealth) {
         self.inner = inner
         self.health = health
     }
     func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
         health.recordAnswer()
+        self.status = status
         try inner.responseHead(status: status, headers: headers)
     }
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws { try inner.responseBody(bytes) }

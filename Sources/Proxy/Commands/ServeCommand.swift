@@ -12,8 +12,17 @@ enum ServeCommand {
             printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
             return 2
         }
+        let tracing: TracingConfiguration
+        do {
+            tracing = try TracingConfiguration.fromEnvironment(environment, serviceName: "s3-encryption-gateway")
+        } catch {
+            printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
+            return 2
+        }
         let logger = Logger(level: config.logLevel)
         let telemetry = GatewayTelemetry(logger: logger)
+        let tracer = Tracer(configuration: tracing, scopeName: "s3-encryption-gateway",
+                            metrics: TracingMetrics(registry: telemetry.registry), logger: logger)
 
         let backend: BackendClient
         do {
@@ -51,7 +60,8 @@ enum ServeCommand {
             verifier: SigV4Verifier(credentials: StaticCredentials(accessKey: config.gatewayAccessKey,
                                                                    secretKey: config.gatewaySecretKey)),
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
-            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads)
+            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
+            tracer: tracer)
 
         var tls: ReloadingTLSContext?
         if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {
@@ -109,6 +119,7 @@ enum ServeCommand {
             "passthrough": .bool(config.passthrough),
             "tls": .bool(tls != nil),
             "probe_addr": .string(probeServer?.boundAddress ?? ""),
+            "traces": .string(tracing.endpoint ?? "off"),
         ])
 
         let stopped = DispatchSemaphore(value: 0)
@@ -122,6 +133,7 @@ enum ServeCommand {
         }
         stopped.wait()
         _ = watcher
+        tracer.shutdown(timeout: .seconds(5))  // spans of the last requests
         logger.info("stopped")
         return 0
     }

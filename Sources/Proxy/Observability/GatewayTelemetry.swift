@@ -81,6 +81,9 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
             "aborted": .bool(s.aborted),
         ]
         var line = logger
+        if let traceID = s.traceID, let spanID = s.spanID {
+            line = line.with(["trace_id": .string(traceID), "span_id": .string(spanID)])
+        }
         if let detail = s.errorDetail, s.backendError || s.aborted || s.status >= 500 || logger.isEnabled(.debug) {
             line = line.with(["error_detail": .string(detail)])
         }
