@@ -92,17 +92,21 @@ def test_idle_anonymous_sockets_cannot_starve_signed_clients_and_probes(backend,
 
 @pytest.mark.parametrize("backend", ["ceph"], indirect=True)
 def test_ten_thousand_kept_alive_connections_are_held_and_served(backend, gateway_binary, tmp_path):
-    """10 000 connections, each authenticated by a signed request and kept open, cost no thread each; every one
-    of them is served again while all are open."""
+    """10 000 connections open at once cost no thread each, and every one of them is served (a signed HEAD,
+    authenticated, to the session's Ceph) while all are open, then stays open. (That idle worker threads end
+    while connections stay open is ConnectionModelTests' business: it takes the pool's idle-exit time.)"""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     count = min(10_000, hard - 512)
     assert count >= 10_000, f"RLIMIT_NOFILE hard limit {hard} is too low for 10 000 connections"
+    # The connections are opened first and served later: AUTH_TIMEOUT and the unauthenticated budget must
+    # let 10 000 silent connections wait their turn.
     gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path, binary=gateway_binary,
                             name="gateway-10k", extra_env={"MAX_CONNECTIONS": "12000", "LOG_LEVEL": "warn",
-                                                           "MAX_UNAUTHENTICATED_CONNECTIONS": "12000"})
+                                                           "MAX_UNAUTHENTICATED_CONNECTIONS": "12000",
+                                                           "AUTH_TIMEOUT": "300s"})
     conns: list[socket.socket] = []
     try:
         host, port = "127.0.0.1", int(gw.endpoint.rsplit(":", 1)[1])
@@ -130,22 +134,17 @@ def test_ten_thousand_kept_alive_connections_are_held_and_served(backend, gatewa
                 ok += data.startswith(b"HTTP/1.1 200 ")
             return ok
 
-        served = 0
-        for i in range(0, count, 500):
-            batch = [socket.create_connection((host, port), timeout=60) for _ in range(min(500, count - i))]
-            conns.extend(batch)
-            served += round_trip(batch)
-        assert served == count
-        # Bursts of 500 requests grew the request pool (at most 256 threads); idle, it shrinks back while all
-        # 10 000 connections stay open: they cost no thread each.
-        assert _threads(gw.proc.pid) <= 2 * os.cpu_count() + 256 + 8
-        deadline = time.monotonic() + 40
-        while _threads(gw.proc.pid) > 24 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        threads_held = _threads(gw.proc.pid)
-        assert threads_held <= 24, f"{threads_held} threads for {count} idle connections"
+        for _ in range(count):
+            conns.append(socket.create_connection((host, port), timeout=60))
+        # All open at once, held by the event loop: a few threads, not one per connection.
+        assert _threads(gw.proc.pid) <= 2 * os.cpu_count() + 8
         served = sum(round_trip(conns[i:i + 500]) for i in range(0, count, 500))
         assert served == count
+        # Served in bursts of 500 (the request pool grows to at most 256 threads), every one still open after.
+        assert _threads(gw.proc.pid) <= 2 * os.cpu_count() + 256 + 8
+        metrics = s3gw.http_request("GET", gw.endpoint + "/metrics")[2].decode()
+        open_line = [line for line in metrics.splitlines() if line.startswith("s3_gateway_active_connections ")]
+        assert open_line and float(open_line[0].split()[-1]) >= count, open_line
         s3.delete_object(Bucket=bucket, Key="k")
         s3.delete_bucket(Bucket=bucket)
     finally:

@@ -212,6 +212,32 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         #expect(served == 2000)
     }
 
+    @Test func aBurstsWorkerThreadsEndWhenIdleWhileTheConnectionsStayOpen() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.maxConnections = 100
+            $0.maxWorkerThreads = 6
+            $0.workerIdleExit = .milliseconds(200)
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        // Six requests held at once need six workers.
+        var clients: [RawHTTPClient] = []
+        for _ in 0..<6 {
+            let c = try connectRaw(server)
+            c.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+            clients.append(c)
+        }
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 6 })
+        #expect(server.workerThreads.alive == 6)
+        handler.open()
+        for c in clients { #expect(c.readResponse()?.status == 200) }
+        // Idle, the pool shrinks back to its one resident thread; the kept-alive connections stay open and served.
+        #expect(waitUntil { server.workerThreads.alive == 1 })
+        #expect(server.activeConnections == 6)
+        for c in clients { c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n") }
+        for c in clients { #expect(c.readResponse()?.status == 200) }
+    }
+
     @Test func drainingAnUnreadBodyHasATotalDeadline() throws {
         let handler = GatedHandler()
         let server = try start(handler) { $0.drainTimeout = .milliseconds(300) }
