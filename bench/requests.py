@@ -181,7 +181,7 @@ def main() -> int:
             print(f"  {name:<13} req/s median {statistics.median(x['rps'] for x in r):9.0f}   p50 "
                   f"{statistics.median(x['p50'] for x in r) * 1e3:7.2f} ms   p99 "
                   f"{statistics.median(x['p99'] for x in r) * 1e3:7.2f} ms   "
-                  f"(req/s runs: {', '.join(f'{x['rps']:.0f}' for x in r)})", flush=True)
+                  f"(req/s runs: {', '.join('%.0f' % x['rps'] for x in r)})", flush=True)
 
         def ratio(label: str, a: str, b: str, key: str = "rps", goal: str = "") -> None:
             values = [x[key] / y[key] for x, y in zip(results[a], results[b])]
