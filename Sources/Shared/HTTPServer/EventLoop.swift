@@ -247,6 +247,8 @@ final class EventLoop: @unchecked Sendable {
     /// `503 SlowDown` for a connection that gets no slot (plain HTTP; over TLS it would need a handshake,
     /// so it is only closed).
     private func refuse(fd: Int32, remote: String) {
+        // Counted before the client can see the answer, so whoever reads the 503 also sees the rejection.
+        server.observer?.connectionRejected(remoteAddress: remote, reason: .tooManyConnections)
         if config.tls == nil {
             let bytes = serverErrorResponse(status: 503, code: "SlowDown", message: "Too many connections; reduce your request rate.",
                                             requestID: RequestIDGenerator.next(), date: HTTPServerDate.now(),
@@ -259,7 +261,6 @@ final class EventLoop: @unchecked Sendable {
             for _ in 0..<4 where recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) > 0 {}
         }
         close(fd)
-        server.observer?.connectionRejected(remoteAddress: remote, reason: .tooManyConnections)
     }
 
     // MARK: - Connection events
