@@ -194,6 +194,10 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         let server = try start(handler) {
             $0.maxConnections = 5000
             $0.maxWorkerThreads = 8
+            // Opening 2 000 connections one by one can take longer than the usual 10 s on a loaded machine;
+            // no connection may time out before the test has seen it served twice.
+            $0.idleTimeout = .seconds(600)
+            $0.headerTimeout = .seconds(600)
         }
         defer { server.shutdown(grace: .seconds(2)) }
         var clients: [RawHTTPClient] = []
