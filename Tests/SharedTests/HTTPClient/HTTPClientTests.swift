@@ -152,7 +152,7 @@ final class CountingHandler: HTTPResponseHandler {
 
     @Test func refusedConnectionIsAConnectError() throws {
         // Bind then close a socket to find a port nobody listens on.
-        let closedPort = try freeLoopbackPort()
+        let closedPort = try freePort()
         #expect {
             _ = try client.execute(HTTPClientRequest(method: "GET", url: "http://127.0.0.1:\(closedPort)/"))
         } throws: { error in
@@ -246,16 +246,26 @@ final class CountingHandler: HTTPResponseHandler {
     }
 }
 
-/// A loopback port that was free a moment ago and has no listener.
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
+@Suite struct ResponseHeaderLineTests {
+    static func parse(_ text: String) -> ResponseHeaderLine {
+        Array(text.utf8).withUnsafeBytes { ResponseHeaderLine($0) }
+    }
+
+    @Test(arguments: [
+        ("HTTP/1.1 200 OK\r\n", ResponseHeaderLine.status(200)),
+        ("HTTP/2 206\r\n", .status(206)),
+        ("HTTP/1.1 100 Continue\r\n", .status(100)),
+        ("HTTP/1.1 2000 Big\r\n", .status(0)),
+        ("HTTP/1.1 OK\r\n", .status(0)),
+        ("\r\n", .end),
+        ("\n", .end),
+        ("ETag: \"abc\"\r\n", .field(name: "ETag", value: "\"abc\"")),
+        ("x-amz-meta-a:\t  spaced value \t\r\n", .field(name: "x-amz-meta-a", value: "spaced value")),
+        ("Empty:\r\n", .field(name: "Empty", value: "")),
+        ("Date: Sat, 28 Nov 2026 09:00:00 GMT\r\n", .field(name: "Date", value: "Sat, 28 Nov 2026 09:00:00 GMT")),
+        (" folded continuation\r\n", .ignored),
+    ])
+    func parsesLines(line: String, expected: ResponseHeaderLine) {
+        #expect(Self.parse(line) == expected)
+    }
 }
