@@ -6,7 +6,7 @@ import Shared
 /// the transfer fail, and the handler closes the connection: the client never gets wrong bytes.
 final class DecryptingRelay: HTTPResponseHandler {
     let writer: ResponseWriter
-    let reader: PlannedReader
+    let reader: any RangeDecryptor
     let metadata: EncryptionMetadata
     let etag: String
     private(set) var status = 0
@@ -19,7 +19,7 @@ final class DecryptingRelay: HTTPResponseHandler {
     private var pendingHead: HTTPResponseHead?
     private var finished = false
 
-    init(writer: ResponseWriter, reader: PlannedReader, metadata: EncryptionMetadata, etag: String) {
+    init(writer: ResponseWriter, reader: any RangeDecryptor, metadata: EncryptionMetadata, etag: String) {
         self.writer = writer
         self.reader = reader
         self.metadata = metadata
@@ -39,7 +39,7 @@ final class DecryptingRelay: HTTPResponseHandler {
                                                   contentLength: length))
             return
         }
-        if backendStatus == 200 && reader.plan.backendRange != nil {
+        if backendStatus == 200 && reader.backendRange != nil {
             throw S3Error.internalError().withLog("the backend ignored the Range header of a ranged read")
         }
         let seen: EncryptionMetadata?
@@ -50,10 +50,10 @@ final class DecryptingRelay: HTTPResponseHandler {
         }
         guard seen == metadata else { throw S3Error.objectChanged() }
         var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(headers), etag: etag)
-        if let range = reader.plan.contentRange { fields.set("Content-Range", range) }
-        status = reader.plan.status
+        if let range = reader.contentRange { fields.set("Content-Range", range) }
+        status = reader.status
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
-        pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.plan.contentLength))
+        pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.contentLength))
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {

@@ -115,9 +115,6 @@ struct EncryptedObjectHandler: Sendable {
         if request.query.contains(where: { $0.name == "partNumber" }) {
             throw S3Error.notImplemented("partNumber reads of encrypted objects are not supported; use a Range instead.")
         }
-        guard case .single = metadata.layout else {
-            throw S3Error.internalError().withLog("multipart-layout object \(identity.bucket)/\(identity.key): this gateway version reads single-part objects only")
-        }
         let etag = EncryptedResponseHeaders.etag(metadata, backendETag: stored.header("ETag"))
         let lastModified = stored.header("Last-Modified")
         switch ConditionalRequest.evaluate(headers: request.head.headers, etag: etag, lastModified: lastModified) {
@@ -135,12 +132,8 @@ struct EncryptedObjectHandler: Sendable {
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }) else {
             throw S3Error.internalError().withLog("the backend's HEAD of \(identity.bucket)/\(identity.key) has no Content-Length")
         }
-        let plan: ReadPlan
-        do {
-            plan = try ReadPlan(storedLength: storedLength, layout: metadata.chunkLayout, rangeHeader: request.head.headers["Range"])
-        } catch {
-            throw failure(error, identity, request)
-        }
+        let plan = try plannedRead(metadata, identity: identity, stored: stored, storedLength: storedLength,
+                                   rangeHeader: request.head.headers["Range"], request: request)
         if plan.status == 416 {
             var extra = HTTPFields()
             extra.add("Content-Range", plan.contentRange ?? "bytes */\(plan.plaintextLength)")
@@ -155,9 +148,9 @@ struct EncryptedObjectHandler: Sendable {
             try response.finish()
             return BackendResult(status: plan.status, bytesOut: 0)
         }
-        let reader: PlannedReader
+        let reader: any RangeDecryptor
         do {
-            reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: identity)
+            reader = try plan.makeReader()
         } catch {
             throw failure(error, identity, request)
         }
@@ -205,7 +198,7 @@ struct EncryptedObjectHandler: Sendable {
     }
 
     /// The gateway metadata of a stored object (nil: plain); damaged metadata is a 500 with the reason logged.
-    private func readMetadata(_ headers: [(name: String, value: String)], _ identity: ObjectIdentity,
+    func readMetadata(_ headers: [(name: String, value: String)], _ identity: ObjectIdentity,
                               _ request: S3Request) throws -> EncryptionMetadata? {
         do {
             return try EncryptionMetadata.parse(fields: headers)
@@ -216,7 +209,7 @@ struct EncryptedObjectHandler: Sendable {
 
     /// An engine error before any response byte: 500 InternalError, the code and reason in the log;
     /// authentication failures are also counted and logged as tampering.
-    private func failure(_ error: any Error, _ identity: ObjectIdentity, _ request: S3Request) -> S3Error {
+    func failure(_ error: any Error, _ identity: ObjectIdentity, _ request: S3Request) -> S3Error {
         guard let error = error as? EncryptionError else { return S3Error.internalError().withLog("\(error)") }
         switch error.code {
         case .tamperDetected, .truncated, .trailingData, .malformedCiphertext:
@@ -346,7 +339,7 @@ struct EncryptedObjectHandler: Sendable {
 
     // MARK: Helpers
 
-    private func respondBuffered(status: Int, headers: [(name: String, value: String)], body: [UInt8],
+    func respondBuffered(status: Int, headers: [(name: String, value: String)], body: [UInt8],
                                  response: ResponseWriter) throws -> BackendResult {
         var fields = BackendClient.forwardableResponseHeaders(headers)
         fields.remove("Content-MD5")

@@ -2,9 +2,8 @@
 /// (ciphertext) sizes to plaintext sizes with the listing conversion of docs/FORMAT.md §6
 /// (default chunk size), leaving every other byte of the document unchanged.
 ///
-/// Entries whose size no writer of the format produces, and entries with a multipart ETag
-/// (`"…-N"`: this gateway writes encrypted objects with single PUTs only, so those are plain),
-/// keep their stored size. ETags are left as the backend reports them (MD5 of the ciphertext).
+/// Entries with a multipart ETag (`"…-N"`) are converted as multipart objects of N parts (FORMAT.md §9.4, exact
+/// when the parts are chunk multiples); entries whose size no writer of the format produces keep their stored size.
 enum ListingSizeRewriter {
     private static let entryTags: [[UInt8]] = [Array("<Contents>".utf8), Array("<Version>".utf8)]
     private static let sizeOpen = Array("<Size>".utf8)
@@ -40,15 +39,15 @@ enum ListingSizeRewriter {
         let bytes = Array(entry)
         guard let sizeStart = find(sizeOpen, in: bytes, from: 0, end: bytes.count),
               let sizeEnd = find(sizeClose, in: bytes, from: sizeStart, end: bytes.count) else { return bytes }
+        var etag = ""
         if let etagStart = find(etagOpen, in: bytes, from: 0, end: bytes.count),
-           let etagEnd = find(etagClose, in: bytes, from: etagStart, end: bytes.count),
-           bytes[(etagStart + etagOpen.count)..<etagEnd].contains(UInt8(ascii: "-")) {
-            return bytes
+           let etagEnd = find(etagClose, in: bytes, from: etagStart, end: bytes.count) {
+            etag = String(decoding: bytes[(etagStart + etagOpen.count)..<etagEnd], as: UTF8.self)
         }
         let digits = bytes[(sizeStart + sizeOpen.count)..<sizeEnd]
         guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }),
               let stored = Int(String(decoding: digits, as: UTF8.self)),
-              let plain = ChunkLayout.listingPlaintextSize(ciphertextLength: stored) else { return bytes }
+              let plain = ChunkLayout.listingPlaintextSize(storedSize: stored, etag: etag) else { return bytes }
         return Array(bytes[..<(sizeStart + sizeOpen.count)]) + Array(String(plain).utf8) + Array(bytes[sizeEnd...])
     }
 
