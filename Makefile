@@ -6,6 +6,7 @@
 #   make bench               pass-through throughput: nginx direct vs through the gateway
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed
+#   make bench-operator      1000 EncryptionGateways on a real kube-apiserver: convergence time, requests, memory
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,10 +15,10 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine deps-run deps-test deps-bench build-release build-debug swift-test integration
+.PHONY: help run test bench bench-encrypted bench-engine bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration
 
 help:
-	@sed -n '3,6s/^#  //p' Makefile
+	@sed -n '3,9s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -54,3 +55,8 @@ bench-encrypted: deps-bench build-release
 
 bench-engine: build-release
 	@bench/engine.sh
+
+bench-operator: deps-test
+	@scripts/kube-build.sh >/dev/null
+	swift build -c release --product encryption-gateway-operator
+	@OPERATOR_BIN="$$(swift build -c release --show-bin-path)/encryption-gateway-operator" python3 bench/operator.py $(BENCH_ARGS)

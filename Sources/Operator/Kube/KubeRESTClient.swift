@@ -156,6 +156,11 @@ final class KubeRESTClient: KubeClient {
                      body: body, contentType: body == nil ? nil : "application/json")
     }
 
+    func apiGroups() throws(KubeError) -> JSONValue {
+        let discovery = GroupVersionResource(group: "", version: "", resource: "discovery", kind: "APIGroupList")
+        return try send(verb: "GET", method: "GET", discovery, path: "/apis")
+    }
+
     // MARK: Plumbing
 
     /// URL path of a resource collection or object. A namespaced resource with a nil namespace means all

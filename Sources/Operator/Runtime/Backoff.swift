@@ -11,8 +11,8 @@ struct Backoff: Sendable, Equatable {
     /// 0 = deterministic; client-go's reflector uses 1.0 (up to twice the base delay).
     var jitter: Double = 0
 
-    /// Reflector list/watch failures: 0.8 s doubling to 30 s.
-    static let listWatch = Backoff(initial: .milliseconds(800), cap: .seconds(30))
+    /// Reflector list/watch failures: 0.8 s doubling to 30 s, jitter 1.0 (client-go's reflector).
+    static let listWatch = Backoff(initial: .milliseconds(800), cap: .seconds(30), jitter: 1.0)
     /// Work-queue per-item failures: 5 ms doubling to 1000 s.
     static let perItem = Backoff(initial: .milliseconds(5), cap: .seconds(1000))
 
@@ -36,19 +36,33 @@ struct Backoff: Sendable, Equatable {
 }
 
 /// A stepping backoff for one retry loop (the informer's list/watch loop): `next()` returns the delay
-/// to wait now and advances; `reset()` after a success.
+/// to wait now and advances; `reset()` after a success. As client-go's `exponentialBackoffManager`, a failure that
+/// comes more than `resetAfter` after the previous one starts again from the initial delay: a watch that was
+/// healthy for minutes and then drops is retried quickly, not after the delay of an old failure streak.
 struct BackoffSequence: Sendable {
     let backoff: Backoff
+    /// client-go's reflector uses 2 minutes. nil: only `reset()` resets.
+    let resetAfter: Duration?
     private(set) var attempt = 0
+    private var lastFailure: ContinuousClock.Instant?
 
-    init(_ backoff: Backoff) { self.backoff = backoff }
-
-    mutating func next() -> Duration {
-        defer { attempt += 1 }
-        return backoff.jitteredDelay(forAttempt: attempt)
+    init(_ backoff: Backoff, resetAfter: Duration? = .seconds(120)) {
+        self.backoff = backoff
+        self.resetAfter = resetAfter
     }
 
-    mutating func reset() { attempt = 0 }
+    /// The delay to wait before the next attempt; `now` and `random` (in [0, 1)) are injectable for tests.
+    mutating func next(now: ContinuousClock.Instant = .now, random: Double = Double.random(in: 0..<1)) -> Duration {
+        if let resetAfter, let lastFailure, lastFailure.duration(to: now) > resetAfter { attempt = 0 }
+        lastFailure = now
+        defer { attempt += 1 }
+        return backoff.jitteredDelay(forAttempt: attempt, random: random)
+    }
+
+    mutating func reset() {
+        attempt = 0
+        lastFailure = nil
+    }
 }
 
 extension Duration {

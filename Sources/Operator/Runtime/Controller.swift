@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Synchronization
 
 /// What one reconcile asks for next.
@@ -23,7 +24,25 @@ enum ReconcileResult: Sendable {
 /// Brings the world in line with one object's desired state. Called from several worker threads, but never
 /// concurrently for the same key. Reads should come from informer caches; writes go to the API server.
 protocol Reconciler: Sendable {
-    func reconcile(_ key: ObjectKey) -> ReconcileResult
+    func reconcile(_ key: ObjectKey, context: ReconcileContext) -> ReconcileResult
+}
+
+/// What a reconcile in flight needs to know about its controller: whether it may still write. Leadership loss
+/// cancels it at once (a successor may already be writing); a reconciler checks before every write.
+struct ReconcileContext: Sendable {
+    let cancellation: CancellationToken
+
+    var isCancelled: Bool { cancellation.isCancelled }
+
+    /// Throws `.cancelled` when the controller stopped acting (leadership lost), so no further write is made.
+    func checkNotCancelled() throws(ReconcileCancelled) {
+        if cancellation.isCancelled { throw ReconcileCancelled() }
+    }
+}
+
+/// A reconcile stopped because its controller may no longer write.
+struct ReconcileCancelled: Error, CustomStringConvertible {
+    var description: String { "reconcile cancelled: this process no longer leads" }
 }
 
 /// Observes reconciles (for `controller_runtime_reconcile_*` metrics).
@@ -48,6 +67,8 @@ final class Controller: Sendable {
     private let log: any RuntimeLog
     private let running = Mutex(0)
     private let allStopped = StopSignal()
+    /// Cancelled by `stopNow()`: reconciles in flight stop writing.
+    private let leadership = CancellationToken()
 
     init(name: String, reconciler: any Reconciler, workers: Int = 1,
          queueMetrics: any WorkQueueMetrics = NoWorkQueueMetrics(),
@@ -85,8 +106,9 @@ final class Controller: Sendable {
         queue.shutDownWithDrain(timeout: timeout)
     }
 
-    /// Stops handing out keys without waiting (leadership lost: act no more).
+    /// Stops handing out keys without waiting and cancels reconciles in flight (leadership lost: act no more).
     func stopNow() {
+        leadership.cancel()
         queue.shutDown()
     }
 
@@ -94,7 +116,7 @@ final class Controller: Sendable {
     func process(_ key: ObjectKey) {
         metrics.activeWorkers(controller: name, delta: 1)
         let start = ContinuousClock.now
-        let result = reconciler.reconcile(key)
+        let result = reconciler.reconcile(key, context: ReconcileContext(cancellation: leadership))
         let duration = start.duration(to: .now)
         metrics.activeWorkers(controller: name, delta: -1)
         metrics.reconciled(controller: name, result: result.metricLabel, duration: duration)

@@ -16,6 +16,18 @@ struct InformerConfiguration: Sendable {
     /// A watch that ends normally this fast without a single event counts as a failure (backs off),
     /// so a server that closes watches at once cannot make us spin.
     var minimumWatchDuration: Duration = .seconds(1)
+    /// Applied to every object before it is cached or handed to handlers (client-go's TransformFunc), e.g. to drop
+    /// what the operator never reads. The default drops `metadata.managedFields`.
+    var transform: @Sendable (JSONValue) -> JSONValue = InformerConfiguration.dropManagedFields
+    /// Every period, each cached object is delivered again as an update (client-go's resync), so a reconcile that
+    /// was dropped or a world that changed without an event is looked at again. nil: never.
+    var resyncPeriod: Duration?
+
+    static let dropManagedFields: @Sendable (JSONValue) -> JSONValue = { object in
+        var o = object
+        o["metadata"]?["managedFields"] = nil
+        return o
+    }
 
     init(resource: GroupVersionResource, namespace: String? = nil, labelSelector: String? = nil) {
         self.resource = resource
@@ -76,7 +88,7 @@ final class SharedInformer: Sendable {
     /// How many LISTs (full relists) and WATCH requests were made; for tests and debugging.
     var counters: (lists: Int, watches: Int) { state.withLock { ($0.listCount, $0.watchCount) } }
 
-    /// Starts the list/watch loop on its own thread.
+    /// Starts the list/watch loop on its own thread (and the resync timer when configured).
     func start() {
         let thread = Thread { [self] in
             run()
@@ -88,7 +100,25 @@ final class SharedInformer: Sendable {
             s.started = true
             return true
         }
-        if first { thread.start() }
+        guard first else { return }
+        thread.start()
+        if let period = configuration.resyncPeriod {
+            let resync = Thread { [self] in
+                while stopSignal.sleep(period) { resyncOnce() }
+            }
+            resync.name = "resync-\(configuration.resource.resource)"
+            resync.start()
+        }
+    }
+
+    /// Delivers every cached object to the handlers as an update of itself (old == new, same resourceVersion).
+    /// Runs on the resync thread; handlers only enqueue keys, so the order relative to watch events does not matter.
+    func resyncOnce() {
+        guard hasSynced else { return }
+        let handlers = state.withLock { $0.handlers }
+        for object in store.list() {
+            for h in handlers { h.onUpdate(object, object) }
+        }
     }
 
     /// Ends the current watch and the loop; waits up to `timeout` for the loop to exit (a LIST in flight cannot
@@ -174,7 +204,7 @@ final class SharedInformer: Sendable {
                                        options: ListOptions(labelSelector: c.labelSelector))
             result = (page.items, page.resourceVersion)
         }
-        let diff = store.replace(with: result.items)
+        let diff = store.replace(with: result.items.map(c.transform))
         let handlers = state.withLock { s -> [ResourceEventHandler] in
             s.lastResourceVersion = result.resourceVersion
             s.listCount += 1
@@ -227,8 +257,10 @@ final class SharedInformer: Sendable {
     }
 
     private func apply(_ event: WatchEvent, handlers: [ResourceEventHandler]) throws(KubeError) {
+        let transform = configuration.transform
         switch event {
-        case .added(let object), .modified(let object):
+        case .added(let raw), .modified(let raw):
+            let object = transform(raw)
             let old = store.upsert(object)
             advance(to: object.resourceVersion)
             if let old {
@@ -236,7 +268,8 @@ final class SharedInformer: Sendable {
             } else {
                 for h in handlers { h.onAdd(object) }
             }
-        case .deleted(let object):
+        case .deleted(let raw):
+            let object = transform(raw)
             guard let key = ObjectKey(of: object) else { return }
             let old = store.delete(key)
             advance(to: object.resourceVersion)

@@ -170,10 +170,10 @@ final class LeaderElector: Sendable {
         var lastHolder = ""
         while !stopSignal.isStopped {
             switch tryAcquireOrRenew() {
-            case .success:
+            case .success(let sentAt):
                 state.withLock { s in
                     s.leading = true
-                    s.lastRenew = .now
+                    s.lastRenew = sentAt
                 }
                 log.info("successfully acquired lease", ["lease": leaseKey.description, "identity": configuration.identity])
                 return true
@@ -249,8 +249,11 @@ final class LeaderElector: Sendable {
             while true {
                 if stopSignal.isStopped { return }
                 switch tryAcquireOrRenew() {
-                case .success:
-                    state.withLock { $0.lastRenew = .now }
+                case .success(let sentAt):
+                    // The lease runs from when the renewal was sent, not from when its answer came back: a slow
+                    // answer must not extend how long this process believes it leads (others may already see
+                    // the lease expire on their clocks).
+                    state.withLock { $0.lastRenew = sentAt }
                 case .heldByOther(let holder):
                     loseLeadership(reason: "lease is held by \(holder)")
                     return
@@ -298,7 +301,8 @@ final class LeaderElector: Sendable {
     }
 
     private enum Attempt {
-        case success
+        /// `sentAt`: when the successful write was sent.
+        case success(sentAt: ContinuousClock.Instant)
         case heldByOther(String)
         case failed(KubeError)
     }
@@ -318,6 +322,7 @@ final class LeaderElector: Sendable {
                 LeaseDecision.decide(current: existing.map(LeaseRecord.init(lease:)), observation: &s.observation,
                                      identity: c.identity, leaseDuration: c.leaseDuration, now: now, wallNow: wallNow)
             }
+            let sentAt = ContinuousClock.now
             do throws(KubeError) {
                 let written: JSONValue
                 switch decision {
@@ -336,9 +341,9 @@ final class LeaderElector: Sendable {
                     lease["spec"] = record.spec
                     written = try client.update(.leases, lease)
                 }
-                // Observe our own write at the time we made it (client-go's setObservedRecord after update).
-                state.withLock { s in s.observation = LeaseObservation(record: LeaseRecord(lease: written), time: now) }
-                return .success
+                // Observe our own write at the time we sent it (client-go's setObservedRecord after update).
+                state.withLock { s in s.observation = LeaseObservation(record: LeaseRecord(lease: written), time: sentAt) }
+                return .success(sentAt: sentAt)
             } catch {
                 return .failed(error)
             }

@@ -131,6 +131,12 @@ final class Manager: Sendable {
 
     // MARK: Running
 
+    /// Whether shutdown was requested (for `run(prepare:)` loops that wait on something).
+    var isShuttingDown: Bool { state.withLock { $0.exit != nil } }
+
+    /// Sleeps up to `duration`; returns false when shutdown was requested meanwhile.
+    func sleepUnlessShuttingDown(_ duration: Duration) -> Bool { wake.sleep(duration) }
+
     /// Asks `run()` to shut down gracefully. Safe from any thread (e.g. a signal watcher), more than once.
     func requestShutdown() {
         let elector = state.withLock { s -> LeaderElector? in
@@ -143,11 +149,11 @@ final class Manager: Sendable {
     }
 
     /// Blocks until shutdown or leadership loss; returns why.
-    func run() -> ManagerExit {
-        let (informers, controllers) = state.withLock { s in
-            s.started = true
-            return (s.informerOrder, s.controllers)
-        }
+    ///
+    /// `prepare` runs once the probe and metrics listeners are up and before any informer starts; it may create
+    /// informers and add controllers (e.g. after discovery decided which kinds exist) and returns false when it
+    /// gave up because shutdown was requested. Meanwhile `/healthz` answers and `/readyz` says not ready.
+    func run(prepare: (() -> Bool)? = nil) -> ManagerExit {
         var servers: [HTTPServer] = []
         defer { for server in servers { server.shutdown(grace: .seconds(2)) } }
         do {
@@ -163,8 +169,15 @@ final class Manager: Sendable {
             }
         } catch {
             log.error("cannot start listener", ["error": "\(error)"])
-            stopInformers(informers)
             return .failed("\(error)")
+        }
+        if let prepare, !prepare() {
+            state.withLock { $0.started = true }
+            return finish(informers: [], controllers: [], leading: false)
+        }
+        let (informers, controllers) = state.withLock { s in
+            s.started = true
+            return (s.informerOrder, s.controllers)
         }
 
         for informer in informers { informer.start() }

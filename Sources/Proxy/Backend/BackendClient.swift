@@ -16,54 +16,9 @@ struct BackendConfiguration: Sendable {
     }
 }
 
-/// A request to forward to the backend, addressed path-style.
-struct BackendRequest {
-    var method: String
-    var bucket: String?
-    var key: String?
-    var query: [QueryParameter]
-    /// The client's headers; hop-by-hop and authentication headers are removed before sending.
-    var headers: HTTPFields
-    var body: BackendRequestBody
-    /// Hex SHA-256 of the body as sent, or `UNSIGNED-PAYLOAD`.
-    var payloadHash: String
-}
-
-enum BackendRequestBody {
-    case none
-    case bytes([UInt8])
-    /// Streamed from `source`; `length` becomes the backend's Content-Length (S3 needs one).
-    case stream(RequestBody, length: Int64?)
-}
-
-/// How a forwarded request ended when it did not complete normally.
-enum BackendFailure: Error, CustomStringConvertible {
-    /// No response byte arrived: connect failure, TLS failure or timeout. Answer 503 and count a backend error.
-    case unavailable(String)
-    /// Reading the client's body failed before any response was written (a verification error
-    /// such as `XAmzContentSHA256Mismatch`, or the client connection broke). The upload was aborted.
-    case requestBody(any Error)
-    /// The transfer broke after the response head went to the client; the connection must be closed.
-    /// `status` is what the head said; `backendFault` is false when the client side (writing the response) failed.
-    case aborted(String, status: Int, backendFault: Bool)
-
-    var description: String {
-        switch self {
-        case .unavailable(let m): return "backend unavailable: \(m)"
-        case .requestBody(let e): return "request body: \(e)"
-        case .aborted(let m, _, let backendFault): return "transfer aborted (\(backendFault ? "backend" : "client")): \(m)"
-        }
-    }
-}
-
-/// The result of a forwarded request whose response was written completely.
-struct BackendResult: Sendable {
-    var status: Int
-    var bytesOut: Int64
-}
-
-/// Forwards requests to the S3 backend: path-style URLs, SigV4-signed, bodies streamed both ways.
-/// One `HTTPClient` (and so one connection pool) per instance.
+/// The S3 backend: path-style URLs, SigV4-signed with the backend's credentials, bodies streamed both ways.
+/// Every request goes through `exchange` (BackendExchange.swift). One `HTTPClient` (and so one connection
+/// pool) per instance.
 final class BackendClient: Sendable {
     let endpoint: BackendEndpoint
     let signer: SigV4Signer

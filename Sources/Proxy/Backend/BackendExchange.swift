@@ -1,35 +1,181 @@
 import Foundation
 import Shared
 
-/// Lower-level backend calls for handlers that transform what they forward: the response goes to a
-/// caller-supplied handler (or is buffered) instead of being relayed to the client unchanged.
+/// A request to send to the backend, addressed path-style.
+struct BackendRequest {
+    var method: String
+    var bucket: String?
+    var key: String?
+    var query: [QueryParameter]
+    /// The client's headers (or the gateway's own); hop-by-hop and authentication headers are removed before sending.
+    var headers: HTTPFields
+    var body: BackendRequestBody
+    /// Hex SHA-256 of the body as sent, or `UNSIGNED-PAYLOAD`.
+    var payloadHash: String
+
+    init(method: String, bucket: String?, key: String?, query: [QueryParameter] = [], headers: HTTPFields = HTTPFields(),
+         body: BackendRequestBody = .none, payloadHash: String = SigV4.emptyPayloadHash) {
+        self.method = method
+        self.bucket = bucket
+        self.key = key
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.payloadHash = payloadHash
+    }
+}
+
+enum BackendRequestBody {
+    case none
+    case bytes([UInt8])
+    /// Streamed from `source`; `length` becomes the backend's Content-Length (S3 needs one).
+    case stream(RequestBody, length: Int64?)
+}
+
+/// Receives a backend answer on its way to the client. Beyond `HTTPResponseHandler` it tells the exchange
+/// whether the client's response has started, which decides how a failure can still be reported.
+protocol BackendResponseHandler: HTTPResponseHandler {
+    /// True once anything of the client's response (its head) was written.
+    var clientResponseStarted: Bool { get }
+    /// The status the client's response carries (0 before one was decided).
+    var status: Int { get }
+}
+
+/// How an exchange with the backend failed. Every case says what the client has already received, so the
+/// caller knows whether it can still answer with an S3 error or must cut the connection.
+enum BackendFailure: Error, CustomStringConvertible {
+    /// The backend could not be reached or stopped answering (connect, TLS, timeout, broken connection)
+    /// before anything went to the client: 503, counted as a backend error.
+    case unavailable(String)
+    /// The client's request body failed before anything went to the client: a verification error
+    /// (`XAmzContentSHA256Mismatch`, `BadDigest`, `IncompleteBody`) or the client went away. The backend
+    /// upload was cut short of its Content-Length, so nothing was stored.
+    case requestBody(any Error)
+    /// The gateway refused the backend's answer before anything went to the client (the object changed
+    /// between two requests, the answer carried gateway metadata, the first chunk failed authentication):
+    /// answer with this error.
+    case refused(S3Error)
+    /// The client's response had started when the exchange failed; the connection must be closed so the
+    /// client sees a failed transfer. `status` is what the response head said.
+    case aborted(String, status: Int, cause: AbortCause)
+
+    enum AbortCause: Sendable, Equatable {
+        /// The backend broke off (a backend error in logs and metrics).
+        case backend
+        /// Writing to the client failed, or the client's body did.
+        case client
+        /// Ciphertext failed authentication after the response started.
+        case integrity
+    }
+
+    var description: String {
+        switch self {
+        case .unavailable(let m): return "backend unavailable: \(m)"
+        case .requestBody(let e): return "request body: \(e)"
+        case .refused(let e): return "answer refused: \(e)\(e.logDetail.map { " (\($0))" } ?? "")"
+        case .aborted(let m, _, let cause): return "transfer aborted (\(cause)): \(m)"
+        }
+    }
+
+    /// The failure an `HTTPClientError` means, given whether the client's response had started.
+    init(_ error: HTTPClientError, clientResponseStarted started: Bool, status: Int) {
+        switch error {
+        case .handler(let inner as BackendFailure):
+            self = inner
+        case .handler(let inner as S3Error) where !started:
+            self = .refused(inner)
+        case .handler(let inner as EncryptionError):
+            self = started ? .aborted("\(inner.code.rawValue): \(inner.message)", status: status, cause: .integrity)
+                : .refused(S3Error.internalError().withLog("encryption \(inner.code.rawValue): \(inner.message)"))
+        case .handler(let inner):
+            // Anything else a handler throws comes from writing to the client.
+            self = .aborted("writing the response: \(inner)", status: status, cause: .client)
+        case .bodySource(let inner) where !started:
+            self = .requestBody(inner)
+        case .bodySource(let inner):
+            self = .aborted("reading the request body: \(inner)", status: status, cause: .client)
+        case .cancelled:
+            self = .aborted("cancelled", status: status, cause: .client)
+        case .responseTooLarge(let limit):
+            self = .refused(S3Error.internalError().withLog("the backend's answer exceeds \(limit) bytes"))
+        case .connect, .timeout, .tls, .transport:
+            self = started ? .aborted(error.description, status: status, cause: .backend) : .unavailable(error.description)
+        }
+    }
+}
+
+/// The result of an exchange whose client response was written completely.
+struct BackendResult: Sendable {
+    var status: Int
+    var bytesOut: Int64
+}
+
+/// The one path to the backend: every request (relayed, transformed, buffered, or the offline commands')
+/// is signed, sent and mapped to a `BackendFailure` here.
 extension BackendClient {
-    /// Sends `request` and hands the response to `handler`. Errors are mapped like `forward`'s:
-    /// `unavailable` when nothing was written to the client yet, `aborted` after `headWritten()`.
-    func exchange(_ request: BackendRequest, handler: HTTPResponseHandler, headWritten: () -> Bool,
-                  status: () -> Int) throws(BackendFailure) {
-        let outgoing = outgoingRequest(request)
+    /// Sends `request` and hands the answer to `handler` as it arrives.
+    func exchange(_ request: BackendRequest, into handler: some BackendResponseHandler) throws(BackendFailure) {
+        let span = clientSpan(request)
+        defer { span.end() }
+        let recorder = HealthRecorder(inner: handler, health: health)
         do {
-            try http.execute(outgoing, handler: HealthRecorder(inner: handler, health: health))
+            try http.execute(outgoingRequest(request, span: span), handler: recorder)
+            span.setAttribute("http.response.status_code", .int(recorder.status))
         } catch {
-            throw Self.mapFailure(error, headWritten: headWritten(), status: status())
+            let failure = BackendFailure(error, clientResponseStarted: handler.clientResponseStarted, status: handler.status)
+            span.setStatus(.error(failure.description))
+            throw failure
         }
     }
 
     /// Sends `request` and buffers the whole answer (metadata requests, listings, copy results).
     func fetch(_ request: BackendRequest, maxBodySize: Int = 16 << 20) throws(BackendFailure) -> HTTPClientResponse {
+        let span = clientSpan(request)
+        defer { span.end() }
         do {
-            let answer = try http.execute(outgoingRequest(request), maxBodySize: maxBodySize)
+            let answer = try http.execute(outgoingRequest(request, span: span), maxBodySize: maxBodySize)
             health.recordAnswer()
+            span.setAttribute("http.response.status_code", .int(answer.status))
             return answer
         } catch {
-            throw Self.mapFailure(error, headWritten: false, status: 0)
+            let failure = BackendFailure(error, clientResponseStarted: false, status: 0)
+            span.setStatus(.error(failure.description))
+            throw failure
         }
     }
 
-    private func outgoingRequest(_ request: BackendRequest) -> HTTPClientRequest {
+    /// Sends `request` and relays the answer to the client after `screen` (which may edit the status and
+    /// headers, or refuse the answer by throwing before anything is written).
+    func relay(_ request: BackendRequest, to writer: ResponseWriter,
+               screen: @escaping (Int, inout HTTPFields) throws -> Int = { status, _ in status }) throws(BackendFailure) -> BackendResult {
+        let relay = ClientRelay(writer: writer, screen: screen)
+        try exchange(request, into: relay)
+        do {
+            try writer.finish()
+        } catch {
+            throw BackendFailure.aborted("finishing the response: \(error)", status: relay.status, cause: .client)
+        }
+        return BackendResult(status: relay.status, bytesOut: relay.bytesOut)
+    }
+
+    /// The client span of one backend exchange, a child of the request's span (when there is one).
+    private func clientSpan(_ request: BackendRequest) -> Span {
+        Span.startChild(request.method, kind: .client, attributes: [
+            ("http.request.method", .string(request.method)), ("server.address", .string(endpoint.hostHeader)),
+            ("url.path", .string(BackendEndpoint.path(bucket: request.bucket, key: request.key))),
+        ])
+    }
+
+    private func outgoingRequest(_ request: BackendRequest, span: Span) -> HTTPClientRequest {
+        // The backend sees the gateway's span as its parent (or, untraced, the client's context unchanged).
+        var forwarded = Self.forwardableRequestHeaders(request.headers)
+            .filter { !["traceparent", "tracestate"].contains($0.name.lowercased()) }
+        if let traceparent = span.traceparent {
+            forwarded.append((name: "traceparent", value: traceparent))
+            if let state = span.context.traceState { forwarded.append((name: "tracestate", value: state)) }
+        }
         let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
-                                     headers: Self.forwardableRequestHeaders(request.headers), payloadHash: request.payloadHash)
+                                     headers: forwarded, payloadHash: request.payloadHash)
         var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
         switch request.body {
         case .none: outgoing.body = .none
@@ -38,78 +184,49 @@ extension BackendClient {
         }
         return outgoing
     }
-
-    static func mapFailure(_ error: HTTPClientError, headWritten: Bool, status: Int) -> BackendFailure {
-        switch error {
-        case .bodySource(let inner) where !headWritten:
-            return .requestBody(inner)
-        case .handler(let inner as BackendFailure):
-            return inner
-        case .handler(let inner as S3Error) where !headWritten:
-            return .requestBody(inner)
-        case .handler(let inner):
-            return headWritten ? .aborted("writing the response: \(inner)", status: status, backendFault: false)
-                : .requestBody(inner)
-        case .bodySource(let inner):
-            return .aborted("reading the request body: \(inner)", status: status, backendFault: false)
-        case .cancelled:
-            return .aborted("cancelled", status: status, backendFault: false)
-        case .connect, .timeout, .tls, .transport, .responseTooLarge:
-            return headWritten ? .aborted(error.description, status: status, backendFault: true) : .unavailable(error.description)
-        }
-    }
 }
 
 /// Marks the backend healthy on any answer, then delegates.
 private final class HealthRecorder: HTTPResponseHandler {
     let inner: HTTPResponseHandler
     let health: BackendHealth
+    private(set) var status = 0
     init(inner: HTTPResponseHandler, health: BackendHealth) {
         self.inner = inner
         self.health = health
     }
     func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
         health.recordAnswer()
+        self.status = status
         try inner.responseHead(status: status, headers: headers)
     }
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws { try inner.responseBody(bytes) }
 }
 
-/// Relays a backend response to the client after `transform` edits its status and headers
-/// (and may refuse it by throwing before anything is written).
-final class TransformingRelay: HTTPResponseHandler {
+/// Relays a backend answer to the client as it arrives: end-to-end headers only, after `screen`.
+final class ClientRelay: BackendResponseHandler {
     let writer: ResponseWriter
-    let transform: (Int, inout HTTPFields, inout Int64?) throws -> Int
+    let screen: (Int, inout HTTPFields) throws -> Int
     private(set) var status = 0
     private(set) var bytesOut: Int64 = 0
+    var clientResponseStarted: Bool { writer.headWritten }
 
-    init(writer: ResponseWriter, transform: @escaping (Int, inout HTTPFields, inout Int64?) throws -> Int) {
+    init(writer: ResponseWriter, screen: @escaping (Int, inout HTTPFields) throws -> Int) {
         self.writer = writer
-        self.transform = transform
+        self.screen = screen
     }
 
     func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
         var fields = BackendClient.forwardableResponseHeaders(headers)
-        var length = headers.first { $0.name.lowercased() == "content-length" }
+        let length = headers.first { $0.name.lowercased() == "content-length" }
             .flatMap { Int64($0.value.trimmingCharacters(in: .whitespaces)) }
-        let newStatus = try transform(status, &fields, &length)
-        self.status = newStatus
-        try writer.writeHead(HTTPResponseHead(status: newStatus, headers: fields, contentLength: length))
+        let decided = try screen(status, &fields)
+        self.status = decided
+        try writer.writeHead(HTTPResponseHead(status: decided, headers: fields, contentLength: length))
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
         try writer.write(bytes)
         bytesOut += Int64(bytes.count)
-    }
-
-    /// Sends `request` through `backend` into this relay and finishes the client response.
-    func run(_ request: BackendRequest, backend: BackendClient) throws(BackendFailure) -> BackendResult {
-        try backend.exchange(request, handler: self, headWritten: { writer.headWritten }, status: { status })
-        do {
-            try writer.finish()
-        } catch {
-            throw BackendFailure.aborted("finishing the response: \(error)", status: status, backendFault: false)
-        }
-        return BackendResult(status: status, bytesOut: bytesOut)
     }
 }

@@ -23,8 +23,23 @@ struct BackendOperationError: Error, CustomStringConvertible {
         return BackendOperationError(status: response.status, code: code, message: message)
     }
 
-    static func transport(_ error: HTTPClientError) -> BackendOperationError {
-        BackendOperationError(status: 0, code: "Transport", message: error.description)
+}
+
+/// A download by an offline command: no client response exists, and the handler's own errors are kept.
+private final class OfflineDownload: BackendResponseHandler {
+    let inner: HTTPResponseHandler
+    private(set) var thrown: (any Error)?
+    var clientResponseStarted: Bool { false }
+    var status: Int { 0 }
+
+    init(inner: HTTPResponseHandler) { self.inner = inner }
+
+    func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
+        do { try inner.responseHead(status: status, headers: headers) } catch { thrown = error; throw error }
+    }
+
+    func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
+        do { try inner.responseBody(bytes) } catch { thrown = error; throw error }
     }
 }
 
@@ -50,15 +65,11 @@ extension BackendClient {
     /// Sends one signed request whose answer is buffered (at most `maxBufferedAnswer` bytes).
     func send(method: String, bucket: String?, key: String?, query: [QueryParameter] = [],
               headers: [(name: String, value: String)] = []) throws(BackendOperationError) -> HTTPClientResponse {
-        let (url, signed) = prepare(method: method, bucket: bucket, key: key, query: query, headers: headers,
-                                    payloadHash: SigV4.emptyPayloadHash)
         do {
-            let response = try http.execute(HTTPClientRequest(method: method, url: url, headers: signed),
-                                            maxBodySize: Self.maxBufferedAnswer)
-            health.recordAnswer()
-            return response
+            return try fetch(BackendRequest(method: method, bucket: bucket, key: key, query: query, headers: HTTPFields(headers)),
+                             maxBodySize: Self.maxBufferedAnswer)
         } catch {
-            throw .transport(error)
+            throw BackendOperationError(status: 0, code: "Transport", message: error.description)
         }
     }
 
@@ -72,11 +83,16 @@ extension BackendClient {
         return response
     }
 
-    /// Streams a GET of an object into `handler` (which sees the status and may throw to abort).
-    func getObject(bucket: String, key: String, handler: HTTPResponseHandler) throws(HTTPClientError) {
-        let (url, signed) = prepare(method: "GET", bucket: bucket, key: key, query: [], headers: [],
-                                    payloadHash: SigV4.emptyPayloadHash)
-        try http.execute(HTTPClientRequest(method: "GET", url: url, headers: signed), handler: handler)
+    /// Streams a GET of an object into `handler` (which sees the status and may throw to abort): rethrows
+    /// what the handler threw, or a `BackendFailure` when the backend failed.
+    func getObject(bucket: String, key: String, handler: HTTPResponseHandler) throws {
+        let download = OfflineDownload(inner: handler)
+        do {
+            try exchange(BackendRequest(method: "GET", bucket: bucket, key: key), into: download)
+        } catch {
+            if let thrown = download.thrown { throw thrown }
+            throw error
+        }
     }
 
     /// Server-side copy of an object onto itself with `x-amz-metadata-directive: REPLACE` and the given

@@ -173,10 +173,8 @@ enum DecryptCommand {
         let download = DecryptingDownload(identity: identity, encryptor: encryptor, sink: sink)
         do {
             try backend.getObject(bucket: identity.bucket, key: identity.key, handler: download)
-        } catch .handler(let inner) {
-            throw inner
-        } catch {
-            throw Failure(message: "reading from the backend failed: \(error)")
+        } catch let failure as BackendFailure {
+            throw Failure(message: "reading from the backend failed: \(failure)")
         }
         guard let decryptor = download.decryptor else {
             throw Failure(message: "the backend sent no response")

@@ -18,6 +18,12 @@ struct GatewayMain {
 
         """
 
+    /// The OpenTelemetry variables (environment only; docs/monitoring.md#traces).
+    static var tracingHelp: String {
+        "\nTracing (OpenTelemetry, environment only):\n"
+            + TracingConfiguration.settings.map { "  \($0.name)\n      \($0.summary)\n" }.joined()
+    }
+
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let environment = ProcessInfo.processInfo.environment
@@ -35,7 +41,7 @@ struct GatewayMain {
             break
         }
         if arguments.contains("--help") || arguments.contains("-h") {
-            print(usage + GatewayConfiguration.helpText(program: "s3-encryption-gateway serve"))
+            print(usage + GatewayConfiguration.helpText(program: "s3-encryption-gateway serve") + tracingHelp)
             exit(0)
         }
         switch arguments.first {

@@ -12,8 +12,17 @@ enum ServeCommand {
             printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
             return 2
         }
+        let tracing: TracingConfiguration
+        do {
+            tracing = try TracingConfiguration.fromEnvironment(environment, serviceName: "s3-encryption-gateway")
+        } catch {
+            printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
+            return 2
+        }
         let logger = Logger(level: config.logLevel)
         let telemetry = GatewayTelemetry(logger: logger)
+        let tracer = Tracer(configuration: tracing, scopeName: "s3-encryption-gateway",
+                            metrics: TracingMetrics(registry: telemetry.registry), logger: logger)
 
         let backend: BackendClient
         do {
@@ -50,14 +59,28 @@ enum ServeCommand {
             verifier: SigV4Verifier(credentials: StaticCredentials(accessKey: config.gatewayAccessKey,
                                                                    secretKey: config.gatewaySecretKey)),
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
-            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads)
+            encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
+            tracer: tracer)
+
+        var tls: ReloadingTLSContext?
+        if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {
+            do {
+                tls = try ReloadingTLSContext(certificateFile: certFile, keyFile: keyFile) { event in
+                    telemetry.tlsReloaded(event)
+                }
+            } catch {
+                printError("s3-encryption-gateway: invalid configuration: TLS_CERT_FILE/TLS_KEY_FILE: \(error)")
+                return 2
+            }
+            if let cert = tls?.certificate { telemetry.tlsCertificateLoaded(cert) }
+        }
 
         let server: HTTPServer
         do {
             server = try HTTPServer(
                 configuration: HTTPServerConfiguration(
                     listenAddress: config.listenAddress.description, maxConnections: config.maxConnections,
-                    idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout),
+                    idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout, tls: tls),
                 handler: handler, observer: telemetry)
             try server.start()
         } catch {
@@ -75,6 +98,8 @@ enum ServeCommand {
             "region": .string(config.backendRegion),
             "max_connections": .int(config.maxConnections),
             "passthrough": .bool(config.passthrough),
+            "tls": .bool(tls != nil),
+            "traces": .string(tracing.endpoint ?? "off"),
         ])
 
         let stopped = DispatchSemaphore(value: 0)
@@ -86,6 +111,7 @@ enum ServeCommand {
         }
         stopped.wait()
         _ = watcher
+        tracer.shutdown(timeout: .seconds(5))  // spans of the last requests
         logger.info("stopped")
         return 0
     }

@@ -23,6 +23,10 @@ public struct EncryptionError: Error, Equatable, Sendable, CustomStringConvertib
         case invalidParameter
         /// OpenSSL failed in a way that is not the data's fault.
         case internalFailure
+        /// The key manager that holds the object's key cannot be reached now (retry later: 503).
+        case keyUnavailable
+        /// The key manager refused the object's key: disabled, revoked, deleted or not permitted (403).
+        case keyAccessDenied
     }
 
     public let code: Code

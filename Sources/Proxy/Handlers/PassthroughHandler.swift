@@ -61,11 +61,10 @@ struct PassthroughHandler: Sendable {
                                        payloadHash: payloadHash)
         let operation = request.operation.name
         let encrypting = encrypting
-        let relay = TransformingRelay(writer: response) { status, fields, _ in
+        return try backend.relay(forwarded, to: response) { status, fields in
             try Self.screen(fields: &fields, operation: operation, encrypting: encrypting)
             return status
         }
-        return try relay.run(forwarded, backend: backend)
     }
 
     /// Refuses an answer carrying an encrypted object's metadata (its body is ciphertext) and drops any

@@ -20,6 +20,8 @@ struct S3RequestHandler: HTTPRequestHandler {
     let baseDomains: [String]
     /// Unix seconds, for the signature's clock-skew check.
     let now: @Sendable () -> Int64
+    /// Starts each S3 request's server span (`Tracer.disabled`: spans only carry the client's trace context on).
+    let tracer: Tracer
 
     /// - Parameters:
     ///   - encryptor: nil stores objects as sent (pass-through mode); otherwise objects are encrypted
@@ -27,7 +29,8 @@ struct S3RequestHandler: HTTPRequestHandler {
     ///   - allowPlaintextReads: `ENCRYPTION_ALLOW_PLAINTEXT_READS`; false refuses objects without gateway metadata.
     init(gateway: any GatewayEndpoints, verifier: SigV4Verifier, backend: BackendClient, observer: any S3RequestObserver,
          baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
-         allowPlaintextReads: Bool = true, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+         allowPlaintextReads: Bool = true, tracer: Tracer = .disabled,
+         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
         self.verifier = verifier
         self.passthrough = PassthroughHandler(backend: backend, encrypting: encryptor != nil)
@@ -37,6 +40,7 @@ struct S3RequestHandler: HTTPRequestHandler {
         self.observer = observer
         self.baseDomains = baseDomains
         self.now = now
+        self.tracer = tracer
     }
 
     /// Throws `S3ResponseAborted` only when a response was cut off after its head went out, so the server
@@ -47,7 +51,18 @@ struct S3RequestHandler: HTTPRequestHandler {
             gateway.serve(endpoint, head: head, response: response, context: context)
             return
         }
+        // W3C trace context from the client; the span is `Span.current` for the backend client and the cipher.
+        let parent = SpanContext.parse(traceparent: head.headers["traceparent"], tracestate: head.headers["tracestate"])
+        let span = tracer.startSpan(head.method, kind: .server, parent: parent, attributes: [
+            ("http.request.method", .string(head.method)), ("url.path", .string(head.rawPath)),
+            ("client.address", .string(context.remoteAddress)), ("aws.request_id", .string(context.requestID)),
+        ])
+        defer { span.end() }
+        try span.withCurrent { try serveS3(head, body: body, response: response, context: context, span: span) }
+    }
 
+    private func serveS3(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext,
+                         span: Span) throws {
         var summary = S3RequestSummary(
             requestID: context.requestID, remoteAddress: context.remoteAddress, method: head.method,
             bucket: nil, key: nil, operation: "Unknown", status: 0, bytesIn: 0, bytesOut: 0, duration: .zero,
@@ -80,10 +95,12 @@ struct S3RequestHandler: HTTPRequestHandler {
             case .requestBody(let inner):
                 answer(S3Error.incompleteBody(), detail: "reading the request body: \(inner)", head: head, response: response,
                        context: context, summary: &summary)
-            case .aborted(let detail, let status, let backendFault):
+            case .refused(let error):
+                answer(error, head: head, response: response, context: context, summary: &summary)
+            case .aborted(let detail, let status, let cause):
                 summary.status = status
                 summary.aborted = true
-                summary.backendError = backendFault
+                summary.backendError = cause == .backend
                 summary.errorDetail = detail
             }
         } catch {
@@ -91,6 +108,11 @@ struct S3RequestHandler: HTTPRequestHandler {
         }
         summary.bytesIn = verifyingBody?.bytesRead ?? 0
         summary.duration = ContinuousClock.now - context.startedAt
+        if span.traceparent != nil {
+            summary.traceID = span.context.traceID.description
+            summary.spanID = span.context.spanID.description
+        }
+        Self.record(summary, on: span)
         observer.s3RequestCompleted(summary)
         if summary.aborted { throw S3ResponseAborted(detail: summary.errorDetail ?? "response aborted") }
     }
@@ -99,8 +121,16 @@ struct S3RequestHandler: HTTPRequestHandler {
     func authenticate(_ head: HTTPRequestHead, context: RequestContext) throws(S3Error) -> S3Request {
         let address = try S3RequestAddress.resolve(rawPath: head.rawPath, host: head.headers["Host"], baseDomains: baseDomains)
         guard let query = QueryString.parse(head.rawQuery) else { throw S3Error.invalidURI() }
-        let identity = try verifier.verify(method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery,
+        let verification = Span.startChild("SigV4.verify")
+        defer { verification.end() }
+        let identity: VerifiedRequest
+        do {
+            identity = try verifier.verify(method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery,
                                            headers: head.headers, now: now())
+        } catch {
+            verification.setStatus(.error(error.code))
+            throw error
+        }
         let operation = S3Operation.classify(method: head.method, address: address, query: query, headers: head.headers)
         return S3Request(head: head, address: address, query: query, operation: operation, identity: identity, context: context)
     }
@@ -132,6 +162,22 @@ struct S3RequestHandler: HTTPRequestHandler {
             throw error
         case .methodNotAllowed:
             throw S3Error.methodNotAllowed(request.head.method)
+        }
+    }
+
+    /// The request's outcome on its server span (OpenTelemetry semantic conventions; S3 as an AWS API).
+    static func record(_ summary: S3RequestSummary, on span: Span) {
+        guard span.isRecording else { return }
+        span.setName("S3.\(summary.operation)")
+        span.setAttribute("rpc.system", "aws-api")
+        span.setAttribute("rpc.service", "S3")
+        span.setAttribute("rpc.method", .string(summary.operation))
+        if let bucket = summary.bucket { span.setAttribute("aws.s3.bucket", .string(bucket)) }
+        if let key = summary.key { span.setAttribute("aws.s3.key", .string(key)) }
+        if summary.status > 0 { span.setAttribute("http.response.status_code", .int(summary.status)) }
+        if let code = summary.errorCode { span.setAttribute("error.type", .string(code)) }
+        if summary.aborted || summary.status >= 500 || summary.status == 0 {
+            span.setStatus(.error(summary.errorCode ?? (summary.aborted ? "response aborted" : "HTTP \(summary.status)")))
         }
     }
 

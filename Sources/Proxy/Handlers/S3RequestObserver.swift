@@ -31,6 +31,9 @@ struct S3RequestSummary: Sendable {
     var backendError: Bool
     /// The response was cut off after its head; the server closes the connection.
     var aborted: Bool
+    /// The request's trace and server span (hex), when it belongs to a trace: log lines join their traces.
+    var traceID: String? = nil
+    var spanID: String? = nil
 }
 
 protocol S3RequestObserver: Sendable {

@@ -13,6 +13,10 @@ extension GatewayTelemetry: EncryptionObserver {
     func encryptionWork(operation: String, duration: Duration) {
         let (s, atto) = duration.components
         encryptionDuration.observe(Double(s) + Double(atto) / 1e18, [operation])
+        // The cipher's time is spread over the transfer; the span lasts that long and ends with it.
+        let span = Span.startChild(operation == "GetObject" ? "decrypt" : "encrypt")
+        span.setAttribute("s3eg.operation", .string(operation))
+        span.end(duration: duration)
     }
 
     func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError) {

@@ -16,6 +16,8 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     let backendErrors: Counter
     let abortedResponses: Counter
     let tamperDetected: Counter
+    let tlsReloads: Counter
+    let tlsCertificateExpiry: Gauge
 
     init(logger: Logger) {
         self.logger = logger
@@ -43,6 +45,11 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
             "s3_gateway_aborted_responses_total", help: "Responses cut off after their head; the connection was closed.")
         tamperDetected = registry.counter(
             "s3_gateway_tamper_detected_total", help: "Reads whose stored ciphertext failed authentication.")
+        tlsReloads = registry.counter(
+            "s3_gateway_tls_reloads_total", help: "Changes of TLS_CERT_FILE/TLS_KEY_FILE seen, by result (ok, error).",
+            labels: ["result"])
+        tlsCertificateExpiry = registry.gauge(
+            "s3_gateway_tls_certificate_expiry_seconds", help: "Expiry (Unix time) of the certificate the listener serves.")
     }
 
     // MARK: S3RequestObserver
@@ -74,6 +81,9 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
             "aborted": .bool(s.aborted),
         ]
         var line = logger
+        if let traceID = s.traceID, let spanID = s.spanID {
+            line = line.with(["trace_id": .string(traceID), "span_id": .string(spanID)])
+        }
         if let detail = s.errorDetail, s.backendError || s.aborted || s.status >= 500 || logger.isEnabled(.debug) {
             line = line.with(["error_detail": .string(detail)])
         }
@@ -91,9 +101,36 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
         case .tooManyConnections: name = "too_many_connections"
         case .badRequest: name = "bad_request"
         case .headerTimeout: name = "header_timeout"
+        case .tlsHandshake: name = "tls_handshake"
         }
         rejectedConnections.inc([name])
-        logger.info("connection rejected", ["remote": .string(remoteAddress), "reason": .string(name)])
+        if case .tlsHandshake(let detail) = reason {
+            logger.info("connection rejected", ["remote": .string(remoteAddress), "reason": .string(name), "error": .string(detail)])
+        } else {
+            logger.info("connection rejected", ["remote": .string(remoteAddress), "reason": .string(name)])
+        }
+    }
+
+    // MARK: TLS listener
+
+    func tlsCertificateLoaded(_ info: TLSCertificateInfo) {
+        tlsCertificateExpiry.set(Double(info.notAfter))
+        logger.info("TLS certificate loaded", ["subject": .string(info.subject), "serial": .string(info.serial),
+                                               "not_after": .int(info.notAfter)])
+    }
+
+    func tlsReloaded(_ event: TLSReloadEvent) {
+        switch event {
+        case .reloaded(let info):
+            tlsReloads.inc(["ok"])
+            tlsCertificateExpiry.set(Double(info.notAfter))
+            logger.info("TLS certificate reloaded", ["subject": .string(info.subject), "serial": .string(info.serial),
+                                                     "not_after": .int(info.notAfter)])
+        case .failed(let error):
+            tlsReloads.inc(["error"])
+            logger.error("TLS certificate files changed but cannot be used; the previous certificate stays in use",
+                         ["error": .string(error.message)])
+        }
     }
 
     private func seconds(_ d: Duration) -> Double {

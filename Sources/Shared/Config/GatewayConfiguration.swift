@@ -24,6 +24,8 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     case maxConnections = "MAX_CONNECTIONS"
     case requestTimeout = "REQUEST_TIMEOUT"
     case shutdownGracePeriod = "SHUTDOWN_GRACE_PERIOD"
+    case tlsCertFile = "TLS_CERT_FILE"
+    case tlsKeyFile = "TLS_KEY_FILE"
 
     /// The command-line flag for the same setting: `BACKEND_ENDPOINT` → `--backend-endpoint`.
     public var flag: String { "--" + rawValue.lowercased().replacingOccurrences(of: "_", with: "-") }
@@ -58,6 +60,8 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         case .maxConnections: return "concurrent client connections; more get 503 SlowDown (default 1024)"
         case .requestTimeout: return "idle timeout of a client or backend transfer, e.g. 60s, 5m (default 60s)"
         case .shutdownGracePeriod: return "time in-flight requests get to finish on SIGTERM (default 30s)"
+        case .tlsCertFile: return "PEM certificate chain (leaf first) to serve HTTPS; reloaded when the file changes (needs TLS_KEY_FILE)"
+        case .tlsKeyFile: return "PEM private key of TLS_CERT_FILE (unencrypted); reloaded when the file changes"
         }
     }
 }
@@ -114,6 +118,9 @@ public struct GatewayConfiguration: Sendable {
     public var maxConnections = 1024
     public var requestTimeout: Duration = .seconds(60)
     public var shutdownGracePeriod: Duration = .seconds(30)
+    /// HTTPS on the listener when both are set (checked at start-up by loading them).
+    public var tlsCertFile: String?
+    public var tlsKeyFile: String?
 
     /// Reads settings from flags (which win) and the environment.
     /// `arguments` excludes the program name and subcommand.
@@ -205,6 +212,19 @@ public struct GatewayConfiguration: Sendable {
         }
         if let text = value(.requestTimeout) { config.requestTimeout = try duration(text, .requestTimeout) }
         if let text = value(.shutdownGracePeriod) { config.shutdownGracePeriod = try duration(text, .shutdownGracePeriod) }
+        switch (value(.tlsCertFile), value(.tlsKeyFile)) {
+        case (nil, nil): break
+        case (let cert?, let key?):
+            for (setting, path) in [(GatewaySetting.tlsCertFile, cert), (.tlsKeyFile, key)] {
+                guard FileManager.default.isReadableFile(atPath: path) else {
+                    throw ConfigurationError(setting, "cannot read \(JSON.quote(path))")
+                }
+            }
+            config.tlsCertFile = cert
+            config.tlsKeyFile = key
+        case (nil, _?): throw ConfigurationError(.tlsCertFile, "is required when TLS_KEY_FILE is set (HTTPS needs both)")
+        case (_?, nil): throw ConfigurationError(.tlsKeyFile, "is required when TLS_CERT_FILE is set (HTTPS needs both)")
+        }
         return config
     }
 

@@ -88,6 +88,14 @@ final class HTTPConnection {
     func run() {
         var first = true
         let acceptedAt = ContinuousClock.now
+        if let tls = config.tls {
+            do {
+                try socket.startTLS(tls.current(), deadline: acceptedAt + config.headerTimeout)
+            } catch {
+                server.observer?.connectionRejected(remoteAddress: remote, reason: .tlsHandshake(error.message))
+                return
+            }
+        }
         while true {
             if start == end {
                 start = 0
@@ -164,7 +172,7 @@ final class HTTPConnection {
     /// the final close does not reset the connection and destroy the response in
     /// flight (a close with unread input sends RST). Bounded in time and bytes.
     func lingeringClose() {
-        _ = Glibc.shutdown(socket.fd, Int32(SHUT_WR))
+        socket.shutdownWrite()
         let until = ContinuousClock.now + .seconds(1)
         var discarded = 0
         while discarded < 1 << 20 {

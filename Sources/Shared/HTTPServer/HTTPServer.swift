@@ -21,12 +21,16 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxDrainBytes: Int
     /// Size of each connection's read buffer (also the largest socket read).
     public var readBufferSize: Int
+    /// Serve HTTPS: every connection starts with a TLS handshake (within `headerTimeout`) using the
+    /// context's current certificate. nil serves plain HTTP.
+    public var tls: ReloadingTLSContext?
 
     public init(listenAddress: String = ":8080", maxConnections: Int = 1024,
                 headerTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60),
                 bodyIdleTimeout: Duration = .seconds(60), limits: HTTPParserLimits = HTTPParserLimits(),
-                maxDrainBytes: Int = 1 << 20, readBufferSize: Int = 256 * 1024)
+                maxDrainBytes: Int = 1 << 20, readBufferSize: Int = 256 * 1024, tls: ReloadingTLSContext? = nil)
     {
+        self.tls = tls
         self.listenAddress = listenAddress
         self.maxConnections = maxConnections
         self.headerTimeout = headerTimeout
@@ -83,6 +87,8 @@ public enum ConnectionRejection: Sendable, Equatable {
     case badRequest(HTTPParseError)
     /// The head did not arrive within `headerTimeout`.
     case headerTimeout
+    /// The TLS handshake failed or did not finish in time (the message says why).
+    case tlsHandshake(String)
 }
 
 /// Observability hooks; the server never logs by itself. Called on connection threads.
@@ -302,8 +308,14 @@ public final class HTTPServer: Sendable {
         thread.start()
     }
 
-    /// Answers `503 SlowDown` without blocking the accept loop, then closes.
+    /// Answers `503 SlowDown` without blocking the accept loop, then closes. Over TLS the answer
+    /// would need a handshake first, so the connection is only closed.
     private func rejectBusy(fd: Int32, remote: String) {
+        if configuration.tls != nil {
+            close(fd)
+            observer?.connectionRejected(remoteAddress: remote, reason: .tooManyConnections)
+            return
+        }
         let requestID = RequestIDGenerator.next()
         let body = serverErrorXML(code: "SlowDown", message: "Too many connections; reduce your request rate.",
                               requestID: requestID)

@@ -227,10 +227,12 @@ enum SocketIOError: Error, Equatable {
     case failed(Int32)
 }
 
-/// Blocking-style I/O on a non-blocking connected socket, with poll() timeouts.
+/// Blocking-style I/O on a non-blocking connected socket, with poll() timeouts; TLS when `tls` is set.
 /// Owned by one connection thread; the fd is closed in `deinit`.
 final class ConnectionSocket {
     let fd: Int32
+    /// The TLS session on this socket (listener with `TLS_CERT_FILE`), after `startTLS`.
+    private(set) var tls: TLSStream?
     private var closed = false
 
     init(fd: Int32) { self.fd = fd }
@@ -242,32 +244,58 @@ final class ConnectionSocket {
         _ = Glibc.close(fd)
     }
 
+    /// Runs the server side of the TLS handshake; every later read and write is encrypted.
+    func startTLS(_ context: TLSContext, deadline: ContinuousClock.Instant) throws(TLSError) {
+        let stream = try TLSStream(context: context, fd: fd)
+        try stream.handshake(deadline: deadline)
+        tls = stream
+    }
+
+    /// Half-closes the sending side (after TLS close_notify), so the peer sees the end of the response.
+    func shutdownWrite() {
+        tls?.shutdownStep()
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
     /// Reads at least one byte; returns 0 only at end of stream.
     /// `deadline` bounds the total wait (head reads); otherwise `idle` bounds each wait.
     func read(into buffer: UnsafeMutableRawBufferPointer, idle: Duration, deadline: ContinuousClock.Instant? = nil)
         throws(SocketIOError) -> Int
     {
         while true {
-            let n = recv(fd, buffer.baseAddress, buffer.count, 0)
-            if n >= 0 { return n }
-            let e = errno
-            switch e {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK:
-                var wait = idle
-                if let deadline {
-                    wait = deadline - ContinuousClock.now
-                    if wait <= .zero { throw .timeout }
+            let wantWrite: Bool
+            if let tls {
+                let step: TLSStream.Progress
+                do { step = try tls.readStep(into: buffer) } catch { throw SocketIOError(error) }
+                switch step {
+                case .done(let n): return n
+                case .closed: return 0
+                case .wantRead: wantWrite = false
+                case .wantWrite: wantWrite = true
                 }
-                try poll(events: Int16(POLLIN), timeout: wait)
-            case ECONNRESET, ENOTCONN, ESHUTDOWN: throw .closed
-            default: throw .failed(e)
+            } else {
+                let n = recv(fd, buffer.baseAddress, buffer.count, 0)
+                if n >= 0 { return n }
+                let e = errno
+                switch e {
+                case EINTR: continue
+                case EAGAIN, EWOULDBLOCK: wantWrite = false
+                case ECONNRESET, ENOTCONN, ESHUTDOWN: throw .closed
+                default: throw .failed(e)
+                }
             }
+            var wait = idle
+            if let deadline {
+                wait = deadline - ContinuousClock.now
+                if wait <= .zero { throw .timeout }
+            }
+            try poll(events: Int16(wantWrite ? POLLOUT : POLLIN), timeout: wait)
         }
     }
 
     /// Waits until the socket is readable (data or EOF) or the timeout passes.
     func waitReadable(timeout: Duration) throws(SocketIOError) {
+        if tls?.hasBufferedInput == true { return }
         try poll(events: Int16(POLLIN), timeout: timeout)
     }
 
@@ -286,6 +314,10 @@ final class ConnectionSocket {
     /// Sends every byte of `parts`, in order, handling partial sends and EINTR.
     /// `idle` bounds each wait for the peer to accept more.
     func writeAll(_ parts: [UnsafeRawBufferPointer], idle: Duration) throws(SocketIOError) {
+        if let tls {
+            try writeAllTLS(tls, parts, idle: idle)
+            return
+        }
         var iov = [iovec]()
         iov.reserveCapacity(parts.count)
         for p in parts where p.count > 0 {
@@ -323,11 +355,53 @@ final class ConnectionSocket {
         }
     }
 
+    /// TLS has no gathered write: small pieces (a head and a short body) are joined so they
+    /// travel in one record; large ones are written as they are.
+    private func writeAllTLS(_ tls: TLSStream, _ parts: [UnsafeRawBufferPointer], idle: Duration) throws(SocketIOError) {
+        let total = parts.reduce(0) { $0 + $1.count }
+        if parts.count > 1 && total <= 16 * 1024 {
+            var joined = [UInt8]()
+            joined.reserveCapacity(total)
+            for p in parts { joined.append(contentsOf: p) }
+            var failure: SocketIOError?
+            joined.withUnsafeBytes { p in
+                do throws(SocketIOError) { try writeTLS(tls, p, idle: idle) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            return
+        }
+        for p in parts where p.count > 0 { try writeTLS(tls, p, idle: idle) }
+    }
+
+    private func writeTLS(_ tls: TLSStream, _ bytes: UnsafeRawBufferPointer, idle: Duration) throws(SocketIOError) {
+        var offset = 0
+        while offset < bytes.count {
+            let step: TLSStream.Progress
+            do { step = try tls.writeStep(UnsafeRawBufferPointer(rebasing: bytes[offset...])) } catch { throw SocketIOError(error) }
+            switch step {
+            case .done(let n): offset += n
+            case .closed: throw .closed
+            case .wantRead: try poll(events: Int16(POLLIN), timeout: idle)
+            case .wantWrite: try poll(events: Int16(POLLOUT), timeout: idle)
+            }
+        }
+    }
+
     func writeAll(_ bytes: [UInt8], idle: Duration) throws(SocketIOError) {
         var failure: SocketIOError?
         bytes.withUnsafeBytes { p in
             do throws(SocketIOError) { try writeAll([p], idle: idle) } catch { failure = error }
         }
         if let failure { throw failure }
+    }
+}
+
+extension SocketIOError {
+    init(_ error: TLSError) {
+        switch error.code {
+        case .timeout: self = .timeout
+        case .closed: self = .closed
+        default: self = .failed(EPROTO)
+        }
     }
 }

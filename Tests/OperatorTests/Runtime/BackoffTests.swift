@@ -38,4 +38,32 @@ import Testing
         seq.reset()
         #expect(seq.next() == .milliseconds(100))
     }
+
+    @Test func listWatchIsJitteredAsTheDocsPromise() {
+        let b = Backoff.listWatch
+        #expect(b.jitter == 1.0)
+        #expect(b.jitteredDelay(forAttempt: 0, random: 0.5) == .milliseconds(1200))
+        var seq = BackoffSequence(b)
+        let delays = (0..<20).map { _ in seq.next(random: Double.random(in: 0..<1)) }
+        // Drawn from [base, 2·base): the first is within [0.8 s, 1.6 s) and they are not all equal to the base.
+        #expect(delays[0] >= .milliseconds(800) && delays[0] < .milliseconds(1600))
+        #expect(delays.contains { $0 != .seconds(30) && $0 != .milliseconds(800) })
+    }
+
+    @Test func aFailureLongAfterThePreviousStartsFromTheInitialDelay() {
+        var seq = BackoffSequence(Backoff.listWatch)
+        let t0 = ContinuousClock.now
+        // A streak of failures a few seconds apart climbs to the cap…
+        var t = t0
+        for _ in 0..<7 {
+            _ = seq.next(now: t, random: 0)
+            t += .seconds(5)
+        }
+        #expect(seq.next(now: t, random: 0) == .seconds(30))
+        // …then a watch is healthy for 9 minutes and drops: the retry waits 0.8 s, not 25.6 s or 30 s.
+        #expect(seq.next(now: t + .seconds(9 * 60), random: 0) == .milliseconds(800))
+        #expect(seq.next(now: t + .seconds(9 * 60 + 1), random: 0) == .milliseconds(1600))
+        // Failures within 2 minutes of each other keep climbing.
+        #expect(seq.next(now: t + .seconds(9 * 60 + 100), random: 0) == .milliseconds(3200))
+    }
 }

@@ -15,7 +15,7 @@ final class ScriptedReconciler: Reconciler, Sendable {
 
     func script(_ key: ObjectKey, _ results: [ReconcileResult]) { book.withLock { $0.scripts[key] = results } }
 
-    func reconcile(_ key: ObjectKey) -> ReconcileResult {
+    func reconcile(_ key: ObjectKey, context: ReconcileContext) -> ReconcileResult {
         let result = book.withLock { b -> ReconcileResult in
             if !b.inFlight.insert(key).inserted { b.overlaps += 1 }
             b.calls.append(key.description)

@@ -27,6 +27,8 @@ final class FakeKubeClient: KubeClient, Sendable {
         var listRequests: [ListOptions] = []
         var failCreatesAndUpdates: KubeError?
         var writes: [String] = []
+        /// Every update/apply answers only after this long (a slow API server).
+        var writeDelay: Duration?
     }
     let state = Mutex(State())
 
@@ -54,6 +56,7 @@ final class FakeKubeClient: KubeClient, Sendable {
     func scriptWatches(_ scripts: [WatchScript]) { state.withLock { $0.watchScripts.append(contentsOf: scripts) } }
 
     var watchRequests: [WatchOptions] { state.withLock { $0.watchRequests } }
+    var writes: [String] { state.withLock { $0.writes } }
     var listCount: Int { state.withLock { $0.listRequests.filter { $0.continueToken == nil }.count } }
 
     func get(_ r: GroupVersionResource, _ key: ObjectKey) throws(KubeError) -> JSONValue {
@@ -121,7 +124,8 @@ final class FakeKubeClient: KubeClient, Sendable {
     }
 
     func update(_ r: GroupVersionResource, _ object: JSONValue) throws(KubeError) -> JSONValue {
-        try state.withLock { (s) throws(KubeError) -> JSONValue in
+        if let delay = state.withLock({ $0.writeDelay }) { Thread.sleep(forTimeInterval: delay.runtimeSeconds) }
+        return try state.withLock { (s) throws(KubeError) -> JSONValue in
             if let e = s.failCreatesAndUpdates { throw e }
             let key = ObjectKey(of: object)!
             guard let current = s.objects[r.resource]?[key] else { throw .notFound("\(key)") }
@@ -136,14 +140,37 @@ final class FakeKubeClient: KubeClient, Sendable {
     }
 
     func updateStatus(_ r: GroupVersionResource, _ object: JSONValue) throws(KubeError) -> JSONValue { try update(r, object) }
+    /// A minimal apply: stores the object (or, for `status`, its status) and records the write.
     func apply(_ r: GroupVersionResource, _ object: JSONValue, fieldManager: String, force: Bool,
-               subresource: String?) throws(KubeError) -> JSONValue { throw .invalid("not supported by the fake") }
+               subresource: String?) throws(KubeError) -> JSONValue {
+        if let delay = state.withLock({ $0.writeDelay }) { Thread.sleep(forTimeInterval: delay.runtimeSeconds) }
+        return try state.withLock { (s) throws(KubeError) -> JSONValue in
+            if let e = s.failCreatesAndUpdates { throw e }
+            guard let key = ObjectKey(of: object) else { throw .invalid("no name") }
+            s.rv += 1
+            var o: JSONValue
+            if subresource == "status" {
+                guard let current = s.objects[r.resource]?[key] else { throw .notFound("\(key)") }
+                o = current
+                o["status"] = object["status"]
+            } else {
+                o = object
+            }
+            o["metadata"]?["resourceVersion"] = .string("\(s.rv)")
+            s.objects[r.resource, default: [:]][key] = o
+            s.writes.append("apply \(r.resource)\(subresource.map { "/" + $0 } ?? "") \(key)")
+            return o
+        }
+    }
     func mergePatch(_ r: GroupVersionResource, _ key: ObjectKey, _ patch: JSONValue) throws(KubeError) -> JSONValue {
         throw .invalid("not supported by the fake")
     }
     func delete(_ r: GroupVersionResource, _ key: ObjectKey, propagation: PropagationPolicy?) throws(KubeError) {
+        state.withLock { $0.writes.append("delete \(r.resource) \(key)") }
         remove(r, key)
     }
+
+    func apiGroups() throws(KubeError) -> JSONValue { ["kind": "APIGroupList", "groups": []] }
 }
 
 /// Records handler events as strings ("add ns/a", "update ns/a 5->7", "delete ns/a").

@@ -123,4 +123,45 @@ import Testing
         #expect(eventually { client.watchRequests.count == 1 })
         #expect(informer.stop(timeout: .seconds(20)))
     }
+
+    @Test func transformAppliesToListedAndWatchedObjects() {
+        let client = FakeKubeClient()
+        var listed = testObject("ns", "listed")
+        listed["metadata"]?["managedFields"] = [["manager": "x"]]
+        client.seed(Self.gvr, [listed])
+        var watched = testObject("ns", "watched", rv: "900")
+        watched["metadata"]?["managedFields"] = [["manager": "y"]]
+        client.scriptWatches([.eventsThenBlock([.added(watched)])])
+        var c = Self.config()
+        c.transform = { o in
+            var o = InformerConfiguration.dropManagedFields(o)
+            o["metadata"]?["labels"] = ["seen": "yes"]
+            return o
+        }
+        let informer = SharedInformer(client: client, configuration: c)
+        let recorder = EventRecorder()
+        informer.addEventHandler(recorder.handler)
+        informer.start()
+        defer { informer.stop() }
+        #expect(eventually { informer.store.count == 2 })
+        for name in ["listed", "watched"] {
+            let o = informer.store.get(ObjectKey(namespace: "ns", name: name))
+            #expect(o?[path: "metadata", "managedFields"] == nil && o?[path: "metadata", "labels", "seen"] == "yes")
+        }
+    }
+
+    @Test func resyncRedeliversEveryCachedObjectAsAnUpdate() {
+        let client = FakeKubeClient()
+        client.seed(Self.gvr, [testObject("ns", "a"), testObject("ns", "b")])
+        var c = Self.config()
+        c.resyncPeriod = .milliseconds(50)
+        let informer = SharedInformer(client: client, configuration: c)
+        let recorder = EventRecorder()
+        informer.addEventHandler(recorder.handler)
+        informer.start()
+        defer { informer.stop() }
+        // Same object, same resourceVersion: "update ns/a 101->101".
+        #expect(eventually { recorder.all.filter { $0.hasPrefix("update ns/a") }.count >= 2 })
+        #expect(recorder.all.filter { $0.hasPrefix("update ns/b") }.allSatisfy { $0 == "update ns/b 102->102" })
+    }
 }

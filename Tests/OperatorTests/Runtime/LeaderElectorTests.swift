@@ -89,4 +89,21 @@ import Testing
         t.join()
         a.stop()
     }
+
+    /// Renewals that succeed but answer slowly: the lease counts from when each renewal was sent, so a leader whose
+    /// answers take most of the renew window gives up rather than overlapping a successor (with the answer time, it
+    /// would have kept leading indefinitely).
+    @Test func renewalTimeIsWhenTheRequestWasSent() {
+        let client = FakeKubeClient()
+        let a = LeaderElector(client: client, configuration: Self.config("a"))
+        #expect(a.acquire())
+        let lost = Mutex(0)
+        a.startRenewing { lost.withLock { $0 += 1 } }
+        // retry 0.25 s + renew deadline 3 s = 3.25 s of validity per renewal; each answer now takes 2 s, so the
+        // next renewal is sent 2.25 s after the previous one and answered 4.25 s after it: past the validity.
+        client.state.withLock { $0.writeDelay = .seconds(2) }
+        #expect(eventually(.seconds(60)) { lost.withLock { $0 } == 1 })
+        #expect(!a.isLeader)
+        a.stop()
+    }
 }

@@ -115,11 +115,57 @@ func rawGET(_ address: String, _ path: String) -> (status: Int, body: String)? {
         runner.join()
     }
 
+    /// `run(prepare:)`: listeners answer while preparation (discovery) waits; informers made there run afterwards.
+    @Test func prepareRunsWithListenersUpAndMayRegisterInformers() throws {
+        let client = FakeKubeClient()
+        client.seed(Self.gateways, [testObject("ns", "gw1")])
+        let reconciler = ScriptedReconciler()
+        let manager = Manager(client: client, configuration: Self.managerConfig(election: false))
+        let controller = Controller(name: "gw", reconciler: reconciler)
+        manager.add(controller)
+        let gate = StopSignal()
+        let healthyDuringPrepare = Mutex<Bool?>(nil)
+        let exit = Mutex<ManagerExit?>(nil)
+        let runner = TestThread {
+            let e = manager.run(prepare: {
+                let probes = manager.probeAddress ?? ""
+                healthyDuringPrepare.withLock { $0 = rawGET(probes, "/healthz")?.status == 200 && rawGET(probes, "/readyz")?.status == 503 }
+                gate.wait(timeout: .seconds(30))
+                manager.informer(InformerConfiguration(resource: Self.gateways)).addEventHandler(.enqueueObject(controller.queue))
+                return true
+            })
+            exit.withLock { $0 = e }
+        }
+        #expect(eventually { healthyDuringPrepare.withLock { $0 } == true })
+        #expect(reconciler.calls.isEmpty)
+        gate.stop()
+        #expect(eventually { reconciler.calls == ["ns/gw1"] })
+        manager.requestShutdown()
+        #expect(eventually { exit.withLock { $0 } == .shutdown })
+        runner.join()
+
+        // Shutdown while preparing: prepare gives up and the run ends cleanly.
+        let second = Manager(client: client, configuration: Self.managerConfig(election: false))
+        let exit2 = Mutex<ManagerExit?>(nil)
+        let runner2 = TestThread {
+            let e = second.run(prepare: {
+                while second.sleepUnlessShuttingDown(.milliseconds(20)) {}
+                return false
+            })
+            exit2.withLock { $0 = e }
+        }
+        second.requestShutdown()
+        #expect(eventually { exit2.withLock { $0 } == .shutdown })
+        runner2.join()
+    }
+
     /// `ControllerWiring`: a child event enqueues its controlling owner, a Secret event every gateway referencing it.
     @Test func wiringMapsChildrenAndSecretsToGateways() {
         let client = FakeKubeClient()
         func gateway(_ name: String, secret: String) -> JSONValue {
-            testObject("ns", name, spec: ["passwordSecretRef": ["name": .string(secret)]])
+            var spec = APITypesTests.minimalSpec
+            spec["encryption"]?["passwordSecretRef"]?["name"] = .string(secret)
+            return testObject("ns", name, spec: spec)
         }
         client.seed(Self.gateways, [gateway("gw1", secret: "pw"), gateway("gw2", secret: "other"), gateway("gw3", secret: "pw")])
         let deploymentGate = StopSignal(), secretGate = StopSignal()
@@ -131,9 +177,8 @@ func rawGET(_ address: String, _ path: String) -> (status: Int, body: String)? {
         let reconciler = ScriptedReconciler()
         let manager = Manager(client: client, configuration: Self.managerConfig(election: false))
         let controller = Controller(name: "gw", reconciler: reconciler, workers: 2)
-        let wiring = ControllerWiring(owned: [.deployments],
-                                      secretReferences: EventMapping.strings(atPaths: [["spec", "passwordSecretRef", "name"]]))
-        wiring.register(on: manager, controller: controller, namespace: nil)
+        let wiring = ControllerWiring(namespace: nil, capabilities: .current, syncPeriod: nil)
+        _ = wiring.register(on: manager, controller: controller)
         manager.add(controller)
         let exit = Mutex<ManagerExit?>(nil)
         let runner = TestThread { let e = manager.run(); exit.withLock { $0 = e } }
@@ -178,4 +223,5 @@ struct FailingListClient: KubeClient {
     }
     func mergePatch(_ r: GroupVersionResource, _ key: ObjectKey, _ patch: JSONValue) throws(KubeError) -> JSONValue { try inner.mergePatch(r, key, patch) }
     func delete(_ r: GroupVersionResource, _ key: ObjectKey, propagation: PropagationPolicy?) throws(KubeError) { try inner.delete(r, key, propagation: propagation) }
+    func apiGroups() throws(KubeError) -> JSONValue { try inner.apiGroups() }
 }

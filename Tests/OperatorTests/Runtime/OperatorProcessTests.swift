@@ -13,7 +13,7 @@ final class LogLines: Sendable {
 }
 
 /// One `encryption-gateway-operator` process with its stdout (JSON log lines) captured.
-final class OperatorProcess {
+final class OperatorProcess: @unchecked Sendable {
     static let binary: String = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent(".build/debug/encryption-gateway-operator").path
@@ -68,6 +68,8 @@ final class OperatorProcess {
 
     var isRunning: Bool { process.isRunning }
 
+    var pid: pid_t { process.processIdentifier }
+
     func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
 
     /// Waits (bounded) for exit; returns the status, or nil if still running.
@@ -107,7 +109,7 @@ final class OperatorProcess {
             "--kubeconfig", kubeconfig, "--leader-election-id", "op-lock",
             "--leader-election-lease-duration=6s", "--leader-election-renew-deadline=4s",
             "--leader-election-retry-period=500ms", "--health-probe-bind-address=127.0.0.1:0",
-            "--metrics-bind-address=127.0.0.1:0", "--workers=2", "--graceful-shutdown-timeout=10s",
+            "--metrics-bind-address=127.0.0.1:0", "--workers=2", "--graceful-shutdown-timeout=10s", "--log-level=debug",
         ])
     }
 
@@ -130,7 +132,7 @@ final class OperatorProcess {
     }
 
     static func reconciled(_ p: OperatorProcess, _ key: String) -> Bool {
-        p.logs("reconcile").contains { $0["key"]?.string == key }
+        p.logs("reconciled").contains { $0["key"]?.string == key }
     }
 
     @Test func exactlyOneLeadsKillHandsOverAndSigtermReleases() throws {

@@ -89,3 +89,38 @@ import Testing
         #expect(health.lastAnsweredAt == t0)
     }
 }
+
+/// Every way an exchange can fail maps to one honest case: what the client has already received decides
+/// whether an S3 error can still be sent or the connection must be cut, and whose fault it was.
+@Suite struct BackendFailureTests {
+    struct ClientWriteFailed: Error {}
+
+    static func kind(_ failure: BackendFailure) -> String {
+        switch failure {
+        case .unavailable: return "unavailable"
+        case .requestBody: return "requestBody"
+        case .refused(let e): return "refused \(e.code)"
+        case .aborted(_, let status, let cause): return "aborted \(cause) \(status)"
+        }
+    }
+
+    @Test(arguments: [
+        (HTTPClientError.connect("refused"), false, "unavailable"),
+        (HTTPClientError.timeout("idle"), false, "unavailable"),
+        (HTTPClientError.timeout("idle"), true, "aborted backend 200"),
+        (HTTPClientError.transport(code: 56, message: "reset"), true, "aborted backend 200"),
+        (HTTPClientError.bodySource(S3Error.badDigest()), false, "requestBody"),
+        (HTTPClientError.bodySource(S3Error.badDigest()), true, "aborted client 200"),
+        (HTTPClientError.handler(S3Error.objectChanged()), false, "refused ServiceUnavailable"),
+        (HTTPClientError.handler(EncryptionError(.tamperDetected, "bad tag")), false, "refused InternalError"),
+        (HTTPClientError.handler(EncryptionError(.tamperDetected, "bad tag")), true, "aborted integrity 200"),
+        (HTTPClientError.handler(ClientWriteFailed()), true, "aborted client 200"),
+        (HTTPClientError.handler(ClientWriteFailed()), false, "aborted client 200"),
+        (HTTPClientError.handler(BackendFailure.unavailable("inner")), true, "unavailable"),
+        (HTTPClientError.cancelled, true, "aborted client 200"),
+        (HTTPClientError.responseTooLarge(limit: 10), false, "refused InternalError"),
+    ] as [(HTTPClientError, Bool, String)])
+    func mapsHonestly(error: HTTPClientError, started: Bool, expected: String) {
+        #expect(Self.kind(BackendFailure(error, clientResponseStarted: started, status: 200)) == expected)
+    }
+}

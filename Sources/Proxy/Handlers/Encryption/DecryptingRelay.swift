@@ -4,7 +4,7 @@ import Shared
 /// to the client. The response head is written only once the backend answered with the object the
 /// plan was made for (same gateway metadata); a chunk that fails authentication afterwards makes
 /// the transfer fail, and the handler closes the connection: the client never gets wrong bytes.
-final class DecryptingRelay: HTTPResponseHandler {
+final class DecryptingRelay: BackendResponseHandler {
     let writer: ResponseWriter
     let reader: any RangeDecryptor
     let metadata: EncryptionMetadata
@@ -17,6 +17,7 @@ final class DecryptingRelay: HTTPResponseHandler {
     private(set) var encryptionFailure: EncryptionError?
     private(set) var openTime: Duration = .zero
     private var pendingHead: HTTPResponseHead?
+    var clientResponseStarted: Bool { writer.headWritten }
     private var finished = false
 
     init(writer: ResponseWriter, reader: any RangeDecryptor, metadata: EncryptionMetadata, etag: String) {

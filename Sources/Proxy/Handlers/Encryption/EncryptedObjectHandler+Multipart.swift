@@ -96,7 +96,8 @@ extension EncryptedObjectHandler {
                           answer: @escaping (inout HTTPFields, [UInt8]) throws -> Void) throws -> BackendResult {
         let (forwarded, source) = try sealedPart(request, identity: identity, upload: upload, partNumber: partNumber,
                                                  plaintext: plaintext, length: length)
-        let relay = TransformingRelay(writer: response) { status, fields, _ in
+        defer { observer.encryptionWork(operation: request.operation.name, duration: source.sealTime) }
+        return try backend.relay(forwarded, to: response) { status, fields in
             for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
             guard (200..<300).contains(status) else { return status }
             // The backend answers after the whole body, so the MD5 is final; anything else is a bug, not an ETag.
@@ -106,8 +107,6 @@ extension EncryptedObjectHandler {
             try answer(&fields, md5)
             return status
         }
-        defer { observer.encryptionWork(operation: request.operation.name, duration: source.sealTime) }
-        return try relay.run(forwarded, backend: backend)
     }
 
     // MARK: UploadPartCopy

@@ -27,13 +27,16 @@ final class PartCopySource: RequestBody, @unchecked Sendable {
         let job = CopyJob(request: request, backend: backend, makeReader: makeReader, length: length, slot: outcome)
         let thread = Thread {
             defer { done.signal() }
+            var download: SourceDownload?
             do {
-                let download = try SourceDownload(pipe: pipe, reader: job.makeReader?(), plainLength: job.length)
-                try job.backend.exchange(job.request, handler: download, headWritten: { false }, status: { download.status })
-                try download.finish()
+                let receiver = try SourceDownload(pipe: pipe, reader: job.makeReader?(), plainLength: job.length)
+                download = receiver
+                try job.backend.exchange(job.request, into: receiver)
+                try receiver.finish()
                 pipe.finish()
             } catch {
-                let cause = Self.cause(error)
+                // The decryptor's own error when it had one (the exchange reports it as a refusal).
+                let cause = download?.encryptionFailure ?? Self.cause(error)
                 job.slot.error = cause
                 pipe.finish(error: Self.clientError(cause))
             }
@@ -48,6 +51,7 @@ final class PartCopySource: RequestBody, @unchecked Sendable {
     static func cause(_ error: any Error) -> any Error {
         switch error {
         case BackendFailure.requestBody(let inner): return cause(inner)
+        case BackendFailure.refused(let inner): return inner
         case HTTPClientError.handler(let inner): return cause(inner)
         default: return error
         }
@@ -60,6 +64,7 @@ final class PartCopySource: RequestBody, @unchecked Sendable {
         case let error as EncryptionError:
             return S3Error.internalError().withLog("copy source failed verification: \(error.code.rawValue): \(error.message)")
         case BackendFailure.unavailable(let detail): return S3Error.serviceUnavailable().withLog(detail)
+        case BackendFailure.aborted(let detail, _, _): return S3Error.internalError().withLog("reading the copy source: \(detail)")
         default: return S3Error.internalError().withLog("reading the copy source: \(error)")
         }
     }
@@ -85,12 +90,16 @@ final class PartCopySource: RequestBody, @unchecked Sendable {
 }
 
 /// Receives the source's bytes on the download thread.
-private final class SourceDownload: HTTPResponseHandler {
+private final class SourceDownload: BackendResponseHandler {
     let pipe: PlaintextPipe
     let reader: (any RangeDecryptor)?
     let plainLength: Int
     private(set) var status = 0
     private var received = 0
+    /// The source's ciphertext failed verification.
+    private(set) var encryptionFailure: EncryptionError?
+    /// Nothing of this goes to a client directly.
+    var clientResponseStarted: Bool { false }
 
     init(pipe: PlaintextPipe, reader: (any RangeDecryptor)?, plainLength: Int) throws {
         self.pipe = pipe
@@ -112,7 +121,12 @@ private final class SourceDownload: HTTPResponseHandler {
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
         if let reader {
-            try reader.update(bytes) { try pipe.write($0) }
+            do {
+                try reader.update(bytes) { try pipe.write($0) }
+            } catch let error as EncryptionError {
+                encryptionFailure = error
+                throw error
+            }
         } else {
             received += bytes.count
             guard received <= plainLength else { throw EncryptionError(.trailingData, "the copy source sent more than \(plainLength) bytes") }
@@ -122,7 +136,12 @@ private final class SourceDownload: HTTPResponseHandler {
 
     func finish() throws {
         if let reader {
-            try reader.finish { try pipe.write($0) }
+            do {
+                try reader.finish { try pipe.write($0) }
+            } catch let error as EncryptionError {
+                encryptionFailure = error
+                throw error
+            }
         } else if received != plainLength {
             throw EncryptionError(.truncated, "the copy source sent \(received) of \(plainLength) bytes")
         }

@@ -1,0 +1,348 @@
+/// The `EncryptionGateway` API (`s3gateway.dev/v1alpha1`): the single source of the CRD's schema, the operator's
+/// defaulting and validation, and the values the builders read. Every property has exactly one `Field` (a test
+/// checks this), every field a description; defaults are the values `init()` gives.
+///
+/// Field names follow Kubernetes conventions (camelCase, `…SecretRef` for references to Secret keys).
+/// Settings reach the gateway as the environment variables of `Shared.GatewaySetting`.
+struct EncryptionGatewaySpec: APIObject {
+    var image = ""
+    var imagePullPolicy = "IfNotPresent"
+    var replicas = 3
+    var backend = BackendSpec()
+    var encryption = EncryptionSpec()
+    var clientCredentials = ClientCredentialsSpec()
+    var tls = TLSSpec()
+    var domains: [String] = []
+    var logLevel = "info"
+    var maxConnections = 1024
+    var requestTimeout = "60s"
+    var shutdownGracePeriod = "30s"
+    var resources = ResourcesSpec()
+    var autoscaling = AutoscalingSpec()
+    var podDisruptionBudget = PodDisruptionBudgetSpec()
+    var networkPolicy = NetworkPolicySpec()
+    var service = ServiceSpec()
+    var ingress = IngressSpec()
+    var serviceMonitor = ServiceMonitorSpec()
+    var topologySpread = TopologySpreadSpec()
+    var podLabels: [String: String] = [:]
+    var podAnnotations: [String: String] = [:]
+    var nodeSelector: [String: String] = [:]
+    var tolerations: [OpaqueObject] = []
+    var affinity: OpaqueObject?
+    var priorityClassName = ""
+    var serviceAccountName = ""
+
+    static let durationPattern = #"^[0-9]+(ms|s|m|h)$"#
+
+    static var description: String { "The desired state of one fleet of S3 encryption gateways." }
+
+    static var fields: [Field<Self>] {
+        [
+            Field("image", \.image, "Container image of the gateway. Empty: the operator's default (--gateway-image / GATEWAY_IMAGE)."),
+            Field("imagePullPolicy", \.imagePullPolicy, "When the kubelet pulls the image.") { $0.enumValues = ["Always", "IfNotPresent", "Never"] },
+            Field("replicas", \.replicas, "Number of gateway pods while autoscaling is off.") { $0.minimum = 0; $0.maximum = 1000 },
+            Field("backend", \.backend, "The S3 service objects are stored in (encrypted).", required: true),
+            Field("encryption", \.encryption, "How objects are encrypted.", required: true),
+            Field("clientCredentials", \.clientCredentials, "The credentials S3 clients sign their requests with.", required: true),
+            Field("tls", \.tls, "HTTPS on the gateways' listener (otherwise plain HTTP, e.g. behind a TLS-terminating Ingress)."),
+            Field("domains", \.domains, "Base domains for virtual-host-style bucket addressing, e.g. s3.example.com (GATEWAY_DOMAINS).") {
+                $0.items?.pattern = #"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"#; $0.maxItems = 32; $0.listType = "set" },
+            Field("logLevel", \.logLevel, "Gateway log level (LOG_LEVEL).") { $0.enumValues = ["debug", "info", "warn", "error"] },
+            Field("maxConnections", \.maxConnections, "Concurrent client connections per pod; more get 503 SlowDown (MAX_CONNECTIONS).") {
+                $0.minimum = 1; $0.maximum = 1_000_000 },
+            Field("requestTimeout", \.requestTimeout, "Idle timeout of a client or backend transfer, e.g. 60s or 5m (REQUEST_TIMEOUT).") {
+                $0.pattern = durationPattern },
+            Field("shutdownGracePeriod", \.shutdownGracePeriod, "Time requests in flight get to finish when a pod stops (SHUTDOWN_GRACE_PERIOD); the pod's termination grace period is 15 s longer.") {
+                $0.pattern = durationPattern },
+            Field("resources", \.resources, "CPU and memory requests and limits of the gateway container."),
+            Field("autoscaling", \.autoscaling, "A HorizontalPodAutoscaler for the gateway Deployment."),
+            Field("podDisruptionBudget", \.podDisruptionBudget, "A PodDisruptionBudget that keeps gateways serving during voluntary disruptions."),
+            Field("networkPolicy", \.networkPolicy, "A NetworkPolicy limiting who may reach the gateways and where they may connect."),
+            Field("service", \.service, "The Service clients reach the gateways through."),
+            Field("ingress", \.ingress, "An optional Ingress in front of the Service."),
+            Field("serviceMonitor", \.serviceMonitor, "An optional Prometheus-operator ServiceMonitor scraping /metrics (applied only where monitoring.coreos.com is served)."),
+            Field("topologySpread", \.topologySpread, "Spreading of the gateway pods across zones."),
+            Field("podLabels", \.podLabels, "Extra labels on the gateway pods."),
+            Field("podAnnotations", \.podAnnotations, "Extra annotations on the gateway pods."),
+            Field("nodeSelector", \.nodeSelector, "Node labels the gateway pods must be scheduled on."),
+            Field("tolerations", \.tolerations, "Tolerations of the gateway pods (core/v1 Toleration)."),
+            Field("affinity", \.affinity, "Affinity of the gateway pods (core/v1 Affinity)."),
+            Field("priorityClassName", \.priorityClassName, "PriorityClass of the gateway pods.") { $0.maxLength = 253 },
+            Field("serviceAccountName", \.serviceAccountName, "ServiceAccount the gateway pods run as (its token is not mounted). Empty: the namespace's default.") {
+                $0.maxLength = 253 },
+        ]
+    }
+}
+
+/// A key of a Secret in the resource's namespace.
+struct SecretKeyRef: APIObject {
+    var name = ""
+    var key = ""
+
+    static var description: String { "A key of a Secret in the same namespace." }
+    static var fields: [Field<Self>] {
+        [
+            Field("name", \.name, "Name of the Secret.", required: true) { $0.minLength = 1; $0.maxLength = 253 },
+            Field("key", \.key, "Key within the Secret's data.", required: true) { $0.minLength = 1; $0.maxLength = 253 },
+        ]
+    }
+}
+
+/// An access key pair held in one Secret.
+struct CredentialsSecretRef: APIObject {
+    var name = ""
+    var accessKeyIDKey = "accessKeyID"
+    var secretAccessKeyKey = "secretAccessKey"
+
+    static var description: String { "A Secret in the same namespace holding an access key ID and a secret access key." }
+    static var fields: [Field<Self>] {
+        [
+            Field("name", \.name, "Name of the Secret.", required: true) { $0.minLength = 1; $0.maxLength = 253 },
+            Field("accessKeyIDKey", \.accessKeyIDKey, "Key of the access key ID within the Secret.") { $0.minLength = 1 },
+            Field("secretAccessKeyKey", \.secretAccessKeyKey, "Key of the secret access key within the Secret.") { $0.minLength = 1 },
+        ]
+    }
+}
+
+struct BackendSpec: APIObject {
+    var endpoint = ""
+    var region = "us-east-1"
+    var credentialsSecretRef = CredentialsSecretRef()
+    var caSecretRef: SecretKeyRef?
+    var insecureSkipVerify = false
+
+    static var description: String { "The S3 backend." }
+    static var fields: [Field<Self>] {
+        [
+            Field("endpoint", \.endpoint, "URL of the S3 backend, e.g. https://s3.us-east-1.amazonaws.com (BACKEND_ENDPOINT).", required: true) {
+                $0.pattern = #"^https?://[^\s/?#@]+(/[^\s?#]*)?$"#; $0.maxLength = 2048 },
+            Field("region", \.region, "Region requests to the backend are signed for (BACKEND_REGION).") { $0.pattern = #"^[a-z0-9-]+$"# },
+            Field("credentialsSecretRef", \.credentialsSecretRef, "The backend's access key pair (BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY).", required: true),
+            Field("caSecretRef", \.caSecretRef, "PEM bundle verifying the backend's TLS certificate, mounted into the pods (BACKEND_CA_FILE). Unset: the system CAs."),
+            Field("insecureSkipVerify", \.insecureSkipVerify, "Skip verification of the backend's TLS certificate; test backends only (BACKEND_TLS_INSECURE_SKIP_VERIFY)."),
+        ]
+    }
+}
+
+struct EncryptionSpec: APIObject {
+    var passwordSecretRef = SecretKeyRef()
+    var previousPasswordsSecretRef: SecretKeyRef?
+    var cipher = "aes-256-gcm"
+    var chunkSize = 65536
+    var allowPlaintextReads = true
+
+    static var description: String { "Encryption of new objects and the keys that still read older ones." }
+    static var fields: [Field<Self>] {
+        [
+            Field("passwordSecretRef", \.passwordSecretRef, "The password key-encryption keys are derived from; at least 16 characters (ENCRYPTION_PASSWORD).", required: true),
+            Field("previousPasswordsSecretRef", \.previousPasswordsSecretRef, "Comma-separated older passwords still accepted for reading (ENCRYPTION_PREVIOUS_PASSWORDS)."),
+            Field("cipher", \.cipher, "Content cipher of new objects (ENCRYPTION_CIPHER).") { $0.enumValues = ["aes-256-gcm", "chacha20-poly1305"] },
+            Field("chunkSize", \.chunkSize, "Plaintext bytes per encrypted chunk of new objects (ENCRYPTION_CHUNK_SIZE).") {
+                $0.minimum = 4096; $0.maximum = 16_777_216 },
+            Field("allowPlaintextReads", \.allowPlaintextReads, "Serve objects stored without gateway encryption as they are; false refuses them (after a migration) (ENCRYPTION_ALLOW_PLAINTEXT_READS)."),
+        ]
+    }
+}
+
+struct ClientCredentialsSpec: APIObject {
+    var secretRef = CredentialsSecretRef()
+
+    static var description: String { "Credentials of the S3 clients of the gateway (different from the backend's)." }
+    static var fields: [Field<Self>] {
+        [
+            Field("secretRef", \.secretRef, "The access key pair clients sign requests with (GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY).", required: true),
+        ]
+    }
+}
+
+struct TLSSpec: APIObject {
+    var secretName = ""
+
+    static var description: String { "TLS for the gateway listener." }
+    static var fields: [Field<Self>] {
+        [
+            Field("secretName", \.secretName, "kubernetes.io/tls Secret (tls.crt, tls.key) mounted into the pods (TLS_CERT_FILE, TLS_KEY_FILE); the gateway reloads rotated files without a restart. Empty: plain HTTP.") {
+                $0.maxLength = 253 },
+        ]
+    }
+}
+
+struct ResourcesSpec: APIObject {
+    var requests: [String: Quantity] = ["cpu": "100m", "memory": "128Mi"]
+    var limits: [String: Quantity] = ["cpu": "500m", "memory": "512Mi"]
+
+    static var description: String { "Compute resources of the gateway container (core/v1 ResourceRequirements)." }
+    static var fields: [Field<Self>] {
+        [
+            Field("requests", \.requests, "Minimum resources, e.g. cpu: 100m, memory: 128Mi."),
+            Field("limits", \.limits, "Maximum resources, e.g. cpu: 500m, memory: 512Mi."),
+        ]
+    }
+}
+
+struct AutoscalingSpec: APIObject {
+    var enabled = false
+    var minReplicas = 3
+    var maxReplicas = 10
+    var targetCPUUtilizationPercentage = 70
+    var targetMemoryUtilizationPercentage = 80
+
+    static var description: String { "Horizontal autoscaling; while enabled, the Deployment's replicas belong to the autoscaler." }
+    static var fields: [Field<Self>] {
+        [
+            Field("enabled", \.enabled, "Create a HorizontalPodAutoscaler (spec.replicas is then ignored)."),
+            Field("minReplicas", \.minReplicas, "Lower bound of the replica count.") { $0.minimum = 1; $0.maximum = 1000 },
+            Field("maxReplicas", \.maxReplicas, "Upper bound of the replica count.") { $0.minimum = 1; $0.maximum = 1000 },
+            Field("targetCPUUtilizationPercentage", \.targetCPUUtilizationPercentage, "Average CPU utilization to aim for, in percent of the request; 0 disables the CPU metric.") {
+                $0.minimum = 0; $0.maximum = 1000 },
+            Field("targetMemoryUtilizationPercentage", \.targetMemoryUtilizationPercentage, "Average memory utilization to aim for, in percent of the request; 0 disables the memory metric.") {
+                $0.minimum = 0; $0.maximum = 1000 },
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [
+            Rule(cel: "self.minReplicas <= self.maxReplicas", message: "minReplicas must not exceed maxReplicas") {
+                $0.minReplicas <= $0.maxReplicas },
+            Rule(cel: "!self.enabled || self.targetCPUUtilizationPercentage > 0 || self.targetMemoryUtilizationPercentage > 0",
+                 message: "an enabled autoscaler needs a CPU or a memory target") {
+                !$0.enabled || $0.targetCPUUtilizationPercentage > 0 || $0.targetMemoryUtilizationPercentage > 0 },
+        ]
+    }
+}
+
+struct PodDisruptionBudgetSpec: APIObject {
+    var enabled = true
+    var minAvailable: IntOrString?
+    var maxUnavailable: IntOrString?
+
+    static let percentOrCount = #"^([0-9]+|[0-9]{1,2}%|100%)$"#
+    static var description: String { "The PodDisruptionBudget; with neither minAvailable nor maxUnavailable set, maxUnavailable is 1." }
+    static var fields: [Field<Self>] {
+        [
+            Field("enabled", \.enabled, "Create a PodDisruptionBudget."),
+            Field("minAvailable", \.minAvailable, "Pods that must stay available: a count or a percentage.") {
+                $0.pattern = percentOrCount; $0.minimum = 0 },
+            Field("maxUnavailable", \.maxUnavailable, "Pods that may be unavailable: a count or a percentage.") {
+                $0.pattern = percentOrCount; $0.minimum = 0 },
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [
+            Rule(cel: "!(has(self.minAvailable) && has(self.maxUnavailable))",
+                 message: "set at most one of minAvailable and maxUnavailable") {
+                !($0.minAvailable != nil && $0.maxUnavailable != nil) },
+        ]
+    }
+}
+
+/// Pods allowed to reach the gateways: the pods `podSelector` picks in the namespaces `namespaceSelector` picks.
+struct NetworkPolicyPeerSpec: APIObject {
+    var namespaceSelector: OpaqueObject?
+    var podSelector: OpaqueObject?
+
+    static var description: String { "Clients allowed in (core networking/v1 NetworkPolicyPeer selectors)." }
+    static var fields: [Field<Self>] {
+        [
+            Field("namespaceSelector", \.namespaceSelector, "Label selector of client namespaces; unset: the gateway's own namespace."),
+            Field("podSelector", \.podSelector, "Label selector of client pods; unset: every pod of the selected namespaces."),
+        ]
+    }
+}
+
+struct NetworkPolicySpec: APIObject {
+    var enabled = true
+    var allowedClients: [NetworkPolicyPeerSpec] = []
+    var backendCIDRs: [String] = ["0.0.0.0/0", "::/0"]
+    var backendPorts: [Int] = []
+    var allowDNS = true
+
+    static var description: String {
+        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend and DNS."
+    }
+    static var fields: [Field<Self>] {
+        [
+            Field("enabled", \.enabled, "Create the NetworkPolicy."),
+            Field("allowedClients", \.allowedClients, "Who may connect; empty: every pod of the gateway's namespace. Include your ingress controller and Prometheus.") {
+                $0.maxItems = 64 },
+            Field("backendCIDRs", \.backendCIDRs, "Address ranges of the backend.") {
+                $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
+            Field("backendPorts", \.backendPorts, "TCP ports of the backend; empty: the endpoint's port (443 for https, 80 for http).") {
+                $0.items?.minimum = 1; $0.items?.maximum = 65535; $0.maxItems = 16 },
+            Field("allowDNS", \.allowDNS, "Allow DNS (port 53, UDP and TCP) to any namespace, which resolving the backend needs."),
+        ]
+    }
+}
+
+struct ServiceSpec: APIObject {
+    var type = "ClusterIP"
+    var port = 80
+    var annotations: [String: String] = [:]
+
+    static var description: String { "The gateway Service (port → container port 8080)." }
+    static var fields: [Field<Self>] {
+        [
+            Field("type", \.type, "Service type.") { $0.enumValues = ["ClusterIP", "NodePort", "LoadBalancer"] },
+            Field("port", \.port, "Port clients connect to.") { $0.minimum = 1; $0.maximum = 65535 },
+            Field("annotations", \.annotations, "Annotations of the Service (e.g. for a cloud load balancer)."),
+        ]
+    }
+}
+
+struct IngressSpec: APIObject {
+    var enabled = false
+    var className = ""
+    var host = ""
+    var path = "/"
+    var tlsSecretName = ""
+    var annotations: [String: String] = [:]
+
+    static var description: String { "An Ingress routing a host name to the gateway Service." }
+    static var fields: [Field<Self>] {
+        [
+            Field("enabled", \.enabled, "Create the Ingress."),
+            Field("className", \.className, "IngressClass to use; empty: the cluster's default class."),
+            Field("host", \.host, "Host name clients use, e.g. s3.example.com.") {
+                $0.pattern = #"^$|^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"#; $0.maxLength = 253 },
+            Field("path", \.path, "Path prefix routed to the gateways.") { $0.pattern = "^/" },
+            Field("tlsSecretName", \.tlsSecretName, "kubernetes.io/tls Secret terminating TLS for the host; empty: no TLS section."),
+            Field("annotations", \.annotations, "Annotations of the Ingress (e.g. for cert-manager or the controller's body-size limit)."),
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [Rule(cel: "!self.enabled || self.host != ''", message: "an enabled ingress needs a host") { !$0.enabled || !$0.host.isEmpty }]
+    }
+}
+
+struct ServiceMonitorSpec: APIObject {
+    var enabled = false
+    var interval = "30s"
+    var labels: [String: String] = [:]
+
+    static var description: String { "A ServiceMonitor for the Prometheus operator." }
+    static var fields: [Field<Self>] {
+        [
+            Field("enabled", \.enabled, "Create the ServiceMonitor (only where monitoring.coreos.com/v1 is served; otherwise Degraded)."),
+            Field("interval", \.interval, "Scrape interval.") { $0.pattern = EncryptionGatewaySpec.durationPattern },
+            Field("labels", \.labels, "Labels of the ServiceMonitor (e.g. the release label your Prometheus selects)."),
+        ]
+    }
+}
+
+struct TopologySpreadSpec: APIObject {
+    var enabled = true
+    var topologyKey = "topology.kubernetes.io/zone"
+    var maxSkew = 1
+    var whenUnsatisfiable = "ScheduleAnyway"
+
+    static var description: String { "A topology spread constraint over the gateway pods." }
+    static var fields: [Field<Self>] {
+        [
+            Field("enabled", \.enabled, "Add the constraint."),
+            Field("topologyKey", \.topologyKey, "Node label whose values are the domains (zones by default).") { $0.minLength = 1 },
+            Field("maxSkew", \.maxSkew, "Largest allowed difference of pod counts between domains.") { $0.minimum = 1 },
+            Field("whenUnsatisfiable", \.whenUnsatisfiable, "ScheduleAnyway prefers spreading; DoNotSchedule enforces it.") {
+                $0.enumValues = ["ScheduleAnyway", "DoNotSchedule"] },
+        ]
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+extension Builders {
+    static func service(_ s: Snapshot) -> JSONValue {
+        let spec = s.spec
+        return object(.services, metadata: metadata(s, name: s.resource.name, annotations: spec.service.annotations), [
+            "spec": [
+                "type": .string(spec.service.type),
+                "selector": stringMap(selectorLabels(s.resource)),
+                "ports": [[
+                    "name": .string(portName), "port": .integer(Int64(spec.service.port)),
+                    "targetPort": .string(portName), "protocol": "TCP",
+                ]],
+            ],
+        ])
+    }
+
+    /// The backend's TCP ports: the configured ones, else the endpoint URL's port (443 for https, 80 for http).
+    static func backendPorts(_ spec: EncryptionGatewaySpec) -> [Int] {
+        if !spec.networkPolicy.backendPorts.isEmpty { return spec.networkPolicy.backendPorts }
+        guard let url = URL(string: spec.backend.endpoint) else { return [443] }
+        if let port = url.port { return [port] }
+        return url.scheme?.lowercased() == "http" ? [80] : [443]
+    }
+
+    static func networkPolicy(_ s: Snapshot) -> JSONValue? {
+        let np = s.spec.networkPolicy
+        guard np.enabled else { return nil }
+        var peers: [JSONValue] = np.allowedClients.map { client in
+            var p: [String: JSONValue] = [:]
+            if let ns = client.namespaceSelector { p["namespaceSelector"] = ns.value }
+            if let pods = client.podSelector { p["podSelector"] = pods.value }
+            return .object(p)
+        }.filter { $0.object?.isEmpty == false }
+        // No listed clients: the gateway's own namespace.
+        if peers.isEmpty { peers = [["podSelector": [:]]] }
+        var egress: [JSONValue] = [[
+            "to": .array(np.backendCIDRs.map { ["ipBlock": ["cidr": .string($0)]] }),
+            "ports": .array(backendPorts(s.spec).map { ["protocol": "TCP", "port": .integer(Int64($0))] }),
+        ]]
+        if np.allowDNS {
+            // DNS may be a cluster Service or a node-local cache, so port 53 is open to any destination.
+            egress.append(["ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]]])
+        }
+        return object(.networkPolicies, metadata: metadata(s, name: s.resource.name), [
+            "spec": [
+                "podSelector": ["matchLabels": stringMap(selectorLabels(s.resource))],
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [["from": .array(peers), "ports": [["protocol": "TCP", "port": .integer(Int64(containerPort))]]]],
+                "egress": .array(egress),
+            ],
+        ])
+    }
+
+    static func ingress(_ s: Snapshot) -> JSONValue? {
+        let ing = s.spec.ingress
+        guard ing.enabled, let resource = s.capabilities.ingress ?? Optional(.ingresses) else { return nil }
+        var spec: [String: JSONValue] = [
+            "rules": [[
+                "host": .string(ing.host),
+                "http": ["paths": [[
+                    "path": .string(ing.path), "pathType": "Prefix",
+                    "backend": ["service": ["name": .string(s.resource.name),
+                                            "port": ["number": .integer(Int64(s.spec.service.port))]]],
+                ]]],
+            ]],
+        ]
+        if !ing.className.isEmpty { spec["ingressClassName"] = .string(ing.className) }
+        if !ing.tlsSecretName.isEmpty {
+            spec["tls"] = [["hosts": [.string(ing.host)], "secretName": .string(ing.tlsSecretName)]]
+        }
+        return object(resource, metadata: metadata(s, name: s.resource.name, annotations: ing.annotations),
+                      ["spec": .object(spec)])
+    }
+
+    static func serviceMonitor(_ s: Snapshot) -> JSONValue? {
+        let sm = s.spec.serviceMonitor
+        guard sm.enabled else { return nil }
+        return object(s.capabilities.serviceMonitor ?? .serviceMonitors,
+                      metadata: metadata(s, name: s.resource.name, labels: sm.labels), [
+            "spec": [
+                "selector": ["matchLabels": stringMap(selectorLabels(s.resource))],
+                "namespaceSelector": ["matchNames": [.string(s.resource.namespace)]],
+                "endpoints": [["port": .string(portName), "path": "/metrics", "interval": .string(sm.interval),
+                               "scheme": .string(s.spec.tls.secretName.isEmpty ? "http" : "https")]],
+            ],
+        ])
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Shared
+
+/// GetObject and HeadObject: one HEAD for the metadata, conditions and range plan (plus, for a multipart
+/// object, a few part-header reads: `plannedRead`), then a ranged GET of the covering chunks pinned to the same
+/// object, decrypted by `DecryptingRelay`. Objects without gateway
+/// metadata are forwarded as stored (or refused, `allowPlaintextReads`).
+extension EncryptedObjectHandler {
+    func getObject(_ request: S3Request, response: ResponseWriter, headOnly: Bool) throws -> BackendResult {
+        let identity = try Self.identity(of: request)
+        let stored = try backend.fetch(BackendRequest(
+            method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
+            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+        guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
+            if (200..<300).contains(stored.status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }
+            // A plain object, or an error the backend explains best: forward the request itself.
+            return try forwardPlain(request, response: response)
+        }
+        if request.query.contains(where: { $0.name == "partNumber" }) {
+            throw S3Error.notImplemented("partNumber reads of encrypted objects are not supported; use a Range instead.")
+        }
+        let etag = EncryptedResponseHeaders.etag(metadata, backendETag: stored.header("ETag"))
+        let lastModified = stored.header("Last-Modified")
+        switch ConditionalRequest.evaluate(headers: request.head.headers, etag: etag, lastModified: lastModified) {
+        case .proceed: break
+        case .notModified:
+            var fields = HTTPFields()
+            fields.add("ETag", etag)
+            if let lastModified { fields.add("Last-Modified", lastModified) }
+            try response.writeHead(HTTPResponseHead(status: 304, headers: fields, contentLength: nil))
+            try response.finish()
+            return BackendResult(status: 304, bytesOut: 0)
+        case .preconditionFailed:
+            throw S3Error.preconditionFailed()
+        }
+        guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }) else {
+            throw S3Error.internalError().withLog("the backend's HEAD of \(identity.bucket)/\(identity.key) has no Content-Length")
+        }
+        let plan = try plannedRead(metadata, identity: identity, stored: stored, storedLength: storedLength,
+                                   rangeHeader: request.head.headers["Range"], request: request)
+        if plan.status == 416 {
+            var extra = HTTPFields()
+            extra.add("Content-Range", plan.contentRange ?? "bytes */\(plan.plaintextLength)")
+            return try respond(S3Error.invalidRange(), request: request, response: response, extraHeaders: extra)
+        }
+        if headOnly {
+            // Unwrapping proves the metadata is intact and the key is configured before a HEAD says 200.
+            do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+            var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(stored.headers), etag: etag)
+            if let range = plan.contentRange { fields.set("Content-Range", range) }
+            try response.writeHead(HTTPResponseHead(status: plan.status, headers: fields, contentLength: Int64(plan.contentLength)))
+            try response.finish()
+            return BackendResult(status: plan.status, bytesOut: 0)
+        }
+        let reader: any RangeDecryptor
+        do {
+            reader = try plan.makeReader()
+        } catch {
+            throw failure(error, identity, request)
+        }
+        var headers = Self.withoutConditionals(request.head.headers)
+        headers.remove("Range")
+        if let range = plan.backendRange { headers.set("Range", range) }
+        // Pin the object the plan was made for: a replacement in between fails instead of mixing objects.
+        if let backendETag = stored.header("ETag") { headers.set("If-Match", backendETag) }
+        let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag)
+        let forwarded = BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
+                                       query: request.query.filter { $0.name != "partNumber" }, headers: headers, body: .none,
+                                       payloadHash: SigV4.emptyPayloadHash)
+        defer { observer.encryptionWork(operation: "GetObject", duration: relay.openTime) }
+        do {
+            try backend.exchange(forwarded, into: relay)
+            try relay.finish()
+        } catch {
+            if let tamper = relay.encryptionFailure {
+                observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: tamper)
+            }
+            // `finish` throws outside the exchange; its errors map like a handler's.
+            throw (error as? BackendFailure)
+                ?? BackendFailure(.handler(error), clientResponseStarted: response.headWritten, status: relay.status)
+        }
+        do {
+            try response.finish()
+        } catch {
+            throw BackendFailure.aborted("finishing the response: \(error)", status: relay.status, cause: .client)
+        }
+        return BackendResult(status: relay.status, bytesOut: relay.bytesOut)
+    }
+
+    /// Forwards a read of an object the HEAD found plain (or missing), refusing an answer that turns
+    /// out to carry gateway metadata (the object was replaced by an encrypted one in between).
+    func forwardPlain(_ request: S3Request, response: ResponseWriter) throws -> BackendResult {
+        let allowPlaintextReads = allowPlaintextReads
+        let forwarded = BackendRequest(method: request.head.method, bucket: request.address.bucket, key: request.address.key,
+                                       query: request.query, headers: request.head.headers)
+        return try backend.relay(forwarded, to: response) { status, fields in
+            if fields.contains(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) { throw S3Error.objectChanged() }
+            if (200..<300).contains(status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }
+            return status
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Testing
+@testable import Operator
+
+/// The Swift types are the single source of the API: every property has exactly one field with a description,
+/// the committed CRD is what they generate, and defaulting/validation behave like the API server plus CEL.
+@Suite struct APITypesTests {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Every API object type, with a value to reflect on.
+    static let types: [(name: String, properties: [String], fieldNames: [String], descriptions: [String?])] = {
+        func entry<T: APIObject>(_ t: T.Type) -> (String, [String], [String], [String?]) {
+            let properties = Mirror(reflecting: T()).children.compactMap(\.label)
+            return ("\(T.self)", properties, T.fields.map(\.name), T.fields.map(\.schema.description))
+        }
+        return [
+            entry(EncryptionGatewaySpec.self), entry(SecretKeyRef.self), entry(CredentialsSecretRef.self),
+            entry(BackendSpec.self), entry(EncryptionSpec.self), entry(ClientCredentialsSpec.self),
+            entry(ResourcesSpec.self), entry(AutoscalingSpec.self), entry(PodDisruptionBudgetSpec.self),
+            entry(NetworkPolicyPeerSpec.self), entry(NetworkPolicySpec.self), entry(ServiceSpec.self),
+            entry(IngressSpec.self), entry(ServiceMonitorSpec.self), entry(TopologySpreadSpec.self),
+            entry(EncryptionGatewayStatus.self), entry(Condition.self),
+        ].map { (name: $0.0, properties: $0.1, fieldNames: $0.2, descriptions: $0.3) }
+    }()
+
+    @Test(arguments: types.map(\.name))
+    func everyPropertyHasExactlyOneDescribedField(_ name: String) throws {
+        let t = try #require(Self.types.first { $0.name == name })
+        #expect(t.fieldNames.sorted() == t.properties.sorted(), "properties and fields of \(name) differ")
+        #expect(Set(t.fieldNames).count == t.fieldNames.count, "a field of \(name) is declared twice")
+        for (field, description) in zip(t.fieldNames, t.descriptions) {
+            #expect((description ?? "").count > 10, "\(name).\(field) needs a description")
+        }
+    }
+
+    @Test func committedCRDIsGeneratedFromTheTypes() throws {
+        let path = Self.repoRoot.appendingPathComponent(EncryptionGatewayCRD.path).path
+        let committed = try String(contentsOfFile: path, encoding: .utf8)
+        if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
+            try EncryptionGatewayCRD.yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        #expect(committed == EncryptionGatewayCRD.yaml,
+                "config/crd is stale: run `swift run encryption-gateway-operator crd > \(EncryptionGatewayCRD.path)`")
+        // And it reads back as the same object.
+        #expect(try YAMLToJSON.parse(committed) == EncryptionGatewayCRD.object)
+    }
+
+    @Test func schemaIsStructuralEverywhere() {
+        // Structural schemas: every node has a type (or is int-or-string / preserves unknown fields), objects have
+        // properties or additionalProperties or preserve unknown fields, arrays have items.
+        func check(_ s: Schema, _ path: String) {
+            switch s.kind {
+            case .object:
+                #expect(!s.properties.isEmpty || s.additionalProperties != nil || s.preserveUnknownFields || path == ".metadata",
+                        "\(path) is an object without a shape")
+                for (k, p) in s.properties { check(p, path + "." + k) }
+                if let a = s.additionalProperties { check(a, path + ".*") }
+            case .array:
+                #expect(s.items != nil, "\(path) is an array without items")
+                if let items = s.items { check(items, path + "[]") }
+            default: break
+            }
+        }
+        check(EncryptionGatewayCRD.schema, "")
+        #expect(EncryptionGatewayCRD.schema.properties["spec"]?.required.sorted() == ["backend", "clientCredentials", "encryption"])
+    }
+
+    static let minimalSpec: JSONValue = [
+        "backend": ["endpoint": "https://s3.example.com", "credentialsSecretRef": ["name": "b"]],
+        "encryption": ["passwordSecretRef": ["name": "e", "key": "password"]],
+        "clientCredentials": ["secretRef": ["name": "c"]],
+    ]
+
+    @Test func defaultsComeFromTheTypesInitialValues() {
+        let (spec, problems) = EncryptionGatewaySpec.decode(Self.minimalSpec, path: "spec")
+        #expect(problems.isEmpty)
+        #expect(spec.replicas == 3 && spec.logLevel == "info" && spec.maxConnections == 1024)
+        #expect(spec.backend.region == "us-east-1" && spec.backend.credentialsSecretRef.accessKeyIDKey == "accessKeyID")
+        #expect(spec.encryption.cipher == "aes-256-gcm" && spec.encryption.chunkSize == 65536)
+        #expect(spec.networkPolicy.enabled && spec.podDisruptionBudget.enabled && !spec.autoscaling.enabled)
+        #expect(spec.service.port == 80 && spec.ingress.path == "/")
+        // The CRD carries the same defaults, nested objects defaulting to {} so the server fills them in.
+        let specSchema = EncryptionGatewaySpec.schema
+        #expect(specSchema.properties["replicas"]?.defaultValue == 3)
+        #expect(specSchema.properties["autoscaling"]?.defaultValue == .object([:]))
+        #expect(specSchema.properties["autoscaling"]?.properties["maxReplicas"]?.defaultValue == 10)
+        #expect(specSchema.properties["backend"]?.defaultValue == nil)  // required: no default
+        #expect(specSchema.properties["image"]?.defaultValue == nil)    // empty means "operator default"
+        #expect(specSchema.properties["affinity"]?.defaultValue == nil)
+    }
+
+    /// A spec change → the problem it must produce (a path and a phrase).
+    static let invalid: [(String, @Sendable (inout JSONValue) -> Void, String)] = [
+        ("negative replicas", { $0["replicas"] = -1 }, "spec.replicas: must be at least 0"),
+        ("unknown cipher", { $0["encryption"]?["cipher"] = "des" }, "spec.encryption.cipher: must be one of"),
+        ("chunk size too small", { $0["encryption"]?["chunkSize"] = 100 }, "spec.encryption.chunkSize: must be at least 4096"),
+        ("ftp endpoint", { $0["backend"]?["endpoint"] = "ftp://x" }, "spec.backend.endpoint:"),
+        ("missing backend", { $0["backend"] = nil }, "spec.backend: required value"),
+        ("missing secret name", { $0["clientCredentials"]?["secretRef"] = [:] }, "spec.clientCredentials.secretRef.name: required value"),
+        ("unknown field", { $0["replica"] = 2 }, "spec.replica: unknown field"),
+        ("wrong type", { $0["maxConnections"] = "many" }, "spec.maxConnections: must be an integer"),
+        ("bad duration", { $0["requestTimeout"] = "1 minute" }, "spec.requestTimeout:"),
+        ("bad quantity", { $0["resources"] = ["requests": ["cpu": "lots"]] }, "spec.resources.requests.cpu:"),
+        ("min above max (CEL rule)", { $0["autoscaling"] = ["enabled": true, "minReplicas": 5, "maxReplicas": 2] },
+         "spec.autoscaling: minReplicas must not exceed maxReplicas"),
+        ("no autoscaling target (CEL rule)",
+         { $0["autoscaling"] = ["enabled": true, "targetCPUUtilizationPercentage": 0, "targetMemoryUtilizationPercentage": 0] },
+         "spec.autoscaling: an enabled autoscaler needs a CPU or a memory target"),
+        ("both PDB bounds (CEL rule)", { $0["podDisruptionBudget"] = ["minAvailable": 1, "maxUnavailable": "10%"] },
+         "spec.podDisruptionBudget: set at most one of minAvailable and maxUnavailable"),
+        ("ingress without host (CEL rule)", { $0["ingress"] = ["enabled": true] }, "spec.ingress: an enabled ingress needs a host"),
+        ("bad percentage", { $0["podDisruptionBudget"] = ["maxUnavailable": "150%"] }, "spec.podDisruptionBudget.maxUnavailable:"),
+        ("bad CIDR", { $0["networkPolicy"] = ["backendCIDRs": ["10.0.0.1"]] }, "spec.networkPolicy.backendCIDRs[0]:"),
+        ("duplicate domains", { $0["domains"] = ["a.example", "a.example"] }, "spec.domains: must not contain duplicates"),
+    ]
+
+    @Test(arguments: invalid.indices)
+    func invalidSpecsAreRefusedWithThePath(_ i: Int) {
+        let (name, mutate, expected) = Self.invalid[i]
+        var spec = Self.minimalSpec
+        mutate(&spec)
+        let problems = EncryptionGatewaySpec.decode(spec, path: "spec").problems
+        #expect(problems.contains { $0.hasPrefix(expected) || $0.contains(expected) }, "\(name): \(problems)")
+    }
+
+    @Test func validVariantsPass() {
+        for mutate: (inout JSONValue) -> Void in [
+            { $0["podDisruptionBudget"] = ["maxUnavailable": "25%"] },
+            { $0["podDisruptionBudget"] = ["minAvailable": 2] },
+            { $0["ingress"] = ["enabled": true, "host": "s3.example.com"] },
+            { $0["autoscaling"] = ["enabled": true, "minReplicas": 2, "maxReplicas": 2] },
+            { $0["resources"] = ["requests": ["cpu": "0.5", "memory": "1Gi"], "limits": ["cpu": 2]] },
+            { $0["affinity"] = ["nodeAffinity": ["anything": ["goes": true]]] },
+            { $0["backend"]?["endpoint"] = "http://10.0.0.1:7480" },
+        ] {
+            var spec = Self.minimalSpec
+            mutate(&spec)
+            #expect(EncryptionGatewaySpec.decode(spec, path: "spec").problems == [])
+        }
+    }
+
+    @Test func resourceNamesMustFitTheChildren() {
+        var o: JSONValue = ["metadata": ["name": "ok-name", "namespace": "ns"], "spec": Self.minimalSpec]
+        #expect(GatewayResource.parse(o).problems.isEmpty)
+        o["metadata"]?["name"] = .string(String(repeating: "a", count: 57))
+        #expect(GatewayResource.parse(o).problems.contains { $0.contains("at most 56") })
+        o["metadata"]?["name"] = "1abc"
+        #expect(GatewayResource.parse(o).problems.contains { $0.contains("DNS-1035") })
+    }
+
+    @Test func rulesCarryCELAndTheSwiftCheckTogether() {
+        let schema = EncryptionGatewayCRD.schema
+        let autoscaling = schema.properties["spec"]?.properties["autoscaling"]
+        #expect(autoscaling?.validations.map(\.rule) == AutoscalingSpec.rules.map(\.cel))
+        #expect(schema.validations.count == EncryptionGatewayCRD.nameRules.count)
+        #expect(EncryptionGatewayCRD.object[path: "spec", "versions"]?[0]?[path: "schema", "openAPIV3Schema", "x-kubernetes-validations"] != nil)
+    }
+}
