@@ -7,6 +7,10 @@
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed
 #   make bench-operator      1000 EncryptionGateways on a real kube-apiserver: convergence time, requests, memory
+#   make run-operator        the operator reconciling config/samples/minimal.yaml on a real kube-apiserver
+#   make dist                render dist/install.yaml from config/default (one-file install)
+#   make docs                regenerate docs/configuration.md from the binaries' --help and the CRD
+#   make images              build both images' binaries and root filesystems without Docker (scripts/imagetest.py)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -15,10 +19,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration
+.PHONY: help run test bench bench-encrypted bench-engine bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
+	run-operator dist docs images
 
 help:
-	@sed -n '3,9s/^#  //p' Makefile
+	@sed -n '3,13s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -29,6 +34,7 @@ deps-bench:
 
 build-release:
 	swift build -c release --product s3-encryption-gateway
+	swift build -c release --product encryption-gateway-operator
 
 build-debug:
 	swift build --build-tests
@@ -60,3 +66,17 @@ bench-operator: deps-test
 	@scripts/kube-build.sh >/dev/null
 	swift build -c release --product encryption-gateway-operator
 	@OPERATOR_BIN="$$(swift build -c release --show-bin-path)/encryption-gateway-operator" python3 bench/operator.py $(BENCH_ARGS)
+
+run-operator: deps-test
+	@scripts/kube-build.sh >/dev/null
+	swift build -c release --product encryption-gateway-operator
+	@python3 scripts/run_operator.py $(if $(DEMO_ONLY),--demo-only,)
+
+dist:
+	@scripts/dist.sh
+
+docs: build-release build-debug
+	@python3 scripts/gen_reference.py
+
+images:
+	@python3 scripts/imagetest.py prepare

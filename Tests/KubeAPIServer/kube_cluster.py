@@ -162,7 +162,7 @@ class Cluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-cluster-ip-range=10.96.0.0/12",  # room for thousands of Services (the benchmark)
             # No kubelet and no token controller: pods need no service-account token to be created.
             "--disable-admission-plugins=ServiceAccount",
             "--profiling=false", "--v=1",

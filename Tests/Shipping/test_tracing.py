@@ -205,7 +205,7 @@ def test_request_spans_reach_the_collector_in_the_clients_trace(stack):
 
     def children(server, name):
         return [s for s in by_name.get(name, []) if s.parent_span_id == server.span_id]
-    assert len(children(put, "SigV4.verify")) == 1
+    assert len(children(put, "authenticate")) == 1
     assert len(children(put, "encrypt")) == 1 and len(children(get, "decrypt")) == 1
     (put_backend,) = children(put, "PUT")
     assert put_backend.kind == put_backend.SPAN_KIND_CLIENT

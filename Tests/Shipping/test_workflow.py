@@ -36,11 +36,15 @@ def test_workflow_builds_tests_and_builds_both_images():
     assert "make test" in runs and any(r.startswith("swift build") for r in runs)
     images = wf["jobs"]["images"]
     assert images["needs"] == "test"
-    assert sorted(images["strategy"]["matrix"]["image"]) == ["operator", "proxy"]
-    for name in images["strategy"]["matrix"]["image"]:
-        assert (ROOT / f"Dockerfile.{name}").exists()
+    matrix = {entry["image"]: entry["dockerfile"] for entry in images["strategy"]["matrix"]["include"]}
+    assert matrix == {"gateway": "Dockerfile.proxy", "operator": "Dockerfile.operator"}
     build = next(s for s in images["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
-    assert build["with"]["file"] == "Dockerfile.${{ matrix.image }}"
+    assert build["with"]["file"] == "${{ matrix.dockerfile }}"
+    # The names the manifests use: config/default's operator image and the operator's --gateway-image.
+    rendered = subprocess.run(["kubectl", "kustomize", str(ROOT / "config/default")], capture_output=True, text=True,
+                              timeout=120, check=True).stdout
+    for name in matrix:
+        assert f"s3-encryption-gateway/{name}:" in rendered, name
     args = build["with"]["build-args"]
     for arg in ("VERSION", "CREATED", "REVISION", "SOURCE"):
         assert f"{arg}=" in args, f"build argument {arg} (OCI label) not passed"

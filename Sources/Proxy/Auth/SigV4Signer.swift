@@ -16,6 +16,11 @@ struct SigV4Signer: Sendable {
         self.keyCache = keyCache
     }
 
+    /// The same signer (region, service, key cache) for another key pair.
+    func with(accessKey: String, secretKey: String) -> SigV4Signer {
+        SigV4Signer(accessKey: accessKey, secretKey: secretKey, region: region, service: service, keyCache: keyCache)
+    }
+
     /// Signs a request and returns the headers to send: `headers` followed by `x-amz-date`,
     /// `x-amz-content-sha256` and `Authorization`. Every header in `headers` is signed, plus `host`,
     /// which is not returned because the HTTP client sends it (it must equal `host`).

@@ -70,14 +70,26 @@ final class BackendClient: Sendable {
         })
     }
 
-    /// The URL and signed headers for a request (pure apart from the clock).
+    /// The URL and signed headers for a request (pure apart from the clock), signed as `signing` says:
+    /// with the gateway's backend credentials, a client credential's own backend pair, or not at all.
     func prepare(method: String, bucket: String?, key: String?, query: [QueryParameter],
-                 headers: [(name: String, value: String)], payloadHash: String) -> (url: String, headers: [(name: String, value: String)]) {
+                 headers: [(name: String, value: String)], payloadHash: String,
+                 signing: BackendSigning) -> (url: String, headers: [(name: String, value: String)]) {
         let path = BackendEndpoint.path(bucket: bucket, key: key)
         let urlQuery = QueryString.forURL(query)
         let url = endpoint.baseURL + path + (urlQuery.isEmpty ? "" : "?" + urlQuery)
-        var signed = signer.sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
+        var signed: [(name: String, value: String)]
+        switch signing {
+        case .gateway:
+            signed = signer.sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
                                  host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now())
+        case .credential(let credential):
+            signed = signer.with(accessKey: credential.accessKey, secretKey: credential.secretKey)
+                .sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
+                      host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now())
+        case .anonymous:
+            signed = headers
+        }
         // Sent explicitly so the Host the backend sees is byte-for-byte the one that was signed.
         signed.insert((name: "Host", value: endpoint.hostHeader), at: 0)
         return (url, signed)
@@ -88,7 +100,7 @@ final class BackendClient: Sendable {
     /// Records the answer in `health`; returns the HTTP status.
     func probe(timeout: Duration = .seconds(5)) throws(HTTPClientError) -> Int {
         let (url, headers) = prepare(method: "GET", bucket: nil, key: nil, query: [], headers: [],
-                                     payloadHash: SigV4.emptyPayloadHash)
+                                     payloadHash: SigV4.emptyPayloadHash, signing: .gateway)
         var request = HTTPClientRequest(method: "GET", url: url, headers: headers)
         request.totalTimeout = timeout
         let answer = StatusOnly()

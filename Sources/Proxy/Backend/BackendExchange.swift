@@ -12,9 +12,14 @@ struct BackendRequest {
     var body: BackendRequestBody
     /// Hex SHA-256 of the body as sent, or `UNSIGNED-PAYLOAD`.
     var payloadHash: String
+    /// Whose backend credentials sign it: for a client request always `request.identity.backendSigning`, so that
+    /// the backend's per-user permissions apply (`.gateway` for the gateway's own requests, e.g. the offline
+    /// commands). No default on purpose: every request states it.
+    var signing: BackendSigning
 
     init(method: String, bucket: String?, key: String?, query: [QueryParameter] = [], headers: HTTPFields = HTTPFields(),
-         body: BackendRequestBody = .none, payloadHash: String = SigV4.emptyPayloadHash) {
+         body: BackendRequestBody = .none, payloadHash: String = SigV4.emptyPayloadHash, signing: BackendSigning) {
+        self.signing = signing
         self.method = method
         self.bucket = bucket
         self.key = key
@@ -175,7 +180,7 @@ extension BackendClient {
             if let state = span.context.traceState { forwarded.append((name: "tracestate", value: state)) }
         }
         let (url, headers) = prepare(method: request.method, bucket: request.bucket, key: request.key, query: request.query,
-                                     headers: forwarded, payloadHash: request.payloadHash)
+                                     headers: forwarded, payloadHash: request.payloadHash, signing: request.signing)
         var outgoing = HTTPClientRequest(method: request.method, url: url, headers: headers)
         switch request.body {
         case .none: outgoing.body = .none

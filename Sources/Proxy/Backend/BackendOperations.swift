@@ -66,7 +66,7 @@ extension BackendClient {
     func send(method: String, bucket: String?, key: String?, query: [QueryParameter] = [],
               headers: [(name: String, value: String)] = []) throws(BackendOperationError) -> HTTPClientResponse {
         do {
-            return try fetch(BackendRequest(method: method, bucket: bucket, key: key, query: query, headers: HTTPFields(headers)),
+            return try fetch(BackendRequest(method: method, bucket: bucket, key: key, query: query, headers: HTTPFields(headers), signing: .gateway),
                              maxBodySize: Self.maxBufferedAnswer)
         } catch {
             throw BackendOperationError(status: 0, code: "Transport", message: error.description)
@@ -88,7 +88,7 @@ extension BackendClient {
     func getObject(bucket: String, key: String, handler: HTTPResponseHandler) throws {
         let download = OfflineDownload(inner: handler)
         do {
-            try exchange(BackendRequest(method: "GET", bucket: bucket, key: key), into: download)
+            try exchange(BackendRequest(method: "GET", bucket: bucket, key: key, signing: .gateway), into: download)
         } catch {
             if let thrown = download.thrown { throw thrown }
             throw error

@@ -54,10 +54,31 @@ enum ServeCommand {
             }
         }
 
+        // Client credentials: the single pair from the environment and/or the credentials file (watched).
+        var fixed: [Credential] = []
+        if let accessKey = config.gatewayAccessKey, let secretKey = config.gatewaySecretKey {
+            fixed.append(Credential(accessKey: accessKey, secretKey: secretKey))
+        }
+        let credentials: any CredentialProvider
+        var credentialsWatcher: CredentialsFileWatcher?
+        if let path = config.gatewayCredentialsFile {
+            do {
+                credentialsWatcher = try CredentialsFileWatcher(path: path, fixed: fixed, observer: telemetry)
+            } catch {
+                printError("s3-encryption-gateway: invalid configuration: GATEWAY_CREDENTIALS_FILE: \(path) \(error.message)")
+                return 2
+            }
+            credentials = credentialsWatcher!.store
+        } else {
+            credentials = CredentialStore(fixed)
+            telemetry.credentialCount.set(Double(fixed.count))
+        }
+        let authenticator = RequestAuthenticator(credentials: credentials, regions: Set(config.gatewayRegions),
+                                                 anonymous: config.anonymousForward ? .forward : .deny)
+
         let handler = S3RequestHandler(
             gateway: GatewayEndpointsHandler(backend: backend, telemetry: telemetry),
-            verifier: SigV4Verifier(credentials: StaticCredentials(accessKey: config.gatewayAccessKey,
-                                                                   secretKey: config.gatewaySecretKey)),
+            authenticator: authenticator,
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
             encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
             tracer: tracer)
@@ -92,12 +113,17 @@ enum ServeCommand {
         if config.passthrough {
             logger.warn("pass-through mode: objects are stored UNENCRYPTED (GATEWAY_PASSTHROUGH=true)")
         }
+        if config.anonymousForward {
+            logger.warn("ANONYMOUS_ACCESS=forward: unsigned requests are forwarded unsigned; objects the backend makes public are served decrypted")
+        }
+        credentialsWatcher?.start()
         logger.info("listening", [
             "addr": .string(server.boundAddress),
             "backend": .string(config.backendEndpoint.absoluteString),
             "region": .string(config.backendRegion),
             "max_connections": .int(config.maxConnections),
             "passthrough": .bool(config.passthrough),
+            "regions": .string(config.gatewayRegions.joined(separator: ",")),
             "tls": .bool(tls != nil),
             "traces": .string(tracing.endpoint ?? "off"),
         ])
@@ -111,6 +137,7 @@ enum ServeCommand {
         }
         stopped.wait()
         _ = watcher
+        credentialsWatcher?.stop()
         tracer.shutdown(timeout: .seconds(5))  // spans of the last requests
         logger.info("stopped")
         return 0

@@ -58,7 +58,7 @@ struct PassthroughHandler: Sendable {
         }
         let forwarded = BackendRequest(method: method, bucket: request.address.bucket, key: request.address.key,
                                        query: request.query, headers: request.head.headers, body: bodySource,
-                                       payloadHash: payloadHash)
+                                       payloadHash: payloadHash, signing: request.identity.backendSigning)
         let operation = request.operation.name
         let encrypting = encrypting
         return try backend.relay(forwarded, to: response) { status, fields in

@@ -11,7 +11,7 @@ struct S3ResponseAborted: Error, CustomStringConvertible {
 /// and reports every request to the observer.
 struct S3RequestHandler: HTTPRequestHandler {
     let gateway: any GatewayEndpoints
-    let verifier: SigV4Verifier
+    let authenticator: RequestAuthenticator
     let passthrough: PassthroughHandler
     /// Object operations when encrypting; nil in pass-through mode (`GATEWAY_PASSTHROUGH=true`).
     let encrypted: EncryptedObjectHandler?
@@ -27,12 +27,12 @@ struct S3RequestHandler: HTTPRequestHandler {
     ///   - encryptor: nil stores objects as sent (pass-through mode); otherwise objects are encrypted
     ///     and `encryptionObserver` receives timings and tamper reports.
     ///   - allowPlaintextReads: `ENCRYPTION_ALLOW_PLAINTEXT_READS`; false refuses objects without gateway metadata.
-    init(gateway: any GatewayEndpoints, verifier: SigV4Verifier, backend: BackendClient, observer: any S3RequestObserver,
+    init(gateway: any GatewayEndpoints, authenticator: RequestAuthenticator, backend: BackendClient, observer: any S3RequestObserver,
          baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
          allowPlaintextReads: Bool = true, tracer: Tracer = .disabled,
          now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
-        self.verifier = verifier
+        self.authenticator = authenticator
         self.passthrough = PassthroughHandler(backend: backend, encrypting: encryptor != nil)
         self.encrypted = encryptor.map {
             EncryptedObjectHandler(backend: backend, encryptor: $0, observer: encryptionObserver, allowPlaintextReads: allowPlaintextReads)
@@ -74,15 +74,17 @@ struct S3RequestHandler: HTTPRequestHandler {
             summary.key = request.address.key
             summary.operation = request.operation.name
             summary.accessKey = request.identity.accessKey
-            if case .streaming(let mode) = request.identity.payload {
-                throw S3Error.notImplemented("aws-chunked uploads (x-amz-content-sha256: \(mode)) are not supported yet; "
-                    + "send a signed payload hash or UNSIGNED-PAYLOAD (for the AWS CLI/boto3: AWS_REQUEST_CHECKSUM_CALCULATION=when_required over http).")
-            }
-            let wrapped = try VerifyingBody(body, payload: request.identity.payload, contentMD5: head.headers["Content-MD5"])
+            let wrapped = VerifyingBody(body, declaration: try PayloadDeclaration.parse(
+                headers: head.headers, payload: request.identity.payload, chain: request.identity.chunkChain))
             verifyingBody = wrapped
             let result = try dispatch(request, body: wrapped, response: response)
             summary.status = result.status
             summary.bytesOut = result.bytesOut
+        } catch let failure as AuthenticationFailure {
+            summary.authFailure = failure.reason.rawValue
+            summary.accessKey = nil
+            summary.attemptedAccessKey = failure.accessKey
+            answer(failure.error, head: head, response: response, context: context, summary: &summary)
         } catch let error as S3Error {
             answer(error, head: head, response: response, context: context, summary: &summary)
         } catch let failure as BackendFailure {
@@ -117,22 +119,31 @@ struct S3RequestHandler: HTTPRequestHandler {
         if summary.aborted { throw S3ResponseAborted(detail: summary.errorDetail ?? "response aborted") }
     }
 
-    /// Resolves the address, verifies the signature and classifies the operation.
-    func authenticate(_ head: HTTPRequestHead, context: RequestContext) throws(S3Error) -> S3Request {
+    /// Resolves the address, verifies the signature, classifies the operation and checks that the credential
+    /// may perform it. The head handlers receive carries no aws-chunked or checksum headers: the body pipeline
+    /// consumes them (`PayloadDeclaration`).
+    func authenticate(_ head: HTTPRequestHead, context: RequestContext) throws -> S3Request {
         let address = try S3RequestAddress.resolve(rawPath: head.rawPath, host: head.headers["Host"], baseDomains: baseDomains)
-        guard let query = QueryString.parse(head.rawQuery) else { throw S3Error.invalidURI() }
-        let verification = Span.startChild("SigV4.verify")
+        guard var query = QueryString.parse(head.rawQuery) else { throw S3Error.invalidURI() }
+        let verification = Span.startChild("authenticate")
         defer { verification.end() }
         let identity: VerifiedRequest
         do {
-            identity = try verifier.verify(method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery,
-                                           headers: head.headers, now: now())
+            identity = try authenticator.authenticate(
+                method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery, headers: head.headers,
+                virtualHostBucket: address.style == .virtualHost ? address.bucket : nil, now: now())
         } catch {
-            verification.setStatus(.error(error.code))
+            verification.setStatus(.error(error.error.code))
             throw error
         }
+        // A presigned URL's own parameters authenticate the client; the backend request is signed anew.
+        query.removeAll { identity.scheme.queryParameters.contains($0.name) }
         let operation = S3Operation.classify(method: head.method, address: address, query: query, headers: head.headers)
-        return S3Request(head: head, address: address, query: query, operation: operation, identity: identity, context: context)
+        try AccessPolicy.check(identity.credential, method: head.method, operation: operation, bucket: address.bucket,
+                               copySourceBucket: CopySource.parse(head.headers["x-amz-copy-source"])?.bucket)
+        var forwarded = head
+        forwarded.headers = PayloadDeclaration.forwardedHeaders(head.headers)
+        return S3Request(head: forwarded, address: address, query: query, operation: operation, identity: identity, context: context)
     }
 
     /// The per-operation seam. In pass-through mode every request is forwarded as sent. When encrypting,

@@ -23,6 +23,10 @@ struct S3RequestSummary: Sendable {
     var duration: Duration
     /// The access key that signed the request, once verified.
     var accessKey: String?
+    /// The access key a refused request named (not secret), for the log.
+    var attemptedAccessKey: String? = nil
+    /// Why authentication failed (`AuthFailureReason`), nil when it did not.
+    var authFailure: String? = nil
     /// The S3 error code the gateway answered with, nil for forwarded backend answers.
     var errorCode: String?
     /// Log-only detail (e.g. the canonical request of a signature mismatch, or the backend error). Never sent to clients.

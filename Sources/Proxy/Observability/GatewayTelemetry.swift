@@ -16,6 +16,16 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     let backendErrors: Counter
     let abortedResponses: Counter
     let tamperDetected: Counter
+    let authFailures: Counter
+    let credentialReloads: Counter
+    let credentialReloadErrors: Counter
+    let credentialCount: Gauge
+
+    /// Method labels of `s3_gateway_requests_total`: a closed set, so that methods a client invents never
+    /// create new series.
+    static let methodLabels: Set<String> = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"]
+
+    static func methodLabel(_ method: String) -> String { methodLabels.contains(method) ? method : "OTHER" }
     let tlsReloads: Counter
     let tlsCertificateExpiry: Gauge
 
@@ -45,6 +55,16 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
             "s3_gateway_aborted_responses_total", help: "Responses cut off after their head; the connection was closed.")
         tamperDetected = registry.counter(
             "s3_gateway_tamper_detected_total", help: "Reads whose stored ciphertext failed authentication.")
+        authFailures = registry.counter(
+            "s3_gateway_auth_failures_total", help: "Requests refused by client authentication or authorization, by reason.",
+            labels: ["reason"])
+        credentialReloads = registry.counter(
+            "s3_gateway_credentials_reloads_total", help: "Times GATEWAY_CREDENTIALS_FILE was (re)loaded with a new set.")
+        credentialReloadErrors = registry.counter(
+            "s3_gateway_credentials_reload_errors_total",
+            help: "Times GATEWAY_CREDENTIALS_FILE could not be read or was invalid (the last good set stays).")
+        credentialCount = registry.gauge(
+            "s3_gateway_credentials", help: "Client credentials currently accepted.")
         tlsReloads = registry.counter(
             "s3_gateway_tls_reloads_total", help: "Changes of TLS_CERT_FILE/TLS_KEY_FILE seen, by result (ok, error).",
             labels: ["result"])
@@ -57,7 +77,8 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     func s3RequestCompleted(_ s: S3RequestSummary) {
         // Unauthenticated requests get no bucket label: strangers must not grow the series set.
         let bucket = s.accessKey == nil ? "" : (s.bucket ?? "")
-        requests.inc([s.method, bucket, s.status == 0 ? "aborted" : String(s.status)])
+        requests.inc([Self.methodLabel(s.method), bucket, s.status == 0 ? "aborted" : String(s.status)])
+        if let reason = s.authFailure { authFailures.inc([reason]) }
         requestDuration.observe(seconds(s.duration), [s.operation])
         bytesReceived.inc(by: Double(s.bytesIn))
         bytesSent.inc(by: Double(s.bytesOut))
@@ -79,6 +100,8 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
             "duration_ms": .double((seconds(s.duration) * 1000 * 1000).rounded() / 1000),
             "error_code": .string(s.errorCode ?? ""),
             "aborted": .bool(s.aborted),
+            "access_key": .string(s.accessKey ?? s.attemptedAccessKey ?? ""),
+            "auth_failure": .string(s.authFailure ?? ""),
         ]
         var line = logger
         if let traceID = s.traceID, let spanID = s.spanID {
@@ -136,5 +159,18 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     private func seconds(_ d: Duration) -> Double {
         let (s, atto) = d.components
         return Double(s) + Double(atto) / 1e18
+    }
+}
+
+extension GatewayTelemetry: CredentialsReloadObserver {
+    func credentialsLoaded(count: Int, path: String) {
+        credentialReloads.inc()
+        credentialCount.set(Double(count))
+        logger.info("credentials loaded", ["path": .string(path), "credentials": .int(count)])
+    }
+
+    func credentialsReloadFailed(path: String, reason: String) {
+        credentialReloadErrors.inc()
+        logger.error("credentials file rejected; keeping the last good set", ["path": .string(path), "reason": .string(reason)])
     }
 }

@@ -18,6 +18,9 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     case backendTLSInsecureSkipVerify = "BACKEND_TLS_INSECURE_SKIP_VERIFY"
     case gatewayAccessKey = "GATEWAY_ACCESS_KEY"
     case gatewaySecretKey = "GATEWAY_SECRET_KEY"
+    case gatewayCredentialsFile = "GATEWAY_CREDENTIALS_FILE"
+    case gatewayRegions = "GATEWAY_REGIONS"
+    case anonymousAccess = "ANONYMOUS_ACCESS"
     case gatewayDomains = "GATEWAY_DOMAINS"
     case passthrough = "GATEWAY_PASSTHROUGH"
     case logLevel = "LOG_LEVEL"
@@ -52,8 +55,11 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         case .backendSecretKey: return "secret key for the backend (required, secret)"
         case .backendCAFile: return "PEM bundle to verify the backend's TLS certificate (default: system CAs)"
         case .backendTLSInsecureSkipVerify: return "true skips backend TLS verification; test backends only (default false)"
-        case .gatewayAccessKey: return "access key clients sign requests with (required)"
-        case .gatewaySecretKey: return "secret key clients sign requests with (required, secret)"
+        case .gatewayAccessKey: return "access key clients sign requests with (required unless GATEWAY_CREDENTIALS_FILE is set)"
+        case .gatewaySecretKey: return "secret key clients sign requests with (required with GATEWAY_ACCESS_KEY, secret)"
+        case .gatewayCredentialsFile: return "JSON file of client credentials (per-credential buckets, read-only, backend keys), reloaded when it changes; see docs/authentication.md"
+        case .gatewayRegions: return "comma-separated regions clients may sign for (default: BACKEND_REGION)"
+        case .anonymousAccess: return "deny (default) refuses unsigned requests; forward sends them unsigned so the backend's public ACLs decide"
         case .gatewayDomains: return "comma-separated base domains for virtual-host-style buckets, e.g. s3.example.com"
         case .passthrough: return "true stores objects unencrypted (benchmarks, migration) (default false)"
         case .logLevel: return "debug, info, warn or error (default info)"
@@ -110,8 +116,14 @@ public struct GatewayConfiguration: Sendable {
     public var backendSecretKey: String
     public var backendCAFile: String?
     public var backendTLSInsecureSkipVerify = false
-    public var gatewayAccessKey: String
-    public var gatewaySecretKey: String
+    /// The single client key pair; nil when only `GATEWAY_CREDENTIALS_FILE` supplies credentials.
+    public var gatewayAccessKey: String?
+    public var gatewaySecretKey: String?
+    public var gatewayCredentialsFile: String?
+    /// Regions a client's SigV4 credential scope may name; default `[backendRegion]`.
+    public var gatewayRegions: [String] = []
+    /// `ANONYMOUS_ACCESS=forward`: unsigned requests go to the backend unsigned (default: refused).
+    public var anonymousForward = false
     public var gatewayDomains: [String] = []
     public var passthrough = false
     public var logLevel = LogLevel.info
@@ -138,16 +150,38 @@ public struct GatewayConfiguration: Sendable {
         let endpointText = try required(.backendEndpoint)
         guard let endpoint = URL(string: endpointText), let scheme = endpoint.scheme?.lowercased(),
               scheme == "http" || scheme == "https", let host = endpoint.host, !host.isEmpty,
-              endpoint.query == nil, endpoint.user == nil
+              endpoint.query == nil, endpoint.user == nil, endpoint.password == nil
         else {
-            throw ConfigurationError(.backendEndpoint, "must be an http:// or https:// URL like https://s3.amazonaws.com, got \(JSON.quote(endpointText))")
+            // User information in the URL is a credential: never echo it (BACKEND_ACCESS_KEY/SECRET_KEY carry keys).
+            let hint = endpointText.contains("@") ? " (credentials belong in BACKEND_ACCESS_KEY/BACKEND_SECRET_KEY, not in the URL)" : ""
+            throw ConfigurationError(.backendEndpoint, "must be an http:// or https:// URL like https://s3.amazonaws.com, got \(JSON.quote(redactedURL(endpointText)))\(hint)")
+        }
+        let credentialsFile = value(.gatewayCredentialsFile)
+        let accessKey = value(.gatewayAccessKey), secretKey = value(.gatewaySecretKey)
+        if credentialsFile == nil || accessKey != nil || secretKey != nil {
+            // One pair from the environment: both halves, unless a credentials file supplies every credential.
+            _ = try required(.gatewayAccessKey)
+            _ = try required(.gatewaySecretKey)
         }
         var config = GatewayConfiguration(
             backendEndpoint: endpoint,
             backendAccessKey: try required(.backendAccessKey),
             backendSecretKey: try required(.backendSecretKey),
-            gatewayAccessKey: try required(.gatewayAccessKey),
-            gatewaySecretKey: try required(.gatewaySecretKey))
+            gatewayAccessKey: accessKey,
+            gatewaySecretKey: secretKey)
+        if let path = credentialsFile {
+            guard FileManager.default.isReadableFile(atPath: path) else {
+                throw ConfigurationError(.gatewayCredentialsFile, "cannot read \(JSON.quote(path))")
+            }
+            config.gatewayCredentialsFile = path
+        }
+        if let text = value(.anonymousAccess) {
+            switch text.lowercased() {
+            case "deny": config.anonymousForward = false
+            case "forward": config.anonymousForward = true
+            default: throw ConfigurationError(.anonymousAccess, "must be deny or forward, got \(JSON.quote(text))")
+            }
+        }
 
         if let text = value(.listenAddress) {
             do {
@@ -186,6 +220,14 @@ public struct GatewayConfiguration: Sendable {
                 throw ConfigurationError(.backendRegion, "must look like us-east-1, got \(JSON.quote(region))")
             }
             config.backendRegion = region
+        }
+        config.gatewayRegions = [config.backendRegion]
+        if let text = value(.gatewayRegions) {
+            let regions = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !regions.isEmpty, regions.allSatisfy({ $0.utf8.allSatisfy { $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 122) } }) else {
+                throw ConfigurationError(.gatewayRegions, "must be a comma-separated list of regions like us-east-1,eu-west-1, got \(JSON.quote(text))")
+            }
+            config.gatewayRegions = regions
         }
         if let path = value(.backendCAFile) {
             guard FileManager.default.isReadableFile(atPath: path) else {
@@ -245,6 +287,15 @@ public struct GatewayConfiguration: Sendable {
         return parts
     }
 
+    /// A URL with its user information (`user:password@`) replaced by `***@`.
+    static func redactedURL(_ text: String) -> String {
+        guard let schemeEnd = text.range(of: "://") else { return text.contains("@") ? "***" : text }
+        let rest = text[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
+        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return text }
+        return String(text[..<schemeEnd.upperBound]) + "***" + String(rest[at...])
+    }
+
     /// Flags override the environment. Accepts `--flag value` and `--flag=value`.
     static func merge(environment: [String: String], arguments: [String]) throws(ConfigurationError) -> [GatewaySetting: String] {
         var values: [GatewaySetting: String] = [:]
@@ -264,7 +315,8 @@ public struct GatewayConfiguration: Sendable {
                 name = argument
             }
             guard let setting = byFlag[name] else {
-                throw ConfigurationError(setting: argument, message: "unknown option (see --help)")
+                // Only the name: the value of a misspelt option (`--encryption-pasword=…`) may be a secret.
+                throw ConfigurationError(setting: name, message: "unknown option (see --help)")
             }
             if let inline {
                 values[setting] = inline

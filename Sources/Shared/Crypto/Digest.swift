@@ -22,15 +22,18 @@ public struct CryptoError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(operation) failed: \(detail)" }
 }
 
-/// The message digests the gateway uses (SigV4, Content-MD5, secret hashes).
+/// The message digests the gateway uses (SigV4, Content-MD5, secret hashes, S3's flexible checksums).
 public enum DigestAlgorithm: Sendable {
     case sha256
     case md5
+    /// Only for what S3 defines with it: SigV2 signatures and `x-amz-checksum-sha1`.
+    case sha1
 
     var evp: OpaquePointer {
         switch self {
         case .sha256: return EVP_sha256()
         case .md5: return EVP_md5()
+        case .sha1: return EVP_sha1()
         }
     }
 
@@ -38,6 +41,7 @@ public enum DigestAlgorithm: Sendable {
         switch self {
         case .sha256: return 32
         case .md5: return 16
+        case .sha1: return 20
         }
     }
 }
@@ -94,23 +98,36 @@ public struct Digest: ~Copyable {
     }
 }
 
-/// HMAC-SHA256, one-shot, as SigV4 needs it.
+/// One-shot HMACs: HMAC-SHA256 for SigV4, HMAC-SHA1 for SigV2 (S3's legacy signatures).
 public enum HMAC {
     public static func sha256<Key: ContiguousBytes, Message: ContiguousBytes>(key: Key, data: Message) -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: 32)
+        mac(EVP_sha256(), size: 32, key: key, data: data)
+    }
+
+    public static func sha256<Key: ContiguousBytes>(key: Key, string: String) -> [UInt8] {
+        sha256(key: key, data: Array(string.utf8))
+    }
+
+    public static func sha1<Key: ContiguousBytes, Message: ContiguousBytes>(key: Key, data: Message) -> [UInt8] {
+        mac(EVP_sha1(), size: 20, key: key, data: data)
+    }
+
+    public static func sha1<Key: ContiguousBytes>(key: Key, string: String) -> [UInt8] {
+        sha1(key: key, data: Array(string.utf8))
+    }
+
+    private static func mac<Key: ContiguousBytes, Message: ContiguousBytes>(_ md: OpaquePointer, size: Int, key: Key,
+                                                                            data: Message) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: size)
         var length: UInt32 = 0
         key.withUnsafeBytes { k in
             data.withUnsafeBytes { d in
-                _ = COpenSSL.HMAC(EVP_sha256(), k.baseAddress, Int32(k.count),
+                _ = COpenSSL.HMAC(md, k.baseAddress, Int32(k.count),
                                   d.baseAddress?.assumingMemoryBound(to: UInt8.self), d.count,
                                   &output, &length)
             }
         }
         return output
-    }
-
-    public static func sha256<Key: ContiguousBytes>(key: Key, string: String) -> [UInt8] {
-        sha256(key: key, data: Array(string.utf8))
     }
 }
 

@@ -14,7 +14,7 @@ struct BackendOperationsTests {
     static func put(_ backend: BackendClient, bucket: String, key: String?, body: [UInt8] = [],
                     headers: [(name: String, value: String)] = []) throws -> HTTPClientResponse {
         let (url, signed) = backend.prepare(method: "PUT", bucket: bucket, key: key, query: [], headers: headers,
-                                            payloadHash: Encoding.hex(Digest.hash(.sha256, body)))
+                                            payloadHash: Encoding.hex(Digest.hash(.sha256, body)), signing: .gateway)
         return try backend.http.execute(HTTPClientRequest(method: "PUT", url: url, headers: signed, body: .bytes(body)))
     }
 

@@ -82,6 +82,8 @@ func s3ErrorCode(_ body: () throws -> Void) -> String? {
         return nil
     } catch let error as S3Error {
         return error.code
+    } catch let failure as AuthenticationFailure {
+        return failure.error.code
     } catch {
         return "non-S3 error: \(error)"
     }
@@ -107,7 +109,7 @@ struct RawBackend {
             let request = BackendRequest(method: method, bucket: address.bucket, key: address.key,
                                          query: QueryString.parse(head.rawQuery) ?? [], headers: HTTPFields(headers),
                                          body: method == "PUT" || method == "POST" ? .bytes(body) : .none,
-                                         payloadHash: Encoding.hex(Digest.hash(.sha256, body)))
+                                         payloadHash: Encoding.hex(Digest.hash(.sha256, body)), signing: .gateway)
             let answer = try backend.fetch(request, maxBodySize: 1 << 30)
             try writer.writeHead(HTTPResponseHead(status: answer.status, headers: HTTPFields(answer.headers),
                                                   contentLength: Int64(answer.body.count)))

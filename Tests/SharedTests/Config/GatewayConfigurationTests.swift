@@ -76,6 +76,54 @@ import Testing
         }
     }
 
+    @Test func misspeltFlagsAndURLCredentialsAreNotEchoed() {
+        func message(_ env: [String: String], _ arguments: [String]) -> String {
+            do {
+                _ = try GatewayConfiguration.load(environment: env, arguments: arguments)
+                return "accepted"
+            } catch {
+                return error.description
+            }
+        }
+        let typo = message(base, ["--encryption-pasword=Sup3rS3cretValue"])
+        #expect(typo.contains("--encryption-pasword") && !typo.contains("Sup3rS3cretValue"), "\(typo)")
+        let spaced = message(base, ["--encryption-pasword", "Sup3rS3cretValue"])
+        #expect(!spaced.contains("Sup3rS3cretValue"), "\(spaced)")
+        for url in ["http://user:Sup3rS3cretValue@host:9000", "https://AKID:Sup3rS3cretValue@s3.example.com/", "http://Sup3rS3cretValue@h"] {
+            var env = base
+            env["BACKEND_ENDPOINT"] = url
+            let text = message(env, [])
+            #expect(text.contains("BACKEND_ENDPOINT") && !text.contains("Sup3rS3cretValue"), "\(text)")
+        }
+    }
+
+    @Test func clientAuthenticationSettings() throws {
+        var env = base
+        env["BACKEND_REGION"] = "eu-west-1"
+        var c = try GatewayConfiguration.load(environment: env, arguments: [])
+        #expect(c.gatewayRegions == ["eu-west-1"])
+        #expect(!c.anonymousForward)
+        env["GATEWAY_REGIONS"] = "eu-west-1, us-east-1"
+        env["ANONYMOUS_ACCESS"] = "forward"
+        c = try GatewayConfiguration.load(environment: env, arguments: [])
+        #expect(c.gatewayRegions == ["eu-west-1", "us-east-1"])
+        #expect(c.anonymousForward)
+        env["ANONYMOUS_ACCESS"] = "allow"
+        #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(environment: env, arguments: []) }
+        // A credentials file makes the single pair optional, but half a pair is still an error.
+        var fileOnly = base
+        fileOnly["GATEWAY_ACCESS_KEY"] = nil
+        fileOnly["GATEWAY_SECRET_KEY"] = nil
+        #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(environment: fileOnly, arguments: []) }
+        fileOnly["GATEWAY_CREDENTIALS_FILE"] = "/dev/null"
+        c = try GatewayConfiguration.load(environment: fileOnly, arguments: [])
+        #expect(c.gatewayAccessKey == nil && c.gatewayCredentialsFile == "/dev/null")
+        fileOnly["GATEWAY_ACCESS_KEY"] = "half"
+        #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(environment: fileOnly, arguments: []) }
+        fileOnly["GATEWAY_CREDENTIALS_FILE"] = "/nonexistent/creds.json"
+        #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(environment: fileOnly, arguments: []) }
+    }
+
     @Test func passwordOptionalOnlyInPassthrough() throws {
         var env = base
         env["ENCRYPTION_PASSWORD"] = nil

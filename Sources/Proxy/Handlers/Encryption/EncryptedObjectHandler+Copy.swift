@@ -13,7 +13,7 @@ extension EncryptedObjectHandler {
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: source.bucket, key: source.key,
             query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [],
-            headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+            headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else {
             // A missing source, or an error the backend explains best.
             return try passthrough.handle(request, body: body, response: response)
@@ -65,7 +65,7 @@ extension EncryptedObjectHandler {
         for (name, value) in rewrapped.headers { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "PUT", bucket: destination.bucket, key: destination.key,
                                                       query: request.query, headers: headers, body: .bytes([]),
-                                                      payloadHash: SigV4.emptyPayloadHash), maxBodySize: Self.maxDocumentSize)
+                                                      payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
         var document = answer.body
         if answer.status == 200, rewrapped.plaintextMD5 != nil {
             document = Self.replacingETag(in: document, with: etag)

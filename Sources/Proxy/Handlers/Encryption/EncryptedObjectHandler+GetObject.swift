@@ -10,7 +10,7 @@ extension EncryptedObjectHandler {
         let identity = try Self.identity(of: request)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
-            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+            headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
             if (200..<300).contains(stored.status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }
             // A plain object, or an error the backend explains best: forward the request itself.
@@ -66,7 +66,7 @@ extension EncryptedObjectHandler {
         let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag)
         let forwarded = BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
                                        query: request.query.filter { $0.name != "partNumber" }, headers: headers, body: .none,
-                                       payloadHash: SigV4.emptyPayloadHash)
+                                       payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "GetObject", duration: relay.openTime) }
         do {
             try backend.exchange(forwarded, into: relay)
@@ -92,7 +92,7 @@ extension EncryptedObjectHandler {
     func forwardPlain(_ request: S3Request, response: ResponseWriter) throws -> BackendResult {
         let allowPlaintextReads = allowPlaintextReads
         let forwarded = BackendRequest(method: request.head.method, bucket: request.address.bucket, key: request.address.key,
-                                       query: request.query, headers: request.head.headers)
+                                       query: request.query, headers: request.head.headers, signing: request.identity.backendSigning)
         return try backend.relay(forwarded, to: response) { status, fields in
             if fields.contains(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) { throw S3Error.objectChanged() }
             if (200..<300).contains(status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }

@@ -49,7 +49,7 @@ extension EncryptedObjectHandler {
         for (name, value) in metadata.headers { headers.set(name, value) }
         let clientETag = metadata.plaintextMD5.map { "\"\(Encoding.hex($0))\"" }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,
-                                       headers: headers, body: backendBody, payloadHash: payloadHash)
+                                       headers: headers, body: backendBody, payloadHash: payloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "PutObject", duration: sealTime + (sealing?.sealTime ?? .zero)) }
         return try backend.relay(forwarded, to: response) { status, fields in
             if (200..<300).contains(status), let clientETag { fields.set("ETag", clientETag) }

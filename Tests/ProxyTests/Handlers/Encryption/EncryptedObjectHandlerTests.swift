@@ -21,7 +21,7 @@ extension HandlerHarness {
         backend = try BackendClient(configuration: BackendConfiguration(endpoint: backendEndpoint, accessKey: "testing", secretKey: "testing"),
                                     http: HTTPClient())
         handler = S3RequestHandler(gateway: gateway,
-                                   verifier: SigV4Verifier(credentials: StaticCredentials(accessKey: Self.clientKey, secretKey: Self.clientSecret)),
+                                   authenticator: RequestAuthenticator(credentials: StaticCredentials(accessKey: Self.clientKey, secretKey: Self.clientSecret), regions: ["us-east-1", "us-west-2"]),
                                    backend: backend, observer: observer, baseDomains: ["s3.gateway.test"],
                                    encryptor: encryptor, encryptionObserver: encryptionObserver,
                                    allowPlaintextReads: allowPlaintextReads)

@@ -1,0 +1,232 @@
+import Foundation
+import Shared
+
+/// The one request-body pipeline every operation reads through (PutObject, UploadPart, POST Object,
+/// pass-through): it removes aws-chunked framing, so handlers only ever see payload bytes, and checks as
+/// the bytes stream what the client committed to — the signed `x-amz-content-sha256`, every chunk
+/// signature and the trailer signature, `Content-MD5`, a flexible checksum, and the declared length.
+///
+/// The end-of-body checks run on the read that delivers the last payload byte (for aws-chunked, after the
+/// final chunk and the trailer have been read and verified) and fail by throwing from that read instead of
+/// returning its bytes. A consumer that forwards the body (the backend upload) is therefore aborted before
+/// the last byte leaves, so a body that does not match what was signed is never stored, not even partly.
+final class VerifyingBody: RequestBody {
+    private let inner: RequestBody
+    private let declaration: PayloadDeclaration
+    private var sha256: Digest?
+    private var md5: Digest?
+    private let checksum: RunningChecksum?
+    /// Wire bytes read from the client.
+    private(set) var bytesRead: Int64 = 0
+    /// Payload bytes handed out.
+    private(set) var payloadBytes: Int64 = 0
+    private var ended = false
+
+    // aws-chunked state
+    private var decoder: AWSChunkedDecoder?
+    private var chain: ChunkSignatureChain?
+    private var chunkDigest: Digest?
+    private var chunkSignature: String?
+    private var trailerFields: [(name: String, value: String)] = []
+
+    /// The flexible checksum of the payload, once the body ended: the client's value, verified, or the one
+    /// the gateway computed for `x-amz-sdk-checksum-algorithm`. What GetObject's checksum mode returns.
+    private(set) var verifiedChecksum: ChecksumValue?
+
+    /// The payload length: `x-amz-decoded-content-length` for aws-chunked, else the Content-Length (nil when chunked).
+    let declaredLength: Int64?
+
+    init(_ inner: RequestBody, declaration: PayloadDeclaration) {
+        self.inner = inner
+        self.declaration = declaration
+        if declaration.sha256 != nil { sha256 = Digest(.sha256) }
+        if declaration.contentMD5 != nil { md5 = Digest(.md5) }
+        checksum = declaration.checksum.algorithm.map(RunningChecksum.init)
+        switch declaration.framing {
+        case .plain:
+            declaredLength = inner.declaredLength
+        case .awsChunked(let mode, let decodedLength, let chain):
+            declaredLength = decodedLength
+            decoder = AWSChunkedDecoder(mode: mode)
+            self.chain = chain
+        }
+    }
+
+    /// A plain body with a signed hash or `UNSIGNED-PAYLOAD` and an optional `Content-MD5`.
+    /// - Throws: `InvalidDigest` when `contentMD5` is not base64 of 16 bytes.
+    convenience init(_ inner: RequestBody, payload: PayloadMode, contentMD5: String?) throws(S3Error) {
+        var headers = HTTPFields()
+        if let contentMD5 { headers.add("Content-MD5", contentMD5) }
+        self.init(inner, declaration: try PayloadDeclaration.parse(headers: headers, payload: payload, chain: nil))
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        if ended { return 0 }
+        if decoder != nil { return try readDecoded(into: buffer) }
+        let n = try inner.read(into: buffer)
+        if n > 0 {
+            bytesRead += Int64(n)
+            consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            if let declared = inner.declaredLength {
+                guard payloadBytes <= declared else { throw S3Error.incompleteBody() }
+                // A consumer that knows the length (curl with a Content-Length) never asks past the last
+                // byte, so the checks run before the last bytes are handed out: on a mismatch they are
+                // withheld and the upload cannot complete.
+                if payloadBytes == declared { try finish() }
+            }
+            return n
+        }
+        if let declared = inner.declaredLength, payloadBytes != declared { throw S3Error.incompleteBody() }
+        try finish()
+        return 0
+    }
+
+    /// Payload bytes: every digest sees them.
+    private func consume(_ bytes: UnsafeRawBufferPointer) {
+        sha256?.update(bytes)
+        md5?.update(bytes)
+        chunkDigest?.update(bytes)
+        checksum?.update(bytes)
+        payloadBytes += Int64(bytes.count)
+    }
+
+    // MARK: aws-chunked
+
+    /// Reads framed bytes into `buffer` and compacts the chunk data to its front (data never moves right, so
+    /// the framing is removed in place). Returns once some payload is in hand; when that payload completes the
+    /// declared length, first reads and verifies the rest of the body (final chunk, trailer, signatures).
+    private func readDecoded(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard let decodedLength = declaredLength, buffer.count > 0 else { return 0 }
+        while true {
+            let n = try inner.read(into: buffer)
+            guard n > 0 else { throw S3Error.incompleteBody() }
+            bytesRead += Int64(n)
+            let produced = try decodeInPlace(buffer, count: n)
+            if decoder!.isDone {
+                try finish()
+                return produced
+            }
+            if produced > 0 {
+                if payloadBytes == decodedLength { try drainFraming() }
+                return produced
+            }
+        }
+    }
+
+    /// Feeds `buffer[0..<count]` to the decoder; returns how many payload bytes now sit at the buffer's front.
+    private func decodeInPlace(_ buffer: UnsafeMutableRawBufferPointer, count: Int) throws -> Int {
+        var out = 0
+        var position = 0
+        while position < count {
+            let (consumed, event) = try feed(UnsafeRawBufferPointer(rebasing: buffer[position..<count]))
+            if case .data(let range) = event {
+                let length = range.count
+                let source = buffer.baseAddress! + position + range.lowerBound
+                if out != position + range.lowerBound {
+                    (buffer.baseAddress! + out).copyMemory(from: UnsafeRawPointer(source), byteCount: length)
+                }
+                consume(UnsafeRawBufferPointer(start: buffer.baseAddress! + out, count: length))
+                out += length
+            }
+            position += consumed
+        }
+        return out
+    }
+
+    /// After the last payload byte: reads the rest of the framing into a scratch buffer until the body ends.
+    private func drainFraming() throws {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while !decoder!.isDone {
+            let n = try scratch.withUnsafeMutableBytes { try inner.read(into: $0) }
+            guard n > 0 else { throw S3Error.incompleteBody() }
+            bytesRead += Int64(n)
+            let produced = try scratch.withUnsafeMutableBytes { try decodeInPlace($0, count: n) }
+            // More chunk data than x-amz-decoded-content-length is caught in `feed`; this cannot produce.
+            precondition(produced == 0, "payload past the declared length")
+        }
+        try finish()
+    }
+
+    /// One decoder step plus what the event means for signatures and lengths.
+    private func feed(_ input: UnsafeRawBufferPointer) throws -> (Int, AWSChunkedEvent) {
+        let result: (consumed: Int, event: AWSChunkedEvent)
+        do {
+            result = try decoder!.feed(input)
+        } catch {
+            throw S3Error.malformedAWSChunked(error)
+        }
+        switch result.event {
+        case .needMore, .data:
+            break
+        case .chunk(let size, let signature):
+            guard size <= declaredLength! - payloadBytes else {
+                throw S3Error.invalidRequest("The aws-chunked body carries more data than its x-amz-decoded-content-length.")
+            }
+            if chain != nil {
+                chunkSignature = signature
+                if size == 0 {
+                    try verifyChunk(Digest.hash(.sha256, [UInt8]()), final: true)
+                } else {
+                    chunkDigest = Digest(.sha256)
+                }
+            }
+        case .chunkEnd:
+            if chain != nil, let digest = chunkDigest.take() { try verifyChunk(digest.finalize(), final: false) }
+        case .trailer(let name, let value):
+            trailerFields.append((name: name, value: value))
+        case .end(let trailerSignature):
+            if let trailerSignature {
+                guard chain!.verifyTrailer(fields: trailerFields, signature: trailerSignature) else {
+                    throw S3Error.chunkSignatureDoesNotMatch("trailer")
+                }
+            }
+        }
+        return result
+    }
+
+    private func verifyChunk(_ dataSHA256: [UInt8], final: Bool) throws {
+        guard let signature = chunkSignature, chain!.verifyChunk(dataSHA256: dataSHA256, signature: signature) else {
+            throw S3Error.chunkSignatureDoesNotMatch(final ? "final chunk" : "chunk")
+        }
+        chunkSignature = nil
+    }
+
+    // MARK: End of body
+
+    private func finish() throws(S3Error) {
+        ended = true
+        if let declared = declaredLength, decoder != nil, payloadBytes != declared { throw S3Error.incompleteBody() }
+        if let expected = declaration.sha256, let digest = sha256.take() {
+            guard ConstantTime.equals(digest.finalize(), expected) else { throw S3Error.contentSHA256Mismatch() }
+        }
+        if let expected = declaration.contentMD5, let digest = md5.take() {
+            guard ConstantTime.equals(digest.finalize(), expected) else { throw S3Error.badDigest() }
+        }
+        try finishChecksum()
+    }
+
+    private func finishChecksum() throws(S3Error) {
+        var declared: ChecksumValue?
+        var trailerAlgorithm: ChecksumAlgorithm?
+        switch declaration.checksum {
+        case .none, .compute: break
+        case .header(let value): declared = value
+        case .trailer(let algorithm): trailerAlgorithm = algorithm
+        }
+        for field in trailerFields {
+            guard let algorithm = ChecksumAlgorithm(headerName: field.name), algorithm == trailerAlgorithm, declared == nil else {
+                throw S3Error.invalidRequest("The trailer \(field.name) was not announced in x-amz-trailer.")
+            }
+            declared = try ChecksumValue.parse(algorithm, base64: field.value)
+        }
+        if let trailerAlgorithm, declared == nil {
+            throw S3Error.invalidRequest("The trailer announced in x-amz-trailer (\(trailerAlgorithm.headerName)) is missing.")
+        }
+        guard let checksum else { return }
+        let computed = checksum.finalize()
+        if let declared {
+            guard ConstantTime.equals(computed.bytes, declared.bytes) else { throw S3Error.checksumMismatch(computed.algorithm) }
+        }
+        verifiedChecksum = computed
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+@testable import Operator
+
+/// Each `Rule` is written twice — CEL for API servers from 1.25 on, Swift for the operator on every cluster. A CEL
+/// engine (cel-python, Tests/OperatorTests/API/cel_eval.py) evaluates the CRD's expressions over a grid of values and
+/// must agree with the Swift checks everywhere, so the two cannot drift apart.
+@Suite struct CELRulesTests {
+    static let script = APITypesTests.repoRoot.appendingPathComponent("Tests/OperatorTests/API/cel_eval.py").path
+
+    static func evaluate(_ cases: [(rule: String, value: JSONValue)]) throws -> [JSONValue] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script]
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        p.standardError = errors
+        try p.run()
+        let body: JSONValue = .array(cases.map { ["rule": .string($0.rule), "self": $0.value] })
+        input.fileHandleForWriting.write(Data(body.encoded()))
+        try input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw TestSupportError.failed("cel_eval.py failed: \(String(decoding: err, as: UTF8.self))")
+        }
+        return try JSONValue.parse(Array(data)).array ?? []
+    }
+
+    /// For every rule of `T`, every value: (CEL expression, the value as the API server sees it, the Swift verdict).
+    static func grid<T: APIObject>(_ type: T.Type, _ values: [T]) -> [(rule: String, value: JSONValue, swift: Bool)] {
+        T.rules.flatMap { rule in values.map { (rule.cel, $0.json ?? .null, rule.check($0)) } }
+    }
+
+    @Test func celAndSwiftAgreeOnEveryRule() throws {
+        var autoscaling: [AutoscalingSpec] = []
+        for enabled in [false, true] {
+            for (min, max) in [(1, 1), (2, 5), (5, 2), (10, 3)] {
+                for (cpu, memory) in [(0, 0), (70, 0), (0, 80), (50, 50)] {
+                    autoscaling.append(AutoscalingSpec(enabled: enabled, minReplicas: min, maxReplicas: max,
+                                                       targetCPUUtilizationPercentage: cpu, targetMemoryUtilizationPercentage: memory))
+                }
+            }
+        }
+        var pdb: [PodDisruptionBudgetSpec] = []
+        for min in [nil, IntOrString.int(2), .string("50%")] {
+            for max in [nil, IntOrString.int(1), .string("10%")] {
+                pdb.append(PodDisruptionBudgetSpec(enabled: true, minAvailable: min, maxUnavailable: max))
+            }
+        }
+        var ingress: [IngressSpec] = []
+        for enabled in [false, true] {
+            for host in ["", "s3.example.com"] { ingress.append(IngressSpec(enabled: enabled, host: host)) }
+        }
+        var cases = Self.grid(AutoscalingSpec.self, autoscaling) + Self.grid(PodDisruptionBudgetSpec.self, pdb)
+            + Self.grid(IngressSpec.self, ingress)
+        for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", String(repeating: "a", count: 56),
+                     String(repeating: "a", count: 57)] {
+            for rule in EncryptionGatewayCRD.nameRules {
+                cases.append((rule.cel, ["metadata": ["name": .string(name)]], rule.check(name)))
+            }
+        }
+        // Every rule in the CRD is covered.
+        let covered = Set(cases.map(\.rule))
+        var inCRD: [String] = []
+        func collect(_ s: Schema) {
+            inCRD += s.validations.map(\.rule)
+            for p in s.properties.values { collect(p) }
+            if let i = s.items { collect(i) }
+        }
+        collect(EncryptionGatewayCRD.schema)
+        #expect(Set(inCRD) == covered, "rules without cases: \(Set(inCRD).subtracting(covered))")
+
+        let results = try Self.evaluate(cases.map { ($0.rule, $0.value) })
+        #expect(results.count == cases.count)
+        for (c, cel) in zip(cases, results) {
+            #expect(cel == .bool(c.swift), "\(c.rule) over \(c.value.jsonString): CEL says \(cel.jsonString), Swift says \(c.swift)")
+        }
+    }
+}
