@@ -39,7 +39,7 @@ extension EncryptedObjectHandler {
         try Self.checkMetadataBudget(user: Self.userMetadataSize(headers), gateway: pending.metadata)
         for (name, value) in pending.metadata.headers { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "POST", bucket: identity.bucket, key: identity.key, query: request.query,
-                                                      headers: headers, body: .bytes([]), payloadHash: SigV4.emptyPayloadHash),
+                                                      headers: headers, body: .bytes([]), payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
         guard answer.status == 200 else { return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, response: response) }
         var tree = try MultipartDocuments.parseBackend(answer.body, root: "InitiateMultipartUploadResult")
@@ -69,6 +69,8 @@ extension EncryptedObjectHandler {
         return try sendPart(request, identity: identity, upload: upload, partNumber: partNumber, plaintext: body, length: Int(declared),
                             response: response) { fields, md5 in
             fields.set("ETag", "\"\(Encoding.hex(md5))\"")
+            // The part's flexible checksum (of the plaintext, verified on the way), as S3 echoes it.
+            if let checksum = body.verifiedChecksum { fields.set(checksum.algorithm.headerName, checksum.base64) }
         }
     }
 
@@ -87,7 +89,7 @@ extension EncryptedObjectHandler {
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key,
                                        query: Self.backendQuery(request.query, uploadID: upload.backendUploadID, partNumber: partNumber),
                                        headers: Self.partHeaders(request.head.headers), body: .stream(body, length: Int64(storedLength)),
-                                       payloadHash: SigV4.unsignedPayload)
+                                       payloadHash: SigV4.unsignedPayload, signing: request.identity.backendSigning)
         return (forwarded, body)
     }
 
@@ -122,7 +124,7 @@ extension EncryptedObjectHandler {
         let sourceIdentity = ObjectIdentity(bucket: source.bucket, key: source.key)
         let versionQuery = source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? []
         let stored = try backend.fetch(BackendRequest(method: "HEAD", bucket: source.bucket, key: source.key, query: versionQuery,
-                                                      headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+                                                      headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else { throw Self.headFailure(stored.status, what: "copy source") }
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }), let backendETag = stored.header("ETag") else {
             throw S3Error.internalError().withLog("the backend's HEAD of \(source.bucket)/\(source.key) lacks Content-Length or ETag")
@@ -156,7 +158,7 @@ extension EncryptedObjectHandler {
             var headers = pin
             if let backendRange { headers.set("Range", backendRange) }
             let get = BackendRequest(method: "GET", bucket: source.bucket, key: source.key, query: versionQuery, headers: headers,
-                                     body: .none, payloadHash: SigV4.emptyPayloadHash)
+                                     body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)
             let pipe = PartCopySource(length: length, request: get, backend: backend, makeReader: makeReader)
             copySource = pipe
             plaintext = pipe
@@ -269,7 +271,7 @@ extension EncryptedObjectHandler {
                 headers.set("Range", "bytes=\(offset)-\(offset + PartHeader.size - 1)")
                 headers.set("If-Match", backendETag)
                 let answer = try backend.fetch(BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key, query: versionQuery,
-                                                              headers: headers, body: .none, payloadHash: SigV4.emptyPayloadHash),
+                                                              headers: headers, body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                                maxBodySize: PartHeader.size)
                 if answer.status == 412 { throw S3Error.objectChanged() }
                 guard answer.status == 206, answer.body.count == PartHeader.size else {
@@ -326,7 +328,7 @@ extension EncryptedObjectHandler {
         var stored: [Int: MultipartDocuments.PartsPage.Part] = [:]
         var marker: Int?
         repeat {
-            let page = try listBackendParts(identity, backendID: backendID, marker: marker)
+            let page = try listBackendParts(identity, backendID: backendID, marker: marker, request: request)
             for part in page.parts { stored[part.partNumber] = part }
             marker = page.isTruncated ? page.nextPartNumberMarker : nil
         } while marker != nil
@@ -356,7 +358,7 @@ extension EncryptedObjectHandler {
         let answer = try backend.fetch(BackendRequest(method: "POST", bucket: identity.bucket, key: identity.key,
                                                       query: Self.backendQuery(request.query, uploadID: backendID, partNumber: nil),
                                                       headers: headers, body: .bytes(xml),
-                                                      payloadHash: Encoding.hex(Digest.hash(.sha256, xml))),
+                                                      payloadHash: Encoding.hex(Digest.hash(.sha256, xml)), signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
         guard answer.status == 200, var tree = try? XMLTree.parse(answer.body), tree.root.name == "CompleteMultipartUploadResult" else {
             // Errors (including S3's "200 with an Error document") are the backend's to explain.
@@ -386,7 +388,7 @@ extension EncryptedObjectHandler {
     /// CompleteMultipartUpload), so the backend re-checks it atomically; 412 otherwise.
     private func backendETag(matching ifMatch: String, identity: ObjectIdentity, request: S3Request) throws -> String {
         let head = try backend.fetch(BackendRequest(method: "HEAD", bucket: identity.bucket, key: identity.key, query: [],
-                                                    headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash), maxBodySize: 0)
+                                                    headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(head.status), let backendETag = head.header("ETag") else { throw S3Error.preconditionFailed() }
         let visible: String
         if let metadata = try readMetadata(head.headers, identity, request) {
@@ -399,12 +401,13 @@ extension EncryptedObjectHandler {
         return backendETag
     }
 
-    private func listBackendParts(_ identity: ObjectIdentity, backendID: String, marker: Int?) throws -> MultipartDocuments.PartsPage {
+    private func listBackendParts(_ identity: ObjectIdentity, backendID: String, marker: Int?,
+                                  request: S3Request) throws -> MultipartDocuments.PartsPage {
         var query = [QueryParameter(name: "uploadId", value: backendID, hasValue: true),
                      QueryParameter(name: "max-parts", value: "1000", hasValue: true)]
         if let marker { query.append(QueryParameter(name: "part-number-marker", value: String(marker), hasValue: true)) }
         let answer = try backend.fetch(BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key, query: query,
-                                                      headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash),
+                                                      headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
         guard answer.status == 200 else {
             if answer.status == 404 { throw S3Error.noSuchUpload() }
@@ -430,7 +433,7 @@ extension EncryptedObjectHandler {
         headers.remove("Accept-Encoding")
         let answer = try backend.fetch(BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
                                                       query: Self.backendQuery(request.query, uploadID: try backendUploadID(request), partNumber: nil),
-                                                      headers: headers, body: .none, payloadHash: SigV4.emptyPayloadHash),
+                                                      headers: headers, body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
         guard answer.status == 200 else { return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, response: response) }
         var tree = try MultipartDocuments.parseBackend(answer.body, root: "ListPartsResult",
