@@ -1,5 +1,3 @@
-import Foundation
-
 /// Verifies and decrypts a whole multipart object (docs/FORMAT.md §9): walks
 /// `partHeader || segment` records in order, opening each segment with its own key, and checks
 /// that part numbers increase and that the object ends exactly after a complete part.
@@ -85,27 +83,5 @@ extension ChunkLayout {
         // Each part's segment is sealed separately, so the tags count once per chunk of each part:
         // aligned parts contribute exactly C + 16 per C bytes, which the single-segment inverse handles.
         return try? plaintextLength(ciphertextLength: segments)
-    }
-}
-
-extension ChunkLayout {
-    /// The plaintext size of a listing entry, from its stored size and ETag alone (docs/FORMAT.md §6, §9.4),
-    /// assuming the default chunk size: a multipart ETag `"…-N"` means N parts (exact when all but the last are
-    /// chunk multiples), any other ETag one segment. Nil when the size is impossible for such an object.
-    public static func listingPlaintextSize(storedSize: Int, etag: String) -> Int? {
-        if let parts = multipartPartCount(etag) {
-            return ChunkLayout.default.multipartPlaintextLength(ciphertextLength: storedSize, partCount: parts)
-        }
-        return listingPlaintextSize(ciphertextLength: storedSize)
-    }
-
-    /// The `N` of a multipart ETag (`"hex-N"`, quotes as `"` or `&quot;`), nil for any other ETag.
-    public static func multipartPartCount(_ etag: String) -> Int? {
-        let text = etag.replacingOccurrences(of: "&quot;", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" \t"))
-        guard let dash = text.lastIndex(of: "-") else { return nil }
-        let digits = text[text.index(after: dash)...]
-        guard (1...5).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(digits),
-              (1...FormatV1.maxPartNumber).contains(n) else { return nil }
-        return n
     }
 }

@@ -80,6 +80,13 @@ struct AWSChunkedDecoder: Sendable {
 
     var isDone: Bool { state == .done }
 
+    /// Bytes of chunk data still to come in the current chunk, when the decoder is inside one: a reader can read
+    /// exactly that much straight into place (no framing in between to remove).
+    var dataRemaining: Int64? {
+        if case .data(let remaining) = state { return remaining }
+        return nil
+    }
+
     /// Consumes a prefix of `input` and reports what it completed. `.needMore` always consumes everything;
     /// `.data` consumes exactly its range. After `.end`, any further byte is an error.
     mutating func feed(_ input: UnsafeRawBufferPointer) throws(AWSChunkedError) -> (consumed: Int, event: AWSChunkedEvent) {

@@ -10,12 +10,13 @@ import Shared
 /// final chunk and the trailer have been read and verified) and fail by throwing from that read instead of
 /// returning its bytes. A consumer that forwards the body (the backend upload) is therefore aborted before
 /// the last byte leaves, so a body that does not match what was signed is never stored, not even partly.
+///
+/// Bodies of `threadedDigestThreshold` bytes and more are hashed on a second thread (`DigestPipeline`), so
+/// that a signed upload costs about as much wall time as an unsigned one on a machine with two cores.
 final class VerifyingBody: RequestBody {
     private let inner: RequestBody
     private let declaration: PayloadDeclaration
-    private var sha256: Digest?
-    private var md5: Digest?
-    private let checksum: RunningChecksum?
+    private let digests: DigestPipeline
     /// Wire bytes read from the client.
     private(set) var bytesRead: Int64 = 0
     /// Payload bytes handed out.
@@ -24,9 +25,6 @@ final class VerifyingBody: RequestBody {
 
     // aws-chunked state
     private var decoder: AWSChunkedDecoder?
-    private var chain: ChunkSignatureChain?
-    private var chunkDigest: Digest?
-    private var chunkSignature: String?
     private var trailerFields: [(name: String, value: String)] = []
 
     /// The flexible checksum of the payload, once the body ended: the client's value, verified, or the one
@@ -36,20 +34,23 @@ final class VerifyingBody: RequestBody {
     /// The payload length: `x-amz-decoded-content-length` for aws-chunked, else the Content-Length (nil when chunked).
     let declaredLength: Int64?
 
+    /// Bodies at least this large (or of unknown length) hash on a worker thread.
+    static let threadedDigestThreshold: Int64 = 1 << 20
+
     init(_ inner: RequestBody, declaration: PayloadDeclaration) {
         self.inner = inner
         self.declaration = declaration
-        if declaration.sha256 != nil { sha256 = Digest(.sha256) }
-        if declaration.contentMD5 != nil { md5 = Digest(.md5) }
-        checksum = declaration.checksum.algorithm.map(RunningChecksum.init)
+        var chain: ChunkSignatureChain?
         switch declaration.framing {
         case .plain:
             declaredLength = inner.declaredLength
-        case .awsChunked(let mode, let decodedLength, let chain):
+        case .awsChunked(let mode, let decodedLength, let signatureChain):
             declaredLength = decodedLength
             decoder = AWSChunkedDecoder(mode: mode)
-            self.chain = chain
+            chain = signatureChain
         }
+        digests = DigestPipeline(PayloadDigests(declaration: declaration, chain: chain),
+                                 threaded: (declaredLength ?? Int64.max) >= Self.threadedDigestThreshold)
     }
 
     /// A plain body with a signed hash or `UNSIGNED-PAYLOAD` and an optional `Content-MD5`.
@@ -60,13 +61,19 @@ final class VerifyingBody: RequestBody {
         self.init(inner, declaration: try PayloadDeclaration.parse(headers: headers, payload: payload, chain: nil))
     }
 
+    /// The checksum the client sent as a header, known before the body (verified when the body ends).
+    var declaredChecksum: ChecksumValue? {
+        if case .header(let value) = declaration.checksum { return value }
+        return nil
+    }
+
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         if ended { return 0 }
         if decoder != nil { return try readDecoded(into: buffer) }
         let n = try inner.read(into: buffer)
         if n > 0 {
             bytesRead += Int64(n)
-            consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            try consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             if let declared = inner.declaredLength {
                 guard payloadBytes <= declared else { throw S3Error.incompleteBody() }
                 // A consumer that knows the length (curl with a Content-Length) never asks past the last
@@ -82,23 +89,23 @@ final class VerifyingBody: RequestBody {
     }
 
     /// Payload bytes: every digest sees them.
-    private func consume(_ bytes: UnsafeRawBufferPointer) {
-        sha256?.update(bytes)
-        md5?.update(bytes)
-        chunkDigest?.update(bytes)
-        checksum?.update(bytes)
+    private func consume(_ bytes: UnsafeRawBufferPointer) throws(S3Error) {
+        try digests.update(bytes)
         payloadBytes += Int64(bytes.count)
     }
 
     // MARK: aws-chunked
 
     /// Reads framed bytes into `buffer` and compacts the chunk data to its front (data never moves right, so
-    /// the framing is removed in place). Returns once some payload is in hand; when that payload completes the
-    /// declared length, first reads and verifies the rest of the body (final chunk, trailer, signatures).
+    /// the framing is removed in place). Inside a chunk it reads exactly the chunk's remaining data, which lands
+    /// where it belongs; framing is read in small pieces, so little data ever needs moving. Returns once some
+    /// payload is in hand; when that payload completes the declared length, first reads and verifies the rest of
+    /// the body (final chunk, trailer, signatures).
     private func readDecoded(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let decodedLength = declaredLength, buffer.count > 0 else { return 0 }
         while true {
-            let n = try inner.read(into: buffer)
+            let limit = decoder!.dataRemaining.map { Int(min($0, Int64(buffer.count))) } ?? min(buffer.count, Self.framingReadSize)
+            let n = try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<limit]))
             guard n > 0 else { throw S3Error.incompleteBody() }
             bytesRead += Int64(n)
             let produced = try decodeInPlace(buffer, count: n)
@@ -113,6 +120,9 @@ final class VerifyingBody: RequestBody {
         }
     }
 
+    /// How much is read when framing (a chunk header, the CRLF after data, the trailer) comes next.
+    static let framingReadSize = 512
+
     /// Feeds `buffer[0..<count]` to the decoder; returns how many payload bytes now sit at the buffer's front.
     private func decodeInPlace(_ buffer: UnsafeMutableRawBufferPointer, count: Int) throws -> Int {
         var out = 0
@@ -125,7 +135,7 @@ final class VerifyingBody: RequestBody {
                 if out != position + range.lowerBound {
                     (buffer.baseAddress! + out).copyMemory(from: UnsafeRawPointer(source), byteCount: length)
                 }
-                consume(UnsafeRawBufferPointer(start: buffer.baseAddress! + out, count: length))
+                try consume(UnsafeRawBufferPointer(start: buffer.baseAddress! + out, count: length))
                 out += length
             }
             position += consumed
@@ -162,33 +172,15 @@ final class VerifyingBody: RequestBody {
             guard size <= declaredLength! - payloadBytes else {
                 throw S3Error.invalidRequest("The aws-chunked body carries more data than its x-amz-decoded-content-length.")
             }
-            if chain != nil {
-                chunkSignature = signature
-                if size == 0 {
-                    try verifyChunk(Digest.hash(.sha256, [UInt8]()), final: true)
-                } else {
-                    chunkDigest = Digest(.sha256)
-                }
-            }
+            try digests.beginChunk(signature: signature, empty: size == 0)
         case .chunkEnd:
-            if chain != nil, let digest = chunkDigest.take() { try verifyChunk(digest.finalize(), final: false) }
+            try digests.endChunk()
         case .trailer(let name, let value):
             trailerFields.append((name: name, value: value))
         case .end(let trailerSignature):
-            if let trailerSignature {
-                guard chain!.verifyTrailer(fields: trailerFields, signature: trailerSignature) else {
-                    throw S3Error.chunkSignatureDoesNotMatch("trailer")
-                }
-            }
+            if let trailerSignature { try digests.verifyTrailer(fields: trailerFields, signature: trailerSignature) }
         }
         return result
-    }
-
-    private func verifyChunk(_ dataSHA256: [UInt8], final: Bool) throws {
-        guard let signature = chunkSignature, chain!.verifyChunk(dataSHA256: dataSHA256, signature: signature) else {
-            throw S3Error.chunkSignatureDoesNotMatch(final ? "final chunk" : "chunk")
-        }
-        chunkSignature = nil
     }
 
     // MARK: End of body
@@ -196,16 +188,17 @@ final class VerifyingBody: RequestBody {
     private func finish() throws(S3Error) {
         ended = true
         if let declared = declaredLength, decoder != nil, payloadBytes != declared { throw S3Error.incompleteBody() }
-        if let expected = declaration.sha256, let digest = sha256.take() {
-            guard ConstantTime.equals(digest.finalize(), expected) else { throw S3Error.contentSHA256Mismatch() }
+        let results = try digests.finish()
+        if let expected = declaration.sha256, let actual = results.sha256 {
+            guard ConstantTime.equals(actual, expected) else { throw S3Error.contentSHA256Mismatch() }
         }
-        if let expected = declaration.contentMD5, let digest = md5.take() {
-            guard ConstantTime.equals(digest.finalize(), expected) else { throw S3Error.badDigest() }
+        if let expected = declaration.contentMD5, let actual = results.md5 {
+            guard ConstantTime.equals(actual, expected) else { throw S3Error.badDigest() }
         }
-        try finishChecksum()
+        try finishChecksum(results.checksum)
     }
 
-    private func finishChecksum() throws(S3Error) {
+    private func finishChecksum(_ computed: ChecksumValue?) throws(S3Error) {
         var declared: ChecksumValue?
         var trailerAlgorithm: ChecksumAlgorithm?
         switch declaration.checksum {
@@ -222,8 +215,7 @@ final class VerifyingBody: RequestBody {
         if let trailerAlgorithm, declared == nil {
             throw S3Error.invalidRequest("The trailer announced in x-amz-trailer (\(trailerAlgorithm.headerName)) is missing.")
         }
-        guard let checksum else { return }
-        let computed = checksum.finalize()
+        guard let computed else { return }
         if let declared {
             guard ConstantTime.equals(computed.bytes, declared.bytes) else { throw S3Error.checksumMismatch(computed.algorithm) }
         }

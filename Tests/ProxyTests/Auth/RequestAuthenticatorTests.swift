@@ -126,7 +126,8 @@ import Testing
 }
 
 /// Signs with botocore (the signer inside boto3 and the AWS CLI) and checks that the verifier accepts it.
-@Suite(.enabled(if: BotocoreSigner.available)) struct BotocoreCompatibilityTests {
+/// botocore is a real dependency: without it these tests fail (scripts/deps.sh test installs it), never skip.
+@Suite struct BotocoreCompatibilityTests {
     @Test(arguments: [
         ("PUT", "dir//a b+c/é~x", "tagging&x=a%20b", false),
         ("GET", "plain.txt", "", false),
@@ -191,8 +192,18 @@ enum BotocoreSigner {
     print(json.dumps({"path": u.path, "query": u.query, "headers": [[k, v.decode() if isinstance(v, bytes) else v] for k, v in p.headers.items()]}))
     """
 
+    struct Failed: Error, CustomStringConvertible {
+        var status: Int32
+        var description: String { "the botocore signing script exited with status \(status) (its stderr is above)" }
+    }
+
+    struct Missing: Error, CustomStringConvertible {
+        var description: String { "python3 cannot import botocore: run scripts/deps.sh test (it installs boto3/botocore)" }
+    }
+
     static func sign(method: String, bucket: String, key: String, query: String, body: String,
                      headers: [String: String], unsigned: Bool) throws -> Signed {
+        guard available else { throw Missing() }
         let args: [String: Any] = ["method": method, "bucket": bucket, "key": key, "query": query, "body": body,
                                    "headers": headers, "unsigned": unsigned]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: args), as: UTF8.self)
@@ -204,6 +215,7 @@ enum BotocoreSigner {
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw Failed(status: p.terminationStatus) }
         return try JSONDecoder().decode(Signed.self, from: data)
     }
 }

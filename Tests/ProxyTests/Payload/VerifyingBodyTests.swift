@@ -148,10 +148,13 @@ import Testing
     /// Every way of altering a signed body is refused, and the final bytes are never handed out.
     @Test func tamperingIsRefusedBeforeTheEnd() throws {
         let body = Self.signedBody()
+        /// Refused with `expected`, and fewer bytes handed out than the body declared: the consumer can never
+        /// complete its upload.
         func refused(_ bytes: [UInt8], _ expected: String, headers: HTTPFields? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws {
-            let result = Self.drain(try Self.body(bytes, .signed, headers: headers))
+            let body = try Self.body(bytes, .signed, headers: headers)
+            let result = Self.drain(body)
             #expect(result.code == expected, sourceLocation: sourceLocation)
-            #expect(result.bytes.count < Self.payload.count, sourceLocation: sourceLocation)
+            #expect(Int64(result.bytes.count) < body.declaredLength!, sourceLocation: sourceLocation)
         }
         // A flipped data byte in the middle chunk.
         var flipped = body
@@ -315,5 +318,66 @@ import Testing
         }
         // Mutations such as upper-casing a hex digit of a chunk size keep the body valid; most do not.
         #expect(accepted < 3000 / 4)
+    }
+}
+
+/// Bodies of a megabyte and more hash on a worker thread: the same answers, the same withheld last bytes.
+@Suite struct VerifyingBodyThreadedDigestTests {
+    static let payload: [UInt8] = {
+        var rng = SplitMix64(seed: 0x7777)
+        return rng.bytes(3 << 20)
+    }()
+
+    @Test func signedHashAndContentMD5() throws {
+        let md5 = Data(Digest.hash(.md5, Self.payload)).base64EncodedString()
+        let good = try VerifyingBody(MemoryBody(Self.payload, sliceSize: 300_000), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
+                                     contentMD5: md5)
+        let result = VerifyingBodyAWSChunkedTests.drain(good, buffer: 256 << 10)
+        #expect(result.code == nil && result.bytes == Self.payload)
+        var tampered = Self.payload
+        tampered[1_000_000] ^= 1
+        for (hash, md5Header, code) in [(Digest.hash(.sha256, Self.payload), nil, "XAmzContentSHA256Mismatch"),
+                                        (Digest.hash(.sha256, tampered), md5, "BadDigest")] as [([UInt8], String?, String)] {
+            let bad = try VerifyingBody(MemoryBody(tampered, sliceSize: 100_000), payload: .signedHash(hash), contentMD5: md5Header)
+            let outcome = VerifyingBodyAWSChunkedTests.drain(bad, buffer: 256 << 10)
+            #expect(outcome.code == code)
+            #expect(outcome.bytes.count < tampered.count)
+        }
+    }
+
+    @Test func signedChunksAndTrailers() throws {
+        let crc = RunningChecksum.compute(.crc32, Self.payload)
+        let headers = VerifyingBodyAWSChunkedTests.headers(.signedWithTrailer, length: Self.payload.count,
+                                                           extra: ["x-amz-trailer": "x-amz-checksum-crc32"])
+        let body = AWSChunkedTestEncoder.encode(Self.payload, chunkSize: 64 << 10, mode: .signedWithTrailer, chain: AWSChunkedTestEncoder.chain(),
+                                                trailer: [(name: "x-amz-checksum-crc32", value: crc.base64)])
+        let good = try VerifyingBodyAWSChunkedTests.body(body, .signedWithTrailer, headers: headers, slice: 200_000)
+        let result = VerifyingBodyAWSChunkedTests.drain(good, buffer: 256 << 10)
+        #expect(result.code == nil && result.bytes == Self.payload)
+        #expect(good.verifiedChecksum == crc)
+        // A flipped byte early in the body: the worker finds it, the reader throws long before the end.
+        var early = body
+        early[5000] ^= 1
+        let bad = VerifyingBodyAWSChunkedTests.drain(try VerifyingBodyAWSChunkedTests.body(early, .signedWithTrailer, headers: headers, slice: 200_000),
+                                                     buffer: 256 << 10)
+        #expect(bad.code == "SignatureDoesNotMatch")
+        #expect(bad.bytes.count < Self.payload.count / 2)
+        // A flipped byte in the last chunk: still refused before the last bytes.
+        var late = body
+        late[late.count - 300] ^= 1
+        let lateResult = VerifyingBodyAWSChunkedTests.drain(
+            try VerifyingBodyAWSChunkedTests.body(late, .signedWithTrailer, headers: headers, slice: 200_000), buffer: 256 << 10)
+        #expect(lateResult.code == "SignatureDoesNotMatch")
+        #expect(lateResult.bytes.count < Self.payload.count)
+    }
+
+    @Test func abandonedBodiesStopTheirWorker() throws {
+        // Read part of a large body, then drop it: the worker must not keep the body (or the test) alive.
+        for _ in 0..<50 {
+            let body = try VerifyingBody(MemoryBody(Self.payload, sliceSize: 256 << 10), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
+                                         contentMD5: nil)
+            var buffer = [UInt8](repeating: 0, count: 256 << 10)
+            _ = try buffer.withUnsafeMutableBytes { try body.read(into: $0) }
+        }
     }
 }

@@ -41,7 +41,7 @@ extension EncryptedObjectHandler {
         let answer = try backend.fetch(BackendRequest(method: "POST", bucket: identity.bucket, key: identity.key, query: request.query,
                                                       headers: headers, body: .bytes([]), payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
-        guard answer.status == 200 else { return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, response: response) }
+        guard answer.status == 200 else { return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, request: request, response: response) }
         var tree = try MultipartDocuments.parseBackend(answer.body, root: "InitiateMultipartUploadResult")
         guard let backendID = tree.root.child("UploadId")?.text, !backendID.isEmpty else {
             throw S3Error.internalError().withLog("the backend's InitiateMultipartUploadResult has no UploadId")
@@ -55,7 +55,7 @@ extension EncryptedObjectHandler {
         tree.root.setText(uploadID, of: "UploadId")
         var fields = answer.headers.filter { !$0.name.lowercased().hasPrefix("x-amz-checksum-") }
         fields.removeAll { $0.name.lowercased() == "content-length" }
-        return try respondBuffered(status: 200, headers: fields, body: tree.bytes, response: response)
+        return try respondBuffered(status: 200, headers: fields, body: tree.bytes, request: request, response: response)
     }
 
     // MARK: UploadPart
@@ -99,7 +99,7 @@ extension EncryptedObjectHandler {
         let (forwarded, source) = try sealedPart(request, identity: identity, upload: upload, partNumber: partNumber,
                                                  plaintext: plaintext, length: length)
         defer { observer.encryptionWork(operation: request.operation.name, duration: source.sealTime) }
-        return try backend.relay(forwarded, to: response) { status, fields in
+        return try backend.relay(forwarded, to: response, requestID: request.context.requestID) { status, fields in
             for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
             guard (200..<300).contains(status) else { return status }
             // The backend answers after the whole body, so the MD5 is final; anything else is a bug, not an ETag.
@@ -130,7 +130,8 @@ extension EncryptedObjectHandler {
             throw S3Error.internalError().withLog("the backend's HEAD of \(source.bucket)/\(source.key) lacks Content-Length or ETag")
         }
         let reading = try sourceReading(request, sourceIdentity, stored: stored, storedLength: storedLength)
-        if ConditionalRequest.evaluateCopySource(headers: request.head.headers, etag: reading.visibleETag,
+        if ConditionalRequest.evaluateCopySource(headers: request.head.headers,
+                                                 etags: ClientETag.seen(primary: reading.visibleETag, backendETag: backendETag),
                                                  lastModified: stored.header("Last-Modified")) != .proceed {
             throw S3Error.preconditionFailed()
         }
@@ -178,7 +179,7 @@ extension EncryptedObjectHandler {
         }
         observer.encryptionWork(operation: request.operation.name, duration: sealed.sealTime)
         guard (200..<300).contains(answer.status) else {
-            return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, response: response)
+            return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, request: request, response: response)
         }
         guard let md5 = sealed.plaintextMD5 else {
             throw S3Error.internalError().withLog("the backend accepted part \(partNumber) before its body ended")
@@ -189,7 +190,7 @@ extension EncryptedObjectHandler {
         ])
         var fields: [(name: String, value: String)] = [(name: "Content-Type", value: "application/xml")]
         if let version = stored.header("x-amz-version-id") { fields.append((name: "x-amz-copy-source-version-id", value: version)) }
-        return try respondBuffered(status: 200, headers: fields, body: XMLTree(root: result).bytes, response: response)
+        return try respondBuffered(status: 200, headers: fields, body: XMLTree(root: result).bytes, request: request, response: response)
     }
 
     /// How to read a copy source: its plaintext size and client-visible ETag, and how to plan a range of it.
@@ -232,6 +233,7 @@ extension EncryptedObjectHandler {
                                storedLength: Int) throws -> SourceReading {
         let backendETag = stored.header("ETag") ?? ""
         guard let metadata = try readMetadata(stored.headers, identity, request) else {
+            guard allowPlaintextReads else { throw S3Error.plaintextObjectRefused() }
             return SourceReading(plaintextLength: storedLength, visibleETag: backendETag)
         }
         let dataKey: DataKey
@@ -240,7 +242,7 @@ extension EncryptedObjectHandler {
         } catch {
             throw failure(error, identity, request)
         }
-        let visible = EncryptedResponseHeaders.etag(metadata, backendETag: backendETag)
+        let visible = ClientETag.encrypted(metadata, backendETag: backendETag)
         switch metadata.layout {
         case .single:
             do {
@@ -259,14 +261,19 @@ extension EncryptedObjectHandler {
     }
 
     /// The geometry, plan and checked part headers for a read of a multipart object (docs/FORMAT.md §9.2): a few
-    /// 36-byte ranged GETs, each pinned to the object version the HEAD saw.
+    /// 36-byte ranged GETs, each pinned to the object version the HEAD saw, fewer when the geometry is known
+    /// (`geometry`, else `multipartGeometries`, which learns the result).
     func multipartSetup(_ identity: ObjectIdentity, metadata: EncryptionMetadata, storedLength: Int, backendETag: String,
                         versionQuery: [QueryParameter], rangeHeader: String?, geometry: MultipartGeometry?,
                         request: S3Request) throws -> MultipartReadSetup {
+        let cacheKey = backendETag.isEmpty ? nil
+            : MultipartGeometryCache.Key(bucket: identity.bucket, key: identity.key, backendETag: backendETag, storedLength: storedLength)
         do {
-            return try MultipartReadSetup.prepare(storedLength: storedLength, chunkLayout: metadata.chunkLayout,
-                                                  partCountHint: Self.partCount(backendETag), rangeHeader: rangeHeader,
-                                                  geometry: geometry) { offset in
+            var known = geometry
+            if known == nil, let cacheKey { known = multipartGeometries.geometry(cacheKey, layout: try metadata.chunkLayout) }
+            let setup = try MultipartReadSetup.prepare(storedLength: storedLength, chunkLayout: metadata.chunkLayout,
+                                                       partCountHint: ListingRewriter.partCount(backendETag), rangeHeader: rangeHeader,
+                                                       geometry: known) { offset in
                 var headers = HTTPFields()
                 headers.set("Range", "bytes=\(offset)-\(offset + PartHeader.size - 1)")
                 headers.set("If-Match", backendETag)
@@ -279,16 +286,11 @@ extension EncryptedObjectHandler {
                 }
                 return answer.body
             }
+            if let cacheKey, setup.geometry != known { multipartGeometries.store(cacheKey, .geometry(setup.geometry)) }
+            return setup
         } catch let error as EncryptionError {
             throw failure(error, identity, request)
         }
-    }
-
-    /// The `N` of a multipart ETag `"…-N"`, if any.
-    static func partCount(_ etag: String) -> Int? {
-        let trimmed = etag.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
-        guard let dash = trimmed.lastIndex(of: "-") else { return nil }
-        return MultipartDocuments.decimal(String(trimmed[trimmed.index(after: dash)...]))
     }
 
     static func headFailure(_ status: Int, what: String) -> S3Error {
@@ -351,9 +353,8 @@ extension EncryptedObjectHandler {
         for name in ["If-None-Match", "If-Match", "x-amz-request-payer", "x-amz-expected-bucket-owner"] {
             if let value = request.head.headers[name] { headers.set(name, value) }
         }
-        if let ifMatch = request.head.headers["If-Match"] {
-            headers.set("If-Match", try backendETag(matching: ifMatch, identity: identity, request: request))
-        }
+        // Conditions compare the ETags clients see, then pin the object checked on the backend (as PutObject).
+        headers = try conditionalWriteHeaders(headers, identity: identity, request: request)
         let xml = MultipartDocuments.completeRequest(listed.map { ($0.partNumber, $0.etag) })
         let answer = try backend.fetch(BackendRequest(method: "POST", bucket: identity.bucket, key: identity.key,
                                                       query: Self.backendQuery(request.query, uploadID: backendID, partNumber: nil),
@@ -362,7 +363,7 @@ extension EncryptedObjectHandler {
                                        maxBodySize: Self.maxDocumentSize)
         guard answer.status == 200, var tree = try? XMLTree.parse(answer.body), tree.root.name == "CompleteMultipartUploadResult" else {
             // Errors (including S3's "200 with an Error document") are the backend's to explain.
-            return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, response: response)
+            return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, request: request, response: response)
         }
         // Ceph answers an empty ETag; the multipart ETag is the MD5 of the parts' MD5s, then "-N".
         let etag = tree.root.child("ETag")?.text ?? ""
@@ -371,7 +372,7 @@ extension EncryptedObjectHandler {
         }
         tree.root.children.removeAll { $0.name.hasPrefix("Checksum") }
         let fields = answer.headers.filter { !$0.name.lowercased().hasPrefix("x-amz-checksum-") && $0.name.lowercased() != "etag" }
-        return try respondBuffered(status: 200, headers: fields, body: tree.bytes, response: response)
+        return try respondBuffered(status: 200, headers: fields, body: tree.bytes, request: request, response: response)
     }
 
     /// S3's multipart ETag over the backend's part ETags: `"hex(MD5(MD5_1 || … || MD5_N))-N"`.
@@ -382,23 +383,6 @@ extension EncryptedObjectHandler {
             digests += Encoding.fromHex(String(hex.prefix(32))) ?? []
         }
         return "\"\(Encoding.hex(Digest.hash(.md5, digests)))-\(partETags.count)\""
-    }
-
-    /// The backend ETag of the current object when its client-visible ETag matches `ifMatch` (a conditional
-    /// CompleteMultipartUpload), so the backend re-checks it atomically; 412 otherwise.
-    private func backendETag(matching ifMatch: String, identity: ObjectIdentity, request: S3Request) throws -> String {
-        let head = try backend.fetch(BackendRequest(method: "HEAD", bucket: identity.bucket, key: identity.key, query: [],
-                                                    headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
-        guard (200..<300).contains(head.status), let backendETag = head.header("ETag") else { throw S3Error.preconditionFailed() }
-        let visible: String
-        if let metadata = try readMetadata(head.headers, identity, request) {
-            do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
-            visible = EncryptedResponseHeaders.etag(metadata, backendETag: backendETag)
-        } else {
-            visible = backendETag
-        }
-        guard ConditionalRequest.matches(ifMatch, etag: visible) else { throw S3Error.preconditionFailed() }
-        return backendETag
     }
 
     private func listBackendParts(_ identity: ObjectIdentity, backendID: String, marker: Int?,
@@ -435,7 +419,7 @@ extension EncryptedObjectHandler {
                                                       query: Self.backendQuery(request.query, uploadID: try backendUploadID(request), partNumber: nil),
                                                       headers: headers, body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
-        guard answer.status == 200 else { return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, response: response) }
+        guard answer.status == 200 else { return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, request: request, response: response) }
         var tree = try MultipartDocuments.parseBackend(answer.body, root: "ListPartsResult",
                                                                           alternatives: MultipartDocuments.listPartsRootAlternatives)
         tree.root.setText(clientID, of: "UploadId")
@@ -447,19 +431,13 @@ extension EncryptedObjectHandler {
                 part.setText(String(plain), of: "Size")
             }
             if let etag = part.child("ETag")?.text {
-                part.setText(Self.notAnMD5(etag), of: "ETag")
+                part.setText(ClientETag.opaque(etag), of: "ETag")
             }
             part.children.removeAll { $0.name.hasPrefix("Checksum") }
             tree.root.children[i] = part
         }
         let fields = answer.headers.filter { $0.name.lowercased() != "content-length" }
-        return try respondBuffered(status: 200, headers: fields, body: tree.bytes, response: response)
-    }
-
-    /// A backend ETag the client must not take for the MD5 of its plaintext: `"<hex>-1"`.
-    static func notAnMD5(_ etag: String) -> String {
-        let hex = etag.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
-        return hex.contains("-") ? "\"\(hex)\"" : "\"\(hex)-1\""
+        return try respondBuffered(status: 200, headers: fields, body: tree.bytes, request: request, response: response)
     }
 
     // MARK: Reads (GET/HEAD of either layout)
@@ -477,9 +455,10 @@ extension EncryptedObjectHandler {
 
     /// Single-part objects map the range onto chunks from the stored size (FORMAT.md §7); multipart objects learn
     /// their part geometry from a few part headers first (§9.2), so a HEAD of a multipart object costs two or three
-    /// small backend reads.
-    func plannedRead(_ metadata: EncryptionMetadata, identity: ObjectIdentity, stored: HTTPClientResponse, storedLength: Int,
-                     rangeHeader: String?, request: S3Request) throws -> PlannedRead {
+    /// small backend reads, none when `multipartGeometries` knows the object. `dataKey` was unwrapped (and the
+    /// metadata verified) by the caller.
+    func plannedRead(_ metadata: EncryptionMetadata, dataKey: DataKey, identity: ObjectIdentity, stored: HTTPClientResponse,
+                     storedLength: Int, rangeHeader: String?, request: S3Request) throws -> PlannedRead {
         let encryptor = encryptor
         switch metadata.layout {
         case .single:
@@ -494,12 +473,6 @@ extension EncryptedObjectHandler {
                 try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: identity)
             }
         case .multipart:
-            let dataKey: DataKey
-            do {
-                dataKey = try encryptor.dataKey(of: metadata, identity: identity)
-            } catch {
-                throw failure(error, identity, request)
-            }
             let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: stored.header("ETag") ?? "",
                                            versionQuery: request.query.filter { $0.name == "versionId" }, rangeHeader: rangeHeader,
                                            geometry: nil, request: request)

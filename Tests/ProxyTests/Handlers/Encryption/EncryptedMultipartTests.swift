@@ -5,7 +5,7 @@ import Testing
 
 /// The multipart operations of an encrypting gateway against moto, in process: `gateway` encrypts, `raw` shows what
 /// the backend really holds.
-@Suite(.serialized, .enabled(if: MotoServer.available)) final class EncryptedMultipartTests {
+@Suite(.serialized) final class EncryptedMultipartTests {
     let moto: MotoServer
     let gateway: HandlerHarness
     let raw: RawBackend
