@@ -7,6 +7,7 @@
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
+#   make bench-multipart     multipart: 1 GiB encrypted/pass-through, peak RSS of 8x512 MiB parts, requests per ranged GET
 #   make bench-operator      1000 EncryptionGateways on a real kube-apiserver: convergence time, requests, memory
 #   make run-operator        the operator reconciling config/samples/minimal.yaml on a real kube-apiserver
 #   make dist                render dist/install.yaml from config/default (one-file install)
@@ -20,11 +21,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
-	@sed -n '3,14s/^#  //p' Makefile
+	@sed -n '3,15s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -59,6 +60,9 @@ bench: deps-bench build-release
 
 bench-encrypted: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/encrypted.py
+
+bench-multipart: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/multipart.py $(BENCH_ARGS)
 
 bench-engine: build-release
 	@bench/engine.sh
