@@ -288,6 +288,28 @@ def test_rclone_multipart_copy_check_and_second_copy(rclone, enc, raw, ebucket, 
     assert sizes == {"big.bin": 12 * MIB + 3, "small.bin": 1000}
 
 
+def test_parts_through_two_replicas(enc_gateway, enc, backend, gateway_binary, ebucket, tmp_path):
+    """Stateless: a second gateway process (same key, no shared state) takes parts and completes an upload the first
+    one created; both read the object back."""
+    other = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path / "replica",
+                               binary=gateway_binary, name=f"replica-{backend.name}",
+                               extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": ENC_PASSWORD})
+    try:
+        replica = other.client()
+        parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(777)]
+        uid = enc.create_multipart_upload(Bucket=ebucket, Key="replicas/obj")["UploadId"]
+        tags = []
+        for i, body in enumerate(parts):
+            client = (enc, replica)[i % 2]
+            tags.append(client.upload_part(Bucket=ebucket, Key="replicas/obj", UploadId=uid, PartNumber=i + 1, Body=body)["ETag"])
+        replica.complete_multipart_upload(Bucket=ebucket, Key="replicas/obj", UploadId=uid, MultipartUpload={
+            "Parts": [{"PartNumber": i + 1, "ETag": t} for i, t in enumerate(tags)]})
+        for client in (enc, replica):
+            assert sha256(client.get_object(Bucket=ebucket, Key="replicas/obj")["Body"].read()) == sha256(b"".join(parts))
+    finally:
+        assert other.terminate() == 0, other.log_tail()
+
+
 def test_conditional_complete_compares_the_etag_clients_see(enc_gateway, enc, raw, ebucket):
     """If-Match on CompleteMultipartUpload is decided against the client-visible ETag, then pinned on the backend."""
     enc.put_object(Bucket=ebucket, Key="cond/obj", Body=b"first")

@@ -223,6 +223,15 @@ import Testing
                                        headers: [(name: "x-amz-copy-source", value: "/bucket/src-single"),
                                                  (name: "x-amz-copy-source-if-match", value: "\"0123\"")])
         #expect(conditional.errorCode == "PreconditionFailed")
+        // ENCRYPTION_ALLOW_PLAINTEXT_READS=false: a plain source is refused like a plain GET (the upload id stays valid).
+        let strict = try HandlerHarness(backendEndpoint: moto.endpoint, encryptor: Self.encryptor, encryptionObserver: events,
+                                        allowPlaintextReads: false)
+        let refused = strict.send("PUT", "/bucket/copied.bin?partNumber=9&uploadId=\(uploadID)",
+                                  headers: [(name: "x-amz-copy-source", value: "/other/src-plain")])
+        #expect(refused.errorCode == "AccessDenied")
+        let encryptedSource = strict.send("PUT", "/bucket/copied.bin?partNumber=8&uploadId=\(uploadID)",
+                                          headers: [(name: "x-amz-copy-source", value: "/bucket/src-single")])
+        #expect(encryptedSource.status == 200, "\(encryptedSource.bodyText)")
         let done = complete("copied.bin", uploadID, list)
         #expect(done.status == 200, "\(done.bodyText)")
         #expect(Self.same(gateway.send("GET", "/bucket/copied.bin").body, expected))
