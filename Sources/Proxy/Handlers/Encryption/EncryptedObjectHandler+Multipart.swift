@@ -286,7 +286,9 @@ extension EncryptedObjectHandler {
                 }
                 return answer.body
             }
-            if let cacheKey, setup.geometry != known { multipartGeometries.store(cacheKey, .geometry(setup.geometry)) }
+            // Remember the geometry with the headers this read checked (`setup.headers` were verified against it).
+            let learned = setup.geometry.knowing(setup.headers)
+            if let cacheKey, learned != known { multipartGeometries.store(cacheKey, .geometry(learned)) }
             return setup
         } catch let error as EncryptionError {
             throw failure(error, identity, request)

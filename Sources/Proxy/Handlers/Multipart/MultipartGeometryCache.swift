@@ -8,8 +8,9 @@ import Synchronization
 /// still checks every part header it relies on against the stream (a wrong geometry fails the read, it
 /// never yields other bytes). Keyed by bucket, key, the backend's ETag and stored size, so a replaced
 /// object is a miss (the version id is not part of the key: the same multipart ETag and size mean the
-/// same stored parts). Bounded twice: by entries, and by the parts the entries describe, since a geometry
-/// of irregular parts lists every part (up to 10 000); least recently used entries go first.
+/// same stored parts). Bounded twice: by entries, and by the parts and part headers the entries describe
+/// (a geometry of irregular parts lists every part, up to 10 000, and reads add the headers they checked);
+/// least recently used entries go first.
 final class MultipartGeometryCache: Sendable {
     struct Key: Hashable, Sendable {
         var bucket: String
@@ -38,11 +39,11 @@ final class MultipartGeometryCache: Sendable {
         /// A multipart object without a part header at offset 0: not the gateway's, its stored size is its size.
         case plain
 
-        /// What the entry costs against `maxParts`.
+        /// What the entry costs against `maxParts`: the extents it lists and the headers it knows.
         var weight: Int {
             switch self {
             case .plain: return 1
-            case .geometry(let geometry): return geometry.isUniform ? 1 : geometry.count
+            case .geometry(let geometry): return (geometry.isUniform ? 1 : geometry.count) + geometry.knownHeaders.count
             }
         }
     }

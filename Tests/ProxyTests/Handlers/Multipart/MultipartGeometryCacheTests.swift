@@ -75,4 +75,16 @@ import Testing
         cache.store(Self.key("big4", big, etag: "e-100"), .geometry(small))
         #expect(cache.weight <= 250)
     }
+
+    @Test func readsAddTheHeadersTheyCheckedAndPayForThem() throws {
+        let geometry = Self.uniform(3)
+        let h2 = try PartHeader(partNumber: 2, plaintextLength: 5 << 20, salt: Array(repeating: 2, count: 16))
+        let other = try PartHeader(partNumber: 2, plaintextLength: 5 << 20, salt: Array(repeating: 9, count: 16))
+        let learned = geometry.knowing([2: h2, 7: h2])
+        #expect(learned.knownHeaders == [2: h2], "indices outside the object are dropped")
+        #expect(learned.knowing([2: other]).knownHeaders[2] == h2, "what is known stays")
+        #expect(MultipartGeometryCache.Value.geometry(learned).weight == 2)
+        let plan = MultipartReadPlan(geometry: learned, rangeHeader: "bytes=\((5 << 20) + 1)-\((5 << 20) + 100)")
+        #expect(plan.headersToFetch.isEmpty, "a range inside part 2 needs no header read once part 2's header is known")
+    }
 }
