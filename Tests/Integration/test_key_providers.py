@@ -198,9 +198,6 @@ def test_round_trip_copy_and_offline_decrypt(provider, provider_env, gateways, k
         assert metric(gw, "s3_gateway_key_cache_lookups_total", result="hit") >= 22
 
 
-@pytest.mark.xfail(strict=True, reason="since surface's GET rework (main 2e34e72) a GET unwraps the DEK twice (dataKey(of:) "
-                   "for the conditionals, then PlannedReader's opener): 2 key-manager calls per uncached GET; the fix "
-                   "(PlannedReader from the already unwrapped DataKey) is in multipart's/surface's files, asked on the board")
 def test_without_cache_every_request_calls_the_key_manager(provider_env, gateways, vault):
     gw = gateways({**provider_env("vault-transit"), "KEY_CACHE_TTL": "0", "KEY_INTERMEDIATE_LIFETIME": "0"})
     s3 = gw.client()
