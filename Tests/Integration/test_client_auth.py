@@ -405,3 +405,98 @@ def test_credential_permissions(auth_gw, backend, abucket):
     finally:
         admin.delete_object(Bucket=limited_bucket, Key="mine")
         admin.delete_bucket(Bucket=limited_bucket)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# POST Object (browser form uploads), signed by boto3's generate_presigned_post and sent by curl -F
+
+
+def post_form(url: str, fields: dict[str, str], file_path, *extra: str) -> tuple[int, dict[str, str], bytes]:
+    """curl -F, as a browser sends a form: the fields in order, then the file part last."""
+    args = []
+    for name, value in fields.items():
+        args += ["--form-string", f"{name}={value}"]
+    args += ["-F", f"file=@{file_path}"]
+    out = subprocess.run(["curl", "-sS", "-D", "-", "-o", "-", *args, *extra, url], capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    head, _, body = out.stdout.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 100"):
+        head, _, body = body.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("version", ["s3v4", "s3"])
+def test_post_object_form_upload(auth_gw, backend, abucket, tmp_path, version):
+    """A form signed with SigV4 or SigV2 is stored encrypted, small (read whole) and large (streamed)."""
+    signer = client_for(auth_gw, "FULL", signature_version=version)
+    reader = client_for(auth_gw, "FULL")
+    for size, status in ((100_000, "201"), (3 << 20, "204")):
+        data = os.urandom(size)
+        src = tmp_path / f"upload-{size}.bin"
+        src.write_bytes(data)
+        key = f"post/{version}/{size}/${{filename}}"
+        post = signer.generate_presigned_post(
+            abucket, key, ExpiresIn=300,
+            Fields={"Content-Type": "application/x-test", "x-amz-meta-origin": "form", "success_action_status": status},
+            Conditions=[["starts-with", "$key", f"post/{version}/"], {"Content-Type": "application/x-test"},
+                        {"x-amz-meta-origin": "form"}, {"success_action_status": status},
+                        ["content-length-range", 1, 10 << 20]])
+        code, headers, body = post_form(post["url"], post["fields"], src)
+        assert code == int(status), body
+        stored_key = f"post/{version}/{size}/{src.name}"
+        if status == "201":
+            assert f"<Key>{stored_key}</Key>" in body.decode()
+            assert "<ETag>" in body.decode()
+        got = reader.get_object(Bucket=abucket, Key=stored_key)
+        assert got["Body"].read() == data
+        assert got["ContentType"] == "application/x-test"
+        assert got["Metadata"]["origin"] == "form"
+        if size < (1 << 20):
+            assert got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+        assert_encrypted_at_rest(backend, abucket, stored_key, data)
+
+
+def test_post_object_redirect_and_refusals(auth_gw, backend, abucket, tmp_path):
+    """success_action_redirect; an expired policy, a violated condition, a tampered signature, a file over the
+    content-length-range and a read-only credential are refused with S3's errors and store nothing."""
+    src = tmp_path / "form.bin"
+    src.write_bytes(os.urandom(50_000))
+    signer = client_for(auth_gw, "FULL", signature_version="s3v4")
+
+    def presigned(key, expires=300, conditions=None, fields=None, who="FULL"):
+        return client_for(auth_gw, who, signature_version="s3v4").generate_presigned_post(
+            abucket, key, ExpiresIn=expires, Fields=fields, Conditions=conditions)
+
+    post = presigned("post/redirect", fields={"success_action_redirect": "https://example.test/done?x=1"},
+                     conditions=[{"success_action_redirect": "https://example.test/done?x=1"}])
+    code, headers, _ = post_form(post["url"], post["fields"], src)
+    assert code == 303
+    target = urllib.parse.urlsplit(headers["location"])
+    query = dict(urllib.parse.parse_qsl(target.query))
+    assert target.netloc == "example.test" and query["x"] == "1" and query["key"] == "post/redirect"
+    assert query["bucket"] == abucket and query["etag"].strip('"') == hashlib.md5(src.read_bytes()).hexdigest()
+    assert stored(backend, abucket, "post/redirect")
+
+    def refused(key, post, expected, *extra):
+        code, _, body = post_form(post["url"], post["fields"], src, *extra)
+        assert (code, code_of(body)) == expected, body
+        assert not stored(backend, abucket, key)
+
+    refused("post/expired", presigned("post/expired", expires=-60), (403, "AccessDenied"))
+    # The policy allows keys under post/ok/ only; the form names another key.
+    post = presigned("post/ok/x", conditions=[["starts-with", "$key", "post/ok/"]])
+    post["fields"]["key"] = "post/elsewhere"
+    refused("post/elsewhere", post, (403, "AccessDenied"))
+    post = presigned("post/tampered")
+    post["fields"]["policy"] = post["fields"]["policy"][:-4] + ("AAAA" if not post["fields"]["policy"].endswith("AAAA") else "BBBB")
+    refused("post/tampered", post, (403, "SignatureDoesNotMatch"))
+    refused("post/too-big", presigned("post/too-big", conditions=[["content-length-range", 1, 1000]]), (400, "EntityTooLarge"))
+    # A field the policy does not name.
+    post = presigned("post/extra")
+    post["fields"]["x-amz-meta-sneaky"] = "1"
+    refused("post/extra", post, (403, "AccessDenied"))
+    refused("post/read-only", presigned("post/read-only", who="RO"), (403, "AccessDenied"))
+    metrics = s3gw.http_request("GET", f"{auth_gw.endpoint}/metrics")[2].decode()
+    assert 's3_gateway_auth_failures_total{reason="expired"}' in metrics
