@@ -2,70 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import urllib.parse
-
 import pytest
 
 import s3gw
-
-
-def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    if out.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    return out
+import s3gw_clients
 
 
 @pytest.fixture
 def s3cmd(target, tmp_path):
-    if not shutil.which("s3cmd"):
-        pytest.fail("s3cmd not installed (make test installs it)")
-    hostport = urllib.parse.urlsplit(target.endpoint).netloc
-    cfg = tmp_path / "s3cmd.cfg"
-    cfg.write_text("\n".join([
-        "[default]",
-        f"access_key = {target.access_key}",
-        f"secret_key = {target.secret_key}",
-        f"host_base = {hostport}",
-        f"host_bucket = {hostport}",  # no %(bucket)s: path-style requests
-        "use_https = False",
-        "bucket_location = us-east-1",
-        "signature_v2 = False",
-        "check_ssl_certificate = False",
-        "",
-    ]))
-    env = s3gw.clean_client_env({"HOME": str(tmp_path)})
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return _run(["s3cmd", "-c", str(cfg), "--no-progress", *args], env)
-
-    return run
+    return s3gw_clients.s3cmd_runner(target.endpoint, target.access_key, target.secret_key, tmp_path)
 
 
 @pytest.fixture
 def rclone(target, tmp_path):
-    if not shutil.which("rclone"):
-        pytest.fail("rclone not installed (make test installs it)")
-    # Remote "gw" defined entirely in the environment; AWS_CA_BUNDLE is dropped (rclone 1.60 fails on it).
-    env = s3gw.clean_client_env({
-        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
-        "RCLONE_CONFIG_GW_TYPE": "s3",
-        "RCLONE_CONFIG_GW_PROVIDER": "Other",
-        "RCLONE_CONFIG_GW_ENV_AUTH": "false",
-        "RCLONE_CONFIG_GW_ACCESS_KEY_ID": target.access_key,
-        "RCLONE_CONFIG_GW_SECRET_ACCESS_KEY": target.secret_key,
-        "RCLONE_CONFIG_GW_ENDPOINT": target.endpoint,
-        "RCLONE_CONFIG_GW_REGION": s3gw.REGION,
-        "RCLONE_CONFIG_GW_FORCE_PATH_STYLE": "true",
-    })
-    env.pop("AWS_CA_BUNDLE", None)
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return _run(["rclone", "--retries", "1", "--low-level-retries", "1", *args], env)
-
-    return run
+    return s3gw_clients.rclone_runner(target.endpoint, target.access_key, target.secret_key, tmp_path)
 
 
 def test_s3cmd_put_get_ls(s3cmd, bucket, payloads, tmp_path):

@@ -150,11 +150,17 @@ extension BackendClient {
     }
 
     /// Sends `request` and relays the answer to the client after `screen` (which may edit the status and
-    /// headers, or refuse the answer by throwing before anything is written).
-    func relay(_ request: BackendRequest, to writer: ResponseWriter,
+    /// headers, or refuse the answer by throwing before anything is written). A backend error document gets
+    /// the gateway's `requestID` (one request id per error, in the header and the body).
+    func relay(_ request: BackendRequest, to writer: ResponseWriter, requestID: String,
                screen: @escaping (Int, inout HTTPFields) throws -> Int = { status, _ in status }) throws(BackendFailure) -> BackendResult {
-        let relay = ClientRelay(writer: writer, screen: screen)
+        let relay = ClientRelay(writer: writer, requestID: requestID, screen: screen)
         try exchange(request, into: relay)
+        do {
+            try relay.finish()
+        } catch {
+            throw BackendFailure(.handler(error), clientResponseStarted: writer.headWritten, status: relay.status)
+        }
         do {
             try writer.finish()
         } catch {
@@ -208,16 +214,22 @@ private final class HealthRecorder: HTTPResponseHandler {
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws { try inner.responseBody(bytes) }
 }
 
-/// Relays a backend answer to the client as it arrives: end-to-end headers only, after `screen`.
+/// Relays a backend answer to the client as it arrives: end-to-end headers only, after `screen`. Error
+/// answers (4xx/5xx) are held until complete so their S3 error document can carry the gateway's request id;
+/// `finish` writes them.
 final class ClientRelay: BackendResponseHandler {
     let writer: ResponseWriter
+    let requestID: String
     let screen: (Int, inout HTTPFields) throws -> Int
     private(set) var status = 0
     private(set) var bytesOut: Int64 = 0
+    private var heldHead: HTTPResponseHead?
+    private var heldBody: [UInt8] = []
     var clientResponseStarted: Bool { writer.headWritten }
 
-    init(writer: ResponseWriter, screen: @escaping (Int, inout HTTPFields) throws -> Int) {
+    init(writer: ResponseWriter, requestID: String, screen: @escaping (Int, inout HTTPFields) throws -> Int = { status, _ in status }) {
         self.writer = writer
+        self.requestID = requestID
         self.screen = screen
     }
 
@@ -227,11 +239,41 @@ final class ClientRelay: BackendResponseHandler {
             .flatMap { Int64($0.value.trimmingCharacters(in: .whitespaces)) }
         let decided = try screen(status, &fields)
         self.status = decided
-        try writer.writeHead(HTTPResponseHead(status: decided, headers: fields, contentLength: length))
+        let head = HTTPResponseHead(status: decided, headers: fields, contentLength: length)
+        if decided >= 400, let length, length > 0, length <= Int64(S3ErrorBody.maxRewrittenSize) {
+            heldHead = head
+            return
+        }
+        try writer.writeHead(head)
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
+        if heldHead != nil {
+            heldBody.append(contentsOf: bytes)
+            if heldBody.count <= S3ErrorBody.maxRewrittenSize { return }
+            try release(rewrite: false)
+            return
+        }
         try writer.write(bytes)
         bytesOut += Int64(bytes.count)
+    }
+
+    /// Writes a held error answer, its request id replaced by the gateway's.
+    func finish() throws {
+        if heldHead != nil { try release(rewrite: true) }
+    }
+
+    private func release(rewrite: Bool) throws {
+        guard var head = heldHead else { return }
+        heldHead = nil
+        var body = heldBody
+        heldBody = []
+        if rewrite, let rewritten = S3ErrorBody.withRequestID(body, requestID) {
+            body = rewritten
+            head.contentLength = Int64(body.count)
+        }
+        try writer.writeHead(head)
+        if !body.isEmpty { try writer.write(body) }
+        bytesOut += Int64(body.count)
     }
 }

@@ -61,7 +61,7 @@ struct PassthroughHandler: Sendable {
                                        payloadHash: payloadHash, signing: request.identity.backendSigning)
         let operation = request.operation.name
         let encrypting = encrypting
-        return try backend.relay(forwarded, to: response) { status, fields in
+        return try backend.relay(forwarded, to: response, requestID: request.context.requestID) { status, fields in
             try Self.screen(fields: &fields, operation: operation, encrypting: encrypting)
             return status
         }

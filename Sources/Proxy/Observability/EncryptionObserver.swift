@@ -7,6 +7,12 @@ protocol EncryptionObserver: Sendable {
     func encryptionWork(operation: String, duration: Duration)
     /// A stored object failed authentication (modified, truncated, spliced, or metadata tampered with).
     func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError)
+    /// A streamed upload succeeded but its plaintext ETag could not be recorded (or its upload version not
+    /// removed after recording it): clients see a visibly-not-MD5 ETag for it, or one extra non-current version.
+    func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String)
+    /// A listing shows a multipart object's size from the formula (exact for chunk-aligned parts) because its
+    /// part headers could not be read.
+    func listingSizeEstimated(bucket: String, key: String, reason: String)
 }
 
 extension GatewayTelemetry: EncryptionObserver {
@@ -26,10 +32,22 @@ extension GatewayTelemetry: EncryptionObserver {
             "code": .string(error.code.rawValue), "detail": .string(error.message),
         ])
     }
+
+    func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String) {
+        logger.warn("plaintext ETag not recorded", [
+            "request_id": .string(requestID), "bucket": .string(bucket), "key": .string(key), "reason": .string(reason),
+        ])
+    }
+
+    func listingSizeEstimated(bucket: String, key: String, reason: String) {
+        logger.warn("listing size estimated", ["bucket": .string(bucket), "key": .string(key), "reason": .string(reason)])
+    }
 }
 
 /// An observer that records nothing (tests that do not look at metrics).
 struct NoEncryptionObserver: EncryptionObserver {
     func encryptionWork(operation: String, duration: Duration) {}
     func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError) {}
+    func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String) {}
+    func listingSizeEstimated(bucket: String, key: String, reason: String) {}
 }

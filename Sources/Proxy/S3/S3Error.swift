@@ -117,3 +117,24 @@ extension S3Error {
 enum S3XML {
     static func escape(_ text: String) -> String { XMLText.escape(text) }
 }
+
+/// Error documents relayed from the backend.
+enum S3ErrorBody {
+    /// Largest error document the gateway rewrites (S3's are a few hundred bytes).
+    static let maxRewrittenSize = 64 << 10
+
+    /// The backend's `<Error>` document with its `<RequestId>` replaced by the gateway's (or added), so a
+    /// client sees one request id per error, the same in the `x-amz-request-id` header and in the body.
+    /// Nil when `body` is not an S3 error document.
+    static func withRequestID(_ body: [UInt8], _ requestID: String) -> [UInt8]? {
+        guard body.count <= maxRewrittenSize, let text = String(validating: body, as: UTF8.self),
+              let open = text.range(of: "<Error>") ?? text.range(of: "<Error "),
+              let close = text.range(of: "</Error>", options: .backwards), open.upperBound <= close.lowerBound else { return nil }
+        let id = "<RequestId>\(S3XML.escape(requestID))</RequestId>"
+        if let start = text.range(of: "<RequestId>", range: open.upperBound..<close.lowerBound),
+           let end = text.range(of: "</RequestId>", range: start.upperBound..<close.lowerBound) {
+            return Array((String(text[..<start.lowerBound]) + id + String(text[end.upperBound...])).utf8)
+        }
+        return Array((String(text[..<close.lowerBound]) + id + String(text[close.lowerBound...])).utf8)
+    }
+}

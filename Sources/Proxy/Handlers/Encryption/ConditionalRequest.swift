@@ -19,36 +19,40 @@ enum ConditionalRequest {
                                         "x-amz-copy-source-if-modified-since", "x-amz-copy-source-if-unmodified-since"]
 
     /// - Parameters:
-    ///   - etag: the object's ETag as returned to clients (quoted).
+    ///   - etags: the ETags clients may know the object by (`ClientETag.seen`), quoted; any of them matches.
     ///   - lastModified: the object's `Last-Modified` header value.
-    static func evaluate(headers: HTTPFields, etag: String, lastModified: String?) -> ConditionalOutcome {
+    static func evaluate(headers: HTTPFields, etags: [String], lastModified: String?) -> ConditionalOutcome {
         evaluate(ifMatch: headers["If-Match"], ifNoneMatch: headers["If-None-Match"],
                  ifModifiedSince: headers["If-Modified-Since"], ifUnmodifiedSince: headers["If-Unmodified-Since"],
-                 etag: etag, lastModified: lastModified, failureIsNotModified: true)
+                 etags: etags, lastModified: lastModified, failureIsNotModified: true)
     }
 
     /// The `x-amz-copy-source-if-*` headers of CopyObject: every failure is 412.
-    static func evaluateCopySource(headers: HTTPFields, etag: String, lastModified: String?) -> ConditionalOutcome {
+    static func evaluateCopySource(headers: HTTPFields, etags: [String], lastModified: String?) -> ConditionalOutcome {
         evaluate(ifMatch: headers["x-amz-copy-source-if-match"], ifNoneMatch: headers["x-amz-copy-source-if-none-match"],
                  ifModifiedSince: headers["x-amz-copy-source-if-modified-since"],
                  ifUnmodifiedSince: headers["x-amz-copy-source-if-unmodified-since"],
-                 etag: etag, lastModified: lastModified, failureIsNotModified: false)
+                 etags: etags, lastModified: lastModified, failureIsNotModified: false)
     }
 
     static func evaluate(ifMatch: String?, ifNoneMatch: String?, ifModifiedSince: String?, ifUnmodifiedSince: String?,
-                         etag: String, lastModified: String?, failureIsNotModified: Bool) -> ConditionalOutcome {
+                         etags: [String], lastModified: String?, failureIsNotModified: Bool) -> ConditionalOutcome {
         let modified = lastModified.flatMap(parseHTTPDate)
         if let ifMatch {
-            if !matches(ifMatch, etag: etag) { return .preconditionFailed }
+            if !matches(ifMatch, etags: etags) { return .preconditionFailed }
         } else if let ifUnmodifiedSince, let since = parseHTTPDate(ifUnmodifiedSince), let modified, modified > since {
             return .preconditionFailed
         }
         if let ifNoneMatch {
-            if matches(ifNoneMatch, etag: etag) { return failureIsNotModified ? .notModified : .preconditionFailed }
+            if matches(ifNoneMatch, etags: etags) { return failureIsNotModified ? .notModified : .preconditionFailed }
         } else if let ifModifiedSince, let since = parseHTTPDate(ifModifiedSince), let modified, modified <= since {
             return failureIsNotModified ? .notModified : .preconditionFailed
         }
         return .proceed
+    }
+
+    static func matches(_ list: String, etags: [String]) -> Bool {
+        etags.contains { matches(list, etag: $0) }
     }
 
     /// Weak comparison of a list of entity tags (`*`, `"a", W/"b"`, or an unquoted tag as some clients send).

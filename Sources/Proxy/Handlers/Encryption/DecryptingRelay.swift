@@ -9,10 +9,12 @@ final class DecryptingRelay: BackendResponseHandler {
     let reader: PlannedReader
     let metadata: EncryptionMetadata
     let etag: String
-    private(set) var status = 0
-    private(set) var bytesOut: Int64 = 0
-    /// The backend answered with an error: relay it unchanged.
-    private(set) var relayingError = false
+    private var decidedStatus = 0
+    private var plaintextOut: Int64 = 0
+    /// The backend answered with an error: relayed as S3 relays it (with the gateway's request id).
+    private var errorRelay: ClientRelay?
+    var status: Int { errorRelay?.status ?? decidedStatus }
+    var bytesOut: Int64 { errorRelay?.bytesOut ?? plaintextOut }
     /// The ciphertext failed verification.
     private(set) var encryptionFailure: EncryptionError?
     private(set) var openTime: Duration = .zero
@@ -20,7 +22,10 @@ final class DecryptingRelay: BackendResponseHandler {
     var clientResponseStarted: Bool { writer.headWritten }
     private var finished = false
 
-    init(writer: ResponseWriter, reader: PlannedReader, metadata: EncryptionMetadata, etag: String) {
+    let requestID: String
+
+    init(writer: ResponseWriter, reader: PlannedReader, metadata: EncryptionMetadata, etag: String, requestID: String) {
+        self.requestID = requestID
         self.writer = writer
         self.reader = reader
         self.metadata = metadata
@@ -33,11 +38,12 @@ final class DecryptingRelay: BackendResponseHandler {
             throw S3Error.objectChanged()
         }
         guard backendStatus == 200 || backendStatus == 206 else {
-            relayingError = true
-            status = backendStatus
-            let length = headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int64($0.value) }
-            try writer.writeHead(HTTPResponseHead(status: backendStatus, headers: BackendClient.forwardableResponseHeaders(headers),
-                                                  contentLength: length))
+            let relay = ClientRelay(writer: writer, requestID: requestID) { status, fields in
+                for name in fields.map(\.name) where EncryptionMetadata.isReserved(headerName: name) { fields.remove(name) }
+                return status
+            }
+            errorRelay = relay
+            try relay.responseHead(status: backendStatus, headers: headers)
             return
         }
         if backendStatus == 200 && reader.plan.backendRange != nil {
@@ -52,15 +58,14 @@ final class DecryptingRelay: BackendResponseHandler {
         guard seen == metadata else { throw S3Error.objectChanged() }
         var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(headers), etag: etag)
         if let range = reader.plan.contentRange { fields.set("Content-Range", range) }
-        status = reader.plan.status
+        decidedStatus = reader.plan.status
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
         pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.plan.contentLength))
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
-        if relayingError {
-            try writer.write(bytes)
-            bytesOut += Int64(bytes.count)
+        if let errorRelay {
+            try errorRelay.responseBody(bytes)
             return
         }
         try decrypt { try reader.update(bytes, emit: $0) }
@@ -69,7 +74,10 @@ final class DecryptingRelay: BackendResponseHandler {
 
     /// Verifies the end of the planned ciphertext and writes the last plaintext.
     func finish() throws {
-        guard !relayingError else { return }
+        if let errorRelay {
+            try errorRelay.finish()
+            return
+        }
         try decrypt { try reader.finish(emit: $0) }
         finished = true
         try flush()
@@ -84,7 +92,7 @@ final class DecryptingRelay: BackendResponseHandler {
             try body { plaintext in
                 try self.writePendingHead()
                 try self.writer.write(plaintext)
-                self.bytesOut += Int64(plaintext.count)
+                self.plaintextOut += Int64(plaintext.count)
             }
         } catch let error as EncryptionError {
             encryptionFailure = error
@@ -116,11 +124,5 @@ enum EncryptedResponseHeaders {
         })
         fields.set("ETag", etag)
         return fields
-    }
-
-    /// The ETag clients see: the plaintext MD5 when the gateway stored it, else the backend's.
-    static func etag(_ metadata: EncryptionMetadata, backendETag: String?) -> String {
-        if let md5 = metadata.plaintextMD5 { return "\"\(Encoding.hex(md5))\"" }
-        return backendETag ?? "\"\""
     }
 }

@@ -9,24 +9,25 @@ extension EncryptedObjectHandler {
         guard let source = CopySource.parse(request.head.headers["x-amz-copy-source"]) else {
             throw S3Error.invalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
         }
+        if source.bucket == destination.bucket, source.key == destination.key, source.versionID == nil,
+           !Self.copyChangesTheObject(request.head.headers) {
+            throw S3Error.invalidRequest("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
+        }
         let sourceIdentity = ObjectIdentity(bucket: source.bucket, key: source.key)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: source.bucket, key: source.key,
-            query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [],
-            headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
+            query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [], signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else {
             // A missing source, or an error the backend explains best.
             return try passthrough.handle(request, body: body, response: response)
         }
+        let backendETag = stored.header("ETag")
         guard let metadata = try readMetadata(stored.headers, sourceIdentity, request) else {
             // A plain source is copied as is, pinned to the object whose conditions were checked: a source
             // replaced by an encrypted object in between must not become a "plain" copy of its ciphertext.
             guard allowPlaintextReads else { throw S3Error.plaintextObjectRefused() }
-            let etag = stored.header("ETag") ?? "\"\""
-            if ConditionalRequest.evaluateCopySource(headers: request.head.headers, etag: etag,
-                                                     lastModified: stored.header("Last-Modified")) != .proceed {
-                throw S3Error.preconditionFailed()
-            }
+            try Self.checkCopySourceConditions(request, etags: ClientETag.seen(primary: backendETag ?? "\"\"", backendETag: backendETag),
+                                               stored: stored)
             var pinned = request
             pinned.head.headers = Self.pinnedCopyHeaders(request.head.headers, source: source, stored: stored)
             return try passthrough.handle(pinned, body: body, response: response)
@@ -35,17 +36,16 @@ extension EncryptedObjectHandler {
         guard storedLength <= PassthroughHandler.maxSingleUpload else {
             throw S3Error.notImplemented("copying encrypted objects larger than 5 GiB is not supported (it needs a multipart copy).")
         }
-        let etag = EncryptedResponseHeaders.etag(metadata, backendETag: stored.header("ETag"))
-        if ConditionalRequest.evaluateCopySource(headers: request.head.headers, etag: etag,
-                                                 lastModified: stored.header("Last-Modified")) != .proceed {
-            throw S3Error.preconditionFailed()
-        }
+        // Re-wrapping unwraps first, which proves the source's metadata (and its ETag record) authentic
+        // before a condition is decided on it.
         let rewrapped: EncryptionMetadata
         do {
             rewrapped = try encryptor.rewrap(metadata, from: sourceIdentity, to: destination)
         } catch {
             throw failure(error, sourceIdentity, request)
         }
+        let sourceETag = ClientETag.encrypted(metadata, backendETag: backendETag)
+        try Self.checkCopySourceConditions(request, etags: ClientETag.seen(primary: sourceETag, backendETag: backendETag), stored: stored)
         var headers = Self.pinnedCopyHeaders(request.head.headers, source: source, stored: stored)
         let replace = request.head.headers["x-amz-metadata-directive"]?.uppercased() == "REPLACE"
         if !replace {
@@ -64,13 +64,45 @@ extension EncryptedObjectHandler {
         headers.set("x-amz-metadata-directive", "REPLACE")
         for (name, value) in rewrapped.headers { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "PUT", bucket: destination.bucket, key: destination.key,
-                                                      query: request.query, headers: headers, body: .bytes([]),
-                                                      payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
+                                                      query: request.query, headers: headers, body: .bytes([]), signing: request.identity.backendSigning),
+                                       maxBodySize: Self.maxDocumentSize)
+        var status = answer.status
         var document = answer.body
-        if answer.status == 200, rewrapped.plaintextMD5 != nil {
-            document = Self.replacingETag(in: document, with: etag)
+        if status == 200, S3ErrorDocument.parse(document) != nil {
+            // S3 may report a failed copy as 200 with an error document.
+            status = 500
+        } else if status == 200 {
+            // The destination holds the source's ciphertext and records: its ETag as clients see it.
+            let copiedETag = rewrapped.authenticatedMD5.map(ClientETag.md5) ?? ClientETag.opaque(Self.etagElement(in: document))
+            document = Self.replacingETag(in: document, with: copiedETag)
         }
-        return try respondBuffered(status: answer.status, headers: answer.headers, body: document, response: response)
+        return try respondBuffered(status: status, headers: answer.headers, body: document, request: request, response: response)
+    }
+
+    /// S3's rule: a copy onto the same key must change something (REPLACE metadata, storage class, website
+    /// redirect, server-side encryption); otherwise it is refused.
+    static func copyChangesTheObject(_ headers: HTTPFields) -> Bool {
+        headers["x-amz-metadata-directive"]?.uppercased() == "REPLACE" || headers.contains("x-amz-storage-class")
+            || headers.contains("x-amz-website-redirect-location")
+            || headers.contains { $0.name.lowercased().hasPrefix("x-amz-server-side-encryption") }
+    }
+
+    /// The client's `x-amz-copy-source-if-*`, decided against the ETags clients know the source by.
+    static func checkCopySourceConditions(_ request: S3Request, etags: [String], stored: HTTPClientResponse) throws(S3Error) {
+        if ConditionalRequest.evaluateCopySource(headers: request.head.headers, etags: etags,
+                                                 lastModified: stored.header("Last-Modified")) != .proceed {
+            throw S3Error.preconditionFailed()
+        }
+    }
+
+    /// The text of `<ETag>…</ETag>` in a CopyObjectResult, XML entities decoded.
+    static func etagElement(in document: [UInt8]) -> String? {
+        let text = String(decoding: document, as: UTF8.self)
+        guard let open = text.range(of: "<ETag>"), let close = text.range(of: "</ETag>", range: open.upperBound..<text.endIndex) else {
+            return nil
+        }
+        return String(text[open.upperBound..<close.lowerBound]).replacingOccurrences(of: "&quot;", with: "\"")
+            .replacingOccurrences(of: "&#34;", with: "\"")
     }
 
     /// The client's CopyObject headers with its `x-amz-copy-source-if-*` conditions (already evaluated by the

@@ -11,9 +11,8 @@ extension EncryptedObjectHandler {
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
             headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
-            if (200..<300).contains(stored.status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }
             // A plain object, or an error the backend explains best: forward the request itself.
-            return try forwardPlain(request, response: response)
+            return try forwardPlain(request, stored: (200..<300).contains(stored.status) ? stored : nil, response: response)
         }
         if request.query.contains(where: { $0.name == "partNumber" }) {
             throw S3Error.notImplemented("partNumber reads of encrypted objects are not supported; use a Range instead.")
@@ -21,17 +20,17 @@ extension EncryptedObjectHandler {
         guard case .single = metadata.layout else {
             throw S3Error.internalError().withLog("multipart-layout object \(identity.bucket)/\(identity.key): this gateway version reads single-part objects only")
         }
-        let etag = EncryptedResponseHeaders.etag(metadata, backendETag: stored.header("ETag"))
+        // Unwrapping proves the metadata (and so its ETag record) authentic and the key configured, before
+        // a condition is decided on the ETag or a HEAD says 200.
+        do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+        let backendETag = stored.header("ETag")
+        let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         let lastModified = stored.header("Last-Modified")
-        switch ConditionalRequest.evaluate(headers: request.head.headers, etag: etag, lastModified: lastModified) {
+        switch ConditionalRequest.evaluate(headers: request.head.headers, etags: ClientETag.seen(primary: etag, backendETag: backendETag),
+                                           lastModified: lastModified) {
         case .proceed: break
         case .notModified:
-            var fields = HTTPFields()
-            fields.add("ETag", etag)
-            if let lastModified { fields.add("Last-Modified", lastModified) }
-            try response.writeHead(HTTPResponseHead(status: 304, headers: fields, contentLength: nil))
-            try response.finish()
-            return BackendResult(status: 304, bytesOut: 0)
+            return try respondNotModified(etag: etag, lastModified: lastModified, response: response)
         case .preconditionFailed:
             throw S3Error.preconditionFailed()
         }
@@ -50,8 +49,6 @@ extension EncryptedObjectHandler {
             return try respond(S3Error.invalidRange(), request: request, response: response, extraHeaders: extra)
         }
         if headOnly {
-            // Unwrapping proves the metadata is intact and the key is configured before a HEAD says 200.
-            do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
             var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(stored.headers), etag: etag)
             if let range = plan.contentRange { fields.set("Content-Range", range) }
             try response.writeHead(HTTPResponseHead(status: plan.status, headers: fields, contentLength: Int64(plan.contentLength)))
@@ -69,7 +66,8 @@ extension EncryptedObjectHandler {
         if let range = plan.backendRange { headers.set("Range", range) }
         // Pin the object the plan was made for: a replacement in between fails instead of mixing objects.
         if let backendETag = stored.header("ETag") { headers.set("If-Match", backendETag) }
-        let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag)
+        let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag,
+                                    requestID: request.context.requestID)
         let forwarded = BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
                                        query: request.query.filter { $0.name != "partNumber" }, headers: headers, body: .none,
                                        payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)
@@ -93,16 +91,45 @@ extension EncryptedObjectHandler {
         return BackendResult(status: relay.status, bytesOut: relay.bytesOut)
     }
 
-    /// Forwards a read of an object the HEAD found plain (or missing), refusing an answer that turns
-    /// out to carry gateway metadata (the object was replaced by an encrypted one in between).
-    func forwardPlain(_ request: S3Request, response: ResponseWriter) throws -> BackendResult {
+    /// Forwards a read of an object the HEAD found plain (`stored`) or missing (nil), refusing an answer that
+    /// turns out to carry gateway metadata (the object was replaced by an encrypted one in between). The
+    /// conditions of a plain object's read are decided here against both ETags a client may know it by
+    /// (the backend's, and the listing's `-1` form), then pinned to the object the HEAD saw.
+    func forwardPlain(_ request: S3Request, stored: HTTPClientResponse?, response: ResponseWriter) throws -> BackendResult {
+        var headers = request.head.headers
+        if let stored {
+            guard allowPlaintextReads else { throw S3Error.plaintextObjectRefused() }
+            let backendETag = stored.header("ETag")
+            let etags = ClientETag.seen(primary: backendETag ?? "\"\"", backendETag: backendETag)
+            switch ConditionalRequest.evaluate(headers: headers, etags: etags, lastModified: stored.header("Last-Modified")) {
+            case .proceed:
+                headers = Self.withoutConditionals(headers)
+                if let backendETag { headers.set("If-Match", backendETag) }
+            case .notModified:
+                return try respondNotModified(etag: backendETag ?? "\"\"", lastModified: stored.header("Last-Modified"), response: response)
+            case .preconditionFailed:
+                throw S3Error.preconditionFailed()
+            }
+        }
         let allowPlaintextReads = allowPlaintextReads
         let forwarded = BackendRequest(method: request.head.method, bucket: request.address.bucket, key: request.address.key,
-                                       query: request.query, headers: request.head.headers, signing: request.identity.backendSigning)
-        return try backend.relay(forwarded, to: response) { status, fields in
+                                       query: request.query, headers: headers, signing: request.identity.backendSigning)
+        return try backend.relay(forwarded, to: response, requestID: request.context.requestID) { status, fields in
             if fields.contains(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) { throw S3Error.objectChanged() }
+            // The pin failed: the object changed since the HEAD.
+            if status == 412, stored != nil { throw S3Error.objectChanged() }
             if (200..<300).contains(status), !allowPlaintextReads { throw S3Error.plaintextObjectRefused() }
             return status
         }
+    }
+
+    /// 304 with the object's validators.
+    func respondNotModified(etag: String, lastModified: String?, response: ResponseWriter) throws -> BackendResult {
+        var fields = HTTPFields()
+        fields.add("ETag", etag)
+        if let lastModified { fields.add("Last-Modified", lastModified) }
+        try response.writeHead(HTTPResponseHead(status: 304, headers: fields, contentLength: nil))
+        try response.finish()
+        return BackendResult(status: 304, bytesOut: 0)
     }
 }

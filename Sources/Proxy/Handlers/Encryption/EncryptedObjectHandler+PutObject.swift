@@ -2,14 +2,18 @@ import Foundation
 import Shared
 
 /// PutObject: seals the body under a fresh data key. Small bodies are buffered so their MD5 (the ETag)
-/// is known before the metadata is written; larger ones stream through `SealingBody`.
+/// is known before the metadata is written; larger ones stream through `SealingBody`, which hashes the
+/// plaintext on the way, and the authenticated ETag record is attached after the upload by a conditional
+/// metadata-replacing self-copy (unless the client's Content-MD5 gave it up front). Conditional writes
+/// (`If-Match`, `If-None-Match`) are decided against the ETags clients see and pinned on the backend.
 extension EncryptedObjectHandler {
     func putObject(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         let identity = try Self.identity(of: request)
         guard let declared = body.declaredLength else { throw S3Error.missingContentLength() }
         guard declared <= PassthroughHandler.maxSingleUpload else { throw S3Error.entityTooLarge() }
         let length = Int(declared)
-        var headers = Self.uploadHeaders(request.head.headers)
+        let clientHeaders = try conditionalWriteHeaders(Self.uploadHeaders(request.head.headers), identity: identity, request: request)
+        var headers = clientHeaders
         let userMetadata = Self.userMetadataSize(headers)
 
         let metadata: EncryptionMetadata
@@ -34,28 +38,140 @@ extension EncryptedObjectHandler {
             payloadHash = Encoding.hex(Digest.hash(.sha256, ciphertext))
             backendBody = .bytes(ciphertext)
         } else {
-            // Streamed: the ETag is the plaintext MD5 only when the client committed to one (verified on the way).
+            // Streamed: a client's Content-MD5 (verified on the way) is the ETag up front; otherwise the plaintext
+            // is hashed as it passes and the record attached afterwards.
             let md5 = request.head.headers["Content-MD5"].flatMap { Data(base64Encoded: $0.trimmingCharacters(in: .whitespaces)) }
                 .map { Array($0) }
             let begun = try encryptor.beginObject(identity, plaintextMD5: md5, plaintextLength: length)
             metadata = begun.metadata
             try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
             let ciphertextLength = encryptor.layout.ciphertextLength(plaintextLength: length)
-            let source = SealingBody(source: body, sealer: begun.sealer, ciphertextLength: ciphertextLength)
+            let source = SealingBody(source: body, sealer: begun.sealer, ciphertextLength: ciphertextLength, hashingPlaintext: md5 == nil)
             sealing = source
             backendBody = .stream(source, length: Int64(ciphertextLength))
             payloadHash = SigV4.unsignedPayload
         }
         for (name, value) in metadata.headers { headers.set(name, value) }
-        let clientETag = metadata.plaintextMD5.map { "\"\(Encoding.hex($0))\"" }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,
                                        headers: headers, body: backendBody, payloadHash: payloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "PutObject", duration: sealTime + (sealing?.sealTime ?? .zero)) }
-        return try backend.relay(forwarded, to: response) { status, fields in
-            if (200..<300).contains(status), let clientETag { fields.set("ETag", clientETag) }
-            // Checksums the backend computed describe the ciphertext, not what the client sent.
-            for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
-            return status
+        let answer = try backend.fetch(forwarded, maxBodySize: Self.maxDocumentSize)
+        var fields = BackendClient.forwardableResponseHeaders(answer.headers)
+        // Checksums the backend computed describe the ciphertext, not what the client sent.
+        for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
+        if (200..<300).contains(answer.status) {
+            if let md5 = metadata.authenticatedMD5 {
+                fields.set("ETag", ClientETag.md5(md5))
+            } else if let md5 = sealing?.plaintextMD5 {
+                let attached = attachETag(md5, to: metadata, identity: identity, uploadHeaders: clientHeaders, put: answer, request: request)
+                fields.set("ETag", attached.etag)
+                if let version = attached.versionID { fields.set("x-amz-version-id", version) }
+            } else {
+                fields.set("ETag", ClientETag.opaque(answer.header("ETag")))
+            }
         }
+        var document = answer.body
+        if answer.status >= 400, let rewritten = S3ErrorBody.withRequestID(document, request.context.requestID) { document = rewritten }
+        try response.writeHead(HTTPResponseHead(status: answer.status, headers: fields, contentLength: Int64(document.count)))
+        if !document.isEmpty { try response.write(document) }
+        try response.finish()
+        return BackendResult(status: answer.status, bytesOut: Int64(document.count))
+    }
+
+    /// Records the plaintext MD5 of a streamed upload with a metadata-replacing copy of the object onto itself,
+    /// conditional on the backend ETag the PUT returned (a concurrent overwrite makes the copy fail, and the
+    /// upload keeps the ETag it has). In a versioned bucket the copy is a new version; the PUT's own version,
+    /// now a duplicate, is deleted so a client's PUT still leaves one version. Returns the ETag and version
+    /// id the client gets.
+    func attachETag(_ md5: [UInt8], to metadata: EncryptionMetadata, identity: ObjectIdentity, uploadHeaders: HTTPFields,
+                    put: HTTPClientResponse, request: S3Request) -> (etag: String, versionID: String?) {
+        let fallback = (etag: ClientETag.opaque(put.header("ETag")), versionID: put.header("x-amz-version-id"))
+        guard let backendETag = put.header("ETag"), !backendETag.isEmpty else { return fallback }
+        do {
+            let updated = try encryptor.attachETag(metadata, plaintextMD5: md5, identity: identity)
+            var headers = uploadHeaders
+            for name in ConditionalRequest.headerNames { headers.remove(name) }
+            headers.remove("Content-MD5")
+            for (name, value) in updated.headers { headers.set(name, value) }
+            headers.set("x-amz-copy-source", BackendClient.copySource(bucket: identity.bucket, key: identity.key))
+            headers.set("x-amz-metadata-directive", "REPLACE")
+            // AWS reads the first name, Ceph RGW (Pacific) only the second; each ignores the other.
+            headers.set("x-amz-copy-source-if-match", backendETag)
+            headers.set("x-amz-copy-if-match", backendETag)
+            let copied = try backend.fetch(BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key,
+                                                          headers: headers, body: .bytes([]), signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
+            guard copied.status == 200, S3ErrorDocument.parse(copied.body) == nil else {
+                observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
+                                         reason: "self-copy answered \(copied.status) \(S3ErrorDocument.parse(copied.body)?.code ?? "")")
+                return fallback
+            }
+            let copyVersion = copied.header("x-amz-version-id")
+            if let putVersion = put.header("x-amz-version-id"), putVersion != "null", let copyVersion, copyVersion != putVersion {
+                let deleted = try backend.fetch(BackendRequest(method: "DELETE", bucket: identity.bucket, key: identity.key,
+                                                               query: [QueryParameter(name: "versionId", value: putVersion, hasValue: true)], signing: request.identity.backendSigning))
+                if !(200..<300).contains(deleted.status) {
+                    observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
+                                             reason: "the upload's own version \(putVersion) stays as a non-current version: delete answered \(deleted.status)")
+                }
+            }
+            return (ClientETag.md5(md5), copyVersion ?? fallback.versionID)
+        } catch {
+            observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
+                                     reason: "\(error)")
+            return fallback
+        }
+    }
+
+    /// `If-Match` / `If-None-Match` of PutObject (and CompleteMultipartUpload) decided against the ETags clients
+    /// see — the backend's ETag of an encrypted object is the MD5 of its ciphertext — and pinned on the backend:
+    /// the returned headers carry, instead of the client's conditions, `If-Match: <backend ETag>` of the object
+    /// that was checked (or `If-None-Match: *` when there was none), so the write fails if the object changes
+    /// in between. Without conditions the headers come back unchanged; `If-None-Match: *` alone is forwarded
+    /// as it is (the backend decides it atomically).
+    func conditionalWriteHeaders(_ headers: HTTPFields, identity: ObjectIdentity, request: S3Request) throws -> HTTPFields {
+        let ifMatch = headers["If-Match"]
+        let ifNoneMatch = headers["If-None-Match"]
+        guard ifMatch != nil || ifNoneMatch != nil else { return headers }
+        var out = headers
+        out.remove("If-Match")
+        out.remove("If-None-Match")
+        if ifMatch == nil, ifNoneMatch?.trimmingCharacters(in: .whitespaces) == "*" {
+            out.set("If-None-Match", "*")
+            return out
+        }
+        let current = try backend.fetch(BackendRequest(method: "HEAD", bucket: identity.bucket, key: identity.key, signing: request.identity.backendSigning), maxBodySize: 0)
+        if current.status == 404 {
+            if ifMatch != nil {
+                throw S3Error(code: "NoSuchKey", message: "The specified key does not exist.", status: 404)
+            }
+            out.set("If-None-Match", "*")
+            return out
+        }
+        guard (200..<300).contains(current.status) else {
+            throw S3Error.serviceUnavailable().withLog("conditional write: the backend's HEAD answered \(current.status)")
+        }
+        let backendETag = current.header("ETag")
+        let primary: String
+        if let metadata = try readMetadata(current.headers, identity, request) {
+            do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+            primary = ClientETag.encrypted(metadata, backendETag: backendETag)
+        } else {
+            primary = backendETag ?? "\"\""
+        }
+        let etags = ClientETag.seen(primary: primary, backendETag: backendETag)
+        if let ifMatch, !ConditionalRequest.matches(ifMatch, etags: etags) { throw S3Error.preconditionFailed() }
+        if let ifNoneMatch, ifNoneMatch.trimmingCharacters(in: .whitespaces) == "*" || ConditionalRequest.matches(ifNoneMatch, etags: etags) {
+            throw S3Error.preconditionFailed()
+        }
+        if let backendETag { out.set("If-Match", Self.writePin(backendETag, answer: current)) }
+        return out
+    }
+
+    /// The `If-Match` value that pins a write to the object of `answer`. Ceph RGW (Pacific) compares a PUT's
+    /// If-Match with the ETag without its quotes (its GETs and copies take it quoted, as AWS and moto do
+    /// everywhere); it marks object answers with `x-rgw-object-type`.
+    static func writePin(_ etag: String, answer: HTTPClientResponse) -> String {
+        guard answer.header("x-rgw-object-type") != nil else { return etag }
+        return etag.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
     }
 }

@@ -12,6 +12,8 @@ struct EncryptedObjectHandler: Sendable {
     let observer: any EncryptionObserver
     /// `ENCRYPTION_ALLOW_PLAINTEXT_READS`: serve objects without gateway metadata (migration) or refuse them.
     let allowPlaintextReads: Bool
+    /// Plaintext sizes of multipart objects learned from their part headers, for listings.
+    let multipartSizeCache = MultipartSizeCache()
 
     /// Bodies up to this size are read into memory before sealing, so their MD5 (the ETag) is known
     /// before the metadata is written (FORMAT.md §8).
@@ -66,10 +68,14 @@ struct EncryptedObjectHandler: Sendable {
     }
 
     /// Writes a buffered backend answer (listing, copy result) with end-to-end headers and its new length.
-    func respondBuffered(status: Int, headers: [(name: String, value: String)], body: [UInt8],
+    /// A backend error document gets the request's id (one request id per error).
+    func respondBuffered(status: Int, headers: [(name: String, value: String)], body: [UInt8], request: S3Request,
                          response: ResponseWriter) throws -> BackendResult {
         var fields = BackendClient.forwardableResponseHeaders(headers)
         fields.remove("Content-MD5")
+        for name in fields.map(\.name) where EncryptionMetadata.isReserved(headerName: name) { fields.remove(name) }
+        var body = body
+        if status >= 400, let rewritten = S3ErrorBody.withRequestID(body, request.context.requestID) { body = rewritten }
         try response.writeHead(HTTPResponseHead(status: status, headers: fields, contentLength: Int64(body.count)))
         if !body.isEmpty { try response.write(body) }
         try response.finish()

@@ -16,11 +16,16 @@ final class SealingBody: RequestBody {
     private var sourceEnded = false
     /// Time spent inside the sealer.
     private(set) var sealTime: Duration = .zero
+    private var md5: Digest?
+    /// MD5 of the plaintext, once the source ended (when `hashingPlaintext`): the ETag of a streamed upload.
+    private(set) var plaintextMD5: [UInt8]?
 
-    init(source: RequestBody, sealer: ChunkSealer, ciphertextLength: Int) {
+    /// - Parameter hashingPlaintext: also compute the MD5 of the plaintext as it passes.
+    init(source: RequestBody, sealer: ChunkSealer, ciphertextLength: Int, hashingPlaintext: Bool = false) {
         self.source = source
         self.sealer = sealer
         self.declaredLength = Int64(ciphertextLength)
+        if hashingPlaintext { md5 = Digest(.md5) }
         output.reserveCapacity(input.count + 16 * 64)
     }
 
@@ -34,9 +39,12 @@ final class SealingBody: RequestBody {
             if n == 0 {
                 sourceEnded = true
                 try sealer.finish { output.append(contentsOf: $0) }
+                if let digest = md5.take() { plaintextMD5 = digest.finalize() }
             } else {
                 try input.withUnsafeBytes { all in
-                    try sealer.update(UnsafeRawBufferPointer(rebasing: all[0..<n])) { output.append(contentsOf: $0) }
+                    let piece = UnsafeRawBufferPointer(rebasing: all[0..<n])
+                    md5?.update(piece)
+                    try sealer.update(piece) { output.append(contentsOf: $0) }
                 }
             }
             sealTime += ContinuousClock.now - started

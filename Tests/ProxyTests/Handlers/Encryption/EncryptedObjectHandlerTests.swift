@@ -1,5 +1,5 @@
 import Foundation
-import Shared
+@testable import Shared
 import Synchronization
 import Testing
 @testable import Proxy
@@ -12,6 +12,12 @@ final class RecordingEncryptionObserver: EncryptionObserver {
         tampers.withLock { $0.append(error) }
     }
     var tamperCount: Int { tampers.withLock { $0.count } }
+    let unrecorded = Mutex<[String]>([])
+    func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String) {
+        unrecorded.withLock { $0.append("\(key): \(reason)") }
+    }
+    let estimated = Mutex<[String]>([])
+    func listingSizeEstimated(bucket: String, key: String, reason: String) { estimated.withLock { $0.append(key) } }
 }
 
 extension HandlerHarness {
@@ -223,11 +229,21 @@ extension HandlerHarness {
         #expect(gateway.header(replacedGet, "x-amz-meta-color") == nil)
         #expect(gateway.header(replacedGet, "Content-Type") == "text/x-new")
 
-        // Copy onto itself re-wraps in place.
+        // Copy onto itself without a change is refused, as S3 refuses it; with REPLACE it re-wraps in place.
         let before = raw.header(raw.send("HEAD", "/bucket/src"), "x-amz-meta-s3eg-wrapped-key")
-        #expect(gateway.send("PUT", "/bucket/src", headers: [(name: "x-amz-copy-source", value: "/bucket/src")]).status == 200)
+        let unchanged = gateway.send("PUT", "/bucket/src", headers: [(name: "x-amz-copy-source", value: "/bucket/src")])
+        #expect(unchanged.status == 400)
+        #expect(unchanged.errorCode == "InvalidRequest")
+        #expect(raw.header(raw.send("HEAD", "/bucket/src"), "x-amz-meta-s3eg-wrapped-key") == before)
+        let replacedInPlace = gateway.send("PUT", "/bucket/src", headers: [
+            (name: "x-amz-copy-source", value: "/bucket/src"), (name: "x-amz-metadata-directive", value: "REPLACE"),
+            (name: "x-amz-meta-color", value: "green")])
+        #expect(replacedInPlace.status == 200, "\(replacedInPlace.bodyText)")
+        #expect(replacedInPlace.bodyText.contains(Encoding.hex(Digest.hash(.md5, content))))
         #expect(raw.header(raw.send("HEAD", "/bucket/src"), "x-amz-meta-s3eg-wrapped-key") != before)
-        #expect(gateway.send("GET", "/bucket/src").body == content)
+        let inPlace = gateway.send("GET", "/bucket/src")
+        #expect(inPlace.body == content)
+        #expect(gateway.header(inPlace, "x-amz-meta-color") == "green")
 
         let failed = gateway.send("PUT", "/bucket/nope", headers: [(name: "x-amz-copy-source", value: "/bucket/src"),
                                                                    (name: "x-amz-copy-source-if-match", value: "\"0123\"")])
@@ -354,6 +370,145 @@ extension HandlerHarness {
         #expect(gateway.send("GET", "/bucket/planted").body == content)
     }
 
+    // MARK: ETags, conditional writes, listings (issue 7 §3)
+
+    /// A streamed upload without Content-MD5 gets its plaintext MD5 recorded after the upload (self-copy), so
+    /// PUT, HEAD and GET agree on the MD5 and the listing shows a form that is visibly not one; in a
+    /// versioned bucket the client's PUT still leaves one version.
+    @Test(arguments: ["/bucket", "/versioned"])
+    func streamedUploadsGetThePlaintextMD5(bucket: String) throws {
+        if bucket == "/versioned" {
+            #expect(raw.send("PUT", bucket).status == 200)
+            let on = Array("<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>".utf8)
+            #expect(raw.send("PUT", "\(bucket)?versioning", body: on).status == 200)
+        }
+        let content = Self.content((3 << 20) + 17, seed: 21)
+        let md5 = ClientETag.md5(Digest.hash(.md5, content))
+        let put = gateway.send("PUT", "\(bucket)/streamed", body: content)
+        #expect(put.status == 200, "\(put.bodyText)")
+        #expect(gateway.header(put, "ETag") == md5)
+        #expect(gateway.header(gateway.send("HEAD", "\(bucket)/streamed"), "ETag") == md5)
+        let get = gateway.send("GET", "\(bucket)/streamed")
+        #expect(get.body == content)
+        #expect(gateway.header(get, "ETag") == md5)
+        let stored = raw.send("HEAD", "\(bucket)/streamed")
+        #expect(raw.header(stored, "x-amz-meta-s3eg-etag") == String(md5.dropFirst().dropLast()))
+        let listing = gateway.send("GET", "\(bucket)?list-type=2&prefix=streamed").bodyText
+        #expect(listing.contains("<Size>\(content.count)</Size>"), "\(listing)")
+        let backendETag = try #require(raw.header(stored, "ETag"))
+        #expect(listing.contains(String(backendETag.dropLast()) + "-1"), "\(listing)")
+        if bucket == "/versioned" {
+            let versions = raw.send("GET", "\(bucket)?versions&prefix=streamed").bodyText
+            #expect(versions.components(separatedBy: "<Version>").count == 2, "\(versions)")
+            #expect(versions.contains(try #require(gateway.header(put, "x-amz-version-id"))))
+        }
+        #expect(events.unrecorded.withLock { $0 }.isEmpty)
+    }
+
+    /// A backend-side edit of the recorded ETag fails the metadata MAC: no 304 on a forged ETag, no wrong ETag.
+    @Test func aForgedETagRecordIsNeverBelieved() throws {
+        let content = Self.content(1000, seed: 31)
+        #expect(gateway.send("PUT", "/bucket/forged-etag", body: content).status == 200)
+        let stored = raw.send("GET", "/bucket/forged-etag")
+        var meta = stored.head!.headers.filter { $0.name.lowercased().hasPrefix("x-amz-meta-s3eg-") }
+        let forged = String(repeating: "ab", count: 16)
+        meta = meta.map { $0.name.lowercased() == "x-amz-meta-s3eg-etag" ? (name: $0.name, value: forged) : $0 }
+        #expect(raw.send("PUT", "/bucket/forged-etag", body: stored.body, headers: meta).status == 200)
+        let conditional = gateway.send("GET", "/bucket/forged-etag", headers: [(name: "If-None-Match", value: "\"\(forged)\"")])
+        #expect(conditional.status == 500)
+        #expect(conditional.errorCode == "InternalError")
+        #expect(gateway.send("HEAD", "/bucket/forged-etag").status == 500)
+    }
+
+    @Test func conditionalWritesCompareTheETagsClientsSee() throws {
+        let first = Array("first version".utf8)
+        #expect(gateway.send("PUT", "/bucket/cw", body: first).status == 200)
+        let md5 = ClientETag.md5(Digest.hash(.md5, first))
+        let backendETag = try #require(raw.header(raw.send("HEAD", "/bucket/cw"), "ETag"))
+        func put(_ headers: [(name: String, value: String)]) -> RecordingWriter {
+            gateway.send("PUT", "/bucket/cw", body: Array("next".utf8), headers: headers)
+        }
+        #expect(put([(name: "If-None-Match", value: "*")]).status == 412)
+        #expect(put([(name: "If-None-Match", value: md5)]).status == 412)
+        #expect(put([(name: "If-Match", value: "\"0123456789abcdef0123456789abcdef\"")]).status == 412)
+        // The backend's own ETag (MD5 of the ciphertext) is not one a client was shown.
+        #expect(put([(name: "If-Match", value: backendETag)]).status == 412)
+        #expect(gateway.send("GET", "/bucket/cw").body == first)
+        #expect(put([(name: "If-Match", value: md5)]).status == 200)
+        // The listing's form of the new ETag works as well.
+        let listedETag = ClientETag.opaque(try #require(raw.header(raw.send("HEAD", "/bucket/cw"), "ETag")))
+        #expect(put([(name: "If-Match", value: listedETag)]).status == 200)
+        #expect(put([(name: "If-None-Match", value: "\"other\"")]).status == 200)
+        #expect(gateway.send("PUT", "/bucket/cw-missing", body: first, headers: [(name: "If-Match", value: md5)]).status == 404)
+        #expect(gateway.send("PUT", "/bucket/cw-new", body: first, headers: [(name: "If-None-Match", value: "*")]).status == 200)
+    }
+
+    @Test func backendErrorsCarryTheGatewaysRequestID() throws {
+        let missing = gateway.send("GET", "/bucket/no-such-key-here")
+        #expect(missing.status == 404)
+        #expect(missing.bodyText.contains("<RequestId>REQ-"), "\(missing.bodyText)")
+        let listing = gateway.send("GET", "/no-such-bucket-here?list-type=2")
+        #expect(listing.status == 404)
+        #expect(listing.bodyText.contains("<RequestId>REQ-"), "\(listing.bodyText)")
+        let tagging = gateway.send("GET", "/bucket/no-such-key-here?tagging")
+        #expect(tagging.bodyText.contains("<RequestId>REQ-"), "\(tagging.bodyText)")
+    }
+
+    /// Writes a gateway multipart object straight to the backend (the multipart handlers are not needed for
+    /// what a listing sees): parts of `sizes` plaintext bytes, sealed as the format says.
+    func writeMultipart(_ key: String, sizes: [Int]) throws -> [UInt8] {
+        let identity = ObjectIdentity(bucket: "bucket", key: key)
+        let pending = try Self.encryptor.beginMultipartObject(identity)
+        let created = raw.send("POST", "/bucket/\(key)?uploads", headers: pending.metadata.headers.map { (name: $0.key, value: $0.value) })
+        let text = created.bodyText
+        let backendID = try #require(text.range(of: "<UploadId>").flatMap { open in
+            text.range(of: "</UploadId>").map { String(text[open.upperBound..<$0.lowerBound]) } })
+        let upload = try Self.encryptor.openUpload(try Self.encryptor.uploadID(for: pending, backendUploadID: backendID), identity: identity)
+        var plaintext: [UInt8] = []
+        var completion = "<CompleteMultipartUpload>"
+        for (index, size) in sizes.enumerated() {
+            let part = Self.content(size, seed: UInt64(index + 100))
+            plaintext += part
+            let (header, sealer) = try Self.encryptor.beginPart(of: upload, partNumber: index + 1, plaintextLength: size)
+            var body = header
+            try sealer.update(part) { body.append(contentsOf: $0) }
+            try sealer.finish { body.append(contentsOf: $0) }
+            let sent = raw.send("PUT", "/bucket/\(key)?partNumber=\(index + 1)&uploadId=\(URIEncoding.encode(backendID))", body: body)
+            completion += "<Part><PartNumber>\(index + 1)</PartNumber><ETag>\(try #require(raw.header(sent, "ETag")))</ETag></Part>"
+        }
+        completion += "</CompleteMultipartUpload>"
+        let completed = raw.send("POST", "/bucket/\(key)?uploadId=\(URIEncoding.encode(backendID))", body: Array(completion.utf8))
+        #expect(completed.status == 200, "\(completed.bodyText)")
+        return plaintext
+    }
+
+    /// Multipart entries list their exact plaintext size whatever their part sizes (part headers are read),
+    /// and a plain multipart object keeps its own.
+    @Test func multipartListingSizesAreExact() throws {
+        let aligned = try writeMultipart("mp/aligned", sizes: [5 << 20, 5 << 20, 1000])
+        let unaligned = try writeMultipart("mp/unaligned", sizes: [(5 << 20) + 1, (5 << 20) + 1, 7])
+        let plainCreated = raw.send("POST", "/bucket/mp/plain?uploads").bodyText
+        let plainID = try #require(plainCreated.range(of: "<UploadId>").flatMap { open in
+            plainCreated.range(of: "</UploadId>").map { String(plainCreated[open.upperBound..<$0.lowerBound]) } })
+        let plainPart = raw.send("PUT", "/bucket/mp/plain?partNumber=1&uploadId=\(URIEncoding.encode(plainID))", body: Array(repeating: 7, count: 65570))
+        let done = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\(raw.header(plainPart, "ETag")!)</ETag></Part></CompleteMultipartUpload>"
+        #expect(raw.send("POST", "/bucket/mp/plain?uploadId=\(URIEncoding.encode(plainID))", body: Array(done.utf8)).status == 200)
+        for query in ["list-type=2&prefix=mp%2F", "prefix=mp%2F", "versions&prefix=mp%2F", "list-type=2&prefix=mp%2F&encoding-type=url"] {
+            for _ in 0..<2 {   // the second listing comes from the cache
+                let answer = gateway.send("GET", "/bucket?\(query)")
+                let listing = answer.bodyText
+                #expect(answer.status == 200, "\(query): \(listing)")
+                let sizes = Dictionary(ListingRewriter.entries(answer.body).compactMap { entry -> (String, Int)? in
+                    guard let key = entry.key, let size = entry.size else { return nil }
+                    return (String(decoding: answer.body[key], as: UTF8.self).replacingOccurrences(of: "%2F", with: "/"),
+                            Int(String(decoding: answer.body[size], as: UTF8.self)) ?? -1)
+                }, uniquingKeysWith: { a, _ in a })
+                #expect(sizes == ["mp/aligned": aligned.count, "mp/unaligned": unaligned.count, "mp/plain": 65570], "\(query)")
+                #expect(listing.contains("-3&quot;</ETag>") || listing.contains("-3\"</ETag>"), "\(query): multipart ETags stay -N")
+            }
+        }
+    }
+
     @Test func multipartIsRefusedSoNoPlaintextIsStored() {
         let create = gateway.send("POST", "/bucket/mpu?uploads")
         #expect(create.status == 501)
@@ -364,44 +519,130 @@ extension HandlerHarness {
 }
 
 @Suite struct EncryptionHandlerPureTests {
-    @Test func listingRewriteTouchesOnlySizesOfEntries() {
+    @Test func listingRewriteTouchesOnlySizesAndETagsOfEntries() {
         let xml = "<ListBucketResult><Name>b</Name><Contents><Key>a</Key><ETag>&quot;x&quot;</ETag><Size>65570</Size></Contents>"
-            + "<Contents><Key>mpu</Key><ETag>&quot;x-3&quot;</ETag><Size>65570</Size></Contents>"
+            + "<Contents><Key>mpu &amp; co</Key><ETag>&quot;x-3&quot;</ETag><Size>5242988</Size></Contents>"
+            + "<Contents><Key>plain-mpu</Key><ETag>\"y-2\"</ETag><Size>65570</Size></Contents>"
             + "<Contents><Key>odd</Key><Size>5</Size></Contents>"
-            + "<Version><Key>v</Key><Size>16</Size></Version><DeleteMarker><Key>d</Key></DeleteMarker></ListBucketResult>"
-        let out = String(decoding: ListingSizeRewriter.rewrite(Array(xml.utf8)), as: UTF8.self)
-        let expected = "<ListBucketResult><Name>b</Name><Contents><Key>a</Key><ETag>&quot;x&quot;</ETag><Size>65538</Size></Contents>"
-            + "<Contents><Key>mpu</Key><ETag>&quot;x-3&quot;</ETag><Size>65570</Size></Contents>"
+            + "<Version><Key>v</Key><VersionId>v1</VersionId><ETag>\"e\"</ETag><Size>16</Size></Version>"
+            + "<DeleteMarker><Key>d</Key></DeleteMarker></ListBucketResult>"
+        let multipart = ListingRewriter.multipartEntries(Array(xml.utf8))
+        #expect(multipart.map(\.key) == ["mpu & co", "plain-mpu"])
+        #expect(multipart.first?.partCount == 3)
+        #expect(multipart.first?.backendETag == "\"x-3\"")
+        let sizes = [multipart[0]: 5_242_880]
+        let out = String(decoding: ListingRewriter.rewrite(Array(xml.utf8), multipartSizes: sizes), as: UTF8.self)
+        let expected = "<ListBucketResult><Name>b</Name><Contents><Key>a</Key><ETag>&quot;x-1&quot;</ETag><Size>65538</Size></Contents>"
+            + "<Contents><Key>mpu &amp; co</Key><ETag>&quot;x-3&quot;</ETag><Size>5242880</Size></Contents>"
+            + "<Contents><Key>plain-mpu</Key><ETag>\"y-2\"</ETag><Size>65570</Size></Contents>"
             + "<Contents><Key>odd</Key><Size>5</Size></Contents>"
-            + "<Version><Key>v</Key><Size>0</Size></Version><DeleteMarker><Key>d</Key></DeleteMarker></ListBucketResult>"
+            + "<Version><Key>v</Key><VersionId>v1</VersionId><ETag>\"e-1\"</ETag><Size>0</Size></Version>"
+            + "<DeleteMarker><Key>d</Key></DeleteMarker></ListBucketResult>"
         #expect(out == expected)
+    }
+
+    @Test func listingKeysAreDecodedForTheBackend() {
+        let xml = "<ListBucketResult><EncodingType>url</EncodingType><Contents><Key>dir%2Fa+b%C3%A9</Key><ETag>&#34;z-2&#34;</ETag>"
+            + "<Size>9</Size></Contents></ListBucketResult>"
+        #expect(ListingRewriter.multipartEntries(Array(xml.utf8)).map(\.key) == ["dir/a bé"])
+        #expect(ListingRewriter.unescape("a&lt;b&#x41;&#66;&bogus;&") == "a<bAB&bogus;&")
     }
 
     @Test func listingRewriteSurvivesMutatedDocuments() {
         let base = Array(("<ListBucketResult><Contents><Key>a</Key><Size>65570</Size></Contents>"
-            + "<Contents><Key>b</Key><ETag>e</ETag><Size>1048832</Size></Contents></ListBucketResult>").utf8)
+            + "<Contents><Key>b</Key><ETag>e</ETag><Size>1048832</Size></Contents>"
+            + "<Contents><Key>c</Key><ETag>\"f-2\"</ETag><Size>2000</Size></Contents></ListBucketResult>").utf8)
         var rng = SplitMix64(seed: 42)
         for _ in 0..<2000 {
             var doc = base
             for _ in 0..<Int.random(in: 1...4, using: &rng) {
                 let i = Int.random(in: 0..<doc.count, using: &rng)
-                switch Int.random(in: 0..<3, using: &rng) {
+                switch Int.random(in: 0..<4, using: &rng) {
                 case 0: doc[i] = UInt8.random(in: 0...255, using: &rng)
                 case 1: doc.remove(at: i)
+                case 2: doc.insert(contentsOf: Array("<ETag>".utf8), at: i)
                 default: doc.insert(contentsOf: Array("<Size>".utf8), at: i)
                 }
             }
-            let out = ListingSizeRewriter.rewrite(doc)
-            // Only digits inside <Size> change, and sizes only shrink: the document never grows.
-            #expect(out.count <= doc.count)
+            let entries = ListingRewriter.multipartEntries(doc)
+            let out = ListingRewriter.rewrite(doc, multipartSizes: Dictionary(entries.map { ($0, 1) }, uniquingKeysWith: { a, _ in a }))
+            // Sizes only shrink and an ETag grows by "-1" at most: bounded growth, nothing else touched.
+            #expect(out.count <= doc.count + 2 * ListingRewriter.entries(doc).count,
+                    "\(String(decoding: doc, as: UTF8.self)) → \(String(decoding: out, as: UTF8.self))")
         }
+    }
+
+    @Test func clientETagsAreMD5sOrVisiblyNot() {
+        #expect(ClientETag.opaque("\"0123456789abcdef0123456789abcdef\"") == "\"0123456789abcdef0123456789abcdef-1\"")
+        #expect(ClientETag.opaque("\"abc-12\"") == "\"abc-12\"")
+        #expect(ClientETag.opaque("abc") == "\"abc-1\"")
+        #expect(ClientETag.opaque("W/\"abc\"") == "\"abc-1\"")
+        #expect(ClientETag.opaque(nil) == "\"-1\"")
+        for (listed, expected) in [("&quot;ab&quot;", "&quot;ab-1&quot;"), ("\"ab\"", "\"ab-1\""), ("&#34;ab&#34;", "&#34;ab-1&#34;"),
+                                   ("ab", "ab-1"), ("ab-2", "ab-2")] {
+            let xml = "<ListBucketResult><Contents><Key>k</Key><ETag>\(listed)</ETag></Contents></ListBucketResult>"
+            #expect(String(decoding: ListingRewriter.rewrite(Array(xml.utf8)), as: UTF8.self) == xml.replacingOccurrences(of: listed, with: expected))
+        }
+        #expect(ClientETag.seen(primary: "\"p\"", backendETag: "\"b\"") == ["\"p\"", "\"b-1\""])
+        #expect(ClientETag.seen(primary: "\"b-1\"", backendETag: "\"b\"") == ["\"b-1\""])
+        #expect(ClientETag.md5([0xab, 0x01]) == "\"ab01\"")
+    }
+
+    @Test func backendErrorsCarryTheGatewaysRequestID() throws {
+        let replaced = try #require(S3ErrorBody.withRequestID(Array(("<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code>"
+            + "<RequestId>tx000-backend</RequestId><HostId>h</HostId></Error>").utf8), "GW1"))
+        #expect(String(decoding: replaced, as: UTF8.self) == "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><RequestId>GW1</RequestId><HostId>h</HostId></Error>")
+        let added = try #require(S3ErrorBody.withRequestID(Array("<Error><Code>X</Code></Error>".utf8), "GW<2>"))
+        #expect(String(decoding: added, as: UTF8.self) == "<Error><Code>X</Code><RequestId>GW&lt;2&gt;</RequestId></Error>")
+        #expect(S3ErrorBody.withRequestID(Array("<html>500</html>".utf8), "GW") == nil)
+        #expect(S3ErrorBody.withRequestID([0xff, 0xfe], "GW") == nil)
+    }
+
+    @Test func copiesArePinnedToTheSourceThatWasChecked() {
+        let stored = HTTPClientResponse(status: 200, headers: [(name: "ETag", value: "\"backend\""), (name: "x-amz-version-id", value: "v7")],
+                                        body: [])
+        let client: HTTPFields = ["x-amz-copy-source": "/b/a%20b", "x-amz-copy-source-if-match": "\"plain-md5\"",
+                                  "x-amz-copy-source-if-none-match": "\"x\"", "x-amz-copy-if-match": "\"x\"", "Content-Type": "t"]
+        let pinned = EncryptedObjectHandler.pinnedCopyHeaders(client, source: CopySource(bucket: "b", key: "a b"), stored: stored)
+        #expect(pinned["x-amz-copy-source"] == "/b/a%20b?versionId=v7")
+        #expect(pinned["x-amz-copy-source-if-match"] == "\"backend\"")
+        #expect(pinned["x-amz-copy-if-match"] == "\"backend\"")
+        #expect(pinned["x-amz-copy-source-if-none-match"] == nil)
+        #expect(pinned["Content-Type"] == "t")
+        let unversioned = HTTPClientResponse(status: 200, headers: [(name: "ETag", value: "\"e\""), (name: "x-amz-version-id", value: "null")],
+                                             body: [])
+        #expect(EncryptedObjectHandler.pinnedCopyHeaders(client, source: CopySource(bucket: "b", key: "k", versionID: "v1"),
+                                                         stored: unversioned)["x-amz-copy-source"] == "/b/k?versionId=v1")
+        #expect(EncryptedObjectHandler.pinnedCopyHeaders(client, source: CopySource(bucket: "b", key: "k"),
+                                                         stored: unversioned)["x-amz-copy-source"] == "/b/k")
+        // Ceph RGW takes a PUT's If-Match without quotes; it marks its answers with x-rgw-object-type.
+        #expect(EncryptedObjectHandler.writePin("\"e\"", answer: unversioned) == "\"e\"")
+        let rgw = HTTPClientResponse(status: 200, headers: [(name: "x-rgw-object-type", value: "Normal")], body: [])
+        #expect(EncryptedObjectHandler.writePin("\"e\"", answer: rgw) == "e")
+    }
+
+    @Test func theAlignedFormulaIsTheFallbackForMultipartEntries() {
+        // Three parts of 5 MiB, 5 MiB and 1000 bytes: L = Σ (36 + L(P)).
+        let layout = ChunkLayout.default
+        let stored = [5 << 20, 5 << 20, 1000].reduce(0) { $0 + 36 + layout.ciphertextLength(plaintextLength: $1) }
+        let entry = ListingRewriter.MultipartEntry(key: "k", versionID: nil, storedSize: stored, partCount: 3, backendETag: "\"e-3\"")
+        #expect(EncryptedObjectHandler.alignedMultipartSize(entry) == (10 << 20) + 1000)
+        #expect(EncryptedObjectHandler.alignedMultipartSize(.init(key: "k", versionID: nil, storedSize: 50, partCount: 3, backendETag: "")) == nil)
+    }
+
+    @Test func selfCopiesMustChangeSomething() {
+        #expect(!EncryptedObjectHandler.copyChangesTheObject(["x-amz-metadata-directive": "COPY"]))
+        #expect(!EncryptedObjectHandler.copyChangesTheObject(["x-amz-tagging-directive": "REPLACE"]))
+        #expect(EncryptedObjectHandler.copyChangesTheObject(["x-amz-metadata-directive": "replace"]))
+        #expect(EncryptedObjectHandler.copyChangesTheObject(["x-amz-storage-class": "STANDARD_IA"]))
+        #expect(EncryptedObjectHandler.copyChangesTheObject(["x-amz-server-side-encryption": "AES256"]))
     }
 
     @Test func conditionalEvaluation() {
         let etag = "\"abc\""
         let date = "Wed, 21 Oct 2015 07:28:00 GMT"
         func eval(_ headers: [(String, String)]) -> ConditionalOutcome {
-            ConditionalRequest.evaluate(headers: HTTPFields(headers.map { (name: $0.0, value: $0.1) }), etag: etag, lastModified: date)
+            ConditionalRequest.evaluate(headers: HTTPFields(headers.map { (name: $0.0, value: $0.1) }), etags: [etag], lastModified: date)
         }
         #expect(eval([]) == .proceed)
         #expect(eval([("If-Match", "\"abc\"")]) == .proceed)
@@ -418,7 +659,10 @@ extension HandlerHarness {
         // If-Match wins over If-Unmodified-Since; If-None-Match over If-Modified-Since (RFC 9110 §13.2.2).
         #expect(eval([("If-Match", "\"abc\""), ("If-Unmodified-Since", "Tue, 20 Oct 2015 07:28:00 GMT")]) == .proceed)
         #expect(eval([("If-None-Match", "\"x\""), ("If-Modified-Since", "Thu, 22 Oct 2015 07:28:00 GMT")]) == .proceed)
-        #expect(ConditionalRequest.evaluateCopySource(headers: ["x-amz-copy-source-if-none-match": "\"abc\""], etag: etag,
+        // Either form of an object's ETag (HEAD's and the listing's) satisfies a condition.
+        #expect(ConditionalRequest.evaluate(headers: ["If-Match": "\"abc-1\""], etags: ["\"md5\"", "\"abc-1\""], lastModified: nil) == .proceed)
+        #expect(ConditionalRequest.evaluate(headers: ["If-None-Match": "\"md5\""], etags: ["\"md5\"", "\"abc-1\""], lastModified: nil) == .notModified)
+        #expect(ConditionalRequest.evaluateCopySource(headers: ["x-amz-copy-source-if-none-match": "\"abc\""], etags: [etag],
                                                       lastModified: date) == .preconditionFailed)
     }
 

@@ -1,0 +1,157 @@
+"""ETags and listings clients can trust, through the encrypting gateway (issue 7 §3), with the clients that decide
+by them: s3cmd compares the PUT ETag with the file's MD5 and `s3cmd sync` decides by listing MD5s; `rclone check`
+compares listing ETags (or, for ETags that are not MD5s, HEAD's) with local MD5s and `rclone sync` decides by size
+and modification time. Real gateway binary on Ceph RGW and moto; sizes below the clients' multipart thresholds
+(s3cmd 15 MiB, rclone 200 MiB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+import s3gw
+import s3gw_clients
+
+pytestmark = [pytest.mark.gateway_only]
+
+# Single-part sizes around the interesting boundaries: empty, one chunk, the 1 MiB buffering limit (above it the
+# gateway streams and records the plaintext MD5 after the upload), and 7 MiB (issue 7's s3cmd case).
+TREE_SIZES = {"empty": 0, "one": 1, "chunk": 65536, "chunk+1": 65537, "buffered": 1 << 20, "streamed": (1 << 20) + 1,
+              "sub/three": 3 << 20, "sub/seven": 7 << 20}
+
+
+@pytest.fixture(scope="session")
+def client_tree(tmp_root) -> Path:
+    """A local folder of files of `TREE_SIZES` (deterministic content), shared by the client tests."""
+    root = tmp_root / "client-tree"
+    rng = random.Random(77)
+    for name, size in TREE_SIZES.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(size))
+    return root
+
+
+def local_md5s(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def enc_s3cmd(enc_gateway, tmp_path):
+    return s3gw_clients.s3cmd_runner(enc_gateway.endpoint, enc_gateway.access_key, enc_gateway.secret_key, tmp_path)
+
+
+@pytest.fixture
+def enc_rclone(enc_gateway, tmp_path):
+    return s3gw_clients.rclone_runner(enc_gateway.endpoint, enc_gateway.access_key, enc_gateway.secret_key, tmp_path)
+
+
+def test_s3cmd_put_7mib_sees_its_md5(enc_s3cmd, enc, raw, ebucket, client_tree, tmp_path):
+    src = client_tree / "sub/seven"
+    out = enc_s3cmd("put", str(src), f"s3://{ebucket}/seven.bin")
+    text = out.stdout + out.stderr
+    assert "MD5 Sums don't match" not in text and "WARNING" not in text, text
+    md5 = hashlib.md5(src.read_bytes()).hexdigest()
+    head = enc.head_object(Bucket=ebucket, Key="seven.bin")
+    assert head["ETag"] == f'"{md5}"'
+    assert head["ContentLength"] == src.stat().st_size
+    # The backend's own ETag is the MD5 of the ciphertext; the listing shows it visibly not as an MD5.
+    backend_etag = raw.head_object(Bucket=ebucket, Key="seven.bin")["ETag"]
+    listed = enc.list_objects_v2(Bucket=ebucket)["Contents"][0]
+    assert listed["Size"] == src.stat().st_size
+    assert listed["ETag"] == backend_etag[:-1] + '-1"'
+    back = tmp_path / "back.bin"
+    got = enc_s3cmd("get", f"s3://{ebucket}/seven.bin", str(back))
+    assert "MD5 signatures do not match" not in got.stdout + got.stderr
+    assert back.read_bytes() == src.read_bytes()
+
+
+def test_s3cmd_sync_twice_uploads_nothing_the_second_time(enc_s3cmd, enc, ebucket, client_tree):
+    first = enc_s3cmd("sync", f"{client_tree}/", f"s3://{ebucket}/tree/")
+    assert first.stdout.count("upload:") == len(TREE_SIZES), first.stdout
+    assert "WARNING" not in first.stdout + first.stderr, first.stdout + first.stderr
+    second = enc_s3cmd("sync", f"{client_tree}/", f"s3://{ebucket}/tree/")
+    assert "upload:" not in second.stdout, second.stdout
+    listed = {o["Key"][len("tree/"):]: o["Size"] for o in enc.list_objects_v2(Bucket=ebucket, Prefix="tree/")["Contents"]}
+    assert listed == TREE_SIZES
+
+
+def test_rclone_copy_check_and_sync(enc_rclone, enc, ebucket, client_tree, tmp_path):
+    enc_rclone("copy", str(client_tree), f"gw:{ebucket}/rc")
+    check = enc_rclone("check", str(client_tree), f"gw:{ebucket}/rc")
+    report = check.stdout + check.stderr
+    assert "0 differences found" in report, report
+    assert "could not be checked" not in report, report  # every hash was compared, none skipped
+    assert f"{len(TREE_SIZES)} matching files" in report, report
+    # Listing sizes are the local sizes.
+    listed = {line.split(maxsplit=1)[1]: int(line.split()[0])
+              for line in enc_rclone("ls", f"gw:{ebucket}/rc").stdout.splitlines() if line.strip()}
+    assert listed == TREE_SIZES
+    # A second sync finds nothing to transfer; after a local change, exactly that file.
+    again = enc_rclone("sync", "-v", str(client_tree), f"gw:{ebucket}/rc")
+    assert "Copied" not in again.stderr, again.stderr
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for name in TREE_SIZES:
+        (changed / name).parent.mkdir(parents=True, exist_ok=True)
+        (changed / name).write_bytes((client_tree / name).read_bytes())
+    (changed / "one").write_bytes(b"2")
+    third = enc_rclone("sync", "-v", str(changed), f"gw:{ebucket}/rc")
+    assert third.stderr.count("Copied") == 1 and "one: Copied" in third.stderr, third.stderr
+    assert enc_rclone("check", str(changed), f"gw:{ebucket}/rc").returncode == 0
+    # What the listing and HEAD say agrees with the local files' MD5s.
+    md5s = local_md5s(changed)
+    for key, md5 in md5s.items():
+        assert enc.head_object(Bucket=ebucket, Key=f"rc/{key}")["ETag"] == f'"{md5}"', key
+
+
+def test_copy_object_etags_and_self_copy(enc, raw, ebucket):
+    data = os.urandom((2 << 20) + 5)
+    md5 = hashlib.md5(data).hexdigest()
+    enc.put_object(Bucket=ebucket, Key="src", Body=data)
+    copied = enc.copy_object(Bucket=ebucket, Key="dst", CopySource={"Bucket": ebucket, "Key": "src"})
+    assert copied["CopyObjectResult"]["ETag"] == f'"{md5}"'
+    assert enc.head_object(Bucket=ebucket, Key="dst")["ETag"] == f'"{md5}"'
+    # S3 refuses a copy onto itself that changes nothing; with REPLACE it is how clients change metadata.
+    with pytest.raises(enc.exceptions.ClientError) as err:
+        enc.copy_object(Bucket=ebucket, Key="src", CopySource={"Bucket": ebucket, "Key": "src"})
+    assert err.value.response["Error"]["Code"] == "InvalidRequest"
+    enc.copy_object(Bucket=ebucket, Key="src", CopySource={"Bucket": ebucket, "Key": "src"}, MetadataDirective="REPLACE",
+                    Metadata={"mtime": "1"})
+    head = enc.head_object(Bucket=ebucket, Key="src")
+    assert head["Metadata"] == {"mtime": "1"} and head["ETag"] == f'"{md5}"'
+    assert enc.get_object(Bucket=ebucket, Key="src")["Body"].read() == data
+    # The source's conditions take the ETags a client was shown: HEAD's and the listing's.
+    listed = enc.list_objects_v2(Bucket=ebucket, Prefix="src")["Contents"][0]["ETag"]
+    for tag in (f'"{md5}"', listed):
+        enc.copy_object(Bucket=ebucket, Key="dst2", CopySource={"Bucket": ebucket, "Key": "src"}, CopySourceIfMatch=tag)
+    with pytest.raises(enc.exceptions.ClientError) as err:
+        enc.copy_object(Bucket=ebucket, Key="dst3", CopySource={"Bucket": ebucket, "Key": "src"},
+                        CopySourceIfMatch=raw.head_object(Bucket=ebucket, Key="src")["ETag"])
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+
+
+def test_conditional_writes_and_one_request_id(enc_gateway, enc, ebucket):
+    enc.put_object(Bucket=ebucket, Key="cw", Body=b"v1")
+    md5 = hashlib.md5(b"v1").hexdigest()
+    enc.put_object(Bucket=ebucket, Key="cw", Body=b"v2", IfMatch=f'"{md5}"')
+    with pytest.raises(enc.exceptions.ClientError) as err:
+        enc.put_object(Bucket=ebucket, Key="cw", Body=b"v3", IfMatch=f'"{md5}"')
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    with pytest.raises(enc.exceptions.ClientError) as err:
+        enc.put_object(Bucket=ebucket, Key="cw", Body=b"v3", IfNoneMatch="*")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert enc.get_object(Bucket=ebucket, Key="cw")["Body"].read() == b"v2"
+    # Errors from the gateway and from the backend carry one request id, in the header and the body.
+    for method, key in (("GET", "missing-key"), ("PUT", "cw?foo")):
+        url = f"{enc_gateway.endpoint}/{ebucket}/{key}"
+        headers = s3gw.sigv4_headers(method, url, enc_gateway.access_key, enc_gateway.secret_key,
+                                     headers={"content-length": "0"} if method == "PUT" else None)
+        status, resp_headers, body = s3gw.http_request(method, url, headers=headers, body=b"" if method == "PUT" else None)
+        assert status >= 400
+        assert f"<RequestId>{resp_headers['x-amz-request-id']}</RequestId>".encode() in body, (resp_headers, body)
