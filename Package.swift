@@ -19,9 +19,11 @@ let package = Package(
         .target(name: "Shared", dependencies: ["CCurl", "COpenSSL"], path: "Sources/Shared"),
         .executableTarget(name: "Proxy", dependencies: ["Shared", "COpenSSL"], path: "Sources/Proxy"),
         .executableTarget(name: "Operator", dependencies: ["Shared", "CYAML"], path: "Sources/Operator"),
-        .testTarget(name: "SharedTests", dependencies: ["Shared"], path: "Tests/SharedTests"),
-        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Shared"], path: "Tests/ProxyTests"),
-        .testTarget(name: "OperatorTests", dependencies: ["Operator", "Shared"], path: "Tests/OperatorTests"),
+        // Helpers every test target shares (moto, ports, temporary directories, seeded random, required tools).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", "TestSupport"], path: "Tests/SharedTests"),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Shared", "TestSupport"], path: "Tests/ProxyTests"),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "Shared", "TestSupport"], path: "Tests/OperatorTests"),
     ],
     swiftLanguageModes: [.v6]
 )

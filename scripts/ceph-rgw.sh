@@ -54,6 +54,12 @@ dump_logs() {
     done
 }
 
+# EXIT trap of `start`: a failed start leaves nothing running ($? on entry is the script's exit status).
+start_failed() {
+    local rc=$? d=$1
+    if [[ $rc != 0 ]]; then log "start failed ($rc)"; dump_logs "$d"; stop "$d"; fi
+}
+
 start() {
     local d
     mkdir -p "$2"
@@ -68,7 +74,8 @@ start() {
     conf="$d/ceph.conf"
     mkdir -p "$d/run" "$d/log" "$d/mon" "$d/osd" "$d/rgw"
     # Any failure below leaves nothing running.
-    trap 'rc=$?; if [[ $rc != 0 ]]; then log "start failed ($rc)"; dump_logs "'"$d"'"; stop "'"$d"'"; fi' EXIT
+    started_dir=$d  # global: the trap runs after `start` returned
+    trap 'start_failed "$started_dir"' EXIT
 
     cat >"$conf" <<CONF
 [global]
@@ -142,12 +149,12 @@ CONF
         for _ in $(seq 1 60); do
             if timeout 10 ceph -c "$conf" osd dump 2>/dev/null | grep -q '^osd.0 up'; then up=1; break; fi
             # A daemon that died during init is retried (seen once: a start-up race with the monitor).
-            [[ -f "$d/run/osd.0.pid" ]] && kill -0 "$(cat "$d/run/osd.0.pid")" 2>/dev/null || break
+            if ! { [[ -f "$d/run/osd.0.pid" ]] && kill -0 "$(cat "$d/run/osd.0.pid")" 2>/dev/null; }; then break; fi
             sleep 0.25
         done
         [[ $up == 1 ]] && break
         log "osd.0 not up (attempt $attempt), restarting it"
-        [[ -f "$d/run/osd.0.pid" ]] && kill -KILL "$(cat "$d/run/osd.0.pid")" 2>/dev/null || true
+        if [[ -f "$d/run/osd.0.pid" ]]; then kill -KILL "$(cat "$d/run/osd.0.pid")" 2>/dev/null || true; fi
         sleep 0.5
     done
     if [[ $up != 1 ]]; then log "osd.0 did not come up"; exit 1; fi

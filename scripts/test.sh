@@ -4,7 +4,7 @@
 # Every phase runs even if an earlier one failed, so one CI log shows everything; the exit code is non-zero
 # if any phase failed. Phase durations are printed at the end.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 export CI=${CI:-}
 failed=()
@@ -40,8 +40,9 @@ else
 fi
 phase "build (release)" swift build -c release --product s3-encryption-gateway
 bin_dir=$(swift build -c release --show-bin-path)
+read -ra pytest_args <<<"${PYTEST_ARGS:-}"  # e.g. PYTEST_ARGS='-k auth -x'
 GATEWAY_BIN="$bin_dir/s3-encryption-gateway" phase "integration (pytest)" \
-    python3 -m pytest Tests/Integration --durations=10 ${PYTEST_ARGS:-}
+    python3 -m pytest Tests/Integration --durations=10 "${pytest_args[@]}"
 # Dockerfile.proxy and Dockerfile.operator built and run without a Docker engine (scripts/imagetest.py).
 phase "images (pytest)" python3 -m pytest Tests/Image --durations=5
 # compose file, CI workflow, lint, monitoring rules, install bundle, ArgoCD health check, generated docs.

@@ -1,7 +1,15 @@
 /// Deterministic YAML for `JSONValue` (the CRD file, `render` output, golden files): block style, two-space
 /// indents, keys sorted except that `apiVersion`, `kind`, `metadata`, `spec` come first in that order.
 /// Strings that a YAML 1.1 or 1.2 reader could take for something else are written JSON-quoted (valid YAML).
+/// Long single-line prose (CRD descriptions) is written as a folded block scalar (`>-`) so that no line passes
+/// `lineWidth`: the repository's yamllint limit (.yamllint.yaml) applies to generated files too, and fields
+/// added later keep them clean.
 enum YAMLWriter {
+    /// Lines longer than this are folded where the string allows it (see `foldedLines`).
+    static let lineWidth = 150
+    /// Folded lines are filled up to this column.
+    static let foldWidth = 120
+
     /// One document per value, separated by `---`.
     static func documents(_ values: [JSONValue]) -> String {
         values.map { document($0) }.joined(separator: "---\n")
@@ -36,7 +44,7 @@ enum YAMLWriter {
                 out += "\(pad)\(k):\n"
                 writeArray(child, indent: indent, into: &out)
             default:
-                out += "\(pad)\(k): \(scalar(v))\n"
+                out += "\(pad)\(k): \(scalar(v, column: pad.count + k.count + 2, contentIndent: indent + 2))\n"
             }
         }
     }
@@ -56,7 +64,7 @@ enum YAMLWriter {
                 out += "\(pad)-\n"
                 writeArray(inner, indent: indent + 2, into: &out)
             default:
-                out += "\(pad)- \(scalar(element))\n"
+                out += "\(pad)- \(scalar(element, column: indent + 2, contentIndent: indent + 2))\n"
             }
         }
     }
@@ -71,6 +79,40 @@ enum YAMLWriter {
         case .array: return "[]"
         case .object: return "{}"
         }
+    }
+
+    /// `v` starting at `column`; a string that would pass `lineWidth` and folds cleanly becomes `>-` followed by
+    /// its lines at `contentIndent`.
+    static func scalar(_ v: JSONValue, column: Int, contentIndent: Int) -> String {
+        let single = scalar(v)
+        guard column + single.count > lineWidth, case .string(let s) = v,
+            s.contains(" "), let lines = foldedLines(s, width: foldWidth - contentIndent)
+        else { return single }
+        let pad = String(repeating: " ", count: contentIndent)
+        return ">-" + lines.map { "\n" + pad + $0 }.joined()
+    }
+
+    /// `s` split at single spaces into lines of at most `width` characters (a longer word gets its own line),
+    /// such that a folded block scalar reads back exactly `s`: printable ASCII, no line break, no leading,
+    /// trailing or repeated spaces (YAML keeps those only in "more-indented" lines). Nil when `s` does not qualify.
+    static func foldedLines(_ s: String, width: Int) -> [String]? {
+        guard !s.isEmpty, s.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) || $0 == " " }),
+            !s.hasPrefix(" "), !s.hasSuffix(" "), !s.contains("  ")
+        else { return nil }
+        var lines: [String] = []
+        var line = ""
+        for word in s.split(separator: " ", omittingEmptySubsequences: false) {
+            if line.isEmpty {
+                line = String(word)
+            } else if line.count + 1 + word.count <= width {
+                line += " " + word
+            } else {
+                lines.append(line)
+                line = String(word)
+            }
+        }
+        lines.append(line)
+        return lines
     }
 
     /// Whether `s` can be written unquoted and still read back as the same string.

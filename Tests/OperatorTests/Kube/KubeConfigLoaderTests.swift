@@ -2,24 +2,6 @@ import Foundation
 import Testing
 @testable import Operator
 
-/// A temporary directory removed at deinit.
-final class TempDir {
-    let path: String
-    init() {
-        path = NSTemporaryDirectory() + "kube-test-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) -> String {
-        let p = path + "/" + name
-        try? FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: p, contents: Data(text.utf8))
-        return p
-    }
-}
-
 @Suite struct KubeConfigLoaderTests {
     static let sample = """
         apiVersion: v1

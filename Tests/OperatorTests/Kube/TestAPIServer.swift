@@ -4,11 +4,6 @@ import Synchronization
 import Testing
 @testable import Operator
 
-enum TestSupportError: Error, CustomStringConvertible {
-    case failed(String)
-    var description: String { if case .failed(let m) = self { return m } else { return "" } }
-}
-
 /// Runs Tests/KubeAPIServer/kube_test_apiserver.py as a real process on 127.0.0.1 with a free port.
 final class TestAPIServer {
     static let script: String = URL(fileURLWithPath: #filePath)

@@ -113,7 +113,7 @@ import Testing
 
     /// Seeded mutation fuzz over a kubeconfig-like document: never crashes; successful parses re-encode to JSON.
     @Test func randomizedMutationsNeverCrash() {
-        var rng = SeededRandom(seed: 0x5EED_0002)
+        var rng = SplitMix64(seed: 0x5EED_0002)
         let base = Array(KubeConfigLoaderTests.sample.utf8)
         let alphabet: [UInt8] = Array(":-[]{}&*!|>'\"#? \n\t,%@`<=".utf8) + [0, 0xFF, 0xE2, 0x80]
         var parsed = 0

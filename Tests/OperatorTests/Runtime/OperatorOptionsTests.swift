@@ -84,7 +84,7 @@ import Testing
     /// Random strings over the duration alphabet never crash the parser; accepted values are non-negative and
     /// round-trip for the simple single-unit form.
     @Test func randomizedDurationsNeverCrash() {
-        var rng = SeededRandom(seed: 0xD0_0D_1E)
+        var rng = SplitMix64(seed: 0xD0_0D_1E)
         let alphabet = Array("0123456789.nsuµmh-+ x".unicodeScalars)
         for _ in 0..<20000 {
             let n = Int.random(in: 0...12, using: &rng)
@@ -99,7 +99,7 @@ import Testing
 
     /// Seeded mutations of valid flag vectors never crash the parser, and whatever it accepts is within bounds.
     @Test func randomizedMutationsNeverCrash() {
-        var rng = SeededRandom(seed: 0x5EED_0F_F1A6)
+        var rng = SplitMix64(seed: 0x5EED_0F_F1A6)
         let seeds = ["--workers=3", "--leader-election-lease-duration=15s", "--namespace=a", "--leader-elect=false",
                      "--metrics-bind-address", ":9090", "--graceful-shutdown-timeout=1m30s"]
         let alphabet = Array("-=abcdefhilmnorstuw0123456789.:µ ".unicodeScalars)

@@ -4,8 +4,7 @@ import Testing
 @testable import Shared
 
 /// The offline commands' backend helpers against a real moto server.
-@Suite(.enabled(if: MotoServer.available, "moto_server not installed"))
-struct BackendOperationsTests {
+@Suite struct BackendOperationsTests {
     static func client(_ moto: MotoServer) throws -> BackendClient {
         try BackendClient(configuration: BackendConfiguration(endpoint: moto.endpoint, accessKey: "AK", secretKey: "SK"),
                           http: HTTPClient())

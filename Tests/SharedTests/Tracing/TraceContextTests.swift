@@ -73,7 +73,7 @@ struct SamplerTests {
     }
 
     @Test func ratioSamplingIsDeterministicAndProportional() {
-        var g = SplitMix(seed: 42)
+        var g = SplitMix64(seed: 42)
         let ids = (0..<20_000).map { _ in TraceID.random(using: &g) }
         let sampler = Sampler.traceIDRatio(0.25)
         let kept = ids.filter { sampler.shouldSample(parent: nil, traceID: $0) }
@@ -96,18 +96,5 @@ struct SamplerTests {
         #expect(!sampler.shouldSample(parent: unsampled, traceID: id))
         #expect(!sampler.shouldSample(parent: nil, traceID: id))
         #expect(!Sampler.parentBased(root: .alwaysOn).shouldSample(parent: unsampled, traceID: id))
-    }
-}
-
-/// A seeded generator, so statistical expectations are reproducible.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -36,7 +36,7 @@ extension HandlerHarness {
 
 /// The encrypting object handlers against moto: `gateway` encrypts, `raw` talks to the backend directly and
 /// shows (and lets the tests rewrite) what is really stored.
-@Suite(.serialized, .enabled(if: MotoServer.available)) final class EncryptedObjectHandlerMotoTests {
+@Suite(.serialized) final class EncryptedObjectHandlerMotoTests {
     let moto: MotoServer
     let gateway: HandlerHarness
     let raw: RawBackend
