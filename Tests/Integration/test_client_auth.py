@@ -500,3 +500,37 @@ def test_post_object_redirect_and_refusals(auth_gw, backend, abucket, tmp_path):
     refused("post/read-only", presigned("post/read-only", who="RO"), (403, "AccessDenied"))
     metrics = s3gw.http_request("GET", f"{auth_gw.endpoint}/metrics")[2].decode()
     assert 's3_gateway_auth_failures_total{reason="expired"}' in metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checksum records: a PUT's verified flexible checksum comes back on whole-object GET/HEAD with checksum mode
+
+
+def test_checksum_records_returned_with_checksum_mode(auth_gw, auth_gw_tls, backend, abucket):
+    cases = [
+        # (gateway, key, size, put arguments): header checksums over http (buffered and streamed), and the
+        # aws-chunked CRC32 trailer boto3 sends over https (streamed: recorded after the upload, with the ETag).
+        (auth_gw, "ck/sha256-small", 100_000, {"ChecksumAlgorithm": "SHA256"}),
+        (auth_gw, "ck/sha1-large", 3 << 20, {"ChecksumAlgorithm": "SHA1"}),
+        (auth_gw_tls, "ck/trailer-large", 3 << 20, {}),
+    ]
+    for gw, key, size, extra in cases:
+        s3 = client_for(gw)
+        data = os.urandom(size)
+        put = s3.put_object(Bucket=abucket, Key=key, Body=data, **extra)
+        names = [k for k in put if k.startswith("Checksum") and k != "ChecksumType"]
+        assert len(names) == 1, (key, put)
+        name = names[0]
+        got = s3.get_object(Bucket=abucket, Key=key, ChecksumMode="ENABLED")  # botocore validates the body against it
+        assert got[name] == put[name], key
+        assert got["Body"].read() == data
+        assert s3.head_object(Bucket=abucket, Key=key, ChecksumMode="ENABLED")[name] == put[name]
+        # Not for a range, nor without checksum mode; and the backend's own checksums never show.
+        ranged = s3.get_object(Bucket=abucket, Key=key, ChecksumMode="ENABLED", Range="bytes=0-99")
+        assert name not in ranged and ranged["Body"].read() == data[:100]
+        # boto3 asks for checksums by default (response_checksum_validation=when_supported); a client that does not ask
+        # gets none.
+        quiet = client_for(gw, response_checksum_validation="when_required")
+        assert name not in quiet.get_object(Bucket=abucket, Key=key)
+        raw = backend.client().head_object(Bucket=abucket, Key=key)["Metadata"]
+        assert "s3eg-checksum" in raw, (key, raw)

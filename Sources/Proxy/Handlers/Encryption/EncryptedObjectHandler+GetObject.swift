@@ -23,6 +23,7 @@ extension EncryptedObjectHandler {
         // Unwrapping proves the metadata (and so its ETag record) authentic and the key configured, before
         // a condition is decided on the ETag or a HEAD says 200.
         do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+        let response = ChecksumModeResponse.wrap(response, checksum: metadata.checksum, request: request.head.headers)
         let backendETag = stored.header("ETag")
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         let lastModified = stored.header("Last-Modified")

@@ -25,7 +25,8 @@ extension EncryptedObjectHandler {
             // Small body: read it (the verifying body checks hash and Content-MD5 at the end), then seal in memory.
             let plaintext = try Self.readExactly(body, count: length)
             let started = ContinuousClock.now
-            let begun = try encryptor.beginObject(identity, plaintextMD5: Digest.hash(.md5, plaintext), plaintextLength: length)
+            let begun = try encryptor.beginObject(identity, plaintextMD5: Digest.hash(.md5, plaintext),
+                                                  checksum: try Self.checksumRecord(body.verifiedChecksum), plaintextLength: length)
             metadata = begun.metadata
             try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
             var ciphertext: [UInt8] = []
@@ -42,7 +43,10 @@ extension EncryptedObjectHandler {
             // is hashed as it passes and the record attached afterwards.
             let md5 = request.head.headers["Content-MD5"].flatMap { Data(base64Encoded: $0.trimmingCharacters(in: .whitespaces)) }
                 .map { Array($0) }
-            let begun = try encryptor.beginObject(identity, plaintextMD5: md5, plaintextLength: length)
+            // A checksum header is recorded up front (the upload fails if the body does not match it); one that
+            // arrives in the trailer is recorded afterwards, with the ETag.
+            let begun = try encryptor.beginObject(identity, plaintextMD5: md5, checksum: try Self.checksumRecord(body.declaredChecksum),
+                                                  plaintextLength: length)
             metadata = begun.metadata
             try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
             let ciphertextLength = encryptor.layout.ciphertextLength(plaintextLength: length)
@@ -63,12 +67,16 @@ extension EncryptedObjectHandler {
             if let md5 = metadata.authenticatedMD5 {
                 fields.set("ETag", ClientETag.md5(md5))
             } else if let md5 = sealing?.plaintextMD5 {
-                let attached = attachETag(md5, to: metadata, identity: identity, uploadHeaders: clientHeaders, put: answer, request: request)
+                let trailerChecksum = metadata.checksum == nil ? try? Self.checksumRecord(body.verifiedChecksum) : nil
+                let attached = attachETag(md5, checksum: trailerChecksum, to: metadata, identity: identity, uploadHeaders: clientHeaders,
+                                          put: answer, request: request)
                 fields.set("ETag", attached.etag)
                 if let version = attached.versionID { fields.set("x-amz-version-id", version) }
             } else {
                 fields.set("ETag", ClientETag.opaque(answer.header("ETag")))
             }
+            // The flexible checksum of what the client sent, verified (or computed when only the algorithm was named).
+            if let checksum = body.verifiedChecksum { fields.set(checksum.algorithm.headerName, checksum.base64) }
         }
         var document = answer.body
         if answer.status >= 400, let rewritten = S3ErrorBody.withRequestID(document, request.context.requestID) { document = rewritten }
@@ -83,12 +91,13 @@ extension EncryptedObjectHandler {
     /// upload keeps the ETag it has). In a versioned bucket the copy is a new version; the PUT's own version,
     /// now a duplicate, is deleted so a client's PUT still leaves one version. Returns the ETag and version
     /// id the client gets.
-    func attachETag(_ md5: [UInt8], to metadata: EncryptionMetadata, identity: ObjectIdentity, uploadHeaders: HTTPFields,
-                    put: HTTPClientResponse, request: S3Request) -> (etag: String, versionID: String?) {
+    func attachETag(_ md5: [UInt8], checksum: ChecksumRecord? = nil, to metadata: EncryptionMetadata, identity: ObjectIdentity,
+                    uploadHeaders: HTTPFields, put: HTTPClientResponse, request: S3Request) -> (etag: String, versionID: String?) {
         let fallback = (etag: ClientETag.opaque(put.header("ETag")), versionID: put.header("x-amz-version-id"))
         guard let backendETag = put.header("ETag"), !backendETag.isEmpty else { return fallback }
         do {
-            let updated = try encryptor.attachETag(metadata, plaintextMD5: md5, identity: identity)
+            var updated = try encryptor.attachETag(metadata, plaintextMD5: md5, identity: identity)
+            if let checksum { updated = try encryptor.attachChecksum(updated, checksum, identity: identity) }
             var headers = uploadHeaders
             for name in ConditionalRequest.headerNames { headers.remove(name) }
             headers.remove("Content-MD5")
