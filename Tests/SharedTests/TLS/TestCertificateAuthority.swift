@@ -29,7 +29,8 @@ final class TestCertificateAuthority {
     func issue(commonName: String = "localhost", clientAuth: Bool = false) throws -> Issued {
         counter += 1
         let name = "leaf\(counter)"
-        let serial = String(format: "%016llX", UInt64.random(in: 1...UInt64(Int64.max)))
+        // First byte non-zero: OpenSSL prints serials without leading zero bytes, and the tests compare the texts.
+        let serial = String(format: "%016llX", UInt64.random(in: (UInt64(1) << 56)...UInt64(Int64.max)))
         let ext = path("\(name).ext")
         try (clientAuth
             ? "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"
