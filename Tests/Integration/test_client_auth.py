@@ -534,3 +534,42 @@ def test_checksum_records_returned_with_checksum_mode(auth_gw, auth_gw_tls, back
         assert name not in quiet.get_object(Bucket=abucket, Key=key)
         raw = backend.client().head_object(Bucket=abucket, Key=key)["Metadata"]
         assert "s3eg-checksum" in raw, (key, raw)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-credential backend users: the backend's own ACLs keep working through the gateway
+
+
+def test_credential_mapped_to_its_own_backend_user(request, backend, tmp_path):
+    """A credential mapped to a second Ceph user acts as that user: the first user's private bucket is denied to
+    it by Ceph itself (nothing stored), its own bucket works, and the first user cannot read that one either."""
+    if not backend.checks_signatures:
+        pytest.skip("moto accepts any signature and has no per-user ACLs: this needs Ceph RGW")
+    second_access, second_secret = "SECONDUSER" + os.urandom(3).hex().upper(), "second-secret-" + os.urandom(8).hex()
+    run(["radosgw-admin", "-c", str(backend.workdir / "ceph.conf"), "user", "create", "--uid=second-" + os.urandom(3).hex(),
+         "--display-name=second", f"--access-key={second_access}", f"--secret={second_secret}"], os.environ.copy(), timeout=60)
+    creds = {"credentials": [
+        {"accessKey": "FIRSTCLIENT", "secretKey": "first-client-secret"},
+        {"accessKey": "SECONDCLIENT", "secretKey": "second-client-secret",
+         "backend": {"accessKey": second_access, "secretKey": second_secret}},
+    ]}
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps(creds))
+    gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path / "gw",
+                            binary=request.getfixturevalue("gateway_binary"), name="two-users-gateway",
+                            extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": PASSWORD,
+                                       "GATEWAY_CREDENTIALS_FILE": str(path)})
+    try:
+        first = s3gw.make_client(gw.endpoint, "FIRSTCLIENT", "first-client-secret")
+        second = s3gw.make_client(gw.endpoint, "SECONDCLIENT", "second-client-secret")
+        with s3gw.temporary_bucket(first, "first") as mine, s3gw.temporary_bucket(second, "second") as theirs:
+            first.put_object(Bucket=mine, Key="private", Body=b"first user's data")
+            assert error_of(lambda: second.put_object(Bucket=mine, Key="intruder", Body=b"x")) == ("AccessDenied", 403)
+            assert error_of(lambda: second.get_object(Bucket=mine, Key="private")) == ("AccessDenied", 403)
+            assert not stored(backend, mine, "intruder")
+            second.put_object(Bucket=theirs, Key="own", Body=b"second user's data")
+            assert second.get_object(Bucket=theirs, Key="own")["Body"].read() == b"second user's data"
+            assert error_of(lambda: first.get_object(Bucket=theirs, Key="own")) == ("AccessDenied", 403)
+    finally:
+        code = gw.terminate()
+        assert code == 0, f"gateway exited with {code}; log tail:\n{gw.log_tail()}"
