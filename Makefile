@@ -7,6 +7,7 @@
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
+#   make bench-listing       listing 1000 multipart objects: encrypting (cold/warm size cache) vs pass-through
 #   make bench-operator      1000 EncryptionGateways on a real kube-apiserver: convergence time, requests, memory
 #   make run-operator        the operator reconciling config/samples/minimal.yaml on a real kube-apiserver
 #   make dist                render dist/install.yaml from config/default (one-file install)
@@ -20,11 +21,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-listing bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
-	@sed -n '3,14s/^#  //p' Makefile
+	@sed -n '3,15s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -65,6 +66,9 @@ bench-engine: build-release
 
 bench-auth: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/auth_put.py $(BENCH_ARGS)
+
+bench-listing: deps-test build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/listing.py $(BENCH_ARGS)
 
 bench-operator: deps-test
 	@scripts/kube-build.sh >/dev/null

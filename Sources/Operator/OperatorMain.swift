@@ -44,7 +44,15 @@ struct OperatorMain {
             print(OperatorOptions.usage)
             exit(0)
         }
-        let log = LoggerRuntimeLog(logger: Logger(level: LogLevel(options.logLevel) ?? .info))
+        let tracing: TracingConfiguration
+        do {
+            tracing = try TracingConfiguration.fromEnvironment(environment, serviceName: "encryption-gateway-operator")
+        } catch {
+            FileHandle.standardError.write(Data("encryption-gateway-operator: \(error)\n".utf8))
+            exit(2)
+        }
+        let logger = Logger(level: LogLevel(options.logLevel) ?? .info)
+        let log = LoggerRuntimeLog(logger: logger)
         // A parent may hand us SIGTERM/SIGINT blocked (signal masks are inherited across exec); unblock them here,
         // before any thread exists, or graceful shutdown would never start.
         var termination = sigset_t()
@@ -59,6 +67,6 @@ struct OperatorMain {
             log.info("received signal, shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : "SIGINT"])
             shutdown.fire()
         }
-        exit(RunCommand.run(options, log: log, shutdown: shutdown))
+        exit(RunCommand.run(options, tracing: tracing, logger: logger, log: log, shutdown: shutdown))
     }
 }

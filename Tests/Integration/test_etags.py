@@ -7,9 +7,11 @@ and modification time. Real gateway binary on Ceph RGW and moto; sizes below the
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
+import zlib
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,65 @@ def test_conditional_writes_and_one_request_id(enc_gateway, enc, ebucket):
         status, resp_headers, body = s3gw.http_request(method, url, headers=headers, body=b"" if method == "PUT" else None)
         assert status >= 400
         assert f"<RequestId>{resp_headers['x-amz-request-id']}</RequestId>".encode() in body, (resp_headers, body)
+
+
+def test_flexible_checksums_are_recorded_and_returned(enc_gateway, enc, raw, ebucket):
+    """boto3 sends `x-amz-checksum-crc32` (a header over http); the gateway verifies it, records it in the object's
+    authenticated metadata and returns it on PUT and on whole-object reads in checksum mode, where boto3 checks it
+    against the bytes it received. A checksum sent in the aws-chunked trailer of a streamed body is recorded in the
+    same self-copy as the ETag."""
+    for size in (1000, (2 << 20) + 3):
+        data = os.urandom(size)
+        expected = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+        key = f"crc-{size}"
+        put = enc.put_object(Bucket=ebucket, Key=key, Body=data, ChecksumAlgorithm="CRC32")
+        assert put["ChecksumCRC32"] == expected
+        assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+        assert raw.head_object(Bucket=ebucket, Key=key)["Metadata"]["s3eg-checksum"] == f"CRC32:{expected}"
+        got = enc.get_object(Bucket=ebucket, Key=key, ChecksumMode="ENABLED")
+        assert got["ChecksumCRC32"] == expected
+        assert got["Body"].read() == data  # boto3 validates the body against the returned checksum
+        assert enc.head_object(Bucket=ebucket, Key=key, ChecksumMode="ENABLED")["ChecksumCRC32"] == expected
+        ranged = enc.get_object(Bucket=ebucket, Key=key, ChecksumMode="ENABLED", Range="bytes=0-99")
+        assert "ChecksumCRC32" not in ranged and ranged["Body"].read() == data[:100]
+        # A copy keeps the record; it never shows a checksum the backend computed over ciphertext.
+        copied = enc.copy_object(Bucket=ebucket, Key=key + "-copy", CopySource={"Bucket": ebucket, "Key": key},
+                                 ChecksumAlgorithm="CRC32")
+        assert copied["CopyObjectResult"].get("ChecksumCRC32") in (None, expected)
+        assert enc.head_object(Bucket=ebucket, Key=key + "-copy", ChecksumMode="ENABLED")["ChecksumCRC32"] == expected
+
+    data = os.urandom((3 << 20) + 1)
+    expected = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    url = f"{enc_gateway.endpoint}/{ebucket}/crc-trailer"
+    headers, body = s3gw.aws_chunked_put(url, enc_gateway.access_key, enc_gateway.secret_key, data,
+                                         mode="STREAMING-UNSIGNED-PAYLOAD-TRAILER", trailer=("x-amz-checksum-crc32", expected))
+    status, answer, text = s3gw.http_request("PUT", url, headers=headers, body=body, timeout=60)
+    assert status == 200, text
+    assert answer["x-amz-checksum-crc32"] == expected
+    assert answer["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    stored = raw.head_object(Bucket=ebucket, Key="crc-trailer")["Metadata"]
+    assert stored["s3eg-checksum"] == f"CRC32:{expected}" and stored["s3eg-etag"] == hashlib.md5(data).hexdigest()
+    assert enc.get_object(Bucket=ebucket, Key="crc-trailer", ChecksumMode="ENABLED")["ChecksumCRC32"] == expected
+
+
+def test_all_three_listings_show_plaintext_sizes_and_non_md5_etags(enc, raw, ebucket):
+    """ListObjects, ListObjectsV2 and ListObjectVersions: plaintext sizes, and ETags that do not pass for MD5s (the
+    backend's with `-1`), while HEAD gives the plaintext MD5."""
+    sizes = {"ls/small": 10, "ls/buffered": 1 << 20, "ls/streamed": (2 << 20) + 9}
+    md5s = {}
+    for key, size in sizes.items():
+        data = os.urandom(size)
+        md5s[key] = hashlib.md5(data).hexdigest()
+        enc.put_object(Bucket=ebucket, Key=key, Body=data)
+    backend = {o["Key"]: o["ETag"] for o in raw.list_objects_v2(Bucket=ebucket, Prefix="ls/")["Contents"]}
+    expected = {key: (backend[key][:-1] + '-1"', size) for key, size in sizes.items()}
+    listings = {
+        "v1": enc.list_objects(Bucket=ebucket, Prefix="ls/")["Contents"],
+        "v2": enc.list_objects_v2(Bucket=ebucket, Prefix="ls/")["Contents"],
+        "versions": enc.list_object_versions(Bucket=ebucket, Prefix="ls/")["Versions"],
+    }
+    for name, entries in listings.items():
+        assert {e["Key"]: (e["ETag"], e["Size"]) for e in entries} == expected, name
+    for key, md5 in md5s.items():
+        assert enc.head_object(Bucket=ebucket, Key=key)["ETag"] == f'"{md5}"'
+        assert backend[key] != f'"{md5}"'  # the backend's is the MD5 of the ciphertext

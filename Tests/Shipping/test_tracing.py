@@ -1,4 +1,4 @@
-"""OpenTelemetry traces from the real gateway binary, received by a local OTLP/HTTP receiver and decoded with the
+"""OpenTelemetry traces from the real gateway and operator binaries, received by a local OTLP/HTTP receiver and decoded with the
 official protobuf definitions (opentelemetry-proto): spans for the request, signature verification, the backend
 exchange and the cipher, in the client's trace; the backend (moto, behind a recording proxy) gets the gateway's
 span as its parent; export happens off the request path and a full queue drops and counts spans."""
@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import s3gw
-from conftest import ROOT
+from conftest import ROOT, operator_bin
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -263,3 +263,75 @@ def test_bad_tracing_settings_stop_the_gateway_with_exit_2(tmp_path):
     result = subprocess.run([str(s3gw.gateway_bin())], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in result.stderr and "http/protobuf" in result.stderr
+
+
+def test_the_operator_exports_a_span_per_reconcile(tmp_path):
+    """The operator (on the project's test API server) reads OTEL_* and exports one root span per reconcile."""
+    import json
+    import os
+    import subprocess
+    import time
+
+    ready = tmp_path / "ready.json"
+    api = subprocess.Popen(["python3", str(ROOT / "Tests/KubeAPIServer/kube_test_apiserver.py"), "--port", "0",
+                            "--ready-file", str(ready), "--token", "t1"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    receiver = Receiver()
+    operator = None
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert api.poll() is None and time.monotonic() < deadline, "test API server did not start"
+            time.sleep(0.05)
+        server = f"http://127.0.0.1:{json.loads(ready.read_text())['port']}"
+        status, _, body = s3gw.http_request(
+            "POST", server + "/apis/s3gateway.dev/v1alpha1/namespaces/apps/encryptiongateways",
+            headers={"Authorization": "Bearer t1", "Content-Type": "application/json"},
+            body=json.dumps({"apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
+                             "metadata": {"name": "traced", "namespace": "apps"}, "spec": {}}).encode())
+        assert status == 201, body
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(f"apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: '{server}'}}}}]\n"
+                              "users: [{name: u, user: {token: t1}}]\n"
+                              "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n")
+        env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.start(), OTEL_BSP_SCHEDULE_DELAY="100")
+        operator = subprocess.Popen([str(operator_bin()), "--kubeconfig", str(kubeconfig), "--leader-elect=false",
+                                     "--metrics-bind-address=0", f"--health-probe-bind-address=127.0.0.1:{s3gw.free_port()}"],
+                                    env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+
+        def reconciles():
+            return [(resource, span) for resource, span in receiver.spans() if span.name == "reconcile"
+                    and attributes(span.attributes).get("s3gateway.name") == "traced"]
+
+        deadline = time.monotonic() + 60
+        while not reconciles():
+            assert operator.poll() is None, f"operator exited with {operator.returncode}"
+            assert time.monotonic() < deadline, f"no reconcile span; got {[s.name for _, s in receiver.spans()]}"
+            time.sleep(0.1)
+        resource, span = reconciles()[0]
+        assert attributes(resource.attributes)["service.name"] == "encryption-gateway-operator"
+        attrs = attributes(span.attributes)
+        assert attrs["controller"] == "encryptiongateway" and attrs["k8s.namespace.name"] == "apps"
+        assert attrs["reconcile.result"] in ("success", "error", "requeue_after")
+        assert span.parent_span_id == b"", "a reconcile starts its own trace"
+        operator.terminate()
+        assert operator.wait(30) == 0
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.kill()
+            operator.wait(10)
+        if receiver.server is not None:
+            receiver.stop()
+        api.terminate()
+        api.wait(10)
+
+
+def test_bad_tracing_settings_stop_the_operator_with_exit_2():
+    import os
+    import subprocess
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT="http://collector:4318", OTEL_TRACES_SAMPLER="sometimes")
+    result = subprocess.run([str(operator_bin()), "--kubeconfig", "/nonexistent"], env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    assert "OTEL_TRACES_SAMPLER" in result.stderr

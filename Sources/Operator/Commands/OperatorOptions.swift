@@ -47,6 +47,8 @@ struct OperatorOptions: Equatable, Sendable {
           --help                                 print this help
 
         Durations are written like 500ms, 15s, 1m30s.
+        Traces: the gateway's OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, ...; see
+        docs/configuration.md) export one span per reconcile; invalid values exit 2.
         """
 
     struct ParseError: Error, Equatable, CustomStringConvertible {

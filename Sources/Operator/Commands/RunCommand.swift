@@ -59,7 +59,9 @@ struct ControllerWiring: Sendable {
 
 /// `encryption-gateway-operator` with parsed options: connect, wire the controller, run the manager.
 enum RunCommand {
-    static func run(_ options: OperatorOptions, log: any RuntimeLog, shutdown: ShutdownRelay) -> Int32 {
+    /// `tracing` (the OTEL_* variables): a span per reconcile, exported through `logger`'s process.
+    static func run(_ options: OperatorOptions, tracing: TracingConfiguration = TracingConfiguration(), logger: Logger,
+                    log: any RuntimeLog, shutdown: ShutdownRelay) -> Int32 {
         let config: KubeConfig
         do {
             config = try KubeConfigLoader.load(kubeconfigFlag: options.kubeconfig)
@@ -69,6 +71,9 @@ enum RunCommand {
         }
         let metrics = OperatorMetrics()
         let client = KubeRESTClient(config: config, observer: metrics)
+        let tracer = Tracer(configuration: tracing, scopeName: "encryption-gateway-operator",
+                            metrics: TracingMetrics(registry: metrics.registry), logger: logger)
+        defer { tracer.shutdown(timeout: .seconds(5)) }  // the last reconciles' spans
 
         var managerConfig = ManagerConfiguration()
         managerConfig.healthProbeBindAddress = bindAddress(options.healthProbeBindAddress)
@@ -90,7 +95,7 @@ enum RunCommand {
         let reconcilerBox = ReconcilerBox()
         let controller = Controller(name: "encryptiongateway", reconciler: reconcilerBox,
                                     workers: options.workers, queueMetrics: metrics.queue(named: "encryptiongateway"),
-                                    metrics: metrics, log: log)
+                                    metrics: metrics, log: log, tracer: tracer)
         manager.add(controller)
         // The cluster's API versions decide which informers exist: discovery runs once the probe and metrics
         // listeners are up, retried until it works (or shutdown), so the pod stays live and reports not ready meanwhile.
@@ -117,7 +122,7 @@ enum RunCommand {
             reconcilerBox.set(EncryptionGatewayReconciler(
                 client: client, caches: caches, capabilities: CapabilitiesCache(initial: capabilities),
                 events: KubeEventRecorder(client: client, instance: identity, log: log),
-                defaultImage: options.gatewayImage, log: log))
+                defaultImage: options.gatewayImage, log: log, statusObserver: metrics))
             return true
         }
         shutdown.connect { manager.requestShutdown() }
@@ -127,6 +132,7 @@ enum RunCommand {
             "leaseNamespace": managerConfig.leaderElection?.namespace ?? "",
             "leaseName": managerConfig.leaderElection?.name ?? "",
             "identity": managerConfig.leaderElection?.identity ?? "",
+            "traces": tracing.endpoint ?? "off",
         ])
         return manager.run(prepare: prepare).exitCode
     }

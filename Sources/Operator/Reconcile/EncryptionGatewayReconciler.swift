@@ -72,22 +72,28 @@ final class EncryptionGatewayReconciler: Reconciler {
     let events: KubeEventRecorder
     let defaultImage: String
     let log: any RuntimeLog
+    let statusObserver: any GatewayStatusObserver
     let now: @Sendable () -> Date
 
     init(client: any KubeClient, caches: ReconcilerCaches, capabilities: CapabilitiesCache, events: KubeEventRecorder,
-         defaultImage: String, log: any RuntimeLog, now: @escaping @Sendable () -> Date = { Date() }) {
+         defaultImage: String, log: any RuntimeLog, statusObserver: any GatewayStatusObserver = NoGatewayStatusObserver(),
+         now: @escaping @Sendable () -> Date = { Date() }) {
         self.client = client
         self.caches = caches
         self.capabilities = capabilities
         self.events = events
         self.defaultImage = defaultImage
         self.log = log
+        self.statusObserver = statusObserver
         self.now = now
     }
 
     func reconcile(_ key: ObjectKey, context: ReconcileContext) -> ReconcileResult {
         // Gone: its children go with it (ownerReferences → the garbage collector).
-        guard let object = caches.gateways.get(key), object[path: "metadata", "deletionTimestamp"] == nil else { return .done }
+        guard let object = caches.gateways.get(key), object[path: "metadata", "deletionTimestamp"] == nil else {
+            statusObserver.forget(key)
+            return .done
+        }
         let (resource, specProblems) = GatewayResource.parse(object)
         let previous = EncryptionGatewayStatus.decode(object["status"] ?? .object([:]), path: "status").value
 
@@ -137,11 +143,13 @@ final class EncryptionGatewayReconciler: Reconciler {
                 _ = try client.apply(.encryptionGateways, body, fieldManager: Builders.fieldManager, force: true,
                                      subresource: "status")
             } catch .notFound {
+                statusObserver.forget(key)
                 return .done  // deleted meanwhile
             } catch {
                 retry = retry ?? error
             }
         }
+        statusObserver.observe(key, status)
         let eventCount = recordEvents(resource, previous: previous, status: status, changes: changes, context: context)
         let statusWrites = status.json != previous.json ? 1 : 0
         log.debug("reconciled", ["key": key.description, "generation": "\(resource.generation)",

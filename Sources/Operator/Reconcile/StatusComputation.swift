@@ -25,6 +25,7 @@ enum StatusComputation {
     static let ready = "Ready"
     static let progressing = "Progressing"
     static let degraded = "Degraded"
+    static let conditionTypes = [ready, progressing, degraded]
 
     static func compute(resource r: GatewayResource, outcome: ReconcileOutcome, deployment: JSONValue?,
                         previous: EncryptionGatewayStatus, now: String) -> EncryptionGatewayStatus {
@@ -117,4 +118,15 @@ enum StatusComputation {
         }
         return status
     }
+}
+
+/// Receives each EncryptionGateway's computed status (the operator's per-resource gauges) and forgets deleted ones.
+protocol GatewayStatusObserver: Sendable {
+    func observe(_ key: ObjectKey, _ status: EncryptionGatewayStatus)
+    func forget(_ key: ObjectKey)
+}
+
+struct NoGatewayStatusObserver: GatewayStatusObserver {
+    func observe(_ key: ObjectKey, _ status: EncryptionGatewayStatus) {}
+    func forget(_ key: ObjectKey) {}
 }

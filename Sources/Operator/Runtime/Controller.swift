@@ -65,6 +65,7 @@ final class Controller: Sendable {
     private let reconciler: any Reconciler
     private let metrics: any ReconcileMetrics
     private let log: any RuntimeLog
+    private let tracer: Tracer
     private let running = Mutex(0)
     private let allStopped = StopSignal()
     /// Cancelled by `stopNow()`: reconciles in flight stop writing.
@@ -73,7 +74,7 @@ final class Controller: Sendable {
     init(name: String, reconciler: any Reconciler, workers: Int = 1,
          queueMetrics: any WorkQueueMetrics = NoWorkQueueMetrics(),
          metrics: any ReconcileMetrics = NoReconcileMetrics(), log: any RuntimeLog = SilentLog(),
-         rateLimit: Backoff = .perItem) {
+         tracer: Tracer = .disabled, rateLimit: Backoff = .perItem) {
         precondition(workers > 0, "a controller needs at least one worker")
         self.name = name
         self.reconciler = reconciler
@@ -81,6 +82,7 @@ final class Controller: Sendable {
         self.queue = WorkQueue(rateLimit: rateLimit, metrics: queueMetrics)
         self.metrics = metrics
         self.log = log
+        self.tracer = tracer
     }
 
     /// Starts `workers` threads taking keys until the queue shuts down.
@@ -112,12 +114,20 @@ final class Controller: Sendable {
         queue.shutDown()
     }
 
-    /// Processes one key exactly as controller-runtime's `reconcileHandler` does.
+    /// Processes one key exactly as controller-runtime's `reconcileHandler` does, inside a `reconcile` span (the
+    /// root of its own trace: a reconcile has no caller; spans the reconciler starts become its children).
     func process(_ key: ObjectKey) {
         metrics.activeWorkers(controller: name, delta: 1)
+        let span = tracer.startSpan("reconcile", parent: nil, attributes: [
+            ("controller", .string(name)), ("k8s.namespace.name", .string(key.namespace ?? "")),
+            ("s3gateway.name", .string(key.name)),
+        ])
         let start = ContinuousClock.now
-        let result = reconciler.reconcile(key, context: ReconcileContext(cancellation: leadership))
+        let result = span.withCurrent { reconciler.reconcile(key, context: ReconcileContext(cancellation: leadership)) }
         let duration = start.duration(to: .now)
+        span.setAttribute("reconcile.result", .string(result.metricLabel))
+        if case .error(let error) = result { span.setStatus(.error("\(error)")) }
+        span.end()
         metrics.activeWorkers(controller: name, delta: -1)
         metrics.reconciled(controller: name, result: result.metricLabel, duration: duration)
         switch result {

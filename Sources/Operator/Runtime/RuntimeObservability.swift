@@ -20,8 +20,9 @@ struct LoggerRuntimeLog: RuntimeLog {
     }
 }
 
-/// The operator's Prometheus metrics (controller-runtime / client-go names), registered in one `MetricsRegistry`.
-final class OperatorMetrics: ManagerMetrics, ReconcileMetrics, KubeRequestObserver, Sendable {
+/// The operator's Prometheus metrics (controller-runtime / client-go names, and each EncryptionGateway's status),
+/// registered in one `MetricsRegistry`.
+final class OperatorMetrics: ManagerMetrics, ReconcileMetrics, KubeRequestObserver, GatewayStatusObserver, Sendable {
     let registry: MetricsRegistry
     private let reconcileTotal: Counter
     private let reconcileErrors: Counter
@@ -35,6 +36,10 @@ final class OperatorMetrics: ManagerMetrics, ReconcileMetrics, KubeRequestObserv
     private let restRequests: Counter
     private let restLatency: Histogram
     private let leader: Gauge
+    private let gatewayReplicas: Gauge
+    private let gatewayReadyReplicas: Gauge
+    private let gatewayAvailableReplicas: Gauge
+    private let gatewayCondition: Gauge
 
     init(registry: MetricsRegistry = MetricsRegistry()) {
         self.registry = registry
@@ -68,6 +73,19 @@ final class OperatorMetrics: ManagerMetrics, ReconcileMetrics, KubeRequestObserv
                                          labels: ["verb"])
         leader = registry.gauge("leader_election_master_status",
                                 help: "1 while this process holds the leader Lease, else 0.", labels: ["name"])
+        // The leader's view of every EncryptionGateway's status, so alerts need no kube-state-metrics. The labels
+        // name the resource; the ServiceMonitor keeps them (honorLabels) instead of the operator pod's namespace.
+        let resource = ["namespace", "name"]
+        gatewayReplicas = registry.gauge("encryptiongateway_status_replicas",
+                                         help: "Gateway pods that exist (EncryptionGateway status.replicas).", labels: resource)
+        gatewayReadyReplicas = registry.gauge("encryptiongateway_status_ready_replicas",
+                                              help: "Gateway pods that are ready (status.readyReplicas).", labels: resource)
+        gatewayAvailableReplicas = registry.gauge("encryptiongateway_status_available_replicas",
+                                                  help: "Gateway pods available to clients (status.availableReplicas).",
+                                                  labels: resource)
+        gatewayCondition = registry.gauge("encryptiongateway_status_condition",
+                                          help: "1 when the EncryptionGateway's condition of this type is True, else 0.",
+                                          labels: resource + ["type"])
     }
 
     /// Work-queue metrics labelled with the queue's name.
@@ -96,6 +114,23 @@ final class OperatorMetrics: ManagerMetrics, ReconcileMetrics, KubeRequestObserv
     func requestFinished(verb: String, resource: String, code: String, duration: Duration) {
         restRequests.inc([verb, code])
         restLatency.observe(duration.runtimeSeconds, [verb])
+    }
+
+    // GatewayStatusObserver
+    func observe(_ key: ObjectKey, _ status: EncryptionGatewayStatus) {
+        let labels = [key.namespace ?? "", key.name]
+        gatewayReplicas.set(Double(status.replicas), labels)
+        gatewayReadyReplicas.set(Double(status.readyReplicas), labels)
+        gatewayAvailableReplicas.set(Double(status.availableReplicas), labels)
+        for type in StatusComputation.conditionTypes {
+            gatewayCondition.set(status.condition(type)?.status == "True" ? 1 : 0, labels + [type])
+        }
+    }
+
+    func forget(_ key: ObjectKey) {
+        let labels = [key.namespace ?? "", key.name]
+        for gauge in [gatewayReplicas, gatewayReadyReplicas, gatewayAvailableReplicas] { gauge.remove(labels) }
+        for type in StatusComputation.conditionTypes { gatewayCondition.remove(labels + [type]) }
     }
 
     // ManagerMetrics

@@ -154,6 +154,11 @@ public final class Gauge: MetricFamily {
 
     public func value(_ labels: [String] = []) -> Double { series.withLock { $0[labels] ?? 0 } }
 
+    /// Stops exposing the series of `labels` (the object it described is gone).
+    public func remove(_ labels: [String]) {
+        series.withLock { _ = $0.removeValue(forKey: labels) }
+    }
+
     func render(into out: inout String) {
         renderSamples(name: name, help: help, type: "gauge", labelNames: labelNames,
                       series: series.withLock { $0 }, into: &out)

@@ -13,6 +13,7 @@ import Testing
         let secrets = Store()
         let children: [ChildKind: Store] = Dictionary(uniqueKeysWithValues: ChildKind.allCases.map { ($0, Store()) })
         let reconciler: EncryptionGatewayReconciler
+        let metrics = OperatorMetrics()
         let key = ObjectKey(namespace: "ns", name: "gw")
 
         init(spec: JSONValue = APITypesTests.minimalSpec, secrets withSecrets: Bool = true) {
@@ -20,7 +21,8 @@ import Testing
                 client: client, caches: ReconcilerCaches(gateways: gateways, secrets: secrets, children: children),
                 capabilities: CapabilitiesCache(initial: .current),
                 events: KubeEventRecorder(client: client, instance: "test", log: SilentLog()),
-                defaultImage: "img", log: SilentLog(), now: { Date(timeIntervalSince1970: 1_800_000_000) })
+                defaultImage: "img", log: SilentLog(), statusObserver: metrics,
+                now: { Date(timeIntervalSince1970: 1_800_000_000) })
             gateways.upsert(["apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
                              "metadata": ["name": "gw", "namespace": "ns", "uid": "u1", "generation": 1], "spec": spec])
             if withSecrets {
@@ -73,6 +75,29 @@ import Testing
         let before = h.client.writes.count
         guard case .done = h.run() else { Issue.record("expected done"); return }
         #expect(h.client.writes.count == before, "second pass wrote: \(h.client.writes.dropFirst(before))")
+    }
+
+    @Test func statusGaugesFollowTheResourceAndDisappearWithIt() throws {
+        let h = Harness()
+        h.client.seed(.encryptionGateways, [h.gateways.get(h.key)!])
+        _ = h.run()
+        h.syncCaches()
+        var deployment = try #require(h.children[.deployment]!.get(h.key))
+        deployment["status"] = ["replicas": 3, "readyReplicas": 1, "updatedReplicas": 3, "availableReplicas": 1,
+                                "observedGeneration": deployment[path: "metadata", "generation"] ?? 1]
+        h.children[.deployment]!.upsert(deployment)
+        _ = h.run()
+        let page = h.metrics.exposition()
+        #expect(page.contains("encryptiongateway_status_replicas{namespace=\"ns\",name=\"gw\"} 3"), "\(page)")
+        #expect(page.contains("encryptiongateway_status_ready_replicas{namespace=\"ns\",name=\"gw\"} 1"))
+        #expect(page.contains("encryptiongateway_status_available_replicas{namespace=\"ns\",name=\"gw\"} 1"))
+        #expect(page.contains("encryptiongateway_status_condition{namespace=\"ns\",name=\"gw\",type=\"Degraded\"} 0"))
+        let ready = h.condition("Ready")?["status"]?.string == "True" ? 1 : 0
+        #expect(page.contains("encryptiongateway_status_condition{namespace=\"ns\",name=\"gw\",type=\"Ready\"} \(ready)"))
+        // Deleted: its series go too (no alert about a resource that no longer exists).
+        h.gateways.delete(h.key)
+        _ = h.run()
+        #expect(!h.metrics.exposition().contains("name=\"gw\""))
     }
 
     @Test func missingSecretDegradesWithoutApplyingAnythingThenRecovers() {

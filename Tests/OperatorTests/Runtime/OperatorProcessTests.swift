@@ -169,6 +169,11 @@ final class OperatorProcess: @unchecked Sendable {
         #expect(Self.metric(standbyMetrics, "controller_runtime_reconcile_total{controller=\"encryptiongateway\",result=\"success\"}") == nil)
         #expect(Self.metric(leaderMetrics, "rest_client_requests_total{verb=\"LIST\",code=\"200\"}") ?? 0 >= 1)
         #expect(Self.metric(leaderMetrics, "workqueue_adds_total{name=\"encryptiongateway\"}") ?? 0 >= 1)
+        // Per-resource status gauges come from the leader only.
+        #expect(eventually(.seconds(60)) {
+            Self.metric(leaderMetrics, "encryptiongateway_status_replicas{namespace=\"apps\",name=\"gw1\"}") != nil
+        })
+        #expect(Self.metric(standbyMetrics, "encryptiongateway_status_replicas{namespace=\"apps\",name=\"gw1\"}") == nil)
         Thread.sleep(forTimeInterval: 1)
         #expect(leader.logs("successfully acquired lease").count == 1)
         #expect(standby.logs("successfully acquired lease").isEmpty)

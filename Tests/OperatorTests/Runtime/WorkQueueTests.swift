@@ -16,16 +16,6 @@ final class TestThread: Sendable {
     func join() { finished.wait() }
 }
 
-/// Polls `condition` every 5 ms for up to `limit` (a generous bound, not a timing assertion).
-func eventually(_ limit: Duration = .seconds(20), _ condition: () -> Bool) -> Bool {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: 0.005)
-    }
-    return condition()
-}
-
 final class CountingMetrics: WorkQueueMetrics, @unchecked Sendable {
     private let lock = NSLock()
     private var _adds = 0, _retries = 0, _latencies = 0, _durations = 0, _depth = 0

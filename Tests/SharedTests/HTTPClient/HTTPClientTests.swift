@@ -152,7 +152,7 @@ final class CountingHandler: HTTPResponseHandler {
 
     @Test func refusedConnectionIsAConnectError() throws {
         // Bind then close a socket to find a port nobody listens on.
-        let closedPort = try freeLoopbackPort()
+        let closedPort = try freePort()
         #expect {
             _ = try client.execute(HTTPClientRequest(method: "GET", url: "http://127.0.0.1:\(closedPort)/"))
         } throws: { error in
@@ -244,18 +244,4 @@ final class CountingHandler: HTTPResponseHandler {
             for try await count in group { #expect(count == 100000) }
         }
     }
-}
-
-/// A loopback port that was free a moment ago and has no listener.
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }

@@ -21,6 +21,8 @@ final class DecryptingRelay: BackendResponseHandler {
     private var pendingHead: HTTPResponseHead?
     var clientResponseStarted: Bool { writer.headWritten }
     private var finished = false
+    /// Headers the handler adds to the client's response head (the checksum record).
+    var extraHeaders: [(name: String, value: String)] = []
 
     let requestID: String
 
@@ -56,8 +58,10 @@ final class DecryptingRelay: BackendResponseHandler {
             throw S3Error.objectChanged()
         }
         guard seen == metadata else { throw S3Error.objectChanged() }
+        let extraHeaders = extraHeaders
         var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(headers), etag: etag)
         if let range = reader.plan.contentRange { fields.set("Content-Range", range) }
+        for (name, value) in extraHeaders { fields.set(name, value) }
         decidedStatus = reader.plan.status
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
         pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.plan.contentLength))
@@ -124,5 +128,16 @@ enum EncryptedResponseHeaders {
         })
         fields.set("ETag", etag)
         return fields
+    }
+}
+
+extension EncryptedResponseHeaders {
+    /// The recorded flexible checksum (`x-amz-checksum-<alg>`, `x-amz-checksum-type: FULL_OBJECT`), as S3
+    /// answers a read of the whole object with `x-amz-checksum-mode: ENABLED`; none for ranges (S3 gives none
+    /// either) and objects without a record. Call after `dataKey(of:)` verified the metadata.
+    static func checksum(_ metadata: EncryptionMetadata, requestHeaders: HTTPFields, wholeObject: Bool) -> [(name: String, value: String)] {
+        guard wholeObject, requestHeaders["x-amz-checksum-mode"]?.uppercased() == "ENABLED", let record = metadata.checksum,
+              let algorithm = ChecksumAlgorithm(rawValue: record.algorithm) else { return [] }
+        return [(algorithm.headerName, ChecksumValue(algorithm: algorithm, bytes: record.value).base64), ("x-amz-checksum-type", "FULL_OBJECT")]
     }
 }

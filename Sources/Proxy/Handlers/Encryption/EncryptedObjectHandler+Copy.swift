@@ -62,6 +62,8 @@ extension EncryptedObjectHandler {
         }
         try Self.checkMetadataBudget(user: Self.userMetadataSize(headers), gateway: rewrapped)
         headers.set("x-amz-metadata-directive", "REPLACE")
+        // The backend would compute it over ciphertext; the destination keeps the source's record instead.
+        headers.remove("x-amz-checksum-algorithm")
         for (name, value) in rewrapped.headers { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "PUT", bucket: destination.bucket, key: destination.key,
                                                       query: request.query, headers: headers, body: .bytes([]), signing: request.identity.backendSigning),
@@ -74,7 +76,7 @@ extension EncryptedObjectHandler {
         } else if status == 200 {
             // The destination holds the source's ciphertext and records: its ETag as clients see it.
             let copiedETag = rewrapped.authenticatedMD5.map(ClientETag.md5) ?? ClientETag.opaque(Self.etagElement(in: document))
-            document = Self.replacingETag(in: document, with: copiedETag)
+            document = Self.removingChecksums(from: Self.replacingETag(in: document, with: copiedETag))
         }
         return try respondBuffered(status: status, headers: answer.headers, body: document, request: request, response: response)
     }
@@ -128,6 +130,16 @@ extension EncryptedObjectHandler {
 
     static let contentHeaders: Set<String> = ["content-type", "content-encoding", "content-disposition", "content-language",
                                               "cache-control", "expires"]
+
+    /// A CopyObjectResult without its `<Checksum…>` elements: the backend computed them over ciphertext.
+    static func removingChecksums(from document: [UInt8]) -> [UInt8] {
+        var text = String(decoding: document, as: UTF8.self)
+        while let open = text.range(of: "<Checksum"), let close = text.range(of: "</", range: open.upperBound..<text.endIndex),
+              let end = text.range(of: ">", range: close.upperBound..<text.endIndex) {
+            text.removeSubrange(open.lowerBound..<end.upperBound)
+        }
+        return Array(text.utf8)
+    }
 
     /// `<ETag>…</ETag>` of a CopyObjectResult replaced by the plaintext ETag.
     static func replacingETag(in document: [UInt8], with etag: String) -> [UInt8] {

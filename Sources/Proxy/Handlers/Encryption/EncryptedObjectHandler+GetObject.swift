@@ -23,7 +23,6 @@ extension EncryptedObjectHandler {
         // Unwrapping proves the metadata (and so its ETag record) authentic and the key configured, before
         // a condition is decided on the ETag or a HEAD says 200.
         do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
-        let response = ChecksumModeResponse.wrap(response, checksum: metadata.checksum, request: request.head.headers)
         let backendETag = stored.header("ETag")
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         let lastModified = stored.header("Last-Modified")
@@ -49,9 +48,11 @@ extension EncryptedObjectHandler {
             extra.add("Content-Range", plan.contentRange ?? "bytes */\(plan.plaintextLength)")
             return try respond(S3Error.invalidRange(), request: request, response: response, extraHeaders: extra)
         }
+        let checksum = EncryptedResponseHeaders.checksum(metadata, requestHeaders: request.head.headers, wholeObject: plan.contentRange == nil)
         if headOnly {
             var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(stored.headers), etag: etag)
             if let range = plan.contentRange { fields.set("Content-Range", range) }
+            for (name, value) in checksum { fields.set(name, value) }
             try response.writeHead(HTTPResponseHead(status: plan.status, headers: fields, contentLength: Int64(plan.contentLength)))
             try response.finish()
             return BackendResult(status: plan.status, bytesOut: 0)
@@ -69,6 +70,7 @@ extension EncryptedObjectHandler {
         if let backendETag = stored.header("ETag") { headers.set("If-Match", backendETag) }
         let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag,
                                     requestID: request.context.requestID)
+        relay.extraHeaders = checksum
         let forwarded = BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
                                        query: request.query.filter { $0.name != "partNumber" }, headers: headers, body: .none,
                                        payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)

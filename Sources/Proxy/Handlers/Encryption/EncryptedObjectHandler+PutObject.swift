@@ -4,8 +4,11 @@ import Shared
 /// PutObject: seals the body under a fresh data key. Small bodies are buffered so their MD5 (the ETag)
 /// is known before the metadata is written; larger ones stream through `SealingBody`, which hashes the
 /// plaintext on the way, and the authenticated ETag record is attached after the upload by a conditional
-/// metadata-replacing self-copy (unless the client's Content-MD5 gave it up front). Conditional writes
-/// (`If-Match`, `If-None-Match`) are decided against the ETags clients see and pinned on the backend.
+/// metadata-replacing self-copy (unless the client's Content-MD5 gave it up front). A flexible checksum
+/// (`x-amz-checksum-*`, verified by `VerifyingBody`) is recorded the same way: up front when the client sent
+/// it as a header (or the body was buffered), else in that same self-copy, so a streamed upload costs at
+/// most one extra request for both records. Conditional writes (`If-Match`, `If-None-Match`) are decided
+/// against the ETags clients see and pinned on the backend.
 extension EncryptedObjectHandler {
     func putObject(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         let identity = try Self.identity(of: request)
@@ -43,9 +46,8 @@ extension EncryptedObjectHandler {
             // is hashed as it passes and the record attached afterwards.
             let md5 = request.head.headers["Content-MD5"].flatMap { Data(base64Encoded: $0.trimmingCharacters(in: .whitespaces)) }
                 .map { Array($0) }
-            // A checksum header is recorded up front (the upload fails if the body does not match it); one that
-            // arrives in the trailer is recorded afterwards, with the ETag.
-            let begun = try encryptor.beginObject(identity, plaintextMD5: md5, checksum: try Self.checksumRecord(body.declaredChecksum),
+            // A checksum header is verified at the end of the body (a mismatch aborts the upload): safe to record now.
+            let begun = try encryptor.beginObject(identity, plaintextMD5: md5, checksum: try Self.declaredChecksum(request.head.headers),
                                                   plaintextLength: length)
             metadata = begun.metadata
             try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
@@ -64,19 +66,23 @@ extension EncryptedObjectHandler {
         // Checksums the backend computed describe the ciphertext, not what the client sent.
         for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
         if (200..<300).contains(answer.status) {
-            if let md5 = metadata.authenticatedMD5 {
-                fields.set("ETag", ClientETag.md5(md5))
-            } else if let md5 = sealing?.plaintextMD5 {
-                let trailerChecksum = metadata.checksum == nil ? try? Self.checksumRecord(body.verifiedChecksum) : nil
-                let attached = attachETag(md5, checksum: trailerChecksum, to: metadata, identity: identity, uploadHeaders: clientHeaders,
-                                          put: answer, request: request)
-                fields.set("ETag", attached.etag)
+            // Records only known now: the MD5 of a streamed body, a checksum that came in the aws-chunked trailer
+            // (or that the gateway computed for `x-amz-sdk-checksum-algorithm`).
+            let lateMD5 = metadata.authenticatedMD5 == nil ? sealing?.plaintextMD5 : nil
+            let lateChecksum = metadata.checksum == nil ? try Self.checksumRecord(body.verifiedChecksum) : nil
+            var etag = metadata.authenticatedMD5.map(ClientETag.md5) ?? ClientETag.opaque(answer.header("ETag"))
+            if lateMD5 != nil || lateChecksum != nil {
+                let attached = attachRecords(md5: lateMD5, checksum: lateChecksum, to: metadata, identity: identity,
+                                             uploadHeaders: clientHeaders, put: answer, request: request)
+                if let md5 = lateMD5, attached.recorded { etag = ClientETag.md5(md5) }
                 if let version = attached.versionID { fields.set("x-amz-version-id", version) }
-            } else {
-                fields.set("ETag", ClientETag.opaque(answer.header("ETag")))
             }
-            // The flexible checksum of what the client sent, verified (or computed when only the algorithm was named).
-            if let checksum = body.verifiedChecksum { fields.set(checksum.algorithm.headerName, checksum.base64) }
+            fields.set("ETag", etag)
+            if let checksum = body.verifiedChecksum {
+                // As S3 answers: the checksum of what the client sent (verified), a whole-object one.
+                fields.set(checksum.algorithm.headerName, checksum.base64)
+                fields.set("x-amz-checksum-type", "FULL_OBJECT")
+            }
         }
         var document = answer.body
         if answer.status >= 400, let rewritten = S3ErrorBody.withRequestID(document, request.context.requestID) { document = rewritten }
@@ -86,17 +92,18 @@ extension EncryptedObjectHandler {
         return BackendResult(status: answer.status, bytesOut: Int64(document.count))
     }
 
-    /// Records the plaintext MD5 of a streamed upload with a metadata-replacing copy of the object onto itself,
-    /// conditional on the backend ETag the PUT returned (a concurrent overwrite makes the copy fail, and the
-    /// upload keeps the ETag it has). In a versioned bucket the copy is a new version; the PUT's own version,
-    /// now a duplicate, is deleted so a client's PUT still leaves one version. Returns the ETag and version
-    /// id the client gets.
-    func attachETag(_ md5: [UInt8], checksum: ChecksumRecord? = nil, to metadata: EncryptionMetadata, identity: ObjectIdentity,
-                    uploadHeaders: HTTPFields, put: HTTPClientResponse, request: S3Request) -> (etag: String, versionID: String?) {
-        let fallback = (etag: ClientETag.opaque(put.header("ETag")), versionID: put.header("x-amz-version-id"))
+    /// Records the plaintext MD5 and/or the flexible checksum of a streamed upload with one metadata-replacing copy
+    /// of the object onto itself, conditional on the backend ETag the PUT returned (a concurrent overwrite makes
+    /// the copy fail, and the upload keeps the records it has). In a versioned bucket the copy is a new version;
+    /// the PUT's own version, now a duplicate, is deleted so a client's PUT still leaves one version. Returns
+    /// whether the records were stored and the version id the client gets.
+    func attachRecords(md5: [UInt8]?, checksum: ChecksumRecord?, to metadata: EncryptionMetadata, identity: ObjectIdentity,
+                       uploadHeaders: HTTPFields, put: HTTPClientResponse, request: S3Request) -> (recorded: Bool, versionID: String?) {
+        let fallback = (recorded: false, versionID: put.header("x-amz-version-id"))
         guard let backendETag = put.header("ETag"), !backendETag.isEmpty else { return fallback }
         do {
-            var updated = try encryptor.attachETag(metadata, plaintextMD5: md5, identity: identity)
+            var updated = metadata
+            if let md5 { updated = try encryptor.attachETag(updated, plaintextMD5: md5, identity: identity) }
             if let checksum { updated = try encryptor.attachChecksum(updated, checksum, identity: identity) }
             var headers = uploadHeaders
             for name in ConditionalRequest.headerNames { headers.remove(name) }
@@ -123,12 +130,28 @@ extension EncryptedObjectHandler {
                                              reason: "the upload's own version \(putVersion) stays as a non-current version: delete answered \(deleted.status)")
                 }
             }
-            return (ClientETag.md5(md5), copyVersion ?? fallback.versionID)
+            return (true, copyVersion ?? fallback.versionID)
         } catch {
             observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
                                      reason: "\(error)")
             return fallback
         }
+    }
+
+    /// A verified flexible checksum as the format records it (`CRC32:…`).
+    static func checksumRecord(_ value: ChecksumValue?) throws -> ChecksumRecord? {
+        guard let value else { return nil }
+        return try ChecksumRecord(algorithm: value.algorithm.rawValue, value: value.bytes)
+    }
+
+    /// The client's `x-amz-checksum-<alg>` header, known before the body (`VerifyingBody` checks it at the end
+    /// and aborts the upload on a mismatch); nil when the checksum comes in a trailer or not at all.
+    static func declaredChecksum(_ headers: HTTPFields) throws -> ChecksumRecord? {
+        for field in headers {
+            guard let algorithm = ChecksumAlgorithm(headerName: field.name) else { continue }
+            return try checksumRecord(ChecksumValue.parse(algorithm, base64: field.value))
+        }
+        return nil
     }
 
     /// `If-Match` / `If-None-Match` of PutObject (and CompleteMultipartUpload) decided against the ETags clients

@@ -73,7 +73,10 @@ struct EncryptedObjectHandler: Sendable {
                          response: ResponseWriter) throws -> BackendResult {
         var fields = BackendClient.forwardableResponseHeaders(headers)
         fields.remove("Content-MD5")
-        for name in fields.map(\.name) where EncryptionMetadata.isReserved(headerName: name) { fields.remove(name) }
+        // Gateway metadata never reaches clients; backend checksums (copy results) describe ciphertext.
+        for name in fields.map(\.name) where EncryptionMetadata.isReserved(headerName: name) || name.lowercased().hasPrefix("x-amz-checksum-") {
+            fields.remove(name)
+        }
         var body = body
         if status >= 400, let rewritten = S3ErrorBody.withRequestID(body, request.context.requestID) { body = rewritten }
         try response.writeHead(HTTPResponseHead(status: status, headers: fields, contentLength: Int64(body.count)))

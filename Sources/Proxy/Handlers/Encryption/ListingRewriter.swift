@@ -110,12 +110,16 @@ enum ListingRewriter {
     static func entries(_ xml: [UInt8]) -> [Entry] {
         var out: [Entry] = []
         var i = 0
+        // The next opening tag of each kind, searched again only once the scan has passed it: a listing has one
+        // kind only, and searching the absent one from every entry to the end would make the scan quadratic.
+        var ahead: [(tag: String, at: Int?)] = entryTags.map { ($0, -1) }
         while i < xml.count {
             var next: (start: Int, tag: String)?
-            for tag in entryTags {
-                if let at = find(Array("<\(tag)>".utf8), in: xml, from: i, end: xml.count), next == nil || at < next!.start {
-                    next = (at, tag)
+            for index in ahead.indices {
+                if let at = ahead[index].at, at < i {
+                    ahead[index].at = find(Array("<\(ahead[index].tag)>".utf8), in: xml, from: i, end: xml.count)
                 }
+                if let at = ahead[index].at, next == nil || at < next!.start { next = (at, ahead[index].tag) }
             }
             guard let (start, tag) = next else { break }
             let bodyStart = start + tag.utf8.count + 2

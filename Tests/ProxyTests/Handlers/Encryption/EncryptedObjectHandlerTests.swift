@@ -405,6 +405,57 @@ extension HandlerHarness {
         #expect(events.unrecorded.withLock { $0 }.isEmpty)
     }
 
+    static func crc32(_ bytes: [UInt8]) -> ChecksumValue {
+        let running = RunningChecksum(.crc32)
+        bytes.withUnsafeBytes { running.update($0) }
+        return running.finalize()
+    }
+
+    /// Flexible checksums (issue 8): verified on the way in, recorded in the authenticated metadata — up front for a
+    /// header or a buffered body, in the same self-copy as the ETag for a streamed body whose checksum comes in the
+    /// aws-chunked trailer (one extra request for both) — and returned for whole-object reads in checksum mode.
+    @Test(arguments: [("header", 1000), ("header", (2 << 20) + 3), ("trailer", 1000), ("trailer", (2 << 20) + 3)])
+    func checksumsAreRecordedAndReturned(how: String, size: Int) throws {
+        let content = Self.content(size, seed: UInt64(size))
+        let crc = Self.crc32(content)
+        let key = "/bucket/checksum-\(how)-\(size)"
+        let put: RecordingWriter
+        if how == "header" {
+            put = gateway.send("PUT", key, body: content, headers: [(name: "x-amz-checksum-crc32", value: crc.base64)])
+        } else {
+            let framed = AWSChunkedTestEncoder.encode(content, chunkSize: 64 << 10, mode: .unsignedWithTrailer,
+                                                      trailer: [(name: "x-amz-checksum-crc32", value: crc.base64)])
+            put = gateway.send("PUT", key, body: framed, headers: [
+                (name: "Content-Encoding", value: "aws-chunked"), (name: "x-amz-decoded-content-length", value: String(size)),
+                (name: "x-amz-trailer", value: "x-amz-checksum-crc32")], payload: .claimed(AWSChunkedMode.unsignedWithTrailer.rawValue))
+        }
+        #expect(put.status == 200, "\(put.bodyText)")
+        #expect(gateway.header(put, "x-amz-checksum-crc32") == crc.base64)
+        #expect(gateway.header(put, "ETag") == ClientETag.md5(Digest.hash(.md5, content)))
+        let stored = raw.send("HEAD", key)
+        #expect(raw.header(stored, "x-amz-meta-s3eg-checksum") == "CRC32:" + crc.base64)
+        let mode = [(name: "x-amz-checksum-mode", value: "ENABLED")]
+        for method in ["GET", "HEAD"] {
+            let read = gateway.send(method, key, headers: mode)
+            #expect(gateway.header(read, "x-amz-checksum-crc32") == crc.base64, "\(method)")
+            #expect(gateway.header(read, "x-amz-checksum-type") == "FULL_OBJECT", "\(method)")
+            // Not asked for, or a range: none (as S3).
+            #expect(gateway.header(gateway.send(method, key), "x-amz-checksum-crc32") == nil, "\(method)")
+            let ranged = gateway.send(method, key, headers: mode + [(name: "Range", value: "bytes=0-9")])
+            #expect(ranged.status == 206)
+            #expect(gateway.header(ranged, "x-amz-checksum-crc32") == nil, "\(method)")
+        }
+        #expect(gateway.send("GET", key, headers: mode).body == content)
+        // A wrong checksum stores nothing.
+        var wrong = crc.bytes
+        wrong[0] ^= 1
+        let bad = ChecksumValue(algorithm: .crc32, bytes: wrong).base64
+        let refused = gateway.send("PUT", key + "-bad", body: content, headers: [(name: "x-amz-checksum-crc32", value: bad)])
+        #expect(refused.status == 400 || refused.abortedWith != nil)
+        #expect(raw.send("HEAD", key + "-bad").status == 404)
+        #expect(events.unrecorded.withLock { $0 }.isEmpty)
+    }
+
     /// A backend-side edit of the recorded ETag fails the metadata MAC: no 304 on a forged ETag, no wrong ETag.
     @Test func aForgedETagRecordIsNeverBelieved() throws {
         let content = Self.content(1000, seed: 31)
@@ -628,6 +679,15 @@ extension HandlerHarness {
         let entry = ListingRewriter.MultipartEntry(key: "k", versionID: nil, storedSize: stored, partCount: 3, backendETag: "\"e-3\"")
         #expect(EncryptedObjectHandler.alignedMultipartSize(entry) == (10 << 20) + 1000)
         #expect(EncryptedObjectHandler.alignedMultipartSize(.init(key: "k", versionID: nil, storedSize: 50, partCount: 3, backendETag: "")) == nil)
+    }
+
+    @Test func copyResultsLoseTheBackendsChecksums() {
+        let result = "<CopyObjectResult><ETag>\"e\"</ETag><LastModified>x</LastModified><ChecksumCRC32>AAAAAA==</ChecksumCRC32>"
+            + "<ChecksumType>FULL_OBJECT</ChecksumType></CopyObjectResult>"
+        let out = EncryptedObjectHandler.removingChecksums(from: Array(result.utf8))
+        #expect(String(decoding: out, as: UTF8.self) == "<CopyObjectResult><ETag>\"e\"</ETag><LastModified>x</LastModified></CopyObjectResult>")
+        let damaged = Array("<CopyObjectResult><Checksum".utf8)
+        #expect(EncryptedObjectHandler.removingChecksums(from: damaged) == damaged)
     }
 
     @Test func selfCopiesMustChangeSomething() {
