@@ -81,6 +81,10 @@ struct S3RequestHandler: HTTPRequestHandler {
                     headers: head.headers, payload: request.identity.payload, chain: request.identity.chunkChain))
                 writer = response
             }
+            // The connection proved its credentials (a header/presigned signature or a form's signed policy): it leaves
+            // the small unauthenticated budget (anonymous requests forwarded under ANONYMOUS_ACCESS=forward prove
+            // nothing and stay in it).
+            if request.identity.accessKey != nil { context.connection.markAuthenticated() }
             summary.bucket = request.address.bucket
             summary.key = request.address.key
             summary.operation = request.operation.name
