@@ -8,6 +8,7 @@
 #   make bench-engine        in-process encryption engine vs openssl speed
 #   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
+#   make bench-multipart     multipart: 1 GiB encrypted/pass-through, peak RSS of 8x512 MiB parts, requests per ranged GET
 #   make bench-listing       listing 1000 multipart objects: encrypting (cold/warm size cache) vs pass-through
 #   make bench-operator      1000 EncryptionGateways on a real kube-apiserver: convergence time, requests, memory
 #   make run-operator        the operator reconciling config/samples/minimal.yaml on a real kube-apiserver
@@ -22,11 +23,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-listing bench-requests bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
-	@sed -n '3,16s/^#  //p' Makefile
+	@sed -n '3,17s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -61,6 +62,9 @@ bench: deps-bench build-release
 
 bench-encrypted: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/encrypted.py
+
+bench-multipart: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/multipart.py $(BENCH_ARGS)
 
 bench-engine: build-release
 	@bench/engine.sh

@@ -1,8 +1,9 @@
 import Foundation
 import Shared
 
-/// GetObject and HeadObject: one HEAD for the metadata, conditions and range plan, then a ranged GET of
-/// the covering chunks pinned to the same object, decrypted by `DecryptingRelay`. Objects without gateway
+/// GetObject and HeadObject: one HEAD for the metadata, conditions and range plan (plus, for a multipart
+/// object, a few part-header reads: `plannedRead`), then a ranged GET of the covering chunks pinned to the same
+/// object, decrypted by `DecryptingRelay`. Objects without gateway
 /// metadata are forwarded as stored (or refused, `allowPlaintextReads`).
 extension EncryptedObjectHandler {
     func getObject(_ request: S3Request, response: ResponseWriter, headOnly: Bool) throws -> BackendResult {
@@ -17,12 +18,10 @@ extension EncryptedObjectHandler {
         if request.query.contains(where: { $0.name == "partNumber" }) {
             throw S3Error.notImplemented("partNumber reads of encrypted objects are not supported; use a Range instead.")
         }
-        guard case .single = metadata.layout else {
-            throw S3Error.internalError().withLog("multipart-layout object \(identity.bucket)/\(identity.key): this gateway version reads single-part objects only")
-        }
         // Unwrapping proves the metadata (and so its ETag record) authentic and the key configured, before
         // a condition is decided on the ETag or a HEAD says 200.
-        do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+        let dataKey: DataKey
+        do { dataKey = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
         let backendETag = stored.header("ETag")
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         let lastModified = stored.header("Last-Modified")
@@ -37,12 +36,8 @@ extension EncryptedObjectHandler {
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }) else {
             throw S3Error.internalError().withLog("the backend's HEAD of \(identity.bucket)/\(identity.key) has no Content-Length")
         }
-        let plan: ReadPlan
-        do {
-            plan = try ReadPlan(storedLength: storedLength, layout: metadata.chunkLayout, rangeHeader: request.head.headers["Range"])
-        } catch {
-            throw failure(error, identity, request)
-        }
+        let plan = try plannedRead(metadata, dataKey: dataKey, identity: identity, stored: stored, storedLength: storedLength,
+                                   rangeHeader: request.head.headers["Range"], request: request)
         if plan.status == 416 {
             var extra = HTTPFields()
             extra.add("Content-Range", plan.contentRange ?? "bytes */\(plan.plaintextLength)")
@@ -57,9 +52,9 @@ extension EncryptedObjectHandler {
             try response.finish()
             return BackendResult(status: plan.status, bytesOut: 0)
         }
-        let reader: PlannedReader
+        let reader: any RangeDecryptor
         do {
-            reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: identity)
+            reader = try plan.makeReader()
         } catch {
             throw failure(error, identity, request)
         }

@@ -12,8 +12,9 @@ struct EncryptedObjectHandler: Sendable {
     let observer: any EncryptionObserver
     /// `ENCRYPTION_ALLOW_PLAINTEXT_READS`: serve objects without gateway metadata (migration) or refuse them.
     let allowPlaintextReads: Bool
-    /// Plaintext sizes of multipart objects learned from their part headers, for listings.
-    let multipartSizeCache = MultipartSizeCache()
+    /// Part geometries of multipart objects learned from their part headers, shared by GET, HEAD,
+    /// UploadPartCopy and listings.
+    let multipartGeometries = MultipartGeometryCache()
 
     /// Bodies up to this size are read into memory before sealing, so their MD5 (the ETag) is known
     /// before the metadata is written (FORMAT.md §8).
