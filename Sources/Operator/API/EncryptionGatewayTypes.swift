@@ -159,12 +159,27 @@ struct EncryptionSpec: APIObject {
 }
 
 struct ClientCredentialsSpec: APIObject {
-    var secretRef = CredentialsSecretRef()
+    var secretRef: CredentialsSecretRef?
+    var credentialsFileSecretRef: SecretKeyRef?
+    var anonymousAccess = "deny"
+    var regions: [String] = []
 
-    static var description: String { "Credentials of the S3 clients of the gateway (different from the backend's)." }
+    static var description: String { "Credentials of the S3 clients of the gateway (different from the backend's): one key pair, a credentials file, or both." }
     static var fields: [Field<Self>] {
         [
-            Field("secretRef", \.secretRef, "The access key pair clients sign requests with (GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY).", required: true),
+            Field("secretRef", \.secretRef, "One access key pair clients sign requests with, with access to everything (GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY)."),
+            Field("credentialsFileSecretRef", \.credentialsFileSecretRef, "A credentials file (JSON: many credentials, each with optional bucket list, read-only flag and own backend key pair; docs/authentication.md), mounted into the pods (GATEWAY_CREDENTIALS_FILE). The gateway reloads it when the Secret changes, without a restart; a broken file keeps the last good set."),
+            Field("anonymousAccess", \.anonymousAccess, "deny refuses unsigned requests; forward sends them unsigned to the backend, whose own public ACLs and bucket policies decide (what the backend serves publicly, the gateway serves decrypted) (ANONYMOUS_ACCESS).") {
+                $0.enumValues = ["deny", "forward"] },
+            Field("regions", \.regions, "Regions clients may name in their SigV4 credential scope; empty: backend.region (GATEWAY_REGIONS).") {
+                $0.items?.pattern = #"^[a-z0-9-]+$"#; $0.maxItems = 32; $0.listType = "set" },
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [
+            Rule(cel: "has(self.secretRef) || has(self.credentialsFileSecretRef)",
+                 message: "set secretRef, credentialsFileSecretRef or both") {
+                $0.secretRef != nil || $0.credentialsFileSecretRef != nil },
         ]
     }
 }

@@ -72,18 +72,28 @@ struct S3RequestHandler: HTTPRequestHandler {
             accessKey: nil, errorCode: nil, errorDetail: nil, backendError: false, aborted: false)
         var verifyingBody: VerifyingBody?
         do {
-            let request = try authenticate(head, context: context)
-            // The connection proved its credentials: it leaves the small unauthenticated budget (anonymous
-            // requests forwarded under ANONYMOUS_ACCESS=forward prove nothing and stay in it).
+            let request: S3Request, wrapped: VerifyingBody, writer: ResponseWriter
+            if head.method == "POST", let address = try? S3RequestAddress.resolve(rawPath: head.rawPath, host: head.headers["Host"],
+                                                                                   baseDomains: baseDomains),
+               Self.isPostObject(head, address: address) {
+                // A browser form: authenticated by its signed policy, then stored as a PutObject.
+                (request, wrapped, writer) = try preparePostObject(head, address: address, body: body, response: response, context: context)
+            } else {
+                request = try authenticate(head, context: context)
+                wrapped = VerifyingBody(body, declaration: try PayloadDeclaration.parse(
+                    headers: head.headers, payload: request.identity.payload, chain: request.identity.chunkChain))
+                writer = response
+            }
+            // The connection proved its credentials (a header/presigned signature or a form's signed policy): it leaves
+            // the small unauthenticated budget (anonymous requests forwarded under ANONYMOUS_ACCESS=forward prove
+            // nothing and stay in it).
             if request.identity.accessKey != nil { context.connection.markAuthenticated() }
             summary.bucket = request.address.bucket
             summary.key = request.address.key
             summary.operation = request.operation.name
             summary.accessKey = request.identity.accessKey
-            let wrapped = VerifyingBody(body, declaration: try PayloadDeclaration.parse(
-                headers: head.headers, payload: request.identity.payload, chain: request.identity.chunkChain))
             verifyingBody = wrapped
-            let result = try dispatch(request, body: wrapped, response: response)
+            let result = try dispatch(request, body: wrapped, response: writer)
             summary.status = result.status
             summary.bytesOut = result.bytesOut
         } catch let failure as AuthenticationFailure {

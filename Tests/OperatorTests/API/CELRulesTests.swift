@@ -90,9 +90,15 @@ import Testing
         for enabled in [false, true] {
             for host in ["", "s3.example.com"] { ingress.append(IngressSpec(enabled: enabled, host: host)) }
         }
+        var clients: [ClientCredentialsSpec] = []
+        for pair in [nil, CredentialsSecretRef(name: "c")] {
+            for file in [nil, SecretKeyRef(name: "f", key: "credentials.json")] {
+                clients.append(ClientCredentialsSpec(secretRef: pair, credentialsFileSecretRef: file))
+            }
+        }
         var cases = Self.grid(AutoscalingSpec.self, autoscaling) + Self.grid(PodDisruptionBudgetSpec.self, pdb)
-            + Self.grid(IngressSpec.self, ingress) + Self.grid(EncryptionSpec.self, Self.encryptionGrid)
-            + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
+            + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
+            + Self.grid(EncryptionSpec.self, Self.encryptionGrid) + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
         for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", String(repeating: "a", count: 56),
                      String(repeating: "a", count: 57)] {
             for rule in EncryptionGatewayCRD.nameRules {
