@@ -5,7 +5,7 @@
 #   make test                install deps, build, swift test, integration suite on Ceph RGW and moto
 #   make bench               pass-through throughput: nginx direct vs through the gateway
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
-#   make bench-engine        in-process encryption engine vs openssl speed
+#   make bench-engine        in-process encryption engine vs openssl speed (interleaved rounds)
 #   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
 #   make bench-multipart     multipart: 1 GiB encrypted/pass-through, peak RSS of 8x512 MiB parts, requests per ranged GET

@@ -8,7 +8,17 @@ import Shared
 extension EncryptedObjectHandler {
     func getObject(_ request: S3Request, response: ResponseWriter, headOnly: Bool) throws -> BackendResult {
         let identity = try Self.identity(of: request)
-        let stored = try backend.fetch(BackendRequest(
+        // One backend round trip where it can be (FORMAT.md §7): the GET's answer brings the metadata (a HEAD
+        // already is one). Only what that answer cannot serve is read the long way below.
+        var known: HTTPClientResponse?
+        if !headOnly, !request.query.contains(where: { $0.name == "partNumber" }),
+           let read = OptimisticRead(rangeHeader: request.head.headers["Range"]) {
+            switch try optimisticGet(request, identity: identity, read: read, response: response) {
+            case .done(let result): return result
+            case .readAgain(let head): known = head
+            }
+        }
+        let stored = try known ?? backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
             headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
