@@ -64,7 +64,7 @@ struct AWSKMSSpec: APIObject {
     var credentialsSecretRef = CredentialsSecretRef()
     var caSecretRef: SecretKeyRef?
 
-    static var description: String { "An AWS KMS key wrapping the gateway's intermediate keys (GenerateDataKey/Decrypt, encryption context bound to the bucket)." }
+    static var description: String { "An AWS KMS key wrapping the gateway's intermediate keys (Encrypt/Decrypt, encryption context bound to the bucket)." }
     static var fields: [Field<Self>] {
         [
             Field("keyID", \.keyID, "Key id, key ARN or alias/NAME of the active key (AWS_KMS_KEY_ID).", required: true) {
@@ -72,7 +72,7 @@ struct AWSKMSSpec: APIObject {
             Field("region", \.region, "Region of the key; empty: us-east-1 (AWS_KMS_REGION).") { $0.pattern = #"^$|^[a-z0-9-]+$"# },
             Field("endpoint", \.endpoint, "Endpoint URL; empty: https://kms.<region>.amazonaws.com (AWS_KMS_ENDPOINT).") {
                 $0.pattern = #"^$|^https?://[^\s/?#@]+(/[^\s?#]*)?$"#; $0.maxLength = 2048 },
-            Field("credentialsSecretRef", \.credentialsSecretRef, "Access key pair allowed kms:GenerateDataKey, kms:Decrypt and kms:DescribeKey on the key (AWS_KMS_ACCESS_KEY_ID, AWS_KMS_SECRET_ACCESS_KEY).", required: true),
+            Field("credentialsSecretRef", \.credentialsSecretRef, "Access key pair allowed kms:Encrypt, kms:Decrypt and kms:DescribeKey on the key (AWS_KMS_ACCESS_KEY_ID, AWS_KMS_SECRET_ACCESS_KEY).", required: true),
             Field("caSecretRef", \.caSecretRef, "PEM bundle verifying the endpoint's certificate (AWS_KMS_CA_FILE). Unset: the system CAs."),
         ]
     }
