@@ -3,7 +3,7 @@
 through the encrypting gateway vs the same number of GETs of the plaintext from nginx directly, aggregate MiB/s.
 Rounds interleave the two (curl --parallel); prints the median ratio of the rounds with its spread, the load average.
 
-  python3 bench/concurrent.py [--streams 64] [--size-mib 16] [--rounds 5]
+  python3 bench/concurrent_gets.py [--streams 64] [--size-mib 16] [--rounds 5]
 """
 
 from __future__ import annotations
