@@ -77,7 +77,7 @@ bench-listing: deps-test build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/listing.py $(BENCH_ARGS)
 
 bench-requests: deps-bench build-release
-	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/requests.py $(BENCH_ARGS)
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/request_rate.py $(BENCH_ARGS)
 
 bench-operator: deps-test
 	@scripts/kube-build.sh >/dev/null

@@ -5,7 +5,7 @@ front of the same nginx, in one run. Rounds interleave the four targets (nginx, 
 nginx, ...) so load from other processes on a shared machine hits all alike; prints per-target medians and the
 median ratio of each round with its spread (min-max), plus the load average.
 
-  python3 bench/requests.py [--connections 64] [--seconds 5] [--rounds 5] [--size 4096] [--idle 0]
+  python3 bench/request_rate.py [--connections 64] [--seconds 5] [--rounds 5] [--size 4096] [--idle 0]
 
 `--idle N` adds a third gateway (pass-through, like the second) that holds N idle kept-alive authenticated
 connections while it is measured in the same interleaved rounds, for the "10 000 idle connections" row: prints its
