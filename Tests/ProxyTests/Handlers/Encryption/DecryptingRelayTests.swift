@@ -38,6 +38,53 @@ import Testing
         static var threadName: String { "\(pthread_self())" }
     }
 
+    /// A real opener behind the relay (what a `PlannedReader` of a whole object does).
+    final class OpeningReader: RangeDecryptor {
+        let opener: ChunkOpener
+        let contentLength: Int
+        var status: Int { 200 }
+        var contentRange: String? { nil }
+        var backendRange: String? { nil }
+
+        init(opener: ChunkOpener, contentLength: Int) {
+            self.opener = opener
+            self.contentLength = contentLength
+        }
+
+        func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+            try opener.update(input, emit: emit)
+        }
+
+        func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws { try opener.finish(emit: emit) }
+    }
+
+    /// Real AES-GCM chunks through the second thread, fed in pieces of every size: every chunk verifies and the
+    /// plaintext arrives whole and in order.
+    @Test func realChunksDecryptOnTheSecondThread() throws {
+        let layout = try ChunkLayout(chunkSize: 4096)
+        var rng = SplitMix64(seed: 9)
+        let plaintext = rng.bytes((3 << 20) + 1234)
+        let sealer = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout)
+        let ciphertext = try EncryptionFixtures.seal(plaintext, with: sealer, rng: &rng, maxPiece: 100_000)
+        for maxPiece in [1, 16 << 10, 300_000] {
+            let writer = RecordingWriter()
+            let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: plaintext.count)
+            let reader = OpeningReader(opener: try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout),
+                                       contentLength: plaintext.count)
+            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+            try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+            #expect(relay.decryptsInBackground)
+            var offset = 0
+            while offset < ciphertext.count {
+                let n = min(ciphertext.count - offset, maxPiece == 1 ? 1 : Int.random(in: 1...maxPiece, using: &rng))
+                try ciphertext[offset..<(offset + n)].withUnsafeBytes { try relay.responseBody($0) }
+                offset += n
+            }
+            try relay.finish()
+            #expect(writer.body == plaintext, "pieces up to \(maxPiece)")
+        }
+    }
+
     private func relay(contentLength: Int, writer: RecordingWriter, background: Bool = true) throws -> (DecryptingRelay, FlippingReader) {
         let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: contentLength)
         let reader = FlippingReader(contentLength: contentLength)
