@@ -1,4 +1,6 @@
+import Foundation
 import Shared
+import Synchronization
 
 /// Receives the backend's answer to the ranged GET of a `ReadPlan` and streams verified plaintext
 /// to the client. The response head is written only once the backend answered with the object the
@@ -12,6 +14,10 @@ import Shared
 /// failure) belongs to it; `finish()` ends it, and reading `clientResponseStarted`, `bytesOut`,
 /// `encryptionFailure` or `openTime` stops it first (the exchange reads `clientResponseStarted` when the
 /// backend transfer fails), so after any failure the caller owns the writer again and no thread is left.
+///
+/// A second thread only pays while cores are idle; it also costs a copy of the ciphertext. So only as many
+/// relays as `BackgroundSlots` allows (half the cores) use one at a time; the others decrypt inline, as many
+/// concurrent streams keep every core busy anyway.
 final class DecryptingRelay: BackendResponseHandler {
     /// Contents at least this long are decrypted and sent on a second thread.
     static let backgroundThreshold = 1 << 20
@@ -26,6 +32,9 @@ final class DecryptingRelay: BackendResponseHandler {
     let etag: String
     /// Whether a long content may use the second thread (tests compare both ways).
     var background = true
+    /// Where a relay takes its permission to use a second thread.
+    var slots = BackgroundSlots.shared
+    private var holdsSlot = false
     private var decidedStatus = 0
     private var plaintextOut: Int64 = 0
     /// The backend answered with an error: relayed as S3 relays it (with the gateway's request id).
@@ -75,7 +84,8 @@ final class DecryptingRelay: BackendResponseHandler {
 
     deinit {
         // Every path reads one of the accessors above or calls finish(); this only guards against a new one that does not.
-        stage?.cancel()
+        if !stageEnded { stage?.cancel() }
+        if holdsSlot { slots.release() }
     }
 
     func responseHead(status backendStatus: Int, headers: [(name: String, value: String)]) throws {
@@ -109,7 +119,8 @@ final class DecryptingRelay: BackendResponseHandler {
         decidedStatus = reader.status
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
         pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.contentLength))
-        if background && reader.contentLength >= Self.backgroundThreshold {
+        if background && reader.contentLength >= Self.backgroundThreshold && slots.tryAcquire() {
+            holdsSlot = true
             // Weak: the stage's thread must not keep the relay alive (its deinit cancels the stage).
             stage = BackgroundStage(depth: Self.backgroundDepth, bufferSize: Self.backgroundBufferSize) { [weak self] ciphertext in
                 guard let self else { throw BackgroundStage.Stopped() }
@@ -126,7 +137,7 @@ final class DecryptingRelay: BackendResponseHandler {
         if let stage {
             // Throws only once the stage has stopped: its consumer's error, or `Stopped` after stopStage().
             do { try stage.submit(bytes) } catch {
-                stageEnded = true
+                stageStopped()
                 throw error
             }
             return
@@ -143,7 +154,7 @@ final class DecryptingRelay: BackendResponseHandler {
         }
         if let stage {
             // Everything received is decrypted and written before the last chunk is verified here.
-            defer { stageEnded = true }
+            defer { stageStopped() }
             try stage.finish()
         }
         try decrypt { try reader.finish(emit: $0) }
@@ -171,8 +182,17 @@ final class DecryptingRelay: BackendResponseHandler {
     /// Ends the stage, dropping what it has not consumed (a failure path: the transfer is over).
     private func stopStage() {
         guard let stage, !stageEnded else { return }
-        stageEnded = true
         stage.stop()
+        stageStopped()
+    }
+
+    /// The stage's thread is done with the relay: later input is refused and the slot goes back.
+    private func stageStopped() {
+        stageEnded = true
+        if holdsSlot {
+            holdsSlot = false
+            slots.release()
+        }
     }
 
     private func writePendingHead() throws {
@@ -185,6 +205,31 @@ final class DecryptingRelay: BackendResponseHandler {
         // An empty plaintext (a zero-length object or range) still needs its head once verified.
         if finished { try writePendingHead() }
     }
+}
+
+/// How many relays may decrypt on a second thread at the same time.
+final class BackgroundSlots: Sendable {
+    /// Half the cores (at least one): one stream on two cores, while more streams keep the cores busy on their own.
+    static let shared = BackgroundSlots(limit: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
+
+    let limit: Int
+    private let used = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    func tryAcquire() -> Bool {
+        var current = used.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, seen) = used.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = seen
+        }
+        return false
+    }
+
+    func release() { used.subtract(1, ordering: .releasing) }
+
+    var inUse: Int { used.load(ordering: .relaxed) }
 }
 
 /// Response headers of an encrypted object as clients see them.

@@ -7,6 +7,8 @@ import Testing
 /// The relay's second thread for long contents (`BackgroundStage`): the same bytes as on one thread, and on every
 /// way a transfer ends the stage is gone before the caller touches the writer again.
 @Suite struct DecryptingRelayTests {
+    /// Slots of this suite's own (tests run in parallel; the shared ones hold half the cores).
+    let slots = BackgroundSlots(limit: 1000)
     let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring(), layout: try! ChunkLayout(chunkSize: 4096))
 
     /// Stands in for a `PlannedReader`: "decrypts" by flipping bits, fails on a byte 0xEE (as a chunk that does not
@@ -72,6 +74,7 @@ import Testing
             let reader = OpeningReader(opener: try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout),
                                        contentLength: plaintext.count)
             let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+            relay.slots = slots
             try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
             #expect(relay.decryptsInBackground)
             var offset = 0
@@ -85,11 +88,13 @@ import Testing
         }
     }
 
-    private func relay(contentLength: Int, writer: RecordingWriter, background: Bool = true) throws -> (DecryptingRelay, FlippingReader) {
+    private func relay(contentLength: Int, writer: RecordingWriter, background: Bool = true,
+                       slots: BackgroundSlots? = nil) throws -> (DecryptingRelay, FlippingReader) {
         let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: contentLength)
         let reader = FlippingReader(contentLength: contentLength)
         let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
         relay.background = background
+        relay.slots = slots ?? self.slots
         let headers = metadata.headers.map { (name: $0.key, value: $0.value) } + [(name: "Content-Length", value: "\(contentLength)")]
         try relay.responseHead(status: 200, headers: headers)
         return (relay, reader)
@@ -201,5 +206,29 @@ import Testing
         }
         // The stage's thread holds the stage until it returns.
         #expect(eventually { weakRelay == nil && weakReader == nil && weakStage == nil })
+    }
+
+    /// Only as many relays as there are slots use a second thread; every way a stage ends gives its slot back.
+    @Test func secondThreadsAreLimitedBySlots() throws {
+        let slots = BackgroundSlots(limit: 1)
+        func make() throws -> DecryptingRelay {
+            let (relay, _) = try relay(contentLength: 2 << 20, writer: RecordingWriter(), slots: slots)
+            return relay
+        }
+        let first = try make(), second = try make()
+        #expect(first.decryptsInBackground && !second.decryptsInBackground && slots.inUse == 1)
+        try feed(first, body(2 << 20, seed: 7))
+        try first.finish()
+        #expect(slots.inUse == 0)
+        let failed = try make()
+        #expect(failed.decryptsInBackground)
+        _ = failed.clientResponseStarted  // a failure path
+        #expect(slots.inUse == 0)
+        do {
+            let dropped = try make()
+            #expect(dropped.decryptsInBackground && slots.inUse == 1)
+        }
+        #expect(slots.inUse == 0)
+        withExtendedLifetime(second) {}
     }
 }
