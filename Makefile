@@ -6,6 +6,7 @@
 #   make bench               pass-through throughput: nginx direct vs through the gateway
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed
+#   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
 #   make bench-listing       listing 1000 multipart objects: encrypting (cold/warm size cache) vs pass-through
 #   make bench-operator      1000 EncryptionGateways on a real kube-apiserver: convergence time, requests, memory
@@ -21,11 +22,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-listing bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-listing bench-requests bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
-	@sed -n '3,15s/^#  //p' Makefile
+	@sed -n '3,16s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -69,6 +70,9 @@ bench-auth: deps-bench build-release
 
 bench-listing: deps-test build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/listing.py $(BENCH_ARGS)
+
+bench-requests: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/requests.py $(BENCH_ARGS)
 
 bench-operator: deps-test
 	@scripts/kube-build.sh >/dev/null

@@ -16,7 +16,8 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
                        providers: [.apt(["libyaml-dev"])]),
-        .target(name: "Shared", dependencies: ["CCurl", "COpenSSL"], path: "Sources/Shared"),
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .target(name: "Shared", dependencies: ["CCurl", "COpenSSL", "CLinux"], path: "Sources/Shared"),
         .executableTarget(name: "Proxy", dependencies: ["Shared", "COpenSSL"], path: "Sources/Proxy"),
         .executableTarget(name: "Operator", dependencies: ["Shared", "CYAML"], path: "Sources/Operator"),
         // Helpers every test target shares (moto, ports, temporary directories, seeded random, required tools).

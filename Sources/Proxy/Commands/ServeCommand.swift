@@ -76,8 +76,9 @@ enum ServeCommand {
         let authenticator = RequestAuthenticator(credentials: credentials, regions: Set(config.gatewayRegions),
                                                  anonymous: config.anonymousForward ? .forward : .deny)
 
+        let endpoints = GatewayEndpointsHandler(backend: backend, telemetry: telemetry)
         let handler = S3RequestHandler(
-            gateway: GatewayEndpointsHandler(backend: backend, telemetry: telemetry),
+            gateway: endpoints,
             authenticator: authenticator,
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
             encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
@@ -96,14 +97,32 @@ enum ServeCommand {
             if let cert = tls?.certificate { telemetry.tlsCertificateLoaded(cert) }
         }
 
+        var serverConfig = HTTPServerConfiguration(
+            listenAddress: config.listenAddress.description, maxConnections: config.maxConnections,
+            idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout, tls: tls)
+        // Slots cannot be held anonymously: a connection must authenticate within AUTH_TIMEOUT, and
+        // unauthenticated ones share a smaller budget whose idlest member makes room for newcomers.
+        serverConfig.unauthenticatedTimeout = config.authTimeout
+        serverConfig.maxUnauthenticatedConnections = config.maxUnauthenticatedConnections
+        // Liveness and readiness probes are answered even when every slot is taken.
+        serverConfig.isProbe = { head in
+            let route = GatewayRoute.decide(method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery,
+                                            headers: head.headers)
+            if case .gateway(let endpoint) = route { return endpoint != .metrics }
+            return false
+        }
+
         let server: HTTPServer
+        var probeServer: HTTPServer?
         do {
-            server = try HTTPServer(
-                configuration: HTTPServerConfiguration(
-                    listenAddress: config.listenAddress.description, maxConnections: config.maxConnections,
-                    idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout, tls: tls),
-                handler: handler, observer: telemetry)
+            server = try HTTPServer(configuration: serverConfig, handler: handler, observer: telemetry)
+            if let probeAddress = config.probeAddress {
+                let probeConfig = HTTPServerConfiguration(listenAddress: probeAddress.description, maxConnections: 64,
+                                                          idleTimeout: .seconds(30))
+                probeServer = try HTTPServer(configuration: probeConfig, handler: ProbeListenerHandler(gateway: endpoints))
+            }
             try server.start()
+            try probeServer?.start()
         } catch {
             logger.error("cannot start", ["error": .string("\(error)")])
             printError("s3-encryption-gateway: \(error)")
@@ -125,14 +144,17 @@ enum ServeCommand {
             "passthrough": .bool(config.passthrough),
             "regions": .string(config.gatewayRegions.joined(separator: ",")),
             "tls": .bool(tls != nil),
+            "probe_addr": .string(probeServer?.boundAddress ?? ""),
             "traces": .string(tracing.endpoint ?? "off"),
         ])
 
         let stopped = DispatchSemaphore(value: 0)
+        let probes = probeServer
         let watcher = SignalWatcher.start(signals: [SIGTERM, SIGINT]) { signal in
             logger.info("shutting down", ["signal": .string(signal == SIGTERM ? "SIGTERM" : "SIGINT"),
                                           "grace_seconds": .int(Int(config.shutdownGracePeriod.components.seconds))])
             server.shutdown(grace: config.shutdownGracePeriod)
+            probes?.shutdown(grace: .seconds(1))
             stopped.signal()
         }
         stopped.wait()

@@ -70,6 +70,9 @@ struct S3RequestHandler: HTTPRequestHandler {
         var verifyingBody: VerifyingBody?
         do {
             let request = try authenticate(head, context: context)
+            // The connection proved its credentials: it leaves the small unauthenticated budget (anonymous
+            // requests forwarded under ANONYMOUS_ACCESS=forward prove nothing and stay in it).
+            if request.identity.accessKey != nil { context.connection.markAuthenticated() }
             summary.bucket = request.address.bucket
             summary.key = request.address.key
             summary.operation = request.operation.name

@@ -125,6 +125,8 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
         case .badRequest: name = "bad_request"
         case .headerTimeout: name = "header_timeout"
         case .tlsHandshake: name = "tls_handshake"
+        case .authenticationTimeout: name = "auth_timeout"
+        case .evictedUnauthenticated: name = "evicted_unauthenticated"
         }
         rejectedConnections.inc([name])
         if case .tlsHandshake(let detail) = reason {

@@ -29,6 +29,9 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     case shutdownGracePeriod = "SHUTDOWN_GRACE_PERIOD"
     case tlsCertFile = "TLS_CERT_FILE"
     case tlsKeyFile = "TLS_KEY_FILE"
+    case probeAddress = "PROBE_ADDR"
+    case authTimeout = "AUTH_TIMEOUT"
+    case maxUnauthenticatedConnections = "MAX_UNAUTHENTICATED_CONNECTIONS"
 
     /// The command-line flag for the same setting: `BACKEND_ENDPOINT` → `--backend-endpoint`.
     public var flag: String { "--" + rawValue.lowercased().replacingOccurrences(of: "_", with: "-") }
@@ -68,6 +71,9 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         case .shutdownGracePeriod: return "time in-flight requests get to finish on SIGTERM (default 30s)"
         case .tlsCertFile: return "PEM certificate chain (leaf first) to serve HTTPS; reloaded when the file changes (needs TLS_KEY_FILE)"
         case .tlsKeyFile: return "PEM private key of TLS_CERT_FILE (unencrypted); reloaded when the file changes"
+        case .probeAddress: return "extra plain-HTTP listener for /health, /ready and /metrics only, e.g. :8081 (default: none)"
+        case .authTimeout: return "a connection must complete an authenticated request within this time, e.g. 10s (default 10s)"
+        case .maxUnauthenticatedConnections: return "connections not yet authenticated, a part of MAX_CONNECTIONS (default a quarter of it)"
         }
     }
 }
@@ -133,6 +139,17 @@ public struct GatewayConfiguration: Sendable {
     /// HTTPS on the listener when both are set (checked at start-up by loading them).
     public var tlsCertFile: String?
     public var tlsKeyFile: String?
+    /// `PROBE_ADDR`: a second, plain-HTTP listener for the probe and metrics endpoints.
+    public var probeAddress: ListenAddress?
+    /// `AUTH_TIMEOUT`: time a connection gets to complete an authenticated request.
+    public var authTimeout: Duration = .seconds(10)
+    /// `MAX_UNAUTHENTICATED_CONNECTIONS`; nil means a quarter of `maxConnections` (at least 1).
+    public var maxUnauthenticatedConnectionsSetting: Int?
+
+    /// The unauthenticated budget in effect.
+    public var maxUnauthenticatedConnections: Int {
+        min(maxConnections, maxUnauthenticatedConnectionsSetting ?? max(1, maxConnections / 4))
+    }
 
     /// Reads settings from flags (which win) and the environment.
     /// `arguments` excludes the program name and subcommand.
@@ -254,6 +271,20 @@ public struct GatewayConfiguration: Sendable {
         }
         if let text = value(.requestTimeout) { config.requestTimeout = try duration(text, .requestTimeout) }
         if let text = value(.shutdownGracePeriod) { config.shutdownGracePeriod = try duration(text, .shutdownGracePeriod) }
+        if let text = value(.probeAddress) {
+            do {
+                config.probeAddress = try ListenAddress(parsing: text)
+            } catch {
+                throw ConfigurationError(.probeAddress, "\(error.message); use [host]:port like :8081")
+            }
+        }
+        if let text = value(.authTimeout) { config.authTimeout = try duration(text, .authTimeout) }
+        if let text = value(.maxUnauthenticatedConnections) {
+            guard let n = Int(text), n >= 1, n <= 1_000_000 else {
+                throw ConfigurationError(.maxUnauthenticatedConnections, "must be a whole number from 1 to 1000000, got \(JSON.quote(text))")
+            }
+            config.maxUnauthenticatedConnectionsSetting = n
+        }
         switch (value(.tlsCertFile), value(.tlsKeyFile)) {
         case (nil, nil): break
         case (let cert?, let key?):

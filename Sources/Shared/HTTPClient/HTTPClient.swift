@@ -209,6 +209,51 @@ private final class BufferingHandler: HTTPResponseHandler {
 }
 
 /// Per-transfer state the C callbacks reach through their userdata pointer.
+/// One line of a response head, parsed byte-wise (one String per name and value, no whole-line copies).
+enum ResponseHeaderLine: Equatable {
+    /// `HTTP/x status reason`; 0 when the status is not three digits.
+    case status(Int)
+    case field(name: String, value: String)
+    /// The empty line that ends a head.
+    case end
+    /// A line without a colon (obsolete folding or garbage): dropped.
+    case ignored
+
+    init(_ line: UnsafeRawBufferPointer) {
+        var end = line.count
+        while end > 0, line[end - 1] == UInt8(ascii: "\n") || line[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        if end == 0 {
+            self = .end
+            return
+        }
+        if end >= 5, line[0] == UInt8(ascii: "H"), line[1] == UInt8(ascii: "T"), line[2] == UInt8(ascii: "T"),
+           line[3] == UInt8(ascii: "P"), line[4] == UInt8(ascii: "/") {
+            var i = 5
+            while i < end, line[i] != UInt8(ascii: " ") { i += 1 }
+            while i < end, line[i] == UInt8(ascii: " ") { i += 1 }
+            var status = 0, digits = 0
+            while i < end, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(line[i]) {
+                status = status * 10 + Int(line[i] - UInt8(ascii: "0"))
+                digits += 1
+                i += 1
+            }
+            self = .status(digits == 3 ? status : 0)
+            return
+        }
+        guard let colon = line[..<end].firstIndex(of: UInt8(ascii: ":")) else {
+            self = .ignored
+            return
+        }
+        func isSpace(_ b: UInt8) -> Bool { b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") }
+        var valueStart = colon + 1
+        while valueStart < end, isSpace(line[valueStart]) { valueStart += 1 }
+        var valueEnd = end
+        while valueEnd > valueStart, isSpace(line[valueEnd - 1]) { valueEnd -= 1 }
+        self = .field(name: String(decoding: UnsafeRawBufferPointer(rebasing: line[..<colon]), as: UTF8.self),
+                      value: String(decoding: UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), as: UTF8.self))
+    }
+}
+
 private final class TransferState {
     let handler: HTTPResponseHandler
     let body: HTTPRequestBodySource
@@ -232,25 +277,19 @@ private final class TransferState {
 
     deinit { errorBuffer.deallocate() }
 
-    /// Parses one raw header line as libcurl hands it over (status lines included).
+    /// Takes one raw header line as libcurl hands it over (status lines included).
     func headerLine(_ line: UnsafeRawBufferPointer) -> Bool {
-        var text = String(decoding: line, as: UTF8.self)
-        while text.hasSuffix("\r\n") || text.hasSuffix("\n") { text.removeLast() }
-        if text.hasPrefix("HTTP/") {
+        switch ResponseHeaderLine(line) {
+        case .status(let status):
             // A new header block: 100 Continue, a redirect we don't follow, or the final one.
-            let parts = text.split(separator: " ", maxSplits: 2)
-            pendingStatus = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            pendingStatus = status
             pendingHeaders = []
-            return true
-        }
-        if text.isEmpty {
-            if pendingStatus >= 200 { return deliverHead() }
-            return true
-        }
-        if let colon = text.firstIndex(of: ":") {
-            let name = String(text[..<colon])
-            let value = text[text.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        case .field(let name, let value):
             pendingHeaders.append((name: name, value: value))
+        case .end:
+            if pendingStatus >= 200 { return deliverHead() }
+        case .ignored:
+            break
         }
         return true
     }

@@ -32,50 +32,77 @@ public enum HTTPConnectionError: Error, Sendable, Equatable, CustomStringConvert
     }
 }
 
-/// One accepted connection: reads requests one after the other, runs the
-/// handler on this thread, and decides after each response whether to go on.
-final class HTTPConnection {
-    let server: HTTPServer
+/// What becomes of a connection after its requests were served on a worker.
+enum ConnectionDisposition: Sendable {
+    /// Wait for the next request (back to the event loop).
+    case keepAlive
+    /// Half-close and discard late input briefly before closing, so the last response is not destroyed
+    /// by a reset (the event loop does it, without holding a worker).
+    case linger
+    /// Close now (the response was cut short, or the peer is gone).
+    case close
+}
+
+/// One accepted connection. Ownership moves between threads and never overlaps: the event loop owns it
+/// while it waits for (and parses) a request head; a worker owns it while a request is served and hands
+/// it back with a `ConnectionDisposition`. The hand-offs go through the pool's and the loop's queues,
+/// whose locks order the memory accesses; hence `@unchecked Sendable`.
+final class HTTPConnection: @unchecked Sendable {
+    unowned let server: HTTPServer
     let id: UInt64
     let socket: ConnectionSocket
     let remote: String
     let config: HTTPServerConfiguration
+    /// What handlers see of this connection (`markAuthenticated()`).
+    let handle: ConnectionHandle
     var parser: HTTPRequestParser
-    /// Read buffer; `start..<end` holds bytes received but not yet parsed.
-    let buffer: UnsafeMutableRawBufferPointer
+    let acceptedAt: ContinuousClock.Instant
+
+    // MARK: Worker side (valid while a worker owns the connection)
+
+    /// The serving worker's read buffer; `start..<end` holds bytes received but not yet parsed.
+    var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     var start = 0
     var end = 0
+    /// The serving worker's buffer for gathering small response writes into one socket write.
+    var coalescingBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private var cachedDate: (time_t, String) = (0, "")
-    /// Gathers small response writes into one socket write; allocated on first use, reused per request.
-    private var outputBuffer: UnsafeMutableRawBufferPointer?
 
-    /// The buffer if it exists, else an empty one (nothing was gathered).
-    var coalescingBufferIfAllocated: UnsafeMutableRawBufferPointer {
-        outputBuffer ?? UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    }
+    // MARK: Between owners
 
-    /// The connection's coalescing buffer (see `ConnectionResponseWriter.write`).
-    var coalescingBuffer: UnsafeMutableRawBufferPointer {
-        if let outputBuffer { return outputBuffer }
-        let b = UnsafeMutableRawBufferPointer.allocate(byteCount: ConnectionResponseWriter.coalesceLimit, alignment: 16)
-        outputBuffer = b
-        return b
-    }
+    /// Bytes read by the event loop after a request head (the start of a body or the next request),
+    /// carried to the worker's buffer; and back, when a worker leaves unparsed bytes.
+    var carry: [UInt8] = []
 
-    init(server: HTTPServer, id: UInt64, socket: ConnectionSocket, remote: String) {
+    // MARK: Event-loop side (see EventLoop)
+
+    enum Phase { case handshake, reading, busy, lingering, closed }
+    var phase = Phase.handshake
+    /// In the reserve beyond `maxConnections`: one request, answered only if it is a probe.
+    var reserved = false
+    var deadline: ContinuousClock.Instant
+    var timerGeneration: UInt64 = 0
+    var requestsServed = 0
+    /// Idle unauthenticated connections, least recently active first (eviction order).
+    var lruPrevious: HTTPConnection?
+    var lruNext: HTTPConnection?
+    var inLRU = false
+    /// Counted in the unauthenticated budget (until a request authenticates).
+    var countedUnauthenticated = false
+    var lingerBytes = 0
+
+    init(server: HTTPServer, id: UInt64, socket: ConnectionSocket, remote: String, trusted: Bool) {
         self.server = server
         self.id = id
         self.socket = socket
         self.remote = remote
         self.config = server.configuration
+        self.handle = ConnectionHandle(remoteAddress: remote, authenticated: trusted)
         self.parser = HTTPRequestParser(limits: server.configuration.limits)
-        self.buffer = .allocate(byteCount: max(server.configuration.readBufferSize, 4096), alignment: 16)
+        self.acceptedAt = .now
+        self.deadline = acceptedAt + server.configuration.headerTimeout
     }
 
-    deinit {
-        buffer.deallocate()
-        outputBuffer?.deallocate()
-    }
 
     var pending: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: buffer[start..<end]) }
 
@@ -85,110 +112,58 @@ final class HTTPConnection {
         return cachedDate.1
     }
 
-    func run() {
-        var first = true
-        let acceptedAt = ContinuousClock.now
-        if let tls = config.tls {
-            do {
-                try socket.startTLS(tls.current(), deadline: acceptedAt + config.headerTimeout)
-            } catch {
-                server.observer?.connectionRejected(remoteAddress: remote, reason: .tlsHandshake(error.message))
-                return
-            }
-        }
-        while true {
-            if start == end {
-                start = 0
-                end = 0
-                guard server.markIdle(id) else { return }
-                do {
-                    if first {
-                        try socket.waitReadable(timeout: config.headerTimeout)
-                    } else {
-                        try socket.waitReadable(timeout: config.idleTimeout)
-                    }
-                } catch {
-                    return
-                }
-            }
-            guard server.markBusy(id) else { return }
-            let deadline = (first ? acceptedAt : ContinuousClock.now) + config.headerTimeout
-            first = false
-            guard let parsed = readHead(deadline: deadline) else { return }
-            guard serve(parsed) else { return }
-            parser.reset()
-        }
-    }
+    // MARK: - On a worker
 
-    // MARK: - Head
-
-    private func readHead(deadline: ContinuousClock.Instant) -> HTTPParsedHead? {
-        while true {
-            if start < end {
-                do {
-                    let r = try parser.feed(pending)
-                    start += r.consumed
-                    if case .head(let head) = r.event { return head }
-                } catch {
-                    rejectHead(error)
-                    return nil
-                }
-                continue
-            }
+    /// Serves `first` and any request already buffered behind it (pipelining), on the calling worker
+    /// thread, with that thread's buffers. Returns what the event loop should do next.
+    func serveRequests(first: HTTPParsedHead, scratch: WorkerScratch) -> ConnectionDisposition {
+        buffer = scratch.readBuffer
+        coalescingBuffer = scratch.outputBuffer
+        start = 0
+        end = min(carry.count, buffer.count)
+        if end > 0 { carry.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: end) } }
+        carry.removeAll()
+        defer {
+            // The buffers stay with the worker (an idle connection holds none); unparsed bytes travel
+            // with the connection.
+            if start < end { carry = Array(pending) }
+            buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+            coalescingBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
             start = 0
             end = 0
+        }
+        var head = first
+        while true {
+            let disposition = serve(head)
+            guard case .keepAlive = disposition else { return disposition }
+            parser.reset()
+            requestsServed += 1
+            guard start < end else { return .keepAlive }
+            // Bytes behind the response: a pipelined request (or the start of one).
             do {
-                let n = try socket.read(into: buffer, idle: config.headerTimeout, deadline: deadline)
-                if n == 0 { return nil }  // EOF: clean between requests, abandoned mid-head
-                end = n
-            } catch .timeout {
-                server.observer?.connectionRejected(remoteAddress: remote, reason: .headerTimeout)
-                if !parser.atRequestStart {
-                    sendError(status: 408, code: "RequestTimeout",
-                              message: "The request head did not arrive in time.", requestID: RequestIDGenerator.next())
-                }
-                return nil
+                let r = try parser.feed(pending)
+                start += r.consumed
+                guard case .head(let next) = r.event else { return .keepAlive }  // partial head: the loop waits for the rest
+                if server.isDraining { return .close }
+                head = next
             } catch {
-                return nil
+                server.observer?.connectionRejected(remoteAddress: remote, reason: .badRequest(error))
+                sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
+                return .linger
             }
         }
     }
 
-    private func rejectHead(_ error: HTTPParseError) {
-        server.observer?.connectionRejected(remoteAddress: remote, reason: .badRequest(error))
-        sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
-    }
-
-    /// A complete small error response followed by closing the connection.
+    /// A complete small error response; the connection closes after it.
     private func sendError(status: Int, code: String, message: String, requestID: String) {
-        let body = serverErrorXML(code: code, message: message, requestID: requestID)
-        let head = "HTTP/1.1 \(status) \(HTTPReasonPhrase.reason(status))\r\nContent-Type: application/xml\r\n"
-            + "Content-Length: \(body.count)\r\nx-amz-request-id: \(requestID)\r\nDate: \(date())\r\nConnection: close\r\n\r\n"
-        try? socket.writeAll(Array(head.utf8) + body, idle: config.bodyIdleTimeout)
-        lingeringClose()
+        let bytes = serverErrorResponse(status: status, code: code, message: message, requestID: requestID, date: date())
+        try? socket.writeAll(bytes, idle: config.bodyIdleTimeout)
     }
 
-    /// Half-closes, then reads and discards briefly what the client still sends, so
-    /// the final close does not reset the connection and destroy the response in
-    /// flight (a close with unread input sends RST). Bounded in time and bytes.
-    func lingeringClose() {
-        socket.shutdownWrite()
-        let until = ContinuousClock.now + .seconds(1)
-        var discarded = 0
-        while discarded < 1 << 20 {
-            let left = until - ContinuousClock.now
-            if left <= .zero { return }
-            guard let n = try? socket.read(into: buffer, idle: left, deadline: until), n > 0 else { return }
-            discarded += n
-        }
-    }
-
-    // MARK: - One request
-
-    /// Runs the handler for one request. Returns whether the connection stays open.
-    private func serve(_ parsed: HTTPParsedHead) -> Bool {
+    /// Runs the handler for one request and decides whether the connection stays open.
+    private func serve(_ parsed: HTTPParsedHead) -> ConnectionDisposition {
         let context = RequestContext(requestID: RequestIDGenerator.next(), remoteAddress: remote,
-                                     startedAt: .now)
+                                     startedAt: .now, connection: handle)
         let body = ConnectionBody(connection: self, parsed: parsed)
         let writer = ConnectionResponseWriter(connection: self, parsed: parsed, body: body, requestID: context.requestID)
         body.writer = writer
@@ -220,7 +195,7 @@ final class HTTPConnection {
             if parsed.expectsContinue && !body.continueSent {
                 keep = false
             } else {
-                keep = body.drain(limit: config.maxDrainBytes)
+                keep = body.drain(limit: config.maxDrainBytes, deadline: .now + config.drainTimeout)
             }
         }
         if server.isDraining { keep = false }
@@ -230,11 +205,19 @@ final class HTTPConnection {
             requestID: context.requestID, method: parsed.head.method, target: parsed.head.target,
             remoteAddress: remote, status: writer.status, bytesIn: body.bytesIn, bytesOut: writer.bytesOut,
             duration: ContinuousClock.now - context.startedAt, aborted: aborted || writer.broken))
-        if !keep && !aborted && !writer.broken {
-            lingeringClose()
-        }
-        return keep
+        if keep { return .keepAlive }
+        return aborted || writer.broken ? .close : .linger
     }
+}
+
+/// A complete error response (S3 XML body) that ends with `Connection: close`.
+func serverErrorResponse(status: Int, code: String, message: String, requestID: String, date: String,
+                         extraHeaders: String = "") -> [UInt8] {
+    let body = serverErrorXML(code: code, message: message, requestID: requestID)
+    let head = "HTTP/1.1 \(status) \(HTTPReasonPhrase.reason(status))\r\nContent-Type: application/xml\r\n"
+        + "Content-Length: \(body.count)\r\nx-amz-request-id: \(requestID)\r\n\(extraHeaders)Date: \(date)\r\n"
+        + "Connection: close\r\n\r\n"
+    return Array(head.utf8) + body
 }
 
 /// The answer when a handler returns without a response: a body failure maps to the
@@ -270,7 +253,10 @@ final class ConnectionBody: RequestBody {
         expectsContinue = parsed.expectsContinue
     }
 
-    func read(into dest: UnsafeMutableRawBufferPointer) throws -> Int {
+    func read(into dest: UnsafeMutableRawBufferPointer) throws -> Int { try read(into: dest, deadline: nil) }
+
+    /// `deadline` (draining) bounds the total wait; otherwise each wait is bounded by the body idle timeout.
+    func read(into dest: UnsafeMutableRawBufferPointer, deadline: ContinuousClock.Instant?) throws -> Int {
         guard active else { throw HTTPConnectionError.misuse("body read after the handler returned") }
         if let failure { throw failure }
         guard dest.count > 0 else { return 0 }
@@ -309,13 +295,13 @@ final class ConnectionBody: RequestBody {
                     // Large reads go straight from the socket into the caller's buffer.
                     let limit = Int(min(Int64(dest.count), direct))
                     let n = try c.socket.read(into: UnsafeMutableRawBufferPointer(rebasing: dest[0..<limit]),
-                                              idle: c.config.bodyIdleTimeout)
+                                              idle: c.config.bodyIdleTimeout, deadline: deadline)
                     if n == 0 { throw SocketIOError.closed }
                     c.parser.consumeDirectBody(n)
                     bytesIn += Int64(n)
                     return n
                 }
-                let n = try c.socket.read(into: c.buffer, idle: c.config.bodyIdleTimeout)
+                let n = try c.socket.read(into: c.buffer, idle: c.config.bodyIdleTimeout, deadline: deadline)
                 if n == 0 { throw SocketIOError.closed }
                 c.end = n
             }
@@ -329,13 +315,15 @@ final class ConnectionBody: RequestBody {
         throw failure!
     }
 
-    /// Reads and discards the rest of the body, up to `limit` bytes. True if it ended.
-    func drain(limit: Int) -> Bool {
+    /// Reads and discards the rest of the body, up to `limit` bytes and until `deadline`. True if it ended;
+    /// a client that sends too much or too slowly loses the connection instead of holding a worker.
+    func drain(limit: Int, deadline: ContinuousClock.Instant) -> Bool {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
         defer { scratch.deallocate() }
         var total = 0
         while total <= limit {
-            guard let n = try? read(into: scratch) else { return false }
+            if ContinuousClock.now >= deadline { return false }
+            guard let n = try? read(into: scratch, deadline: deadline) else { return false }
             if n == 0 { return true }
             total += n
         }
@@ -389,7 +377,8 @@ final class ConnectionResponseWriter: ResponseWriter {
         let bodyless = head.status == 204 || head.status == 304 || (head.status >= 100 && head.status < 200)
         if let n = head.contentLength, n < 0 { throw HTTPConnectionError.misuse("negative Content-Length") }
 
-        var close = forceClose || !parsed.keepAlive || c.server.isDraining || body.failure != nil
+        // A connection from the reserve beyond maxConnections gets one answer only.
+        var close = forceClose || !parsed.keepAlive || c.server.isDraining || c.reserved || body.failure != nil
         if !c.parser.bodyComplete {
             // A body we cannot or will not drain means this connection ends with the response.
             if parsed.expectsContinue && !body.continueSent { close = true }
@@ -503,7 +492,7 @@ final class ConnectionResponseWriter: ResponseWriter {
 
     /// Sends the gathered bytes (if any) followed by `bytes` as body data, in one system call.
     private func sendBody(_ bytes: UnsafeRawBufferPointer) throws {
-        let gathered = UnsafeRawBufferPointer(rebasing: connection.coalescingBufferIfAllocated[0..<coalescedCount])
+        let gathered = UnsafeRawBufferPointer(rebasing: connection.coalescingBuffer[0..<coalescedCount])
         coalescedCount = 0
         let parts = gathered.isEmpty ? [bytes] : (bytes.isEmpty ? [gathered] : [gathered, bytes])
         let total = gathered.count + bytes.count

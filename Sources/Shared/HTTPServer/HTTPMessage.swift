@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Header fields in arrival order. Lookups are ASCII case-insensitive; names keep
 /// the case the peer sent so that SigV4 canonicalisation sees what was signed.
@@ -157,12 +158,37 @@ public struct RequestContext: Sendable {
     public var requestID: String
     public var remoteAddress: String
     public var startedAt: ContinuousClock.Instant
+    /// The connection the request came on; the S3 layer marks it authenticated.
+    public var connection: ConnectionHandle
 
-    public init(requestID: String, remoteAddress: String, startedAt: ContinuousClock.Instant) {
+    public init(requestID: String, remoteAddress: String, startedAt: ContinuousClock.Instant,
+                connection: ConnectionHandle? = nil) {
         self.requestID = requestID
         self.remoteAddress = remoteAddress
         self.startedAt = startedAt
+        self.connection = connection ?? ConnectionHandle(remoteAddress: remoteAddress)
     }
+}
+
+/// What a handler may know and say about its connection.
+///
+/// A connection starts unauthenticated. Once a request on it proved its credentials (a verified
+/// signature), the handler calls `markAuthenticated()`: the connection then leaves the small budget of
+/// unauthenticated connections (`HTTPServerConfiguration.maxUnauthenticatedConnections`) and is no longer
+/// closed by `unauthenticatedTimeout`. Thread-safe.
+public final class ConnectionHandle: Sendable {
+    public let remoteAddress: String
+    private let authenticated: Atomic<Bool>
+
+    public init(remoteAddress: String = "", authenticated: Bool = false) {
+        self.remoteAddress = remoteAddress
+        self.authenticated = Atomic(authenticated)
+    }
+
+    /// Call after a request on this connection authenticated (idempotent).
+    public func markAuthenticated() { authenticated.store(true, ordering: .releasing) }
+
+    public var isAuthenticated: Bool { authenticated.load(ordering: .acquiring) }
 }
 
 /// The application side of the server: one call per request, on the

@@ -19,18 +19,36 @@ public struct HTTPServerConfiguration: Sendable {
     public var limits: HTTPParserLimits
     /// Unread request body the server reads and discards to keep a connection open.
     public var maxDrainBytes: Int
-    /// Size of each connection's read buffer (also the largest socket read).
+    /// Total time for that discarding; a slower client loses the connection instead of holding a worker.
+    public var drainTimeout: Duration
+    /// Size of each worker thread's read buffer (also the largest socket read).
     public var readBufferSize: Int
     /// Serve HTTPS: every connection starts with a TLS handshake (within `headerTimeout`) using the
     /// context's current certificate. nil serves plain HTTP.
     public var tls: ReloadingTLSContext?
+    /// A connection must complete a request that authenticates (the handler calls
+    /// `context.connection.markAuthenticated()`) within this time of being accepted, or it is closed.
+    /// nil: connections are not asked to authenticate (every connection is trusted).
+    public var unauthenticatedTimeout: Duration?
+    /// Of `maxConnections`, how many may be unauthenticated at once; when full, the one idle the longest
+    /// is closed for a newcomer. nil: no separate budget.
+    public var maxUnauthenticatedConnections: Int?
+    /// Requests that are answered even when every slot is taken (liveness and readiness probes), on
+    /// workers of their own; connections beyond `maxConnections` (up to `reservedProbeConnections`) may send
+    /// one such request. nil: none.
+    public var isProbe: (@Sendable (HTTPRequestHead) -> Bool)?
+    /// Connections beyond `maxConnections` kept long enough to see whether they carry a probe.
+    public var reservedProbeConnections: Int
+    /// Threads serving requests at most (idle connections need none; more requests wait their turn).
+    public var maxWorkerThreads: Int
+    /// A worker thread idle this long ends, so the threads of a burst go away.
+    public var workerIdleExit: Duration
 
     public init(listenAddress: String = ":8080", maxConnections: Int = 1024,
                 headerTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60),
                 bodyIdleTimeout: Duration = .seconds(60), limits: HTTPParserLimits = HTTPParserLimits(),
                 maxDrainBytes: Int = 1 << 20, readBufferSize: Int = 256 * 1024, tls: ReloadingTLSContext? = nil)
     {
-        self.tls = tls
         self.listenAddress = listenAddress
         self.maxConnections = maxConnections
         self.headerTimeout = headerTimeout
@@ -38,7 +56,15 @@ public struct HTTPServerConfiguration: Sendable {
         self.bodyIdleTimeout = bodyIdleTimeout
         self.limits = limits
         self.maxDrainBytes = maxDrainBytes
+        self.drainTimeout = .seconds(5)
         self.readBufferSize = readBufferSize
+        self.tls = tls
+        self.unauthenticatedTimeout = nil
+        self.maxUnauthenticatedConnections = nil
+        self.isProbe = nil
+        self.reservedProbeConnections = 16
+        self.maxWorkerThreads = 256
+        self.workerIdleExit = .seconds(10)
     }
 
     /// Limits of the request head, kept in sync with `limits`.
@@ -81,7 +107,7 @@ public struct RequestSummary: Sendable {
 
 /// Why a connection was refused or dropped without a request.
 public enum ConnectionRejection: Sendable, Equatable {
-    /// `maxConnections` were already open; a `503 SlowDown` was sent.
+    /// No slot was free; a `503 SlowDown` was sent (plain HTTP) and the connection closed.
     case tooManyConnections
     /// The request head was malformed or over a limit; the error status was sent.
     case badRequest(HTTPParseError)
@@ -89,9 +115,13 @@ public enum ConnectionRejection: Sendable, Equatable {
     case headerTimeout
     /// The TLS handshake failed or did not finish in time (the message says why).
     case tlsHandshake(String)
+    /// No request authenticated within `unauthenticatedTimeout`.
+    case authenticationTimeout
+    /// An idle unauthenticated connection was closed to make room for a new one.
+    case evictedUnauthenticated
 }
 
-/// Observability hooks; the server never logs by itself. Called on connection threads.
+/// Observability hooks; the server never logs by itself. Called on the event-loop and worker threads.
 public protocol HTTPServerObserver: Sendable {
     func connectionOpened(remoteAddress: String)
     func connectionClosed(remoteAddress: String)
@@ -110,41 +140,29 @@ extension HTTPServerObserver {
 public enum RequestIDGenerator {
     private static let prefix = UInt32.random(in: 0...UInt32.max)
     private static let counter = Atomic<UInt32>(UInt32.random(in: 0...UInt32.max))
+    private static let digits: [UInt8] = Array("0123456789ABCDEF".utf8)
 
     public static func next() -> String {
         let n = counter.add(1, ordering: .relaxed).newValue
         let v = UInt64(prefix) << 32 | UInt64(n)
-        let hex = String(v, radix: 16, uppercase: true)
-        return String(repeating: "0", count: 16 - hex.count) + hex
+        return String(unsafeUninitializedCapacity: 16) { out in
+            for i in 0..<16 { out[i] = digits[Int((v >> UInt64(60 - 4 * i)) & 0xF)] }
+            return 16
+        }
     }
 }
 
-/// An HTTP/1.1 server on POSIX sockets: one thread per connection with
-/// blocking-style I/O, bounded by `maxConnections`.
+/// An HTTP/1.1 server on POSIX sockets. One event-loop thread (epoll) holds every connection that waits
+/// (handshakes, idle keep-alive, slow heads); complete requests run on a bounded, elastic pool of worker
+/// threads with blocking-style I/O. See docs/http-server.md.
 public final class HTTPServer: Sendable {
-    struct Tracked {
-        let fd: Int32
-        var idle: Bool
-    }
-
-    struct State {
-        var listenFD: Int32 = -1
-        var boundPort = 0
-        var started = false
-        var draining = false
-        var connections: [UInt64: Tracked] = [:]
-        var threads = 0
-        var nextID: UInt64 = 0
-        var acceptThreadRunning = false
-    }
-
     let configuration: HTTPServerConfiguration
     let address: ListenAddress
     let handler: any HTTPRequestHandler
     let observer: (any HTTPServerObserver)?
-    let state = Mutex(State())
-    /// Wakes the accept loop on shutdown: [read end, write end].
-    let wakePipe: (Int32, Int32)
+    private let draining = Atomic<Bool>(false)
+    private let boundPortValue = Atomic<Int>(0)
+    private let loop = Mutex<EventLoop?>(nil)
 
     /// Validates the configuration; nothing is bound until `start()`.
     public init(configuration: HTTPServerConfiguration, handler: any HTTPRequestHandler,
@@ -155,50 +173,50 @@ public final class HTTPServer: Sendable {
         guard configuration.maxConnections > 0 else {
             throw HTTPServerError(code: .invalidConfiguration, message: "maxConnections must be at least 1")
         }
-        for (name, value) in [("headerTimeout", configuration.headerTimeout), ("idleTimeout", configuration.idleTimeout),
-                              ("bodyIdleTimeout", configuration.bodyIdleTimeout)] where value <= .zero {
+        guard configuration.maxWorkerThreads > 0 else {
+            throw HTTPServerError(code: .invalidConfiguration, message: "maxWorkerThreads must be at least 1")
+        }
+        if let n = configuration.maxUnauthenticatedConnections, n < 1 {
+            throw HTTPServerError(code: .invalidConfiguration, message: "maxUnauthenticatedConnections must be at least 1")
+        }
+        var timeouts = [("headerTimeout", configuration.headerTimeout), ("idleTimeout", configuration.idleTimeout),
+                        ("bodyIdleTimeout", configuration.bodyIdleTimeout), ("drainTimeout", configuration.drainTimeout),
+                        ("workerIdleExit", configuration.workerIdleExit)]
+        if let t = configuration.unauthenticatedTimeout { timeouts.append(("unauthenticatedTimeout", t)) }
+        for (name, value) in timeouts where value <= .zero {
             throw HTTPServerError(code: .invalidConfiguration, message: "\(name) must be positive")
         }
         self.handler = handler
         self.observer = observer
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else {
-            throw HTTPServerError(code: .socketFailed, message: "cannot create a pipe: \(ServerSockets.errnoText(errno))")
-        }
-        for fd in fds {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            ServerSockets.setNonBlocking(fd)
-        }
-        wakePipe = (fds[0], fds[1])
     }
 
-    deinit {
-        state.withLock { s in
-            if s.listenFD >= 0 { close(s.listenFD) }
-        }
-        close(wakePipe.0)
-        close(wakePipe.1)
-    }
-
-    /// Binds, listens and starts accepting on a background thread.
-    /// Also makes the process ignore SIGPIPE (writes use MSG_NOSIGNAL anyway).
+    /// Binds, listens and starts the event loop on a background thread.
+    /// Also makes the process ignore SIGPIPE (writes use MSG_NOSIGNAL anyway; OpenSSL's do not).
     public func start() throws {
         signal(SIGPIPE, SIG_IGN)
-        try state.withLock { (s) throws(HTTPServerError) in
-            if s.started { throw HTTPServerError(code: .alreadyStarted, message: "server already started") }
-            let (fd, port) = try ServerSockets.listen(address, backlog: 1024)
-            s.listenFD = fd
-            s.boundPort = port
-            s.started = true
-            s.acceptThreadRunning = true
+        ProcessLimits.raiseOpenFileLimit()
+        let eventLoop = try loop.withLock { (current) throws(HTTPServerError) -> EventLoop in
+            if current != nil { throw HTTPServerError(code: .alreadyStarted, message: "server already started") }
+            let (fd, port) = try ServerSockets.listen(address, backlog: 4096)
+            let made: EventLoop
+            do throws(HTTPServerError) {
+                made = try EventLoop(server: self, listenFD: fd)
+            } catch {
+                close(fd)
+                throw error
+            }
+            boundPortValue.store(port, ordering: .relaxed)
+            current = made
+            return made
         }
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "http-accept"
+        let thread = Thread { eventLoop.run() }
+        thread.name = "http-loop"
+        thread.stackSize = 1 << 20
         thread.start()
     }
 
     /// The bound port (useful with port 0); 0 before `start()`.
-    public var boundPort: Int { state.withLock { $0.boundPort } }
+    public var boundPort: Int { boundPortValue.load(ordering: .relaxed) }
 
     /// The bound address as "host:port", e.g. "127.0.0.1:41234".
     public var boundAddress: String {
@@ -207,150 +225,29 @@ public final class HTTPServer: Sendable {
         return a.description
     }
 
-    /// Connections currently open (served, not rejected).
-    public var activeConnections: Int { state.withLock { $0.threads } }
+    /// Connections currently open (idle or busy).
+    public var activeConnections: Int { loop.withLock { $0 }?.openConnections.load(ordering: .relaxed) ?? 0 }
 
-    /// Stops accepting, closes idle keep-alive connections at once, lets requests
-    /// in flight finish for up to `grace`, then force-closes the rest. Returns
-    /// when every connection thread has ended. Safe to call from any thread, more than once.
+    /// Threads alive in the request pool, and how many of them run a request now.
+    public var workerThreads: (alive: Int, busy: Int) {
+        guard let pool = loop.withLock({ $0 })?.pool else { return (0, 0) }
+        let c = pool.counts
+        return (c.threads, c.busy)
+    }
+
+    /// Stops accepting, closes idle keep-alive connections at once, lets requests in flight finish for up
+    /// to `grace` (answering them with `Connection: close`), then shuts down the sockets of the rest.
+    /// Returns when every connection is closed and the server's threads have ended. Safe to call from any
+    /// thread, more than once.
     public func shutdown(grace: Duration) {
-        let idleFDs: [Int32] = state.withLock { s in
-            s.draining = true
-            return s.connections.values.filter(\.idle).map(\.fd)
-        }
-        var one: UInt8 = 1
-        _ = write(wakePipe.1, &one, 1)
-        for fd in idleFDs { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
-
-        let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline {
-            if state.withLock({ $0.threads == 0 && !$0.acceptThreadRunning }) { return }
-            usleep(5_000)
-        }
-        // Grace is over: wake every blocked read or write; threads close their own fds.
-        state.withLock { s in
-            for c in s.connections.values { _ = Glibc.shutdown(c.fd, Int32(SHUT_RDWR)) }
-        }
-        while !state.withLock({ $0.threads == 0 && !$0.acceptThreadRunning }) {
-            state.withLock { s in
-                for c in s.connections.values { _ = Glibc.shutdown(c.fd, Int32(SHUT_RDWR)) }
-            }
-            usleep(5_000)
-        }
+        draining.store(true, ordering: .releasing)
+        guard let eventLoop = loop.withLock({ $0 }) else { return }
+        eventLoop.requestShutdown(grace: grace)
+        eventLoop.waitUntilFinished()
     }
 
-    var isDraining: Bool { state.withLock { $0.draining } }
-
-    // MARK: - Accepting
-
-    private func acceptLoop() {
-        let listenFD = state.withLock { $0.listenFD }
-        var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: wakePipe.0, events: Int16(POLLIN), revents: 0)]
-        while !isDraining {
-            fds[0].revents = 0
-            fds[1].revents = 0
-            let rc = poll(&fds, 2, 1000)
-            if rc < 0, errno != EINTR { usleep(10_000) }
-            if isDraining { break }
-            if rc <= 0 || fds[0].revents == 0 { continue }
-            // Drain the accept queue.
-            while !isDraining {
-                var storage = sockaddr_storage()
-                var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-                let fd = withUnsafeMutablePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        accept(listenFD, $0, &len)
-                    }
-                }
-                if fd < 0 {
-                    let e = errno
-                    if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM { usleep(10_000) }
-                    break  // EAGAIN (queue empty), EINTR, ECONNABORTED...: back to poll
-                }
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                ServerSockets.setNonBlocking(fd)
-                admit(fd: fd, remote: ServerSockets.describe(storage))
-            }
-        }
-        state.withLock { s in
-            close(s.listenFD)
-            s.listenFD = -1
-            s.acceptThreadRunning = false
-        }
-    }
-
-    private func admit(fd: Int32, remote: String) {
-        let id: UInt64? = state.withLock { s in
-            guard s.connections.count < configuration.maxConnections else { return nil }
-            s.nextID += 1
-            s.connections[s.nextID] = Tracked(fd: fd, idle: false)
-            s.threads += 1
-            return s.nextID
-        }
-        guard let id else {
-            rejectBusy(fd: fd, remote: remote)
-            return
-        }
-        ServerSockets.setNoDelay(fd)
-        observer?.connectionOpened(remoteAddress: remote)
-        let thread = Thread { [self] in
-            let socket = ConnectionSocket(fd: fd)
-            HTTPConnection(server: self, id: id, socket: socket, remote: remote).run()
-            // Unregister before closing: shutdown() must never shut down a reused fd number.
-            state.withLock { s in s.connections[id] = nil }
-            socket.close()
-            observer?.connectionClosed(remoteAddress: remote)
-            state.withLock { s in s.threads -= 1 }
-        }
-        thread.name = "http-conn"
-        thread.stackSize = 4 << 20
-        thread.start()
-    }
-
-    /// Answers `503 SlowDown` without blocking the accept loop, then closes. Over TLS the answer
-    /// would need a handshake first, so the connection is only closed.
-    private func rejectBusy(fd: Int32, remote: String) {
-        if configuration.tls != nil {
-            close(fd)
-            observer?.connectionRejected(remoteAddress: remote, reason: .tooManyConnections)
-            return
-        }
-        let requestID = RequestIDGenerator.next()
-        let body = serverErrorXML(code: "SlowDown", message: "Too many connections; reduce your request rate.",
-                              requestID: requestID)
-        let head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: \(body.count)\r\n"
-            + "x-amz-request-id: \(requestID)\r\nRetry-After: 1\r\nDate: \(HTTPServerDate.now())\r\nConnection: close\r\n\r\n"
-        let bytes = Array(head.utf8) + body
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
-        // Discard what the client already sent so close() does not turn into a reset
-        // that could destroy the 503 before the client reads it.
-        var scratch = [UInt8](repeating: 0, count: 4096)
-        for _ in 0..<4 { if scratch.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) <= 0 { break } }
-        close(fd)
-        observer?.connectionRejected(remoteAddress: remote, reason: .tooManyConnections)
-    }
-
-    // MARK: - Connection bookkeeping
-
-    /// Marks a connection idle between requests. Returns false if the server is
-    /// draining, in which case the connection should close now.
-    func markIdle(_ id: UInt64) -> Bool {
-        state.withLock { s in
-            if s.draining { return false }
-            s.connections[id]?.idle = true
-            return true
-        }
-    }
-
-    /// Marks a connection busy (a request started). False while draining.
-    func markBusy(_ id: UInt64) -> Bool {
-        state.withLock { s in
-            s.connections[id]?.idle = false
-            return !s.draining
-        }
-    }
+    /// Read on every response (`Connection: close` while draining): an atomic load, never a lock.
+    var isDraining: Bool { draining.load(ordering: .acquiring) }
 }
 
 /// An S3-style XML error document.
@@ -363,17 +260,21 @@ func serverErrorXML(code: String, message: String, requestID: String) -> [UInt8]
 
 /// IMF-fixdate for the `Date` header.
 enum HTTPServerDate {
-    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    static func now() -> String { HTTPDate.format(Int64(time(nil))) }
+    static func format(_ t: time_t) -> String { HTTPDate.format(Int64(t)) }
+}
 
-    static func now() -> String { format(time(nil)) }
-
-    static func format(_ t: time_t) -> String {
-        var t = t
-        var tm = Glibc.tm()
-        gmtime_r(&t, &tm)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[Int(tm.tm_wday)]), \(two(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(tm.tm_year + 1900) "
-            + "\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) GMT"
+/// Process-wide resource settings a server needs.
+enum ProcessLimits {
+    /// Lifts the soft limit on open files to the hard limit, once: every connection is a descriptor.
+    static func raiseOpenFileLimit() {
+        _ = raised
     }
+
+    private static let raised: Bool = {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return false }
+        limit.rlim_cur = limit.rlim_max
+        return setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0
+    }()
 }

@@ -227,8 +227,9 @@ enum SocketIOError: Error, Equatable {
     case failed(Int32)
 }
 
-/// Blocking-style I/O on a non-blocking connected socket, with poll() timeouts; TLS when `tls` is set.
-/// Owned by one connection thread; the fd is closed in `deinit`.
+/// I/O on a non-blocking connected socket: blocking-style with poll() timeouts for the worker serving a
+/// request, single non-blocking attempts for the event loop; TLS when `tls` is set. Used by one thread at
+/// a time (whoever owns the connection); the fd is closed by `close()` or in `deinit`.
 final class ConnectionSocket {
     let fd: Int32
     /// The TLS session on this socket (listener with `TLS_CERT_FILE`), after `startTLS`.
@@ -241,14 +242,69 @@ final class ConnectionSocket {
     func close() {
         if closed { return }
         closed = true
+        tls = nil  // frees the session before the descriptor number can be reused
         _ = Glibc.close(fd)
     }
 
-    /// Runs the server side of the TLS handshake; every later read and write is encrypted.
-    func startTLS(_ context: TLSContext, deadline: ContinuousClock.Instant) throws(TLSError) {
-        let stream = try TLSStream(context: context, fd: fd)
-        try stream.handshake(deadline: deadline)
+    /// Puts a TLS session (handshake not necessarily done) on this socket; every later read and write
+    /// goes through it.
+    func attachTLS(_ stream: TLSStream) {
         tls = stream
+    }
+
+    /// What a non-blocking read found.
+    enum ReadAttempt {
+        case data(Int)
+        case wouldBlock(wantWrite: Bool)
+        case endOfStream
+        case failed
+    }
+
+    /// One read that never waits (the event loop's).
+    func tryRead(into buffer: UnsafeMutableRawBufferPointer) -> ReadAttempt {
+        if let tls {
+            do {
+                switch try tls.readStep(into: buffer) {
+                case .done(let n): return .data(n)
+                case .closed: return .endOfStream
+                case .wantRead: return .wouldBlock(wantWrite: false)
+                case .wantWrite: return .wouldBlock(wantWrite: true)
+                }
+            } catch {
+                return .failed
+            }
+        }
+        while true {
+            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 { return .data(n) }
+            if n == 0 { return .endOfStream }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock(wantWrite: false)
+            default: return .failed
+            }
+        }
+    }
+
+    /// Sends a small message without waiting; false if it did not all go out.
+    func trySend(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                if let tls {
+                    guard case .done(let n)? = try? tls.writeStep(UnsafeRawBufferPointer(rebasing: raw[offset...])) else {
+                        return false
+                    }
+                    offset += n
+                } else {
+                    let n = send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { return false }
+                    offset += n
+                }
+            }
+            return true
+        }
     }
 
     /// Half-closes the sending side (after TLS close_notify), so the peer sees the end of the response.

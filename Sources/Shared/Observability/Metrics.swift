@@ -89,35 +89,33 @@ private func formatValue(_ v: Double) -> String {
 }
 
 /// A monotonically increasing count.
+///
+/// Observations go to one of `MetricShards.count` shards chosen by the calling thread, so request threads
+/// do not queue on one lock per observation; reads and the exposition add the shards up.
 public final class Counter: MetricFamily {
     let name: String
     let help: String
     let labelNames: [String]
-    let maxSeries: Int
-    private let series: Mutex<[[String]: Double]>
+    private let shards: MetricShards<Double>
 
     init(name: String, help: String, labelNames: [String], maxSeries: Int) {
         self.name = name
         self.help = help
         self.labelNames = labelNames
-        self.maxSeries = maxSeries
-        self.series = Mutex([:])
+        self.shards = MetricShards(maxSeries: maxSeries)
     }
 
     public func inc(_ labels: [String] = [], by amount: Double = 1) {
         precondition(labels.count == labelNames.count, "\(name): expected labels \(labelNames)")
         guard amount >= 0 else { return }
-        series.withLock { s in
-            let key = boundedKey(labels, count: s.count, existing: s[labels] != nil, maxSeries: maxSeries)
-            s[key, default: 0] += amount
-        }
+        shards.update(labels, initial: 0) { $0 += amount }
     }
 
-    public func value(_ labels: [String] = []) -> Double { series.withLock { $0[labels] ?? 0 } }
+    public func value(_ labels: [String] = []) -> Double { shards.merged(+)[labels] ?? 0 }
 
     func render(into out: inout String) {
         renderSamples(name: name, help: help, type: "counter", labelNames: labelNames,
-                      series: series.withLock { $0 }, into: &out)
+                      series: shards.merged(+), into: &out)
     }
 }
 
@@ -165,7 +163,7 @@ public final class Gauge: MetricFamily {
     }
 }
 
-/// A distribution of observations in cumulative buckets.
+/// A distribution of observations in cumulative buckets (sharded by thread like `Counter`).
 public final class Histogram: MetricFamily {
     public static let defaultBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
@@ -173,14 +171,17 @@ public final class Histogram: MetricFamily {
         var counts: [UInt64]
         var sum: Double = 0
         var count: UInt64 = 0
+
+        static func + (a: Series, b: Series) -> Series {
+            Series(counts: zip(a.counts, b.counts).map { $0 + $1 }, sum: a.sum + b.sum, count: a.count + b.count)
+        }
     }
 
     let name: String
     let help: String
     let labelNames: [String]
     let buckets: [Double]
-    let maxSeries: Int
-    private let series: Mutex<[[String]: Series]>
+    private let shards: MetricShards<Series>
 
     init(name: String, help: String, labelNames: [String], buckets: [Double], maxSeries: Int) {
         precondition(buckets == buckets.sorted() && !buckets.isEmpty, "\(name): buckets must be sorted")
@@ -188,19 +189,15 @@ public final class Histogram: MetricFamily {
         self.help = help
         self.labelNames = labelNames
         self.buckets = buckets
-        self.maxSeries = maxSeries
-        self.series = Mutex([:])
+        self.shards = MetricShards(maxSeries: maxSeries)
     }
 
     public func observe(_ value: Double, _ labels: [String] = []) {
         let index = buckets.firstIndex { value <= $0 } ?? buckets.count
-        series.withLock { s in
-            let key = boundedKey(labels, count: s.count, existing: s[labels] != nil, maxSeries: maxSeries)
-            var entry = s[key] ?? Series(counts: Array(repeating: 0, count: buckets.count + 1))
+        shards.update(labels, initial: Series(counts: Array(repeating: 0, count: buckets.count + 1))) { entry in
             entry.counts[index] += 1
             entry.sum += value
             entry.count += 1
-            s[key] = entry
         }
     }
 
@@ -211,11 +208,11 @@ public final class Histogram: MetricFamily {
         observe(Double(s) + Double(atto) / 1e18, labels)
     }
 
-    public func count(_ labels: [String] = []) -> UInt64 { series.withLock { $0[labels]?.count ?? 0 } }
+    public func count(_ labels: [String] = []) -> UInt64 { shards.merged(+)[labels]?.count ?? 0 }
 
     func render(into out: inout String) {
         out += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
-        for (labels, entry) in series.withLock({ $0 }).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+        for (labels, entry) in shards.merged(+).sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             var cumulative: UInt64 = 0
             for (i, bound) in buckets.enumerated() {
                 cumulative += entry.counts[i]
@@ -226,4 +223,62 @@ public final class Histogram: MetricFamily {
             out += "\(name)_count\(renderLabels(labelNames, labels)) \(entry.count)\n"
         }
     }
+}
+
+/// Per-thread shards of one metric family's series. A thread updates the shard its id hashes to, under that
+/// shard's own lock, which in practice no other thread holds; the family-wide set of label values is consulted
+/// only the first time a shard sees a label set (to keep the `maxSeries` bound across shards).
+final class MetricShards<Value: Sendable>: Sendable {
+    static var count: Int { 16 }
+
+    private final class Shard: Sendable {
+        let series = Mutex<[[String]: Value]>([:])
+    }
+
+    private let shards: [Shard]
+    private let known: Mutex<Set<[String]>>
+    private let maxSeries: Int
+
+    init(maxSeries: Int) {
+        self.maxSeries = maxSeries
+        self.shards = (0..<Self.count).map { _ in Shard() }
+        self.known = Mutex([])
+    }
+
+    func update(_ labels: [String], initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
+        let shard = shards[currentThreadShard(Self.count)]
+        let done = shard.series.withLock { s -> Bool in
+            guard s[labels] != nil else { return false }
+            body(&s[labels]!)
+            return true
+        }
+        if done { return }
+        // First time this shard sees these labels: admit them family-wide (or fold into `_other`).
+        let key = known.withLock { k -> [String] in
+            if k.contains(labels) { return labels }
+            let folded = boundedKey(labels, count: k.count, existing: false, maxSeries: maxSeries)
+            k.insert(folded)
+            return folded
+        }
+        shard.series.withLock { s in body(&s[key, default: initial()]) }
+    }
+
+    /// Every series with its shards combined by `combine`.
+    func merged(_ combine: (Value, Value) -> Value) -> [[String]: Value] {
+        var out: [[String]: Value] = [:]
+        for shard in shards {
+            for (labels, value) in shard.series.withLock({ $0 }) {
+                out[labels] = out[labels].map { combine($0, value) } ?? value
+            }
+        }
+        return out
+    }
+}
+
+/// The shard (0..<count, count a power of two) of the calling thread: a multiplicative hash of its pthread id,
+/// whose low bits are alignment and the same for every thread.
+@inline(__always)
+func currentThreadShard(_ count: Int) -> Int {
+    let id = UInt64(pthread_self())
+    return Int(truncatingIfNeeded: (id &* 0x9E37_79B9_7F4A_7C15) >> 60) & (count - 1)
 }

@@ -245,3 +245,27 @@ final class CountingHandler: HTTPResponseHandler {
         }
     }
 }
+
+@Suite struct ResponseHeaderLineTests {
+    static func parse(_ text: String) -> ResponseHeaderLine {
+        Array(text.utf8).withUnsafeBytes { ResponseHeaderLine($0) }
+    }
+
+    @Test(arguments: [
+        ("HTTP/1.1 200 OK\r\n", ResponseHeaderLine.status(200)),
+        ("HTTP/2 206\r\n", .status(206)),
+        ("HTTP/1.1 100 Continue\r\n", .status(100)),
+        ("HTTP/1.1 2000 Big\r\n", .status(0)),
+        ("HTTP/1.1 OK\r\n", .status(0)),
+        ("\r\n", .end),
+        ("\n", .end),
+        ("ETag: \"abc\"\r\n", .field(name: "ETag", value: "\"abc\"")),
+        ("x-amz-meta-a:\t  spaced value \t\r\n", .field(name: "x-amz-meta-a", value: "spaced value")),
+        ("Empty:\r\n", .field(name: "Empty", value: "")),
+        ("Date: Sat, 28 Nov 2026 09:00:00 GMT\r\n", .field(name: "Date", value: "Sat, 28 Nov 2026 09:00:00 GMT")),
+        (" folded continuation\r\n", .ignored),
+    ])
+    func parsesLines(line: String, expected: ResponseHeaderLine) {
+        #expect(Self.parse(line) == expected)
+    }
+}

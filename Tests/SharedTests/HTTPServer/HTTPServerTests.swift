@@ -343,7 +343,9 @@ func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
         let first = try connectRaw(server)
         first.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(first.readResponse()?.status == 200)  // admitted, now idle but open
+        // Over the limit, a connection may still send one request, which is answered only if it is a probe.
         let second = try connectRaw(server)
+        second.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         let r = try #require(second.readResponse())
         #expect(r.status == 503)
         #expect(r.headers["content-type"] == "application/xml")
@@ -355,6 +357,22 @@ func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
         // The admitted connection still works.
         first.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(first.readResponse()?.status == 200)
+    }
+
+    @Test func withTheReserveFullA503GoesOutAtOnce() throws {
+        let observer = ServerTestObserver()
+        let server = try startTestServer(observer: observer) {
+            $0.maxConnections = 1
+            $0.reservedProbeConnections = 0
+        }
+        defer { server.shutdown(grace: .seconds(1)) }
+        let first = try connectRaw(server)
+        first.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(first.readResponse()?.status == 200)
+        let second = try connectRaw(server)  // sends nothing
+        #expect(second.readResponse()?.status == 503)
+        #expect(second.isClosedByPeer())
+        #expect(observer.rejections.withLock { $0 } == [.tooManyConnections])
     }
 
     @Test func slowHeaderIsCutOff() throws {

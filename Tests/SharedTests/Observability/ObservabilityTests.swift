@@ -90,4 +90,34 @@ extension ISO8601DateFormatter {
         #expect(c.value(["_other"]) == 2)
         #expect(c.value(["c"]) == 0)
     }
+
+    @Test func observationsFromManyThreadsAddUpAcrossShards() {
+        let registry = MetricsRegistry()
+        let c = registry.counter("t_total", help: "T.", labels: ["op"])
+        let h = registry.histogram("t_seconds", help: "T.", labels: ["op"], buckets: [1, 2])
+        let threads = 24, perThread = 2_000
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for i in 0..<perThread {
+                c.inc([i % 2 == 0 ? "get" : "put"])
+                h.observe(t % 2 == 0 ? 0.5 : 1.5, ["get"])
+            }
+        }
+        #expect(c.value(["get"]) == Double(threads * perThread / 2))
+        #expect(c.value(["put"]) == Double(threads * perThread / 2))
+        #expect(h.count(["get"]) == UInt64(threads * perThread))
+        let text = registry.exposition()
+        #expect(text.contains("t_seconds_bucket{op=\"get\",le=\"1\"} \(threads / 2 * perThread)\n"))
+        #expect(text.contains("t_total{op=\"put\"} \(threads * perThread / 2)\n"))
+    }
+
+    @Test func theSeriesBoundHoldsAcrossThreads() {
+        let registry = MetricsRegistry()
+        let c = registry.counter("b_total", help: "B.", labels: ["bucket"], maxSeries: 5)
+        DispatchQueue.concurrentPerform(iterations: 16) { t in
+            for i in 0..<50 { c.inc(["b\(t)-\(i)"]) }
+        }
+        let lines = registry.exposition().split(separator: "\n").filter { $0.hasPrefix("b_total{") }
+        #expect(lines.count == 6)  // five admitted label sets and `_other`
+        #expect(c.value(["_other"]) == Double(16 * 50 - 5))
+    }
 }

@@ -37,7 +37,11 @@ enum ConditionalRequest {
 
     static func evaluate(ifMatch: String?, ifNoneMatch: String?, ifModifiedSince: String?, ifUnmodifiedSince: String?,
                          etags: [String], lastModified: String?, failureIsNotModified: Bool) -> ConditionalOutcome {
-        let modified = lastModified.flatMap(parseHTTPDate)
+        // Last-Modified is parsed only when a date condition needs it (most requests carry none).
+        var modified: Date? {
+            guard ifModifiedSince != nil || ifUnmodifiedSince != nil else { return nil }
+            return lastModified.flatMap(parseHTTPDate)
+        }
         if let ifMatch {
             if !matches(ifMatch, etags: etags) { return .preconditionFailed }
         } else if let ifUnmodifiedSince, let since = parseHTTPDate(ifUnmodifiedSince), let modified, modified > since {
@@ -73,16 +77,9 @@ enum ConditionalRequest {
         return String(t)
     }
 
-    /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 and asctime, to whole seconds.
+    /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 and asctime, to whole seconds
+    /// (`HTTPDate`: fixed formats, no DateFormatter per request).
     static func parseHTTPDate(_ text: String) -> Date? {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
-            let formatter = DateFormatter()
-            formatter.locale = Locale(identifier: "en_US_POSIX")
-            formatter.timeZone = TimeZone(identifier: "GMT")
-            formatter.dateFormat = format
-            if let date = formatter.date(from: trimmed) { return date }
-        }
-        return nil
+        HTTPDate.parse(text).map { Date(timeIntervalSince1970: TimeInterval($0)) }
     }
 }

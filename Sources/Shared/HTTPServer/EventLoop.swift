@@ -1,0 +1,578 @@
+import CLinux
+import Foundation
+import Glibc
+import Synchronization
+
+/// The server's readiness-driven side: one thread with epoll owns the listening socket and every
+/// connection that is not being served: TLS handshakes, waiting for and parsing request heads, timeouts,
+/// connection budgets, lingering closes. A complete head hands the connection to a worker (the pool, or
+/// the probe workers for `/health`-style requests); the worker gives it back when the response is done.
+/// Idle and slow connections therefore cost a few hundred bytes and no thread.
+final class EventLoop: @unchecked Sendable {
+    private static let listenerID: UInt64 = 0
+    private static let wakeID: UInt64 = 1
+
+    unowned let server: HTTPServer
+    let config: HTTPServerConfiguration
+    let admission: ConnectionAdmission
+    let epollFD: Int32
+    let wakeFD: Int32
+    private(set) var listenFD: Int32
+    let pool: WorkerPool
+    let probePool: WorkerPool
+
+    // Loop thread only.
+    private var connections: [UInt64: HTTPConnection] = [:]
+    private var nextID: UInt64 = 2
+    private var timers = TimerHeap()
+    private var slotted = 0
+    private var unauthenticated = 0
+    private var reservedCount = 0
+    private var lruHead: HTTPConnection?
+    private var lruTail: HTTPConnection?
+    private var lruCount = 0
+    private var scratch: UnsafeMutableRawBufferPointer
+    private var acceptPausedUntil: ContinuousClock.Instant?
+    private var listenerOpen = true
+    private var graceDeadline: ContinuousClock.Instant?
+    private var lastTrim = ContinuousClock.now
+    private var busySinceTrim = false
+
+    // Cross-thread.
+    private let returned = Mutex<[(HTTPConnection, ConnectionDisposition)]>([])
+    private let wakePending = Atomic<Bool>(false)
+    private let shutdownRequested = Atomic<Bool>(false)
+    private let graceNanos = Atomic<Int64>(0)
+    let openConnections = Atomic<Int>(0)
+    private let finished = Mutex<Bool>(false)
+
+    init(server: HTTPServer, listenFD: Int32) throws(HTTPServerError) {
+        self.server = server
+        self.config = server.configuration
+        self.listenFD = listenFD
+        self.admission = ConnectionAdmission(maxConnections: config.maxConnections,
+                                             maxUnauthenticated: config.maxUnauthenticatedConnections,
+                                             reserve: config.reservedProbeConnections)
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epollFD >= 0 else {
+            throw HTTPServerError(code: .socketFailed, message: "epoll_create1: \(ServerSockets.errnoText(errno))")
+        }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeFD >= 0 else {
+            close(epollFD)
+            throw HTTPServerError(code: .socketFailed, message: "eventfd: \(ServerSockets.errnoText(errno))")
+        }
+        pool = WorkerPool(name: "http-worker", maxThreads: config.maxWorkerThreads, minThreads: 1,
+                          idleExit: config.workerIdleExit)
+        probePool = WorkerPool(name: "http-probe", maxThreads: 2, minThreads: 0, idleExit: config.workerIdleExit)
+        scratch = .allocate(byteCount: 64 * 1024, alignment: 16)
+        _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, listenFD, clinux_epollin(), Self.listenerID)
+        _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, clinux_epollin(), Self.wakeID)
+    }
+
+    deinit {
+        scratch.deallocate()
+        close(epollFD)
+        close(wakeFD)
+    }
+
+    // MARK: - Other threads
+
+    /// A worker is done with `connection`.
+    func giveBack(_ connection: HTTPConnection, _ disposition: ConnectionDisposition) {
+        returned.withLock { $0.append((connection, disposition)) }
+        wake()
+    }
+
+    /// Starts the drain: no new connections, idle ones closed, busy ones finish within `grace`.
+    func requestShutdown(grace: Duration) {
+        let (s, atto) = grace.components
+        graceNanos.store(max(0, s * 1_000_000_000 + atto / 1_000_000_000), ordering: .relaxed)
+        shutdownRequested.store(true, ordering: .releasing)
+        wake()
+    }
+
+    /// Blocks until the loop thread has closed every connection and ended.
+    func waitUntilFinished() {
+        while !finished.withLock({ $0 }) { usleep(2_000) }
+    }
+
+    private func wake() {
+        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
+            var one: UInt64 = 1
+            _ = write(wakeFD, &one, 8)
+        }
+    }
+
+    // MARK: - The loop
+
+    func run() {
+        var events = [clinux_epoll_event](repeating: clinux_epoll_event(), count: 256)
+        while true {
+            let timeout = nextTimeoutMilliseconds()
+            let n = events.withUnsafeMutableBufferPointer { clinux_epoll_wait(epollFD, $0.baseAddress, 256, timeout) }
+            if n < 0 && errno != EINTR { usleep(1_000) }
+            for i in 0..<max(0, Int(n)) {
+                let event = events[i]
+                switch event.data {
+                case Self.listenerID: acceptConnections()
+                case Self.wakeID: drainWakeups()
+                default:
+                    if let connection = connections[event.data] { ready(connection, events: event.events) }
+                }
+            }
+            fireTimers()
+            if shutdownRequested.load(ordering: .acquiring) {
+                beginDrain()
+                if connections.isEmpty { break }
+            }
+            maybeTrimMemory()
+        }
+        if listenerOpen {
+            close(listenFD)
+            listenerOpen = false
+        }
+        pool.stop()
+        probePool.stop()
+        finished.withLock { $0 = true }
+    }
+
+    private func nextTimeoutMilliseconds() -> Int32 {
+        var wait: Duration = .seconds(1)
+        let now = ContinuousClock.now
+        if let earliest = timers.earliest { wait = min(wait, earliest - now) }
+        if let pause = acceptPausedUntil { wait = min(wait, pause - now) }
+        if let grace = graceDeadline { wait = min(wait, grace - now) }
+        if wait <= .zero { return 0 }
+        return ServerSockets.milliseconds(wait)
+    }
+
+    private func drainWakeups() {
+        var value: UInt64 = 0
+        _ = read(wakeFD, &value, 8)
+        wakePending.store(false, ordering: .releasing)
+        let back = returned.withLock { list -> [(HTTPConnection, ConnectionDisposition)] in
+            let out = list
+            list.removeAll(keepingCapacity: true)
+            return out
+        }
+        for (connection, disposition) in back { resume(connection, disposition) }
+    }
+
+    // MARK: - Accepting
+
+    private func acceptConnections() {
+        guard listenerOpen, !shutdownRequested.load(ordering: .relaxed) else { return }
+        if let pause = acceptPausedUntil {
+            if ContinuousClock.now < pause { return }
+            acceptPausedUntil = nil
+        }
+        for _ in 0..<256 {
+            var storage = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    clinux_accept4_nonblocking(listenFD, $0, &len)
+                }
+            }
+            if fd < 0 {
+                let e = errno
+                if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
+                    // Out of descriptors: stop accepting for a moment instead of spinning on a readable listener.
+                    acceptPausedUntil = .now + .milliseconds(50)
+                    _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_MOD, listenFD, 0, Self.listenerID)
+                }
+                return  // EAGAIN: the queue is empty
+            }
+            admit(fd: fd, remote: ServerSockets.describe(storage))
+        }
+    }
+
+    private func admit(fd: Int32, remote: String) {
+        let occupancy = ConnectionAdmission.Occupancy(connections: slotted, unauthenticated: unauthenticated,
+                                                      idleUnauthenticated: lruCount, reserved: reservedCount)
+        var reserved = false
+        switch admission.decide(occupancy) {
+        case .admit: break
+        case .admitEvictingIdleUnauthenticated:
+            if let victim = lruHead {
+                server.observer?.connectionRejected(remoteAddress: victim.remote, reason: .evictedUnauthenticated)
+                closeConnection(victim)
+            }
+        case .reserve:
+            reserved = true
+        case .refuse:
+            refuse(fd: fd, remote: remote)
+            return
+        }
+        ServerSockets.setNoDelay(fd)
+        let id = nextID
+        nextID += 1
+        let trusted = config.maxUnauthenticatedConnections == nil && config.unauthenticatedTimeout == nil
+        let connection = HTTPConnection(server: server, id: id, socket: ConnectionSocket(fd: fd), remote: remote,
+                                        trusted: trusted)
+        connection.reserved = reserved
+        connections[id] = connection
+        openConnections.add(1, ordering: .relaxed)
+        if reserved {
+            reservedCount += 1
+            connection.deadline = connection.acceptedAt + min(config.headerTimeout, .seconds(5))
+        } else {
+            slotted += 1
+            if !trusted {
+                unauthenticated += 1
+                connection.countedUnauthenticated = true
+            }
+        }
+        server.observer?.connectionOpened(remoteAddress: remote)
+        _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, clinux_epollin() | clinux_epolloneshot(), id)
+        if !reserved && !trusted { lruAppend(connection) }
+        scheduleTimer(connection)
+        if let tls = config.tls {
+            do {
+                try connection.socket.attachTLS(TLSStream(context: tls.current(), fd: fd))
+            } catch {
+                server.observer?.connectionRejected(remoteAddress: remote, reason: .tlsHandshake(error.message))
+                closeConnection(connection)
+                return
+            }
+            connection.phase = .handshake
+            handshake(connection)
+        } else {
+            connection.phase = .reading
+            // Requests usually arrive with the connection; epoll reports them on the next turn.
+        }
+    }
+
+    /// `503 SlowDown` for a connection that gets no slot (plain HTTP; over TLS it would need a handshake,
+    /// so it is only closed).
+    private func refuse(fd: Int32, remote: String) {
+        // Counted before the client can see the answer, so whoever reads the 503 also sees the rejection.
+        server.observer?.connectionRejected(remoteAddress: remote, reason: .tooManyConnections)
+        if config.tls == nil {
+            let bytes = serverErrorResponse(status: 503, code: "SlowDown", message: "Too many connections; reduce your request rate.",
+                                            requestID: RequestIDGenerator.next(), date: HTTPServerDate.now(),
+                                            extraHeaders: "Retry-After: 1\r\n")
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+            // Discard what the client already sent so close() does not turn into a reset
+            // that could destroy the 503 before the client reads it.
+            let buffer = scratch
+            for _ in 0..<4 where recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) > 0 {}
+        }
+        close(fd)
+    }
+
+    // MARK: - Connection events
+
+    private func ready(_ connection: HTTPConnection, events: UInt32) {
+        switch connection.phase {
+        case .handshake: handshake(connection)
+        case .reading: readHead(connection)
+        case .lingering: linger(connection)
+        case .busy, .closed: break
+        }
+    }
+
+    private func arm(_ connection: HTTPConnection, write: Bool = false) {
+        let events = (write ? clinux_epollout() : clinux_epollin()) | clinux_epolloneshot()
+        _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_MOD, connection.socket.fd, events, connection.id)
+    }
+
+    private func handshake(_ connection: HTTPConnection) {
+        guard let tls = connection.socket.tls else { return }
+        do {
+            switch try tls.handshakeStep() {
+            case .done:
+                connection.phase = .reading
+                if tls.hasBufferedInput { readHead(connection) } else { arm(connection) }
+            case .wantRead: arm(connection)
+            case .wantWrite: arm(connection, write: true)
+            case .closed:
+                server.observer?.connectionRejected(remoteAddress: connection.remote,
+                                                    reason: .tlsHandshake("the peer closed the connection"))
+                closeConnection(connection)
+            }
+        } catch {
+            server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .tlsHandshake(error.message))
+            closeConnection(connection)
+        }
+    }
+
+    /// Reads and parses what arrived, without blocking; a complete head goes to a worker.
+    private func readHead(_ connection: HTTPConnection) {
+        for _ in 0..<8 {
+            let wasAtStart = connection.parser.atRequestStart
+            let n: Int
+            switch connection.socket.tryRead(into: scratch) {
+            case .data(let count): n = count
+            case .wouldBlock(let wantWrite):
+                arm(connection, write: wantWrite)
+                return
+            case .endOfStream, .failed:
+                closeConnection(connection)
+                return
+            }
+            var offset = 0
+            while offset < n {
+                let result: (consumed: Int, event: HTTPParserEvent)
+                do {
+                    result = try connection.parser.feed(UnsafeRawBufferPointer(rebasing: scratch[offset..<n]))
+                } catch {
+                    server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .badRequest(error))
+                    answerAndLinger(connection, status: error.status, code: error.code, message: error.message)
+                    return
+                }
+                offset += result.consumed
+                if case .head(let head) = result.event {
+                    if offset < n { connection.carry = Array(UnsafeRawBufferPointer(rebasing: scratch[offset..<n])) }
+                    dispatch(connection, head)
+                    return
+                }
+                if result.consumed == 0 { break }
+            }
+            if wasAtStart && !connection.parser.atRequestStart && connection.requestsServed > 0 {
+                // The first bytes of a later request: its head must now arrive within the header timeout.
+                connection.deadline = .now + config.headerTimeout
+                scheduleTimer(connection)
+            }
+        }
+        arm(connection)
+    }
+
+    /// A complete head: serve it on a worker (probes on the probe workers).
+    private func dispatch(_ connection: HTTPConnection, _ parsed: HTTPParsedHead) {
+        if shutdownRequested.load(ordering: .relaxed) {
+            closeConnection(connection)
+            return
+        }
+        let isProbe = config.isProbe?(parsed.head) ?? false
+        if connection.reserved && !isProbe {
+            server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .tooManyConnections)
+            answerAndLinger(connection, status: 503, code: "SlowDown", message: "Too many connections; reduce your request rate.",
+                            extraHeaders: "Retry-After: 1\r\n")
+            return
+        }
+        connection.phase = .busy
+        connection.timerGeneration += 1
+        lruRemove(connection)
+        busySinceTrim = true
+        let readBufferSize = config.readBufferSize
+        (isProbe ? probePool : pool).submit { [self] in
+            let scratch = WorkerScratch.current(readBufferSize: readBufferSize)
+            let disposition = connection.serveRequests(first: parsed, scratch: scratch)
+            giveBack(connection, disposition)
+        }
+    }
+
+    /// A worker returned `connection`.
+    private func resume(_ connection: HTTPConnection, _ disposition: ConnectionDisposition) {
+        guard connection.phase == .busy else { return }
+        if connection.countedUnauthenticated && connection.handle.isAuthenticated {
+            connection.countedUnauthenticated = false
+            unauthenticated -= 1
+        }
+        let draining = shutdownRequested.load(ordering: .relaxed)
+        switch disposition {
+        case .close:
+            closeConnection(connection)
+            return
+        case .linger:
+            beginLinger(connection)
+            return
+        case .keepAlive where draining || connection.reserved:
+            beginLinger(connection)
+            return
+        case .keepAlive:
+            break
+        }
+        let now = ContinuousClock.now
+        if !connection.handle.isAuthenticated, let limit = config.unauthenticatedTimeout,
+           now >= connection.acceptedAt + limit {
+            server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .authenticationTimeout)
+            beginLinger(connection)
+            return
+        }
+        connection.phase = .reading
+        connection.deadline = now + (connection.parser.atRequestStart ? config.idleTimeout : config.headerTimeout)
+        if !connection.handle.isAuthenticated { lruAppend(connection) }
+        scheduleTimer(connection)
+        if connection.socket.tls?.hasBufferedInput == true {
+            readHead(connection)
+        } else {
+            arm(connection)
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Sends a small error response (best effort, without blocking), then lingers.
+    private func answerAndLinger(_ connection: HTTPConnection, status: Int, code: String, message: String,
+                                 extraHeaders: String = "") {
+        let bytes = serverErrorResponse(status: status, code: code, message: message, requestID: RequestIDGenerator.next(),
+                                        date: HTTPServerDate.now(), extraHeaders: extraHeaders)
+        if !connection.socket.trySend(bytes) {
+            closeConnection(connection)
+            return
+        }
+        beginLinger(connection)
+    }
+
+    /// Half-closes, then reads and discards what the client still sends for up to a second, so the close
+    /// does not reset the connection and destroy the response in flight.
+    private func beginLinger(_ connection: HTTPConnection) {
+        lruRemove(connection)
+        connection.socket.shutdownWrite()
+        connection.phase = .lingering
+        connection.lingerBytes = 0
+        connection.deadline = .now + .seconds(1)
+        scheduleTimer(connection)
+        linger(connection)
+    }
+
+    private func linger(_ connection: HTTPConnection) {
+        while connection.lingerBytes < 1 << 20 {
+            switch connection.socket.tryRead(into: scratch) {
+            case .data(let n): connection.lingerBytes += n
+            case .wouldBlock(let wantWrite):
+                arm(connection, write: wantWrite)
+                return
+            case .endOfStream, .failed:
+                closeConnection(connection)
+                return
+            }
+        }
+        closeConnection(connection)
+    }
+
+    func closeConnection(_ connection: HTTPConnection) {
+        guard connection.phase != .closed else { return }
+        connection.phase = .closed
+        connection.timerGeneration += 1
+        lruRemove(connection)
+        connections[connection.id] = nil
+        if connection.reserved {
+            reservedCount -= 1
+        } else {
+            slotted -= 1
+            if connection.countedUnauthenticated {
+                connection.countedUnauthenticated = false
+                unauthenticated -= 1
+            }
+        }
+        connection.socket.close()  // also leaves the epoll set
+        openConnections.add(-1, ordering: .relaxed)
+        server.observer?.connectionClosed(remoteAddress: connection.remote)
+    }
+
+    // MARK: - Timers
+
+    private func scheduleTimer(_ connection: HTTPConnection) {
+        connection.timerGeneration += 1
+        var deadline = connection.deadline
+        if !connection.handle.isAuthenticated, !connection.reserved, let limit = config.unauthenticatedTimeout {
+            deadline = min(deadline, connection.acceptedAt + limit)
+        }
+        timers.push(.init(deadline: deadline, id: connection.id, generation: connection.timerGeneration))
+        if timers.count > 1024 && timers.count > 4 * connections.count {
+            timers.compact { entry in connections[entry.id]?.timerGeneration == entry.generation }
+        }
+    }
+
+    private func fireTimers() {
+        let now = ContinuousClock.now
+        if let pause = acceptPausedUntil, now >= pause, listenerOpen {
+            acceptPausedUntil = nil
+            _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_MOD, listenFD, clinux_epollin(), Self.listenerID)
+        }
+        while let entry = timers.popDue(now: now) {
+            guard let connection = connections[entry.id], connection.timerGeneration == entry.generation else { continue }
+            expire(connection, now: now)
+        }
+        if let grace = graceDeadline, now >= grace {
+            // Grace is over: wake every blocked read or write of the requests still running; their
+            // workers give the connections back and the loop closes them.
+            for connection in connections.values where connection.phase == .busy {
+                _ = Glibc.shutdown(connection.socket.fd, Int32(SHUT_RDWR))
+            }
+            graceDeadline = now + .milliseconds(100)
+        }
+    }
+
+    private func expire(_ connection: HTTPConnection, now: ContinuousClock.Instant) {
+        switch connection.phase {
+        case .handshake:
+            server.observer?.connectionRejected(remoteAddress: connection.remote,
+                                                reason: .tlsHandshake("the handshake did not finish in time"))
+            closeConnection(connection)
+        case .reading:
+            if !connection.handle.isAuthenticated, !connection.reserved, let limit = config.unauthenticatedTimeout,
+               now >= connection.acceptedAt + limit {
+                server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .authenticationTimeout)
+                closeConnection(connection)
+            } else if !connection.parser.atRequestStart || connection.requestsServed == 0 {
+                server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .headerTimeout)
+                if connection.parser.atRequestStart {
+                    closeConnection(connection)
+                } else {
+                    answerAndLinger(connection, status: 408, code: "RequestTimeout",
+                                    message: "The request head did not arrive in time.")
+                }
+            } else {
+                closeConnection(connection)  // idle keep-alive connection
+            }
+        case .lingering:
+            closeConnection(connection)
+        case .busy, .closed:
+            break
+        }
+    }
+
+    // MARK: - Drain
+
+    private func beginDrain() {
+        guard listenerOpen else { return }
+        listenerOpen = false
+        close(listenFD)
+        let grace = Duration.nanoseconds(graceNanos.load(ordering: .relaxed))
+        graceDeadline = .now + grace
+        for connection in Array(connections.values) where connection.phase != .busy {
+            closeConnection(connection)
+        }
+    }
+
+    // MARK: - Memory
+
+    /// After a burst, give freed heap memory back to the system (glibc keeps it in per-thread arenas).
+    private func maybeTrimMemory() {
+        guard busySinceTrim else { return }
+        let now = ContinuousClock.now
+        guard now - lastTrim > .seconds(2) else { return }
+        lastTrim = now
+        guard pool.counts.busy == 0 else { return }
+        busySinceTrim = false
+        _ = malloc_trim(0)
+    }
+
+    // MARK: - Idle unauthenticated connections (least recently active first)
+
+    private func lruAppend(_ connection: HTTPConnection) {
+        guard !connection.inLRU else { return }
+        connection.inLRU = true
+        connection.lruPrevious = lruTail
+        connection.lruNext = nil
+        if let tail = lruTail { tail.lruNext = connection } else { lruHead = connection }
+        lruTail = connection
+        lruCount += 1
+    }
+
+    private func lruRemove(_ connection: HTTPConnection) {
+        guard connection.inLRU else { return }
+        connection.inLRU = false
+        if let previous = connection.lruPrevious { previous.lruNext = connection.lruNext } else { lruHead = connection.lruNext }
+        if let next = connection.lruNext { next.lruPrevious = connection.lruPrevious } else { lruTail = connection.lruPrevious }
+        connection.lruPrevious = nil
+        connection.lruNext = nil
+        lruCount -= 1
+    }
+}

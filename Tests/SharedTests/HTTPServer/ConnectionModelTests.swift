@@ -1,0 +1,340 @@
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+@testable import Shared
+
+/// A handler whose `/block` requests wait until the test opens the gate; `/auth` marks the connection
+/// authenticated (what the S3 layer does after a signature verifies); `/health` is the probe.
+final class GatedHandler: HTTPRequestHandler {
+    let entered = Atomic<Int>(0)
+    private let gate = Mutex<Bool>(false)
+
+    func open() { gate.withLock { $0 = true } }
+
+    func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext) throws {
+        switch head.rawPath {
+        case "/block":
+            entered.add(1, ordering: .sequentiallyConsistent)
+            let until = ContinuousClock.now + .seconds(20)
+            while !gate.withLock({ $0 }) && ContinuousClock.now < until { usleep(2_000) }
+            try response.respond(status: 200, body: Array("released".utf8))
+        case "/auth":
+            context.connection.markAuthenticated()
+            try response.respond(status: 200, body: Array("signed".utf8))
+        case "/health":
+            try response.respond(status: 200, body: Array("ok".utf8))
+        case "/forbidden":
+            try response.respond(status: 403, body: Array("denied".utf8))
+        default:
+            try response.respond(status: 404)
+        }
+    }
+}
+
+func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        usleep(2_000)
+    }
+    return condition()
+}
+
+@Suite(.serialized) struct ConnectionModelTests {
+    func start(_ handler: GatedHandler, observer: ServerTestObserver? = nil,
+               configure: (inout HTTPServerConfiguration) -> Void) throws -> HTTPServer {
+        var config = HTTPServerConfiguration(listenAddress: "127.0.0.1:0", headerTimeout: .seconds(10),
+                                             idleTimeout: .seconds(10), bodyIdleTimeout: .seconds(10))
+        config.isProbe = { $0.rawPath == "/health" }
+        configure(&config)
+        let server = try HTTPServer(configuration: config, handler: handler, observer: observer)
+        try server.start()
+        return server
+    }
+
+    @Test func probeIsAnsweredWhileEveryOtherSlotAndWorkerIsHeld() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.maxConnections = 3
+            $0.maxWorkerThreads = 2
+        }
+        defer {
+            handler.open()
+            server.shutdown(grace: .seconds(2))
+        }
+        // Two requests hold both workers; a third connection holds the last slot, its request queued.
+        var holders: [RawHTTPClient] = []
+        for _ in 0..<3 {
+            let c = try connectRaw(server)
+            c.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+            holders.append(c)
+        }
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 2 })
+        #expect(server.workerThreads.busy == 2)
+
+        // Every slot is taken: a probe is still answered, on a connection beyond the limit...
+        let probe = try connectRaw(server)
+        probe.send("GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        let answer = try #require(probe.readResponse())
+        #expect(answer.status == 200)
+        #expect(answer.body == Array("ok".utf8))
+        #expect(answer.headers["connection"] == "close")
+        // ...while anything else there is refused.
+        let other = try connectRaw(server)
+        other.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(other.readResponse()?.status == 503)
+        #expect(handler.entered.load(ordering: .sequentiallyConsistent) == 2)
+
+        handler.open()
+        for c in holders { #expect(c.readResponse()?.body == Array("released".utf8)) }
+    }
+
+    @Test func probeOnAnOpenConnectionSkipsTheQueueOfABusyPool() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) { $0.maxWorkerThreads = 1 }
+        defer {
+            handler.open()
+            server.shutdown(grace: .seconds(2))
+        }
+        let busy = try connectRaw(server)
+        busy.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        let probe = try connectRaw(server)
+        for _ in 0..<3 {
+            probe.send("GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(probe.readResponse()?.status == 200)  // kept alive: a slot is free
+        }
+    }
+
+    @Test func idleAnonymousSocketsCannotStarveSignedRequests() throws {
+        let handler = GatedHandler()
+        let observer = ServerTestObserver()
+        let server = try start(handler, observer: observer) {
+            $0.maxConnections = 8
+            $0.maxUnauthenticatedConnections = 4
+            $0.unauthenticatedTimeout = .seconds(30)
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        // A signed client first, kept alive.
+        let signed = try connectRaw(server)
+        signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(signed.readResponse()?.status == 200)
+
+        // Fifty anonymous sockets that never send anything.
+        var squatters: [RawHTTPClient] = []
+        for _ in 0..<50 { squatters.append(try connectRaw(server)) }
+        #expect(waitUntil { observer.opened.load(ordering: .sequentiallyConsistent) == 51 })
+        #expect(server.activeConnections <= 5)  // the signed one plus at most 4 unauthenticated
+
+        // Signed clients keep getting in, on new connections and on the kept-alive one.
+        for _ in 0..<5 {
+            let c = try connectRaw(server)
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.body == Array("signed".utf8))
+            signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(signed.readResponse()?.status == 200)
+        }
+        let evicted = observer.rejections.withLock { $0.filter { $0 == .evictedUnauthenticated }.count }
+        #expect(evicted >= 46)
+        // Most squatters found their connection closed.
+        #expect(squatters.filter { $0.isClosedByPeer() }.count >= 46)
+    }
+
+    @Test func connectionsThatDoNotAuthenticateInTimeAreClosed() throws {
+        let handler = GatedHandler()
+        let observer = ServerTestObserver()
+        let server = try start(handler, observer: observer) {
+            $0.unauthenticatedTimeout = .milliseconds(300)
+            $0.maxUnauthenticatedConnections = 100
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let silent = try connectRaw(server)
+        // Answered requests that do not authenticate do not extend the deadline.
+        let chatty = try connectRaw(server)
+        chatty.send("GET /forbidden HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(chatty.readResponse()?.status == 403)
+        let signed = try connectRaw(server)
+        signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(signed.readResponse()?.status == 200)
+
+        #expect(silent.isClosedByPeer())
+        #expect(chatty.isClosedByPeer())
+        #expect(observer.rejections.withLock { $0.filter { $0 == .authenticationTimeout }.count } == 2)
+        // The authenticated connection outlives the deadline.
+        usleep(400_000)
+        signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(signed.readResponse()?.status == 200)
+    }
+
+    @Test func aSlowClientDoesNotHoldAWorker() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) { $0.maxWorkerThreads = 1 }
+        defer { server.shutdown(grace: .seconds(2)) }
+        // Half a head, then nothing (slowloris); and an idle keep-alive connection.
+        let slow = try connectRaw(server)
+        slow.send("GET /auth HTTP/1.1\r\nHo")
+        let idle = try connectRaw(server)
+        idle.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(idle.readResponse()?.status == 200)
+        // The single worker serves everybody else meanwhile.
+        for _ in 0..<20 {
+            let c = try connectRaw(server)
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.status == 200)
+        }
+        #expect(server.workerThreads.alive == 1)
+        // The slow one finishes eventually and is served too.
+        slow.send("st: t\r\n\r\n")
+        #expect(slow.readResponse()?.status == 200)
+    }
+
+    @Test func thousandsOfKeptAliveConnectionsNeedNoThreads() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.maxConnections = 5000
+            $0.maxWorkerThreads = 8
+            // Opening 2 000 connections one by one can take longer than the usual 10 s on a loaded machine;
+            // no connection may time out before the test has seen it served twice.
+            $0.idleTimeout = .seconds(600)
+            $0.headerTimeout = .seconds(600)
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        var clients: [RawHTTPClient] = []
+        for _ in 0..<2000 {
+            let c = try connectRaw(server)
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            clients.append(c)
+        }
+        for c in clients { #expect(c.readResponse()?.status == 200) }
+        #expect(server.activeConnections == 2000)
+        #expect(server.workerThreads.alive <= 8)
+        // Every one of them is still open and served again.
+        for c in clients { c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n") }
+        var served = 0
+        for c in clients where c.readResponse()?.body == Array("signed".utf8) { served += 1 }
+        #expect(served == 2000)
+    }
+
+    @Test func aBurstsWorkerThreadsEndWhenIdleWhileTheConnectionsStayOpen() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.maxConnections = 100
+            $0.maxWorkerThreads = 6
+            $0.workerIdleExit = .milliseconds(200)
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        // Six requests held at once need six workers.
+        var clients: [RawHTTPClient] = []
+        for _ in 0..<6 {
+            let c = try connectRaw(server)
+            c.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+            clients.append(c)
+        }
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 6 })
+        #expect(server.workerThreads.alive == 6)
+        handler.open()
+        for c in clients { #expect(c.readResponse()?.status == 200) }
+        // Idle, the pool shrinks back to its one resident thread; the kept-alive connections stay open and served.
+        #expect(waitUntil { server.workerThreads.alive == 1 })
+        #expect(server.activeConnections == 6)
+        for c in clients { c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n") }
+        for c in clients { #expect(c.readResponse()?.status == 200) }
+    }
+
+    @Test func drainingAnUnreadBodyHasATotalDeadline() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) { $0.drainTimeout = .milliseconds(300) }
+        defer { server.shutdown(grace: .seconds(2)) }
+        // A refused upload whose body trickles in: the server stops draining at the deadline and closes,
+        // although bytes keep arriving well within the idle timeout.
+        let c = try connectRaw(server)
+        c.send("PUT /forbidden HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        let fd = c.fd
+        let trickle = Thread {
+            for _ in 0..<100 {
+                if send(fd, "xxxxxxxxxx", 10, Int32(MSG_NOSIGNAL)) <= 0 { return }
+                usleep(20_000)
+            }
+        }
+        trickle.start()
+        let r = try #require(c.readResponse())
+        #expect(r.status == 403)
+        let started = ContinuousClock.now
+        #expect(c.isClosedByPeer())
+        #expect(ContinuousClock.now - started < .seconds(1))
+    }
+
+    @Test func shutdownClosesIdleConnectionsAndWaitsForBusyOnes() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) { _ in }
+        let idle = try connectRaw(server)
+        idle.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(idle.readResponse()?.status == 200)
+        let busy = try connectRaw(server)
+        busy.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        final class Flag: Sendable { let value = Atomic<Bool>(false) }
+        let done = Flag()
+        let stopper = Thread {
+            server.shutdown(grace: .seconds(10))
+            done.value.store(true, ordering: .sequentiallyConsistent)
+        }
+        stopper.start()
+        #expect(idle.isClosedByPeer())
+        let finishedEarly = done.value.load(ordering: .sequentiallyConsistent)
+        #expect(!finishedEarly)
+        handler.open()
+        let r = try #require(busy.readResponse())
+        #expect(r.status == 200)
+        #expect(r.headers["connection"] == "close")
+        #expect(waitUntil { done.value.load(ordering: .sequentiallyConsistent) })
+        #expect(server.activeConnections == 0)
+    }
+}
+
+@Suite struct ConnectionAdmissionTests {
+    typealias O = ConnectionAdmission.Occupancy
+
+    @Test(arguments: [
+        // connections, unauthenticated, idle unauthenticated, reserved → decision
+        (O(connections: 0, unauthenticated: 0, idleUnauthenticated: 0, reserved: 0), ConnectionAdmission.Decision.admit),
+        (O(connections: 7, unauthenticated: 3, idleUnauthenticated: 3, reserved: 0), .admit),
+        // The unauthenticated budget is full: the idlest one makes room, else the reserve.
+        (O(connections: 5, unauthenticated: 4, idleUnauthenticated: 2, reserved: 0), .admitEvictingIdleUnauthenticated),
+        (O(connections: 5, unauthenticated: 4, idleUnauthenticated: 0, reserved: 0), .reserve),
+        // Every slot taken: idle unauthenticated ones give way; authenticated or busy ones do not.
+        (O(connections: 8, unauthenticated: 1, idleUnauthenticated: 1, reserved: 0), .admitEvictingIdleUnauthenticated),
+        (O(connections: 8, unauthenticated: 0, idleUnauthenticated: 0, reserved: 1), .reserve),
+        (O(connections: 8, unauthenticated: 2, idleUnauthenticated: 0, reserved: 2), .refuse),
+    ])
+    func budgets(occupancy: ConnectionAdmission.Occupancy, expected: ConnectionAdmission.Decision) {
+        let policy = ConnectionAdmission(maxConnections: 8, maxUnauthenticated: 4, reserve: 2)
+        #expect(policy.decide(occupancy) == expected)
+    }
+
+    @Test func withoutAuthenticationTrackingOnlyTheTotalCounts() {
+        let policy = ConnectionAdmission(maxConnections: 2, maxUnauthenticated: nil, reserve: 0)
+        #expect(policy.decide(O(connections: 1, unauthenticated: 1, idleUnauthenticated: 1, reserved: 0)) == .admit)
+        #expect(policy.decide(O(connections: 2, unauthenticated: 0, idleUnauthenticated: 0, reserved: 0)) == .refuse)
+    }
+}
+
+@Suite struct TimerHeapTests {
+    @Test func popsInDeadlineOrderAndOnlyWhenDue() {
+        var heap = TimerHeap()
+        let base = ContinuousClock.now
+        var order = Array(0..<200).map { UInt64($0) }
+        order.shuffle()
+        for id in order { heap.push(.init(deadline: base + .milliseconds(Int64(id)), id: id, generation: 0)) }
+        #expect(heap.popDue(now: base - .seconds(1)) == nil)
+        var popped: [UInt64] = []
+        while let e = heap.popDue(now: base + .milliseconds(99)) { popped.append(e.id) }
+        #expect(popped == Array(0..<100).map { UInt64($0) })
+        heap.compact { $0.id % 2 == 0 }
+        #expect(heap.count == 50)
+        var rest: [UInt64] = []
+        while let e = heap.popDue(now: base + .seconds(1)) { rest.append(e.id) }
+        #expect(rest == stride(from: 100, to: 200, by: 2).map { UInt64($0) })
+    }
+}
