@@ -5,15 +5,17 @@
 #   make test                install deps, build, swift test, integration suite on Ceph RGW and moto
 #   make bench               pass-through throughput: nginx direct vs through the gateway
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
-#   make bench-engine        in-process encryption engine vs openssl speed
+#   make bench-engine        in-process encryption engine vs openssl speed (interleaved rounds)
 #   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
+#   make bench-multipart     multipart: 1 GiB encrypted/pass-through, peak RSS of 8x512 MiB parts, requests per ranged GET
 #   make bench-listing       listing 1000 multipart objects: encrypting (cold/warm size cache) vs pass-through
 #   make bench-operator      1000 EncryptionGateways on a real kube-apiserver: convergence time, requests, memory
 #   make run-operator        the operator reconciling config/samples/minimal.yaml on a real kube-apiserver
 #   make dist                render dist/install.yaml from config/default (one-file install)
 #   make docs                regenerate docs/configuration.md from the binaries' --help and the CRD
 #   make images              build both images' binaries and root filesystems without Docker (scripts/imagetest.py)
+#   make bench-keys          4 KiB PUT/GET per key provider vs a raw key, with and without the key cache
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -22,11 +24,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-listing bench-requests bench-operator deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-operator bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
-	@sed -n '3,16s/^#  //p' Makefile
+	@sed -n '3,18s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -62,6 +64,9 @@ bench: deps-bench build-release
 bench-encrypted: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/encrypted.py
 
+bench-multipart: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/multipart.py $(BENCH_ARGS)
+
 bench-engine: build-release
 	@bench/engine.sh
 
@@ -72,7 +77,7 @@ bench-listing: deps-test build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/listing.py $(BENCH_ARGS)
 
 bench-requests: deps-bench build-release
-	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/requests.py $(BENCH_ARGS)
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/request_rate.py $(BENCH_ARGS)
 
 bench-operator: deps-test
 	@scripts/kube-build.sh >/dev/null
@@ -92,3 +97,7 @@ docs: build-release build-debug
 
 images:
 	@python3 scripts/imagetest.py prepare
+
+# The key managers come from the test dependencies (PyKMIP, moto, the Vault Transit double); Ceph RGW is the backend.
+bench-keys: deps-test build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/keys.py $(BENCH_ARGS)

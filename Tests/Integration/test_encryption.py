@@ -233,14 +233,6 @@ def test_objects_stored_before_encryption_stay_readable(enc, raw, ebucket):
     assert enc.get_object(Bucket=ebucket, Key="legacy", Range="bytes=10-19")["Body"].read() == data[10:20]
 
 
-def test_multipart_uploads_are_refused(enc, raw, ebucket):
-    with pytest.raises(ClientError) as err:
-        enc.create_multipart_upload(Bucket=ebucket, Key="mpu")
-    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
-    assert "multipart" in err.value.response["Error"]["Message"]
-    assert raw.list_multipart_uploads(Bucket=ebucket).get("Uploads", []) == []
-
-
 class _PatternReader:
     """A 1-GiB-ish file-like body generated on the fly (seekable, so botocore can hash it)."""
 

@@ -219,3 +219,27 @@ def test_all_three_listings_show_plaintext_sizes_and_non_md5_etags(enc, raw, ebu
     for key, md5 in md5s.items():
         assert enc.head_object(Bucket=ebucket, Key=key)["ETag"] == f'"{md5}"'
         assert backend[key] != f'"{md5}"'  # the backend's is the MD5 of the ciphertext
+
+
+def test_s3cmd_put_20mib_multipart_and_sync_twice(enc_s3cmd, enc, ebucket, tmp_path):
+    """s3cmd uploads 20 MiB as a multipart upload (15 MiB parts): no MD5 warning (each part's ETag is the MD5 of the
+    part's plaintext), the object lists with its local size, reads back, and a second `s3cmd sync` uploads nothing."""
+    src_dir = tmp_path / "big"
+    src_dir.mkdir()
+    src = src_dir / "twenty.bin"
+    src.write_bytes(random.Random(20).randbytes(20 << 20))
+    out = enc_s3cmd("put", str(src), f"s3://{ebucket}/twenty.bin")
+    text = out.stdout + out.stderr
+    assert "WARNING" not in text and "MD5 Sums don't match" not in text, text
+    head = enc.head_object(Bucket=ebucket, Key="twenty.bin")
+    assert head["ContentLength"] == 20 << 20 and head["ETag"].endswith('-2"'), head
+    assert enc.list_objects_v2(Bucket=ebucket, Prefix="twenty.bin")["Contents"][0]["Size"] == 20 << 20
+    back = tmp_path / "back.bin"
+    got = enc_s3cmd("get", f"s3://{ebucket}/twenty.bin", str(back))
+    assert "WARNING" not in got.stdout + got.stderr, got.stdout + got.stderr
+    assert s3gw.sha256_file(back) == s3gw.sha256_file(src)
+    first = enc_s3cmd("sync", f"{src_dir}/", f"s3://{ebucket}/big/")
+    assert first.stdout.count("upload:") >= 1 and "WARNING" not in first.stdout + first.stderr, first.stdout + first.stderr
+    second = enc_s3cmd("sync", f"{src_dir}/", f"s3://{ebucket}/big/")
+    assert "upload:" not in second.stdout, second.stdout
+    assert enc.list_objects_v2(Bucket=ebucket, Prefix="big/")["Contents"][0]["Size"] == 20 << 20

@@ -126,32 +126,60 @@ struct BackendSpec: APIObject {
 }
 
 struct EncryptionSpec: APIObject {
-    var passwordSecretRef = SecretKeyRef()
+    var passwordSecretRef: SecretKeyRef?
     var previousPasswordsSecretRef: SecretKeyRef?
     var cipher = "aes-256-gcm"
     var chunkSize = 65536
     var allowPlaintextReads = true
+    // Key providers, policy and cache: EncryptionGatewayKeyTypes.swift.
+    var keyProvider = ""
+    var rawKey: RawKeySpec?
+    var passwordSaltSecretRef: SecretKeyRef?
+    var kmip: KMIPSpec?
+    var awsKMS: AWSKMSSpec?
+    var vault: VaultSpec?
+    var policyConfigMapRef: ConfigMapKeyRef?
+    var keyCacheTTL = "5m"
+    var keyCacheSize = 10000
+    var intermediateKeyLifetime = "15m"
+    var keyProviderTimeout = "5s"
 
     static var description: String { "Encryption of new objects and the keys that still read older ones." }
     static var fields: [Field<Self>] {
         [
-            Field("passwordSecretRef", \.passwordSecretRef, "The password key-encryption keys are derived from; at least 16 characters (ENCRYPTION_PASSWORD).", required: true),
+            Field("passwordSecretRef", \.passwordSecretRef, "A password key-encryption keys are derived from (provider password); at least 16 characters (ENCRYPTION_PASSWORD). Prefer rawKey or a key manager."),
             Field("previousPasswordsSecretRef", \.previousPasswordsSecretRef, "Comma-separated older passwords still accepted for reading (ENCRYPTION_PREVIOUS_PASSWORDS)."),
             Field("cipher", \.cipher, "Content cipher of new objects (ENCRYPTION_CIPHER).") { $0.enumValues = ["aes-256-gcm", "chacha20-poly1305"] },
             Field("chunkSize", \.chunkSize, "Plaintext bytes per encrypted chunk of new objects (ENCRYPTION_CHUNK_SIZE).") {
                 $0.minimum = 4096; $0.maximum = 16_777_216 },
             Field("allowPlaintextReads", \.allowPlaintextReads, "Serve objects stored without gateway encryption as they are; false refuses them (after a migration) (ENCRYPTION_ALLOW_PLAINTEXT_READS)."),
-        ]
+        ] + keyFields
     }
+    static var rules: [Rule<Self>] { keyRules }
 }
 
 struct ClientCredentialsSpec: APIObject {
-    var secretRef = CredentialsSecretRef()
+    var secretRef: CredentialsSecretRef?
+    var credentialsFileSecretRef: SecretKeyRef?
+    var anonymousAccess = "deny"
+    var regions: [String] = []
 
-    static var description: String { "Credentials of the S3 clients of the gateway (different from the backend's)." }
+    static var description: String { "Credentials of the S3 clients of the gateway (different from the backend's): one key pair, a credentials file, or both." }
     static var fields: [Field<Self>] {
         [
-            Field("secretRef", \.secretRef, "The access key pair clients sign requests with (GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY).", required: true),
+            Field("secretRef", \.secretRef, "One access key pair clients sign requests with, with access to everything (GATEWAY_ACCESS_KEY, GATEWAY_SECRET_KEY)."),
+            Field("credentialsFileSecretRef", \.credentialsFileSecretRef, "A credentials file (JSON: many credentials, each with optional bucket list, read-only flag and own backend key pair; docs/authentication.md), mounted into the pods (GATEWAY_CREDENTIALS_FILE). The gateway reloads it when the Secret changes, without a restart; a broken file keeps the last good set."),
+            Field("anonymousAccess", \.anonymousAccess, "deny refuses unsigned requests; forward sends them unsigned to the backend, whose own public ACLs and bucket policies decide (what the backend serves publicly, the gateway serves decrypted) (ANONYMOUS_ACCESS).") {
+                $0.enumValues = ["deny", "forward"] },
+            Field("regions", \.regions, "Regions clients may name in their SigV4 credential scope; empty: backend.region (GATEWAY_REGIONS).") {
+                $0.items?.pattern = #"^[a-z0-9-]+$"#; $0.maxItems = 32; $0.listType = "set" },
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [
+            Rule(cel: "has(self.secretRef) || has(self.credentialsFileSecretRef)",
+                 message: "set secretRef, credentialsFileSecretRef or both") {
+                $0.secretRef != nil || $0.credentialsFileSecretRef != nil },
         ]
     }
 }
@@ -255,10 +283,11 @@ struct NetworkPolicySpec: APIObject {
     var allowedClients: [NetworkPolicyPeerSpec] = []
     var backendCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var backendPorts: [Int] = []
+    var keyManagerCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var allowDNS = true
 
     static var description: String {
-        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend and DNS."
+        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend, the key manager and DNS."
     }
     static var fields: [Field<Self>] {
         [
@@ -269,6 +298,8 @@ struct NetworkPolicySpec: APIObject {
                 $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
             Field("backendPorts", \.backendPorts, "TCP ports of the backend; empty: the endpoint's port (443 for https, 80 for http).") {
                 $0.items?.minimum = 1; $0.items?.maximum = 65535; $0.maxItems = 16 },
+            Field("keyManagerCIDRs", \.keyManagerCIDRs, "Address ranges of the key manager (KMIP, AWS KMS or Vault), reached on the port of its endpoint.") {
+                $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
             Field("allowDNS", \.allowDNS, "Allow DNS (port 53, UDP and TCP) to any namespace, which resolving the backend needs."),
         ]
     }

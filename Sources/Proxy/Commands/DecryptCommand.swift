@@ -10,8 +10,9 @@ enum DecryptCommand {
           s3-encryption-gateway decrypt --bucket BUCKET --key KEY --print-metadata
           s3-encryption-gateway decrypt --input CIPHERTEXT --metadata METADATA.json --bucket BUCKET --key KEY [--output FILE|-]
 
-        Decrypts one object with ENCRYPTION_PASSWORD (and ENCRYPTION_PREVIOUS_PASSWORDS, comma-separated).
-        The first form reads the object from the backend (BACKEND_ENDPOINT, BACKEND_ACCESS_KEY, ...). The
+        Decrypts one object with the gateway's key settings (docs/keys.md): the provider that protects the
+        object must be configured (ENCRYPTION_KEY_FILE, ENCRYPTION_PASSWORD, KMIP_*, AWS_KMS_* or VAULT_*,
+        older raw keys and passwords included) and its key manager reachable. The first form reads the object from the backend (BACKEND_ENDPOINT, BACKEND_ACCESS_KEY, ...). The
         second prints the object's x-amz-meta-* headers as a JSON object, the file the third form reads
         together with the object's stored bytes (e.g. saved with `aws s3 cp` against the backend).
         BUCKET and KEY are always needed: every data key is bound to its object's name.
@@ -88,9 +89,9 @@ enum DecryptCommand {
             return 2
         }
         var backend: BackendClient?
-        var keyRing: KeyRing?
+        var keys: KeyService?
         do {
-            if options.source != .printMetadata { keyRing = try ToolSettings.keyRing(environment: environment) }
+            if options.source != .printMetadata { keys = try ToolSettings.keys(environment: environment).service }
             if case .local = options.source {} else { backend = try ToolSettings.backendClient(environment: environment) }
         } catch {
             Console.error("s3-encryption-gateway decrypt: \(error)")
@@ -108,12 +109,12 @@ enum DecryptCommand {
                 }
                 Console.out(MetadataDocument.json(headers: head.headers))
             case .backend:
-                let encryptor = ObjectEncryptor(keyRing: keyRing!)
+                let encryptor = ObjectEncryptor(keys: keys!)
                 try writeOutput(options.output) { sink throws in
                     try decryptFromBackend(backend!, identity: identity, encryptor: encryptor, sink: sink)
                 }
             case .local(let input, let metadataPath):
-                let encryptor = ObjectEncryptor(keyRing: keyRing!)
+                let encryptor = ObjectEncryptor(keys: keys!)
                 let headers = try MetadataDocument.read(path: metadataPath)
                 try writeOutput(options.output) { sink throws in
                     try decryptLocal(path: input, headers: headers, identity: identity, encryptor: encryptor, sink: sink)

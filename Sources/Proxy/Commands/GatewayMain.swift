@@ -10,7 +10,7 @@ struct GatewayMain {
         usage:
           s3-encryption-gateway [serve] [options]     run the gateway (the default)
           s3-encryption-gateway bench-engine [opts]   measure the encryption engine in process
-          s3-encryption-gateway rotate --bucket B     re-wrap data keys under the active key (rotate --help)
+          s3-encryption-gateway rotate --bucket B     re-wrap data keys under another key or provider (rotate --help)
           s3-encryption-gateway decrypt --bucket B --key K   offline decryption (decrypt --help)
           s3-encryption-gateway healthcheck [--url U]  probe the running gateway's /health (the image's HEALTHCHECK)
           s3-encryption-gateway --version

@@ -1,33 +1,40 @@
 import Foundation
 import Shared
 
-/// `s3-encryption-gateway rotate`: re-wraps the data keys of encrypted objects under the active
-/// key (`ENCRYPTION_PASSWORD`) without touching their ciphertext, by a backend server-side copy
-/// of each object onto itself that replaces only its metadata (docs/FORMAT.md §8).
+/// `s3-encryption-gateway rotate`: re-wraps the data keys of encrypted objects under a target key
+/// (any provider; by default the key the policy gives the bucket) without touching their ciphertext,
+/// by a backend server-side copy of each object onto itself that replaces only its metadata
+/// (docs/FORMAT.md §8, docs/keys.md §5).
 enum RotateCommand {
     static let usage = """
-        usage: s3-encryption-gateway rotate --bucket BUCKET [--prefix PREFIX] [--resume-after KEY] [--dry-run] [--page-size N]
+        usage: s3-encryption-gateway rotate --bucket BUCKET [--to KEYNAME] [--prefix PREFIX] [--resume-after KEY] [--dry-run] [--page-size N]
 
-        Re-wraps the data keys of the encrypted objects in BUCKET (under PREFIX) with the active key
-        (ENCRYPTION_PASSWORD). Objects wrapped with an older key need its password in
-        ENCRYPTION_PREVIOUS_PASSWORDS (comma-separated). Object bodies are not re-encrypted: each object
-        is copied onto itself on the backend with its metadata replaced, only if it was not overwritten
-        meanwhile (x-amz-copy-source-if-match). Plain objects and objects already under the active key
-        are left alone, so running it again changes nothing.
+        Re-wraps the data keys of the encrypted objects in BUCKET (under PREFIX) with a target key: the key
+        the policy file gives the bucket (the default key, ENCRYPTION_KEY_PROVIDER, without a policy), or the
+        key named by --to. The keys objects are wrapped with now must be configured too (any provider:
+        raw, password, kmip, aws-kms, vault-transit; older raw keys in ENCRYPTION_PREVIOUS_KEY_FILES, older
+        passwords in ENCRYPTION_PREVIOUS_PASSWORDS). Object bodies are not re-encrypted: each object is copied
+        onto itself on the backend with its metadata replaced, only if it was not overwritten meanwhile
+        (x-amz-copy-source-if-match). Within one key manager an intermediate key keeps its value and is
+        re-wrapped by the key manager (Vault rewrap), once for all the objects that share it. Plain objects
+        and objects already under the target key's current version are left alone, so running it again
+        changes nothing.
 
         options:
           --bucket BUCKET       bucket to rotate (required)
+          --to KEYNAME          target: a key named in ENCRYPTION_POLICY_FILE, or "default"
           --prefix PREFIX       only keys starting with PREFIX
           --resume-after KEY    start after KEY (the last key a previous run printed)
           --dry-run             report what would be re-wrapped, change nothing
           --page-size N         keys per listing request, 1 to 1000 (default 1000)
 
-        environment: ENCRYPTION_PASSWORD, ENCRYPTION_PREVIOUS_PASSWORDS, BACKEND_ENDPOINT, BACKEND_REGION,
+        environment: the gateway's key settings (ENCRYPTION_KEY_PROVIDER, ENCRYPTION_KEY_FILE, ENCRYPTION_PASSWORD,
+        KMIP_*, AWS_KMS_*, VAULT_*, ENCRYPTION_POLICY_FILE; docs/keys.md) and BACKEND_ENDPOINT, BACKEND_REGION,
         BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY, BACKEND_CA_FILE, BACKEND_TLS_INSECURE_SKIP_VERIFY.
 
         output: one JSON line per object on stdout ({"key":…,"result":"rotated|current|plain|too-large|failed",…}),
         then a summary line ({"summary":true,…,"last_key":…}); progress lines on stderr.
-        exit codes: 0 every encrypted object is under the active key, 1 some objects failed or were
+        exit codes: 0 every encrypted object is under the target key, 1 some objects failed or were
         skipped (listed with result "failed" or "too-large"), 2 bad flags or configuration.
 
         """
@@ -38,12 +45,18 @@ enum RotateCommand {
         var resumeAfter: String?
         var dryRun = false
         var pageSize = 1000
+        /// A key name of the policy (`default` included); nil: the policy's key for the bucket.
+        var to: String?
 
         static func parse(_ arguments: [String]) throws(UsageError) -> Options {
-            let flags = try CommandFlags(arguments, valued: ["--bucket", "--prefix", "--resume-after", "--page-size"],
+            let flags = try CommandFlags(arguments, valued: ["--bucket", "--prefix", "--resume-after", "--page-size", "--to"],
                                          boolean: ["--dry-run"])
             var options = Options(bucket: try flags.required("--bucket"), prefix: flags["--prefix"],
                                   resumeAfter: flags["--resume-after"], dryRun: flags.has("--dry-run"))
+            if let to = flags["--to"] {
+                guard !to.isEmpty else { throw UsageError(message: "--to needs a key name") }
+                options.to = to
+            }
             if let text = flags["--page-size"] {
                 guard let n = Int(text), (1...1000).contains(n) else {
                     throw UsageError(message: "--page-size must be a whole number from 1 to 1000, got \(JSON.quote(text))")
@@ -73,7 +86,7 @@ enum RotateCommand {
     static func decide(headers: [(name: String, value: String)], size: Int, identity: ObjectIdentity,
                        encryptor: ObjectEncryptor) throws(EncryptionError) -> Decision {
         guard let metadata = try EncryptionMetadata.parse(fields: headers) else { return .plain }
-        // Version 1 objects are re-wrapped even under the active key: that upgrades their metadata to version 2.
+        // Version 1 objects are re-wrapped even under the target key: that upgrades their metadata to version 2.
         if metadata.version == .current && encryptor.keys.isActive(metadata.keyReference) { return .current }
         if size > maxCopySize { return .tooLarge(size: size) }
         return .rewrap(try encryptor.rewrap(metadata, from: identity, to: identity))
@@ -123,7 +136,7 @@ enum RotateCommand {
         }
         let options: Options
         let backend: BackendClient
-        let keyRing: KeyRing
+        let keys: KeyService
         do {
             options = try Options.parse(arguments)
         } catch {
@@ -132,20 +145,34 @@ enum RotateCommand {
         }
         do {
             backend = try ToolSettings.backendClient(environment: environment)
-            keyRing = try ToolSettings.keyRing(environment: environment)
+            keys = try ToolSettings.keys(environment: environment).service
         } catch {
             Console.error("s3-encryption-gateway rotate: \(error)")
             return 2
         }
-        let encryptor = ObjectEncryptor(keyRing: keyRing)
+        let target: KeySpec
+        let policy = keys.policy
+        if let name = options.to {
+            guard let spec = policy.keys[name] else {
+                Console.error("s3-encryption-gateway rotate: --to \(JSON.quote(name)) is not a key of the policy file (known: \(policy.keys.keys.sorted().joined(separator: ", ")))")
+                return 2
+            }
+            target = spec
+        } else if case .encrypt(let spec, _) = policy.decision(bucket: options.bucket) {
+            target = spec
+        } else {
+            target = policy.defaultKey
+        }
+        let encryptor = ObjectEncryptor(keys: RotationKeys(service: keys, target: target))
         let tally = rotate(options: options, backend: backend, encryptor: encryptor)
         var summary = "{\"summary\":true,\"dry_run\":\(options.dryRun),\"examined\":\(tally.examined),"
         summary += "\"\(options.dryRun ? "would_rotate" : "rotated")\":\(tally.rotated),\"current\":\(tally.current),"
         summary += "\"plain\":\(tally.plain),\"too_large\":\(tally.tooLarge),\"failed\":\(tally.failed),"
-        summary += "\"active_key_id\":\(JSON.quote(keyRing.active.idHex)),\"last_key\":\(tally.lastKey.map(JSON.quote) ?? "null")}"
+        summary += "\"target_key\":\(JSON.quote(target.description)),"
+        summary += "\"active_key_id\":\(JSON.quote(keys.local[target.provider]?.active.idHex ?? target.name)),\"last_key\":\(tally.lastKey.map(JSON.quote) ?? "null")}"
         Console.out(summary)
         if tally.exitCode != 0 {
-            Console.error("rotate: \(tally.failed) object(s) failed and \(tally.tooLarge) were too large to copy (see the \"failed\" and \"too-large\" lines); fix the cause and run again (it only touches objects not yet under the active key)")
+            Console.error("rotate: \(tally.failed) object(s) failed and \(tally.tooLarge) were too large to copy (see the \"failed\" and \"too-large\" lines); fix the cause and run again (it only touches objects not yet under the target key)")
         }
         return tally.exitCode
     }
@@ -180,7 +207,7 @@ enum RotateCommand {
                 case .plain: tally.plain += 1
                 case .tooLarge(let size):
                     tally.tooLarge += 1
-                    line += ",\"size\":\(size),\"error\":\(JSON.quote("larger than 5 GiB: S3 cannot copy it onto itself; keep its old password in ENCRYPTION_PREVIOUS_PASSWORDS, or re-upload it through the gateway"))"
+                    line += ",\"size\":\(size),\"error\":\(JSON.quote("larger than 5 GiB: S3 cannot copy it onto itself; keep its current key configured, or re-upload it through the gateway"))"
                 case .failed(let message):
                     tally.failed += 1
                     line += ",\"error\":\(JSON.quote(message))"
@@ -236,7 +263,7 @@ enum RotateCommand {
         case .current: return .current
         case .tooLarge(let size): return .tooLarge(size: size)
         case .rewrap(let metadata):
-            let from = head.header(FormatV1.keyIDHeader) ?? "?"
+            let from = head.header(FormatV1.keyIDHeader) ?? "?"  // v1 and v2 both record it
             let to = metadata.keyReference.keyID
             if dryRun { return .rotated(fromKeyID: from, toKeyID: to) }
             guard let etag = head.header("etag"), !etag.isEmpty else {

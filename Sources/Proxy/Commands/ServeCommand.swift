@@ -33,26 +33,58 @@ enum ServeCommand {
         }
 
         var encryptor: ObjectEncryptor?
-        if !config.passthrough, let password = config.encryptionPassword {
-            // scrypt runs here, once per password (about 100 ms each), never per request.
+        var keys: KeyService?
+        var policyWatcher: PolicyWatcher?
+        if !config.passthrough {
+            // Key files are read, passwords derived (scrypt, ~100 ms each) and certificates loaded here, once.
+            let settings: KeySettings
+            let keyTelemetry = KeyTelemetry(registry: telemetry.registry, logger: logger)
             do {
-                let keyRing = try KeyRing.derive(activePassword: password, previousPasswords: config.encryptionPreviousPasswords)
-                let layout = try ChunkLayout(chunkSize: config.encryptionChunkSize)
-                encryptor = ObjectEncryptor(keyRing: keyRing, cipher: config.encryptionCipher, layout: layout)
-                logger.info("encryption keys ready", [
-                    "active_key_id": .string(keyRing.active.idHex),
-                    "previous_key_ids": .string(keyRing.keys.dropFirst().map(\.idHex).joined(separator: ",")),
-                    "cipher": .string(config.encryptionCipher.name),
-                    "chunk_size": .int(layout.chunkSize),
-                ])
-                if layout.chunkSize != ChunkLayout.default.chunkSize {
-                    logger.warn("non-default ENCRYPTION_CHUNK_SIZE: listings report sizes computed for 65536-byte chunks, so sizes of new objects are wrong in listings (HEAD/GET are exact)")
-                }
+                settings = try KeySettings.parse({ config.settingValues[$0] }, environment: environment)
+                keys = try settings.makeKeyService(logger: logger, observer: keyTelemetry)
             } catch {
-                printError("s3-encryption-gateway: invalid configuration: ENCRYPTION_PASSWORD: \(error)")
+                printError("s3-encryption-gateway: \(error)\nRun with --help for the list of settings.")
                 return 2
             }
+            let layout: ChunkLayout
+            do {
+                layout = try ChunkLayout(chunkSize: config.encryptionChunkSize)
+            } catch {
+                printError("s3-encryption-gateway: invalid configuration: ENCRYPTION_CHUNK_SIZE: \(error)")
+                return 2
+            }
+            encryptor = ObjectEncryptor(keys: keys!, cipher: config.encryptionCipher, layout: layout)
+            if let path = settings.policyFile {
+                policyWatcher = PolicyWatcher(path: path, keys: keys!, defaultKey: settings.defaultKey, logger: logger, telemetry: keyTelemetry)
+                policyWatcher?.start()
+            }
+            let policy = keys!.policy
+            let defaultRing = keys!.local[settings.defaultProvider]
+            logger.info("encryption keys ready", [
+                "default_key": .string(settings.defaultKey.description),
+                "active_key_id": .string(defaultRing?.active.idHex ?? settings.defaultKey.name),
+                "previous_key_ids": .string(defaultRing?.keys.dropFirst().map(\.idHex).joined(separator: ",") ?? ""),
+                "providers": .string(keys!.configuredProviders.map(\.rawValue).sorted().joined(separator: ",")),
+                "local_key_ids": .string(keys!.local.values.flatMap { ring in ring.keys.map { "\(ring.kind):\($0.idHex)" } }.sorted().joined(separator: ",")),
+                "policy_rules": .int(policy.rules.count),
+                "key_cache_ttl_seconds": .int(Int(settings.tuning.cacheTTL.components.seconds)),
+                "intermediate_key_lifetime_seconds": .int(Int(settings.tuning.intermediateLifetime.components.seconds)),
+                "cipher": .string(config.encryptionCipher.name),
+                "chunk_size": .int(layout.chunkSize),
+            ])
+            if settings.defaultProvider == .password {
+                logger.warn("the default key is derived from a password; a raw key file (ENCRYPTION_KEY_FILE) or a key manager is preferred (docs/keys.md)")
+            }
+            for (provider, problem) in keys!.providerHealth() {
+                if let problem { logger.warn("key provider not usable at start-up; /ready reports it until it is", ["provider": .string(provider.rawValue), "error": .string(problem)]) }
+            }
+            if layout.chunkSize != ChunkLayout.default.chunkSize {
+                logger.warn("non-default ENCRYPTION_CHUNK_SIZE: listings report sizes computed for 65536-byte chunks, so sizes of new objects are wrong in listings (HEAD/GET are exact)")
+            }
         }
+        _ = policyWatcher
+        var bucketDecision: (@Sendable (String) -> BucketDecision)?
+        if let keys { bucketDecision = { @Sendable bucket in keys.decision(bucket: bucket) } }
 
         // Client credentials: the single pair from the environment and/or the credentials file (watched).
         var fixed: [Credential] = []
@@ -76,13 +108,13 @@ enum ServeCommand {
         let authenticator = RequestAuthenticator(credentials: credentials, regions: Set(config.gatewayRegions),
                                                  anonymous: config.anonymousForward ? .forward : .deny)
 
-        let endpoints = GatewayEndpointsHandler(backend: backend, telemetry: telemetry)
+        let endpoints = GatewayEndpointsHandler(backend: backend, telemetry: telemetry, keys: keys)
         let handler = S3RequestHandler(
             gateway: endpoints,
             authenticator: authenticator,
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
             encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
-            tracer: tracer)
+            bucketDecision: bucketDecision, tracer: tracer)
 
         var tls: ReloadingTLSContext?
         if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {

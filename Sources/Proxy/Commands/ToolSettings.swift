@@ -12,20 +12,12 @@ enum ToolSettings {
         try GatewayConfiguration.previousPasswords(text)
     }
 
-    /// The key ring: `ENCRYPTION_PASSWORD` active, `ENCRYPTION_PREVIOUS_PASSWORDS` for reading.
-    static func keyRing(environment: [String: String]) throws(ConfigurationError) -> KeyRing {
-        guard let active = environment[GatewaySetting.encryptionPassword.rawValue], !active.isEmpty else {
-            throw ConfigurationError(.encryptionPassword, "is required (the password objects are, or will be, wrapped with)")
-        }
-        guard active.utf8.count >= 16 else {
-            throw ConfigurationError(.encryptionPassword, "must be at least 16 characters long")
-        }
-        let previous = try previousPasswords(environment[previousPasswordsVariable])
-        do {
-            return try KeyRing.derive(activePassword: active, previousPasswords: previous)
-        } catch {
-            throw ConfigurationError(.encryptionPreviousPasswords, error.message)
-        }
+    /// The keys, from the same settings as the gateway (docs/keys.md): every configured provider, the
+    /// default key and the policy file. Key files are read and passwords derived here (exit 2 on errors).
+    static func keys(environment: [String: String]) throws(ConfigurationError) -> (settings: KeySettings, service: KeyService) {
+        let settings = try KeySettings.parse({ name in environment[name.rawValue].flatMap { $0.isEmpty ? nil : $0 } },
+                                             environment: environment)
+        return (settings, try settings.makeKeyService())
     }
 
     /// The backend client from BACKEND_ENDPOINT, BACKEND_REGION, BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY,

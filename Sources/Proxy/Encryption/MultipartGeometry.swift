@@ -46,6 +46,13 @@ public struct MultipartGeometry: Sendable, Equatable {
         }
     }
 
+    /// The same geometry also knowing `headers` (by part index), e.g. those a read fetched and checked with
+    /// `verify`, so a later read of those parts needs no header read of its own.
+    public func knowing(_ headers: [Int: PartHeader]) -> MultipartGeometry {
+        let merged = knownHeaders.merging(headers.filter { $0.key >= 1 && $0.key <= count }) { known, _ in known }
+        return MultipartGeometry(chunkLayout: chunkLayout, storedLength: storedLength, parts: parts, knownHeaders: merged)
+    }
+
     public var isUniform: Bool {
         if case .uniform = parts { return true }
         return false

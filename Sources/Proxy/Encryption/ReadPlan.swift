@@ -101,3 +101,30 @@ public final class PlannedReader {
         }
     }
 }
+
+/// A decryptor of one planned backend range — a single-part object's `PlannedReader`, a multipart object's
+/// `MultipartRangeReader` — as the response relays and copy sources drive it.
+public protocol RangeDecryptor: AnyObject {
+    /// 200 or 206: the status of the answer to the client.
+    var status: Int { get }
+    var contentLength: Int { get }
+    var contentRange: String? { get }
+    /// The `Range` sent to the backend; nil fetches the whole object (which must then answer 200).
+    var backendRange: String? { get }
+    func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws
+    func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws
+}
+
+extension PlannedReader: RangeDecryptor {
+    public var status: Int { plan.status }
+    public var contentLength: Int { plan.contentLength }
+    public var contentRange: String? { plan.contentRange }
+    public var backendRange: String? { plan.backendRange }
+}
+
+extension MultipartRangeReader: RangeDecryptor {
+    public var status: Int { plan.status }
+    public var contentLength: Int { plan.contentLength }
+    public var contentRange: String? { plan.contentRange }
+    public var backendRange: String? { plan.backendRange }
+}

@@ -7,6 +7,8 @@ struct GatewayEndpointsHandler: GatewayEndpoints {
     let telemetry: GatewayTelemetry
     /// The backend counts as up when it answered anything within this window.
     let readinessWindow: Duration = .seconds(5)
+    /// The key managers the gateway uses (nil: none); each unreachable one makes the gateway not ready.
+    var keys: KeyService? = nil
 
     func serve(_ endpoint: GatewayRoute.Endpoint, head: HTTPRequestHead, response: ResponseWriter, context: RequestContext) {
         var headers = HTTPFields()
@@ -18,7 +20,12 @@ struct GatewayEndpointsHandler: GatewayEndpoints {
             body = Array("ok\n".utf8)
             headers.add("Content-Type", "text/plain; charset=utf-8")
         case .ready:
-            let (ready, reason) = backendReady()
+            var (ready, reason) = backendReady()
+            if ready, let problems = keys?.providerHealth().compactMap({ item in item.problem.map { "key provider \(item.provider): \($0)" } }),
+               !problems.isEmpty {
+                ready = false
+                reason = problems.joined(separator: "; ")
+            }
             status = ready ? 200 : 503
             body = Array((ready ? "ready\n" : "not ready: \(reason)\n").utf8)
             headers.add("Content-Type", "text/plain; charset=utf-8")

@@ -20,6 +20,8 @@ struct S3RequestHandler: HTTPRequestHandler {
     let baseDomains: [String]
     /// Unix seconds, for the signature's clock-skew check.
     let now: @Sendable () -> Int64
+    /// The per-bucket encryption policy (`ENCRYPTION_POLICY_FILE`); nil: every bucket is encrypted.
+    let bucketDecision: (@Sendable (String) -> BucketDecision)?
     /// Starts each S3 request's server span (`Tracer.disabled`: spans only carry the client's trace context on).
     let tracer: Tracer
 
@@ -29,7 +31,7 @@ struct S3RequestHandler: HTTPRequestHandler {
     ///   - allowPlaintextReads: `ENCRYPTION_ALLOW_PLAINTEXT_READS`; false refuses objects without gateway metadata.
     init(gateway: any GatewayEndpoints, authenticator: RequestAuthenticator, backend: BackendClient, observer: any S3RequestObserver,
          baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
-         allowPlaintextReads: Bool = true, tracer: Tracer = .disabled,
+         allowPlaintextReads: Bool = true, bucketDecision: (@Sendable (String) -> BucketDecision)? = nil, tracer: Tracer = .disabled,
          now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
         self.authenticator = authenticator
@@ -40,6 +42,7 @@ struct S3RequestHandler: HTTPRequestHandler {
         self.observer = observer
         self.baseDomains = baseDomains
         self.now = now
+        self.bucketDecision = bucketDecision
         self.tracer = tracer
     }
 
@@ -69,18 +72,28 @@ struct S3RequestHandler: HTTPRequestHandler {
             accessKey: nil, errorCode: nil, errorDetail: nil, backendError: false, aborted: false)
         var verifyingBody: VerifyingBody?
         do {
-            let request = try authenticate(head, context: context)
-            // The connection proved its credentials: it leaves the small unauthenticated budget (anonymous
-            // requests forwarded under ANONYMOUS_ACCESS=forward prove nothing and stay in it).
+            let request: S3Request, wrapped: VerifyingBody, writer: ResponseWriter
+            if head.method == "POST", let address = try? S3RequestAddress.resolve(rawPath: head.rawPath, host: head.headers["Host"],
+                                                                                   baseDomains: baseDomains),
+               Self.isPostObject(head, address: address) {
+                // A browser form: authenticated by its signed policy, then stored as a PutObject.
+                (request, wrapped, writer) = try preparePostObject(head, address: address, body: body, response: response, context: context)
+            } else {
+                request = try authenticate(head, context: context)
+                wrapped = VerifyingBody(body, declaration: try PayloadDeclaration.parse(
+                    headers: head.headers, payload: request.identity.payload, chain: request.identity.chunkChain))
+                writer = response
+            }
+            // The connection proved its credentials (a header/presigned signature or a form's signed policy): it leaves
+            // the small unauthenticated budget (anonymous requests forwarded under ANONYMOUS_ACCESS=forward prove
+            // nothing and stay in it).
             if request.identity.accessKey != nil { context.connection.markAuthenticated() }
             summary.bucket = request.address.bucket
             summary.key = request.address.key
             summary.operation = request.operation.name
             summary.accessKey = request.identity.accessKey
-            let wrapped = VerifyingBody(body, declaration: try PayloadDeclaration.parse(
-                headers: head.headers, payload: request.identity.payload, chain: request.identity.chunkChain))
             verifyingBody = wrapped
-            let result = try dispatch(request, body: wrapped, response: response)
+            let result = try dispatch(request, body: wrapped, response: writer)
             summary.status = result.status
             summary.bytesOut = result.bytesOut
         } catch let failure as AuthenticationFailure {
@@ -108,6 +121,8 @@ struct S3RequestHandler: HTTPRequestHandler {
                 summary.backendError = cause == .backend
                 summary.errorDetail = detail
             }
+        } catch let error as EncryptionError where KeyPolicyRouting.s3Error(for: error) != nil {
+            answer(KeyPolicyRouting.s3Error(for: error)!, head: head, response: response, context: context, summary: &summary)
         } catch {
             answer(S3Error.internalError(), detail: "\(error)", head: head, response: response, context: context, summary: &summary)
         }
@@ -159,6 +174,11 @@ struct S3RequestHandler: HTTPRequestHandler {
         guard let encrypted else { return try passthrough.handle(request, body: body, response: response) }
         var request = request
         request.query = request.operation.understoodParameters(request.query)
+        if let bucket = request.address.bucket, let bucketDecision,
+           KeyPolicyRouting.bypassesEncryption(request, decision: bucketDecision(bucket)) {
+            try KeyPolicyRouting.checkPlainCopySource(request, backend: passthrough.backend)
+            return try passthrough.handle(request, body: body, response: response)
+        }
         switch request.operation {
         case .getObject, .headObject, .putObject, .copyObject, .listObjects, .listObjectsV2, .listObjectVersions:
             return try encrypted.handle(request, body: body, response: response)

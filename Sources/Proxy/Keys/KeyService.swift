@@ -50,7 +50,7 @@ public final class KeyService: Sendable {
     /// The last call to each provider: when, and whether it reached the provider.
     private let lastOutcome = Mutex<[KeyProviderKind: (at: ContinuousClock.Instant, reached: Bool)]>([:])
     /// Same-provider re-wraps already done in this process (rotate): source cache key → new reference.
-    private let rewrapMemo = Mutex<[[UInt8]: StoredKeyReference]>([:])
+    private let rewrapMemo = Mutex<[[UInt8]: KeyReference]>([:])
     private let observer: any KeyServiceObserver
     private let clock: @Sendable () -> ContinuousClock.Instant
 
@@ -106,18 +106,18 @@ public final class KeyService: Sendable {
 
     /// The wrapping key for a new object, as the policy decides for its bucket. `nil` when the policy
     /// says the bucket is plain (the caller must then not encrypt).
-    public func wrappingKeyForNewObject(_ identity: ObjectIdentity) throws(EncryptionError) -> ResolvedWrappingKey? {
+    public func wrappingKeyForNewObject(_ identity: ObjectIdentity) throws(EncryptionError) -> WrappingKey? {
         guard case .encrypt(let spec, _) = decision(bucket: identity.bucket) else { return nil }
         return try wrappingKey(forNewObject: identity, spec: spec)
     }
 
     /// The wrapping key for a new object under an explicit key (CopyObject destinations, `rotate --to`).
-    public func wrappingKey(forNewObject identity: ObjectIdentity, spec: KeySpec) throws(EncryptionError) -> ResolvedWrappingKey {
+    public func wrappingKey(forNewObject identity: ObjectIdentity, spec: KeySpec) throws(EncryptionError) -> WrappingKey {
         if spec.provider.isLocal {
             guard let ring = local[spec.provider] else {
                 throw EncryptionError(.unknownKeyID, "provider \(spec.provider) is not configured")
             }
-            return ResolvedWrappingKey(reference: StoredKeyReference(provider: spec.provider, keyID: ring.active.idHex), bytes: ring.active.bytes)
+            return try WrappingKey(reference: KeyReference(provider: spec.provider.rawValue, keyID: ring.active.idHex), bytes: ring.active.bytes)
         }
         guard let provider = remote[spec.provider] else {
             throw EncryptionError(.unknownKeyID, "provider \(spec.provider) is not configured")
@@ -138,13 +138,13 @@ public final class KeyService: Sendable {
             table[key] = slot
             return slot
         }
-        return try slot.key(now: clock(), lifetime: tuning.intermediateLifetime) { () throws(EncryptionError) -> ResolvedWrappingKey in
+        return try slot.key(now: clock(), lifetime: tuning.intermediateLifetime) { () throws(EncryptionError) -> WrappingKey in
             try createIntermediate(provider, keyName: keyName, scope: .bucket, identity: identity)
         }
     }
 
     private func createIntermediate(_ provider: any RemoteKeyProvider, keyName: String, scope: IntermediateKeyEnvelope.Scope,
-                                    identity: ObjectIdentity) throws(EncryptionError) -> ResolvedWrappingKey {
+                                    identity: ObjectIdentity) throws(EncryptionError) -> WrappingKey {
         let secret = SecureRandom.bytes(IntermediateKeyEnvelope.keySize)
         let envelope0 = IntermediateKeyEnvelope(scope: scope, ciphertext: [])
         let context = envelope0.context(for: identity)
@@ -156,10 +156,10 @@ public final class KeyService: Sendable {
             throw EncryptionError(.keyUnavailable, "\(provider.kind) returned a key id or ciphertext the object format cannot record")
         }
         let envelope = IntermediateKeyEnvelope(scope: scope, ciphertext: wrapped.ciphertext)
-        let reference = StoredKeyReference(provider: provider.kind, keyID: wrapped.keyID, wrappedIntermediateKey: envelope.bytes)
+        let reference = try KeyReference(provider: provider.kind.rawValue, keyID: wrapped.keyID, wrappedIntermediateKey: envelope.bytes)
         cache.insert(secret, for: reference.cacheKey(context))
         observer.intermediateKeyCreated(provider.kind, bucket: identity.bucket)
-        return ResolvedWrappingKey(reference: reference, bytes: secret)
+        return try WrappingKey(reference: reference, bytes: secret)
     }
 
     /// Key ids the format can record: 1-256 printable ASCII characters, no comma.
@@ -171,31 +171,32 @@ public final class KeyService: Sendable {
     // MARK: Reading
 
     /// The wrapping key of a stored object, whatever the policy says now.
-    public func wrappingKey(for reference: StoredKeyReference, identity: ObjectIdentity) throws(EncryptionError) -> ResolvedWrappingKey {
-        if reference.provider.isLocal {
+    public func wrappingKey(for reference: KeyReference, identity: ObjectIdentity) throws(EncryptionError) -> WrappingKey {
+        let kind = try Self.kind(of: reference)
+        if kind.isLocal {
             guard reference.wrappedIntermediateKey == nil else {
-                throw EncryptionError(.malformedMetadata, "a \(reference.provider) key reference has no intermediate key")
+                throw EncryptionError(.malformedMetadata, "a \(kind) key reference has no intermediate key")
             }
-            guard let ring = local[reference.provider] else {
-                throw EncryptionError(.unknownKeyID, "the object's key is a \(reference.provider) key (id \(reference.keyID)) and no \(reference.provider) key is configured")
+            guard let ring = local[kind] else {
+                throw EncryptionError(.unknownKeyID, "the object's key is a \(kind) key (id \(reference.keyID)) and no \(kind) key is configured")
             }
             guard let key = ring.key(idHex: reference.keyID) else {
-                throw EncryptionError(.unknownKeyID, "the object was encrypted with \(reference.provider) key id \(reference.keyID), which is not configured; add it as a previous key (\(reference.provider == .raw ? "ENCRYPTION_PREVIOUS_KEY_FILES" : "ENCRYPTION_PREVIOUS_PASSWORDS"))")
+                throw EncryptionError(.unknownKeyID, "the object was encrypted with \(kind) key id \(reference.keyID), which is not configured; add it as a previous key (\(kind == .raw ? "ENCRYPTION_PREVIOUS_KEY_FILES" : "ENCRYPTION_PREVIOUS_PASSWORDS"))")
             }
-            return ResolvedWrappingKey(reference: reference, bytes: key.bytes)
+            return try WrappingKey(reference: reference, bytes: key.bytes)
         }
-        guard let provider = remote[reference.provider] else {
-            throw EncryptionError(.unknownKeyID, "the object's key is held by \(reference.provider) (key \(reference.keyID)), which this gateway has no settings for")
+        guard let provider = remote[kind] else {
+            throw EncryptionError(.unknownKeyID, "the object's key is held by \(kind) (key \(reference.keyID)), which this gateway has no settings for")
         }
         guard let wrapped = reference.wrappedIntermediateKey else {
-            throw EncryptionError(.malformedMetadata, "a \(reference.provider) key reference needs its wrapped intermediate key")
+            throw EncryptionError(.malformedMetadata, "a \(kind) key reference needs its wrapped intermediate key")
         }
         let envelope = try IntermediateKeyEnvelope(parsing: wrapped)
         let context = envelope.context(for: identity)
         let (secret, hit): ([UInt8], Bool)
         do {
             (secret, hit) = try cache.value(for: reference.cacheKey(context)) { () throws(KeyProviderError) -> [UInt8] in
-                try timedProviderCall(provider.kind, "unwrap") { () throws(KeyProviderError) in
+                try timedProviderCall(kind, "unwrap") { () throws(KeyProviderError) in
                     try provider.unwrap(envelope.ciphertext, keyID: reference.keyID, context: context)
                 }
             }
@@ -206,7 +207,15 @@ public final class KeyService: Sendable {
         guard secret.count == IntermediateKeyEnvelope.keySize else {
             throw EncryptionError(.tamperDetected, "the intermediate key of \(identity.bucket)/\(identity.key) unwrapped to \(secret.count) bytes")
         }
-        return ResolvedWrappingKey(reference: reference, bytes: secret)
+        return try WrappingKey(reference: reference, bytes: secret)
+    }
+
+    /// The provider a stored reference names; an unknown name is damaged (or newer) metadata.
+    static func kind(of reference: KeyReference) throws(EncryptionError) -> KeyProviderKind {
+        guard let kind = KeyProviderKind(rawValue: reference.provider) else {
+            throw EncryptionError(.unknownKeyID, "the object's key provider \"\(reference.provider)\" is not one this gateway knows (\(KeyProviderKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return kind
     }
 
     /// The key-encryption key of a format-version-1 object (password keys only, fixed public salt).
@@ -223,8 +232,8 @@ public final class KeyService: Sendable {
     // MARK: Rotation
 
     /// Whether an object under `reference` is already under `target`'s current key (so `rotate` skips it).
-    public func isCurrent(_ reference: StoredKeyReference, target: KeySpec) throws(EncryptionError) -> Bool {
-        guard reference.provider == target.provider else { return false }
+    public func isCurrent(_ reference: KeyReference, target: KeySpec) throws(EncryptionError) -> Bool {
+        guard reference.provider == target.provider.rawValue else { return false }
         if let ring = local[target.provider] { return reference.keyID == ring.active.idHex }
         guard let provider = remote[target.provider] else {
             throw EncryptionError(.unknownKeyID, "provider \(target.provider) is not configured")
@@ -238,8 +247,8 @@ public final class KeyService: Sendable {
     /// The wrapping key an object under `reference` gets when re-wrapped onto `target`. Within one
     /// remote provider the intermediate key is kept and only re-wrapped by the key manager (Vault
     /// `rewrap`), once per distinct intermediate key; otherwise the object gets `target`'s key.
-    public func rewrapTarget(for reference: StoredKeyReference, identity: ObjectIdentity, target: KeySpec) throws(EncryptionError) -> ResolvedWrappingKey {
-        guard reference.provider == target.provider, !target.provider.isLocal, let provider = remote[target.provider],
+    public func rewrapTarget(for reference: KeyReference, identity: ObjectIdentity, target: KeySpec) throws(EncryptionError) -> WrappingKey {
+        guard reference.provider == target.provider.rawValue, !target.provider.isLocal, let provider = remote[target.provider],
               let wrapped = reference.wrappedIntermediateKey else {
             return try wrappingKey(forNewObject: identity, spec: target)
         }
@@ -247,19 +256,19 @@ public final class KeyService: Sendable {
         let envelope = try IntermediateKeyEnvelope(parsing: wrapped)
         let context = envelope.context(for: identity)
         let memoKey = reference.cacheKey(context)
-        if let done = rewrapMemo.withLock({ $0[memoKey] }) { return ResolvedWrappingKey(reference: done, bytes: current.bytes) }
+        if let done = rewrapMemo.withLock({ $0[memoKey] }) { return try WrappingKey(reference: done, bytes: current.bytes) }
         let keyName = target.name.isEmpty ? provider.defaultKeyName : target.name
         let rewrapped = try call(provider.kind, "rewrap") { () throws(KeyProviderError) in
             try provider.rewrap(envelope.ciphertext, keyID: reference.keyID, keyName: keyName, context: context)
         }
         let newEnvelope = IntermediateKeyEnvelope(scope: envelope.scope, ciphertext: rewrapped.ciphertext)
-        let newReference = StoredKeyReference(provider: provider.kind, keyID: rewrapped.keyID, wrappedIntermediateKey: newEnvelope.bytes)
+        let newReference = try KeyReference(provider: provider.kind.rawValue, keyID: rewrapped.keyID, wrappedIntermediateKey: newEnvelope.bytes)
         rewrapMemo.withLock { memo in
             if memo.count >= 10_000 { memo.removeAll() }
             memo[memoKey] = newReference
         }
         cache.insert(current.bytes, for: newReference.cacheKey(context))
-        return ResolvedWrappingKey(reference: newReference, bytes: current.bytes)
+        return try WrappingKey(reference: newReference, bytes: current.bytes)
     }
 
     // MARK: Health
@@ -308,7 +317,7 @@ public final class KeyService: Sendable {
         }
     }
 
-    private func describe(_ error: KeyProviderError, reference: StoredKeyReference, identity: ObjectIdentity) -> EncryptionError {
+    private func describe(_ error: KeyProviderError, reference: KeyReference, identity: ObjectIdentity) -> EncryptionError {
         switch error.code {
         case .invalidCiphertext:
             return EncryptionError(.tamperDetected, "the intermediate key of \(identity.bucket)/\(identity.key) does not unwrap under \(reference): \(error.message)")
@@ -327,19 +336,64 @@ private struct SlotKey: Hashable {
 /// The current intermediate key of one (key, bucket); creation is serialised so an expiry under load
 /// costs one key-manager call.
 private final class IntermediateSlot: Sendable {
-    private let current = Mutex<(key: ResolvedWrappingKey, expires: ContinuousClock.Instant)?>(nil)
+    private let current = Mutex<(key: WrappingKey, expires: ContinuousClock.Instant)?>(nil)
     private let creation = Mutex<Void>(())
 
     func isLive(now: ContinuousClock.Instant) -> Bool { current.withLock { $0.map { $0.expires > now } ?? false } }
 
     func key(now: ContinuousClock.Instant, lifetime: Duration,
-             create: () throws(EncryptionError) -> ResolvedWrappingKey) throws(EncryptionError) -> ResolvedWrappingKey {
+             create: () throws(EncryptionError) -> WrappingKey) throws(EncryptionError) -> WrappingKey {
         if let live = current.withLock({ $0 }), live.expires > now { return live.key }
-        return try creation.withLock { _ throws(EncryptionError) -> ResolvedWrappingKey in
+        return try creation.withLock { _ throws(EncryptionError) -> WrappingKey in
             if let live = current.withLock({ $0 }), live.expires > now { return live.key }
             let key = try create()
             current.withLock { $0 = (key, now + lifetime) }
             return key
         }
+    }
+}
+
+extension KeyReference {
+    /// Identifies the wrapped key, under the context it is unwrapped with, for the unwrapped-key cache:
+    /// a key cached for one bucket (or object) is never handed out for another.
+    func cacheKey(_ context: KeyManagerContext) -> [UInt8] {
+        var digest = Digest(.sha256)
+        digest.update(provider)
+        digest.update([0] as [UInt8])
+        digest.update(keyID)
+        digest.update([0] as [UInt8])
+        digest.update(wrappedIntermediateKey ?? [])
+        digest.update(context.canonicalBytes)
+        return digest.finalize()
+    }
+}
+
+// MARK: - The format's key interface
+
+extension KeyService: DataKeyWrapping {
+    /// Wraps a new object's data key with the key the policy gives its bucket (the default key for a
+    /// bucket the policy keeps plain: a handler that encrypts there anyway, e.g. a copy of an encrypted
+    /// object, still gets a key).
+    public func wrap(_ dataKey: DataKey, context: WrapContext) throws(EncryptionError) -> WrappedDataKey {
+        let spec: KeySpec
+        switch decision(bucket: context.identity.bucket) {
+        case .encrypt(let chosen, _): spec = chosen
+        case .plain: spec = policy.defaultKey
+        }
+        return try LocalKeyWrap.seal(dataKey, with: wrappingKey(forNewObject: context.identity, spec: spec), context: context)
+    }
+
+    public func unwrap(_ wrapped: WrappedDataKey, context: WrapContext) throws(EncryptionError) -> DataKey {
+        try LocalKeyWrap.open(wrapped, with: wrappingKey(for: wrapped.reference, identity: context.identity), context: context)
+    }
+
+    public func v1Key(id: [UInt8]) -> KeyEncryptionKey? {
+        local[.password]?.key(id: id).map { KeyEncryptionKey(id: $0.id, key: $0.bytes) }
+    }
+
+    /// Whether `reference` is the current version of the default key (objects of other policy keys are
+    /// judged by `isCurrent(_:target:)`, which `rotate` uses).
+    public func isActive(_ reference: KeyReference) -> Bool {
+        (try? isCurrent(reference, target: policy.defaultKey)) ?? false
     }
 }

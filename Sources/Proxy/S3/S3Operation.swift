@@ -114,7 +114,7 @@ enum RefusedOperation: String, Sendable, Equatable {
         case .getObjectAttributes:
             return "GetObjectAttributes is not supported by an encrypting gateway yet (the backend's sizes, ETags and checksums describe the ciphertext); use HeadObject."
         case .postObject:
-            return "POST Object (browser form upload) is not supported by an encrypting gateway yet; use PutObject."
+            return "POST on a bucket is a browser form upload (POST Object); it needs a multipart/form-data body and no query parameters."
         case .writeGetObjectResponse:
             return "WriteGetObjectResponse (S3 Object Lambda) is not supported by an encrypting gateway."
         }

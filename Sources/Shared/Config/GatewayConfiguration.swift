@@ -10,6 +10,40 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     case encryptionChunkSize = "ENCRYPTION_CHUNK_SIZE"
     case encryptionCipher = "ENCRYPTION_CIPHER"
     case encryptionAllowPlaintextReads = "ENCRYPTION_ALLOW_PLAINTEXT_READS"
+    // Key providers (docs/keys.md).
+    case encryptionKeyProvider = "ENCRYPTION_KEY_PROVIDER"
+    case encryptionKeyFile = "ENCRYPTION_KEY_FILE"
+    case encryptionPreviousKeyFiles = "ENCRYPTION_PREVIOUS_KEY_FILES"
+    case encryptionPasswordSalt = "ENCRYPTION_PASSWORD_SALT"
+    case encryptionPolicyFile = "ENCRYPTION_POLICY_FILE"
+    case keyCacheTTL = "KEY_CACHE_TTL"
+    case keyCacheSize = "KEY_CACHE_SIZE"
+    case keyIntermediateLifetime = "KEY_INTERMEDIATE_LIFETIME"
+    case keyProviderTimeout = "KEY_PROVIDER_TIMEOUT"
+    case kmipEndpoint = "KMIP_ENDPOINT"
+    case kmipKeyID = "KMIP_KEY_ID"
+    case kmipCAFile = "KMIP_CA_FILE"
+    case kmipClientCertFile = "KMIP_CLIENT_CERT_FILE"
+    case kmipClientKeyFile = "KMIP_CLIENT_KEY_FILE"
+    case kmipServerName = "KMIP_SERVER_NAME"
+    case awsKMSKeyID = "AWS_KMS_KEY_ID"
+    case awsKMSRegion = "AWS_KMS_REGION"
+    case awsKMSEndpoint = "AWS_KMS_ENDPOINT"
+    case awsKMSAccessKeyID = "AWS_KMS_ACCESS_KEY_ID"
+    case awsKMSSecretAccessKey = "AWS_KMS_SECRET_ACCESS_KEY"
+    case awsKMSSessionToken = "AWS_KMS_SESSION_TOKEN"
+    case awsKMSCAFile = "AWS_KMS_CA_FILE"
+    case vaultAddress = "VAULT_ADDR"
+    case vaultTransitKey = "VAULT_TRANSIT_KEY"
+    case vaultTransitMount = "VAULT_TRANSIT_MOUNT"
+    case vaultNamespace = "VAULT_NAMESPACE"
+    case vaultCACert = "VAULT_CACERT"
+    case vaultAuthMethod = "VAULT_AUTH_METHOD"
+    case vaultToken = "VAULT_TOKEN"
+    case vaultTokenFile = "VAULT_TOKEN_FILE"
+    case vaultKubernetesRole = "VAULT_KUBERNETES_ROLE"
+    case vaultKubernetesTokenFile = "VAULT_KUBERNETES_TOKEN_FILE"
+    case vaultKubernetesMount = "VAULT_KUBERNETES_MOUNT"
     case backendEndpoint = "BACKEND_ENDPOINT"
     case backendRegion = "BACKEND_REGION"
     case backendAccessKey = "BACKEND_ACCESS_KEY"
@@ -39,7 +73,8 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     /// Secrets are never printed, logged or echoed back in error messages.
     public var isSecret: Bool {
         switch self {
-        case .encryptionPassword, .encryptionPreviousPasswords, .backendSecretKey, .gatewaySecretKey: return true
+        case .encryptionPassword, .encryptionPreviousPasswords, .backendSecretKey, .gatewaySecretKey,
+             .awsKMSSecretAccessKey, .awsKMSSessionToken, .vaultToken: return true
         default: return false
         }
     }
@@ -47,11 +82,44 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     public var summary: String {
         switch self {
         case .listenAddress: return "address to listen on, e.g. :8080, 127.0.0.1:9000, [::1]:8080 (default :8080)"
-        case .encryptionPassword: return "password the key-encryption keys are derived from (secret)"
+        case .encryptionPassword: return "password: the key-encryption key is derived from it; prefer raw or a key manager (secret)"
         case .encryptionPreviousPasswords: return "comma-separated older passwords, still accepted for reading objects (secret)"
         case .encryptionChunkSize: return "plaintext bytes per encrypted chunk of new objects, 4096 to 16777216 (default 65536)"
         case .encryptionCipher: return "content cipher of new objects: aes-256-gcm or chacha20-poly1305 (default aes-256-gcm)"
         case .encryptionAllowPlaintextReads: return "false refuses objects stored without gateway encryption instead of serving them as stored; true only while migrating (default true)"
+        case .encryptionKeyProvider: return "provider of the default key: raw, password, kmip, aws-kms or vault-transit (default: raw with ENCRYPTION_KEY_FILE, password with ENCRYPTION_PASSWORD)"
+        case .encryptionKeyFile: return "raw: file holding the active 256-bit key as 64 hex digits or base64 (a mounted Secret)"
+        case .encryptionPreviousKeyFiles: return "raw: comma-separated files with older keys, still accepted for reading"
+        case .encryptionPasswordSalt: return "password: per-deployment scrypt salt, at least 16 characters"
+        case .encryptionPolicyFile: return "JSON file of per-bucket rules (encrypt with a named key, or plain); reloaded when it changes"
+        case .keyCacheTTL: return "how long keys unwrapped by a key manager are cached, e.g. 5m; 0 disables (default 5m)"
+        case .keyCacheSize: return "unwrapped keys cached at most (default 10000)"
+        case .keyIntermediateLifetime: return "how long one intermediate key serves a bucket's new objects, e.g. 15m; 0: one per object (default 15m)"
+        case .keyProviderTimeout: return "deadline of one key-manager call (default 5s)"
+        case .kmipEndpoint: return "kmip: host:port of the KMIP server (port 5696 by default)"
+        case .kmipKeyID: return "kmip: unique identifier of the active AES-256 key"
+        case .kmipCAFile: return "kmip: PEM bundle that signed the server's certificate"
+        case .kmipClientCertFile: return "kmip: client certificate (PEM) for mutual TLS"
+        case .kmipClientKeyFile: return "kmip: client private key (PEM) for mutual TLS"
+        case .kmipServerName: return "kmip: name to verify the server certificate against (default: the endpoint's host)"
+        case .awsKMSKeyID: return "aws-kms: key id, key ARN or alias/NAME of the active key"
+        case .awsKMSRegion: return "aws-kms: region (default AWS_REGION, else us-east-1)"
+        case .awsKMSEndpoint: return "aws-kms: endpoint URL (default https://kms.<region>.amazonaws.com)"
+        case .awsKMSAccessKeyID: return "aws-kms: access key id (default AWS_ACCESS_KEY_ID)"
+        case .awsKMSSecretAccessKey: return "aws-kms: secret access key (default AWS_SECRET_ACCESS_KEY) (secret)"
+        case .awsKMSSessionToken: return "aws-kms: session token for temporary credentials (secret)"
+        case .awsKMSCAFile: return "aws-kms: PEM bundle for the endpoint (default: system CAs)"
+        case .vaultAddress: return "vault-transit: Vault or OpenBao address, e.g. https://vault.example.com:8200"
+        case .vaultTransitKey: return "vault-transit: name of the Transit key"
+        case .vaultTransitMount: return "vault-transit: mount path of the Transit engine (default transit)"
+        case .vaultNamespace: return "vault-transit: namespace (Vault Enterprise, OpenBao)"
+        case .vaultCACert: return "vault-transit: PEM bundle for Vault's certificate (default: system CAs)"
+        case .vaultAuthMethod: return "vault-transit: token or kubernetes (default kubernetes when VAULT_KUBERNETES_ROLE is set)"
+        case .vaultToken: return "vault-transit: token (secret)"
+        case .vaultTokenFile: return "vault-transit: file holding the token, re-read every minute and after a 403"
+        case .vaultKubernetesRole: return "vault-transit: role of Vault's Kubernetes auth"
+        case .vaultKubernetesTokenFile: return "vault-transit: service-account token file (default /var/run/secrets/kubernetes.io/serviceaccount/token)"
+        case .vaultKubernetesMount: return "vault-transit: mount path of the Kubernetes auth method (default kubernetes)"
         case .backendEndpoint: return "URL of the S3 backend, e.g. https://s3.us-east-1.amazonaws.com (required)"
         case .backendRegion: return "region used to sign backend requests (default us-east-1)"
         case .backendAccessKey: return "access key for the backend (required)"
@@ -139,6 +207,9 @@ public struct GatewayConfiguration: Sendable {
     /// HTTPS on the listener when both are set (checked at start-up by loading them).
     public var tlsCertFile: String?
     public var tlsKeyFile: String?
+    /// Every setting given (flags over environment), for the parts validated elsewhere: the key
+    /// providers (`KeySettings` in the proxy), which need types this module does not have.
+    public var settingValues: [GatewaySetting: String] = [:]
     /// `PROBE_ADDR`: a second, plain-HTTP listener for the probe and metrics endpoints.
     public var probeAddress: ListenAddress?
     /// `AUTH_TIMEOUT`: time a connection gets to complete an authenticated request.
@@ -211,9 +282,6 @@ public struct GatewayConfiguration: Sendable {
         config.encryptionPassword = value(.encryptionPassword)
         if let password = config.encryptionPassword, password.utf8.count < 16 {
             throw ConfigurationError(.encryptionPassword, "must be at least 16 characters long")
-        }
-        if config.encryptionPassword == nil && !config.passthrough {
-            throw ConfigurationError(.encryptionPassword, "is required unless \(GatewaySetting.passthrough.rawValue)=true")
         }
         config.encryptionPreviousPasswords = try previousPasswords(values[.encryptionPreviousPasswords])
         config.encryptionAllowPlaintextReads = try bool(value(.encryptionAllowPlaintextReads), .encryptionAllowPlaintextReads) ?? true
@@ -298,6 +366,7 @@ public struct GatewayConfiguration: Sendable {
         case (nil, _?): throw ConfigurationError(.tlsCertFile, "is required when TLS_KEY_FILE is set (HTTPS needs both)")
         case (_?, nil): throw ConfigurationError(.tlsKeyFile, "is required when TLS_CERT_FILE is set (HTTPS needs both)")
         }
+        config.settingValues = values.filter { !$0.value.isEmpty }
         return config
     }
 

@@ -73,6 +73,12 @@ public struct HTTPClientResponse: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
 
+    public init(status: Int, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
     /// First value of `name`, compared case-insensitively.
     public func header(_ name: String) -> String? {
         let lower = name.lowercased()

@@ -17,13 +17,7 @@ public enum TLSReloadEvent: Sendable {
 /// so an idle server does no work. A change that does not load (a key that does not match yet, a half-written
 /// file) keeps the last good context and is reported once per change; the next change is tried again.
 public final class ReloadingTLSContext: Sendable {
-    struct Stamp: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var modified: Int64
-        var modifiedNanos: Int64
-    }
+    typealias Stamp = FileStamp
 
     struct State {
         var context: TLSContext
@@ -88,10 +82,5 @@ public final class ReloadingTLSContext: Sendable {
         }
     }
 
-    static func stamp(_ path: String) -> Stamp? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        return Stamp(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-                     modified: Int64(st.st_mtim.tv_sec), modifiedNanos: Int64(st.st_mtim.tv_nsec))
-    }
+    static func stamp(_ path: String) -> Stamp? { FileStamp.of(path) }
 }

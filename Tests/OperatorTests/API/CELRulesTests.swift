@@ -34,6 +34,42 @@ import Testing
         T.rules.flatMap { rule in values.map { (rule.cel, $0.json ?? .null, rule.check($0)) } }
     }
 
+    /// Key providers: every combination of configured providers, with every keyProvider value.
+    static var encryptionGrid: [EncryptionSpec] {
+        let ref = SecretKeyRef(name: "s", key: "k")
+        var out: [EncryptionSpec] = []
+        for mask in 0..<32 {
+            for provider in EncryptionSpec.keyProviders {
+                var e = EncryptionSpec()
+                e.keyProvider = provider
+                if mask & 1 != 0 { e.rawKey = RawKeySpec(secretRef: ref) }
+                if mask & 2 != 0 { e.passwordSecretRef = ref }
+                if mask & 4 != 0 { e.kmip = KMIPSpec(endpoint: "k:5696", keyID: "u", clientCertSecretName: "c") }
+                if mask & 8 != 0 { e.awsKMS = AWSKMSSpec(keyID: "k") }
+                if mask & 16 != 0 { e.vault = VaultSpec(address: "https://v", transitKey: "t") }
+                out.append(e)
+            }
+        }
+        for (previous, salt) in [(true, false), (false, true), (true, true)] {
+            for password in [false, true] {
+                var e = EncryptionSpec()
+                e.rawKey = RawKeySpec(secretRef: ref)
+                e.keyProvider = "raw"
+                if password { e.passwordSecretRef = ref }
+                if previous { e.previousPasswordsSecretRef = ref }
+                if salt { e.passwordSaltSecretRef = ref }
+                out.append(e)
+            }
+        }
+        return out
+    }
+
+    static var vaultAuthGrid: [VaultAuthSpec] {
+        let token = SecretKeyRef(name: "v", key: "t"), k8s = VaultKubernetesAuthSpec(role: "r")
+        return [VaultAuthSpec(), VaultAuthSpec(tokenSecretRef: token), VaultAuthSpec(kubernetes: k8s),
+                VaultAuthSpec(tokenSecretRef: token, kubernetes: k8s)]
+    }
+
     @Test func celAndSwiftAgreeOnEveryRule() throws {
         var autoscaling: [AutoscalingSpec] = []
         for enabled in [false, true] {
@@ -54,8 +90,15 @@ import Testing
         for enabled in [false, true] {
             for host in ["", "s3.example.com"] { ingress.append(IngressSpec(enabled: enabled, host: host)) }
         }
+        var clients: [ClientCredentialsSpec] = []
+        for pair in [nil, CredentialsSecretRef(name: "c")] {
+            for file in [nil, SecretKeyRef(name: "f", key: "credentials.json")] {
+                clients.append(ClientCredentialsSpec(secretRef: pair, credentialsFileSecretRef: file))
+            }
+        }
         var cases = Self.grid(AutoscalingSpec.self, autoscaling) + Self.grid(PodDisruptionBudgetSpec.self, pdb)
-            + Self.grid(IngressSpec.self, ingress)
+            + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
+            + Self.grid(EncryptionSpec.self, Self.encryptionGrid) + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
         for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", String(repeating: "a", count: 56),
                      String(repeating: "a", count: 57)] {
             for rule in EncryptionGatewayCRD.nameRules {

@@ -175,6 +175,30 @@ import Testing
                 && container(s)?[path: "readinessProbe", "httpGet", "scheme"] == "HTTPS"
                 && container(s)?[path: "livenessProbe", "httpGet", "scheme"] == "HTTPS"
         }),
+        ("client credentials file, anonymous access, regions", {
+            $0["clientCredentials"] = ["credentialsFileSecretRef": ["name": "creds", "key": "credentials.json"],
+                                       "anonymousAccess": "forward", "regions": ["eu-west-1", "us-east-1"]]
+        }, { s in
+            let pod = child(s, .deployment)?[path: "spec", "template", "spec"]
+            let volume = pod?["volumes"]?.array?.first { $0["name"] == "client-credentials" }
+            let d = child(s, .configMap)?["data"]
+            let uses = Builders.secretUses(s.spec).filter { $0.setting == .gatewayCredentialsFile }
+            return volume?[path: "secret", "secretName"] == "creds"
+                && volume?[path: "secret", "items"] == [["key": "credentials.json", "path": "credentials.json"]]
+                && container(s)?["volumeMounts"]?.array?.contains { $0["mountPath"] == "/etc/s3gateway/credentials" && $0["readOnly"] == true } == true
+                && d?["GATEWAY_CREDENTIALS_FILE"] == "/etc/s3gateway/credentials/credentials.json"
+                && d?["ANONYMOUS_ACCESS"] == "forward" && d?["GATEWAY_REGIONS"] == "eu-west-1,us-east-1"
+                && env(s)["GATEWAY_CREDENTIALS_FILE"]?["configMapKeyRef"] != nil
+                && env(s)["GATEWAY_ACCESS_KEY"] == nil && env(s)["GATEWAY_SECRET_KEY"] == nil
+                // The gateway reloads the file: a change of the Secret does not roll the pods.
+                && uses.count == 1 && uses[0].mounted && !uses[0].rollsPods
+        }),
+        ("client key pair and credentials file together", {
+            $0["clientCredentials"]?["credentialsFileSecretRef"] = ["name": "creds", "key": "c.json"]
+        }, { s in
+            env(s)["GATEWAY_ACCESS_KEY"]?[path: "secretKeyRef", "name"] == "c" && env(s)["GATEWAY_CREDENTIALS_FILE"] != nil
+                && child(s, .configMap)?[path: "data", "ANONYMOUS_ACCESS"] == nil  // deny, the gateway's default
+        }),
         ("topology spread off", { $0["topologySpread"] = ["enabled": false] },
          { child($0, .deployment)?[path: "spec", "template", "spec", "topologySpreadConstraints"] == nil }),
         ("scheduling", {

@@ -91,15 +91,15 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
     @Test func localKeysWrapDirectlyAndReadPreviousKeys() throws {
         let keys = try service()
         let w = try #require(try keys.wrappingKeyForNewObject(photo))
-        #expect(w.reference == StoredKeyReference(provider: .raw, keyID: rawKey.idHex))
+        #expect(w.reference == (try KeyReference(provider: "raw", keyID: rawKey.idHex)))
         #expect(w.bytes == rawKey.bytes)
-        let old = try keys.wrappingKey(for: StoredKeyReference(provider: .raw, keyID: oldRawKey.idHex), identity: photo)
+        let old = try keys.wrappingKey(for: try KeyReference(provider: "raw", keyID: oldRawKey.idHex), identity: photo)
         #expect(old.bytes == oldRawKey.bytes)
         #expect(throws: EncryptionError.self) {
-            try keys.wrappingKey(for: StoredKeyReference(provider: .raw, keyID: "0011223344556677"), identity: photo)
+            try keys.wrappingKey(for: try KeyReference(provider: "raw", keyID: "0011223344556677"), identity: photo)
         }
         #expect(throws: EncryptionError.self) {
-            try keys.wrappingKey(for: StoredKeyReference(provider: .password, keyID: rawKey.idHex), identity: photo)
+            try keys.wrappingKey(for: try KeyReference(provider: "password", keyID: rawKey.idHex), identity: photo)
         }
         #expect(rawKey.idHex != oldRawKey.idHex && rawKey.idHex.count == 16)
     }
@@ -108,7 +108,7 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
         let kms = InMemoryKeyManager()
         let clock = UnwrappedKeyCacheTests.FakeClock()
         let keys = try service(remote: kms, lifetime: .seconds(900), clock: clock)
-        var references = Set<StoredKeyReference>()
+        var references = Set<KeyReference>()
         for i in 0..<1000 {
             let w = try #require(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "photos", key: "k\(i)")))
             references.insert(w.reference)
@@ -182,8 +182,9 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
         kms.failure = nil
         #expect(keys.providerHealth().first?.problem == nil)
         // Damaged envelopes are refused before any call.
-        var damaged = w.reference
-        damaged.wrappedIntermediateKey![0] = 9
+        var envelope = w.reference.wrappedIntermediateKey!
+        envelope[0] = 9
+        let damaged = try KeyReference(provider: w.reference.provider, keyID: w.reference.keyID, wrappedIntermediateKey: envelope)
         #expect(throws: EncryptionError.self) { try keys.wrappingKey(for: damaged, identity: photo) }
     }
 
@@ -194,10 +195,10 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
              "buckets": [{"match": "restic-*", "action": "plain"}, {"match": "secure-*", "action": "encrypt", "key": "vault"}]}
             """)
         #expect(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "restic-1", key: "x")) == nil)
-        #expect(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "secure-1", key: "x"))?.reference.provider == .vaultTransit)
-        #expect(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "other", key: "x"))?.reference.provider == .raw)
+        #expect(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "secure-1", key: "x"))?.reference.provider == "vault-transit")
+        #expect(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "other", key: "x"))?.reference.provider == "raw")
         try keys.replacePolicy(BucketPolicy(defaultKey: KeySpec(provider: .raw)))
-        #expect(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "restic-1", key: "x"))?.reference.provider == .raw)
+        #expect(try keys.wrappingKeyForNewObject(ObjectIdentity(bucket: "restic-1", key: "x"))?.reference.provider == "raw")
         // A policy naming an unconfigured provider is refused.
         let kmip = try BucketPolicy.parse(Array("{\"keys\": {\"h\": {\"provider\": \"kmip\", \"key\": \"1\"}}}".utf8),
                                           defaultKey: KeySpec(provider: .raw), configured: [.raw, .kmip])
@@ -212,7 +213,7 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
         #expect(try keys.isCurrent(w.reference, target: target))
         kms.rotate("k1")
         #expect(try !keys.isCurrent(w.reference, target: target))
-        var rewrapped: Set<StoredKeyReference> = []
+        var rewrapped: Set<KeyReference> = []
         for i in 0..<50 {
             let t = try keys.rewrapTarget(for: w.reference, identity: ObjectIdentity(bucket: "photos", key: "k\(i)"), target: target)
             #expect(t.bytes == w.bytes)  // same intermediate key, new wrap
@@ -225,12 +226,12 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
         #expect(try keys.isCurrent(new, target: target))
         // Another provider: the object gets that provider's key.
         let toRaw = try keys.rewrapTarget(for: w.reference, identity: photo, target: KeySpec(provider: .raw))
-        #expect(toRaw.reference == StoredKeyReference(provider: .raw, keyID: rawKey.idHex))
+        #expect(toRaw.reference == (try KeyReference(provider: "raw", keyID: rawKey.idHex)))
         #expect(try keys.isCurrent(toRaw.reference, target: KeySpec(provider: .raw)))
         // `rotate` runs in its own process: its first intermediate key is wrapped under the newest version.
         let rotator = try service(remote: kms)
         let fromRaw = try rotator.rewrapTarget(for: toRaw.reference, identity: photo, target: target)
-        #expect(fromRaw.reference.provider == .vaultTransit && fromRaw.reference.keyID == "k1:v2")
+        #expect(fromRaw.reference.provider == "vault-transit" && fromRaw.reference.keyID == "k1:v2")
     }
 
     @Test func rawKeyFilesAcceptHexAndBase64Only() throws {

@@ -124,12 +124,18 @@ import Testing
         #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(environment: fileOnly, arguments: []) }
     }
 
-    @Test func passwordOptionalOnlyInPassthrough() throws {
+    /// Key-provider settings are validated by the proxy (`KeySettings`, which knows the providers); `load`
+    /// keeps every given value for it, flags over environment.
+    @Test func keyProviderSettingsAreKeptForTheProxy() throws {
         var env = base
         env["ENCRYPTION_PASSWORD"] = nil
-        #expect(throws: ConfigurationError.self) { try GatewayConfiguration.load(environment: env, arguments: []) }
-        env["GATEWAY_PASSTHROUGH"] = "true"
-        #expect(try GatewayConfiguration.load(environment: env, arguments: []).passthrough)
+        env["ENCRYPTION_KEY_PROVIDER"] = "vault-transit"
+        env["VAULT_ADDR"] = "https://vault.example.com"
+        let config = try GatewayConfiguration.load(environment: env, arguments: ["--vault-transit-key", "s3eg"])
+        #expect(config.settingValues[.encryptionKeyProvider] == "vault-transit")
+        #expect(config.settingValues[.vaultTransitKey] == "s3eg")
+        #expect(config.settingValues[.encryptionPassword] == nil)
+        #expect(GatewaySetting.vaultToken.isSecret && GatewaySetting.awsKMSSecretAccessKey.isSecret)
     }
 
     @Test func unknownFlagIsRejected() {

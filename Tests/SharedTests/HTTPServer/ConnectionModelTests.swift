@@ -251,8 +251,18 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         let c = try connectRaw(server)
         c.send("PUT /forbidden HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
         let fd = c.fd
+        // The trickle must stop before `c` closes its descriptor: a number reused by another test's socket would
+        // otherwise receive these bytes (seen: a parallel test's echo answered "abcxxxxxxx").
+        let trickleControl = TrickleControl()
+        defer {
+            trickleControl.stop.store(true, ordering: .sequentiallyConsistent)
+            trickleControl.done.wait()
+            withExtendedLifetime(c) {}
+        }
         let trickle = Thread {
+            defer { trickleControl.done.signal() }
             for _ in 0..<100 {
+                if trickleControl.stop.load(ordering: .sequentiallyConsistent) { return }
                 if send(fd, "xxxxxxxxxx", 10, Int32(MSG_NOSIGNAL)) <= 0 { return }
                 usleep(20_000)
             }
@@ -337,4 +347,10 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         while let e = heap.popDue(now: base + .seconds(1)) { rest.append(e.id) }
         #expect(rest == stride(from: 100, to: 200, by: 2).map { UInt64($0) })
     }
+}
+
+/// Stops a test's sender thread and waits for it, so it never writes to a descriptor number after it was closed.
+final class TrickleControl: Sendable {
+    let stop = Atomic<Bool>(false)
+    let done = DispatchSemaphore(value: 0)
 }

@@ -4,6 +4,8 @@ import Shared
 extension Builders {
     static let backendCADirectory = "/etc/s3gateway/backend-ca"
     static let tlsDirectory = "/etc/s3gateway/tls"
+    static let clientCredentialsDirectory = "/etc/s3gateway/credentials"
+    static let clientCredentialsFileName = "credentials.json"
     static let backendCAFileName = "ca.crt"
     /// The gateway's user: `nobody`, as the restricted Pod Security profile wants (non-root, fixed UID).
     static let runAsUser: Int64 = 65534
@@ -32,6 +34,13 @@ extension Builders {
             d[.tlsKeyFile] = tlsDirectory + "/tls.key"
         }
         if !spec.domains.isEmpty { d[.gatewayDomains] = spec.domains.joined(separator: ",") }
+        if spec.clientCredentials.credentialsFileSecretRef != nil {
+            d[.gatewayCredentialsFile] = clientCredentialsDirectory + "/" + clientCredentialsFileName
+        }
+        // Only when not the gateway's default, so that upgrading the operator does not roll existing pods.
+        if spec.clientCredentials.anonymousAccess != "deny" { d[.anonymousAccess] = spec.clientCredentials.anonymousAccess }
+        if !spec.clientCredentials.regions.isEmpty { d[.gatewayRegions] = spec.clientCredentials.regions.joined(separator: ",") }
+        d.merge(keyConfigData(spec.encryption)) { a, _ in a }
         return d
     }
 
@@ -48,23 +57,25 @@ extension Builders {
 
     /// The settings that come from Secrets (environment variables, and the CA mounted as a file).
     static func secretUses(_ spec: EncryptionGatewaySpec) -> [SecretUse] {
-        let b = spec.backend.credentialsSecretRef, c = spec.clientCredentials.secretRef
+        let b = spec.backend.credentialsSecretRef
         var out: [SecretUse] = [
             SecretUse(setting: .backendAccessKey, ref: SecretKeyRef(name: b.name, key: b.accessKeyIDKey),
                       field: "spec.backend.credentialsSecretRef"),
             SecretUse(setting: .backendSecretKey, ref: SecretKeyRef(name: b.name, key: b.secretAccessKeyKey),
                       field: "spec.backend.credentialsSecretRef"),
-            SecretUse(setting: .encryptionPassword, ref: spec.encryption.passwordSecretRef,
-                      field: "spec.encryption.passwordSecretRef"),
-            SecretUse(setting: .gatewayAccessKey, ref: SecretKeyRef(name: c.name, key: c.accessKeyIDKey),
-                      field: "spec.clientCredentials.secretRef"),
-            SecretUse(setting: .gatewaySecretKey, ref: SecretKeyRef(name: c.name, key: c.secretAccessKeyKey),
-                      field: "spec.clientCredentials.secretRef"),
         ]
-        if let previous = spec.encryption.previousPasswordsSecretRef {
-            out.append(SecretUse(setting: .encryptionPreviousPasswords, ref: previous,
-                                 field: "spec.encryption.previousPasswordsSecretRef"))
+        if let c = spec.clientCredentials.secretRef {
+            out.append(SecretUse(setting: .gatewayAccessKey, ref: SecretKeyRef(name: c.name, key: c.accessKeyIDKey),
+                                 field: "spec.clientCredentials.secretRef"))
+            out.append(SecretUse(setting: .gatewaySecretKey, ref: SecretKeyRef(name: c.name, key: c.secretAccessKeyKey),
+                                 field: "spec.clientCredentials.secretRef"))
         }
+        if let file = spec.clientCredentials.credentialsFileSecretRef {
+            // Mounted; the gateway re-reads the file when the kubelet updates it, so a change needs no new pods.
+            out.append(SecretUse(setting: .gatewayCredentialsFile, ref: file, field: "spec.clientCredentials.credentialsFileSecretRef",
+                                 rollsPods: false, mounted: true))
+        }
+        out += keySecretUses(spec.encryption)
         if let ca = spec.backend.caSecretRef {
             out.append(SecretUse(setting: .backendCAFile, ref: ca, field: "spec.backend.caSecretRef", mounted: true))
         }
@@ -116,6 +127,17 @@ extension Builders {
                 "items": [["key": "tls.crt", "path": "tls.crt"], ["key": "tls.key", "path": "tls.key"]],
             ]])
             mounts.append(["name": "tls", "mountPath": .string(tlsDirectory), "readOnly": true])
+        }
+        if let file = spec.clientCredentials.credentialsFileSecretRef {
+            volumes.append(["name": "client-credentials", "secret": [
+                "secretName": .string(file.name), "defaultMode": 0o440,
+                "items": [["key": .string(file.key), "path": .string(clientCredentialsFileName)]],
+            ]])
+            mounts.append(["name": "client-credentials", "mountPath": .string(clientCredentialsDirectory), "readOnly": true])
+        }
+        if let keys = keysVolume(spec.encryption) {
+            volumes.append(keys.volume)
+            mounts.append(keys.mount)
         }
         let scheme: JSONValue = spec.tls.secretName.isEmpty ? "HTTP" : "HTTPS"
 

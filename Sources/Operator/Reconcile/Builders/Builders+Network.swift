@@ -38,6 +38,13 @@ extension Builders {
             "to": .array(np.backendCIDRs.map { ["ipBlock": ["cidr": .string($0)]] }),
             "ports": .array(backendPorts(s.spec).map { ["protocol": "TCP", "port": .integer(Int64($0))] }),
         ]]
+        let keyPorts = keyManagerPorts(s.spec.encryption)
+        if !keyPorts.isEmpty {
+            egress.append([
+                "to": .array(np.keyManagerCIDRs.map { ["ipBlock": ["cidr": .string($0)]] }),
+                "ports": .array(keyPorts.map { ["protocol": "TCP", "port": .integer(Int64($0))] }),
+            ])
+        }
         if np.allowDNS {
             // DNS may be a cluster Service or a node-local cache, so port 53 is open to any destination.
             egress.append(["ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]]])

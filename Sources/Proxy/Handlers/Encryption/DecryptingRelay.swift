@@ -6,7 +6,7 @@ import Shared
 /// the transfer fail, and the handler closes the connection: the client never gets wrong bytes.
 final class DecryptingRelay: BackendResponseHandler {
     let writer: ResponseWriter
-    let reader: PlannedReader
+    let reader: any RangeDecryptor
     let metadata: EncryptionMetadata
     let etag: String
     private var decidedStatus = 0
@@ -26,7 +26,7 @@ final class DecryptingRelay: BackendResponseHandler {
 
     let requestID: String
 
-    init(writer: ResponseWriter, reader: PlannedReader, metadata: EncryptionMetadata, etag: String, requestID: String) {
+    init(writer: ResponseWriter, reader: any RangeDecryptor, metadata: EncryptionMetadata, etag: String, requestID: String) {
         self.requestID = requestID
         self.writer = writer
         self.reader = reader
@@ -48,7 +48,7 @@ final class DecryptingRelay: BackendResponseHandler {
             try relay.responseHead(status: backendStatus, headers: headers)
             return
         }
-        if backendStatus == 200 && reader.plan.backendRange != nil {
+        if backendStatus == 200 && reader.backendRange != nil {
             throw S3Error.internalError().withLog("the backend ignored the Range header of a ranged read")
         }
         let seen: EncryptionMetadata?
@@ -60,11 +60,11 @@ final class DecryptingRelay: BackendResponseHandler {
         guard seen == metadata else { throw S3Error.objectChanged() }
         let extraHeaders = extraHeaders
         var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(headers), etag: etag)
-        if let range = reader.plan.contentRange { fields.set("Content-Range", range) }
+        if let range = reader.contentRange { fields.set("Content-Range", range) }
         for (name, value) in extraHeaders { fields.set(name, value) }
-        decidedStatus = reader.plan.status
+        decidedStatus = reader.status
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
-        pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.plan.contentLength))
+        pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.contentLength))
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {

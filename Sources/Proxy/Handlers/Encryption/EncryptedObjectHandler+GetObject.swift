@@ -1,13 +1,24 @@
 import Foundation
 import Shared
 
-/// GetObject and HeadObject: one HEAD for the metadata, conditions and range plan, then a ranged GET of
-/// the covering chunks pinned to the same object, decrypted by `DecryptingRelay`. Objects without gateway
+/// GetObject and HeadObject: one HEAD for the metadata, conditions and range plan (plus, for a multipart
+/// object, a few part-header reads: `plannedRead`), then a ranged GET of the covering chunks pinned to the same
+/// object, decrypted by `DecryptingRelay`. Objects without gateway
 /// metadata are forwarded as stored (or refused, `allowPlaintextReads`).
 extension EncryptedObjectHandler {
     func getObject(_ request: S3Request, response: ResponseWriter, headOnly: Bool) throws -> BackendResult {
         let identity = try Self.identity(of: request)
-        let stored = try backend.fetch(BackendRequest(
+        // One backend round trip where it can be (FORMAT.md §7): the GET's answer brings the metadata (a HEAD
+        // already is one). Only what that answer cannot serve is read the long way below.
+        var known: HTTPClientResponse?
+        if !headOnly, !request.query.contains(where: { $0.name == "partNumber" }),
+           let read = OptimisticRead(rangeHeader: request.head.headers["Range"]) {
+            switch try optimisticGet(request, identity: identity, read: read, response: response) {
+            case .done(let result): return result
+            case .readAgain(let head): known = head
+            }
+        }
+        let stored = try known ?? backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
             headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
@@ -17,12 +28,10 @@ extension EncryptedObjectHandler {
         if request.query.contains(where: { $0.name == "partNumber" }) {
             throw S3Error.notImplemented("partNumber reads of encrypted objects are not supported; use a Range instead.")
         }
-        guard case .single = metadata.layout else {
-            throw S3Error.internalError().withLog("multipart-layout object \(identity.bucket)/\(identity.key): this gateway version reads single-part objects only")
-        }
         // Unwrapping proves the metadata (and so its ETag record) authentic and the key configured, before
         // a condition is decided on the ETag or a HEAD says 200.
-        do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+        let dataKey: DataKey
+        do { dataKey = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
         let backendETag = stored.header("ETag")
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         let lastModified = stored.header("Last-Modified")
@@ -37,12 +46,8 @@ extension EncryptedObjectHandler {
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }) else {
             throw S3Error.internalError().withLog("the backend's HEAD of \(identity.bucket)/\(identity.key) has no Content-Length")
         }
-        let plan: ReadPlan
-        do {
-            plan = try ReadPlan(storedLength: storedLength, layout: metadata.chunkLayout, rangeHeader: request.head.headers["Range"])
-        } catch {
-            throw failure(error, identity, request)
-        }
+        let plan = try plannedRead(metadata, dataKey: dataKey, identity: identity, stored: stored, storedLength: storedLength,
+                                   rangeHeader: request.head.headers["Range"], request: request)
         if plan.status == 416 {
             var extra = HTTPFields()
             extra.add("Content-Range", plan.contentRange ?? "bytes */\(plan.plaintextLength)")
@@ -57,9 +62,9 @@ extension EncryptedObjectHandler {
             try response.finish()
             return BackendResult(status: plan.status, bytesOut: 0)
         }
-        let reader: PlannedReader
+        let reader: any RangeDecryptor
         do {
-            reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: identity)
+            reader = try plan.makeReader()
         } catch {
             throw failure(error, identity, request)
         }

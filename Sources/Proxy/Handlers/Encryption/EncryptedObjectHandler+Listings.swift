@@ -7,7 +7,8 @@ import Synchronization
 /// size alone. A multipart entry's does not when its parts are not chunk multiples (nothing in a listing
 /// tells those apart), so the gateway reads its part headers: two 36-byte ranged GETs for the usual
 /// uniform part sizes (`MultipartLocator`), for all multipart entries of a page concurrently, and remembered
-/// per process (`MultipartSizeCache`, keyed by the backend's ETag and size, so a replaced object is re-read).
+/// per process in the geometry cache GET/HEAD share (`MultipartGeometryCache`, keyed by the backend's ETag and size, so a
+/// replaced object is re-read).
 extension EncryptedObjectHandler {
     /// Concurrent part-header reads per listing page.
     static let listingReadConcurrency = 8
@@ -34,15 +35,16 @@ extension EncryptedObjectHandler {
         var known: [ListingRewriter.MultipartEntry: Int] = [:]
         var missing: [ListingRewriter.MultipartEntry] = []
         for entry in entries {
-            switch multipartSizeCache.lookup(bucket: bucket, entry) {
-            case .size(let size)?: known[entry] = size
+            switch multipartGeometries.lookup(Self.geometryKey(bucket: bucket, entry)) {
+            // Whatever chunk size a GET learned it under, the geometry's plaintext size is the object's.
+            case .geometry(let geometry)?: known[entry] = geometry.plaintextLength
             case .plain?: break
             case nil: missing.append(entry)
             }
         }
         guard !missing.isEmpty else { return known }
         let pending = missing
-        let results = Mutex<[ListingRewriter.MultipartEntry: MultipartSizeCache.Value]>([:])
+        let results = Mutex<[ListingRewriter.MultipartEntry: MultipartGeometryCache.Value]>([:])
         let next = Atomic<Int>(0)
         let workers = min(Self.listingReadConcurrency, pending.count)
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
@@ -64,8 +66,8 @@ extension EncryptedObjectHandler {
                 observer.listingSizeEstimated(bucket: bucket, key: entry.key, reason: "its part headers could not be read")
                 continue
             }
-            multipartSizeCache.store(bucket: bucket, entry, value)
-            if case .size(let size) = value { known[entry] = size }
+            multipartGeometries.store(Self.geometryKey(bucket: bucket, entry), value)
+            if case .geometry(let geometry) = value { known[entry] = geometry.plaintextLength }
         }
         return known
     }
@@ -78,16 +80,20 @@ extension EncryptedObjectHandler {
         return ChunkLayout.listingPlaintextSize(ciphertextLength: segments)
     }
 
+    static func geometryKey(bucket: String, _ entry: ListingRewriter.MultipartEntry) -> MultipartGeometryCache.Key {
+        MultipartGeometryCache.Key(bucket: bucket, key: entry.key, backendETag: entry.backendETag, storedLength: entry.storedSize)
+    }
+
     /// Runs `MultipartLocator` against the backend for one entry. Nil when the reads failed (not cached).
     private func readMultipartSize(bucket: String, _ entry: ListingRewriter.MultipartEntry,
-                                   signing: BackendSigning) -> MultipartSizeCache.Value? {
+                                   signing: BackendSigning) -> MultipartGeometryCache.Value? {
         var locator = MultipartLocator(storedLength: entry.storedSize, chunkLayout: .default, partCountHint: entry.partCount)
         var step = locator.start()
         let query = entry.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? []
         while true {
             switch step {
             case .done(let geometry):
-                return .size(geometry.plaintextLength)
+                return .geometry(geometry)
             case .readHeader(let offset):
                 var headers = HTTPFields()
                 headers.set("Range", "bytes=\(offset)-\(offset + PartHeader.size - 1)")
@@ -103,45 +109,6 @@ extension EncryptedObjectHandler {
                 } catch {
                     return .plain
                 }
-            }
-        }
-    }
-}
-
-/// Plaintext sizes of multipart objects learned from their part headers, per process (any replica can
-/// recompute them; this only saves the reads when the same listing comes again, as in `rclone sync`).
-final class MultipartSizeCache: Sendable {
-    enum Value: Sendable, Equatable {
-        case size(Int)
-        /// Not a gateway multipart object: its listed size is its size.
-        case plain
-    }
-
-    private struct Key: Hashable {
-        var bucket: String
-        var entry: ListingRewriter.MultipartEntry
-    }
-
-    private let capacity: Int
-    private let state = Mutex<(values: [Key: Value], order: [Key])>(([:], []))
-
-    init(capacity: Int = 10_000) {
-        self.capacity = capacity
-    }
-
-    func lookup(bucket: String, _ entry: ListingRewriter.MultipartEntry) -> Value? {
-        state.withLock { $0.values[Key(bucket: bucket, entry: entry)] }
-    }
-
-    func store(bucket: String, _ entry: ListingRewriter.MultipartEntry, _ value: Value) {
-        state.withLock { state in
-            let key = Key(bucket: bucket, entry: entry)
-            if state.values.updateValue(value, forKey: key) == nil { state.order.append(key) }
-            if state.order.count > capacity {
-                // Oldest first; dropping a few at once keeps the removal cost amortised.
-                let drop = max(1, capacity / 10)
-                for old in state.order.prefix(drop) { state.values.removeValue(forKey: old) }
-                state.order.removeFirst(drop)
             }
         }
     }

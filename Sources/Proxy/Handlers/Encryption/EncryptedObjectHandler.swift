@@ -12,8 +12,9 @@ struct EncryptedObjectHandler: Sendable {
     let observer: any EncryptionObserver
     /// `ENCRYPTION_ALLOW_PLAINTEXT_READS`: serve objects without gateway metadata (migration) or refuse them.
     let allowPlaintextReads: Bool
-    /// Plaintext sizes of multipart objects learned from their part headers, for listings.
-    let multipartSizeCache = MultipartSizeCache()
+    /// Part geometries of multipart objects learned from their part headers, shared by GET, HEAD,
+    /// UploadPartCopy and listings.
+    let multipartGeometries = MultipartGeometryCache()
 
     /// Bodies up to this size are read into memory before sealing, so their MD5 (the ETag) is known
     /// before the metadata is written (FORMAT.md §8).
@@ -58,6 +59,7 @@ struct EncryptedObjectHandler: Sendable {
     /// authentication failures are also counted and logged as tampering.
     func failure(_ error: any Error, _ identity: ObjectIdentity, _ request: S3Request) -> S3Error {
         guard let error = error as? EncryptionError else { return S3Error.internalError().withLog("\(error)") }
+        if let keyFailure = KeyPolicyRouting.s3Error(for: error) { return keyFailure }
         switch error.code {
         case .tamperDetected, .truncated, .trailingData, .malformedCiphertext:
             observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: error)

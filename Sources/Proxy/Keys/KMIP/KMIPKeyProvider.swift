@@ -82,8 +82,18 @@ public final class KMIPKeyProvider: RemoteKeyProvider {
         let nonce = Array(ciphertext[..<nonceSize])
         let body = Array(ciphertext[nonceSize..<(ciphertext.count - tagSize)])
         let tag = Array(ciphertext[(ciphertext.count - tagSize)...])
-        let payload = try perform(KMIPMessage.decrypt(uid: keyID, ciphertext: body, nonce: nonce, aad: context.canonicalBytes, tag: tag),
+        let payload: TTLV?
+        do {
+            payload = try perform(KMIPMessage.decrypt(uid: keyID, ciphertext: body, nonce: nonce, aad: context.canonicalBytes, tag: tag),
                                   .decrypt, key: keyID)
+        } catch where error.code == .unavailable && error.message.contains(Self.generalFailureMarker) {
+            // A failed tag check comes back as General Failure from some servers (PyKMIP) instead of Cryptographic
+            // Failure. If the key itself is usable, the ciphertext (or its context) is what failed.
+            if (try? checkHealth(keyName: keyID)) != nil {
+                throw KeyProviderError(.invalidCiphertext, "\(error.message) (the key is active: the wrapped key or its context does not verify)")
+            }
+            throw error
+        }
         do { return try KMIPMessage.decryptResult(payload) } catch { throw KeyProviderError(.protocolError, "KMIP Decrypt: \(error)") }
     }
 
@@ -114,6 +124,8 @@ public final class KMIPKeyProvider: RemoteKeyProvider {
             throw Self.error(operation: operation, key: key, reason: reason, message: message)
         }
     }
+
+    static let generalFailureMarker = "generalFailure"
 
     static func error(operation: KMIPOperation, key: String, reason: UInt32?, message: String) -> KeyProviderError {
         let known = reason.flatMap(KMIPResultReason.init(rawValue:))

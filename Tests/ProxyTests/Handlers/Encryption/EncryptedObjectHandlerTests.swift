@@ -559,14 +559,6 @@ extension HandlerHarness {
             }
         }
     }
-
-    @Test func multipartIsRefusedSoNoPlaintextIsStored() {
-        let create = gateway.send("POST", "/bucket/mpu?uploads")
-        #expect(create.status == 501)
-        #expect(create.bodyText.contains("multipart"))
-        let part = gateway.send("PUT", "/bucket/mpu?partNumber=1&uploadId=abc", body: [1, 2, 3])
-        #expect(part.status == 501)
-    }
 }
 
 @Suite struct EncryptionHandlerPureTests {

@@ -5,10 +5,11 @@ front of the same nginx, in one run. Rounds interleave the four targets (nginx, 
 nginx, ...) so load from other processes on a shared machine hits all alike; prints per-target medians and the
 median ratio of each round with its spread (min-max), plus the load average.
 
-  python3 bench/requests.py [--connections 64] [--seconds 5] [--rounds 5] [--size 4096] [--idle 0]
+  python3 bench/request_rate.py [--connections 64] [--seconds 5] [--rounds 5] [--size 4096] [--idle 0]
 
-`--idle N` also holds N idle kept-alive (authenticated) connections to the gateways while measuring, for the
-"10 000 idle connections" row: it prints the gateway's threads and RSS with them open.
+`--idle N` adds a third gateway (pass-through, like the second) that holds N idle kept-alive authenticated
+connections while it is measured in the same interleaved rounds, for the "10 000 idle connections" row: prints its
+threads and RSS with them open and the ratio of its req/s to the gateway without them.
 
 The gateway checks signatures, nginx does not: each request carries SigV4 headers made once per round (valid
 for the clock-skew window, so wrk can replay them).
@@ -150,18 +151,23 @@ def main() -> int:
             if status not in (200, 201, 204):
                 raise s3gw.HarnessError(f"PUT {url}: HTTP {status}")
         encrypted.serve_metadata(ndir, nginx, backend, "/bench/enc")
+        busy = None
         if args.idle:
-            for gw, key in ((plain, "/bench/plain"), (enc, "/bench/enc")):
-                idle += hold_idle(gw, args.idle, key)
-            for gw in gateways:
-                threads, rss = proc_stats(gw.proc.pid)
-                print(f"  {gw.log_path.stem}: {args.idle} idle connections open: {threads} threads, "
-                      f"RSS {rss / 1024:.0f} MiB", flush=True)
-
+            busy = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir / "gw-idle",
+                                      require_ready=False, name="gateway-idle",
+                                      extra_env={**common, "GATEWAY_PASSTHROUGH": "true"})
+            gateways.append(busy)
+            threads, rss = proc_stats(busy.proc.pid)
+            print(f"  gateway-idle before: {threads} threads, RSS {rss / 1024:.0f} MiB", flush=True)
+            started = time.monotonic()
+            idle += hold_idle(busy, args.idle, "/bench/plain")
+            threads, rss = proc_stats(busy.proc.pid)
+            print(f"  gateway-idle: {args.idle} idle connections opened in {time.monotonic() - started:.1f}s: "
+                  f"{threads} threads, RSS {rss / 1024:.0f} MiB", flush=True)
         print(f"bench: {args.size}-byte GETs, keep-alive, c={args.connections}, {args.seconds}s x {args.rounds} "
               f"interleaved rounds, wrk -t{args.threads}; idle connections held: {args.idle}; "
               f"load average {os.getloadavg()}", flush=True)
-        names = ["nginx", "nginx-proxy", "pass-through", "encrypting"]
+        names = ["nginx", "nginx-proxy", "pass-through", "encrypting"] + (["pass-through+idle"] if busy else [])
         results: dict[str, list[dict]] = {n: [] for n in names}
         for _ in range(args.rounds):
             targets = {
@@ -173,12 +179,16 @@ def main() -> int:
                 "encrypting": (enc.endpoint + "/bench/enc",
                                s3gw.sigv4_headers("GET", enc.endpoint + "/bench/enc", enc.access_key, enc.secret_key)),
             }
+            if busy:
+                targets["pass-through+idle"] = (busy.endpoint + "/bench/plain",
+                                                s3gw.sigv4_headers("GET", busy.endpoint + "/bench/plain",
+                                                                   busy.access_key, busy.secret_key))
             for name in names:
                 url, headers = targets[name]
                 results[name].append(wrk(url, headers, args.connections, args.seconds, args.threads, workdir))
         for name in names:
             r = results[name]
-            print(f"  {name:<13} req/s median {statistics.median(x['rps'] for x in r):9.0f}   p50 "
+            print(f"  {name:<17} req/s median {statistics.median(x['rps'] for x in r):9.0f}   p50 "
                   f"{statistics.median(x['p50'] for x in r) * 1e3:7.2f} ms   p99 "
                   f"{statistics.median(x['p99'] for x in r) * 1e3:7.2f} ms   "
                   f"(req/s runs: {', '.join('%.0f' % x['rps'] for x in r)})", flush=True)
@@ -192,6 +202,9 @@ def main() -> int:
         ratio("req/s encrypting / pass-through", "encrypting", "pass-through", goal="(goal >= 0.8)")
         ratio("req/s pass-through / nginx direct", "pass-through", "nginx")
         ratio("p99 pass-through / nginx-proxy", "pass-through", "nginx-proxy", key="p99", goal="(goal <= 2)")
+        if busy:
+            ratio(f"req/s with {args.idle} idle open / none open", "pass-through+idle", "pass-through",
+                  goal="(goal >= 0.8)")
         for gw in gateways:
             threads, rss = proc_stats(gw.proc.pid)
             print(f"  {gw.log_path.stem}: {threads} threads, RSS {rss / 1024:.0f} MiB after the run")
