@@ -95,7 +95,14 @@ def run(body: Callable[[Bench], int | None], workdir: Path) -> int:
     """Runs `body` with a fresh `Bench` on `workdir`; the exit status: 0, or 1 after a `HarnessError` (printed
     with the log tails of the gateways started). Everything started is stopped and `workdir` removed, also when
     the bench is interrupted (Ctrl-C) or terminated (SIGTERM)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    main = os.getpid()
+
+    def terminated(*_) -> None:
+        if os.getpid() != main:  # a forked worker (multiprocessing) dies as it would without this handler
+            os._exit(128 + signal.SIGTERM)
+        sys.exit(128 + signal.SIGTERM)  # unwinds into the `finally` below
+
+    signal.signal(signal.SIGTERM, terminated)
     bench = Bench(workdir)
     try:
         return body(bench) or 0
@@ -243,6 +250,11 @@ class Nginx:
                 raise s3gw.HarnessError("nginx did not answer within 15s")
             time.sleep(0.1)
 
+    def store(self, src: Path, key: str) -> str:
+        """Copies `src` into nginx as object `bench/key` (served as stored); returns its URL."""
+        shutil.copyfile(src, self.dir / "data" / "bench" / key)
+        return f"{self.endpoint}/bench/{key}"
+
     def serve_metadata(self, uri: str) -> None:
         """Reloads nginx so `uri` answers with the metadata of its last successful PUT (needs `metadata=True`)."""
         import json
@@ -256,14 +268,31 @@ class Nginx:
         lines += [f'    add_header x-amz-meta-s3eg-{f} "{last[f]}" always;' for f in META_FIELDS if last[f]]
         lines.append("}")
         (self.dir / "meta.conf").write_text("\n".join(lines) + "\n")
+        old_workers = self._workers()
         self.proc.send_signal(signal.SIGHUP)
+        # The reload is done when the workers of the old configuration have exited: until then a connection the
+        # gateway opened before (its pool, from the PUT) is served without the metadata, and the gateway passes
+        # the stored ciphertext through as a plain object.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             status, headers, _ = s3gw.http_request("HEAD", self.endpoint + uri, timeout=2)
-            if status == 200 and headers.get("x-amz-meta-s3eg-wrapped-key") == last["wrapped-key"]:
+            if (status == 200 and headers.get("x-amz-meta-s3eg-wrapped-key") == last["wrapped-key"]
+                    and not old_workers & self._workers()):
                 return
             time.sleep(0.1)
-        raise s3gw.HarnessError("nginx did not pick up the metadata after a reload")
+        raise s3gw.HarnessError("nginx did not pick up the metadata after a reload (or its old workers did not exit)")
+
+    def _workers(self) -> set[int]:
+        """PIDs of the master's worker processes."""
+        workers = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:  # the field after the state: the parent's PID
+                workers.add(int(stat.parent.name))
+        return workers
 
     def stop(self) -> None:
         """Graceful stop of master and workers; killed after 10 s."""
@@ -312,6 +341,14 @@ def transfer(method: str, url: str, access: str, secret: str, src: Path | None) 
     code, up, down = out.stdout.split()
     speed = float(up if src else down)
     return speed / (1 << 20), int(code)
+
+
+def checked_transfer(what: str, method: str, url: str, access: str, secret: str, src: Path | None) -> float:
+    """`transfer`, raising unless the answer is 200, 201 or 204 (`what` names it in the error); returns MiB/s."""
+    speed, code = transfer(method, url, access, secret, src)
+    if code not in (200, 201, 204):
+        raise s3gw.HarnessError(f"{what}: HTTP {code} from {url}")
+    return speed
 
 
 # ---- rounds and statistics

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,8 +39,7 @@ def run_bench(args, bench: common.Bench) -> None:
     src = bench.workdir / "object.bin"
     common.write_random(src, args.size_mib << 20)
     enc_url = common.put_encrypted(nginx, gw, src)
-    shutil.copyfile(src, nginx.dir / "data" / "bench" / "plain")
-    plain_url = f"{nginx.endpoint}/bench/plain"
+    plain_url = nginx.store(src, "plain")
     print(f"bench: {args.streams} concurrent GETs of a {args.size_mib} MiB object, {args.rounds} interleaved rounds; "
           f"load average {os.getloadavg()}", flush=True)
     total_mib = args.streams * args.size_mib

@@ -17,6 +17,7 @@ encrypted GETs really verify and decrypt (bench/common.py: `Nginx(metadata=True)
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -30,15 +31,9 @@ import s3gw  # on sys.path through common
 def measure_pair(op: str, method: str, plain: tuple, enc: tuple, src: Path | None, repeat: int) -> tuple[float, float]:
     """Alternates pass-through and encrypted transfers (plain, enc, plain, enc, ...) so load from other processes
     on a shared machine hits both sides alike; returns the medians in MiB/s."""
-    def side(label: str, url: str, access: str, secret: str):
-        def once() -> float:
-            speed, code = common.transfer(method, url, access, secret, src)
-            if code not in (200, 201, 204):
-                raise s3gw.HarnessError(f"{op} {label}: HTTP {code} from {url}")
-            return speed
-        return once
-
-    speeds = common.interleaved(repeat, {"pass-through": side("pass-through", *plain), "encrypted": side("encrypted", *enc)})
+    speeds = common.interleaved(repeat, {
+        label: functools.partial(common.checked_transfer, f"{op} {label}", method, *side, src)
+        for label, side in (("pass-through", plain), ("encrypted", enc))})
     out = []
     for label, values in speeds.items():
         med = statistics.median(values)

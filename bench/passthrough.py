@@ -15,26 +15,19 @@ disk is not what is measured).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
 from pathlib import Path
 
 import common
-import s3gw  # on sys.path through common
 
 
 def measure(label: str, method: str, paths: dict[str, tuple], src: Path | None, repeat: int) -> dict[str, float]:
     """Alternate the paths run by run (so load changes hit all alike); returns the best MiB/s of each."""
-    def side(name: str, url: str, access: str, secret: str):
-        def once() -> float:
-            speed, code = common.transfer(method, url, access, secret, src)
-            if code not in (200, 201, 204):
-                raise s3gw.HarnessError(f"{label} {name}: HTTP {code} from {url}")
-            return speed
-        return once
-
-    runs = common.interleaved(repeat, {name: side(name, *path) for name, path in paths.items()})
+    runs = common.interleaved(repeat, {name: functools.partial(common.checked_transfer, f"{label} {name}", method, *path, src)
+                                       for name, path in paths.items()})
     for name, speeds in runs.items():
         print(f"  {label} {name:<11} best {max(speeds):8.1f} MiB/s  median {statistics.median(speeds):8.1f}"
               f"   (runs: {common.runs(speeds)})", flush=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,8 +47,7 @@ def run_bench(args, bench: common.Bench) -> None:
     src = bench.workdir / "object.bin"
     common.write_random(src, size)
     enc_url = common.put_encrypted(nginx, gw, src)
-    shutil.copyfile(src, nginx.dir / "data" / "bench" / "plain")
-    plain_url = f"{nginx.endpoint}/bench/plain"
+    plain_url = nginx.store(src, "plain")
     print(f"bench: {args.range_kib} KiB ranges of a {args.size_mib} MiB encrypted object, {args.rounds} interleaved "
           f"rounds x {args.gets} GETs; load average {os.getloadavg()}", flush=True)
     rng = random.Random(12)
