@@ -123,16 +123,6 @@ def pick_workdir(size: int, prefix: str = "s3gw-bench-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-def write_random(path: Path, size: int) -> None:
-    """`size` random bytes into `path`, written 1 MiB at a time."""
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 1 << 20)
-            f.write(os.urandom(n))
-            left -= n
-
-
 # ---- nginx: the fast backend (WebDAV PUT, sendfile) and nginx's own proxy_pass in front of it
 
 #: The gateway's metadata headers (x-amz-meta-s3eg-*) that `Nginx.serve_metadata` returns for an object.

@@ -37,7 +37,7 @@ def run_bench(args, bench: common.Bench) -> None:
     nginx = bench.nginx(metadata=True, worker_connections=4096)
     gw = bench.gateway(nginx.endpoint, "gateway-enc", passthrough=False)
     src = bench.workdir / "object.bin"
-    common.write_random(src, args.size_mib << 20)
+    s3gw.write_random(src, args.size_mib << 20)
     enc_url = common.put_encrypted(nginx, gw, src)
     plain_url = nginx.store(src, "plain")
     print(f"bench: {args.streams} concurrent GETs of a {args.size_mib} MiB object, {args.rounds} interleaved rounds; "

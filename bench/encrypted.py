@@ -49,7 +49,7 @@ def run_bench(args, bench: common.Bench) -> None:
     plain = bench.gateway(backend, "gateway-plain", passthrough=True)
     enc = bench.gateway(backend, "gateway-enc", passthrough=False, env={"ENCRYPTION_CIPHER": args.cipher})
     src = bench.workdir / "object.bin"
-    common.write_random(src, size)
+    s3gw.write_random(src, size)
     print(f"bench: {args.size_mib} MiB object, single stream, median of {args.repeat}; nginx {backend}; "
           f"gateways {plain.endpoint} (pass-through), {enc.endpoint} (encrypted, {args.cipher}); data in {bench.workdir}",
           flush=True)

@@ -171,7 +171,7 @@ def bench_throughput(args, bench: common.Bench, backend: Backend) -> None:
     workdir = bench.workdir
     size = args.size_mib * MIB
     src = workdir / "object.bin"
-    common.write_random(src, size)
+    s3gw.write_random(src, size)
     parts = split(src, args.part_mib * MIB, workdir / "parts")
     plain = Side("pass-through", start(bench, backend, "gw-plain", True))
     enc = Side("encrypted", start(bench, backend, "gw-enc", False))
@@ -219,7 +219,7 @@ def bench_throughput(args, bench: common.Bench, backend: Backend) -> None:
 def bench_memory(args, bench: common.Bench, backend: Backend) -> None:
     workdir = bench.workdir
     part = workdir / "rss-part.bin"
-    common.write_random(part, args.rss_part_mib * MIB)
+    s3gw.write_random(part, args.rss_part_mib * MIB)
     print(f"memory: 8 parallel UploadParts of {args.rss_part_mib} MiB into one upload, fresh gateway each", flush=True)
     try:
         for label, passthrough_mode in (("encrypted", False), ("pass-through", True)):
@@ -264,7 +264,7 @@ def bench_requests(args, bench: common.Bench, backend: Backend) -> None:
         setup.request("PUT", f"/{BUCKET}")
         for name, part_size in sizes.items():
             src = workdir / f"{name}.bin"
-            common.write_random(src, 100 * part_size)
+            s3gw.write_random(src, 100 * part_size)
             setup.multipart_upload(f"hundred/{name}", split(src, part_size, workdir / f"parts-{name}"), concurrency=4)
             shutil.rmtree(workdir / f"parts-{name}", ignore_errors=True)
             src.unlink()

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import common
+import s3gw  # on sys.path through common
 
 
 def measure(label: str, method: str, paths: dict[str, tuple], src: Path | None, repeat: int) -> dict[str, float]:
@@ -39,7 +40,7 @@ def run_bench(args, bench: common.Bench) -> None:
     backend = nginx.endpoint
     gw = bench.gateway(backend, "gateway", passthrough=True)
     src = bench.workdir / "object.bin"
-    common.write_random(src, args.size_mib << 20)
+    s3gw.write_random(src, args.size_mib << 20)
     print(f"bench: {args.size_mib} MiB object, single stream, {args.repeat} alternating runs per path; "
           f"nginx {backend}, gateway {gw.endpoint} (pass-through); data in {bench.workdir}", flush=True)
     paths = {

@@ -45,7 +45,7 @@ def run_bench(args, bench: common.Bench) -> None:
     nginx = bench.nginx(metadata=True)
     gw = bench.gateway(nginx.endpoint, "gateway-enc", passthrough=False)
     src = bench.workdir / "object.bin"
-    common.write_random(src, size)
+    s3gw.write_random(src, size)
     enc_url = common.put_encrypted(nginx, gw, src)
     plain_url = nginx.store(src, "plain")
     print(f"bench: {args.range_kib} KiB ranges of a {args.size_mib} MiB encrypted object, {args.rounds} interleaved "

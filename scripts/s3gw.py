@@ -629,6 +629,16 @@ def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret
     return gw
 
 
+def write_random(path: Path, size: int) -> None:
+    """`size` random bytes into `path`, written 8 MiB at a time."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 8 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
