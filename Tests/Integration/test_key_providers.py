@@ -198,9 +198,6 @@ def test_round_trip_copy_and_offline_decrypt(provider, provider_env, gateways, k
         assert metric(gw, "s3_gateway_key_cache_lookups_total", result="hit") >= 22
 
 
-@pytest.mark.xfail(strict=True, reason="a single-part GET unwraps its DEK twice (dataKey(of:) before the conditionals, then "
-                   "PlannedReader's opener in plannedRead): 2 key-manager calls per uncached GET; fix in Encryption/ReadPlan + "
-                   "+Multipart plannedRead (notes/keys.md)")
 def test_without_cache_every_request_calls_the_key_manager(provider_env, gateways, vault):
     gw = gateways({**provider_env("vault-transit"), "KEY_CACHE_TTL": "0", "KEY_INTERMEDIATE_LIFETIME": "0"})
     s3 = gw.client()
