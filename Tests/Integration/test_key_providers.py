@@ -466,6 +466,18 @@ def operator_bin() -> Path:
     return path
 
 
+def render(name: str, spec: dict, tmp_path: Path) -> list[dict]:
+    """The objects `encryption-gateway-operator render` makes of an EncryptionGateway with `spec`."""
+    import yaml
+
+    manifest = tmp_path / f"{name}.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
+                                        "metadata": {"name": name, "namespace": "ns"}, "spec": spec}))
+    out = subprocess.run([str(operator_bin()), "render", "-f", str(manifest)], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
 def pod_environment(rendered: list[dict], secrets_by_ref: dict[tuple[str, str], str],
                     config_maps: dict[tuple[str, str], str], mount_root: Path) -> dict[str, str]:
     """The gateway container's environment as the kubelet would build it, with the keys volume materialized
@@ -496,8 +508,6 @@ def pod_environment(rendered: list[dict], secrets_by_ref: dict[tuple[str, str], 
 
 
 def test_operator_rendered_key_settings_run_the_gateway(gateways, kbackend, kdir, tmp_path):
-    import yaml
-
     vault = key_managers.VaultDouble(kdir / "vault-operator", "--jwt", "projected-sa-jwt=s3-gateway")
     try:
         vault.create_key("fleet")
@@ -514,12 +524,7 @@ def test_operator_rendered_key_settings_run_the_gateway(gateways, kbackend, kdir
                 "keyCacheTTL": "1m", "intermediateKeyLifetime": "10m",
             },
         }
-        manifest = tmp_path / "egw.yaml"
-        manifest.write_text(yaml.safe_dump({"apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
-                                            "metadata": {"name": "fleet", "namespace": "ns"}, "spec": spec}))
-        out = subprocess.run([str(operator_bin()), "render", "-f", str(manifest)], capture_output=True, timeout=60)
-        assert out.returncode == 0, out.stderr.decode()
-        rendered = [d for d in yaml.safe_load_all(out.stdout) if d]
+        rendered = render("fleet", spec, tmp_path)
 
         env = pod_environment(
             rendered,
@@ -552,8 +557,6 @@ def test_operator_rendered_connection_settings_run_the_gateway(gateways, kbacken
     probes the Deployment declares answer on the probe listener, and the unauthenticated budget evicts."""
     import socket
 
-    import yaml
-
     probe_port = s3gw.free_port()
     spec = {
         "backend": {"endpoint": kbackend.endpoint, "credentialsSecretRef": {"name": "backend"}},
@@ -563,12 +566,7 @@ def test_operator_rendered_connection_settings_run_the_gateway(gateways, kbacken
         "authTimeout": "5m", "maxUnauthenticatedConnections": 2, "probes": {"port": probe_port},
         "tls": {"secretName": "gateway-tls"},
     }
-    manifest = tmp_path / "egw.yaml"
-    manifest.write_text(yaml.safe_dump({"apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
-                                        "metadata": {"name": "budgets", "namespace": "ns"}, "spec": spec}))
-    out = subprocess.run([str(operator_bin()), "render", "-f", str(manifest)], capture_output=True, timeout=60)
-    assert out.returncode == 0, out.stderr.decode()
-    rendered = [d for d in yaml.safe_load_all(out.stdout) if d]
+    rendered = render("budgets", spec, tmp_path)
     env = pod_environment(rendered, {("keys", "password"): "operator-rendered-password", ("backend", "accessKeyID"): "x",
                                      ("backend", "secretAccessKey"): "x", ("clients", "accessKeyID"): "x",
                                      ("clients", "secretAccessKey"): "x"}, {}, tmp_path / "keys")
