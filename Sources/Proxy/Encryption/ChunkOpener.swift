@@ -21,6 +21,9 @@ public final class ChunkOpener {
     private var pendingCount = 0
     /// Decrypted plaintext of one chunk; zeroed by the cipher on failure.
     private let output: UnsafeMutableRawBufferPointer
+    /// How much of `output` ever held plaintext (what the deinit wipes: a small object's read wipes a few
+    /// bytes, not a whole chunk's buffer).
+    private var outputUsed = 0
     private var nextIndex: UInt64
     private var finished = false
     private var failed = false
@@ -49,7 +52,7 @@ public final class ChunkOpener {
 
     deinit {
         pending.deallocate()
-        OPENSSL_cleanse(output.baseAddress, output.count)
+        OPENSSL_cleanse(output.baseAddress, outputUsed)
         output.deallocate()
     }
 
@@ -123,6 +126,7 @@ public final class ChunkOpener {
             throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
         }
         nextIndex += 1
+        outputUsed = max(outputUsed, count)
         plaintextLength += count
         do {
             try emit(UnsafeRawBufferPointer(rebasing: output[0..<count]))
@@ -145,7 +149,7 @@ public final class ChunkOpener {
     private func diagnose(_ sealed: UnsafeRawBufferPointer, expectedFinal: Bool) -> EncryptionError {
         let index = nextIndex
         let flipped = (try? attempt(sealed, final: !expectedFinal)) != nil
-        OPENSSL_cleanse(output.baseAddress, output.count)
+        OPENSSL_cleanse(output.baseAddress, outputUsed)
         if flipped && expectedFinal {
             return EncryptionError(.truncated, "chunk \(index) is not the final chunk but the data ends after it: the object was truncated")
         }

@@ -16,7 +16,10 @@ enum ClientETag {
     /// The backend's ETag in a form that is visibly not an MD5: unchanged when it already contains `-`
     /// (multipart), else `-1` appended inside the quotes.
     static func opaque(_ backendETag: String?) -> String {
-        var tag = Substring((backendETag ?? "").trimmingCharacters(in: .whitespaces))
+        // Trimmed by hand: Foundation's CharacterSet trimming showed up in every encrypted GET's profile.
+        var tag = Substring(backendETag ?? "")
+        while let first = tag.first, first == " " || first == "\t" { tag = tag.dropFirst() }
+        while let last = tag.last, last == " " || last == "\t" { tag = tag.dropLast() }
         if tag.hasPrefix("W/") { tag = tag.dropFirst(2) }
         if tag.count >= 2, tag.hasPrefix("\""), tag.hasSuffix("\"") { tag = tag.dropFirst().dropLast() }
         if tag.contains("-") { return "\"\(tag)\"" }

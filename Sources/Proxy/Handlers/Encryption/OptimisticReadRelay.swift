@@ -53,7 +53,8 @@ final class OptimisticReadRelay: BackendResponseHandler {
         self.outcome = outcome
         switch outcome {
         case .decrypting(let relay):
-            try relay.responseHead(status: status, headers: headers)
+            // `decide` read the relay's metadata from these headers.
+            try relay.responseHead(status: status, headers: headers, metadataChecked: true)
         case .relayingError(let relay):
             try relay.responseHead(status: status, headers: headers)
         case .answered, .redo:

@@ -231,4 +231,20 @@ import Testing
         #expect(slots.inUse == 0)
         withExtendedLifetime(second) {}
     }
+
+    /// The head's metadata must be the plan's (another object's answer is refused), unless the caller made the
+    /// relay from those very headers (the single-round-trip GET), which skips parsing them twice.
+    @Test func theHeadsMetadataIsComparedUnlessTheCallerReadIt() throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        let (planned, _) = try encryptor.beginObject(id, plaintextLength: 10)
+        let (other, _) = try encryptor.beginObject(id, plaintextLength: 10)
+        let headers = other.headers.map { (name: $0.key, value: $0.value) }
+        let refused = DecryptingRelay(writer: RecordingWriter(), reader: FlippingReader(contentLength: 10), metadata: planned,
+                                      etag: "\"e\"", requestID: "r")
+        #expect(s3ErrorCode { try refused.responseHead(status: 200, headers: headers) } == S3Error.objectChanged().code)
+        let checked = DecryptingRelay(writer: RecordingWriter(), reader: FlippingReader(contentLength: 10), metadata: other,
+                                      etag: "\"e\"", requestID: "r")
+        try checked.responseHead(status: 200, headers: headers, metadataChecked: true)
+        #expect(checked.status == 200)
+    }
 }

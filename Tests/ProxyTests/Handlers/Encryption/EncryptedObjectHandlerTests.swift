@@ -620,6 +620,8 @@ extension HandlerHarness {
         #expect(ClientETag.opaque("\"abc-12\"") == "\"abc-12\"")
         #expect(ClientETag.opaque("abc") == "\"abc-1\"")
         #expect(ClientETag.opaque("W/\"abc\"") == "\"abc-1\"")
+        #expect(ClientETag.opaque(" \t\"abc\" ") == "\"abc-1\"")
+        #expect(ClientETag.opaque(nil) == "\"-1\"" && ClientETag.opaque("  ") == "\"-1\"")
         #expect(ClientETag.opaque(nil) == "\"-1\"")
         for (listed, expected) in [("&quot;ab&quot;", "&quot;ab-1&quot;"), ("\"ab\"", "\"ab-1\""), ("&#34;ab&#34;", "&#34;ab-1&#34;"),
                                    ("ab", "ab-1"), ("ab-2", "ab-2")] {
