@@ -92,4 +92,36 @@ import Testing
         } == "InvalidArgument")
         #expect(try S3RequestHandler.objectHeaders([FormField(name: "tagging", value: "<Tagging><TagSet/></Tagging>")])["x-amz-tagging"] == nil)
     }
+
+    /// Seeded mutations of a valid document: never a crash, only S3's two codes, and whatever is accepted is a
+    /// tag set S3 accepts whose header form reads back to the same tags.
+    @Test func mutatedDocuments() {
+        var rng = SplitMix64(seed: 0x7A65)
+        let seed = Array(Self.document([("project", "blue sky"), ("a:b", "c/d"), ("k", "")], namespace: true).utf8)
+        let alphabet = Array("<>/=&;#x:\"' TagKeyValueSet!é\u{0}".utf8)
+        var accepted = 0
+        for _ in 0..<3000 {
+            var bytes = seed
+            for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                let at = Int.random(in: 0..<bytes.count, using: &rng)
+                switch Int.random(in: 0..<3, using: &rng) {
+                case 0: bytes[at] = UInt8.random(in: 0...255, using: &rng)
+                case 1: bytes.remove(at: at)
+                default: bytes.insert(alphabet.randomElement(using: &rng)!, at: at)
+                }
+            }
+            do {
+                let tags = try TaggingDocument.parse(bytes)
+                accepted += 1
+                #expect(throws: Never.self) { try tags.validate() }
+                let pairs = tags.headerValue.isEmpty ? [] : tags.headerValue.split(separator: "&").map { pair in
+                    pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { URIEncoding.decode($0) ?? "\u{FFFD}" }
+                }
+                #expect(pairs.map { $0[0] } == tags.tags.map(\.key) && pairs.map { $0[1] } == tags.tags.map(\.value))
+            } catch {
+                #expect(error.code == "MalformedXML" || error.code == "InvalidTag", "\(error.code)")
+            }
+        }
+        #expect(accepted > 0 && accepted < 3000 / 2)
+    }
 }
