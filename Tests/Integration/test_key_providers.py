@@ -198,9 +198,6 @@ def test_round_trip_copy_and_offline_decrypt(provider, provider_env, gateways, k
         assert metric(gw, "s3_gateway_key_cache_lookups_total", result="hit") >= 22
 
 
-@pytest.mark.xfail(strict=True, reason="a single-part GET unwraps its DEK twice (dataKey(of:) before the conditionals, then "
-                   "PlannedReader's opener in plannedRead): 2 key-manager calls per uncached GET; fix in Encryption/ReadPlan + "
-                   "+Multipart plannedRead (notes/keys.md)")
 def test_without_cache_every_request_calls_the_key_manager(provider_env, gateways, vault):
     gw = gateways({**provider_env("vault-transit"), "KEY_CACHE_TTL": "0", "KEY_INTERMEDIATE_LIFETIME": "0"})
     s3 = gw.client()
@@ -469,6 +466,18 @@ def operator_bin() -> Path:
     return path
 
 
+def render(name: str, spec: dict, tmp_path: Path) -> list[dict]:
+    """The objects `encryption-gateway-operator render` makes of an EncryptionGateway with `spec`."""
+    import yaml
+
+    manifest = tmp_path / f"{name}.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
+                                        "metadata": {"name": name, "namespace": "ns"}, "spec": spec}))
+    out = subprocess.run([str(operator_bin()), "render", "-f", str(manifest)], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
 def pod_environment(rendered: list[dict], secrets_by_ref: dict[tuple[str, str], str],
                     config_maps: dict[tuple[str, str], str], mount_root: Path) -> dict[str, str]:
     """The gateway container's environment as the kubelet would build it, with the keys volume materialized
@@ -476,8 +485,8 @@ def pod_environment(rendered: list[dict], secrets_by_ref: dict[tuple[str, str], 
     config = next(d for d in rendered if d["kind"] == "ConfigMap")["data"]
     pod = next(d for d in rendered if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "keys")["mountPath"]
-    volume = next(v for v in pod["volumes"] if v["name"] == "keys")["projected"]
+    mount = next((m["mountPath"] for m in container["volumeMounts"] if m["name"] == "keys"), "/etc/s3gateway/keys")
+    volume = next((v["projected"] for v in pod["volumes"] if v["name"] == "keys"), {"sources": []})
     for source in volume["sources"]:
         if "serviceAccountToken" in source:
             path, value = source["serviceAccountToken"]["path"], "projected-sa-jwt"
@@ -499,8 +508,6 @@ def pod_environment(rendered: list[dict], secrets_by_ref: dict[tuple[str, str], 
 
 
 def test_operator_rendered_key_settings_run_the_gateway(gateways, kbackend, kdir, tmp_path):
-    import yaml
-
     vault = key_managers.VaultDouble(kdir / "vault-operator", "--jwt", "projected-sa-jwt=s3-gateway")
     try:
         vault.create_key("fleet")
@@ -517,12 +524,7 @@ def test_operator_rendered_key_settings_run_the_gateway(gateways, kbackend, kdir
                 "keyCacheTTL": "1m", "intermediateKeyLifetime": "10m",
             },
         }
-        manifest = tmp_path / "egw.yaml"
-        manifest.write_text(yaml.safe_dump({"apiVersion": "s3gateway.dev/v1alpha1", "kind": "EncryptionGateway",
-                                            "metadata": {"name": "fleet", "namespace": "ns"}, "spec": spec}))
-        out = subprocess.run([str(operator_bin()), "render", "-f", str(manifest)], capture_output=True, timeout=60)
-        assert out.returncode == 0, out.stderr.decode()
-        rendered = [d for d in yaml.safe_load_all(out.stdout) if d]
+        rendered = render("fleet", spec, tmp_path)
 
         env = pod_environment(
             rendered,
@@ -548,3 +550,52 @@ def test_operator_rendered_key_settings_run_the_gateway(gateways, kbackend, kdir
         assert metric(gw, "s3_gateway_key_provider_requests_total", provider="vault-transit", operation="wrap", result="ok") == 1
     finally:
         vault.stop()
+
+
+def test_operator_rendered_connection_settings_run_the_gateway(gateways, kbackend, tmp_path):
+    """spec.authTimeout, spec.maxUnauthenticatedConnections and spec.probes.port as rendered reach the gateway: the
+    probes the Deployment declares answer on the probe listener, and the unauthenticated budget evicts."""
+    import socket
+
+    probe_port = s3gw.free_port()
+    spec = {
+        "backend": {"endpoint": kbackend.endpoint, "credentialsSecretRef": {"name": "backend"}},
+        "clientCredentials": {"secretRef": {"name": "clients"}},
+        "encryption": {"passwordSecretRef": {"name": "keys", "key": "password"}},
+        # Long enough that only the budget (2) can close the idle sockets below.
+        "authTimeout": "5m", "maxUnauthenticatedConnections": 2, "probes": {"port": probe_port},
+        "tls": {"secretName": "gateway-tls"},
+    }
+    rendered = render("budgets", spec, tmp_path)
+    env = pod_environment(rendered, {("keys", "password"): "operator-rendered-password", ("backend", "accessKeyID"): "x",
+                                     ("backend", "secretAccessKey"): "x", ("clients", "accessKeyID"): "x",
+                                     ("clients", "secretAccessKey"): "x"}, {}, tmp_path / "keys")
+    assert (env["AUTH_TIMEOUT"], env["MAX_UNAUTHENTICATED_CONNECTIONS"], env["PROBE_ADDR"]) == ("5m", "2", f":{probe_port}")
+    container = next(d for d in rendered if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # The harness owns the listener (plain HTTP here), the credentials and TLS; the rest is the operator's.
+    gw = gateways({k: v for k, v in env.items()
+                   if not k.startswith(("BACKEND_", "GATEWAY_", "TLS_")) and k != "LISTEN_ADDR"})
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["scheme"] == "HTTP"
+        status = s3gw.http_request("GET", f"http://127.0.0.1:{ports[get['port']]}{get['path']}")[0]
+        assert status == 200, f"{probe} {get}"
+
+    # Three idle anonymous sockets on the gateway port with a budget of two: the idlest is closed to make room.
+    host, port = gw.endpoint.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(3)]
+    try:
+        try:
+            closed = idle[0].recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed, "the oldest anonymous connection was not closed"
+    finally:
+        for sock in idle:
+            sock.close()
+    metrics = s3gw.http_request("GET", f"http://127.0.0.1:{probe_port}/metrics")[2].decode()
+    evicted = [line for line in metrics.splitlines()
+               if line.startswith('s3_gateway_rejected_connections_total{reason="evicted_unauthenticated"}')]
+    assert evicted and float(evicted[0].split()[-1]) == 1, metrics
+    assert gw.client().list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200

@@ -17,6 +17,9 @@ struct EncryptionGatewaySpec: APIObject {
     var maxConnections = 1024
     var requestTimeout = "60s"
     var shutdownGracePeriod = "30s"
+    var authTimeout = "10s"
+    var maxUnauthenticatedConnections: Int?
+    var probes = ProbesSpec()
     var resources = ResourcesSpec()
     var autoscaling = AutoscalingSpec()
     var podDisruptionBudget = PodDisruptionBudgetSpec()
@@ -34,6 +37,8 @@ struct EncryptionGatewaySpec: APIObject {
     var serviceAccountName = ""
 
     static let durationPattern = #"^[0-9]+(ms|s|m|h)$"#
+    /// A duration the gateway accepts where zero makes no sense (its limit: 1000000 units).
+    static let positiveDurationPattern = #"^[1-9][0-9]{0,5}(ms|s|m|h)$"#
 
     static var description: String { "The desired state of one fleet of S3 encryption gateways." }
 
@@ -55,6 +60,11 @@ struct EncryptionGatewaySpec: APIObject {
                 $0.pattern = durationPattern },
             Field("shutdownGracePeriod", \.shutdownGracePeriod, "Time requests in flight get to finish when a pod stops (SHUTDOWN_GRACE_PERIOD); the pod's termination grace period is 15 s longer.") {
                 $0.pattern = durationPattern },
+            Field("authTimeout", \.authTimeout, "Time a new connection gets to complete its first authenticated request before it is closed, so that idle or slow anonymous connections cannot hold connection slots, e.g. 10s (AUTH_TIMEOUT).") {
+                $0.pattern = positiveDurationPattern },
+            Field("maxUnauthenticatedConnections", \.maxUnauthenticatedConnections, "Connections per pod that have not yet completed an authenticated request, a part of maxConnections; when full, the idlest is closed to make room. Unset: a quarter of maxConnections (MAX_UNAUTHENTICATED_CONNECTIONS).") {
+                $0.minimum = 1; $0.maximum = 1_000_000 },
+            Field("probes", \.probes, "Where the kubelet's liveness and readiness probes reach the gateways."),
             Field("resources", \.resources, "CPU and memory requests and limits of the gateway container."),
             Field("autoscaling", \.autoscaling, "A HorizontalPodAutoscaler for the gateway Deployment."),
             Field("podDisruptionBudget", \.podDisruptionBudget, "A PodDisruptionBudget that keeps gateways serving during voluntary disruptions."),
@@ -72,6 +82,32 @@ struct EncryptionGatewaySpec: APIObject {
             Field("serviceAccountName", \.serviceAccountName, "ServiceAccount the gateway pods run as (its token is not mounted). Empty: the namespace's default.") {
                 $0.maxLength = 253 },
         ]
+    }
+    static var rules: [Rule<Self>] {
+        [
+            Rule(cel: "!has(self.maxUnauthenticatedConnections) || self.maxUnauthenticatedConnections <= self.maxConnections",
+                 message: "maxUnauthenticatedConnections must not exceed maxConnections") {
+                ($0.maxUnauthenticatedConnections ?? 0) <= $0.maxConnections },
+        ]
+    }
+}
+
+/// The kubelet's probes: on the gateway's own port by default, or on a separate plain-HTTP port.
+struct ProbesSpec: APIObject {
+    var port: Int?
+
+    static var description: String {
+        "Where the probes go. By default they share the gateway port (and its TLS) with the S3 clients; a separate port answers only /health, /ready and /metrics over plain HTTP, so probes never wait behind client connections."
+    }
+    static var fields: [Field<Self>] {
+        [
+            Field("port", \.port, "Container port of a separate probe listener (PROBE_ADDR); the liveness and readiness probes use it. It is not part of the Service, and the NetworkPolicy does not open it: the kubelet probes from the pod's own node, which NetworkPolicies do not filter. Unset: probes use the gateway port.") {
+                $0.minimum = 1024; $0.maximum = 65535 },
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [Rule(cel: "!has(self.port) || self.port != \(Builders.containerPort)", message: "probes.port must differ from the gateway port \(Builders.containerPort)") {
+            $0.port != Builders.containerPort }]
     }
 }
 

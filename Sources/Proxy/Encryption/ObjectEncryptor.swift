@@ -64,7 +64,16 @@ public struct ObjectEncryptor: Sendable {
         guard case .single(let salt) = metadata.layout else {
             throw EncryptionError(.invalidParameter, "multipart objects are opened part by part (partOpener)")
         }
-        let dataKey = try dataKey(of: metadata, identity: identity)
+        return try opener(for: metadata, dataKey: dataKey(of: metadata, identity: identity), firstChunkIndex: firstChunkIndex)
+    }
+
+    /// As above with the data key already unwrapped by `dataKey(of:identity:)` for this `metadata` (which also
+    /// verified it): a request that needed the key before it opens the body (conditions, HEAD) unwraps once, so
+    /// without a key cache a GET costs one key-manager call, not two.
+    public func opener(for metadata: EncryptionMetadata, dataKey: DataKey, firstChunkIndex: Int = 0) throws(EncryptionError) -> ChunkOpener {
+        guard case .single(let salt) = metadata.layout else {
+            throw EncryptionError(.invalidParameter, "multipart objects are opened part by part (partOpener)")
+        }
         return try ChunkOpener(cipher: metadata.cipher, segmentKey: dataKey.segmentKey(salt: salt, partNumber: 0),
                                layout: metadata.chunkLayout, firstChunkIndex: firstChunkIndex)
     }
@@ -92,6 +101,17 @@ public struct ObjectEncryptor: Sendable {
     /// The metadata with an authenticated flexible-checksum record (see `attachETag`).
     public func attachChecksum(_ metadata: EncryptionMetadata, _ checksum: ChecksumRecord, identity: ObjectIdentity) throws(EncryptionError) -> EncryptionMetadata {
         try attaching(to: metadata, identity: identity) { $0.checksum = checksum }
+    }
+
+    /// Both records at once (either may be nil), with one unwrap of the data key instead of one per record.
+    public func attachRecords(_ metadata: EncryptionMetadata, plaintextMD5: [UInt8]?, checksum: ChecksumRecord?,
+                              identity: ObjectIdentity) throws(EncryptionError) -> EncryptionMetadata {
+        let md5 = try Self.checkedMD5(plaintextMD5)
+        guard md5 != nil || checksum != nil else { return metadata }
+        return try attaching(to: metadata, identity: identity) { updated in
+            if let md5 { updated.plaintextMD5 = md5 }
+            if let checksum { updated.checksum = checksum }
+        }
     }
 
     private func attaching(to metadata: EncryptionMetadata, identity: ObjectIdentity,

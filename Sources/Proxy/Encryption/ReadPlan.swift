@@ -66,10 +66,17 @@ public final class PlannedReader {
     private var window: PlaintextWindow
     private var received = 0
 
-    public init(plan: ReadPlan, encryptor: ObjectEncryptor, metadata: EncryptionMetadata, identity: ObjectIdentity) throws(EncryptionError) {
+    /// Unwraps the object's data key (and verifies its metadata) itself.
+    public convenience init(plan: ReadPlan, encryptor: ObjectEncryptor, metadata: EncryptionMetadata, identity: ObjectIdentity) throws(EncryptionError) {
+        try self.init(plan: plan, encryptor: encryptor, metadata: metadata, dataKey: encryptor.dataKey(of: metadata, identity: identity))
+    }
+
+    /// With the data key the caller already unwrapped with `ObjectEncryptor.dataKey(of:identity:)` for this
+    /// `metadata` (one key-manager call per request).
+    public init(plan: ReadPlan, encryptor: ObjectEncryptor, metadata: EncryptionMetadata, dataKey: DataKey) throws(EncryptionError) {
         guard plan.status != 416 else { throw EncryptionError(.invalidParameter, "an unsatisfiable range has no body to read") }
         self.plan = plan
-        opener = try encryptor.opener(for: metadata, identity: identity, firstChunkIndex: plan.firstChunkIndex)
+        opener = try encryptor.opener(for: metadata, dataKey: dataKey, firstChunkIndex: plan.firstChunkIndex)
         window = PlaintextWindow(skip: plan.skip, length: plan.contentLength)
     }
 

@@ -120,6 +120,13 @@ import Testing
         ("bad percentage", { $0["podDisruptionBudget"] = ["maxUnavailable": "150%"] }, "spec.podDisruptionBudget.maxUnavailable:"),
         ("bad CIDR", { $0["networkPolicy"] = ["backendCIDRs": ["10.0.0.1"]] }, "spec.networkPolicy.backendCIDRs[0]:"),
         ("duplicate domains", { $0["domains"] = ["a.example", "a.example"] }, "spec.domains: must not contain duplicates"),
+        ("zero auth timeout", { $0["authTimeout"] = "0s" }, "spec.authTimeout:"),
+        ("auth timeout without unit", { $0["authTimeout"] = "10" }, "spec.authTimeout:"),
+        ("no unauthenticated connections", { $0["maxUnauthenticatedConnections"] = 0 }, "spec.maxUnauthenticatedConnections: must be at least 1"),
+        ("unauthenticated budget above the total (CEL rule)", { $0["maxConnections"] = 100; $0["maxUnauthenticatedConnections"] = 101 },
+         "spec: maxUnauthenticatedConnections must not exceed maxConnections"),
+        ("privileged probe port", { $0["probes"] = ["port": 81] }, "spec.probes.port: must be at least 1024"),
+        ("probe port on the gateway port (CEL rule)", { $0["probes"] = ["port": 8080] }, "spec.probes: probes.port must differ from the gateway port 8080"),
     ]
 
     @Test(arguments: invalid.indices)
@@ -140,6 +147,7 @@ import Testing
             { $0["resources"] = ["requests": ["cpu": "0.5", "memory": "1Gi"], "limits": ["cpu": 2]] },
             { $0["affinity"] = ["nodeAffinity": ["anything": ["goes": true]]] },
             { $0["backend"]?["endpoint"] = "http://10.0.0.1:7480" },
+            { $0["authTimeout"] = "500ms"; $0["maxUnauthenticatedConnections"] = 1024; $0["probes"] = ["port": 8081] },
         ] {
             var spec = Self.minimalSpec
             mutate(&spec)

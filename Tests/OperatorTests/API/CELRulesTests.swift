@@ -96,7 +96,16 @@ import Testing
                 clients.append(ClientCredentialsSpec(secretRef: pair, credentialsFileSecretRef: file))
             }
         }
+        var budgets: [EncryptionGatewaySpec] = []
+        for (total, unauthenticated) in [(1024, nil), (100, 1), (100, 100), (100, 101), (1, 2)] as [(Int, Int?)] {
+            var spec = EncryptionGatewaySpec()
+            spec.maxConnections = total
+            spec.maxUnauthenticatedConnections = unauthenticated
+            budgets.append(spec)
+        }
+        let probes = [nil, 8081, 8080, 9090].map { ProbesSpec(port: $0) }
         var cases = Self.grid(AutoscalingSpec.self, autoscaling) + Self.grid(PodDisruptionBudgetSpec.self, pdb)
+            + Self.grid(EncryptionGatewaySpec.self, budgets) + Self.grid(ProbesSpec.self, probes)
             + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
             + Self.grid(EncryptionSpec.self, Self.encryptionGrid) + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
         for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", String(repeating: "a", count: 56),

@@ -128,6 +128,16 @@ import Testing
         var hpa = GroupVersionResource.hpas
         hpa.version = "v2beta2"
         #expect(get(hpa, ns, "full") != nil && get(.ingresses, ns, "full") != nil && get(.networkPolicies, ns, "full") != nil)
+        // The full sample's connection budgets and probe port, as the real API server stored them.
+        let full = try #require(get(.deployments, ns, "full"))
+        let fc = try #require(full[path: "spec", "template", "spec", "containers"]?[0])
+        let fullEnv = Set((fc["env"]?.array ?? []).compactMap { $0["name"]?.string })
+        #expect(fullEnv.isSuperset(of: ["AUTH_TIMEOUT", "MAX_UNAUTHENTICATED_CONNECTIONS", "PROBE_ADDR"]))
+        #expect(get(.configMaps, ns, "full-config")?[path: "data", "PROBE_ADDR"] == ":8081")
+        #expect(fc["ports"]?.array?.contains { $0["name"] == "probes" && $0["containerPort"] == 8081 } == true)
+        #expect(fc[path: "readinessProbe", "httpGet"] == ["path": "/ready", "port": "probes", "scheme": "HTTP"])
+        #expect(fc[path: "livenessProbe", "httpGet"] == ["path": "/health", "port": "probes", "scheme": "HTTP"])
+        #expect(get(.services, ns, "full")?[path: "spec", "ports"]?.array?.count == 1)
         #expect(condition(ns, "full", "Degraded")?["reason"] == "KindNotServed")
         #expect(condition(ns, "full", "Degraded")?["message"]?.string?.contains("ServiceMonitor") == true)
         #expect(condition(ns, "minimal", "Degraded")?["status"] == "False")

@@ -80,6 +80,12 @@ import Testing
         #expect(data["BACKEND_ENDPOINT"] == "https://s3.example.com" && data["LISTEN_ADDR"] == ":8080")
         // Optional settings appear only when used.
         #expect(env["ENCRYPTION_PREVIOUS_PASSWORDS"] == nil && env["BACKEND_CA_FILE"] == nil && env["GATEWAY_DOMAINS"] == nil)
+        // The connection budgets keep the gateway's defaults (not rendered, so an operator upgrade rolls no pods),
+        // and the probes share the gateway port.
+        #expect(env["AUTH_TIMEOUT"] == nil && env["MAX_UNAUTHENTICATED_CONNECTIONS"] == nil && env["PROBE_ADDR"] == nil)
+        let c = try #require(Self.container(s))
+        #expect(c["ports"]?.array?.count == 1)
+        #expect(c[path: "livenessProbe", "httpGet", "port"] == "http" && c[path: "readinessProbe", "httpGet", "port"] == "http")
     }
 
     /// (option set in the spec, check on the built children)
@@ -114,6 +120,25 @@ import Testing
             return d?["LOG_LEVEL"] == "debug" && d?["MAX_CONNECTIONS"] == "10" && d?["REQUEST_TIMEOUT"] == "5m"
                 && d?["SHUTDOWN_GRACE_PERIOD"] == "2m"
                 && child(s, .deployment)?[path: "spec", "template", "spec", "terminationGracePeriodSeconds"] == 135
+        }),
+        ("connection budgets", { $0["authTimeout"] = "30s"; $0["maxUnauthenticatedConnections"] = 64 }, { s in
+            let d = child(s, .configMap)?["data"]
+            return d?["AUTH_TIMEOUT"] == "30s" && d?["MAX_UNAUTHENTICATED_CONNECTIONS"] == "64"
+                && env(s)["AUTH_TIMEOUT"]?["configMapKeyRef"] != nil && env(s)["MAX_UNAUTHENTICATED_CONNECTIONS"]?["configMapKeyRef"] != nil
+        }),
+        ("probe port, with TLS on the gateway port", { $0["probes"] = ["port": 8081]; $0["tls"] = ["secretName": "gw-tls"] }, { s in
+            let c = container(s)
+            let np = child(s, .networkPolicy)?["spec"]
+            return child(s, .configMap)?[path: "data", "PROBE_ADDR"] == ":8081" && env(s)["PROBE_ADDR"]?["configMapKeyRef"] != nil
+                && c?["ports"] == [["name": "http", "containerPort": 8080, "protocol": "TCP"],
+                                   ["name": "probes", "containerPort": 8081, "protocol": "TCP"]]
+                // The probe listener is plain HTTP whatever the gateway port speaks.
+                && c?[path: "livenessProbe", "httpGet"] == ["path": "/health", "port": "probes", "scheme": "HTTP"]
+                && c?[path: "readinessProbe", "httpGet"] == ["path": "/ready", "port": "probes", "scheme": "HTTP"]
+                // Not offered to clients: not in the Service, not opened by the NetworkPolicy (the kubelet's
+                // probes come from the pod's node, which NetworkPolicies do not filter).
+                && child(s, .service)?[path: "spec", "ports"]?.array?.count == 1
+                && np?["ingress"] == [["from": [["podSelector": [:]]], "ports": [["protocol": "TCP", "port": 8080]]]]
         }),
         ("resources", { $0["resources"] = ["requests": ["cpu": "1"], "limits": [:]] },
          { container($0)?["resources"] == ["requests": ["cpu": "1"]] }),

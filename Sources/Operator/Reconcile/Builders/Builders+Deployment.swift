@@ -40,6 +40,9 @@ extension Builders {
         // Only when not the gateway's default, so that upgrading the operator does not roll existing pods.
         if spec.clientCredentials.anonymousAccess != "deny" { d[.anonymousAccess] = spec.clientCredentials.anonymousAccess }
         if !spec.clientCredentials.regions.isEmpty { d[.gatewayRegions] = spec.clientCredentials.regions.joined(separator: ",") }
+        if spec.authTimeout != "10s" { d[.authTimeout] = spec.authTimeout }
+        if let n = spec.maxUnauthenticatedConnections { d[.maxUnauthenticatedConnections] = String(n) }
+        if let port = spec.probes.port { d[.probeAddress] = ":\(port)" }
         d.merge(keyConfigData(spec.encryption)) { a, _ in a }
         return d
     }
@@ -139,7 +142,16 @@ extension Builders {
             volumes.append(keys.volume)
             mounts.append(keys.mount)
         }
-        let scheme: JSONValue = spec.tls.secretName.isEmpty ? "HTTP" : "HTTPS"
+        var ports: [JSONValue] = [["name": .string(portName), "containerPort": .integer(Int64(containerPort)), "protocol": "TCP"]]
+        // Probes go to the probe listener (plain HTTP) when there is one, else to the gateway port with its TLS.
+        let probePort: String
+        let scheme: JSONValue
+        if let port = spec.probes.port {
+            ports.append(["name": .string(probePortName), "containerPort": .integer(Int64(port)), "protocol": "TCP"])
+            (probePort, scheme) = (probePortName, "HTTP")
+        } else {
+            (probePort, scheme) = (portName, spec.tls.secretName.isEmpty ? "HTTP" : "HTTPS")
+        }
 
         let resources: JSONValue = [
             "requests": .object(spec.resources.requests.mapValues { .string($0.text) }),
@@ -149,11 +161,11 @@ extension Builders {
             "name": .string(containerName),
             "image": .string(spec.image.isEmpty ? s.defaultImage : spec.image),
             "imagePullPolicy": .string(spec.imagePullPolicy),
-            "ports": [["name": .string(portName), "containerPort": .integer(Int64(containerPort)), "protocol": "TCP"]],
+            "ports": .array(ports),
             "env": .array(env),
             "resources": pruned(resources),
-            "livenessProbe": probe("/health", scheme: scheme, period: 10, failures: 3),
-            "readinessProbe": probe("/ready", scheme: scheme, period: 5, failures: 2),
+            "livenessProbe": probe("/health", port: probePort, scheme: scheme, period: 10, failures: 3),
+            "readinessProbe": probe("/ready", port: probePort, scheme: scheme, period: 5, failures: 2),
             "securityContext": [
                 "allowPrivilegeEscalation": false,
                 "readOnlyRootFilesystem": true,
@@ -213,9 +225,9 @@ extension Builders {
         return object(.deployments, metadata: metadata(s, name: r.name), ["spec": .object(deploymentSpec)])
     }
 
-    static func probe(_ path: String, scheme: JSONValue, period: Int64, failures: Int64) -> JSONValue {
+    static func probe(_ path: String, port: String, scheme: JSONValue, period: Int64, failures: Int64) -> JSONValue {
         [
-            "httpGet": ["path": .string(path), "port": .string(portName), "scheme": scheme],
+            "httpGet": ["path": .string(path), "port": .string(port), "scheme": scheme],
             "periodSeconds": .integer(period),
             "timeoutSeconds": 3,
             "failureThreshold": .integer(failures),

@@ -41,6 +41,8 @@ enum Builders {
     static let containerName = "gateway"
     static let containerPort = 8080
     static let portName = "http"
+    /// The container port of the probe listener (`spec.probes.port`).
+    static let probePortName = "probes"
 
     // Labels and annotations the operator owns.
     static let nameLabel = "app.kubernetes.io/name"

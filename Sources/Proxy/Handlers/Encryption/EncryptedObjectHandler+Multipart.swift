@@ -216,7 +216,8 @@ extension EncryptedObjectHandler {
                 } catch {
                     throw handler.failure(error, identity, request)
                 }
-                return (plan.backendRange, { try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: identity) })
+                guard let dataKey else { throw S3Error.internalError().withLog("encrypted source without its data key") }
+                return (plan.backendRange, { try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, dataKey: dataKey) })
             case .multipart:
                 guard let geometry, let dataKey else { throw S3Error.internalError().withLog("multipart source without geometry") }
                 let setup = try handler.multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: backendETag,
@@ -472,7 +473,7 @@ extension EncryptedObjectHandler {
             }
             return PlannedRead(status: plan.status, plaintextLength: plan.plaintextLength, contentLength: plan.contentLength,
                                contentRange: plan.contentRange, backendRange: plan.backendRange) {
-                try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: identity)
+                try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, dataKey: dataKey)
             }
         case .multipart:
             let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: stored.header("ETag") ?? "",

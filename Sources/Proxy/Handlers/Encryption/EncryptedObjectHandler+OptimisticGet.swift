@@ -94,7 +94,8 @@ extension EncryptedObjectHandler {
         guard let decision else { return .redo(nil) }
         if case .redo = decision { return .redo(head) }
         // As after a HEAD: the metadata (and its ETag record) proven authentic before a condition is decided on it.
-        do { _ = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+        let dataKey: DataKey
+        do { dataKey = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
         let backendETag = fields.first { $0.name.lowercased() == "etag" }?.value
         let lastModified = fields.first { $0.name.lowercased() == "last-modified" }?.value
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
@@ -114,7 +115,7 @@ extension EncryptedObjectHandler {
         case .read(let plan):
             let reader: PlannedReader
             do {
-                reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: identity)
+                reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, dataKey: dataKey)
             } catch {
                 throw failure(error, identity, request)
             }

@@ -102,9 +102,7 @@ extension EncryptedObjectHandler {
         let fallback = (recorded: false, versionID: put.header("x-amz-version-id"))
         guard let backendETag = put.header("ETag"), !backendETag.isEmpty else { return fallback }
         do {
-            var updated = metadata
-            if let md5 { updated = try encryptor.attachETag(updated, plaintextMD5: md5, identity: identity) }
-            if let checksum { updated = try encryptor.attachChecksum(updated, checksum, identity: identity) }
+            let updated = try encryptor.attachRecords(metadata, plaintextMD5: md5, checksum: checksum, identity: identity)
             var headers = uploadHeaders
             for name in ConditionalRequest.headerNames { headers.remove(name) }
             headers.remove("Content-MD5")
