@@ -22,19 +22,14 @@ import base64
 import hashlib
 import hmac
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import zlib
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "scripts"))
-sys.path.insert(0, str(HERE))
-
-import passthrough  # noqa: E402
-import s3gw  # noqa: E402
+import common
+import s3gw  # on sys.path through common
 
 MODES = ("unsigned", "signed", "chunked", "trailer")
 GOALS = {"signed": 0.80, "trailer": 0.95}
@@ -69,11 +64,8 @@ def write_framed(src: Path, dst: Path, url: str, access: str, secret: str, mode:
 
 
 def curl_put(url: str, headers: dict[str, str], body: Path) -> float:
-    cmd = ["curl", "-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{speed_upload}", "-H", "Expect:"]
-    for k, v in headers.items():
-        if k != "content-length":
-            cmd += ["-H", f"{k}: {v}"]
-    cmd += ["-T", str(body), url]
+    cmd = ["curl", "-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{speed_upload}", "-H", "Expect:",
+           *common.header_args(headers), "-T", str(body), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise s3gw.HarnessError(f"curl PUT {url} failed: {out.stderr}")
@@ -83,69 +75,54 @@ def curl_put(url: str, headers: dict[str, str], body: Path) -> float:
     return float(speed) / (1 << 20)
 
 
+def run_bench(args, bench: common.Bench) -> None:
+    nginx = bench.nginx()
+    backend = nginx.endpoint
+    gw = bench.gateway(backend, "gateway", passthrough=False, env={"ENCRYPTION_PASSWORD": "bench-password-0123456789"})
+    src = bench.workdir / "object.bin"
+    crc = 0
+    sha = hashlib.sha256()
+    with open(src, "wb") as f:
+        for _ in range(args.size_mib):
+            block = os.urandom(1 << 20)
+            f.write(block)
+            crc = zlib.crc32(block, crc)
+            sha.update(block)
+    urls = {m: f"{gw.endpoint}/bench/{m}" for m in MODES}
+    bodies = {"unsigned": src, "signed": src, "chunked": bench.workdir / "chunked.bin", "trailer": bench.workdir / "trailer.bin"}
+    requests = {
+        "unsigned": s3gw.sigv4_headers("PUT", urls["unsigned"], gw.access_key, gw.secret_key, payload_hash="UNSIGNED-PAYLOAD"),
+        "signed": s3gw.sigv4_headers("PUT", urls["signed"], gw.access_key, gw.secret_key, payload_hash=sha.hexdigest()),
+        "chunked": write_framed(src, bodies["chunked"], urls["chunked"], gw.access_key, gw.secret_key,
+                                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", None),
+        "trailer": write_framed(src, bodies["trailer"], urls["trailer"], gw.access_key, gw.secret_key,
+                                "STREAMING-UNSIGNED-PAYLOAD-TRAILER", base64.b64encode(crc.to_bytes(4, "big")).decode()),
+    }
+    load = os.getloadavg()
+    print(f"bench: {args.size_mib} MiB PUT through the encrypting gateway, {args.repeat} interleaved rounds; "
+          f"nginx {backend}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    speeds: dict[str, list[float]] = {m: [] for m in MODES}
+    for r in range(args.repeat):
+        for m in MODES:
+            speeds[m].append(curl_put(urls[m], requests[m], bodies[m]))
+        print(f"  round {r + 1}: " + "  ".join(f"{m} {speeds[m][-1]:7.1f}" for m in MODES) + " MiB/s", flush=True)
+    for m in MODES:
+        s = speeds[m]
+        print(f"  {m:<9} median {statistics.median(s):7.1f} MiB/s  (range {common.spread(s, '{:.0f}')})")
+    for m in MODES[1:]:
+        ratios = common.ratios(speeds[m], speeds["unsigned"])
+        goal = f"   (goal >= {GOALS[m]:.2f})" if m in GOALS else ""
+        print(f"  ratio {m}/unsigned: median {statistics.median(ratios):.2f}  (range {common.spread(ratios)}){goal}")
+    load = os.getloadavg()
+    print(f"  load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=int(os.environ.get("BENCH_SIZE_MIB", "1024")))
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "5")))
     args = parser.parse_args()
-    size = args.size_mib << 20
-    workdir = passthrough.pick_workdir(size * 2)
-    nginx = gw = None
-    try:
-        nginx, backend, _ = passthrough.start_nginx(workdir)
-        gw = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir, require_ready=False,
-                                extra_env={"GATEWAY_PASSTHROUGH": "false", "LOG_LEVEL": "warn",
-                                           "ENCRYPTION_PASSWORD": "bench-password-0123456789"}, name="gateway")
-        src = workdir / "object.bin"
-        crc = 0
-        sha = hashlib.sha256()
-        with open(src, "wb") as f:
-            for _ in range(args.size_mib):
-                block = os.urandom(1 << 20)
-                f.write(block)
-                crc = zlib.crc32(block, crc)
-                sha.update(block)
-        urls = {m: f"{gw.endpoint}/bench/{m}" for m in MODES}
-        bodies = {"unsigned": src, "signed": src, "chunked": workdir / "chunked.bin", "trailer": workdir / "trailer.bin"}
-        requests = {
-            "unsigned": s3gw.sigv4_headers("PUT", urls["unsigned"], gw.access_key, gw.secret_key, payload_hash="UNSIGNED-PAYLOAD"),
-            "signed": s3gw.sigv4_headers("PUT", urls["signed"], gw.access_key, gw.secret_key, payload_hash=sha.hexdigest()),
-            "chunked": write_framed(src, bodies["chunked"], urls["chunked"], gw.access_key, gw.secret_key,
-                                    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", None),
-            "trailer": write_framed(src, bodies["trailer"], urls["trailer"], gw.access_key, gw.secret_key,
-                                    "STREAMING-UNSIGNED-PAYLOAD-TRAILER", base64.b64encode(crc.to_bytes(4, "big")).decode()),
-        }
-        load = os.getloadavg()
-        print(f"bench: {args.size_mib} MiB PUT through the encrypting gateway, {args.repeat} interleaved rounds; "
-              f"nginx {backend}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
-        speeds: dict[str, list[float]] = {m: [] for m in MODES}
-        for r in range(args.repeat):
-            for m in MODES:
-                speeds[m].append(curl_put(urls[m], requests[m], bodies[m]))
-            print(f"  round {r + 1}: " + "  ".join(f"{m} {speeds[m][-1]:7.1f}" for m in MODES) + " MiB/s", flush=True)
-        for m in MODES:
-            s = speeds[m]
-            print(f"  {m:<9} median {statistics.median(s):7.1f} MiB/s  (range {min(s):.0f}-{max(s):.0f})")
-        for m in MODES[1:]:
-            ratios = [a / b for a, b in zip(speeds[m], speeds["unsigned"])]
-            goal = f"   (goal >= {GOALS[m]:.2f})" if m in GOALS else ""
-            print(f"  ratio {m}/unsigned: median {statistics.median(ratios):.2f}  (range {min(ratios):.2f}-{max(ratios):.2f}){goal}")
-        load = os.getloadavg()
-        print(f"  load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
-        return 0
-    except s3gw.HarnessError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        if gw is not None:
-            print(gw.log_tail(), file=sys.stderr)
-        return 1
-    finally:
-        if gw is not None:
-            try:
-                gw.terminate()
-            except s3gw.HarnessError as exc:
-                print(f"bench: {exc}", file=sys.stderr)
-        passthrough.stop_nginx(nginx)
-        shutil.rmtree(workdir, ignore_errors=True)
+    return common.run(lambda bench: run_bench(args, bench), common.pick_workdir((args.size_mib << 20) * 2))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import http.client
 import multiprocessing
 import os
 import secrets
-import shutil
 import statistics
 import sys
 import tempfile
@@ -31,11 +30,11 @@ import time
 import urllib.parse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "Tests" / "Support"))
+import common
+import s3gw  # on sys.path through common
 
-import s3gw  # noqa: E402
+sys.path.insert(0, str(common.BENCH.parent / "Tests" / "Support"))
+
 import key_managers  # noqa: E402
 
 BODY = os.urandom(4096)
@@ -97,6 +96,77 @@ def measure(pool, gw: s3gw.Gateway, bucket: str, op: str, keys: list[str], secon
     return done / seconds
 
 
+def run_bench(args, bench: common.Bench) -> None:
+    work = bench.workdir
+    backend = bench.track(s3gw.start_backend(args.backend, work / "backend"))
+    raw_key = work / "raw.key"
+    raw_key.write_text(secrets.token_hex(32))
+    envs = {"raw": {"ENCRYPTION_KEY_PROVIDER": "raw", "ENCRYPTION_KEY_FILE": str(raw_key)}}
+    providers = [p for p in args.providers.split(",") if p]
+    if "kmip" in providers:
+        kmip = bench.track(key_managers.PyKMIPServer(work / "kmip"))
+        envs["kmip"] = {"ENCRYPTION_KEY_PROVIDER": "kmip", **kmip.gateway_env(kmip.create_key())}
+    if "aws-kms" in providers:
+        kms = bench.track(key_managers.MotoKMS(work / "kms"))
+        envs["aws-kms"] = {"ENCRYPTION_KEY_PROVIDER": "aws-kms", **kms.gateway_env()}
+    if "vault-transit" in providers:
+        vault = bench.track(key_managers.VaultDouble(work / "vault"))
+        vault.create_key("s3eg")
+        envs["vault-transit"] = {"ENCRYPTION_KEY_PROVIDER": "vault-transit", **vault.gateway_env("s3eg", vault.token())}
+
+    variants: dict[str, dict[str, str]] = {"raw": envs["raw"]}
+    for provider in providers:
+        variants[f"{provider} cache"] = envs[provider]
+        variants[f"{provider} no cache"] = {**envs[provider], "KEY_CACHE_TTL": "0", "KEY_INTERMEDIATE_LIFETIME": "0"}
+
+    gateways: dict[str, tuple[s3gw.Gateway, str, list[str]]] = {}
+    for name, env in variants.items():
+        gw = bench.gateway(backend.endpoint, "gateway", passthrough=False, workdir=work / name.replace(" ", "-"),
+                           access_key=backend.access_key, secret_key=backend.secret_key, require_ready=True,
+                           env={"ENCRYPTION_PASSWORD": "", **env})
+        client = gw.client()
+        bucket = "bench-" + name.replace(" ", "-")
+        client.create_bucket(Bucket=bucket)
+        keys = [f"get/{i}" for i in range(args.objects)]
+        for key in keys:
+            client.put_object(Bucket=bucket, Key=key, Body=BODY)
+        gateways[name] = (gw, bucket, keys)
+
+    names = list(variants)
+    rates: dict[tuple[str, str], list[float]] = {}
+    ratios: dict[tuple[str, str], list[float]] = {}
+    with multiprocessing.Pool(args.processes) as pool:
+        for round_no in range(args.rounds):
+            order = names[round_no % len(names):] + names[:round_no % len(names)]
+            this_round: dict[tuple[str, str], float] = {}
+            for name in order:
+                gw, bucket, keys = gateways[name]
+                for op in ("PUT", "GET"):
+                    rate = measure(pool, gw, bucket, op, keys, args.seconds, args.processes, args.concurrency)
+                    this_round[(name, op)] = rate
+                    rates.setdefault((name, op), []).append(rate)
+            for (name, op), rate in this_round.items():
+                ratios.setdefault((name, op), []).append(rate / this_round[("raw", op)])
+            print(f"round {round_no + 1}/{args.rounds}: " + ", ".join(
+                f"{n} {op} {this_round[(n, op)]:.0f}/s" for n in names for op in ("PUT", "GET")), file=sys.stderr)
+
+    print(f"\n4 KiB requests/s through the gateway, {args.rounds} interleaved rounds of {args.seconds:g} s per phase, "
+          f"concurrency {args.concurrency}, backend {args.backend}")
+    print(f"{'variant':<24} {'PUT req/s':>10} {'PUT ÷ raw (min–max)':>24} {'GET req/s':>10} {'GET ÷ raw (min–max)':>24}")
+    for name in names:
+        cells = []
+        for op in ("PUT", "GET"):
+            r = ratios[(name, op)]
+            cells.append(f"{statistics.median(rates[(name, op)]):>10.0f} "
+                         f"{statistics.median(r):>10.2f} ({min(r):.2f}–{max(r):.2f})".ljust(35))
+        print(f"{name:<24} {cells[0]} {cells[1]}")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    gets = [statistics.median(ratios[(f'{p} cache', 'GET')]) for p in providers]
+    if gets:
+        verdict = "met" if min(gets) >= 0.9 else "NOT met"
+        print(f"goal GET with cache ≥ 0.9 of raw: {verdict} (lowest median {min(gets):.2f})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="4 KiB PUT/GET rates per key provider vs raw")
     parser.add_argument("--rounds", type=int, default=5)
@@ -110,92 +180,7 @@ def main() -> int:
     if args.rounds < 5:
         print("note: fewer than 5 rounds; the medians are less trustworthy", file=sys.stderr)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-keys-"))
-    started = []
-    try:
-        backend = s3gw.start_backend(args.backend, work / "backend")
-        started.append(backend)
-        raw_key = work / "raw.key"
-        raw_key.write_text(secrets.token_hex(32))
-        envs = {"raw": {"ENCRYPTION_KEY_PROVIDER": "raw", "ENCRYPTION_KEY_FILE": str(raw_key)}}
-        providers = [p for p in args.providers.split(",") if p]
-        if "kmip" in providers:
-            kmip = key_managers.PyKMIPServer(work / "kmip")
-            started.append(kmip)
-            envs["kmip"] = {"ENCRYPTION_KEY_PROVIDER": "kmip", **kmip.gateway_env(kmip.create_key())}
-        if "aws-kms" in providers:
-            kms = key_managers.MotoKMS(work / "kms")
-            started.append(kms)
-            envs["aws-kms"] = {"ENCRYPTION_KEY_PROVIDER": "aws-kms", **kms.gateway_env()}
-        if "vault-transit" in providers:
-            vault = key_managers.VaultDouble(work / "vault")
-            started.append(vault)
-            vault.create_key("s3eg")
-            envs["vault-transit"] = {"ENCRYPTION_KEY_PROVIDER": "vault-transit", **vault.gateway_env("s3eg", vault.token())}
-
-        variants: dict[str, dict[str, str]] = {"raw": envs["raw"]}
-        for provider in providers:
-            variants[f"{provider} cache"] = envs[provider]
-            variants[f"{provider} no cache"] = {**envs[provider], "KEY_CACHE_TTL": "0", "KEY_INTERMEDIATE_LIFETIME": "0"}
-
-        gateways: dict[str, tuple[s3gw.Gateway, str, list[str]]] = {}
-        for name, env in variants.items():
-            gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, work / name.replace(" ", "-"),
-                                    extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": "", "LOG_LEVEL": "warn",
-                                               **env}, name="gateway")
-            started.append(gw)
-            client = gw.client()
-            bucket = "bench-" + name.replace(" ", "-")
-            client.create_bucket(Bucket=bucket)
-            keys = [f"get/{i}" for i in range(args.objects)]
-            for key in keys:
-                client.put_object(Bucket=bucket, Key=key, Body=BODY)
-            gateways[name] = (gw, bucket, keys)
-
-        names = list(variants)
-        rates: dict[tuple[str, str], list[float]] = {}
-        ratios: dict[tuple[str, str], list[float]] = {}
-        with multiprocessing.Pool(args.processes) as pool:
-            for round_no in range(args.rounds):
-                order = names[round_no % len(names):] + names[:round_no % len(names)]
-                this_round: dict[tuple[str, str], float] = {}
-                for name in order:
-                    gw, bucket, keys = gateways[name]
-                    for op in ("PUT", "GET"):
-                        rate = measure(pool, gw, bucket, op, keys, args.seconds, args.processes, args.concurrency)
-                        this_round[(name, op)] = rate
-                        rates.setdefault((name, op), []).append(rate)
-                for (name, op), rate in this_round.items():
-                    ratios.setdefault((name, op), []).append(rate / this_round[("raw", op)])
-                print(f"round {round_no + 1}/{args.rounds}: " + ", ".join(
-                    f"{n} {op} {this_round[(n, op)]:.0f}/s" for n in names for op in ("PUT", "GET")), file=sys.stderr)
-
-        print(f"\n4 KiB requests/s through the gateway, {args.rounds} interleaved rounds of {args.seconds:g} s per phase, "
-              f"concurrency {args.concurrency}, backend {args.backend}")
-        print(f"{'variant':<24} {'PUT req/s':>10} {'PUT ÷ raw (min–max)':>24} {'GET req/s':>10} {'GET ÷ raw (min–max)':>24}")
-        for name in names:
-            cells = []
-            for op in ("PUT", "GET"):
-                r = ratios[(name, op)]
-                cells.append(f"{statistics.median(rates[(name, op)]):>10.0f} "
-                             f"{statistics.median(r):>10.2f} ({min(r):.2f}–{max(r):.2f})".ljust(35))
-            print(f"{name:<24} {cells[0]} {cells[1]}")
-        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
-        gets = [statistics.median(ratios[(f'{p} cache', 'GET')]) for p in providers]
-        if gets:
-            verdict = "met" if min(gets) >= 0.9 else "NOT met"
-            print(f"goal GET with cache ≥ 0.9 of raw: {verdict} (lowest median {min(gets):.2f})")
-    finally:
-        for item in reversed(started):
-            try:
-                if isinstance(item, s3gw.Gateway):
-                    item.terminate()
-                else:
-                    item.stop()
-            except Exception as exc:  # noqa: BLE001 - stop everything we started
-                print(f"stopping {item}: {exc}", file=sys.stderr)
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return common.run(lambda bench: run_bench(args, bench), Path(tempfile.mkdtemp(prefix="bench-keys-")))
 
 
 if __name__ == "__main__":

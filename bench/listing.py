@@ -23,24 +23,19 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.client
 import os
 import re
-import shutil
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-
-import s3gw  # noqa: E402
+import common
+import s3gw  # on sys.path through common
 
 CHUNK = 65536
 PART1 = CHUNK          # plaintext bytes of part 1: one chunk
@@ -59,66 +54,13 @@ def part_body(number: int, plaintext: int, filler: bytes) -> bytes:
     return header + filler[:sealed_length(plaintext)]
 
 
-class CountingProxy:
-    """Forwards every request to the backend unchanged (Host included, so signatures hold) and counts them."""
-
-    def __init__(self, backend: str):
-        target = urllib.parse.urlsplit(backend)
-        counts: dict[str, int] = {}
-        lock = threading.Lock()
-        local = threading.local()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _forward(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                kind = self.command + (" ranged" if "Range" in self.headers else "")
-                with lock:
-                    counts[kind] = counts.get(kind, 0) + 1
-                conn = getattr(local, "conn", None)
-                if conn is None:
-                    conn = local.conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-                try:
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                except (OSError, http.client.HTTPException):
-                    local.conn = None
-                    conn.close()
-                    raise
-                self.send_response_only(resp.status, resp.reason)
-                for name, value in resp.getheaders():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length", "keep-alive"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-        self.counts = counts
-        self.lock = lock
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def take(self) -> dict[str, int]:
-        with self.lock:
-            out = dict(self.counts)
-            self.counts.clear()
-        return out
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def request_kinds(requests: list[s3gw.ForwardedRequest]) -> dict[str, int]:
+    """How many requests of each method (`GET ranged` for a GET with a Range) the backend received."""
+    counts: dict[str, int] = {}
+    for r in requests:
+        kind = r.method + (" ranged" if "range" in r.headers else "")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def list_all(gw: s3gw.Gateway, bucket: str, prefix: str) -> list[tuple[str, int, str]]:
@@ -205,14 +147,59 @@ def allow_small_parts(backend: s3gw.Backend) -> None:
         time.sleep(2)  # the monitor pushes the change to radosgw
 
 
-def start_enc(backend_endpoint: str, backend: s3gw.Backend, workdir: Path, name: str) -> s3gw.Gateway:
-    return s3gw.start_gateway(backend_endpoint, backend.access_key, backend.secret_key, workdir / name, name=name,
-                              require_ready=False,
-                              extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": PASSWORD, "LOG_LEVEL": "warn"})
+def start_enc(bench: common.Bench, backend_endpoint: str, backend: s3gw.Backend, name: str) -> s3gw.Gateway:
+    return bench.gateway(backend_endpoint, name, passthrough=False, env={"ENCRYPTION_PASSWORD": PASSWORD},
+                         access_key=backend.access_key, secret_key=backend.secret_key)
 
 
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def run_bench(args, bench: common.Bench) -> None:
+    print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+    backend = bench.track(s3gw.start_backend(args.backend, bench.workdir / args.backend))
+    allow_small_parts(backend)
+    bucket = "bench-listing"
+    backend.client().create_bucket(Bucket=bucket)
+    plain = bench.gateway(backend.endpoint, "gw-plain", passthrough=True,
+                          access_key=backend.access_key, secret_key=backend.secret_key)
+    writer = start_enc(bench, backend.endpoint, backend, "gw-writer")
+    started = time.monotonic()
+    how = write_objects(args, backend, writer, bucket)
+    print(f"bench: {args.objects} two-part multipart objects ({PART1}+{PART2} bytes) written {how} in "
+          f"{time.monotonic() - started:.0f} s; backend {args.backend} {backend.endpoint}", flush=True)
+    plain_size = PART1 + PART2
+    stored_size = 2 * 36 + sealed_length(PART1) + sealed_length(PART2)
+
+    # Backend requests per listing, counted once through the forwarding proxy (untimed).
+    proxy = bench.track(s3gw.RecordingProxy(backend.endpoint))
+    counted = start_enc(bench, proxy.start(), backend, "gw-counted")
+    proxy.take()
+    timed_listing(counted, bucket, args.objects, plain_size)
+    cold_requests = request_kinds(proxy.take())
+    timed_listing(counted, bucket, args.objects, plain_size)
+    warm_requests = request_kinds(proxy.take())
+    bench.stop(counted)
+
+    times: dict[str, list[float]] = {"pass-through": [], "encrypted cold": [], "encrypted warm": []}
+    for _ in range(args.rounds):
+        enc = start_enc(bench, backend.endpoint, backend, "gw-enc")
+        times["pass-through"].append(timed_listing(plain, bucket, args.objects, stored_size))
+        times["encrypted cold"].append(timed_listing(enc, bucket, args.objects, plain_size))
+        times["encrypted warm"].append(timed_listing(enc, bucket, args.objects, plain_size))
+        bench.stop(enc)
+    base = statistics.median(times["pass-through"])
+    print(f"ListObjectsV2 of {args.objects} multipart objects, median of {args.rounds} interleaved rounds:")
+    for label, values in times.items():
+        ratio = statistics.median(values) / base
+        print(f"  {label:<15} {spread(values)}   x{ratio:.2f} of pass-through", flush=True)
+    per_entry = (statistics.median(times["encrypted cold"]) - base) / args.objects * 1000
+    print(f"  cold cost per multipart entry: {per_entry:.2f} ms")
+    fmt = lambda c: ", ".join(f"{v} {k}" for k, v in sorted(c.items())) or "none"  # noqa: E731
+    print(f"  backend requests per listing: pass-through 1 list per page; encrypted cold {fmt(cold_requests)}; "
+          f"encrypted warm {fmt(warm_requests)}")
+    print("uptime after: ", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
 
 
 def main() -> int:
@@ -222,78 +209,8 @@ def main() -> int:
     parser.add_argument("--backend", choices=["ceph", "moto"], default=os.environ.get("BENCH_BACKEND", "ceph"))
     args = parser.parse_args()
     os.environ.setdefault("S3_UPLOAD_PART_MIN_SIZE", "1")  # read by moto_server at start
-    workdir = Path(tempfile.mkdtemp(prefix="s3gw-bench-listing-"))
-    backend = None
-    gateways: list[s3gw.Gateway] = []
-    proxy = None
-    try:
-        print("uptime before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
-        backend = s3gw.start_backend(args.backend, workdir / args.backend)
-        allow_small_parts(backend)
-        bucket = "bench-listing"
-        backend.client().create_bucket(Bucket=bucket)
-        plain = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, workdir / "gw-plain",
-                                   name="gw-plain", require_ready=False,
-                                   extra_env={"GATEWAY_PASSTHROUGH": "true", "LOG_LEVEL": "warn"})
-        gateways.append(plain)
-        writer = start_enc(backend.endpoint, backend, workdir, "gw-writer")
-        gateways.append(writer)
-        started = time.monotonic()
-        how = write_objects(args, backend, writer, bucket)
-        print(f"bench: {args.objects} two-part multipart objects ({PART1}+{PART2} bytes) written {how} in "
-              f"{time.monotonic() - started:.0f} s; backend {args.backend} {backend.endpoint}", flush=True)
-        plain_size = PART1 + PART2
-        stored_size = 2 * 36 + sealed_length(PART1) + sealed_length(PART2)
-
-        # Backend requests per listing, counted once through the forwarding proxy (untimed).
-        proxy = CountingProxy(backend.endpoint)
-        counted = start_enc(proxy.endpoint, backend, workdir, "gw-counted")
-        gateways.append(counted)
-        proxy.take()
-        timed_listing(counted, bucket, args.objects, plain_size)
-        cold_requests = proxy.take()
-        timed_listing(counted, bucket, args.objects, plain_size)
-        warm_requests = proxy.take()
-        counted.terminate()
-        gateways.remove(counted)
-
-        times: dict[str, list[float]] = {"pass-through": [], "encrypted cold": [], "encrypted warm": []}
-        for _ in range(args.rounds):
-            enc = start_enc(backend.endpoint, backend, workdir, "gw-enc")
-            gateways.append(enc)
-            times["pass-through"].append(timed_listing(plain, bucket, args.objects, stored_size))
-            times["encrypted cold"].append(timed_listing(enc, bucket, args.objects, plain_size))
-            times["encrypted warm"].append(timed_listing(enc, bucket, args.objects, plain_size))
-            enc.terminate()
-            gateways.remove(enc)
-        base = statistics.median(times["pass-through"])
-        print(f"ListObjectsV2 of {args.objects} multipart objects, median of {args.rounds} interleaved rounds:")
-        for label, values in times.items():
-            ratio = statistics.median(values) / base
-            print(f"  {label:<15} {spread(values)}   x{ratio:.2f} of pass-through", flush=True)
-        per_entry = (statistics.median(times["encrypted cold"]) - base) / args.objects * 1000
-        print(f"  cold cost per multipart entry: {per_entry:.2f} ms")
-        fmt = lambda c: ", ".join(f"{v} {k}" for k, v in sorted(c.items())) or "none"  # noqa: E731
-        print(f"  backend requests per listing: pass-through 1 list per page; encrypted cold {fmt(cold_requests)}; "
-              f"encrypted warm {fmt(warm_requests)}")
-        print("uptime after: ", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
-        return 0
-    except s3gw.HarnessError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        for gw in gateways:
-            print(gw.log_tail(), file=sys.stderr)
-        return 1
-    finally:
-        for gw in gateways:
-            try:
-                gw.terminate()
-            except s3gw.HarnessError as exc:
-                print(f"bench: {exc}", file=sys.stderr)
-        if proxy:
-            proxy.stop()
-        if backend:
-            backend.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    # On disk, not /dev/shm: the backend's data lives here.
+    return common.run(lambda bench: run_bench(args, bench), Path(tempfile.mkdtemp(prefix="s3gw-bench-listing-")))
 
 
 if __name__ == "__main__":

@@ -38,12 +38,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "scripts"))
-sys.path.insert(0, str(HERE))
-
-import passthrough  # noqa: E402
-import s3gw  # noqa: E402
+import common
+import s3gw  # on sys.path through common
 
 MIB = 1 << 20
 BUCKET = "bench"
@@ -54,7 +50,7 @@ class Backend:
         self.port = s3gw.free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         log = open(workdir / "backend.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "multipart_backend.py"), "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, str(common.BENCH / "multipart_backend.py"), "--port", str(self.port),
                                       "--dir", str(workdir / "backend")], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while True:
@@ -144,10 +140,9 @@ class Side:
             list(pool.map(get, range(0, size, piece)))
 
 
-def start(backend: Backend, workdir: Path, name: str, passthrough_mode: bool) -> s3gw.Gateway:
-    return s3gw.start_gateway(backend.endpoint, "BENCHKEY", "bench-backend-secret", workdir / name, require_ready=False, name=name,
-                              extra_env={"GATEWAY_PASSTHROUGH": "true" if passthrough_mode else "false", "LOG_LEVEL": "warn",
-                                         "ENCRYPTION_PASSWORD": "bench-password-0123456789"})
+def start(bench: common.Bench, backend: Backend, name: str, passthrough_mode: bool) -> s3gw.Gateway:
+    return bench.gateway(backend.endpoint, name, passthrough=passthrough_mode,
+                         env={"ENCRYPTION_PASSWORD": "bench-password-0123456789"})
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -172,37 +167,32 @@ def split(src: Path, part: int, into: Path) -> list[Path]:
     return paths
 
 
-def write_random(path: Path, size: int) -> None:
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, 4 * MIB)
-            f.write(os.urandom(n))
-            left -= n
-
-
-def bench_throughput(args, backend: Backend, workdir: Path) -> None:
+def bench_throughput(args, bench: common.Bench, backend: Backend) -> None:
+    workdir = bench.workdir
     size = args.size_mib * MIB
     src = workdir / "object.bin"
-    write_random(src, size)
+    s3gw.write_random(src, size)
     parts = split(src, args.part_mib * MIB, workdir / "parts")
-    plain = Side("pass-through", start(backend, workdir, "gw-plain", True))
-    enc = Side("encrypted", start(backend, workdir, "gw-enc", False))
+    plain = Side("pass-through", start(bench, backend, "gw-plain", True))
+    enc = Side("encrypted", start(bench, backend, "gw-enc", False))
     try:
         for side in (plain, enc):
             side.request("PUT", f"/{BUCKET}")
         print(f"throughput: {args.size_mib} MiB, {len(parts)} parts of {args.part_mib} MiB, {args.concurrency} at a time; "
               f"download as ranged GETs of {args.part_mib} MiB; median of {args.repeat} interleaved rounds", flush=True)
-        times: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.repeat):
-            for side in (plain, enc):
+
+        def round_trip(side: Side):
+            def once() -> tuple[float, float]:
                 t0 = time.monotonic()
                 side.multipart_upload("big.bin", parts, args.concurrency)
                 t1 = time.monotonic()
                 side.ranged_download("big.bin", size, args.part_mib * MIB, args.concurrency)
-                t2 = time.monotonic()
-                times.setdefault(("upload", side.label), []).append(t1 - t0)
-                times.setdefault(("download", side.label), []).append(t2 - t1)
+                return t1 - t0, time.monotonic() - t1
+            return once
+
+        rounds = common.interleaved(args.repeat, {side.label: round_trip(side) for side in (plain, enc)})
+        times = {(op, label): [r[i] for r in runs] for label, runs in rounds.items()
+                 for i, op in enumerate(("upload", "download"))}
         # The encrypted download is the plaintext (checked once, outside the timing).
         check = workdir / "check.bin"
         enc.curl("GET", f"/{BUCKET}/big.bin", out=str(check))
@@ -214,25 +204,26 @@ def bench_throughput(args, backend: Backend, workdir: Path) -> None:
             for label in ("pass-through", "encrypted"):
                 runs = [args.size_mib / t for t in times[(op, label)]]
                 speeds[label] = statistics.median(runs)
-                print(f"  {op:<8} {label:<13} {speeds[label]:8.1f} MiB/s   (runs: {', '.join(f'{v:.0f}' for v in runs)})")
+                print(f"  {op:<8} {label:<13} {speeds[label]:8.1f} MiB/s   (runs: {common.runs(runs)})")
             # Each round's pair ran back to back, so the per-round ratio is the one least moved by load changes.
-            paired = statistics.median(p / e for p, e in zip(times[(op, "pass-through")], times[(op, "encrypted")]))
+            paired = statistics.median(common.ratios(times[(op, "pass-through")], times[(op, "encrypted")]))
             print(f"  ratio {op} encrypted/pass-through: {speeds['encrypted'] / speeds['pass-through']:.2f} (of medians), "
                   f"{paired:.2f} (median of per-round ratios)   (goal >= 0.70)", flush=True)
     finally:
         for side in (plain, enc):
-            side.gw.terminate()
+            bench.stop(side.gw)
         shutil.rmtree(workdir / "parts", ignore_errors=True)
         src.unlink(missing_ok=True)
 
 
-def bench_memory(args, backend: Backend, workdir: Path) -> None:
+def bench_memory(args, bench: common.Bench, backend: Backend) -> None:
+    workdir = bench.workdir
     part = workdir / "rss-part.bin"
-    write_random(part, args.rss_part_mib * MIB)
+    s3gw.write_random(part, args.rss_part_mib * MIB)
     print(f"memory: 8 parallel UploadParts of {args.rss_part_mib} MiB into one upload, fresh gateway each", flush=True)
     try:
         for label, passthrough_mode in (("encrypted", False), ("pass-through", True)):
-            side = Side(label, start(backend, workdir, f"gw-rss-{label}", passthrough_mode))
+            side = Side(label, start(bench, backend, f"gw-rss-{label}", passthrough_mode))
             try:
                 side.request("PUT", f"/{BUCKET}")
                 side.request("HEAD", f"/{BUCKET}/none")  # warm up the connection pool and code paths
@@ -258,26 +249,27 @@ def bench_memory(args, backend: Backend, workdir: Path) -> None:
                       f"peak sampled {peak_rss[0] / 1024:6.1f} MiB; {8 * args.rss_part_mib / elapsed:.0f} MiB/s"
                       + ("   (goal < 128 MiB)" if label == "encrypted" else ""), flush=True)
             finally:
-                side.gw.terminate()
+                bench.stop(side.gw)
     finally:
         part.unlink(missing_ok=True)
 
 
-def bench_requests(args, backend: Backend, workdir: Path) -> None:
+def bench_requests(args, bench: common.Bench, backend: Backend) -> None:
+    workdir = bench.workdir
     print("requests per ranged GET into a 100-part object (backend requests by kind; get-header = 36-byte part-header read)",
           flush=True)
     sizes = {"aligned": MIB, "unaligned": MIB + 1}
-    setup = Side("encrypted", start(backend, workdir, "gw-req-setup", False))
+    setup = Side("encrypted", start(bench, backend, "gw-req-setup", False))
     try:
         setup.request("PUT", f"/{BUCKET}")
         for name, part_size in sizes.items():
             src = workdir / f"{name}.bin"
-            write_random(src, 100 * part_size)
+            s3gw.write_random(src, 100 * part_size)
             setup.multipart_upload(f"hundred/{name}", split(src, part_size, workdir / f"parts-{name}"), concurrency=4)
             shutil.rmtree(workdir / f"parts-{name}", ignore_errors=True)
             src.unlink()
     finally:
-        setup.gw.terminate()
+        bench.stop(setup.gw)
     rng = random.Random(100)
 
     def show(what: str, counts: dict[str, int], n: int = 1) -> None:
@@ -294,7 +286,7 @@ def bench_requests(args, backend: Backend, workdir: Path) -> None:
             side.curl("GET", key, extra={"Range": f"bytes={first}-{first + 2 * MIB}"})
 
         print(f" {name} parts ({part_size} bytes):")
-        side = Side("encrypted", start(backend, workdir, f"gw-req-{name}", False))
+        side = Side("encrypted", start(bench, backend, f"gw-req-{name}", False))
         try:
             backend.stats()
             side.request("HEAD", key)
@@ -305,15 +297,15 @@ def bench_requests(args, backend: Backend, workdir: Path) -> None:
                 ranged(side)
             show("ranged GET, warm (mean of 20)", backend.stats(), 20)
         finally:
-            side.gw.terminate()
-        side = Side("encrypted", start(backend, workdir, f"gw-req-{name}-cold", False))
+            bench.stop(side.gw)
+        side = Side("encrypted", start(bench, backend, f"gw-req-{name}-cold", False))
         try:
             backend.stats()
             ranged(side)
             show("ranged GET, fresh gateway (cold)", backend.stats())
         finally:
-            side.gw.terminate()
-        side = Side("encrypted", start(backend, workdir, f"gw-req-{name}-list", False))
+            bench.stop(side.gw)
+        side = Side("encrypted", start(bench, backend, f"gw-req-{name}-list", False))
         try:
             backend.stats()
             status, _, body = side.request("GET", f"/{BUCKET}?list-type=2&prefix=hundred/{name}")
@@ -324,7 +316,20 @@ def bench_requests(args, backend: Backend, workdir: Path) -> None:
             ranged(side)
             show("ranged GET after the listing", backend.stats())
         finally:
-            side.gw.terminate()
+            bench.stop(side.gw)
+
+
+def run_bench(args, bench: common.Bench) -> None:
+    only = set(args.only.split(","))
+    backend = bench.track(Backend(bench.workdir))
+    print(f"bench: backend {backend.endpoint}; data in {bench.workdir}; load: {os.getloadavg()}", flush=True)
+    if "throughput" in only:
+        bench_throughput(args, bench, backend)
+    if "memory" in only:
+        bench_memory(args, bench, backend)
+    if "requests" in only:
+        bench_requests(args, bench, backend)
+    print(f"load after: {os.getloadavg()}")
 
 
 def main() -> int:
@@ -336,27 +341,8 @@ def main() -> int:
     parser.add_argument("--rss-part-mib", type=int, default=512)
     parser.add_argument("--only", default="throughput,memory,requests")
     args = parser.parse_args()
-    only = set(args.only.split(","))
-    workdir = passthrough.pick_workdir(max(2 * args.size_mib, args.rss_part_mib) * MIB)
-    backend = None
-    try:
-        backend = Backend(workdir)
-        print(f"bench: backend {backend.endpoint}; data in {workdir}; load: {os.getloadavg()}", flush=True)
-        if "throughput" in only:
-            bench_throughput(args, backend, workdir)
-        if "memory" in only:
-            bench_memory(args, backend, workdir)
-        if "requests" in only:
-            bench_requests(args, backend, workdir)
-        print(f"load after: {os.getloadavg()}")
-        return 0
-    except s3gw.HarnessError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if backend:
-            backend.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    workdir = common.pick_workdir(max(2 * args.size_mib, args.rss_part_mib) * MIB)
+    return common.run(lambda bench: run_bench(args, bench), workdir)
 
 
 if __name__ == "__main__":

@@ -28,22 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "scripts"))
-sys.path.insert(0, str(HERE))
-
-import encrypted  # noqa: E402
-import passthrough  # noqa: E402
-import s3gw  # noqa: E402
-
-# Upstream keep-alive for nginx's own proxy: without it every proxied request opens a connection.
-NGINX_CONF = (encrypted.NGINX_CONF
-              .replace("    server {{\n        listen 127.0.0.1:{proxy_port};",
-                       "    upstream backend {{\n        server 127.0.0.1:{port};\n        keepalive 128;\n    }}\n"
-                       "    server {{\n        listen 127.0.0.1:{proxy_port};", 1)
-              .replace("proxy_pass http://127.0.0.1:{port};", "proxy_pass http://backend;", 1)
-              .replace("worker_connections 256;", "worker_connections 4096;", 1))
-assert "keepalive 128" in NGINX_CONF and "proxy_pass http://backend;" in NGINX_CONF, "nginx.conf template changed"
+import common
+import s3gw  # on sys.path through common
 
 LUA = """
 wrk.method = "{method}"
@@ -106,6 +92,85 @@ def hold_idle(gw: s3gw.Gateway, n: int, path: str) -> list[socket.socket]:
     return socks
 
 
+class IdleConnections(list):
+    """The idle connections held open, closed when the run ends."""
+
+    name = "idle connections"
+
+    def stop(self) -> None:
+        for s in self:
+            s.close()
+
+
+def run_bench(args, bench: common.Bench) -> None:
+    # Upstream keep-alive for nginx's own proxy: without it every proxied request opens a connection.
+    nginx = bench.nginx(metadata=True, worker_connections=4096, upstream_keepalive=128)
+    backend, proxy = nginx.endpoint, nginx.proxy_endpoint
+    limits = {"MAX_CONNECTIONS": str(max(1024, 2 * args.idle + 256)),
+              "MAX_UNAUTHENTICATED_CONNECTIONS": str(max(256, 2 * args.idle + 256))}
+    plain = bench.gateway(backend, "gateway-plain", passthrough=True, env=limits)
+    enc = bench.gateway(backend, "gateway-enc", passthrough=False, env=limits)
+    body = os.urandom(args.size)
+    for gw, key in ((plain, "/bench/plain"), (enc, "/bench/enc")):
+        url = gw.endpoint + key
+        headers = s3gw.sigv4_headers("PUT", url, gw.access_key, gw.secret_key,
+                                     headers={"content-length": str(len(body))})
+        status = s3gw.http_request("PUT", url, headers=headers, body=body)[0]
+        if status not in (200, 201, 204):
+            raise s3gw.HarnessError(f"PUT {url}: HTTP {status}")
+    nginx.serve_metadata("/bench/enc")
+    busy = None
+    if args.idle:
+        busy = bench.gateway(backend, "gateway-idle", passthrough=True, env=limits)
+        threads, rss = proc_stats(busy.proc.pid)
+        print(f"  gateway-idle before: {threads} threads, RSS {rss / 1024:.0f} MiB", flush=True)
+        started = time.monotonic()
+        idle = bench.track(IdleConnections())  # closed before the gateways stop
+        idle += hold_idle(busy, args.idle, "/bench/plain")
+        threads, rss = proc_stats(busy.proc.pid)
+        print(f"  gateway-idle: {args.idle} idle connections opened in {time.monotonic() - started:.1f}s: "
+              f"{threads} threads, RSS {rss / 1024:.0f} MiB", flush=True)
+    print(f"bench: {args.size}-byte GETs, keep-alive, c={args.connections}, {args.seconds}s x {args.rounds} "
+          f"interleaved rounds, wrk -t{args.threads}; idle connections held: {args.idle}; "
+          f"load average {os.getloadavg()}", flush=True)
+    gateways = {"pass-through": (plain, "/bench/plain"), "encrypting": (enc, "/bench/enc")}
+    if busy:
+        gateways["pass-through+idle"] = (busy, "/bench/plain")
+
+    def target(url: str, gw: s3gw.Gateway | None = None):
+        # Signed once per round: wrk replays the same headers for the round (valid within the clock skew).
+        return lambda: wrk(url, s3gw.sigv4_headers("GET", url, gw.access_key, gw.secret_key) if gw else {},
+                           args.connections, args.seconds, args.threads, bench.workdir)
+
+    results = common.interleaved(args.rounds, {
+        "nginx": target(backend + "/bench/plain"),
+        "nginx-proxy": target(proxy + "/bench/plain"),
+        **{name: target(gw.endpoint + key, gw) for name, (gw, key) in gateways.items()},
+    })
+    for name, r in results.items():
+        print(f"  {name:<17} req/s median {statistics.median(x['rps'] for x in r):9.0f}   p50 "
+              f"{statistics.median(x['p50'] for x in r) * 1e3:7.2f} ms   p99 "
+              f"{statistics.median(x['p99'] for x in r) * 1e3:7.2f} ms   "
+              f"(req/s runs: {common.runs([x['rps'] for x in r])})", flush=True)
+
+    def ratio(label: str, a: str, b: str, key: str = "rps", goal: str = "") -> None:
+        values = common.ratios([x[key] for x in results[a]], [y[key] for y in results[b]])
+        print(f"  ratio {label:<44} median {statistics.median(values):5.2f}  spread "
+              f"{common.spread(values)}  {goal}", flush=True)
+
+    ratio("req/s pass-through / nginx-proxy", "pass-through", "nginx-proxy", goal="(goal >= 0.5)")
+    ratio("req/s encrypting / pass-through", "encrypting", "pass-through", goal="(goal >= 0.8)")
+    ratio("req/s pass-through / nginx direct", "pass-through", "nginx")
+    ratio("p99 pass-through / nginx-proxy", "pass-through", "nginx-proxy", key="p99", goal="(goal <= 2)")
+    if busy:
+        ratio(f"req/s with {args.idle} idle open / none open", "pass-through+idle", "pass-through",
+              goal="(goal >= 0.8)")
+    for gw in bench.gateways():
+        threads, rss = proc_stats(gw.proc.pid)
+        print(f"  {gw.log_path.stem}: {threads} threads, RSS {rss / 1024:.0f} MiB after the run")
+    print(f"  load average at the end: {os.getloadavg()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "64")))
@@ -123,108 +188,7 @@ def main() -> int:
 
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    workdir = passthrough.pick_workdir(args.size)
-    ndir = workdir / "nginx"
-    ndir.mkdir(parents=True, exist_ok=True)
-    (ndir / "meta.conf").write_text("")
-    passthrough.NGINX_CONF = NGINX_CONF
-    nginx, gateways, idle = None, [], []
-    try:
-        nginx, backend, proxy = passthrough.start_nginx(workdir)
-        common = {"LOG_LEVEL": "warn", "MAX_CONNECTIONS": str(max(1024, 2 * args.idle + 256)),
-                  "MAX_UNAUTHENTICATED_CONNECTIONS": str(max(256, 2 * args.idle + 256))}
-        plain = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir / "gw-plain",
-                                   require_ready=False, name="gateway-plain",
-                                   extra_env={**common, "GATEWAY_PASSTHROUGH": "true"})
-        gateways.append(plain)
-        enc = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir / "gw-enc",
-                                 require_ready=False, name="gateway-enc",
-                                 extra_env={**common, "GATEWAY_PASSTHROUGH": "false"})
-        gateways.append(enc)
-        body = os.urandom(args.size)
-        for gw, key in ((plain, "/bench/plain"), (enc, "/bench/enc")):
-            url = gw.endpoint + key
-            headers = s3gw.sigv4_headers("PUT", url, gw.access_key, gw.secret_key,
-                                         headers={"content-length": str(len(body))})
-            status = s3gw.http_request("PUT", url, headers=headers, body=body)[0]
-            if status not in (200, 201, 204):
-                raise s3gw.HarnessError(f"PUT {url}: HTTP {status}")
-        encrypted.serve_metadata(ndir, nginx, backend, "/bench/enc")
-        busy = None
-        if args.idle:
-            busy = s3gw.start_gateway(backend, "BENCHKEY", "bench-backend-secret", workdir / "gw-idle",
-                                      require_ready=False, name="gateway-idle",
-                                      extra_env={**common, "GATEWAY_PASSTHROUGH": "true"})
-            gateways.append(busy)
-            threads, rss = proc_stats(busy.proc.pid)
-            print(f"  gateway-idle before: {threads} threads, RSS {rss / 1024:.0f} MiB", flush=True)
-            started = time.monotonic()
-            idle += hold_idle(busy, args.idle, "/bench/plain")
-            threads, rss = proc_stats(busy.proc.pid)
-            print(f"  gateway-idle: {args.idle} idle connections opened in {time.monotonic() - started:.1f}s: "
-                  f"{threads} threads, RSS {rss / 1024:.0f} MiB", flush=True)
-        print(f"bench: {args.size}-byte GETs, keep-alive, c={args.connections}, {args.seconds}s x {args.rounds} "
-              f"interleaved rounds, wrk -t{args.threads}; idle connections held: {args.idle}; "
-              f"load average {os.getloadavg()}", flush=True)
-        names = ["nginx", "nginx-proxy", "pass-through", "encrypting"] + (["pass-through+idle"] if busy else [])
-        results: dict[str, list[dict]] = {n: [] for n in names}
-        for _ in range(args.rounds):
-            targets = {
-                "nginx": (backend + "/bench/plain", {}),
-                "nginx-proxy": (proxy + "/bench/plain", {}),
-                "pass-through": (plain.endpoint + "/bench/plain",
-                                 s3gw.sigv4_headers("GET", plain.endpoint + "/bench/plain", plain.access_key,
-                                                    plain.secret_key)),
-                "encrypting": (enc.endpoint + "/bench/enc",
-                               s3gw.sigv4_headers("GET", enc.endpoint + "/bench/enc", enc.access_key, enc.secret_key)),
-            }
-            if busy:
-                targets["pass-through+idle"] = (busy.endpoint + "/bench/plain",
-                                                s3gw.sigv4_headers("GET", busy.endpoint + "/bench/plain",
-                                                                   busy.access_key, busy.secret_key))
-            for name in names:
-                url, headers = targets[name]
-                results[name].append(wrk(url, headers, args.connections, args.seconds, args.threads, workdir))
-        for name in names:
-            r = results[name]
-            print(f"  {name:<17} req/s median {statistics.median(x['rps'] for x in r):9.0f}   p50 "
-                  f"{statistics.median(x['p50'] for x in r) * 1e3:7.2f} ms   p99 "
-                  f"{statistics.median(x['p99'] for x in r) * 1e3:7.2f} ms   "
-                  f"(req/s runs: {', '.join('%.0f' % x['rps'] for x in r)})", flush=True)
-
-        def ratio(label: str, a: str, b: str, key: str = "rps", goal: str = "") -> None:
-            values = [x[key] / y[key] for x, y in zip(results[a], results[b])]
-            print(f"  ratio {label:<44} median {statistics.median(values):5.2f}  spread "
-                  f"{min(values):.2f}-{max(values):.2f}  {goal}", flush=True)
-
-        ratio("req/s pass-through / nginx-proxy", "pass-through", "nginx-proxy", goal="(goal >= 0.5)")
-        ratio("req/s encrypting / pass-through", "encrypting", "pass-through", goal="(goal >= 0.8)")
-        ratio("req/s pass-through / nginx direct", "pass-through", "nginx")
-        ratio("p99 pass-through / nginx-proxy", "pass-through", "nginx-proxy", key="p99", goal="(goal <= 2)")
-        if busy:
-            ratio(f"req/s with {args.idle} idle open / none open", "pass-through+idle", "pass-through",
-                  goal="(goal >= 0.8)")
-        for gw in gateways:
-            threads, rss = proc_stats(gw.proc.pid)
-            print(f"  {gw.log_path.stem}: {threads} threads, RSS {rss / 1024:.0f} MiB after the run")
-        print(f"  load average at the end: {os.getloadavg()}")
-        return 0
-    except s3gw.HarnessError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        for gw in gateways:
-            print(gw.log_tail(), file=sys.stderr)
-        return 1
-    finally:
-        for s in idle:
-            s.close()
-        for gw in gateways:
-            try:
-                gw.terminate()
-            except s3gw.HarnessError as exc:
-                print(f"bench: {exc}", file=sys.stderr)
-        passthrough.stop_nginx(nginx)
-        shutil.rmtree(workdir, ignore_errors=True)
+    return common.run(lambda bench: run_bench(args, bench), common.pick_workdir(args.size))
 
 
 if __name__ == "__main__":

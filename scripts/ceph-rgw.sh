@@ -22,6 +22,23 @@ free_port() {
 
 log() { echo "ceph-rgw: $*" >&2; }
 
+# A `ceph` command against the new monitor, retried: under load its first commands can time out, or the monitor can
+# drop one sent before the client had the monmap ("handle_command on fsid 0000... != <fsid>" in mon.a.log), which
+# leaves the client waiting forever. Every command used here is idempotent, so a retry with a short deadline is safe.
+ceph_cmd() {
+    local conf=$1 attempt out
+    shift
+    for attempt in 1 2 3 4 5 6; do
+        if out=$(timeout 20 ceph -c "$conf" --connect-timeout 15 "$@" 2>"$conf.cmd.err"); then
+            printf '%s\n' "$out"
+            return 0
+        fi
+        log "ceph $* failed (attempt $attempt): $(tail -n 1 "$conf.cmd.err")"
+        sleep 1
+    done
+    return 1
+}
+
 stop() {
     local d=$1 pidfile pid pids=()
     [[ -d "$d/run" ]] || return 0
@@ -133,14 +150,15 @@ CONF
 
     # `ceph osd create` also proves the monitor answers.
     local osd_id
-    osd_id=$(timeout 60 ceph -c "$conf" --connect-timeout 30 osd create "$osd_uuid")
+    # `osd create` with a uuid returns the same id when repeated, and the crush commands are no-ops the second time.
+    osd_id=$(ceph_cmd "$conf" osd create "$osd_uuid")
     if [[ "$osd_id" != "0" ]]; then
         log "unexpected osd id '$osd_id'"
         dump_logs "$d"; stop "$d"; exit 1
     fi
-    timeout 60 ceph -c "$conf" osd crush add-bucket localhost host >/dev/null 2>&1
-    timeout 60 ceph -c "$conf" osd crush move localhost root=default >/dev/null 2>&1
-    timeout 60 ceph -c "$conf" osd crush add osd.0 1.0 host=localhost >/dev/null 2>&1
+    ceph_cmd "$conf" osd crush add-bucket localhost host >/dev/null
+    ceph_cmd "$conf" osd crush move localhost root=default >/dev/null
+    ceph_cmd "$conf" osd crush add osd.0 1.0 host=localhost >/dev/null
     mkdir -p "$d/osd/osd.0"
     ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >"$d/log/osd-mkfs.out" 2>&1
     local up=0 attempt

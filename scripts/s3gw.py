@@ -1,4 +1,4 @@
-"""Process harness shared by `make run`, the integration tests and the benchmark.
+"""Process harness shared by `make run`, the integration tests and the benchmarks.
 
 Starts real backends (Ceph RGW through scripts/ceph-rgw.sh, moto's server) and the gateway binary on free
 loopback ports, waits for them to answer, and stops exactly what it started. Standard library only, except
@@ -22,9 +22,11 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -257,6 +259,98 @@ def http_request(method: str, url: str, *, headers: dict[str, str] | None = None
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A recording proxy between the gateway and its backend
+
+
+@dataclass(frozen=True)
+class ForwardedRequest:
+    """One request a `RecordingProxy` forwarded."""
+
+    method: str
+    target: str                 # path and query, as sent
+    headers: dict[str, str]     # lower-cased names
+
+    @property
+    def path(self) -> str:
+        return urllib.parse.urlsplit(self.target).path
+
+
+class RecordingProxy:
+    """Forwards every request to `target` unchanged (Host included, so signatures hold) and records it: what the
+    backend sees of the gateway's requests, for tests and benchmarks. `start()` returns the proxy's endpoint."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.endpoint = ""
+        self._seen: list[ForwardedRequest] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> str:
+        proxy = self
+        target = urllib.parse.urlsplit(self.target)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def relay(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                with proxy._lock:
+                    proxy._seen.append(ForwardedRequest(self.command, self.path,
+                                                        {k.lower(): v for k, v in headers.items()}))
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    answer = conn.getresponse()
+                    data = answer.read()
+                finally:
+                    conn.close()
+                self.send_response_only(answer.status, answer.reason)
+                for k, v in answer.getheaders():
+                    if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                # A HEAD answer has no body but keeps the object's length.
+                length = answer.getheader("Content-Length") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length or "0")
+                self.end_headers()
+                if self.command != "HEAD":
+                    try:
+                        self.wfile.write(data)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the gateway cut off a body it did not need
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay  # noqa: N815 - http.server's naming
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.endpoint
+
+    def seen(self) -> list[ForwardedRequest]:
+        """Every request forwarded since the start or the last `take()`."""
+        with self._lock:
+            return list(self._seen)
+
+    def take(self) -> list[ForwardedRequest]:
+        """The requests forwarded since the last call (or the start); forgets them."""
+        with self._lock:
+            out, self._seen = self._seen, []
+        return out
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -533,6 +627,16 @@ def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret
                                    f"log {log_path}:\n{gw.log_tail()}")
             time.sleep(0.1)
     return gw
+
+
+def write_random(path: Path, size: int) -> None:
+    """`size` random bytes into `path`, written 8 MiB at a time."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 8 << 20)
+            f.write(os.urandom(n))
+            left -= n
 
 
 def sha256_file(path: Path) -> str:

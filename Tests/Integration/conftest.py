@@ -176,12 +176,7 @@ def payloads(tmp_root) -> dict[int, Path]:
     out = {}
     for size in (0, 1, 1 << 20, 64 << 20):
         path = tmp_root / f"payload-{size}"
-        with open(path, "wb") as f:
-            remaining = size
-            while remaining:
-                n = min(remaining, 8 << 20)
-                f.write(os.urandom(n))
-                remaining -= n
+        s3gw.write_random(path, size)
         out[size] = path
     return out
 

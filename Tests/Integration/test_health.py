@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -47,8 +48,12 @@ def test_metrics_exposes_gateway_metrics_and_counts_requests(target, bucket):
     for i in range(3):
         s3.put_object(Bucket=bucket, Key=f"m{i}", Body=b"x")
         s3.get_object(Bucket=bucket, Key=f"m{i}")["Body"].read()
-    after = _metrics(target.endpoint)
-    assert after["s3_gateway_requests_total"] >= before.get("s3_gateway_requests_total", 0) + 6
+    expected = before.get("s3_gateway_requests_total", 0) + 6
+    # A request is counted once its answer has been written, which can be a moment after the client read it.
+    deadline = time.monotonic() + 10
+    while (after := _metrics(target.endpoint))["s3_gateway_requests_total"] < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert after["s3_gateway_requests_total"] >= expected
 
 
 def test_bucket_named_health_is_s3(target):

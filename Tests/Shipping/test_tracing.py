@@ -9,7 +9,6 @@ import http.client
 import http.server
 import re
 import threading
-import urllib.parse
 from dataclasses import dataclass, field
 
 import pytest
@@ -72,57 +71,6 @@ class Receiver:
                     for ss in rs.scope_spans for span in ss.spans]
 
 
-@dataclass
-class RecordingProxy:
-    """Forwards to the backend and records the trace headers of every request it forwards."""
-
-    target: str
-    seen: list = field(default_factory=list)
-    server: _Server | None = None
-
-    def start(self) -> str:
-        proxy = self
-        target = urllib.parse.urlsplit(self.target)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def relay(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                proxy.seen.append((self.command, self.path, self.headers.get("traceparent"),
-                                   self.headers.get("tracestate")))
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for k, v in answer.getheaders():
-                    if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
-                        self.send_header(k, v)
-                # A HEAD answer has no body but keeps the object's length.
-                length = answer.getheader("Content-Length") if self.command == "HEAD" else str(len(data))
-                self.send_header("Content-Length", length or "0")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay  # noqa: N815
-
-            def log_message(self, *args):
-                pass
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def attributes(kvs) -> dict:
     out = {}
     for kv in kvs:
@@ -146,7 +94,7 @@ def traced_client(gw, traceparent: str | None, tracestate: str | None = None):
 @pytest.fixture
 def stack(tmp_path):
     backend = s3gw.MotoBackend.start(tmp_path / "moto")
-    proxy = RecordingProxy(backend.endpoint)
+    proxy = s3gw.RecordingProxy(backend.endpoint)
     receiver = Receiver()
     started = []
     try:
@@ -212,7 +160,8 @@ def test_request_spans_reach_the_collector_in_the_clients_trace(stack):
     assert attributes(put_backend.attributes)["http.response.status_code"] == 200
 
     # The backend saw the gateway's client span as its parent, in the client's trace, with the client's tracestate.
-    puts = [(tp, ts) for method, path, tp, ts in proxy.seen if method == "PUT" and path.endswith("/traced")]
+    puts = [(r.headers.get("traceparent"), r.headers.get("tracestate")) for r in proxy.seen()
+            if r.method == "PUT" and r.path.endswith("/traced")]
     assert puts == [(f"00-{CLIENT_TRACE}-{put_backend.span_id.hex()}-01", "vendor=abc")]
 
     # The request's log line names its trace and span.
@@ -235,7 +184,7 @@ def test_untraced_and_unsampled_requests(stack):
     assert len(fresh) == 1 and fresh[0].parent_span_id == b"", "a request without traceparent starts a trace"
     assert not [s for s in spans if s.trace_id.hex() == unsampled_trace], "the parent said: not sampled"
     # Not recorded, but the context still reaches the backend with the sampled flag off.
-    quiet = [tp for method, path, tp, _ in proxy.seen if method == "PUT" and path.endswith("/quiet")]
+    quiet = [r.headers.get("traceparent") for r in proxy.seen() if r.method == "PUT" and r.path.endswith("/quiet")]
     assert len(quiet) == 1 and quiet[0].startswith(f"00-{unsampled_trace}-") and quiet[0].endswith("-00")
 
 

@@ -8,11 +8,6 @@ public final class MotoServer {
     public let port: Int
     private let process: Process
 
-    /// Whether moto_server is installed. Not for skipping tests (a missing dependency must fail them): call
-    /// `MotoServer()` and let it throw.
-    @available(*, deprecated, message: "a missing moto_server must fail the test: call MotoServer() and let it throw")
-    public static var available: Bool { (try? RequiredTool.path("moto_server")) != nil }
-
     public var endpoint: String { "http://127.0.0.1:\(port)" }
 
     public init() throws {

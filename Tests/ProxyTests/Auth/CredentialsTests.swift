@@ -77,10 +77,8 @@ import Testing
     }
 
     @Test func reloadsOnChangeAndKeepsTheLastGoodSet() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("creds-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("credentials.json").path
+        let dir = TempDir(prefix: "creds")
+        let path = dir.path + "/credentials.json"
         try Self.file([("ONE", "secret-one-1")]).write(toFile: path, atomically: true, encoding: .utf8)
         let recorder = Recorder()
         let watcher = try CredentialsFileWatcher(path: path, fixed: [Credential(accessKey: "ENVKEY", secretKey: "env-secret")],

@@ -121,13 +121,11 @@ import Testing
 
     /// Runs the local mode end to end through files: success renames, failure leaves nothing behind.
     @Test func localModeWritesOnlyVerifiedFiles() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dec-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = TempDir(prefix: "dec")
         let plaintext = Self.pattern(50_000, 5)
         let (headers, body) = try Self.single(plaintext)
-        let cipherPath = dir.appendingPathComponent("c").path
-        let outPath = dir.appendingPathComponent("out").path
+        let cipherPath = dir.url.appendingPathComponent("c").path
+        let outPath = dir.url.appendingPathComponent("out").path
         _ = FileManager.default.createFile(atPath: cipherPath, contents: Data(body))
 
         try DecryptCommand.writeOutput(outPath) { sink in
@@ -139,7 +137,7 @@ import Testing
         var tampered = body
         tampered[body.count - 3] ^= 0x80
         _ = FileManager.default.createFile(atPath: cipherPath, contents: Data(tampered))
-        let other = dir.appendingPathComponent("other").path
+        let other = dir.url.appendingPathComponent("other").path
         #expect(throws: DecryptCommand.Failure.self) {
             try DecryptCommand.writeOutput(other) { sink in
                 try DecryptCommand.decryptLocal(path: cipherPath, headers: headers, identity: Self.identity, encryptor: Self.encryptor, sink: sink)
@@ -151,18 +149,16 @@ import Testing
 
     /// The FORMAT.md §10 object A, through the command with its real password (one scrypt run).
     @Test func formatVectorThroughTheCommand() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dec-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = TempDir(prefix: "dec")
         let metadata = """
             {"x-amz-meta-s3eg-version": "1", "x-amz-meta-s3eg-cipher": "AES-256-GCM", "x-amz-meta-s3eg-chunk-size": "65536",
              "x-amz-meta-s3eg-key-id": "cf2cd6307db37bc2", "x-amz-meta-s3eg-layout": "single",
              "x-amz-meta-s3eg-wrapped-key": "sLGys7S1tre4ubq78FfWM1OJe69wRWpxotDQoNZ4LSIQEf0z9hUv8QOocuumzCISQUIdraXAG647eiNJ",
              "x-amz-meta-s3eg-salt": "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"}
             """
-        let m = dir.appendingPathComponent("m.json").path
-        let c = dir.appendingPathComponent("c").path
-        let o = dir.appendingPathComponent("o").path
+        let m = dir.url.appendingPathComponent("m.json").path
+        let c = dir.url.appendingPathComponent("c").path
+        let o = dir.url.appendingPathComponent("o").path
         _ = FileManager.default.createFile(atPath: m, contents: Data(metadata.utf8))
         _ = FileManager.default.createFile(atPath: c, contents: Data(Encoding.fromHex("2a663d6c022361b80c6f43bf59a3673e84ac0fab3e133421123479071f316c6e")!))
         let env = ["ENCRYPTION_PASSWORD": "correct horse battery staple"]
@@ -176,7 +172,7 @@ import Testing
         // Object C of FORMAT.md §10.2: the same body with version 2 metadata; a changed ETag record fails the MAC.
         var v2: [String: String] = [:]
         for (name, value) in try FormatVectorTests.vectorsV2() where name.hasPrefix("C.x-amz-meta-") { v2[String(name.dropFirst(2))] = value }
-        let m2 = dir.appendingPathComponent("m2.json").path
+        let m2 = dir.url.appendingPathComponent("m2.json").path
         _ = FileManager.default.createFile(atPath: m2, contents: try JSONSerialization.data(withJSONObject: v2))
         #expect(DecryptCommand.run(arguments: ["--input", c, "--metadata", m2, "--bucket", "example-bucket", "--key", "docs/hello.txt",
                                                "--output", o + "3"], environment: env) == 0)

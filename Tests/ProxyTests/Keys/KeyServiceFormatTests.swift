@@ -33,10 +33,8 @@ import Testing
     }
 
     @Test func thePolicyWatcherReloadsGoodFilesAndKeepsThePolicyOnBadOnes() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("policy.json").path
+        let dir = TempDir(prefix: "policy")
+        let path = dir.path + "/policy.json"
         try "{}".write(toFile: path, atomically: true, encoding: .utf8)
         let raw = try LocalKeyring(active: LocalKey.raw(Array(repeating: 1, count: 32)))
         let keys = try KeyService(local: [raw], remote: [], policy: BucketPolicy(defaultKey: KeySpec(provider: .raw)))

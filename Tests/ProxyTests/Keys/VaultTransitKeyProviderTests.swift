@@ -62,9 +62,9 @@ import Testing
     }
 
     @Test func kubernetesAuthLogsInAgainAfterA403() throws {
-        let jwtFile = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-\(UUID().uuidString)")
+        let dir = TempDir(prefix: "jwt")
+        let jwtFile = dir.url.appendingPathComponent("jwt")
         try "service-account-jwt\n".write(to: jwtFile, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: jwtFile) }
         let vault = try VaultTransitDouble(arguments: ["--jwt", "service-account-jwt=gateway"])
         try vault.admin("POST", "/v1/transit/keys/s3eg")
         let p = try provider(vault, auth: .kubernetes(role: "gateway", jwtFile: jwtFile.path, mount: "kubernetes"))
@@ -90,9 +90,9 @@ import Testing
     }
 
     @Test func tokensAreRenewedAndReplacedBeforeTheirMaximumTTL() throws {
-        let jwtFile = FileManager.default.temporaryDirectory.appendingPathComponent("jwt-\(UUID().uuidString)")
+        let dir = TempDir(prefix: "jwt")
+        let jwtFile = dir.url.appendingPathComponent("jwt")
         try "jwt-renew".write(to: jwtFile, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: jwtFile) }
         // Tokens live 3 s and can be renewed up to 5 s after login.
         let vault = try VaultTransitDouble(arguments: ["--jwt", "jwt-renew=gateway", "--token-ttl", "3", "--token-max-ttl", "5"])
         try vault.admin("POST", "/v1/transit/keys/s3eg")

@@ -10,20 +10,16 @@ final class TestCertificateAuthority {
         let serial: String
     }
 
-    let directory: URL
-    var caCertificate: String { directory.appendingPathComponent("ca.pem").path }
+    private let directory = TempDir(prefix: "s3gw-tls")
+    var caCertificate: String { path("ca.pem") }
     private var counter = 0
 
     init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("s3gw-tls-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try Self.openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                           "-keyout", path("ca.key"), "-out", path("ca.pem"), "-days", "2", "-subj", "/CN=s3gw test CA"])
     }
 
-    deinit { try? FileManager.default.removeItem(at: directory) }
-
-    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+    func path(_ name: String) -> String { directory.path + "/" + name }
 
     /// A leaf certificate signed by this CA (RSA 2048 so that RSA key-exchange suites could be offered).
     func issue(commonName: String = "localhost", clientAuth: Bool = false) throws -> Issued {

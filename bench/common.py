@@ -1,0 +1,368 @@
+"""What the benchmarks in bench/ share: a run that stops everything it started, the fast nginx backend, gateways
+in front of it, curl transfers, and interleaved rounds with their medians, spreads and per-round ratios.
+
+    import common          # bench/ is on sys.path when a bench runs as `python3 bench/x.py`
+    import s3gw            # scripts/ is put on sys.path by common
+
+    def measure(args, bench: common.Bench) -> None:
+        nginx = bench.nginx(metadata=True)
+        gw = bench.gateway(nginx.endpoint, "gateway-enc", passthrough=False)
+        ...
+
+    sys.exit(common.run(lambda bench: measure(args, bench), common.pick_workdir(size)))
+
+The machines are shared and noisy, so every bench measures baseline and candidate in the same rounds
+(`interleaved`) and reports medians with their spread, and ratios taken within a round (`ratios`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "scripts"))
+
+import s3gw  # noqa: E402
+
+#: Backend credentials of the benches' own backends (nginx and bench/multipart_backend.py check no signatures).
+BACKEND_ACCESS_KEY = "BENCHKEY"
+BACKEND_SECRET_KEY = "bench-backend-secret"
+
+T = TypeVar("T")
+
+
+# ---- one run: everything started is stopped, the work directory removed
+
+class Bench:
+    """The processes one bench run started (gateways, nginx, backends, key managers) and its work directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list = []
+
+    def track(self, thing: T) -> T:
+        """Stops `thing` at the end of the run (`terminate()` for a gateway, else `stop()`); returns it."""
+        self.started.append(thing)
+        return thing
+
+    def stop(self, thing) -> None:
+        """Stops one tracked process now (a gateway started per round)."""
+        self.started.remove(thing)
+        _stop(thing)
+
+    def gateways(self) -> list[s3gw.Gateway]:
+        return [t for t in self.started if isinstance(t, s3gw.Gateway)]
+
+    def nginx(self, **options) -> "Nginx":
+        """nginx on `workdir/nginx` (options: see `nginx_conf`)."""
+        return self.track(Nginx(self.workdir, **options))
+
+    def gateway(self, backend: str, name: str, *, passthrough: bool, env: dict[str, str] | None = None,
+                workdir: Path | None = None, access_key: str = BACKEND_ACCESS_KEY,
+                secret_key: str = BACKEND_SECRET_KEY, require_ready: bool = False) -> s3gw.Gateway:
+        """A gateway in front of `backend`, encrypting or pass-through, logging at warn (`env` adds or overrides
+        variables); its log is `workdir/name.log` (default workdir: the run's `workdir/name`)."""
+        extra = {"GATEWAY_PASSTHROUGH": "true" if passthrough else "false", "LOG_LEVEL": "warn", **(env or {})}
+        return self.track(s3gw.start_gateway(backend, access_key, secret_key, workdir or self.workdir / name,
+                                             require_ready=require_ready, extra_env=extra, name=name))
+
+    def close(self) -> None:
+        for thing in reversed(self.started):
+            try:
+                _stop(thing)
+            except Exception as exc:  # noqa: BLE001 - stop everything that was started
+                print(f"bench: stopping {getattr(thing, 'name', type(thing).__name__)}: {exc}", file=sys.stderr)
+        self.started.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _stop(thing) -> None:
+    if isinstance(thing, s3gw.Gateway):
+        thing.terminate()
+    else:
+        thing.stop()
+
+
+def run(body: Callable[[Bench], int | None], workdir: Path) -> int:
+    """Runs `body` with a fresh `Bench` on `workdir`; the exit status: 0, or 1 after a `HarnessError` (printed
+    with the log tails of the gateways started). Everything started is stopped and `workdir` removed, also when
+    the bench is interrupted (Ctrl-C) or terminated (SIGTERM)."""
+    main = os.getpid()
+
+    def terminated(*_) -> None:
+        if os.getpid() != main:  # a forked worker (multiprocessing) dies as it would without this handler
+            os._exit(128 + signal.SIGTERM)
+        sys.exit(128 + signal.SIGTERM)  # unwinds into the `finally` below
+
+    signal.signal(signal.SIGTERM, terminated)
+    bench = Bench(workdir)
+    try:
+        return body(bench) or 0
+    except s3gw.HarnessError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        for gw in bench.gateways():
+            print(gw.log_tail(), file=sys.stderr)
+        return 1
+    finally:
+        bench.close()
+
+
+def pick_workdir(size: int, prefix: str = "s3gw-bench-") -> Path:
+    """A new temp dir, on /dev/shm when it has room for 4x `size` (so the disk is not what is measured)."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 4 * size + (512 << 20):
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+# ---- nginx: the fast backend (WebDAV PUT, sendfile) and nginx's own proxy_pass in front of it
+
+#: The gateway's metadata headers (x-amz-meta-s3eg-*) that `Nginx.serve_metadata` returns for an object.
+META_FIELDS = ["version", "cipher", "chunk-size", "provider", "key-id", "ik", "wrapped-key", "layout", "salt", "etag",
+               "checksum", "mac"]
+
+NGINX_CONF = """\
+{user}
+worker_processes 2;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections {worker_connections}; }}
+http {{
+{access_log}    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 0;
+    client_body_buffer_size 1m;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_timeout 60s;
+    server {{
+        listen 127.0.0.1:{port};
+        root {dir}/data;
+{include}        location / {{
+            autoindex on;
+            dav_methods PUT DELETE MKCOL;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+        }}
+    }}
+    # A plain pass-through proxy in front of the same files: the baseline a proxy
+    # that copies every byte through user space can be held to.
+{upstream}    server {{
+        listen 127.0.0.1:{proxy_port};
+        location / {{
+            proxy_pass {proxy_target};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+            proxy_buffering on;
+            proxy_buffers 64 64k;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_conf(ndir: Path, port: int, proxy_port: int, *, metadata: bool = False, worker_connections: int = 256,
+               upstream_keepalive: int = 0) -> str:
+    """nginx.conf of the bench backend.
+
+    `metadata`: nginx stores bodies but not request headers, so on its own it would serve an encrypted object
+    without its `x-amz-meta-s3eg-*` metadata (and the gateway would pass the ciphertext through as a plain object).
+    With `metadata` it logs those headers of every request (`meta.log`) and includes `meta.conf`, where
+    `Nginx.serve_metadata` puts `add_header` lines that return an object's metadata.
+    `upstream_keepalive`: connections nginx's proxy keeps to the backend (0: a new connection per request)."""
+    access_log, include, upstream = "    access_log off;\n", "", ""
+    proxy_target = f"http://127.0.0.1:{port}"
+    if metadata:
+        fields = "".join(f',"{f}":"$http_x_amz_meta_s3eg_{f.replace("-", "_")}"' for f in META_FIELDS)
+        access_log = (f"    log_format s3eg escape=json "
+                      f"'{{\"method\":\"$request_method\",\"uri\":\"$uri\",\"status\":\"$status\"{fields}}}';\n"
+                      f"    access_log {ndir}/meta.log s3eg;\n")
+        include = f"        include {ndir}/meta.conf;\n"
+    if upstream_keepalive:
+        upstream = (f"    upstream backend {{\n        server 127.0.0.1:{port};\n"
+                    f"        keepalive {upstream_keepalive};\n    }}\n")
+        proxy_target = "http://backend"
+    return NGINX_CONF.format(user="user root;" if os.geteuid() == 0 else "", dir=ndir, port=port,
+                             proxy_port=proxy_port, worker_connections=worker_connections, access_log=access_log,
+                             include=include, upstream=upstream, proxy_target=proxy_target)
+
+
+class Nginx:
+    """nginx serving `workdir/nginx/data` on `endpoint` (objects of bucket `bench` are files in `data/bench`),
+    and its own proxy_pass to it on `proxy_endpoint`."""
+
+    name = "nginx"
+
+    def __init__(self, workdir: Path, **options) -> None:
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(exe).exists():
+            raise s3gw.HarnessError("nginx not found: apt-get install nginx-light (make bench installs it)")
+        version = subprocess.run([exe, "-V"], capture_output=True, text=True).stderr
+        if "http_dav_module" not in version:
+            raise s3gw.HarnessError("this nginx lacks the WebDAV module (PUT); install nginx-light or nginx-full")
+        self.dir = workdir / "nginx"
+        for sub in ("data/bench", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.dir / "meta.conf").write_text("")
+        port, proxy_port = s3gw.free_port(), s3gw.free_port()
+        conf = self.dir / "nginx.conf"
+        conf.write_text(nginx_conf(self.dir, port, proxy_port, **options))
+        self.proc = subprocess.Popen([exe, "-p", str(self.dir), "-c", str(conf), "-e", str(self.dir / "error.log")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.proxy_endpoint = f"http://127.0.0.1:{proxy_port}"
+        deadline = time.monotonic() + 15
+        while True:
+            if self.proc.poll() is not None:
+                raise s3gw.HarnessError(f"nginx exited ({self.proc.returncode}): {(self.dir / 'error.log').read_text()}")
+            try:
+                if s3gw.http_request("GET", self.endpoint + "/", timeout=1)[0] == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise s3gw.HarnessError("nginx did not answer within 15s")
+            time.sleep(0.1)
+
+    def store(self, src: Path, key: str) -> str:
+        """Copies `src` into nginx as object `bench/key` (served as stored); returns its URL."""
+        shutil.copyfile(src, self.dir / "data" / "bench" / key)
+        return f"{self.endpoint}/bench/{key}"
+
+    def serve_metadata(self, uri: str) -> None:
+        """Reloads nginx so `uri` answers with the metadata of its last successful PUT (needs `metadata=True`)."""
+        import json
+
+        entries = [json.loads(line) for line in (self.dir / "meta.log").read_text().splitlines() if line.strip()]
+        puts = [e for e in entries if e["method"] == "PUT" and e["uri"] == uri and e["status"] in ("201", "204")]
+        if not puts or not puts[-1]["version"]:
+            raise s3gw.HarnessError(f"no encrypted PUT of {uri} in the nginx log (is encryption on?)")
+        last = puts[-1]
+        lines = [f"location = {uri} {{", "    dav_methods PUT DELETE;", "    create_full_put_path on;"]
+        lines += [f'    add_header x-amz-meta-s3eg-{f} "{last[f]}" always;' for f in META_FIELDS if last[f]]
+        lines.append("}")
+        (self.dir / "meta.conf").write_text("\n".join(lines) + "\n")
+        old_workers = self._workers()
+        self.proc.send_signal(signal.SIGHUP)
+        # The reload is done when the workers of the old configuration have exited: until then a connection the
+        # gateway opened before (its pool, from the PUT) is served without the metadata, and the gateway passes
+        # the stored ciphertext through as a plain object.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            status, headers, _ = s3gw.http_request("HEAD", self.endpoint + uri, timeout=2)
+            if (status == 200 and headers.get("x-amz-meta-s3eg-wrapped-key") == last["wrapped-key"]
+                    and not old_workers & self._workers()):
+                return
+            time.sleep(0.1)
+        raise s3gw.HarnessError("nginx did not pick up the metadata after a reload (or its old workers did not exit)")
+
+    def _workers(self) -> set[int]:
+        """PIDs of the master's worker processes."""
+        workers = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:  # the field after the state: the parent's PID
+                workers.add(int(stat.parent.name))
+        return workers
+
+    def stop(self) -> None:
+        """Graceful stop of master and workers; killed after 10 s."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def put_encrypted(nginx: Nginx, gw: s3gw.Gateway, src: Path, key: str = "enc") -> str:
+    """PUTs `src` through the encrypting gateway `gw` into nginx as `bench/key` and has nginx serve its metadata
+    back, so GETs through the gateway decrypt it; returns the object's URL on the gateway."""
+    url = f"{gw.endpoint}/bench/{key}"
+    _, code = transfer("PUT", url, gw.access_key, gw.secret_key, src)
+    if code not in (200, 201, 204):
+        raise s3gw.HarnessError(f"PUT {url}: HTTP {code}")
+    nginx.serve_metadata(f"/bench/{key}")
+    return url
+
+
+# ---- curl
+
+def header_args(headers: dict[str, str]) -> list[str]:
+    """curl `-H` arguments for `headers` (Content-Length is curl's own)."""
+    args: list[str] = []
+    for k, v in headers.items():
+        if k.lower() != "content-length":
+            args += ["-H", f"{k}: {v}"]
+    return args
+
+
+def transfer(method: str, url: str, access: str, secret: str, src: Path | None) -> tuple[float, int]:
+    """One signed (UNSIGNED-PAYLOAD) transfer with curl: a PUT of `src`, else a GET; returns (MiB/s, HTTP status)."""
+    headers = s3gw.sigv4_headers(method, url, access, secret,
+                                 headers={"content-length": str(src.stat().st_size)} if src else None)
+    cmd = ["curl", "-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code} %{speed_upload} %{speed_download}",
+           "-H", "Expect:", *header_args(headers)]
+    cmd += ["-T", str(src), url] if src else [url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise s3gw.HarnessError(f"curl {method} {url} failed: {out.stderr}")
+    code, up, down = out.stdout.split()
+    speed = float(up if src else down)
+    return speed / (1 << 20), int(code)
+
+
+def checked_transfer(what: str, method: str, url: str, access: str, secret: str, src: Path | None) -> float:
+    """`transfer`, raising unless the answer is 200, 201 or 204 (`what` names it in the error); returns MiB/s."""
+    speed, code = transfer(method, url, access, secret, src)
+    if code not in (200, 201, 204):
+        raise s3gw.HarnessError(f"{what}: HTTP {code} from {url}")
+    return speed
+
+
+# ---- rounds and statistics
+
+def interleaved(rounds: int, sides: dict[str, Callable[[], T]]) -> dict[str, list[T]]:
+    """Runs every side once per round, in order, round after round (a, b, a, b, ...), so that load from other
+    processes on a shared machine hits all sides alike; returns each side's results in round order."""
+    results: dict[str, list[T]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, side in sides.items():
+            results[name].append(side())
+    return results
+
+
+def ratios(candidate: list[float], baseline: list[float]) -> list[float]:
+    """candidate / baseline per round (the pair that ran back to back, least moved by load changes)."""
+    return [c / b for c, b in zip(candidate, baseline)]
+
+
+def runs(values: list[float], fmt: str = "{:.0f}") -> str:
+    """'a, b, c': every round's value."""
+    return ", ".join(fmt.format(v) for v in values)
+
+
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """'min-max' of the rounds."""
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
