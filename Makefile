@@ -7,6 +7,8 @@
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed (interleaved rounds)
 #   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
+#   make bench-ranges        1 MiB ranged GETs of a 1 GiB encrypted object vs the same ranges from nginx direct
+#   make bench-concurrent    64 concurrent 16 MiB encrypted GETs vs nginx direct (aggregate MiB/s)
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
 #   make bench-multipart     multipart: 1 GiB encrypted/pass-through, peak RSS of 8x512 MiB parts, requests per ranged GET
 #   make bench-listing       listing 1000 multipart objects: encrypting (cold/warm size cache) vs pass-through
@@ -24,7 +26,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-operator bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-ranges bench-concurrent bench-operator bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
@@ -78,6 +80,12 @@ bench-listing: deps-test build-release
 
 bench-requests: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/request_rate.py $(BENCH_ARGS)
+
+bench-ranges: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/ranges.py $(BENCH_ARGS)
+
+bench-concurrent: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/concurrent_gets.py $(BENCH_ARGS)
 
 bench-operator: deps-test
 	@scripts/kube-build.sh >/dev/null

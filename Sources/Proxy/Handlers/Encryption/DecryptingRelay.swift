@@ -1,28 +1,76 @@
+import Foundation
 import Shared
+import Synchronization
 
 /// Receives the backend's answer to the ranged GET of a `ReadPlan` and streams verified plaintext
 /// to the client. The response head is written only once the backend answered with the object the
 /// plan was made for (same gateway metadata); a chunk that fails authentication afterwards makes
 /// the transfer fail, and the handler closes the connection: the client never gets wrong bytes.
+///
+/// A content of `backgroundThreshold` bytes or more is decrypted and written on a second thread
+/// (`BackgroundStage`), so that receiving from the backend (libcurl, on the calling thread) overlaps
+/// decrypting and sending: the calling thread only copies ciphertext into a few bounded buffers.
+/// While that stage runs, the client's side of the relay (the writer, what was written, a verification
+/// failure) belongs to it; `finish()` ends it, and reading `clientResponseStarted`, `bytesOut`,
+/// `encryptionFailure` or `openTime` stops it first (the exchange reads `clientResponseStarted` when the
+/// backend transfer fails), so after any failure the caller owns the writer again and no thread is left.
+///
+/// A second thread only pays while cores are idle; it also costs a copy of the ciphertext. So only as many
+/// relays as `BackgroundSlots` allows (half the cores) use one at a time; the others decrypt inline, as many
+/// concurrent streams keep every core busy anyway.
 final class DecryptingRelay: BackendResponseHandler {
+    /// Contents at least this long are decrypted and sent on a second thread.
+    static let backgroundThreshold = 1 << 20
+    /// Buffers between the receiving and the decrypting thread, and their size: what a stream may hold
+    /// in flight beyond the opener's chunk (512 KiB).
+    static let backgroundDepth = 4
+    static let backgroundBufferSize = 128 << 10
+
     let writer: ResponseWriter
     let reader: any RangeDecryptor
     let metadata: EncryptionMetadata
     let etag: String
+    /// Whether a long content may use the second thread (tests compare both ways).
+    var background = true
+    /// Where a relay takes its permission to use a second thread.
+    var slots = BackgroundSlots.shared
+    private var holdsSlot = false
     private var decidedStatus = 0
     private var plaintextOut: Int64 = 0
     /// The backend answered with an error: relayed as S3 relays it (with the gateway's request id).
     private var errorRelay: ClientRelay?
     var status: Int { errorRelay?.status ?? decidedStatus }
-    var bytesOut: Int64 { errorRelay?.bytesOut ?? plaintextOut }
+    var bytesOut: Int64 {
+        stopStage()
+        return errorRelay?.bytesOut ?? plaintextOut
+    }
     /// The ciphertext failed verification.
-    private(set) var encryptionFailure: EncryptionError?
-    private(set) var openTime: Duration = .zero
+    var encryptionFailure: EncryptionError? {
+        stopStage()
+        return failure
+    }
+    private var failure: EncryptionError?
+    var openTime: Duration {
+        stopStage()
+        return decryptTime
+    }
+    private var decryptTime: Duration = .zero
     private var pendingHead: HTTPResponseHead?
-    var clientResponseStarted: Bool { writer.headWritten }
+    var clientResponseStarted: Bool {
+        stopStage()
+        return writer.headWritten
+    }
     private var finished = false
     /// Headers the handler adds to the client's response head (the checksum record).
     var extraHeaders: [(name: String, value: String)] = []
+    /// Decrypts and writes on a second thread (a long content, from its head on).
+    private var stage: BackgroundStage?
+    /// The stage ended (finished, failed or stopped): later input is refused.
+    private var stageEnded = false
+    /// True while a stage runs (for tests).
+    var decryptsInBackground: Bool { stage != nil && !stageEnded }
+    /// The stage, if one was started (for tests: its thread's end).
+    var backgroundStage: BackgroundStage? { stage }
 
     let requestID: String
 
@@ -32,6 +80,12 @@ final class DecryptingRelay: BackendResponseHandler {
         self.reader = reader
         self.metadata = metadata
         self.etag = etag
+    }
+
+    deinit {
+        // Every path reads one of the accessors above or calls finish(); this only guards against a new one that does not.
+        if !stageEnded { stage?.cancel() }
+        if holdsSlot { slots.release() }
     }
 
     func responseHead(status backendStatus: Int, headers: [(name: String, value: String)]) throws {
@@ -65,11 +119,27 @@ final class DecryptingRelay: BackendResponseHandler {
         decidedStatus = reader.status
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
         pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.contentLength))
+        if background && reader.contentLength >= Self.backgroundThreshold && slots.tryAcquire() {
+            holdsSlot = true
+            // Weak: the stage's thread must not keep the relay alive (its deinit cancels the stage).
+            stage = BackgroundStage(depth: Self.backgroundDepth, bufferSize: Self.backgroundBufferSize) { [weak self] ciphertext in
+                guard let self else { throw BackgroundStage.Stopped() }
+                try self.decrypt { try self.reader.update(ciphertext, emit: $0) }
+            }
+        }
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {
         if let errorRelay {
             try errorRelay.responseBody(bytes)
+            return
+        }
+        if let stage {
+            // Throws only once the stage has stopped: its consumer's error, or `Stopped` after stopStage().
+            do { try stage.submit(bytes) } catch {
+                stageStopped()
+                throw error
+            }
             return
         }
         try decrypt { try reader.update(bytes, emit: $0) }
@@ -82,6 +152,11 @@ final class DecryptingRelay: BackendResponseHandler {
             try errorRelay.finish()
             return
         }
+        if let stage {
+            // Everything received is decrypted and written before the last chunk is verified here.
+            defer { stageStopped() }
+            try stage.finish()
+        }
         try decrypt { try reader.finish(emit: $0) }
         finished = true
         try flush()
@@ -91,7 +166,7 @@ final class DecryptingRelay: BackendResponseHandler {
     /// the head goes out with the first verified bytes.
     private func decrypt(_ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let started = ContinuousClock.now
-        defer { openTime += ContinuousClock.now - started }
+        defer { decryptTime += ContinuousClock.now - started }
         do {
             try body { plaintext in
                 try self.writePendingHead()
@@ -99,8 +174,24 @@ final class DecryptingRelay: BackendResponseHandler {
                 self.plaintextOut += Int64(plaintext.count)
             }
         } catch let error as EncryptionError {
-            encryptionFailure = error
+            failure = error
             throw error
+        }
+    }
+
+    /// Ends the stage, dropping what it has not consumed (a failure path: the transfer is over).
+    private func stopStage() {
+        guard let stage, !stageEnded else { return }
+        stage.stop()
+        stageStopped()
+    }
+
+    /// The stage's thread is done with the relay: later input is refused and the slot goes back.
+    private func stageStopped() {
+        stageEnded = true
+        if holdsSlot {
+            holdsSlot = false
+            slots.release()
         }
     }
 
@@ -114,6 +205,31 @@ final class DecryptingRelay: BackendResponseHandler {
         // An empty plaintext (a zero-length object or range) still needs its head once verified.
         if finished { try writePendingHead() }
     }
+}
+
+/// How many relays may decrypt on a second thread at the same time.
+final class BackgroundSlots: Sendable {
+    /// Half the cores (at least one): one stream on two cores, while more streams keep the cores busy on their own.
+    static let shared = BackgroundSlots(limit: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
+
+    let limit: Int
+    private let used = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    func tryAcquire() -> Bool {
+        var current = used.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, seen) = used.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = seen
+        }
+        return false
+    }
+
+    func release() { used.subtract(1, ordering: .releasing) }
+
+    var inUse: Int { used.load(ordering: .relaxed) }
 }
 
 /// Response headers of an encrypted object as clients see them.

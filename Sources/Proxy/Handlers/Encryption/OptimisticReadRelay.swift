@@ -33,7 +33,11 @@ final class OptimisticReadRelay: BackendResponseHandler {
         self.decide = decide
     }
 
-    var clientResponseStarted: Bool { writer.headWritten }
+    var clientResponseStarted: Bool {
+        // The decrypting relay may write on a thread of its own; asking it stops that first.
+        if case .decrypting(let relay)? = outcome { return relay.clientResponseStarted }
+        return writer.headWritten
+    }
 
     var status: Int {
         switch outcome {

@@ -1,0 +1,152 @@
+import Foundation
+
+/// Runs the second half of a stream on a thread of its own, at most a few buffers behind the first half, so
+/// that one transfer can use two cores (e.g. receive ciphertext on one; decrypt and send on the other).
+///
+/// `submit` copies bytes into one of `depth` buffers of `bufferSize` bytes and hands full ones over; it blocks
+/// only while every buffer waits for the consumer. Memory is bounded by `depth × bufferSize` whatever the
+/// stream's length. When `consume` throws, the stage stops and the producer's next `submit` or `finish`
+/// throws that error. The owner must end every stage with `finish()` or `stop()` (the thread waits until then).
+public final class BackgroundStage: @unchecked Sendable {
+    // Everything below is guarded by `condition`, except `filling`/`filled`, which only the producer touches.
+    private let condition = NSCondition()
+    private let buffers: [UnsafeMutableRawBufferPointer]
+    private var free: [UnsafeMutableRawBufferPointer]
+    private var ready: [(buffer: UnsafeMutableRawBufferPointer, count: Int)] = []
+    private var consume: ((UnsafeRawBufferPointer) throws -> Void)?
+    private var failure: (any Error)?
+    private var closed = false
+    private var cancelled = false
+    private var stopped = false
+    private var filling: UnsafeMutableRawBufferPointer?
+    private var filled = 0
+    private let bufferSize: Int
+
+    /// Thrown by `submit` and `finish` after `stop()` or `cancel()`.
+    public struct Stopped: Error {
+        public init() {}
+    }
+
+    public init(depth: Int = 4, bufferSize: Int = 128 << 10, consume: @escaping (UnsafeRawBufferPointer) throws -> Void) {
+        precondition(depth >= 1 && bufferSize >= 1, "a stage needs a buffer")
+        self.bufferSize = bufferSize
+        buffers = (0..<depth).map { _ in .allocate(byteCount: bufferSize, alignment: 16) }
+        free = buffers
+        self.consume = consume
+        let thread = Thread { [self] in run() }
+        thread.name = "stage"
+        thread.start()
+    }
+
+    deinit {
+        for buffer in buffers { buffer.deallocate() }
+    }
+
+    /// Copies `bytes` into the stage (blocking while all buffers are in use).
+    public func submit(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let target: UnsafeMutableRawBufferPointer
+            if let filling {
+                target = filling
+            } else {
+                target = try takeFree()
+                filling = target
+            }
+            let n = min(bufferSize - filled, bytes.count - offset)
+            (target.baseAddress! + filled).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+            filled += n
+            offset += n
+            if filled == bufferSize { try handOver() }
+        }
+    }
+
+    /// Hands over what is buffered, waits until the consumer has taken everything and stops the stage;
+    /// throws the consumer's error, if any.
+    public func finish() throws {
+        try handOver()
+        condition.lock()
+        defer { condition.unlock() }
+        closed = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+        if let failure { throw failure }
+        if cancelled { throw Stopped() }
+    }
+
+    /// Stops the stage without waiting for buffers not yet consumed (they are dropped); returns once the
+    /// consumer is idle for good. Idempotent.
+    public func stop() {
+        condition.lock()
+        defer { condition.unlock() }
+        cancelled = true
+        condition.broadcast()
+        while !stopped { condition.wait() }
+    }
+
+    /// Asks the stage to stop without waiting for it (for a `deinit`, or on the consumer's own thread, where
+    /// `stop()` would wait for itself); a buffer being consumed is finished, later ones are dropped.
+    public func cancel() {
+        condition.lock()
+        defer { condition.unlock() }
+        cancelled = true
+        condition.broadcast()
+    }
+
+    private func takeFree() throws -> UnsafeMutableRawBufferPointer {
+        condition.lock()
+        defer { condition.unlock() }
+        while free.isEmpty && !stopped { condition.wait() }
+        if let failure { throw failure }
+        if stopped { throw Stopped() }
+        return free.removeLast()
+    }
+
+    private func handOver() throws {
+        guard let buffer = filling else { return }
+        let count = filled
+        filling = nil
+        filled = 0
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopped else {
+            free.append(buffer)
+            throw failure ?? Stopped()
+        }
+        ready.append((buffer, count))
+        condition.broadcast()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while ready.isEmpty && !closed && !cancelled { condition.wait() }
+            if cancelled || ready.isEmpty {
+                stopped = true
+                consume = nil  // releases what the consumer holds (it may hold the stage's owner)
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let next = ready.removeFirst()
+            let consume = consume!
+            condition.unlock()
+            var thrown: (any Error)?
+            do {
+                try consume(UnsafeRawBufferPointer(rebasing: next.buffer[0..<next.count]))
+            } catch {
+                thrown = error
+            }
+            condition.lock()
+            free.append(next.buffer)
+            if let thrown {
+                failure = thrown
+                stopped = true
+                self.consume = nil
+            }
+            condition.broadcast()
+            condition.unlock()
+            if thrown != nil { return }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Proxy
+@testable import Shared
+
+/// The relay's second thread for long contents (`BackgroundStage`): the same bytes as on one thread, and on every
+/// way a transfer ends the stage is gone before the caller touches the writer again.
+@Suite struct DecryptingRelayTests {
+    /// Slots of this suite's own (tests run in parallel; the shared ones hold half the cores).
+    let slots = BackgroundSlots(limit: 1000)
+    let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring(), layout: try! ChunkLayout(chunkSize: 4096))
+
+    /// Stands in for a `PlannedReader`: "decrypts" by flipping bits, fails on a byte 0xEE (as a chunk that does not
+    /// verify), and records the threads it ran on.
+    final class FlippingReader: RangeDecryptor {
+        let contentLength: Int
+        var status: Int { 200 }
+        var contentRange: String? { nil }
+        var backendRange: String? { nil }
+        let threads = Mutex<Set<String>>([])
+        let updates = Atomic<Int>(0)
+        private var seen = 0
+
+        init(contentLength: Int) { self.contentLength = contentLength }
+
+        func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+            updates.add(1, ordering: .relaxed)
+            threads.withLock { _ = $0.insert(Self.threadName) }
+            if input.contains(0xEE) { throw EncryptionError(.tamperDetected, "chunk at \(seen) does not verify") }
+            seen += input.count
+            try Self.flip(Array(input)).withUnsafeBytes { try emit($0) }
+        }
+
+        func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+            guard seen == contentLength else { throw EncryptionError(.truncated, "\(seen) of \(contentLength) bytes") }
+        }
+
+        static func flip(_ bytes: [UInt8]) -> [UInt8] { bytes.map { $0 ^ 0x5A } }
+        static var threadName: String { "\(pthread_self())" }
+    }
+
+    /// A real opener behind the relay (what a `PlannedReader` of a whole object does).
+    final class OpeningReader: RangeDecryptor {
+        let opener: ChunkOpener
+        let contentLength: Int
+        var status: Int { 200 }
+        var contentRange: String? { nil }
+        var backendRange: String? { nil }
+
+        init(opener: ChunkOpener, contentLength: Int) {
+            self.opener = opener
+            self.contentLength = contentLength
+        }
+
+        func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+            try opener.update(input, emit: emit)
+        }
+
+        func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws { try opener.finish(emit: emit) }
+    }
+
+    /// Real AES-GCM chunks through the second thread, fed in pieces of every size: every chunk verifies and the
+    /// plaintext arrives whole and in order.
+    @Test func realChunksDecryptOnTheSecondThread() throws {
+        let layout = try ChunkLayout(chunkSize: 4096)
+        var rng = SplitMix64(seed: 9)
+        let plaintext = rng.bytes((3 << 20) + 1234)
+        let sealer = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout)
+        let ciphertext = try EncryptionFixtures.seal(plaintext, with: sealer, rng: &rng, maxPiece: 100_000)
+        for maxPiece in [1, 16 << 10, 300_000] {
+            let writer = RecordingWriter()
+            let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: plaintext.count)
+            let reader = OpeningReader(opener: try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout),
+                                       contentLength: plaintext.count)
+            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+            relay.slots = slots
+            try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+            #expect(relay.decryptsInBackground)
+            var offset = 0
+            while offset < ciphertext.count {
+                let n = min(ciphertext.count - offset, maxPiece == 1 ? 1 : Int.random(in: 1...maxPiece, using: &rng))
+                try ciphertext[offset..<(offset + n)].withUnsafeBytes { try relay.responseBody($0) }
+                offset += n
+            }
+            try relay.finish()
+            #expect(writer.body == plaintext, "pieces up to \(maxPiece)")
+        }
+    }
+
+    private func relay(contentLength: Int, writer: RecordingWriter, background: Bool = true,
+                       slots: BackgroundSlots? = nil) throws -> (DecryptingRelay, FlippingReader) {
+        let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: contentLength)
+        let reader = FlippingReader(contentLength: contentLength)
+        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+        relay.background = background
+        relay.slots = slots ?? self.slots
+        let headers = metadata.headers.map { (name: $0.key, value: $0.value) } + [(name: "Content-Length", value: "\(contentLength)")]
+        try relay.responseHead(status: 200, headers: headers)
+        return (relay, reader)
+    }
+
+    private func body(_ count: Int, seed: UInt64) -> [UInt8] {
+        var rng = SplitMix64(seed: seed)
+        return rng.bytes(count).map { $0 == 0xEE ? 0 : $0 }
+    }
+
+    private func feed(_ relay: DecryptingRelay, _ bytes: [UInt8], piece: Int = 16 << 10) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(piece, bytes.count - offset)
+            try bytes[offset..<(offset + n)].withUnsafeBytes { try relay.responseBody($0) }
+            offset += n
+        }
+    }
+
+    @Test func aLongContentIsDecryptedOnASecondThreadAndAShortOneInline() throws {
+        for (length, background) in [(3 << 20, true), (3 << 20, false), (DecryptingRelay.backgroundThreshold - 1, true)] {
+            let writer = RecordingWriter()
+            let (relay, reader) = try relay(contentLength: length, writer: writer, background: background)
+            let expectsStage = background && length >= DecryptingRelay.backgroundThreshold
+            #expect(relay.decryptsInBackground == expectsStage)
+            let ciphertext = body(length, seed: UInt64(length))
+            try feed(relay, ciphertext, piece: 7_777)
+            try relay.finish()
+            #expect(!relay.decryptsInBackground)
+            #expect(writer.head?.status == 200 && writer.head?.contentLength == Int64(length))
+            #expect(writer.body == FlippingReader.flip(ciphertext), "\(length) \(background)")
+            #expect(relay.bytesOut == Int64(length) && relay.encryptionFailure == nil)
+            let threads = reader.threads.withLock { $0 }
+            #expect(threads.contains(FlippingReader.threadName) == !expectsStage, "\(length) \(background)")
+            #expect(threads.count == 1)
+        }
+    }
+
+    /// A chunk that does not verify, first or later: the producer learns it, the stage is gone, and nothing
+    /// unverified was written (the head goes out with the first verified bytes only).
+    @Test func aChunkThatDoesNotVerifyStopsTheStage() throws {
+        for badAt in [0, 1 << 20] {
+            let writer = RecordingWriter()
+            let (relay, reader) = try relay(contentLength: 2 << 20, writer: writer)
+            var ciphertext = body(2 << 20, seed: 3)
+            ciphertext[badAt] = 0xEE
+            var thrown: (any Error)?
+            do {
+                try feed(relay, ciphertext)
+                try relay.finish()
+            } catch {
+                thrown = error
+            }
+            #expect(thrown is EncryptionError, "\(badAt)")
+            #expect(relay.encryptionFailure?.code == .tamperDetected)
+            #expect(!relay.decryptsInBackground)
+            #expect(relay.clientResponseStarted == (badAt > 0))
+            // The good bytes before the bad piece and nothing after.
+            let written = writer.body.count
+            #expect(written <= badAt && writer.body == FlippingReader.flip(Array(ciphertext[0..<written])))
+            let updates = reader.updates.load(ordering: .relaxed)
+            try? feed(relay, [1, 2, 3])
+            #expect(reader.updates.load(ordering: .relaxed) == updates, "no decryption after the failure")
+        }
+    }
+
+    @Test func aClientThatGoesAwayStopsTheStage() throws {
+        let writer = RecordingWriter()
+        writer.failWritesAfterBytes = 300 << 10
+        let (relay, _) = try relay(contentLength: 4 << 20, writer: writer)
+        #expect(throws: RecordingWriter.ClientGone.self) {
+            try feed(relay, body(4 << 20, seed: 4))
+            try relay.finish()
+        }
+        #expect(!relay.decryptsInBackground && relay.clientResponseStarted && relay.encryptionFailure == nil)
+        #expect(relay.bytesOut == Int64(writer.body.count) && writer.body.count <= 300 << 10)
+    }
+
+    /// The backend's transfer breaks (the exchange then asks `clientResponseStarted`): the stage stops, and what
+    /// the client got is final, so the caller may decide on it and use the writer.
+    @Test func aBackendFailureMidStreamStopsTheStage() throws {
+        let writer = RecordingWriter()
+        let (relay, reader) = try relay(contentLength: 4 << 20, writer: writer)
+        let ciphertext = body(4 << 20, seed: 5)
+        try feed(relay, Array(ciphertext[0..<(1 << 20)]))
+        let started = relay.clientResponseStarted
+        #expect(!relay.decryptsInBackground)
+        let updates = reader.updates.load(ordering: .relaxed)
+        let written = writer.body
+        #expect(started == (writer.head != nil) && relay.bytesOut == Int64(written.count))
+        #expect(written == FlippingReader.flip(Array(ciphertext[0..<written.count])))
+        #expect(reader.updates.load(ordering: .relaxed) == updates)
+        #expect(throws: BackgroundStage.Stopped.self) { try feed(relay, [1]) }
+    }
+
+    /// A relay dropped mid-stream without any of the above still ends its thread.
+    @Test func aDroppedRelayEndsItsThread() throws {
+        weak var weakRelay: DecryptingRelay?
+        weak var weakReader: FlippingReader?
+        weak var weakStage: BackgroundStage?
+        do {
+            let writer = RecordingWriter()
+            let (relay, reader) = try relay(contentLength: 2 << 20, writer: writer)
+            weakRelay = relay
+            weakReader = reader
+            weakStage = relay.backgroundStage
+            #expect(weakStage != nil)
+            try feed(relay, body(1 << 20, seed: 6))
+        }
+        // The stage's thread holds the stage until it returns.
+        #expect(eventually { weakRelay == nil && weakReader == nil && weakStage == nil })
+    }
+
+    /// Only as many relays as there are slots use a second thread; every way a stage ends gives its slot back.
+    @Test func secondThreadsAreLimitedBySlots() throws {
+        let slots = BackgroundSlots(limit: 1)
+        func make() throws -> DecryptingRelay {
+            let (relay, _) = try relay(contentLength: 2 << 20, writer: RecordingWriter(), slots: slots)
+            return relay
+        }
+        let first = try make(), second = try make()
+        #expect(first.decryptsInBackground && !second.decryptsInBackground && slots.inUse == 1)
+        try feed(first, body(2 << 20, seed: 7))
+        try first.finish()
+        #expect(slots.inUse == 0)
+        let failed = try make()
+        #expect(failed.decryptsInBackground)
+        _ = failed.clientResponseStarted  // a failure path
+        #expect(slots.inUse == 0)
+        do {
+            let dropped = try make()
+            #expect(dropped.decryptsInBackground && slots.inUse == 1)
+        }
+        #expect(slots.inUse == 0)
+        withExtendedLifetime(second) {}
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Shared
+
+@Suite struct BackgroundStageTests {
+    struct Boom: Error, Equatable {}
+
+    @Test func everyByteArrivesInOrderOnAnotherThread() throws {
+        let received = Mutex<[UInt8]>([])
+        let threads = Mutex<Set<String>>([])
+        let producer = "\(Thread.current)"
+        let stage = BackgroundStage(depth: 3, bufferSize: 1000) { bytes in
+            received.withLock { $0 += bytes }
+            threads.withLock { _ = $0.insert("\(Thread.current)") }
+        }
+        var expected: [UInt8] = []
+        var rng = SystemRandomNumberGenerator()
+        for size in [1, 999, 1000, 1001, 0, 4096, 17, 2500] {
+            let piece = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            expected += piece
+            try piece.withUnsafeBytes { try stage.submit($0) }
+        }
+        try stage.finish()
+        #expect(received.withLock { $0 } == expected)
+        #expect(threads.withLock { $0.count } == 1 && !threads.withLock { $0.contains(producer) })
+    }
+
+    /// The producer is never more than `depth` buffers (plus the one being filled) ahead of the consumer.
+    @Test func theProducerStaysWithinItsBuffers() throws {
+        let depth = 2, size = 64
+        let submitted = Atomic<Int>(0)
+        let consumed = Atomic<Int>(0)
+        let worstLead = Atomic<Int>(0)
+        let stage = BackgroundStage(depth: depth, bufferSize: size) { bytes in
+            let lead = submitted.load(ordering: .acquiring) - consumed.load(ordering: .acquiring)
+            var worst = worstLead.load(ordering: .relaxed)
+            while lead > worst, !worstLead.compareExchange(expected: worst, desired: lead, ordering: .relaxed).exchanged {
+                worst = worstLead.load(ordering: .relaxed)
+            }
+            consumed.add(bytes.count, ordering: .releasing)
+        }
+        let piece = [UInt8](repeating: 7, count: 10)
+        for _ in 0..<2000 {
+            try piece.withUnsafeBytes { try stage.submit($0) }
+            submitted.add(piece.count, ordering: .releasing)
+        }
+        try stage.finish()
+        #expect(consumed.load(ordering: .acquiring) == 20_000)
+        #expect(worstLead.load(ordering: .relaxed) <= (depth + 1) * size + piece.count)
+    }
+
+    @Test func aConsumerErrorReachesTheProducer() throws {
+        let stage = BackgroundStage(depth: 1, bufferSize: 8) { bytes in
+            if bytes.contains(0xFF) { throw Boom() }
+        }
+        let good = [UInt8](repeating: 1, count: 8), bad = [UInt8](repeating: 0xFF, count: 8)
+        try good.withUnsafeBytes { try stage.submit($0) }
+        try bad.withUnsafeBytes { try stage.submit($0) }
+        // The failure shows at the latest when the producer finishes; later submits fail the same way.
+        var thrown: (any Error)?
+        do {
+            for _ in 0..<100 { try good.withUnsafeBytes { try stage.submit($0) } }
+            try stage.finish()
+        } catch {
+            thrown = error
+        }
+        #expect(thrown as? Boom == Boom())
+        #expect(throws: Boom.self) { try good.withUnsafeBytes { try stage.submit($0) } }
+    }
+
+    @Test func stopEndsAStageForGood() throws {
+        let consumed = Atomic<Int>(0)
+        let stage = BackgroundStage(depth: 2, bufferSize: 4) { _ in consumed.add(1, ordering: .relaxed) }
+        let piece: [UInt8] = [1, 2, 3, 4]
+        for _ in 0..<2 { try piece.withUnsafeBytes { try stage.submit($0) } }
+        stage.stop()
+        #expect(consumed.load(ordering: .relaxed) <= 2)
+        #expect(throws: BackgroundStage.Stopped.self) { try piece.withUnsafeBytes { try stage.submit($0) } }
+        stage.stop()  // idempotent
+        #expect(throws: BackgroundStage.Stopped.self) { try stage.finish() }
+    }
+
+    /// Whatever way a stage ends, its thread goes and it lets go of its consumer (which may hold the stage's owner).
+    @Test func everyEndingReleasesTheThreadAndTheConsumer() throws {
+        final class Owner {}
+        enum Ending: CaseIterable { case finish, stop, cancel, consumerError }
+        for ending in Ending.allCases {
+            weak var weakStage: BackgroundStage?
+            weak var weakOwner: Owner?
+            do {
+                let owner = Owner()
+                weakOwner = owner
+                let stage = BackgroundStage(depth: 1, bufferSize: 4) { bytes in
+                    _ = owner
+                    if ending == .consumerError { throw Boom() }
+                }
+                weakStage = stage
+                try ([1, 2, 3, 4] as [UInt8]).withUnsafeBytes { try stage.submit($0) }
+                switch ending {
+                case .finish: try stage.finish()
+                case .stop: stage.stop()
+                case .cancel: stage.cancel()
+                case .consumerError: #expect(throws: Boom.self) { try stage.finish() }
+                }
+            }
+            #expect(eventually { weakStage == nil && weakOwner == nil }, "\(ending)")
+        }
+    }
+
+    /// `cancel()` does not wait, so a consumer may call it on its own thread.
+    @Test func aConsumerMayCancelItsOwnStage() throws {
+        let holder = Mutex<BackgroundStage?>(nil)
+        let stage = BackgroundStage(depth: 1, bufferSize: 1) { _ in holder.withLock { $0?.cancel() } }
+        holder.withLock { $0 = stage }
+        #expect(throws: BackgroundStage.Stopped.self) {
+            for _ in 0..<100 { try ([1] as [UInt8]).withUnsafeBytes { try stage.submit($0) } }
+            try stage.finish()
+        }
+        holder.withLock { $0 = nil }
+    }
+}
