@@ -17,8 +17,10 @@ let package = Package(
         .systemLibrary(name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
                        providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Shared", dependencies: ["CCurl", "COpenSSL", "CLinux"], path: "Sources/Shared"),
-        .executableTarget(name: "Proxy", dependencies: ["Shared", "COpenSSL"], path: "Sources/Proxy"),
+        .executableTarget(name: "Proxy", dependencies: ["Shared", "COpenSSL", "CZlib"], path: "Sources/Proxy"),
         .executableTarget(name: "Operator", dependencies: ["Shared", "CYAML"], path: "Sources/Operator"),
         // Helpers every test target shares (moto, ports, temporary directories, seeded random, required tools).
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-test}
-apt_pkgs=(libcurl4-openssl-dev libssl-dev libyaml-dev pkg-config python3 python3-venv python3-pip curl ca-certificates)
+apt_pkgs=(libcurl4-openssl-dev libssl-dev libyaml-dev zlib1g-dev pkg-config python3 python3-venv python3-pip curl ca-certificates)
 py_mods=(boto3 moto flask flask_cors)
 pip_pkgs=("moto[server]" boto3 awscli)
 cmds=(aws moto_server)

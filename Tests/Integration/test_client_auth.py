@@ -221,6 +221,33 @@ def test_awscli_cp_over_https_with_defaults(auth_gw_tls, backend, abucket, tmp_p
     assert_encrypted_at_rest(backend, abucket, "cli/small.bin", src.read_bytes())
 
 
+def test_awscli_cp_large_over_https_with_credentials_file(auth_gw_tls, backend, abucket, tmp_path):
+    """The aws CLI with default settings over https, a credential from GATEWAY_CREDENTIALS_FILE: a 20 MiB file goes
+    up as a multipart upload whose UploadPart bodies are aws-chunked with CRC32 trailers, is stored as ciphertext,
+    and comes back byte-identical."""
+    full = auth_gw_tls.creds["FULL"]
+    src = tmp_path / "large.bin"
+    src.write_bytes(os.urandom(20 << 20))
+    env = s3gw.clean_client_env({"AWS_ACCESS_KEY_ID": full["accessKey"], "AWS_SECRET_ACCESS_KEY": full["secretKey"],
+                                 "AWS_CA_BUNDLE": auth_gw_tls.ca_file})
+    up = run(["aws", "--debug", "--endpoint-url", auth_gw_tls.endpoint, "s3", "cp", "--only-show-errors", str(src),
+              f"s3://{abucket}/cli/large.bin"], env)
+    # What the CLI chose, from its own debug log: the parts went as aws-chunked bodies with a CRC32 trailer.
+    part_requests = [line for line in up.stderr.splitlines()
+                     if "Sending http request" in line and "partNumber=" in line and "method=PUT" in line]
+    assert len(part_requests) >= 2, up.stderr[-3000:]
+    for line in part_requests:
+        assert "STREAMING-UNSIGNED-PAYLOAD-TRAILER" in line and "x-amz-checksum-crc32" in line, line[:2000]
+    head = backend.client().head_object(Bucket=abucket, Key="cli/large.bin")
+    assert head["Metadata"].get("s3eg-layout") == "multipart", head["Metadata"]
+    assert head["ETag"].strip('"').endswith(f"-{len(part_requests)}"), head["ETag"]
+    assert_encrypted_at_rest(backend, abucket, "cli/large.bin", src.read_bytes())
+    back = tmp_path / "back.bin"
+    run(["aws", "--endpoint-url", auth_gw_tls.endpoint, "s3", "cp", "--only-show-errors", f"s3://{abucket}/cli/large.bin",
+         str(back)], env)
+    assert s3gw.sha256_file(back) == s3gw.sha256_file(src)
+
+
 @pytest.mark.parametrize("mode,trailer", [
     ("STREAMING-UNSIGNED-PAYLOAD-TRAILER", "x-amz-checksum-crc32"),
     ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", None),
@@ -500,6 +527,39 @@ def test_post_object_redirect_and_refusals(auth_gw, backend, abucket, tmp_path):
     refused("post/read-only", presigned("post/read-only", who="RO"), (403, "AccessDenied"))
     metrics = s3gw.http_request("GET", f"{auth_gw.endpoint}/metrics")[2].decode()
     assert 's3_gateway_auth_failures_total{reason="expired"}' in metrics
+
+
+def test_post_object_tagging_field(auth_gw, backend, abucket, tmp_path):
+    """The form's tagging field (a Tagging XML document) tags the stored object, as S3 applies it: the backend's
+    GetObjectTagging returns the tags. A malformed document is MalformedXML and an invalid tag InvalidTag, both
+    with nothing stored."""
+    src = tmp_path / "tagged.bin"
+    data = os.urandom(70_000)
+    src.write_bytes(data)
+    signer = client_for(auth_gw, "FULL", signature_version="s3v4")
+
+    def tagging(tags):
+        return ("<Tagging><TagSet>" + "".join(f"<Tag><Key>{k}</Key><Value>{v}</Value></Tag>" for k, v in tags)
+                + "</TagSet></Tagging>")
+
+    def post(key, document):
+        form = signer.generate_presigned_post(abucket, key, ExpiresIn=300, Fields={"tagging": document},
+                                              Conditions=[{"tagging": document}])
+        return post_form(form["url"], form["fields"], src)
+
+    tags = [("project", "blue sky"), ("cost:center", "a+b=c/d@e"), ("été", "ok")]
+    code, _, body = post("post/tagged", tagging(tags))
+    assert code == 204, body
+    got = backend.client().get_object_tagging(Bucket=abucket, Key="post/tagged")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in got) == sorted(tags)
+    assert client_for(auth_gw, "FULL").get_object(Bucket=abucket, Key="post/tagged")["Body"].read() == data
+    assert_encrypted_at_rest(backend, abucket, "post/tagged", data)
+    for key, document, expected in (("post/bad-xml", "<Tagging><TagSet><Tag><Key>k</Key></Tag></TagSet>", (400, "MalformedXML")),
+                                    ("post/bad-tag", tagging([("a!b", "v")]), (400, "InvalidTag")),
+                                    ("post/too-many", tagging([(f"k{i}", "v") for i in range(11)]), (400, "InvalidTag"))):
+        code, _, body = post(key, document)
+        assert (code, code_of(body)) == expected, body
+        assert not stored(backend, abucket, key)
 
 
 # ---------------------------------------------------------------------------------------------------------------

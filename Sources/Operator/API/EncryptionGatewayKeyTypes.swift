@@ -146,7 +146,8 @@ struct VaultSpec: APIObject {
 extension EncryptionSpec {
     static let keyProviders = ["", "raw", "password", "kmip", "aws-kms", "vault-transit"]
     /// Durations that may be 0 (off).
-    static let durationOrZeroPattern = #"^(0|[0-9]+(ms|s|m|h))$"#
+    /// `0`/`0s` (off) or a duration the gateway accepts (`KeySettings`).
+    static let durationOrZeroPattern = #"^(0|0s|[1-9][0-9]{0,5}(ms|s|m|h))$"#
 
     static var keyFields: [Field<Self>] {
         [
@@ -164,7 +165,7 @@ extension EncryptionSpec {
             Field("intermediateKeyLifetime", \.intermediateKeyLifetime, "How long one intermediate key wrapped by the key manager serves a bucket's new objects, e.g. 15m; 0: one per object, a key-manager call per PUT (KEY_INTERMEDIATE_LIFETIME).") {
                 $0.pattern = durationOrZeroPattern },
             Field("keyProviderTimeout", \.keyProviderTimeout, "Deadline of one key-manager call (KEY_PROVIDER_TIMEOUT).") {
-                $0.pattern = EncryptionGatewaySpec.durationPattern },
+                $0.pattern = EncryptionGatewaySpec.positiveDurationPattern },
         ]
     }
 

@@ -37,7 +37,8 @@ struct EncryptionGatewaySpec: APIObject {
     var serviceAccountName = ""
 
     static let durationPattern = #"^[0-9]+(ms|s|m|h)$"#
-    /// A duration the gateway accepts where zero makes no sense (its limit: 1000000 units).
+    /// A duration the gateway accepts (`GatewayConfiguration.duration`: positive, at most 1000000 units), so that a
+    /// value the schema admits never leaves the pods crash-looping on a configuration error.
     static let positiveDurationPattern = #"^[1-9][0-9]{0,5}(ms|s|m|h)$"#
 
     static var description: String { "The desired state of one fleet of S3 encryption gateways." }
@@ -57,9 +58,9 @@ struct EncryptionGatewaySpec: APIObject {
             Field("maxConnections", \.maxConnections, "Concurrent client connections per pod; more get 503 SlowDown (MAX_CONNECTIONS).") {
                 $0.minimum = 1; $0.maximum = 1_000_000 },
             Field("requestTimeout", \.requestTimeout, "Idle timeout of a client or backend transfer, e.g. 60s or 5m (REQUEST_TIMEOUT).") {
-                $0.pattern = durationPattern },
+                $0.pattern = positiveDurationPattern },
             Field("shutdownGracePeriod", \.shutdownGracePeriod, "Time requests in flight get to finish when a pod stops (SHUTDOWN_GRACE_PERIOD); the pod's termination grace period is 15 s longer.") {
-                $0.pattern = durationPattern },
+                $0.pattern = positiveDurationPattern },
             Field("authTimeout", \.authTimeout, "Time a new connection gets to complete its first authenticated request before it is closed, so that idle or slow anonymous connections cannot hold connection slots, e.g. 10s (AUTH_TIMEOUT).") {
                 $0.pattern = positiveDurationPattern },
             Field("maxUnauthenticatedConnections", \.maxUnauthenticatedConnections, "Connections per pod that have not yet completed an authenticated request, a part of maxConnections; when full, the idlest is closed to make room. Unset: a quarter of maxConnections (MAX_UNAUTHENTICATED_CONNECTIONS).") {

@@ -108,7 +108,8 @@ extension S3RequestHandler {
     }
 
     /// Form fields that S3 stores as object headers. A field the gateway does not know stays a form field (S3
-    /// ignores those too); fields S3 would apply but this gateway cannot (tagging XML) are refused.
+    /// ignores those too). The `tagging` field is a `Tagging` XML document: read strictly, checked as S3 checks
+    /// tags (`MalformedXML`, `InvalidTag`) and sent as the upload's `x-amz-tagging` header.
     static func objectHeaders(_ fields: [FormField]) throws(S3Error) -> HTTPFields {
         var headers = HTTPFields()
         let plain: Set<String> = ["content-type", "cache-control", "content-disposition", "content-encoding", "content-language",
@@ -121,7 +122,11 @@ extension S3RequestHandler {
             } else if name == "acl" {
                 headers.set("x-amz-acl", field.value)
             } else if name == "tagging" {
-                throw S3Error.notImplemented("The tagging field of POST Object is not supported by this gateway; tag the object with PutObjectTagging.")
+                guard !fields.contains(where: { $0.name.lowercased() == "x-amz-tagging" }) else {
+                    throw S3Error.invalidArgument("A form cannot carry both the tagging and the x-amz-tagging field.")
+                }
+                let tags = try TaggingDocument.parse(Array(field.value.utf8))
+                if !tags.tags.isEmpty { headers.set("x-amz-tagging", tags.headerValue) }
             } else if name.hasPrefix("x-amz-"), !signing.contains(name) {
                 headers.add(field.name, field.value)
             }

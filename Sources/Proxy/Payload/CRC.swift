@@ -1,5 +1,5 @@
-/// The cyclic redundancy checks S3's flexible checksums use: CRC32 (IEEE 802.3, as zlib), CRC32C
-/// (Castagnoli, as iSCSI) and CRC64NVME (the NVMe specification's CRC-64). All three are the
+/// The cyclic redundancy checks S3's flexible checksums use: CRC32C (Castagnoli, as iSCSI) and CRC64NVME (the
+/// NVMe specification's CRC-64); CRC32 (IEEE 802.3) is zlib's (`ZlibCRC32`, faster than this). All are the
 /// reflected form with an all-ones initial value and final XOR; they differ only in width and polynomial.
 ///
 /// A checksum is not a cryptographic primitive: it detects accidents, not attackers. This is the usual
@@ -11,7 +11,6 @@ struct CRC32Engine: Sendable {
     /// `tables[k * 256 + b]`: the CRC of byte `b` followed by `k` zero bytes.
     private let tables: [UInt32]
 
-    static let ieee = CRC32Engine(polynomial: 0xEDB8_8320)
     static let castagnoli = CRC32Engine(polynomial: 0x82F6_3B78)
 
     init(polynomial: UInt32) {

@@ -4,16 +4,24 @@ import Shared
 /// Runs `PayloadDigests` either on the caller's thread or, for large bodies, on a worker thread, so that hashing
 /// (SHA-256 runs at about a third of AES-GCM's speed) overlaps with sealing and sending on a second core.
 ///
-/// The caller hands over payload bytes (copied into one of a few fixed slots, so memory stays bounded at
-/// `slotCount × slotSize`) and chunk boundaries in order; the worker applies them in the same order. A failure
-/// found on the worker (a chunk signature) is thrown by the caller's next call, and `finish()` waits until every
-/// byte was hashed, so the end-of-body checks still run before the last payload byte is handed out.
+/// The caller fills one of a few fixed slots with payload bytes (memory stays bounded at `slotCount × slotSize`)
+/// and records chunk boundaries at their offsets in the slot; a slot goes to the worker when it is full (or a
+/// trailer or the end comes), and the worker applies bytes and boundaries in the same order. Handing over whole
+/// slots rather than every read and every boundary keeps the two threads from waking each other per aws-chunked
+/// chunk (64 KiB chunks cost a lock round-trip and a wake-up each, and that cost more than the checksum itself).
+/// A failure found on the worker (a chunk signature) is thrown by the caller's next slot hand-over or boundary,
+/// and `finish()` waits until every byte was hashed, so the end-of-body checks still run before the last payload
+/// byte is handed out.
 final class DigestPipeline {
     private let digests: PayloadDigests
     private let worker: Worker?
+    /// The slot the caller is filling, not yet handed to the worker.
+    private var batch: Batch?
 
     static let slotSize = 256 << 10
     static let slotCount = 4
+    /// Most chunk boundaries one slot carries (tiny chunks would otherwise queue unbounded signatures).
+    static let maxMarksPerSlot = 256
 
     /// - Parameter threaded: hash on a worker thread (worth it for bodies of a megabyte and more).
     init(_ digests: PayloadDigests, threaded: Bool) {
@@ -32,51 +40,85 @@ final class DigestPipeline {
         guard let worker else { digests.update(bytes); return }
         var offset = 0
         while offset < bytes.count {
-            let n = min(Self.slotSize, bytes.count - offset)
-            let slot = try worker.acquireSlot()
-            // The slot is this thread's until its task is queued.
-            worker.slot(slot).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
-            worker.enqueue(.data(slot: slot, count: n))
+            var current = try openBatch(worker)
+            let n = min(Self.slotSize - current.count, bytes.count - offset)
+            // The slot is this thread's until the batch is queued.
+            (worker.slot(current.slot) + current.count).copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+            current.count += n
             offset += n
+            batch = current
+            if current.count == Self.slotSize { flush(worker) }
         }
     }
 
     func beginChunk(signature: String?, empty: Bool) throws(S3Error) {
+        guard digests.verifiesChunks else { return }
         guard let worker else { try digests.beginChunk(signature: signature, empty: empty); return }
-        try worker.check()
-        worker.enqueue(.beginChunk(signature: signature, empty: empty))
+        try mark(worker, .beginChunk(signature: signature, empty: empty))
     }
 
     func endChunk() throws(S3Error) {
+        guard digests.verifiesChunks else { return }
         guard let worker else { try digests.endChunk(); return }
-        try worker.check()
-        worker.enqueue(.endChunk)
+        try mark(worker, .endChunk)
     }
 
     func verifyTrailer(fields: [(name: String, value: String)], signature: String) throws(S3Error) {
         guard let worker else { try digests.verifyTrailer(fields: fields, signature: signature); return }
-        worker.enqueue(.trailer(fields: fields, signature: signature))
+        try mark(worker, .trailer(fields: fields, signature: signature))
+        flush(worker)
     }
 
-    /// Waits until every queued task ran, stops the worker and returns the digests (or the worker's failure).
+    /// Waits until every queued byte and boundary was applied, stops the worker and returns the digests (or the
+    /// worker's failure).
     func finish() throws(S3Error) -> PayloadDigests.Results {
-        if let worker { try worker.drainAndStop() }
+        if let worker {
+            flush(worker)
+            try worker.drainAndStop()
+        }
         return digests.finish()
     }
 
-    /// The worker's side: a task queue and fixed slots under one condition variable.
-    private final class Worker: @unchecked Sendable {
-        enum Task {
-            case data(slot: Int, count: Int)
-            case beginChunk(signature: String?, empty: Bool)
-            case endChunk
-            case trailer(fields: [(name: String, value: String)], signature: String)
-        }
+    // MARK: Batches
 
+    /// A boundary between payload bytes, at `offset` bytes into its batch's slot.
+    enum Mark {
+        case beginChunk(signature: String?, empty: Bool)
+        case endChunk
+        case trailer(fields: [(name: String, value: String)], signature: String)
+    }
+
+    /// One slot's worth of work: `count` payload bytes and the boundaries among them, in order.
+    struct Batch {
+        var slot: Int
+        var count = 0
+        var marks: [(offset: Int, mark: Mark)] = []
+    }
+
+    private func openBatch(_ worker: Worker) throws(S3Error) -> Batch {
+        if let batch { return batch }
+        return Batch(slot: try worker.acquireSlot())
+    }
+
+    private func mark(_ worker: Worker, _ mark: Mark) throws(S3Error) {
+        try worker.check()
+        var current = try openBatch(worker)
+        current.marks.append((offset: current.count, mark: mark))
+        batch = current
+        if current.marks.count >= Self.maxMarksPerSlot { flush(worker) }
+    }
+
+    private func flush(_ worker: Worker) {
+        guard let current = batch.take() else { return }
+        worker.enqueue(current)
+    }
+
+    /// The worker's side: a queue of batches and the fixed slots under one condition variable.
+    private final class Worker: @unchecked Sendable {
         private let digests: PayloadDigests
         private let memory: UnsafeMutableRawPointer
         private let condition = NSCondition()
-        private var tasks: [Task] = []
+        private var queue: [Batch] = []
         private var freeSlots = Array(0..<DigestPipeline.slotCount)
         private var failure: S3Error?
         private var stopped = false
@@ -105,16 +147,16 @@ final class DigestPipeline {
             if let failure { throw failure }
         }
 
-        func enqueue(_ task: Task) {
+        func enqueue(_ batch: Batch) {
             condition.lock()
-            tasks.append(task)
+            queue.append(batch)
             condition.broadcast()
             condition.unlock()
         }
 
         func drainAndStop() throws(S3Error) {
             condition.lock()
-            while (!tasks.isEmpty || busy) && failure == nil { condition.wait() }
+            while (!queue.isEmpty || busy) && failure == nil { condition.wait() }
             stopped = true
             let failed = failure
             condition.broadcast()
@@ -132,38 +174,43 @@ final class DigestPipeline {
         func run() {
             while true {
                 condition.lock()
-                while tasks.isEmpty && !stopped { condition.wait() }
+                while queue.isEmpty && !stopped { condition.wait() }
                 if stopped || failure != nil {
                     condition.unlock()
                     return
                 }
-                let task = tasks.removeFirst()
+                let batch = queue.removeFirst()
                 busy = true
                 condition.unlock()
                 var failed: S3Error?
-                var released: Int?
                 do {
-                    switch task {
-                    case .data(let slot, let count):
-                        digests.update(UnsafeRawBufferPointer(start: self.slot(slot), count: count))
-                        released = slot
-                    case .beginChunk(let signature, let empty):
-                        try digests.beginChunk(signature: signature, empty: empty)
-                    case .endChunk:
-                        try digests.endChunk()
-                    case .trailer(let fields, let signature):
-                        try digests.verifyTrailer(fields: fields, signature: signature)
-                    }
+                    try apply(batch)
                 } catch {
                     failed = error
                 }
                 condition.lock()
                 busy = false
-                if let released { freeSlots.append(released) }
+                freeSlots.append(batch.slot)
                 if let failed { failure = failed }
                 condition.broadcast()
                 condition.unlock()
             }
+        }
+
+        /// Bytes up to each boundary, the boundary, and so on.
+        private func apply(_ batch: Batch) throws(S3Error) {
+            let base = slot(batch.slot)
+            var done = 0
+            for (offset, mark) in batch.marks {
+                if offset > done { digests.update(UnsafeRawBufferPointer(start: base + done, count: offset - done)) }
+                done = offset
+                switch mark {
+                case .beginChunk(let signature, let empty): try digests.beginChunk(signature: signature, empty: empty)
+                case .endChunk: try digests.endChunk()
+                case .trailer(let fields, let signature): try digests.verifyTrailer(fields: fields, signature: signature)
+                }
+            }
+            if batch.count > done { digests.update(UnsafeRawBufferPointer(start: base + done, count: batch.count - done)) }
         }
     }
 }

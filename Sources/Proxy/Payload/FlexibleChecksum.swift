@@ -73,7 +73,7 @@ final class RunningChecksum {
 
     func update(_ bytes: UnsafeRawBufferPointer) {
         switch algorithm {
-        case .crc32: crc32 = CRC32Engine.ieee.update(crc32, bytes)
+        case .crc32: crc32 = ZlibCRC32.update(crc32, bytes)
         case .crc32c: crc32 = CRC32Engine.castagnoli.update(crc32, bytes)
         case .crc64nvme: crc64 = CRC64Engine.nvme.update(crc64, bytes)
         case .sha1, .sha256: digest?.update(bytes)

@@ -20,6 +20,9 @@ final class PayloadDigests {
     /// Whether hashing the payload costs anything (a worker thread only pays off then).
     var hasWork: Bool { sha256 != nil || md5 != nil || checksum != nil || chain != nil }
 
+    /// Whether chunk boundaries matter (signed aws-chunked); otherwise `beginChunk`/`endChunk` do nothing.
+    var verifiesChunks: Bool { chain != nil }
+
     func update(_ bytes: UnsafeRawBufferPointer) {
         sha256?.update(bytes)
         md5?.update(bytes)

@@ -96,32 +96,41 @@ final class VerifyingBody: RequestBody {
 
     // MARK: aws-chunked
 
-    /// Reads framed bytes into `buffer` and compacts the chunk data to its front (data never moves right, so
-    /// the framing is removed in place). Inside a chunk it reads exactly the chunk's remaining data, which lands
-    /// where it belongs; framing is read in small pieces, so little data ever needs moving. Returns once some
-    /// payload is in hand; when that payload completes the declared length, first reads and verifies the rest of
+    /// Reads framed bytes into `buffer` and compacts the chunk data to its front (data never moves right, so the
+    /// framing is removed in place). Inside a chunk it reads exactly the chunk's remaining data, which lands where
+    /// it belongs; when framing comes next it reads as much as fits, and the data after the framing moves left by
+    /// the framing's length (one pass over those bytes, what a buffered socket read would cost anyway).
+    ///
+    /// It keeps reading until at least `fillTarget` (or the whole buffer, if smaller) is payload: with the usual
+    /// 64 KiB chunks, returning at every chunk boundary would hand the sealer small, misaligned pieces and
+    /// double the reads. When the payload completes the declared length, it first reads and verifies the rest of
     /// the body (final chunk, trailer, signatures).
     private func readDecoded(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard let decodedLength = declaredLength, buffer.count > 0 else { return 0 }
+        let target = min(buffer.count, Self.fillTarget)
+        var produced = 0
         while true {
-            let limit = decoder!.dataRemaining.map { Int(min($0, Int64(buffer.count))) } ?? min(buffer.count, Self.framingReadSize)
-            let n = try inner.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<limit]))
+            let space = buffer.count - produced
+            let limit = decoder!.dataRemaining.map { Int(min($0, Int64(space))) } ?? space
+            let region = UnsafeMutableRawBufferPointer(rebasing: buffer[produced..<(produced + limit)])
+            let n = try inner.read(into: region)
             guard n > 0 else { throw S3Error.incompleteBody() }
             bytesRead += Int64(n)
-            let produced = try decodeInPlace(buffer, count: n)
+            produced += try decodeInPlace(region, count: n)
             if decoder!.isDone {
                 try finish()
                 return produced
             }
-            if produced > 0 {
-                if payloadBytes == decodedLength { try drainFraming() }
+            if payloadBytes == decodedLength {
+                try drainFraming()
                 return produced
             }
+            if produced >= target { return produced }
         }
     }
 
-    /// How much is read when framing (a chunk header, the CRLF after data, the trailer) comes next.
-    static let framingReadSize = 512
+    /// How much payload a read of an aws-chunked body gathers before it returns (less only at the end).
+    static let fillTarget = 128 << 10
 
     /// Feeds `buffer[0..<count]` to the decoder; returns how many payload bytes now sit at the buffer's front.
     private func decodeInPlace(_ buffer: UnsafeMutableRawBufferPointer, count: Int) throws -> Int {

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Testing
 @testable import Operator
 
@@ -136,6 +137,29 @@ import Testing
         mutate(&spec)
         let problems = EncryptionGatewaySpec.decode(spec, path: "spec").problems
         #expect(problems.contains { $0.hasPrefix(expected) || $0.contains(expected) }, "\(name): \(problems)")
+    }
+
+    /// Every duration the gateway reads: what the schema admits, the gateway accepts (a value it refused would leave
+    /// the pods crash-looping on a configuration error instead of the resource reporting InvalidSpec).
+    @Test func durationsTheSchemaAdmitsAreDurationsTheGatewayAccepts() throws {
+        let spec = EncryptionGatewaySpec.schema
+        let encryption = try #require(spec.properties["encryption"])
+        let fields: [(Schema?, GatewaySetting, zeroMeansOff: Bool)] = [
+            (spec.properties["requestTimeout"], .requestTimeout, false), (spec.properties["shutdownGracePeriod"], .shutdownGracePeriod, false),
+            (spec.properties["authTimeout"], .authTimeout, false), (encryption.properties["keyProviderTimeout"], .keyProviderTimeout, false),
+            (encryption.properties["keyCacheTTL"], .keyCacheTTL, true), (encryption.properties["intermediateKeyLifetime"], .keyIntermediateLifetime, true),
+        ]
+        let samples = ["0", "0s", "0ms", "00s", "1ms", "500ms", "30s", "5m", "1h", "999999h", "1000000s", "1000001s", "010s",
+                       "-1s", "1.5s", "5 m", "1d", "", "s"]
+        for (schema, setting, zeroMeansOff) in fields {
+            let pattern = try #require(schema?.pattern, "\(setting.rawValue) has no pattern")
+            #expect(schema?.defaultValue.flatMap(\.string).map { Schema.matches($0, pattern) } == true, "\(setting.rawValue) default")
+            for value in samples where Schema.matches(value, pattern) {
+                let off = zeroMeansOff && (value == "0" || value == "0s")
+                #expect(off || (try? GatewayConfiguration.duration(value, setting)) != nil, "\(setting.rawValue)=\(value) passes the schema only")
+            }
+            #expect(Schema.matches("30s", pattern) && !Schema.matches("0ms", pattern))
+        }
     }
 
     @Test func validVariantsPass() {

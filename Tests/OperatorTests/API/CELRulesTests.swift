@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Operator
+import TestSupport
 
 /// Each `Rule` is written twice — CEL for API servers from 1.25 on, Swift for the operator on every cluster. A CEL
 /// engine (cel-python, Tests/OperatorTests/API/cel_eval.py) evaluates the CRD's expressions over a grid of values and
@@ -12,14 +13,17 @@ import Testing
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", script]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        p.standardInput = input
+        // The cases go through a file, not a pipe: if python3 exits early (cel-python missing), writing to a pipe
+        // would kill the whole test process with SIGPIPE instead of failing this test with python's message.
+        let dir = TempDir(prefix: "cel-eval")
+        let body: JSONValue = .array(cases.map { ["rule": .string($0.rule), "self": $0.value] })
+        let casesFile = dir.url.appendingPathComponent("cases.json")
+        try Data(body.encoded()).write(to: casesFile)
+        let output = Pipe(), errors = Pipe()
+        p.standardInput = try FileHandle(forReadingFrom: casesFile)
         p.standardOutput = output
         p.standardError = errors
         try p.run()
-        let body: JSONValue = .array(cases.map { ["rule": .string($0.rule), "self": $0.value] })
-        input.fileHandleForWriting.write(Data(body.encoded()))
-        try input.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         let err = errors.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()

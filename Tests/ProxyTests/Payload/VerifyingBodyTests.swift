@@ -371,6 +371,45 @@ import Testing
         #expect(lateResult.bytes.count < Self.payload.count)
     }
 
+    /// Small signed chunks put more boundaries in one slot than it carries (`maxMarksPerSlot`): still every chunk
+    /// signature checked in order, and a tampered chunk in the middle refused before the end.
+    @Test func manySmallSignedChunks() throws {
+        let payload = Array(Self.payload[0..<(1 << 20) + 12_345])
+        let body = AWSChunkedTestEncoder.encode(payload, chunkSize: 500, mode: .signed, chain: AWSChunkedTestEncoder.chain())
+        let headers = VerifyingBodyAWSChunkedTests.headers(.signed, length: payload.count)
+        let good = VerifyingBodyAWSChunkedTests.drain(try VerifyingBodyAWSChunkedTests.body(body, .signed, headers: headers, slice: 70_000),
+                                                      buffer: 256 << 10)
+        #expect(good.code == nil && good.bytes == payload)
+        // A data byte of chunk 1000: "1f4;chunk-signature=<64>\r\n" (86 bytes), 500 data bytes, CRLF per chunk.
+        var tampered = body
+        tampered[1000 * 588 + 86 + 10] ^= 1
+        let bad = VerifyingBodyAWSChunkedTests.drain(try VerifyingBodyAWSChunkedTests.body(tampered, .signed, headers: headers, slice: 70_000),
+                                                     buffer: 256 << 10)
+        #expect(bad.code == "SignatureDoesNotMatch")
+        #expect(bad.bytes.count < payload.count)
+    }
+
+    /// The unsigned-trailer mode (boto3/aws CLI over https) on the worker: CRC32 and CRC64NVME trailers agree with
+    /// the payload, a flipped data byte is a BadDigest before the last byte.
+    @Test(arguments: [ChecksumAlgorithm.crc32, .crc32c, .crc64nvme])
+    func unsignedTrailerOnTheWorker(algorithm: ChecksumAlgorithm) throws {
+        let sum = RunningChecksum.compute(algorithm, Self.payload)
+        let headers = VerifyingBodyAWSChunkedTests.headers(.unsignedWithTrailer, length: Self.payload.count,
+                                                           extra: ["x-amz-trailer": algorithm.headerName])
+        let body = AWSChunkedTestEncoder.encode(Self.payload, chunkSize: 64 << 10, mode: .unsignedWithTrailer, chain: nil,
+                                                trailer: [(name: algorithm.headerName, value: sum.base64)])
+        let good = try VerifyingBodyAWSChunkedTests.body(body, .unsignedWithTrailer, headers: headers, slice: 100_000)
+        let result = VerifyingBodyAWSChunkedTests.drain(good, buffer: 1 << 20)
+        #expect(result.code == nil && result.bytes == Self.payload)
+        #expect(good.verifiedChecksum == sum)
+        var tampered = body
+        tampered[body.count / 3] ^= 1
+        let bad = VerifyingBodyAWSChunkedTests.drain(
+            try VerifyingBodyAWSChunkedTests.body(tampered, .unsignedWithTrailer, headers: headers, slice: 100_000), buffer: 1 << 20)
+        #expect(bad.code == "BadDigest")
+        #expect(bad.bytes.count < Self.payload.count)
+    }
+
     @Test func abandonedBodiesStopTheirWorker() throws {
         // Read part of a large body, then drop it: the worker must not keep the body (or the test) alive.
         for _ in 0..<50 {
