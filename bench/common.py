@@ -245,15 +245,25 @@ class Nginx:
         shutil.copyfile(src, self.dir / "data" / "bench" / key)
         return f"{self.endpoint}/bench/{key}"
 
-    def serve_metadata(self, uri: str) -> None:
-        """Reloads nginx so `uri` answers with the metadata of its last successful PUT (needs `metadata=True`)."""
+    def logged_puts(self, uri: str) -> list[dict]:
+        """The successful PUTs of `uri` in nginx's metadata log, oldest first (needs `metadata=True`)."""
         import json
 
         entries = [json.loads(line) for line in (self.dir / "meta.log").read_text().splitlines() if line.strip()]
-        puts = [e for e in entries if e["method"] == "PUT" and e["uri"] == uri and e["status"] in ("201", "204")]
-        if not puts or not puts[-1]["version"]:
-            raise s3gw.HarnessError(f"no encrypted PUT of {uri} in the nginx log (is encryption on?)")
-        last = puts[-1]
+        return [e for e in entries if e["method"] == "PUT" and e["uri"] == uri and e["status"] in ("201", "204")]
+
+    def serve_metadata(self, uri: str, puts: int) -> None:
+        """Reloads nginx so `uri` answers with the metadata of its last successful PUT (needs `metadata=True`).
+        `puts`: how many successful PUTs of `uri` there have been. nginx writes a request's log line after its
+        answer, so the last PUT's line can still be missing when the client already has the answer; serving the
+        previous PUT's metadata over the new body would make every encrypted GET fail its tag check."""
+        deadline = time.monotonic() + 10
+        while len(logged := self.logged_puts(uri)) < puts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if len(logged) < puts or not logged[-1]["version"]:
+            raise s3gw.HarnessError(f"{len(logged)} of {puts} encrypted PUTs of {uri} in the nginx log "
+                                    "(is encryption on?)")
+        last = logged[-1]
         lines = [f"location = {uri} {{", "    dav_methods PUT DELETE;", "    create_full_put_path on;"]
         lines += [f'    add_header x-amz-meta-s3eg-{f} "{last[f]}" always;' for f in META_FIELDS if last[f]]
         lines.append("}")
@@ -300,10 +310,11 @@ def put_encrypted(nginx: Nginx, gw: s3gw.Gateway, src: Path, key: str = "enc") -
     """PUTs `src` through the encrypting gateway `gw` into nginx as `bench/key` and has nginx serve its metadata
     back, so GETs through the gateway decrypt it; returns the object's URL on the gateway."""
     url = f"{gw.endpoint}/bench/{key}"
+    before = len(nginx.logged_puts(f"/bench/{key}"))
     _, code = transfer("PUT", url, gw.access_key, gw.secret_key, src)
     if code not in (200, 201, 204):
         raise s3gw.HarnessError(f"PUT {url}: HTTP {code}")
-    nginx.serve_metadata(f"/bench/{key}")
+    nginx.serve_metadata(f"/bench/{key}", puts=before + 1)
     return url
 
 

@@ -111,6 +111,7 @@ def run_bench(args, bench: common.Bench) -> None:
     plain = bench.gateway(backend, "gateway-plain", passthrough=True, env=limits)
     enc = bench.gateway(backend, "gateway-enc", passthrough=False, env=limits)
     body = os.urandom(args.size)
+    enc_puts = len(nginx.logged_puts("/bench/enc")) + 1
     for gw, key in ((plain, "/bench/plain"), (enc, "/bench/enc")):
         url = gw.endpoint + key
         headers = s3gw.sigv4_headers("PUT", url, gw.access_key, gw.secret_key,
@@ -118,7 +119,7 @@ def run_bench(args, bench: common.Bench) -> None:
         status = s3gw.http_request("PUT", url, headers=headers, body=body)[0]
         if status not in (200, 201, 204):
             raise s3gw.HarnessError(f"PUT {url}: HTTP {status}")
-    nginx.serve_metadata("/bench/enc")
+    nginx.serve_metadata("/bench/enc", puts=enc_puts)
     busy = None
     if args.idle:
         busy = bench.gateway(backend, "gateway-idle", passthrough=True, env=limits)
