@@ -15,6 +15,9 @@ import Shared
 final class DigestPipeline {
     private let digests: PayloadDigests
     private let worker: Worker?
+    /// `digests.verifiesChunks`, read once before the worker starts: the worker mutates the digests' signature
+    /// chain while the caller records boundaries, so the caller must not read the digests after that.
+    private let verifiesChunks: Bool
     /// The slot the caller is filling, not yet handed to the worker.
     private var batch: Batch?
 
@@ -26,6 +29,7 @@ final class DigestPipeline {
     /// - Parameter threaded: hash on a worker thread (worth it for bodies of a megabyte and more).
     init(_ digests: PayloadDigests, threaded: Bool) {
         self.digests = digests
+        verifiesChunks = digests.verifiesChunks
         guard threaded, digests.hasWork else { worker = nil; return }
         let worker = Worker(digests)
         self.worker = worker
@@ -52,13 +56,13 @@ final class DigestPipeline {
     }
 
     func beginChunk(signature: String?, empty: Bool) throws(S3Error) {
-        guard digests.verifiesChunks else { return }
+        guard verifiesChunks else { return }
         guard let worker else { try digests.beginChunk(signature: signature, empty: empty); return }
         try mark(worker, .beginChunk(signature: signature, empty: empty))
     }
 
     func endChunk() throws(S3Error) {
-        guard digests.verifiesChunks else { return }
+        guard verifiesChunks else { return }
         guard let worker else { try digests.endChunk(); return }
         try mark(worker, .endChunk)
     }
