@@ -77,7 +77,7 @@ extension EncryptedObjectHandler {
     /// The backend UploadPart that seals `plaintext` (exactly `length` bytes) as part `partNumber`, and its body,
     /// which knows the part's plaintext MD5 once the backend has read it all.
     private func sealedPart(_ request: S3Request, identity: ObjectIdentity, upload: MultipartUpload, partNumber: Int,
-                            plaintext: RequestBody, length: Int) throws -> (request: BackendRequest, body: PartSealingBody) {
+                            plaintext: RequestBody, length: Int) throws -> (request: BackendRequest, body: SealingBody) {
         let begun: (header: [UInt8], sealer: ChunkSealer)
         do {
             begun = try encryptor.beginPart(of: upload, partNumber: partNumber, plaintextLength: length)
@@ -85,7 +85,8 @@ extension EncryptedObjectHandler {
             throw failure(error, identity, request)
         }
         let storedLength = PartHeader.size + upload.chunkLayout.ciphertextLength(plaintextLength: length)
-        let body = PartSealingBody(source: plaintext, header: begun.header, sealer: begun.sealer, storedLength: storedLength)
+        let body = SealingBody(source: plaintext, sealer: begun.sealer, ciphertextLength: storedLength,
+                               hashingPlaintext: true, prefix: begun.header)
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key,
                                        query: Self.backendQuery(request.query, uploadID: upload.backendUploadID, partNumber: partNumber),
                                        headers: Self.partHeaders(request.head.headers), body: .stream(body, length: Int64(storedLength)),

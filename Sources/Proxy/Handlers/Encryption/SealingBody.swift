@@ -1,7 +1,8 @@
 import Shared
 
-/// The backend body of an encrypted PUT: reads the client's (verified) plaintext in pieces, seals it
-/// and yields ciphertext, so memory stays at a few chunks whatever the object size.
+/// The backend body of an encrypted PUT or part: reads the client's (verified) plaintext in pieces, seals it
+/// and yields ciphertext, so memory stays at a few chunks whatever the object size. A part's body starts with
+/// its 36-byte part header (`prefix`, docs/FORMAT.md §9) and hashes the plaintext for the part's ETag.
 ///
 /// The sealer holds the final chunk back until the source reports its end, and `VerifyingBody`
 /// throws on the read that completes a body failing its signed hash or Content-MD5: the backend
@@ -20,12 +21,17 @@ final class SealingBody: RequestBody {
     /// MD5 of the plaintext, once the source ended (when `hashingPlaintext`): the ETag of a streamed upload.
     private(set) var plaintextMD5: [UInt8]?
 
-    /// - Parameter hashingPlaintext: also compute the MD5 of the plaintext as it passes.
-    init(source: RequestBody, sealer: ChunkSealer, ciphertextLength: Int, hashingPlaintext: Bool = false) {
+    /// - Parameters:
+    ///   - ciphertextLength: every byte this body yields, `prefix` included.
+    ///   - hashingPlaintext: also compute the MD5 of the plaintext as it passes.
+    ///   - prefix: bytes sent before the first sealed chunk (a part header).
+    init(source: RequestBody, sealer: ChunkSealer, ciphertextLength: Int, hashingPlaintext: Bool = false,
+         prefix: [UInt8] = []) {
         self.source = source
         self.sealer = sealer
         self.declaredLength = Int64(ciphertextLength)
         if hashingPlaintext { md5 = Digest(.md5) }
+        output = prefix
         output.reserveCapacity(input.count + 16 * 64)
     }
 
