@@ -61,7 +61,7 @@ public struct ObjectEncryptor: Sendable {
 
     /// An opener for a stored single-part object, starting at `firstChunkIndex` (0, or `RangeMapping.firstChunk`).
     public func opener(for metadata: EncryptionMetadata, identity: ObjectIdentity, firstChunkIndex: Int = 0) throws(EncryptionError) -> ChunkOpener {
-        guard case .single(let salt) = metadata.layout else {
+        guard case .single = metadata.layout else {
             throw EncryptionError(.invalidParameter, "multipart objects are opened part by part (partOpener)")
         }
         return try opener(for: metadata, dataKey: dataKey(of: metadata, identity: identity), firstChunkIndex: firstChunkIndex)
