@@ -58,6 +58,19 @@ public final class ChunkOpener {
 
     /// Accepts the next ciphertext piece; emits the plaintext of every chunk that is now complete and not last.
     public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try update(input, space: Self.noSpace, emit: emit)
+    }
+
+    /// What `update(_:emit:)` offers: nothing, so every chunk is opened in the opener's own buffer.
+    static func noSpace(_ count: Int) -> UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: nil, count: 0) }
+
+    /// `update(_:emit:)` that decrypts each chunk straight into a buffer of the caller's: right before opening a
+    /// chunk of `n` plaintext bytes it asks `space(n)`, decrypts into the start of what it gets (when that holds
+    /// `n` bytes; a shorter space is not used, that chunk goes to the opener's own buffer) and emits the verified
+    /// bytes there. A relay passes the free part of its send buffer and saves copying the plaintext out of the
+    /// opener. A chunk that fails leaves zeros, never unverified plaintext, in the space.
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard !finished && !failed else { throw Self.misuse }
         guard input.count > 0 else { return }
         let sealedSize = layout.sealedChunkSize
@@ -68,11 +81,11 @@ public final class ChunkOpener {
             pendingCount += take
             rest = rest.dropFirst(take)
             guard !rest.isEmpty else { return }
-            try openChunk(UnsafeRawBufferPointer(rebasing: pending[0..<sealedSize]), final: false, emit: emit)
+            try openChunk(UnsafeRawBufferPointer(rebasing: pending[0..<sealedSize]), final: false, space: space, emit: emit)
             pendingCount = 0
         }
         while rest.count > sealedSize {
-            try openChunk(UnsafeRawBufferPointer(rebasing: rest.prefix(sealedSize)), final: false, emit: emit)
+            try openChunk(UnsafeRawBufferPointer(rebasing: rest.prefix(sealedSize)), final: false, space: space, emit: emit)
             rest = rest.dropFirst(sealedSize)
         }
         if !rest.isEmpty {
@@ -114,32 +127,47 @@ public final class ChunkOpener {
     }
 
     private func openChunk(_ sealed: UnsafeRawBufferPointer, final: Bool,
+                           space: (Int) throws -> UnsafeMutableRawBufferPointer = ChunkOpener.noSpace,
                            emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let expected = sealed.count - FormatV1.tagSize
+        var target = output
+        if expected > 0 {
+            let offered: UnsafeMutableRawBufferPointer
+            do {
+                offered = try space(expected)
+            } catch {
+                failed = true  // the consumer failed mid-stream: this stream cannot continue
+                throw error
+            }
+            if offered.count >= expected { target = offered }
+        }
         let count: Int
         do {
-            count = try attempt(sealed, final: final)
+            count = try attempt(sealed, final: final, into: target)
         } catch AEADError.authenticationFailed {
             failed = true
+            // The cipher zeroed the target; the retry below runs in the opener's own buffer.
             throw diagnose(sealed, expectedFinal: final)
         } catch {
             failed = true
+            if target.baseAddress != output.baseAddress, expected > 0 { OPENSSL_cleanse(target.baseAddress, min(expected, target.count)) }
             throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
         }
         nextIndex += 1
-        outputUsed = max(outputUsed, count)
+        if target.baseAddress == output.baseAddress { outputUsed = max(outputUsed, count) }
         plaintextLength += count
         do {
-            try emit(UnsafeRawBufferPointer(rebasing: output[0..<count]))
+            try emit(UnsafeRawBufferPointer(rebasing: target[0..<count]))
         } catch {
             failed = true   // the consumer failed mid-stream: this stream cannot continue
             throw error
         }
     }
 
-    private func attempt(_ sealed: UnsafeRawBufferPointer, final: Bool) throws(AEADError) -> Int {
+    private func attempt(_ sealed: UnsafeRawBufferPointer, final: Bool, into target: UnsafeMutableRawBufferPointer) throws(AEADError) -> Int {
         nonceAAD.set(index: nextIndex, final: final)
         return try aead.open(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad),
-                             sealed: sealed, into: output)
+                             sealed: sealed, into: target)
     }
 
     /// A chunk failed: check whether it verifies with the opposite final flag, which tells
@@ -148,7 +176,8 @@ public final class ChunkOpener {
     /// the plaintext of the retry is discarded either way.
     private func diagnose(_ sealed: UnsafeRawBufferPointer, expectedFinal: Bool) -> EncryptionError {
         let index = nextIndex
-        let flipped = (try? attempt(sealed, final: !expectedFinal)) != nil
+        let flipped = (try? attempt(sealed, final: !expectedFinal, into: output)) != nil
+        outputUsed = max(outputUsed, min(output.count, sealed.count - FormatV1.tagSize))
         OPENSSL_cleanse(output.baseAddress, outputUsed)
         if flipped && expectedFinal {
             return EncryptionError(.truncated, "chunk \(index) is not the final chunk but the data ends after it: the object was truncated")

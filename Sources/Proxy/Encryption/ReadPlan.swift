@@ -81,11 +81,23 @@ public final class PlannedReader {
     }
 
     public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try feed(input, space: ChunkOpener.noSpace, emit: emit)
+    }
+
+    /// `update(_:emit:)` decrypting chunks straight into the caller's `space` (`ChunkOpener.update(_:space:emit:)`);
+    /// an emitted slice then lies inside that space (`skip` bytes in for the first chunk of a range).
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try feed(input, space: space, emit: emit)
+    }
+
+    private func feed(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                      emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         received += input.count
         guard received <= plan.ciphertextLength else {
             throw EncryptionError(.trailingData, "the backend sent more than the \(plan.ciphertextLength) bytes planned")
         }
-        try opener.update(input) { chunk in
+        try opener.update(input, space: space) { chunk in
             let slice = window.slice(chunk)
             if !slice.isEmpty { try emit(slice) }
         }
@@ -119,7 +131,19 @@ public protocol RangeDecryptor: AnyObject {
     /// The `Range` sent to the backend; nil fetches the whole object (which must then answer 200).
     var backendRange: String? { get }
     func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// `update(_:emit:)` that may decrypt straight into the caller's buffer: `space(n)` offers room for a chunk of
+    /// `n` plaintext bytes; an emitted slice may lie in it (a relay then sends it without copying) or elsewhere.
+    func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                emit: (UnsafeRawBufferPointer) throws -> Void) throws
     func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws
+}
+
+extension RangeDecryptor {
+    /// A reader that cannot decrypt into the caller's buffer emits from its own.
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try update(input, emit: emit)
+    }
 }
 
 extension PlannedReader: RangeDecryptor {

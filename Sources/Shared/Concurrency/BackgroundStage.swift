@@ -1,12 +1,13 @@
 import Foundation
 
 /// Runs the second half of a stream on a thread of its own, at most a few buffers behind the first half, so
-/// that one transfer can use two cores (e.g. receive ciphertext on one; decrypt and send on the other).
+/// that one transfer can use two cores (e.g. receive and decrypt on one; send on the other).
 ///
 /// `submit` copies bytes into one of `depth` buffers of `bufferSize` bytes and hands full ones over; it blocks
-/// only while every buffer waits for the consumer. Memory is bounded by `depth × bufferSize` whatever the
-/// stream's length. When `consume` throws, the stage stops and the producer's next `submit` or `finish`
-/// throws that error. The owner must end every stage with `finish()` or `stop()` (the thread waits until then).
+/// only while every buffer waits for the consumer. A producer that can write its bytes in place (a decryptor
+/// that decrypts into a given buffer) asks `space(minimum:)` and `commit`s what it wrote instead, without a copy.
+/// Memory is bounded by `depth × bufferSize` whatever the stream's length. When `consume` throws, the stage stops
+/// and the producer's next `submit`, `space`, `commit` or `finish` throws that error. The owner must end every stage with `finish()` or `stop()` (the thread waits until then).
 public final class BackgroundStage: @unchecked Sendable {
     // Everything below is guarded by `condition`, except `filling`/`filled`, which only the producer touches.
     private let condition = NSCondition()
@@ -59,6 +60,32 @@ public final class BackgroundStage: @unchecked Sendable {
             offset += n
             if filled == bufferSize { try handOver() }
         }
+    }
+
+    /// Room for `minimum` bytes written straight into the stage, without a copy: the free end of the buffer being
+    /// filled, or (once that is shorter) a fresh buffer, the filled one handed over first; blocks while every
+    /// buffer is in use. A fresh buffer is shorter than `minimum` when `minimum > bufferSize`. Bytes written there
+    /// join the stream with `commit(_:)`; what is not committed is overwritten.
+    public func space(minimum: Int) throws -> UnsafeMutableRawBufferPointer {
+        if let filling, filled == 0 || bufferSize - filled >= minimum {
+            return UnsafeMutableRawBufferPointer(rebasing: filling[filled...])
+        }
+        try handOver()
+        let target = try takeFree()
+        filling = target
+        return target
+    }
+
+    /// Adds the first `count` bytes of the last `space(minimum:)` to the stream (a full buffer is handed over).
+    public func commit(_ count: Int) throws {
+        precondition(filling != nil && count <= bufferSize - filled, "commit beyond the space given")
+        filled += count
+        if filled == bufferSize { try handOver() }
+    }
+
+    /// Where the next committed byte goes: the start of the last `space(minimum:)` (nil before the first).
+    public var nextByte: UnsafeRawPointer? {
+        filling.map { UnsafeRawPointer($0.baseAddress! + filled) }
     }
 
     /// Hands over what is buffered, waits until the consumer has taken everything and stops the stage;

@@ -65,6 +65,56 @@ import Testing
         #expect(opened == plaintext)
     }
 
+    /// `update(_:space:emit:)` decrypts each chunk into the space the caller offers (when it is large enough) and
+    /// emits it from there; the plaintext is the same as from the opener's own buffer, in pieces of any size.
+    @Test func chunksDecryptIntoTheCallersSpace() throws {
+        let plaintext = randomBytes(seed: 11, 5 * 4096 + 77)
+        let ciphertext = try sealWhole(plaintext)
+        let space = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * 4096, alignment: 16)
+        defer { space.deallocate() }
+        var rng = SplitMix64(seed: 12)
+        for (offered, maxPiece) in [(4096, 1), (4096, 5000), (3 * 4096, 20_000), (4095, 9000)] {
+            let o = try opener()
+            var opened: [UInt8] = [], inSpace = 0, asked: [Int] = []
+            var offset = 0
+            while offset < ciphertext.count {
+                let n = min(ciphertext.count - offset, Int.random(in: 1...maxPiece, using: &rng))
+                try Array(ciphertext[offset..<(offset + n)]).withUnsafeBytes { piece in
+                    try o.update(piece, space: { count in
+                        asked.append(count)
+                        return UnsafeMutableRawBufferPointer(rebasing: space[0..<offered])
+                    }, emit: { chunk in
+                        if chunk.baseAddress == UnsafeRawPointer(space.baseAddress) { inSpace += 1 }
+                        opened += chunk
+                    })
+                }
+                offset += n
+            }
+            try o.finish { opened += $0 }
+            #expect(opened == plaintext, "space \(offered), pieces ≤ \(maxPiece)")
+            // Every chunk but the final one (opened by finish) asks for a whole chunk's room, and uses it when offered.
+            #expect(asked == [Int](repeating: 4096, count: 5))
+            #expect(inSpace == (offered >= 4096 ? 5 : 0))
+        }
+    }
+
+    /// A chunk that fails in the caller's space leaves zeros there, not the unverified plaintext.
+    @Test func aChunkThatFailsInTheCallersSpaceLeavesNoPlaintext() throws {
+        let plaintext = [UInt8](repeating: 0x41, count: 3 * 4096)
+        var ciphertext = try sealWhole(plaintext)
+        ciphertext[4112 + 100] ^= 1
+        let space = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { space.deallocate() }
+        space.initializeMemory(as: UInt8.self, repeating: 0x99)
+        let o = try opener()
+        var released: [UInt8] = []
+        #expect(throws: EncryptionError.self) {
+            try ciphertext.withUnsafeBytes { try o.update($0, space: { _ in space }, emit: { released += $0 }) }
+        }
+        #expect(released == Array(plaintext.prefix(4096)))
+        #expect(space.allSatisfy { $0 == 0 })
+    }
+
     @Test func sealingIsNotDeterministicAcrossSegmentKeys() throws {
         let plaintext = [UInt8](repeating: 0x41, count: 5000)
         let a = try sealWhole(plaintext, key: EncryptionFixtures.segmentKey(1, salt: 1))

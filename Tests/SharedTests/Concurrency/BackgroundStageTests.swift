@@ -26,6 +26,43 @@ import Testing
         #expect(threads.withLock { $0.count } == 1 && !threads.withLock { $0.contains(producer) })
     }
 
+    /// Bytes written into `space(minimum:)` and committed join the stream without a copy, in order with submitted
+    /// ones; a space that no longer fits the buffer being filled hands it over and starts a fresh one.
+    @Test func spaceAndCommitWriteInPlace() throws {
+        let received = Mutex<[[UInt8]]>([])
+        let stage = BackgroundStage(depth: 2, bufferSize: 100) { bytes in received.withLock { $0.append(Array(bytes)) } }
+        var expected: [UInt8] = []
+        func write(_ count: Int, _ value: UInt8) throws {
+            let space = try stage.space(minimum: count)
+            #expect(space.baseAddress.map(UnsafeRawPointer.init) == stage.nextByte)
+            #expect(space.count >= min(count, 100))
+            let n = min(count, space.count)
+            space.baseAddress!.initializeMemory(as: UInt8.self, repeating: value, count: n)
+            try stage.commit(n)
+            expected += [UInt8](repeating: value, count: n)
+        }
+        try write(60, 1)
+        try write(30, 2)
+        try [UInt8](repeating: 3, count: 5).withUnsafeBytes { try stage.submit($0) }
+        expected += [UInt8](repeating: 3, count: 5)
+        try write(40, 4)   // 95 buffered: handed over, a fresh buffer
+        try write(60, 5)   // exactly fills it: handed over at once
+        try write(250, 6)  // more than a buffer: a whole fresh buffer
+        try stage.finish()
+        #expect(received.withLock { $0 } == [Array(expected[0..<95]), Array(expected[95..<195]), Array(expected[195...])])
+    }
+
+    @Test func aConsumerErrorReachesSpace() throws {
+        let stage = BackgroundStage(depth: 1, bufferSize: 8) { _ in throw Boom() }
+        #expect(throws: Boom.self) {
+            for _ in 0..<100 {
+                _ = try stage.space(minimum: 8)
+                try stage.commit(8)
+            }
+        }
+        stage.stop()
+    }
+
     /// The producer is never more than `depth` buffers (plus the one being filled) ahead of the consumer.
     @Test func theProducerStaysWithinItsBuffers() throws {
         let depth = 2, size = 64

@@ -7,24 +7,25 @@ import Synchronization
 /// plan was made for (same gateway metadata); a chunk that fails authentication afterwards makes
 /// the transfer fail, and the handler closes the connection: the client never gets wrong bytes.
 ///
-/// A content of `backgroundThreshold` bytes or more is decrypted and written on a second thread
-/// (`BackgroundStage`), so that receiving from the backend (libcurl, on the calling thread) overlaps
-/// decrypting and sending: the calling thread only copies ciphertext into a few bounded buffers.
-/// While that stage runs, the client's side of the relay (the writer, what was written, a verification
-/// failure) belongs to it; `finish()` ends it, and reading `clientResponseStarted`, `bytesOut`,
-/// `encryptionFailure` or `openTime` stops it first (the exchange reads `clientResponseStarted` when the
-/// backend transfer fails), so after any failure the caller owns the writer again and no thread is left.
+/// A content of `backgroundThreshold` bytes or more is written to the client on a second thread
+/// (`BackgroundStage`), so that receiving from the backend and decrypting (libcurl's thread, the caller's)
+/// overlaps sending: chunks are decrypted straight from libcurl's buffer into the stage's few bounded buffers,
+/// which the stage sends a whole buffer per write. While that stage runs, the client's side of the relay (the
+/// writer, what was written) belongs to it; `finish()` ends it, and a verification failure, or reading
+/// `clientResponseStarted`, `bytesOut`, `encryptionFailure` or `openTime`, stops it first (the exchange reads
+/// `clientResponseStarted` when the backend transfer fails), so after any failure the caller owns the writer
+/// again and no thread is left.
 ///
-/// A second thread only pays while cores are idle; it also costs a copy of the ciphertext. So only as many
-/// relays as `BackgroundSlots` allows (half the cores) use one at a time; the others decrypt inline, as many
+/// A second thread only pays while cores are idle (it costs a hand-off per buffer). So only as many relays as
+/// `BackgroundSlots` allows (half the cores) use one at a time; the others decrypt and send inline, as many
 /// concurrent streams keep every core busy anyway.
 final class DecryptingRelay: BackendResponseHandler {
     /// Contents at least this long are decrypted and sent on a second thread.
     static let backgroundThreshold = 1 << 20
-    /// Buffers between the receiving and the decrypting thread, and their size: what a stream may hold
-    /// in flight beyond the opener's chunk (512 KiB).
-    static let backgroundDepth = 4
-    static let backgroundBufferSize = 128 << 10
+    /// Buffers of verified plaintext between the decrypting and the sending thread, and their size: four
+    /// default chunks each (one write per buffer), 768 KiB in flight per stream.
+    static let backgroundDepth = 3
+    static let backgroundBufferSize = 256 << 10
 
     let writer: ResponseWriter
     let reader: any RangeDecryptor
@@ -130,9 +131,9 @@ final class DecryptingRelay: BackendResponseHandler {
         if background && reader.contentLength >= Self.backgroundThreshold && slots.tryAcquire() {
             holdsSlot = true
             // Weak: the stage's thread must not keep the relay alive (its deinit cancels the stage).
-            stage = BackgroundStage(depth: Self.backgroundDepth, bufferSize: Self.backgroundBufferSize) { [weak self] ciphertext in
+            stage = BackgroundStage(depth: Self.backgroundDepth, bufferSize: Self.backgroundBufferSize) { [weak self] plaintext in
                 guard let self else { throw BackgroundStage.Stopped() }
-                try self.decrypt { try self.reader.update(ciphertext, emit: $0) }
+                try self.send(plaintext)
             }
         }
     }
@@ -143,14 +144,19 @@ final class DecryptingRelay: BackendResponseHandler {
             return
         }
         if let stage {
-            // Throws only once the stage has stopped: its consumer's error, or `Stopped` after stopStage().
-            do { try stage.submit(bytes) } catch {
-                stageStopped()
+            guard !stageEnded else { throw failure ?? BackgroundStage.Stopped() }
+            // The stage throws only once it has stopped: its consumer's error, or `Stopped` after stopStage().
+            do {
+                try decrypt {
+                    try reader.update(bytes, space: { try stage.space(minimum: $0) }, emit: { try Self.queue($0, on: stage) })
+                }
+            } catch {
+                stopStage()
                 throw error
             }
             return
         }
-        try decrypt { try reader.update(bytes, emit: $0) }
+        try decrypt { try reader.update(bytes, emit: send) }
         try flush()
     }
 
@@ -161,29 +167,51 @@ final class DecryptingRelay: BackendResponseHandler {
             return
         }
         if let stage {
-            // Everything received is decrypted and written before the last chunk is verified here.
+            guard !stageEnded else { throw failure ?? BackgroundStage.Stopped() }
+            do {
+                try decrypt { try reader.finish(emit: { try Self.queue($0, on: stage) }) }
+            } catch {
+                stopStage()
+                throw error
+            }
+            // Waits until the stage has written everything.
             defer { stageStopped() }
             try stage.finish()
+            finished = true
+            return
         }
-        try decrypt { try reader.finish(emit: $0) }
+        try decrypt { try reader.finish(emit: send) }
         finished = true
         try flush()
     }
 
-    /// Verified plaintext goes straight to the client writer (which gathers small pieces itself);
-    /// the head goes out with the first verified bytes.
-    private func decrypt(_ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+    /// Runs a step of the reader (timed); remembers a verification failure.
+    private func decrypt(_ body: () throws -> Void) throws {
         let started = ContinuousClock.now
         defer { decryptTime += ContinuousClock.now - started }
         do {
-            try body { plaintext in
-                try self.writePendingHead()
-                try self.writer.write(plaintext)
-                self.plaintextOut += Int64(plaintext.count)
-            }
+            try body()
         } catch let error as EncryptionError {
             failure = error
             throw error
+        }
+    }
+
+    /// Verified plaintext goes straight to the client writer (which gathers small pieces itself);
+    /// the head goes out with the first verified bytes. On the stage's thread while one runs.
+    private func send(_ plaintext: UnsafeRawBufferPointer) throws {
+        try writePendingHead()
+        try writer.write(plaintext)
+        plaintextOut += Int64(plaintext.count)
+    }
+
+    /// Plaintext the reader decrypted into the stage's space joins the stream as it is; any other (a range's
+    /// first chunk past its skipped bytes, a final chunk, a reader with its own buffer) is copied in.
+    private static func queue(_ plaintext: UnsafeRawBufferPointer, on stage: BackgroundStage) throws {
+        if plaintext.baseAddress == stage.nextByte {
+            try stage.commit(plaintext.count)
+        } else {
+            try stage.submit(plaintext)
         }
     }
 

@@ -57,21 +57,42 @@ import Testing
             try opener.update(input, emit: emit)
         }
 
+        func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                    emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+            try opener.update(input, space: space, emit: emit)
+        }
+
         func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws { try opener.finish(emit: emit) }
     }
 
+    /// A `RecordingWriter` that also records the threads its body was written on.
+    final class ThreadRecordingWriter: ResponseWriter {
+        let inner = RecordingWriter()
+        var threads: Set<String> = []
+        var headWritten: Bool { inner.headWritten }
+        func writeHead(_ head: HTTPResponseHead) throws { try inner.writeHead(head) }
+        func write(_ bytes: UnsafeRawBufferPointer) throws {
+            threads.insert(FlippingReader.threadName)
+            try inner.write(bytes)
+        }
+        func finish() throws { try inner.finish() }
+    }
+
     /// Real AES-GCM chunks through the second thread, fed in pieces of every size: every chunk verifies and the
-    /// plaintext arrives whole and in order.
+    /// plaintext arrives whole and in order (decrypted into the stage's buffers, or copied there from the opener's).
     @Test func realChunksDecryptOnTheSecondThread() throws {
         let layout = try ChunkLayout(chunkSize: 4096)
         var rng = SplitMix64(seed: 9)
         let plaintext = rng.bytes((3 << 20) + 1234)
         let sealer = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout)
         let ciphertext = try EncryptionFixtures.seal(plaintext, with: sealer, rng: &rng, maxPiece: 100_000)
-        for maxPiece in [1, 16 << 10, 300_000] {
+        for (maxPiece, readerLayout) in [(1, layout), (16 << 10, layout), (300_000, layout), (300_000, try ChunkLayout(chunkSize: 1 << 20))] {
+            let ciphertext = readerLayout == layout ? ciphertext
+                : try EncryptionFixtures.seal(plaintext, with: ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(),
+                                                                          layout: readerLayout), rng: &rng, maxPiece: 100_000)
             let writer = RecordingWriter()
             let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: plaintext.count)
-            let reader = OpeningReader(opener: try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout),
+            let reader = OpeningReader(opener: try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: readerLayout),
                                        contentLength: plaintext.count)
             let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
             relay.slots = slots
@@ -84,11 +105,47 @@ import Testing
                 offset += n
             }
             try relay.finish()
-            #expect(writer.body == plaintext, "pieces up to \(maxPiece)")
+            #expect(writer.body == plaintext, "pieces up to \(maxPiece), chunks of \(readerLayout.chunkSize)")
         }
     }
 
-    private func relay(contentLength: Int, writer: RecordingWriter, background: Bool = true,
+    /// A real `PlannedReader` of whole objects and ranges (whose first chunk is cut, so its plaintext is moved
+    /// within the stage's buffer) through the second thread and inline: the same bytes either way.
+    @Test func rangesOfRealObjectsThroughTheStage() throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        var rng = SplitMix64(seed: 21)
+        let plaintext = rng.bytes((3 << 20) + 777)
+        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
+        var stored: [UInt8] = []
+        try sealer.update(plaintext) { stored += $0 }
+        try sealer.finish { stored += $0 }
+        for (range, background) in [(nil, true), ("bytes=100-", true), ("bytes=5000-2500000", true), ("bytes=4097-", false)] {
+            let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: range)
+            let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
+            let writer = RecordingWriter()
+            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+            relay.slots = slots
+            relay.background = background
+            try relay.responseHead(status: plan.backendRange == nil ? 200 : 206,
+                                   headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+            #expect(relay.decryptsInBackground == background)
+            var fetched = stored[...]
+            if let backendRange = plan.backendRange, case .closed(let a, let b)? = ByteRange.parse(backendRange) {
+                fetched = stored[a...min(b, stored.count - 1)]
+            }
+            while !fetched.isEmpty {
+                let n = min(fetched.count, Int.random(in: 1...200_000, using: &rng))
+                try fetched.prefix(n).withUnsafeBytes { try relay.responseBody($0) }
+                fetched = fetched.dropFirst(n)
+            }
+            try relay.finish()
+            let start = plan.skip + plan.firstChunkIndex * 4096
+            #expect(writer.body == Array(plaintext[start..<(start + plan.contentLength)]), "\(range ?? "whole")")
+            #expect(relay.bytesOut == Int64(plan.contentLength) && !relay.decryptsInBackground)
+        }
+    }
+
+    private func relay(contentLength: Int, writer: any ResponseWriter, background: Bool = true,
                        slots: BackgroundSlots? = nil) throws -> (DecryptingRelay, FlippingReader) {
         let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: contentLength)
         let reader = FlippingReader(contentLength: contentLength)
@@ -114,10 +171,11 @@ import Testing
         }
     }
 
-    @Test func aLongContentIsDecryptedOnASecondThreadAndAShortOneInline() throws {
+    @Test func aLongContentIsSentFromASecondThreadAndAShortOneInline() throws {
         for (length, background) in [(3 << 20, true), (3 << 20, false), (DecryptingRelay.backgroundThreshold - 1, true)] {
-            let writer = RecordingWriter()
-            let (relay, reader) = try relay(contentLength: length, writer: writer, background: background)
+            let threadWriter = ThreadRecordingWriter()
+            let writer = threadWriter.inner
+            let (relay, reader) = try relay(contentLength: length, writer: threadWriter, background: background)
             let expectsStage = background && length >= DecryptingRelay.backgroundThreshold
             #expect(relay.decryptsInBackground == expectsStage)
             let ciphertext = body(length, seed: UInt64(length))
@@ -127,19 +185,21 @@ import Testing
             #expect(writer.head?.status == 200 && writer.head?.contentLength == Int64(length))
             #expect(writer.body == FlippingReader.flip(ciphertext), "\(length) \(background)")
             #expect(relay.bytesOut == Int64(length) && relay.encryptionFailure == nil)
-            let threads = reader.threads.withLock { $0 }
-            #expect(threads.contains(FlippingReader.threadName) == !expectsStage, "\(length) \(background)")
-            #expect(threads.count == 1)
+            // Decrypted on the caller's thread (libcurl's); written there too, or on the stage's thread.
+            #expect(reader.threads.withLock { $0 } == [FlippingReader.threadName])
+            #expect(threadWriter.threads.count == 1)
+            #expect(threadWriter.threads.contains(FlippingReader.threadName) == !expectsStage, "\(length) \(background)")
         }
     }
 
     /// A chunk that does not verify, first or later: the producer learns it, the stage is gone, and nothing
     /// unverified was written (the head goes out with the first verified bytes only).
     @Test func aChunkThatDoesNotVerifyStopsTheStage() throws {
-        for badAt in [0, 1 << 20] {
+        // At 2 MiB, more than the stage's buffers were filled: the head has gone out.
+        for badAt in [0, 2 << 20] {
             let writer = RecordingWriter()
-            let (relay, reader) = try relay(contentLength: 2 << 20, writer: writer)
-            var ciphertext = body(2 << 20, seed: 3)
+            let (relay, reader) = try relay(contentLength: 3 << 20, writer: writer)
+            var ciphertext = body(3 << 20, seed: 3)
             ciphertext[badAt] = 0xEE
             var thrown: (any Error)?
             do {
