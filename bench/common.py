@@ -352,6 +352,23 @@ def checked_transfer(what: str, method: str, url: str, access: str, secret: str,
     return speed
 
 
+# ---- CPU time: a figure that load from other processes hardly moves
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` has used so far (its ended threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, side: Callable[[], T]) -> Callable[[], tuple[T, float]]:
+    """`side` returning (its result, the CPU seconds process `pid` used meanwhile)."""
+    def run() -> tuple[T, float]:
+        before = cpu_seconds(pid)
+        result = side()
+        return result, cpu_seconds(pid) - before
+    return run
+
+
 # ---- rounds and statistics
 
 def interleaved(rounds: int, sides: dict[str, Callable[[], T]]) -> dict[str, list[T]]:

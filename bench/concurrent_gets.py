@@ -45,13 +45,17 @@ def run_bench(args, bench: common.Bench) -> None:
     total_mib = args.streams * args.size_mib
     mibs = common.interleaved(args.rounds, {
         "direct": lambda: total_mib / parallel_gets(plain_url, {}, args.streams),
-        "gateway": lambda: total_mib / parallel_gets(
-            enc_url, s3gw.sigv4_headers("GET", enc_url, gw.access_key, gw.secret_key), args.streams),
+        "gateway": common.with_cpu(gw.proc.pid, lambda: total_mib / parallel_gets(
+            enc_url, s3gw.sigv4_headers("GET", enc_url, gw.access_key, gw.secret_key), args.streams)),
     })
-    direct, gateway = mibs["direct"], mibs["gateway"]
+    direct = mibs["direct"]
+    gateway = [speed for speed, _ in mibs["gateway"]]
+    cpu = [seconds / (total_mib / 1024) for _, seconds in mibs["gateway"]]
     ratios = common.ratios(gateway, direct)
     print(f"  nginx direct   median {statistics.median(direct):8.1f} MiB/s  (runs: {common.runs(direct)})")
     print(f"  gateway (enc)  median {statistics.median(gateway):8.1f} MiB/s  (runs: {common.runs(gateway)})")
+    print(f"  gateway CPU    median {statistics.median(cpu):8.2f} s/GiB  (runs: {common.runs(cpu, '{:.2f}')}; "
+          "user + system, hardly moved by other load)")
     print(f"  ratio MiB/s gateway / nginx direct: median {statistics.median(ratios):.2f}  spread "
           f"{common.spread(ratios)}  (goal >= 0.7)")
     print(f"  load average at the end: {os.getloadavg()}")

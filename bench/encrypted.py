@@ -5,7 +5,8 @@ with WebDAV PUT), in one run.
 
   python3 bench/encrypted.py [--size-mib 1024] [--repeat 5] [--cipher aes-256-gcm|chacha20-poly1305]
 
-Prints MiB/s per path (median of interleaved runs) and the ratios encrypted/pass-through (target >= 0.70).
+Prints MiB/s per path (median of interleaved runs) and the ratios encrypted/pass-through (target >= 0.70), and
+each gateway's CPU seconds per GiB (user + system, from /proc), which other processes' load hardly moves.
 
 nginx stores bodies but not request headers, so on its own it would serve the encrypted object without its
 `x-amz-meta-s3eg-*` metadata (and the gateway would pass the ciphertext through as a plain object). The bench
@@ -28,16 +29,21 @@ import common
 import s3gw  # on sys.path through common
 
 
-def measure_pair(op: str, method: str, plain: tuple, enc: tuple, src: Path | None, repeat: int) -> tuple[float, float]:
+def measure_pair(op: str, method: str, plain: tuple, enc: tuple, src: Path | None, repeat: int,
+                 gib: float) -> tuple[float, float]:
     """Alternates pass-through and encrypted transfers (plain, enc, plain, enc, ...) so load from other processes
-    on a shared machine hits both sides alike; returns the medians in MiB/s."""
-    speeds = common.interleaved(repeat, {
-        label: functools.partial(common.checked_transfer, f"{op} {label}", method, *side, src)
-        for label, side in (("pass-through", plain), ("encrypted", enc))})
+    on a shared machine hits both sides alike; returns the medians in MiB/s. `plain`/`enc`: (gateway, url).
+    Also prints each gateway's CPU seconds per GiB moved, which that load hardly changes."""
+    results = common.interleaved(repeat, {
+        label: common.with_cpu(gw.proc.pid, functools.partial(
+            common.checked_transfer, f"{op} {label}", method, url, gw.access_key, gw.secret_key, src))
+        for label, (gw, url) in (("pass-through", plain), ("encrypted", enc))})
     out = []
-    for label, values in speeds.items():
-        med = statistics.median(values)
-        print(f"  {op} {label:<13} {med:9.1f} MiB/s   (runs: {common.runs(values)})", flush=True)
+    for label, values in results.items():
+        speeds, cpu = [v[0] for v in values], [v[1] / gib for v in values]
+        med = statistics.median(speeds)
+        print(f"  {op} {label:<13} {med:9.1f} MiB/s   (runs: {common.runs(speeds)});  gateway CPU "
+              f"{statistics.median(cpu):.2f} s/GiB (runs: {common.runs(cpu, '{:.2f}')})", flush=True)
         out.append(med)
     return out[0], out[1]
 
@@ -54,16 +60,16 @@ def run_bench(args, bench: common.Bench) -> None:
           f"gateways {plain.endpoint} (pass-through), {enc.endpoint} (encrypted, {args.cipher}); data in {bench.workdir}",
           flush=True)
     plain_url, enc_url = f"{plain.endpoint}/bench/plain", f"{enc.endpoint}/bench/enc"
-    plain_side = (plain_url, plain.access_key, plain.secret_key)
-    enc_side = (enc_url, enc.access_key, enc.secret_key)
-    put_plain, put_enc = measure_pair("PUT", "PUT", plain_side, enc_side, src, args.repeat)
+    plain_side, enc_side = (plain, plain_url), (enc, enc_url)
+    gib = size / (1 << 30)
+    put_plain, put_enc = measure_pair("PUT", "PUT", plain_side, enc_side, src, args.repeat, gib)
     stored = (nginx.dir / "data" / "bench" / "enc").stat().st_size
     expected = size + 16 * max(1, -(-size // 65536))
     if stored != expected:
         raise s3gw.HarnessError(f"stored encrypted object has {stored} bytes, expected {expected} (ciphertext)")
     # One more encrypted PUT whose log line serve_metadata waits for: the last of the timed PUTs is what nginx stores.
     common.put_encrypted(nginx, enc, src, "enc")
-    get_plain, get_enc = measure_pair("GET", "GET", plain_side, enc_side, None, args.repeat)
+    get_plain, get_enc = measure_pair("GET", "GET", plain_side, enc_side, None, args.repeat, gib)
     # One checked download: the encrypted GET returned the plaintext, not the stored ciphertext.
     check = bench.workdir / "check.bin"
     headers = s3gw.sigv4_headers("GET", enc_url, enc.access_key, enc.secret_key)
