@@ -79,8 +79,11 @@ extension EncryptedObjectHandler {
                 return status
             })
         }
-        let head = OptimisticRead.receivedRange(status: status, headers: fields)
-            .map { OptimisticReadRelay.headEquivalent(fields, storedLength: $0.storedLength) }
+        // What a HEAD would have said, for the long way; only a redo needs it.
+        var head: HTTPClientResponse? {
+            OptimisticRead.receivedRange(status: status, headers: fields)
+                .map { OptimisticReadRelay.headEquivalent(fields, storedLength: $0.storedLength) }
+        }
         // Headers verified before (a hot object) need no parse, unwrap or MAC: the fingerprint holds every byte
         // both depend on.
         let fingerprint = MetadataFingerprint(fields: fields, identity: identity)
@@ -104,8 +107,8 @@ extension EncryptedObjectHandler {
         } catch {
             throw failure(error, identity, request)
         }
-        let backendETag = fields.first { $0.name.lowercased() == "etag" }?.value
-        let lastModified = fields.first { $0.name.lowercased() == "last-modified" }?.value
+        let backendETag = fields.first { $0.name.caseInsensitiveEquals("etag") }?.value
+        let lastModified = fields.first { $0.name.caseInsensitiveEquals("last-modified") }?.value
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         switch ConditionalRequest.evaluate(headers: request.head.headers, etags: ClientETag.seen(primary: etag, backendETag: backendETag),
                                            lastModified: lastModified) {

@@ -657,6 +657,8 @@ extension HandlerHarness {
         #expect(ClientETag.opaque("\"abc-12\"") == "\"abc-12\"")
         #expect(ClientETag.opaque("abc") == "\"abc-1\"")
         #expect(ClientETag.opaque("W/\"abc\"") == "\"abc-1\"")
+        #expect(ClientETag.opaque(" \"a-b\"\t") == "\"a-b\"")
+        #expect(ClientETag.opaque("\"\"") == "\"-1\"")
         #expect(ClientETag.opaque(" \t\"abc\" ") == "\"abc-1\"")
         #expect(ClientETag.opaque(nil) == "\"-1\"" && ClientETag.opaque("  ") == "\"-1\"")
         #expect(ClientETag.opaque(nil) == "\"-1\"")
