@@ -60,14 +60,33 @@ final class BackendClient: Sendable {
     }
 
     /// End-to-end response headers to send back to the client (framing is set from Content-Length).
+    /// Runs on every backend answer, so names are compared in place (no lowercased copy per header).
     static func forwardableResponseHeaders(_ headers: [(name: String, value: String)]) -> HTTPFields {
-        let connectionTokens = Set(headers.filter { $0.name.lowercased() == "connection" }
-            .flatMap { $0.value.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
-        return HTTPFields(headers.filter {
-            let n = $0.name.lowercased()
-            return !hopByHop.contains(n) && !serverOwnedResponseHeaders.contains(n) && !connectionTokens.contains(n)
-                && !n.hasPrefix("proxy-")
+        var connectionTokens: [String] = []
+        for header in headers where header.name.caseInsensitiveEquals("connection") {
+            connectionTokens += header.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        return HTTPFields(headers.filter { header in
+            let n = header.name
+            return !droppedResponseHeaders.contains { n.caseInsensitiveEquals($0) }
+                && !connectionTokens.contains { n.caseInsensitiveEquals($0) }
+                && !hasProxyPrefix(n)
         })
+    }
+
+    private static let droppedResponseHeaders = Array(hopByHop) + Array(serverOwnedResponseHeaders)
+    private static let proxyPrefix = Array("proxy-".utf8)
+
+    /// `proxy-…`, any case.
+    private static func hasProxyPrefix(_ name: String) -> Bool {
+        var i = 0
+        for b in name.utf8 {
+            if i == proxyPrefix.count { return true }
+            let lower = (b >= 65 && b <= 90) ? b + 32 : b
+            if lower != proxyPrefix[i] { return false }
+            i += 1
+        }
+        return i == proxyPrefix.count
     }
 
     /// The URL and signed headers for a request (pure apart from the clock), signed as `signing` says:

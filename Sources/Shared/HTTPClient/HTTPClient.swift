@@ -125,11 +125,17 @@ public final class CancellationToken: Sendable {
     public var isCancelled: Bool { flag.load(ordering: .acquiring) }
 }
 
-/// An HTTP/1.1 client over libcurl. Thread-safe: every call borrows an easy
-/// handle from a pool, so connections to the same host are reused across calls.
+/// An HTTP/1.1 client over libcurl. Thread-safe: every call borrows an easy handle, so connections to the
+/// same host are reused across calls. A thread keeps the handle it used last for each client (no lock on
+/// the way in or out: a server's worker threads each reuse their own handle and backend connection); the
+/// handles of calls nested on one thread go to a shared pool of at most `maxPooledHandles`. A thread's
+/// handles are freed when the thread ends.
 public final class HTTPClient: Sendable {
     private let configuration: HTTPClientConfiguration
     private let pool: Mutex<[CurlEasy]>
+    /// Tells this client's handles apart in the threads' caches (never reused, unlike an object address).
+    private let id: UInt64
+    private static let nextID = Atomic<UInt64>(1)
 
     private static let globalInit: Void = {
         let code = ccurl_global_init()
@@ -140,6 +146,7 @@ public final class HTTPClient: Sendable {
         _ = HTTPClient.globalInit
         self.configuration = configuration
         self.pool = Mutex([])
+        self.id = Self.nextID.add(1, ordering: .relaxed).oldValue
     }
 
     /// Streams the response into `handler`; blocks for the whole transfer.
@@ -179,17 +186,55 @@ public final class HTTPClient: Sendable {
     }
 
     private func checkout() -> CurlEasy {
+        if let easy = ThreadHandles.current.take(client: id) { return easy }
         if let easy = pool.withLock({ $0.popLast() }) { return easy }
         return CurlEasy()
     }
 
     private func checkin(_ easy: CurlEasy) {
+        if ThreadHandles.current.keep(easy, client: id) { return }
         let keep = pool.withLock { handles -> Bool in
             guard handles.count < configuration.maxPooledHandles else { return false }
             handles.append(easy)
             return true
         }
         _ = keep  // a handle not kept is freed by its deinit
+    }
+}
+
+/// The calling thread's idle handles, one per client (the few clients a thread uses: backend, key manager,
+/// tracing). Only its own thread touches it; released with the thread.
+private final class ThreadHandles {
+    private static let limit = 4
+    private var entries: [(client: UInt64, easy: CurlEasy)] = []
+
+    func take(client: UInt64) -> CurlEasy? {
+        guard let i = entries.firstIndex(where: { $0.client == client }) else { return nil }
+        return entries.remove(at: i).easy
+    }
+
+    /// False when the thread already keeps one for `client` (a nested call's handle).
+    func keep(_ easy: CurlEasy, client: UInt64) -> Bool {
+        if entries.contains(where: { $0.client == client }) { return false }
+        if entries.count >= Self.limit { entries.removeFirst() }  // the least recently returned goes
+        entries.append((client, easy))
+        return true
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { pointer in
+            if let pointer { Unmanaged<ThreadHandles>.fromOpaque(pointer).release() }
+        }
+        precondition(rc == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    static var current: ThreadHandles {
+        if let raw = pthread_getspecific(key) { return Unmanaged<ThreadHandles>.fromOpaque(raw).takeUnretainedValue() }
+        let made = ThreadHandles()
+        pthread_setspecific(key, Unmanaged.passRetained(made).toOpaque())
+        return made
     }
 }
 

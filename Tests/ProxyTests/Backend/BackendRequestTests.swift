@@ -54,6 +54,16 @@ import Testing
         #expect(names == ["ETag", "Last-Modified", "x-amz-meta-a"])
     }
 
+    @Test func responseHeadersDropConnectionNamedAndProxyHeadersInAnyCase() {
+        let names = BackendClient.forwardableResponseHeaders([
+            (name: "CONNECTION", value: "X-Hop , keep-alive"), (name: "x-hop", value: "1"), (name: "Keep-Alive", value: "t"),
+            (name: "PROXY-Status", value: "p"), (name: "proxy-", value: "p"), (name: "Proxy", value: "kept"),
+            (name: "DATE", value: "d"), (name: "SERVER", value: "s"), (name: "X-Amz-Request-Id", value: "r"),
+            (name: "x-hop-2", value: "kept"), (name: "Content-Type", value: "text/plain"),
+        ]).map(\.name)
+        #expect(names == ["Proxy", "x-hop-2", "Content-Type"])
+    }
+
     /// What the backend client sends verifies as a SigV4 request with the backend's credentials,
     /// including awkward keys and sub-resources: the URL path/query and the signed canonical forms agree.
     @Test(arguments: ["plain", "a b//c+d/é", "100%", "dots/../x", "~user/(1)"])
@@ -87,6 +97,11 @@ import Testing
         #expect(!health.answered(within: .seconds(5), now: t0 + .seconds(6)))
         health.recordAnswer(at: t0 - .seconds(10))   // an older answer finishing late does not move time back
         #expect(health.lastAnsweredAt == t0)
+        // Millisecond resolution: answers within a millisecond of the last recorded one need no write.
+        health.recordAnswer(at: t0 + .microseconds(400))
+        #expect(health.lastAnsweredAt == t0)
+        health.recordAnswer(at: t0 + .milliseconds(3))
+        #expect(health.lastAnsweredAt == t0 + .milliseconds(3))
     }
 }
 

@@ -234,6 +234,30 @@ final class CountingHandler: HTTPResponseHandler {
         #expect(handler.status == 200)
     }
 
+    /// A call made from inside another call's callback on the same thread and client (a nested exchange)
+    /// gets a handle of its own; both complete, and the client keeps working afterwards.
+    @Test func nestedCallsOnOneThreadEachGetAHandle() throws {
+        final class Nesting: HTTPResponseHandler {
+            let client: HTTPClient
+            let url: String
+            var inner = 0
+            var outer = 0
+            init(client: HTTPClient, url: String) {
+                self.client = client
+                self.url = url
+            }
+            func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
+                inner = try client.execute(HTTPClientRequest(method: "GET", url: url)).body.count
+            }
+            func responseBody(_ bytes: UnsafeRawBufferPointer) throws { outer += bytes.count }
+        }
+        let nesting = Nesting(client: client, url: server.url("/bytes/1000"))
+        try client.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/5000")), handler: nesting)
+        #expect(nesting.inner == 1000)
+        #expect(nesting.outer == 5000)
+        for _ in 0..<3 { #expect(try client.execute(HTTPClientRequest(method: "GET", url: server.url("/bytes/10"))).body.count == 10) }
+    }
+
     @Test func concurrentRequestsShareThePool() async throws {
         let client = self.client
         let url = server.url("/bytes/100000")
