@@ -85,7 +85,19 @@ import Testing
         #expect(cache.lookup(print(0)) != nil)
         clock.advance(.seconds(2))
         #expect(cache.lookup(print(0)) == nil)
-        #expect(cache.count == 0)
+        #expect(cache.lookup(print(0)) == nil)
+        // Checked again, it is kept again (in place of the expired entry).
+        cache.insert(metadata, dataKey: dataKey, for: print(0))
+        #expect(cache.lookup(print(0)) != nil)
+        #expect(cache.count == 1)
+        // Eviction drops expired entries first, then the least recently used down to 7/8 of capacity.
+        clock.advance(.seconds(61))
+        for i in 1...8 { cache.insert(metadata, dataKey: dataKey, for: print(i)) }
+        #expect(cache.count == 7)
+        #expect(cache.lookup(print(0)) == nil)
+        #expect(cache.lookup(print(1)) == nil)
+        for i in 2...8 { #expect(cache.lookup(print(i)) != nil) }
+        clock.advance(.seconds(61))
 
         for i in 0..<8 { cache.insert(metadata, dataKey: dataKey, for: print(i)) }
         _ = cache.lookup(print(0))  // recently used: survives
