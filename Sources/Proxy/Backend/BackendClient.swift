@@ -50,32 +50,42 @@ final class BackendClient: Sendable {
 
     /// End-to-end request headers to send on: everything but hop-by-hop, `Connection`-named and client-auth headers.
     static func forwardableRequestHeaders(_ headers: HTTPFields) -> [(name: String, value: String)] {
-        let connectionTokens = Set(headers.values("connection").flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
-        return headers.filter {
-            let n = $0.name.lowercased()
-            return !hopByHop.contains(n) && !clientAuthHeaders.contains(n) && !connectionTokens.contains(n)
-                && !n.hasPrefix("proxy-")
-        }
+        endToEnd(headers.entries, dropping: droppedRequestHeaders)
     }
 
     /// End-to-end response headers to send back to the client (framing is set from Content-Length).
-    /// Runs on every backend answer, so names are compared in place (no lowercased copy per header).
     static func forwardableResponseHeaders(_ headers: [(name: String, value: String)]) -> HTTPFields {
-        var connectionTokens: [String] = []
-        for header in headers where header.name.caseInsensitiveEquals("connection") {
-            connectionTokens += header.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        }
-        return HTTPFields(headers.filter { header in
-            let n = header.name
-            return !droppedResponseHeaders.contains { n.caseInsensitiveEquals($0) }
-                && !connectionTokens.contains { n.caseInsensitiveEquals($0) }
-                && !hasProxyPrefix(n)
-        })
+        HTTPFields(endToEnd(headers, dropping: droppedResponseHeaders))
     }
 
+    private static let droppedRequestHeaders = Array(hopByHop) + Array(clientAuthHeaders)
     private static let droppedResponseHeaders = Array(hopByHop) + Array(serverOwnedResponseHeaders)
     private static let proxyPrefix = Array("proxy-".utf8)
+
+    /// `headers` without `dropped`, `proxy-…` and the fields the `Connection` header names. Runs on every
+    /// request and answer, so names are compared in place (no lowercased copy or set lookup per header).
+    private static func endToEnd(_ headers: [(name: String, value: String)], dropping dropped: [String])
+        -> [(name: String, value: String)]
+    {
+        var connectionTokens: [Substring] = []
+        for header in headers where header.name.caseInsensitiveEquals("connection") {
+            connectionTokens += header.value.split(separator: ",").map(trimmed)
+        }
+        return headers.filter { header in
+            let n = header.name
+            return !dropped.contains { n.caseInsensitiveEquals($0) }
+                && !connectionTokens.contains { n.utf8.count == $0.utf8.count && n.caseInsensitiveEquals(String($0)) }
+                && !hasProxyPrefix(n)
+        }
+    }
+
+    /// Without surrounding spaces and tabs (optional whitespace of a list element, RFC 9110 §5.6.1).
+    private static func trimmed(_ s: Substring) -> Substring {
+        var s = s
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return s
+    }
 
     /// `proxy-…`, any case.
     private static func hasProxyPrefix(_ name: String) -> Bool {
