@@ -154,6 +154,47 @@ def memory_kib(pid: int) -> dict[str, int]:
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (what it cost, whatever else runs on the machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat (idle and iowait are not busy)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(values[:8])
+    return (total - values[3] - values[4]) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+class CPUMeter:
+    """CPU seconds spent during one operation by the gateway, the backend, the curl clients (waited children of this
+    process) and the whole machine: per GiB they hardly move with load, unlike MiB/s."""
+
+    def __init__(self, gateway: int, backend: int) -> None:
+        self.pids = {"gateway": gateway, "backend": backend}
+
+    def __enter__(self) -> "CPUMeter":
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        children = os.times()
+        self.start_clients = children.children_user + children.children_system
+        self.start_machine = machine_busy()
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.monotonic() - self.t0
+        self.seconds = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+        children = os.times()
+        self.seconds["clients"] = children.children_user + children.children_system - self.start_clients
+        busy, total = machine_busy()
+        # Share of all cores busy (from anything: other users of the machine included).
+        self.machine_busy = (busy - self.start_machine[0]) / max(total - self.start_machine[1], 1e-9)
+
+
 def split(src: Path, part: int, into: Path) -> list[Path]:
     into.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -182,17 +223,18 @@ def bench_throughput(args, bench: common.Bench, backend: Backend) -> None:
               f"download as ranged GETs of {args.part_mib} MiB; median of {args.repeat} interleaved rounds", flush=True)
 
         def round_trip(side: Side):
-            def once() -> tuple[float, float]:
-                t0 = time.monotonic()
-                side.multipart_upload("big.bin", parts, args.concurrency)
-                t1 = time.monotonic()
-                side.ranged_download("big.bin", size, args.part_mib * MIB, args.concurrency)
-                return t1 - t0, time.monotonic() - t1
+            def once() -> tuple[CPUMeter, CPUMeter]:
+                with CPUMeter(side.gw.proc.pid, backend.proc.pid) as up:
+                    side.multipart_upload("big.bin", parts, args.concurrency)
+                with CPUMeter(side.gw.proc.pid, backend.proc.pid) as down:
+                    side.ranged_download("big.bin", size, args.part_mib * MIB, args.concurrency)
+                return up, down
             return once
 
         rounds = common.interleaved(args.repeat, {side.label: round_trip(side) for side in (plain, enc)})
-        times = {(op, label): [r[i] for r in runs] for label, runs in rounds.items()
-                 for i, op in enumerate(("upload", "download"))}
+        meters = {(op, label): [r[i] for r in runs] for label, runs in rounds.items()
+                  for i, op in enumerate(("upload", "download"))}
+        times = {key: [m.wall for m in ms] for key, ms in meters.items()}
         # The encrypted download is the plaintext (checked once, outside the timing).
         check = workdir / "check.bin"
         enc.curl("GET", f"/{BUCKET}/big.bin", out=str(check))
@@ -205,6 +247,12 @@ def bench_throughput(args, bench: common.Bench, backend: Backend) -> None:
                 runs = [args.size_mib / t for t in times[(op, label)]]
                 speeds[label] = statistics.median(runs)
                 print(f"  {op:<8} {label:<13} {speeds[label]:8.1f} MiB/s   (runs: {common.runs(runs)})")
+                gib = args.size_mib / 1024
+                cpu = {name: statistics.median(m.seconds[name] / gib for m in meters[(op, label)])
+                       for name in ("gateway", "backend", "clients")}
+                busy = statistics.median(m.machine_busy for m in meters[(op, label)])
+                print(f"           CPU s/GiB: gateway {cpu['gateway']:.2f}, backend {cpu['backend']:.2f}, curl {cpu['clients']:.2f}; "
+                      f"machine busy {busy:.0%} of {os.cpu_count()} cores (medians)")
             # Each round's pair ran back to back, so the per-round ratio is the one least moved by load changes.
             paired = statistics.median(common.ratios(times[(op, "pass-through")], times[(op, "encrypted")]))
             print(f"  ratio {op} encrypted/pass-through: {speeds['encrypted'] / speeds['pass-through']:.2f} (of medians), "

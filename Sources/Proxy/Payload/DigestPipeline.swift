@@ -14,7 +14,10 @@ import Shared
 /// byte is handed out.
 final class DigestPipeline {
     private let digests: PayloadDigests
-    private let worker: Worker?
+    private let threaded: Bool
+    /// Started on the first byte or boundary (so that `computeMD5()` can still add work before it).
+    private var worker: Worker?
+    private var started = false
     /// `digests.verifiesChunks`, read once before the worker starts: the worker mutates the digests' signature
     /// chain while the caller records boundaries, so the caller must not read the digests after that.
     private let verifiesChunks: Bool
@@ -29,19 +32,33 @@ final class DigestPipeline {
     /// - Parameter threaded: hash on a worker thread (worth it for bodies of a megabyte and more).
     init(_ digests: PayloadDigests, threaded: Bool) {
         self.digests = digests
+        self.threaded = threaded
         verifiesChunks = digests.verifiesChunks
-        guard threaded, digests.hasWork else { worker = nil; return }
+    }
+
+    deinit { worker?.stop() }
+
+    /// Also computes the payload's MD5 (for an ETag), on the worker when threaded. Only before the first byte.
+    func computeMD5() {
+        precondition(!started, "computeMD5() after the payload began")
+        digests.computeMD5()
+    }
+
+    /// The worker, started with the first byte or boundary when the pipeline is threaded and has work.
+    private func start() -> Worker? {
+        if started { return worker }
+        started = true
+        guard threaded, digests.hasWork else { return nil }
         let worker = Worker(digests)
         self.worker = worker
         let thread = Thread { worker.run() }  // holds the worker, never the pipeline
         thread.name = "payload-digests"
         thread.start()
+        return worker
     }
 
-    deinit { worker?.stop() }
-
     func update(_ bytes: UnsafeRawBufferPointer) throws(S3Error) {
-        guard let worker else { digests.update(bytes); return }
+        guard let worker = start() else { digests.update(bytes); return }
         var offset = 0
         while offset < bytes.count {
             var current = try openBatch(worker)
@@ -57,18 +74,18 @@ final class DigestPipeline {
 
     func beginChunk(signature: String?, empty: Bool) throws(S3Error) {
         guard verifiesChunks else { return }
-        guard let worker else { try digests.beginChunk(signature: signature, empty: empty); return }
+        guard let worker = start() else { try digests.beginChunk(signature: signature, empty: empty); return }
         try mark(worker, .beginChunk(signature: signature, empty: empty))
     }
 
     func endChunk() throws(S3Error) {
         guard verifiesChunks else { return }
-        guard let worker else { try digests.endChunk(); return }
+        guard let worker = start() else { try digests.endChunk(); return }
         try mark(worker, .endChunk)
     }
 
     func verifyTrailer(fields: [(name: String, value: String)], signature: String) throws(S3Error) {
-        guard let worker else { try digests.verifyTrailer(fields: fields, signature: signature); return }
+        guard let worker = start() else { try digests.verifyTrailer(fields: fields, signature: signature); return }
         try mark(worker, .trailer(fields: fields, signature: signature))
         flush(worker)
     }
@@ -76,6 +93,7 @@ final class DigestPipeline {
     /// Waits until every queued byte and boundary was applied, stops the worker and returns the digests (or the
     /// worker's failure).
     func finish() throws(S3Error) -> PayloadDigests.Results {
+        started = true
         if let worker {
             flush(worker)
             try worker.drainAndStop()

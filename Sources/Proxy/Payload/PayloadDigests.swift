@@ -17,6 +17,11 @@ final class PayloadDigests {
         self.chain = chain
     }
 
+    /// Computes the MD5 even without a Content-MD5 to check (the ETag of a streamed upload or part).
+    func computeMD5() {
+        if md5 == nil { md5 = Digest(.md5) }
+    }
+
     /// Whether hashing the payload costs anything (a worker thread only pays off then).
     var hasWork: Bool { sha256 != nil || md5 != nil || checksum != nil || chain != nil }
 

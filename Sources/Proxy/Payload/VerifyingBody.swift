@@ -31,6 +31,10 @@ final class VerifyingBody: RequestBody {
     /// the gateway computed for `x-amz-sdk-checksum-algorithm`. What GetObject's checksum mode returns.
     private(set) var verifiedChecksum: ChecksumValue?
 
+    /// The payload's MD5, once the body ended and passed its checks, when asked for with `computePayloadMD5()`
+    /// (or when the client sent a `Content-MD5`, which then equals it).
+    private(set) var payloadMD5: [UInt8]?
+
     /// The payload length: `x-amz-decoded-content-length` for aws-chunked, else the Content-Length (nil when chunked).
     let declaredLength: Int64?
 
@@ -59,6 +63,13 @@ final class VerifyingBody: RequestBody {
         var headers = HTTPFields()
         if let contentMD5 { headers.add("Content-MD5", contentMD5) }
         self.init(inner, declaration: try PayloadDeclaration.parse(headers: headers, payload: payload, chain: nil))
+    }
+
+    /// Computes the payload's MD5 (`payloadMD5`) with the other digests — on their worker thread for large
+    /// bodies, so it overlaps with what the consumer does with the bytes — rather than in a pass of its own.
+    /// Call before the first read.
+    func computePayloadMD5() {
+        digests.computeMD5()
     }
 
     /// The checksum the client sent as a header, known before the body (verified when the body ends).
@@ -205,6 +216,7 @@ final class VerifyingBody: RequestBody {
             guard ConstantTime.equals(actual, expected) else { throw S3Error.badDigest() }
         }
         try finishChecksum(results.checksum)
+        payloadMD5 = results.md5
     }
 
     private func finishChecksum(_ computed: ChecksumValue?) throws(S3Error) {

@@ -420,3 +420,61 @@ import Testing
         }
     }
 }
+
+/// `computePayloadMD5()`: the MD5 a streamed upload's or part's ETag comes from, computed with the other digests (on
+/// their worker for bodies of a megabyte and more), once also when the client sent a Content-MD5.
+@Suite struct VerifyingBodyPayloadMD5Tests {
+    static let large = VerifyingBodyThreadedDigestTests.payload
+    static let small = Array(large.prefix(100_000))
+
+    @Test(arguments: [(false, 300_000), (true, 300_000), (false, 7_777), (true, 7_777)])
+    func isTheMD5OfThePayloadWithOrWithoutOtherDigests(large: Bool, slice: Int) throws {
+        let payload = large ? Self.large : Self.small
+        for payloadMode in [PayloadMode.unsigned, .signedHash(Digest.hash(.sha256, payload))] {
+            let body = try VerifyingBody(MemoryBody(payload, sliceSize: slice), payload: payloadMode, contentMD5: nil)
+            body.computePayloadMD5()
+            #expect(body.payloadMD5 == nil)
+            let result = VerifyingBodyAWSChunkedTests.drain(body, buffer: 256 << 10)
+            #expect(result.code == nil && result.bytes == payload)
+            #expect(body.payloadMD5 == Digest.hash(.md5, payload))
+        }
+    }
+
+    @Test func notComputedUnlessAskedOrDeclared() throws {
+        let plain = try VerifyingBody(MemoryBody(Self.large, sliceSize: 300_000), payload: .unsigned, contentMD5: nil)
+        #expect(VerifyingBodyAWSChunkedTests.drain(plain, buffer: 256 << 10).code == nil)
+        #expect(plain.payloadMD5 == nil)
+        // A declared Content-MD5 is checked and is then the payload's MD5 (one pass, also when asked for).
+        let md5 = Data(Digest.hash(.md5, Self.large)).base64EncodedString()
+        for ask in [false, true] {
+            let declared = try VerifyingBody(MemoryBody(Self.large, sliceSize: 300_000), payload: .unsigned, contentMD5: md5)
+            if ask { declared.computePayloadMD5() }
+            #expect(VerifyingBodyAWSChunkedTests.drain(declared, buffer: 256 << 10).code == nil)
+            #expect(declared.payloadMD5 == Digest.hash(.md5, Self.large))
+        }
+    }
+
+    /// A body failing a check has no payload MD5 (nothing could take it for an ETag), small or large.
+    @Test func aFailedBodyHasNone() throws {
+        for payload in [Self.small, Self.large] {
+            var tampered = payload
+            tampered[payload.count / 2] ^= 1
+            let body = try VerifyingBody(MemoryBody(tampered, sliceSize: 100_000), payload: .signedHash(Digest.hash(.sha256, payload)),
+                                         contentMD5: nil)
+            body.computePayloadMD5()
+            #expect(VerifyingBodyAWSChunkedTests.drain(body, buffer: 256 << 10).code == "XAmzContentSHA256Mismatch")
+            #expect(body.payloadMD5 == nil)
+        }
+    }
+
+    /// aws-chunked bodies (signed chunks, on the worker) give the MD5 of the decoded payload.
+    @Test func awsChunkedGivesTheDecodedPayloadsMD5() throws {
+        let headers = VerifyingBodyAWSChunkedTests.headers(.signed, length: Self.large.count)
+        let framed = AWSChunkedTestEncoder.encode(Self.large, chunkSize: 64 << 10, mode: .signed, chain: AWSChunkedTestEncoder.chain())
+        let body = try VerifyingBodyAWSChunkedTests.body(framed, .signed, headers: headers, slice: 100_000)
+        body.computePayloadMD5()
+        let result = VerifyingBodyAWSChunkedTests.drain(body, buffer: 256 << 10)
+        #expect(result.code == nil && result.bytes == Self.large)
+        #expect(body.payloadMD5 == Digest.hash(.md5, Self.large))
+    }
+}

@@ -75,9 +75,9 @@ extension EncryptedObjectHandler {
     }
 
     /// The backend UploadPart that seals `plaintext` (exactly `length` bytes) as part `partNumber`, and its body,
-    /// which knows the part's plaintext MD5 once the backend has read it all.
+    /// which knows the part's plaintext MD5 once the backend has read it all when `hashingPlaintext`.
     private func sealedPart(_ request: S3Request, identity: ObjectIdentity, upload: MultipartUpload, partNumber: Int,
-                            plaintext: RequestBody, length: Int) throws -> (request: BackendRequest, body: SealingBody) {
+                            plaintext: RequestBody, length: Int, hashingPlaintext: Bool) throws -> (request: BackendRequest, body: SealingBody) {
         let begun: (header: [UInt8], sealer: ChunkSealer)
         do {
             begun = try encryptor.beginPart(of: upload, partNumber: partNumber, plaintextLength: length)
@@ -86,7 +86,7 @@ extension EncryptedObjectHandler {
         }
         let storedLength = PartHeader.size + upload.chunkLayout.ciphertextLength(plaintextLength: length)
         let body = SealingBody(source: plaintext, sealer: begun.sealer, ciphertextLength: storedLength,
-                               hashingPlaintext: true, prefix: begun.header)
+                               hashingPlaintext: hashingPlaintext, prefix: begun.header)
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key,
                                        query: Self.backendQuery(request.query, uploadID: upload.backendUploadID, partNumber: partNumber),
                                        headers: Self.partHeaders(request.head.headers), body: .stream(body, length: Int64(storedLength)),
@@ -94,17 +94,21 @@ extension EncryptedObjectHandler {
         return (forwarded, body)
     }
 
-    private func sendPart(_ request: S3Request, identity: ObjectIdentity, upload: MultipartUpload, partNumber: Int, plaintext: RequestBody,
+    /// UploadPart's backend exchange. The part's plaintext MD5 (its ETag) comes from the verifying body, which
+    /// hashes with its other digests — on their worker thread for parts of a megabyte and more, overlapping the
+    /// sealing and sending here — and only once even when the client sent a Content-MD5.
+    private func sendPart(_ request: S3Request, identity: ObjectIdentity, upload: MultipartUpload, partNumber: Int, plaintext: VerifyingBody,
                           length: Int, response: ResponseWriter,
                           answer: @escaping (inout HTTPFields, [UInt8]) throws -> Void) throws -> BackendResult {
+        plaintext.computePayloadMD5()
         let (forwarded, source) = try sealedPart(request, identity: identity, upload: upload, partNumber: partNumber,
-                                                 plaintext: plaintext, length: length)
+                                                 plaintext: plaintext, length: length, hashingPlaintext: false)
         defer { observer.encryptionWork(operation: request.operation.name, duration: source.sealTime) }
         return try backend.relay(forwarded, to: response, requestID: request.context.requestID) { status, fields in
             for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
             guard (200..<300).contains(status) else { return status }
             // The backend answers after the whole body, so the MD5 is final; anything else is a bug, not an ETag.
-            guard let md5 = source.plaintextMD5 else {
+            guard let md5 = plaintext.payloadMD5 else {
                 throw S3Error.internalError().withLog("the backend accepted part \(partNumber) before its body ended")
             }
             try answer(&fields, md5)
@@ -167,7 +171,7 @@ extension EncryptedObjectHandler {
         }
         defer { copySource?.close() }
         let (forwarded, sealed) = try sealedPart(request, identity: identity, upload: upload, partNumber: partNumber,
-                                                 plaintext: plaintext, length: length)
+                                                 plaintext: plaintext, length: length, hashingPlaintext: true)
         let answer: HTTPClientResponse
         do {
             answer = try backend.fetch(forwarded, maxBodySize: Self.maxDocumentSize)

@@ -2,8 +2,8 @@ import Foundation
 import Shared
 
 /// PutObject: seals the body under a fresh data key. Small bodies are buffered so their MD5 (the ETag)
-/// is known before the metadata is written; larger ones stream through `SealingBody`, which hashes the
-/// plaintext on the way, and the authenticated ETag record is attached after the upload by a conditional
+/// is known before the metadata is written; larger ones stream through `SealingBody` while the verifying body
+/// hashes the plaintext on the way, and the authenticated ETag record is attached after the upload by a conditional
 /// metadata-replacing self-copy (unless the client's Content-MD5 gave it up front). A flexible checksum
 /// (`x-amz-checksum-*`, verified by `VerifyingBody`) is recorded the same way: up front when the client sent
 /// it as a header (or the body was buffered), else in that same self-copy, so a streamed upload costs at
@@ -52,7 +52,9 @@ extension EncryptedObjectHandler {
             metadata = begun.metadata
             try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
             let ciphertextLength = encryptor.layout.ciphertextLength(plaintextLength: length)
-            let source = SealingBody(source: body, sealer: begun.sealer, ciphertextLength: ciphertextLength, hashingPlaintext: md5 == nil)
+            // The verifying body hashes with its other digests (on their worker thread: overlapped with sealing).
+            if md5 == nil { body.computePayloadMD5() }
+            let source = SealingBody(source: body, sealer: begun.sealer, ciphertextLength: ciphertextLength)
             sealing = source
             backendBody = .stream(source, length: Int64(ciphertextLength))
             payloadHash = SigV4.unsignedPayload
@@ -68,7 +70,7 @@ extension EncryptedObjectHandler {
         if (200..<300).contains(answer.status) {
             // Records only known now: the MD5 of a streamed body, a checksum that came in the aws-chunked trailer
             // (or that the gateway computed for `x-amz-sdk-checksum-algorithm`).
-            let lateMD5 = metadata.authenticatedMD5 == nil ? sealing?.plaintextMD5 : nil
+            let lateMD5 = metadata.authenticatedMD5 == nil ? body.payloadMD5 : nil
             let lateChecksum = metadata.checksum == nil ? try Self.checksumRecord(body.verifiedChecksum) : nil
             var etag = metadata.authenticatedMD5.map(ClientETag.md5) ?? ClientETag.opaque(answer.header("ETag"))
             if lateMD5 != nil || lateChecksum != nil {

@@ -35,31 +35,45 @@ final class SealingBody: RequestBody {
         output.reserveCapacity(input.count + 16 * 64)
     }
 
+    /// Fills `buffer` completely (less only at the end of the body): sealed output is 16 bytes per chunk longer
+    /// than the plaintext read, so returning only what one source read produced would hand the consumer a full
+    /// buffer and then a few dozen bytes, every other call — for curl a tiny `send` each time, and a wake-up of
+    /// the backend for them.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        while outputOffset == output.count {
-            if sourceEnded { return 0 }
-            output.removeAll(keepingCapacity: true)
-            outputOffset = 0
-            let n = try input.withUnsafeMutableBytes { try source.read(into: $0) }
-            let started = ContinuousClock.now
-            if n == 0 {
-                sourceEnded = true
-                try sealer.finish { output.append(contentsOf: $0) }
-                if let digest = md5.take() { plaintextMD5 = digest.finalize() }
-            } else {
-                try input.withUnsafeBytes { all in
-                    let piece = UnsafeRawBufferPointer(rebasing: all[0..<n])
-                    md5?.update(piece)
-                    try sealer.update(piece) { output.append(contentsOf: $0) }
-                }
+        var written = 0
+        while written < buffer.count {
+            if outputOffset == output.count {
+                if sourceEnded { break }
+                try refill()
+                continue
             }
-            sealTime += ContinuousClock.now - started
+            let n = min(buffer.count - written, output.count - outputOffset)
+            output.withUnsafeBytes { src in
+                (buffer.baseAddress! + written).copyMemory(from: src.baseAddress! + outputOffset, byteCount: n)
+            }
+            outputOffset += n
+            written += n
         }
-        let n = min(buffer.count, output.count - outputOffset)
-        output.withUnsafeBytes { src in
-            buffer.baseAddress!.copyMemory(from: src.baseAddress! + outputOffset, byteCount: n)
+        return written
+    }
+
+    /// Reads the source once and seals what came (the final chunk when the source ended) into `output`.
+    private func refill() throws {
+        output.removeAll(keepingCapacity: true)
+        outputOffset = 0
+        let n = try input.withUnsafeMutableBytes { try source.read(into: $0) }
+        let started = ContinuousClock.now
+        if n == 0 {
+            sourceEnded = true
+            try sealer.finish { output.append(contentsOf: $0) }
+            if let digest = md5.take() { plaintextMD5 = digest.finalize() }
+        } else {
+            try input.withUnsafeBytes { all in
+                let piece = UnsafeRawBufferPointer(rebasing: all[0..<n])
+                md5?.update(piece)
+                try sealer.update(piece) { output.append(contentsOf: $0) }
+            }
         }
-        outputOffset += n
-        return n
+        sealTime += ContinuousClock.now - started
     }
 }

@@ -131,6 +131,22 @@ import Testing
         #expect(Self.same(ranged.body, Array(plaintext[(size - 5)...(2 * size + 5)])))
     }
 
+    /// A part's ETag comes from the verifying body's digests (on their worker thread for parts of a megabyte and more):
+    /// the plaintext MD5 with or without a Content-MD5 (hashed once); a large part failing its Content-MD5 stores nothing.
+    @Test func partETagsWithAndWithoutContentMD5() throws {
+        let uploadID = try create("md5.bin")
+        let body = Self.content(Self.partSize, seed: 11)
+        let md5 = Data(Digest.hash(.md5, body)).base64EncodedString()
+        #expect(put("md5.bin", uploadID, 1, body).head?.headers["ETag"] == Self.md5ETag(body))
+        #expect(put("md5.bin", uploadID, 2, body, headers: [(name: "Content-MD5", value: md5)]).head?.headers["ETag"] == Self.md5ETag(body))
+        var tampered = body
+        tampered[body.count - 10] ^= 1
+        #expect(put("md5.bin", uploadID, 3, tampered, headers: [(name: "Content-MD5", value: md5)]).errorCode == "BadDigest")
+        let backendID = try #require(ObjectEncryptor.backendUploadID(of: uploadID))
+        let parts = raw.send("GET", "/bucket/md5.bin?uploadId=\(backendID)").bodyText
+        #expect(parts.contains("<PartNumber>2</PartNumber>") && !parts.contains("<PartNumber>3</PartNumber>"))
+    }
+
     @Test func badBodiesUnknownPartsAndForeignUploadIDsStoreNothing() throws {
         let uploadID = try create("guarded.bin")
         let body = Self.content(100_000, seed: 7)

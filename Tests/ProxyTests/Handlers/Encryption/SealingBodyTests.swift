@@ -39,6 +39,32 @@ import Testing
         #expect(opened == plaintext)
     }
 
+    /// Every read fills the consumer's buffer (short only at the end), whatever sizes the source returns: sealed
+    /// output is longer than the plaintext read, and handing out the few leftover bytes alone would cost the
+    /// consumer (curl) a tiny send every other read.
+    @Test(arguments: [(1000, 4096), (65_536, 65_536), (300_000, 262_144), (4096, 777)])
+    func readsFillTheBuffer(slice: Int, readSize: Int) throws {
+        var rng = SplitMix64(seed: UInt64(slice))
+        let plaintext = rng.bytes(200_000)
+        let upload = try EncryptionFixtures.upload(Self.encryptor, identity).upload
+        let (header, sealer) = try Self.encryptor.beginPart(of: upload, partNumber: 3, plaintextLength: plaintext.count)
+        let length = header.count + Self.encryptor.layout.ciphertextLength(plaintextLength: plaintext.count)
+        let body = SealingBody(source: MemoryBody(plaintext, sliceSize: slice), sealer: sealer, ciphertextLength: length,
+                               hashingPlaintext: true, prefix: header)
+        var sizes: [Int] = []
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: readSize)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try body.read(into: $0) }
+            if n == 0 { break }
+            sizes.append(n)
+            out += buffer[0..<n]
+        }
+        #expect(out.count == length && Array(out.prefix(header.count)) == header)
+        #expect(sizes.dropLast().allSatisfy { $0 == readSize }, "short reads before the end: \(sizes)")
+        #expect(body.plaintextMD5 == Digest.hash(.md5, plaintext))
+    }
+
     /// A body failing its Content-MD5 never lets the final chunk out, so the backend upload cannot complete.
     @Test func aBadDigestWithholdsTheFinalChunk() throws {
         let plaintext = [UInt8](repeating: 9, count: 20_000)
