@@ -53,7 +53,10 @@ enum ServeCommand {
                 printError("s3-encryption-gateway: invalid configuration: ENCRYPTION_CHUNK_SIZE: \(error)")
                 return 2
             }
-            encryptor = ObjectEncryptor(keys: keys!, cipher: config.encryptionCipher, layout: layout)
+            // Verified metadata is kept no longer than unwrapped keys (KEY_CACHE_TTL; 0 keeps neither).
+            encryptor = ObjectEncryptor(keys: keys!, cipher: config.encryptionCipher, layout: layout,
+                                        verified: VerifiedMetadataCache(capacity: min(settings.tuning.cacheCapacity, 4096),
+                                                                        ttl: settings.tuning.cacheTTL))
             if let path = settings.policyFile {
                 policyWatcher = PolicyWatcher(path: path, keys: keys!, defaultKey: settings.defaultKey, logger: logger, telemetry: keyTelemetry)
                 policyWatcher?.start()

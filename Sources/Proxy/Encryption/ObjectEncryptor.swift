@@ -14,10 +14,21 @@ public struct ObjectEncryptor: Sendable {
     /// Chunk geometry for new objects (stored objects name their own).
     public let layout: ChunkLayout
 
+    /// Metadata already verified, with its data key (nil: every read parses, unwraps and verifies).
+    let verified: VerifiedMetadataCache?
+
     public init(keys: any DataKeyWrapping, cipher: AEADAlgorithm = .aes256GCM, layout: ChunkLayout = .default) {
+        self.init(keys: keys, cipher: cipher, layout: layout, verified: nil)
+    }
+
+    /// `verified` remembers checked metadata; its `ttl` should not exceed the key cache's, so that a key
+    /// revoked in a key manager stops working within the same bound.
+    init(keys: any DataKeyWrapping, cipher: AEADAlgorithm = .aes256GCM, layout: ChunkLayout = .default,
+         verified: VerifiedMetadataCache?) {
         self.keys = keys
         self.cipher = cipher
         self.layout = layout
+        self.verified = verified
     }
 
     /// With the `password` provider.
@@ -57,6 +68,21 @@ public struct ObjectEncryptor: Sendable {
             try MetadataMAC.verify(metadata, identity: identity, dataKey: dataKey)
             return dataKey
         }
+    }
+
+    /// The metadata of backend headers with that `fingerprint` and its data key, when they were verified by
+    /// `dataKey(of:identity:remembering:)` within the cache's lifetime; nil otherwise (parse and verify them).
+    func verifiedMetadata(_ fingerprint: MetadataFingerprint) -> (metadata: EncryptionMetadata, dataKey: DataKey)? {
+        verified?.lookup(fingerprint)
+    }
+
+    /// `dataKey(of:identity:)`, remembered on success for the headers `fingerprint` names (which `metadata`
+    /// must have been parsed from, for `identity`).
+    func dataKey(of metadata: EncryptionMetadata, identity: ObjectIdentity,
+                 remembering fingerprint: MetadataFingerprint) throws(EncryptionError) -> DataKey {
+        let dataKey = try dataKey(of: metadata, identity: identity)
+        verified?.insert(metadata, dataKey: dataKey, for: fingerprint)
+        return dataKey
     }
 
     /// An opener for a stored single-part object, starting at `firstChunkIndex` (0, or `RangeMapping.firstChunk`).

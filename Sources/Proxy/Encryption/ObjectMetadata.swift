@@ -118,7 +118,16 @@ public struct EncryptionMetadata: Sendable, Equatable {
     /// True for header names the gateway owns; the HTTP layer must not accept them from clients
     /// nor return them to clients.
     public static func isReserved(headerName: String) -> Bool {
-        headerName.lowercased().hasPrefix(FormatV1.metadataPrefix)
+        // Compared byte by byte (ASCII case folded) rather than by `lowercased()`: every header of every
+        // backend answer passes here, and most are not ours.
+        let prefix = FormatV1.metadataPrefix.utf8
+        var name = headerName.utf8.makeIterator()
+        for expected in prefix {
+            guard let byte = name.next() else { return false }
+            let folded = byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte
+            guard folded == expected else { return false }
+        }
+        return true
     }
 
     /// Backend headers (lowercase names) to store with the object.
@@ -173,9 +182,8 @@ public struct EncryptionMetadata: Sendable, Equatable {
     /// As `parse(headers:)`, for header lists that may repeat a name (duplicates are malformed).
     public static func parse(fields: [(name: String, value: String)]) throws(EncryptionError) -> EncryptionMetadata? {
         var ours: [String: String] = [:]
-        for (name, value) in fields {
+        for (name, value) in fields where isReserved(headerName: name) {
             let lower = name.lowercased()
-            guard lower.hasPrefix(FormatV1.metadataPrefix) else { continue }
             guard ours[lower] == nil else { throw malformed("header \(lower) appears twice") }
             ours[lower] = value
         }

@@ -1,3 +1,5 @@
+import Shared
+
 /// The single round trip of an encrypted GET (docs/FORMAT.md §7): without knowing the object, the gateway asks
 /// for the ciphertext the client's range would cover if the object had the default chunk size, and decides
 /// on the answer's head, which carries the metadata and the stored size, whether those bytes are the ones
@@ -61,9 +63,11 @@ public struct OptimisticRead: Sendable, Equatable {
     /// The stored object's size and, for a 206, the range the body holds (as a `Range` value, `bytes=a-b`).
     static func receivedRange(status: Int, headers: [(name: String, value: String)]) -> (storedLength: Int, range: String?)? {
         func header(_ name: String) -> Substring? {
-            guard let value = headers.first(where: { $0.name.lowercased() == name })?.value else { return nil }
-            return value.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
-                .reduce(into: Substring()) { $0.append($1) }
+            guard let value = headers.first(where: { $0.name.caseInsensitiveEquals(name) })?.value else { return nil }
+            var trimmed = Substring(value)
+            while let first = trimmed.first, first == " " || first == "\t" { trimmed = trimmed.dropFirst() }
+            while let last = trimmed.last, last == " " || last == "\t" { trimmed = trimmed.dropLast() }
+            return trimmed
         }
         switch status {
         case 200:

@@ -89,6 +89,25 @@ import Testing
                                 layout: .default) == .redo(storedLength: 200_000))
     }
 
+    @Test(arguments: [
+        (206, [("Content-Range", "bytes 0-9/100")], 100, "bytes=0-9"),
+        (206, [("content-range", "\t bytes 0-9/100 \t")], 100, "bytes=0-9"),
+        (206, [("CONTENT-RANGE", "bytes 5-5/6")], 6, "bytes=5-5"),
+        (206, [("Content-Rangex", "bytes 0-9/100")], nil, nil),
+        (206, [("Content-Range", "items 0-9/100")], nil, nil),
+        (206, [("Content-Range", "bytes 0-100/100")], nil, nil),
+        (206, [("Content-Range", "bytes 0-9/ 100")], nil, nil),
+        (200, [("CONTENT-LENGTH", " 42\t")], 42, nil),
+        (200, [("Content-Length", "-1")], nil, nil),
+        (200, [("Content-Length", "")], nil, nil),
+        (200, [("X-Content-Length", "42")], nil, nil),
+    ] as [(Int, [(String, String)], Int?, String?)])
+    func receivedRangesReadCaseInsensitiveTrimmedHeaders(status: Int, headers: [(String, String)], stored: Int?, range: String?) {
+        let received = OptimisticRead.receivedRange(status: status, headers: headers.map { (name: $0.0, value: $0.1) })
+        #expect(received?.storedLength == stored)
+        #expect(received?.range == range)
+    }
+
     @Test func aStoredSizeNoWriterProducesIsAnError() throws {
         let read = try #require(OptimisticRead(rangeHeader: nil))
         #expect(throws: EncryptionError.self) {

@@ -22,7 +22,8 @@ enum ClientETag {
         while let last = tag.last, last == " " || last == "\t" { tag = tag.dropLast() }
         if tag.hasPrefix("W/") { tag = tag.dropFirst(2) }
         if tag.count >= 2, tag.hasPrefix("\""), tag.hasSuffix("\"") { tag = tag.dropFirst().dropLast() }
-        if tag.contains("-") { return "\"\(tag)\"" }
+        // Byte search: `contains(_: String)` goes through Foundation's string search.
+        if tag.utf8.contains(UInt8(ascii: "-")) { return "\"\(tag)\"" }
         return "\"\(tag)-1\""
     }
 

@@ -21,7 +21,10 @@ extension EncryptedObjectHandler {
         let stored = try known ?? backend.fetch(BackendRequest(
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
             headers: Self.metadataRequestHeaders(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
-        guard (200..<300).contains(stored.status), let metadata = try readMetadata(stored.headers, identity, request) else {
+        let fingerprint = MetadataFingerprint(fields: stored.headers, identity: identity)
+        let verified = (200..<300).contains(stored.status) ? encryptor.verifiedMetadata(fingerprint) : nil
+        guard (200..<300).contains(stored.status),
+              let metadata = try verified?.metadata ?? readMetadata(stored.headers, identity, request) else {
             // A plain object, or an error the backend explains best: forward the request itself.
             return try forwardPlain(request, stored: (200..<300).contains(stored.status) ? stored : nil, response: response)
         }
@@ -31,7 +34,11 @@ extension EncryptedObjectHandler {
         // Unwrapping proves the metadata (and so its ETag record) authentic and the key configured, before
         // a condition is decided on the ETag or a HEAD says 200.
         let dataKey: DataKey
-        do { dataKey = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
+        do {
+            dataKey = try verified?.dataKey ?? encryptor.dataKey(of: metadata, identity: identity, remembering: fingerprint)
+        } catch {
+            throw failure(error, identity, request)
+        }
         let backendETag = stored.header("ETag")
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         let lastModified = stored.header("Last-Modified")

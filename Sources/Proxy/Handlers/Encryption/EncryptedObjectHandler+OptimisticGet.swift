@@ -79,10 +79,17 @@ extension EncryptedObjectHandler {
                 return status
             })
         }
-        let head = OptimisticRead.receivedRange(status: status, headers: fields)
-            .map { OptimisticReadRelay.headEquivalent(fields, storedLength: $0.storedLength) }
+        // What a HEAD would have said, for the long way; only a redo needs it.
+        var head: HTTPClientResponse? {
+            OptimisticRead.receivedRange(status: status, headers: fields)
+                .map { OptimisticReadRelay.headEquivalent(fields, storedLength: $0.storedLength) }
+        }
+        // Headers verified before (a hot object) need no parse, unwrap or MAC: the fingerprint holds every byte
+        // both depend on.
+        let fingerprint = MetadataFingerprint(fields: fields, identity: identity)
+        let verified = encryptor.verifiedMetadata(fingerprint)
         // A plain object (forwarded or refused as configured), or a multipart one (its plan reads part headers).
-        guard let metadata = try readMetadata(fields, identity, request), case .single = metadata.layout else {
+        guard let metadata = try verified?.metadata ?? readMetadata(fields, identity, request), case .single = metadata.layout else {
             return .redo(head)
         }
         let decision: OptimisticRead.Decision?
@@ -95,9 +102,13 @@ extension EncryptedObjectHandler {
         if case .redo = decision { return .redo(head) }
         // As after a HEAD: the metadata (and its ETag record) proven authentic before a condition is decided on it.
         let dataKey: DataKey
-        do { dataKey = try encryptor.dataKey(of: metadata, identity: identity) } catch { throw failure(error, identity, request) }
-        let backendETag = fields.first { $0.name.lowercased() == "etag" }?.value
-        let lastModified = fields.first { $0.name.lowercased() == "last-modified" }?.value
+        do {
+            dataKey = try verified?.dataKey ?? encryptor.dataKey(of: metadata, identity: identity, remembering: fingerprint)
+        } catch {
+            throw failure(error, identity, request)
+        }
+        let backendETag = fields.first { $0.name.caseInsensitiveEquals("etag") }?.value
+        let lastModified = fields.first { $0.name.caseInsensitiveEquals("last-modified") }?.value
         let etag = ClientETag.encrypted(metadata, backendETag: backendETag)
         switch ConditionalRequest.evaluate(headers: request.head.headers, etags: ClientETag.seen(primary: etag, backendETag: backendETag),
                                            lastModified: lastModified) {

@@ -78,7 +78,7 @@ final class OptimisticReadRelay: BackendResponseHandler {
     /// What a HEAD of the object would have answered, from the head of a GET of (part of) it that showed the
     /// stored size: the same headers with the whole object's `Content-Length`.
     static func headEquivalent(_ headers: [(name: String, value: String)], storedLength: Int) -> HTTPClientResponse {
-        var fields = headers.filter { !["content-length", "content-range"].contains($0.name.lowercased()) }
+        var fields = headers.filter { !$0.name.caseInsensitiveEquals("content-length") && !$0.name.caseInsensitiveEquals("content-range") }
         fields.append((name: "Content-Length", value: String(storedLength)))
         return HTTPClientResponse(status: 200, headers: fields, body: [])
     }

@@ -471,6 +471,43 @@ extension HandlerHarness {
         #expect(gateway.send("HEAD", "/bucket/forged-etag").status == 500)
     }
 
+    /// With verified metadata remembered, a hot object's later reads skip the checks, but any backend-side edit
+    /// of its metadata, or the same metadata under another key, is checked again and fails.
+    @Test func rememberedMetadataNeverCoversAnEdit() throws {
+        let cache = VerifiedMetadataCache(capacity: 16, ttl: .seconds(300))
+        let cached = try HandlerHarness(backendEndpoint: moto.endpoint,
+                                        encryptor: ObjectEncryptor(keys: EncryptionFixtures.ring("handler-tests"), verified: cache),
+                                        encryptionObserver: events)
+        let content = Self.content(3000, seed: 32)
+        #expect(cached.send("PUT", "/bucket/remembered", body: content).status == 200)
+        for _ in 0..<2 {
+            let get = cached.send("GET", "/bucket/remembered")
+            #expect(get.status == 200)
+            #expect(get.body == content)
+            let ranged = cached.send("GET", "/bucket/remembered", headers: [(name: "Range", value: "bytes=10-19")])
+            #expect(ranged.status == 206)
+            #expect(ranged.body == Array(content[10...19]))
+            #expect(cached.send("HEAD", "/bucket/remembered").status == 200)
+        }
+        #expect(cache.count >= 1)
+        let stored = raw.send("GET", "/bucket/remembered")
+        let meta = stored.head!.headers.filter { $0.name.lowercased().hasPrefix("x-amz-meta-s3eg-") }
+        // The same metadata and body under another key: its MAC names the first key.
+        #expect(raw.send("PUT", "/bucket/remembered-moved", body: stored.body, headers: meta).status == 200)
+        #expect(cached.send("GET", "/bucket/remembered-moved").status == 500)
+        #expect(cached.send("HEAD", "/bucket/remembered-moved").status == 500)
+        // A forged ETag record in place.
+        let forged = meta.map { $0.name.lowercased() == "x-amz-meta-s3eg-etag" ? (name: $0.name, value: String(repeating: "ab", count: 16)) : $0 }
+        #expect(raw.send("PUT", "/bucket/remembered", body: stored.body, headers: forged).status == 200)
+        for _ in 0..<2 {
+            #expect(cached.send("GET", "/bucket/remembered").status == 500)
+            #expect(cached.send("HEAD", "/bucket/remembered").status == 500)
+        }
+        // The original metadata back: served again.
+        #expect(raw.send("PUT", "/bucket/remembered", body: stored.body, headers: meta).status == 200)
+        #expect(cached.send("GET", "/bucket/remembered").body == content)
+    }
+
     @Test func conditionalWritesCompareTheETagsClientsSee() throws {
         let first = Array("first version".utf8)
         #expect(gateway.send("PUT", "/bucket/cw", body: first).status == 200)
@@ -620,6 +657,8 @@ extension HandlerHarness {
         #expect(ClientETag.opaque("\"abc-12\"") == "\"abc-12\"")
         #expect(ClientETag.opaque("abc") == "\"abc-1\"")
         #expect(ClientETag.opaque("W/\"abc\"") == "\"abc-1\"")
+        #expect(ClientETag.opaque(" \"a-b\"\t") == "\"a-b\"")
+        #expect(ClientETag.opaque("\"\"") == "\"-1\"")
         #expect(ClientETag.opaque(" \t\"abc\" ") == "\"abc-1\"")
         #expect(ClientETag.opaque(nil) == "\"-1\"" && ClientETag.opaque("  ") == "\"-1\"")
         #expect(ClientETag.opaque(nil) == "\"-1\"")

@@ -1,0 +1,154 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Proxy
+@testable import Shared
+
+@Suite struct VerifiedMetadataCacheTests {
+    final class FakeClock: Sendable {
+        let now = Mutex(ContinuousClock.now)
+        func advance(_ d: Duration) { now.withLock { $0 += d } }
+        var read: @Sendable () -> ContinuousClock.Instant { { self.now.withLock { $0 } } }
+    }
+
+    static let identity = ObjectIdentity(bucket: "b", key: "k")
+
+    /// A sealed version 2 object's backend headers (with two foreign ones) and its data key.
+    static func stored(_ encryptor: ObjectEncryptor, _ identity: ObjectIdentity = identity) throws
+        -> (fields: [(name: String, value: String)], metadata: EncryptionMetadata) {
+        let (metadata, _) = try encryptor.beginObject(identity, plaintextMD5: Array(repeating: 7, count: 16))
+        let fields = [(name: "Content-Type", value: "text/plain")]
+            + metadata.headers.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+            + [(name: "ETag", value: "\"abc\"")]
+        return (fields, metadata)
+    }
+
+    @Test(arguments: [
+        ("x-amz-meta-s3eg-version", true), ("X-Amz-Meta-S3eg-Mac", true), ("X-AMZ-META-S3EG-", true),
+        ("x-amz-meta-s3eg", false), ("x-amz-meta-s3e", false), ("", false), ("x-amz-meta-owner", false),
+        ("content-type", false), ("x-amz-meta_s3eg-version", false), ("x-amz-meta-s3eğ-version", false),
+        (" x-amz-meta-s3eg-version", false), ("x-amz-meta-s3egx", false),
+    ])
+    func reservedNamesFoldOnlyASCIICase(name: String, reserved: Bool) {
+        #expect(EncryptionMetadata.isReserved(headerName: name) == reserved)
+        #expect(EncryptionMetadata.isReserved(headerName: name) == name.lowercased().hasPrefix("x-amz-meta-s3eg-"))
+    }
+
+    @Test func fingerprintsCoverEveryGatewayByteAndTheIdentity() throws {
+        let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
+        let (fields, _) = try Self.stored(encryptor)
+        let base = MetadataFingerprint(fields: fields, identity: Self.identity)
+        // Other headers do not count.
+        let foreign = fields.filter { !EncryptionMetadata.isReserved(headerName: $0.name) }
+        #expect(MetadataFingerprint(fields: fields + [(name: "x-amz-request-id", value: "1")], identity: Self.identity) == base)
+        #expect(MetadataFingerprint(fields: fields.filter { EncryptionMetadata.isReserved(headerName: $0.name) },
+                                    identity: Self.identity) == base)
+        #expect(MetadataFingerprint(fields: foreign, identity: Self.identity) != base)
+        // Every gateway name and value, their case and their order count.
+        for (i, field) in fields.enumerated() where EncryptionMetadata.isReserved(headerName: field.name) {
+            var edited = fields
+            edited[i].value += "x"
+            #expect(MetadataFingerprint(fields: edited, identity: Self.identity) != base, "\(field.name)")
+            edited = fields
+            edited[i].name = field.name.uppercased()
+            #expect(MetadataFingerprint(fields: edited, identity: Self.identity) != base, "\(field.name)")
+            edited = fields
+            edited.remove(at: i)
+            #expect(MetadataFingerprint(fields: edited, identity: Self.identity) != base, "\(field.name)")
+            edited = fields
+            edited.append(field)
+            #expect(MetadataFingerprint(fields: edited, identity: Self.identity) != base, "\(field.name)")
+        }
+        #expect(MetadataFingerprint(fields: fields.reversed(), identity: Self.identity) != base)
+        // The identity counts, and pieces cannot slide into each other.
+        #expect(MetadataFingerprint(fields: fields, identity: ObjectIdentity(bucket: "b", key: "k2")) != base)
+        #expect(MetadataFingerprint(fields: fields, identity: ObjectIdentity(bucket: "bk", key: "")) != base)
+        #expect(MetadataFingerprint(fields: [], identity: ObjectIdentity(bucket: "ab", key: "c"))
+                != MetadataFingerprint(fields: [], identity: ObjectIdentity(bucket: "a", key: "bc")))
+        #expect(MetadataFingerprint(fields: [(name: "x-amz-meta-s3eg-a", value: "1:b")], identity: Self.identity)
+                != MetadataFingerprint(fields: [(name: "x-amz-meta-s3eg-a1", value: ":b")], identity: Self.identity))
+    }
+
+    @Test func entriesExpireAndTheLeastRecentlyUsedGoFirst() throws {
+        let clock = FakeClock()
+        let cache = VerifiedMetadataCache(capacity: 8, ttl: .seconds(60), clock: clock.read)
+        let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
+        let (_, metadata) = try Self.stored(encryptor)
+        let dataKey = try encryptor.dataKey(of: metadata, identity: Self.identity)
+        func print(_ i: Int) -> MetadataFingerprint {
+            MetadataFingerprint(fields: [], identity: ObjectIdentity(bucket: "b", key: "k\(i)"))
+        }
+        cache.insert(metadata, dataKey: dataKey, for: print(0))
+        #expect(cache.lookup(print(0))?.metadata == metadata)
+        #expect(cache.lookup(print(0))?.dataKey == dataKey)
+        clock.advance(.seconds(59))
+        #expect(cache.lookup(print(0)) != nil)
+        clock.advance(.seconds(2))
+        #expect(cache.lookup(print(0)) == nil)
+        #expect(cache.lookup(print(0)) == nil)
+        // Checked again, it is kept again (in place of the expired entry).
+        cache.insert(metadata, dataKey: dataKey, for: print(0))
+        #expect(cache.lookup(print(0)) != nil)
+        #expect(cache.count == 1)
+        // Eviction drops expired entries first, then the least recently used down to 7/8 of capacity.
+        clock.advance(.seconds(61))
+        for i in 1...8 { cache.insert(metadata, dataKey: dataKey, for: print(i)) }
+        #expect(cache.count == 7)
+        #expect(cache.lookup(print(0)) == nil)
+        #expect(cache.lookup(print(1)) == nil)
+        for i in 2...8 { #expect(cache.lookup(print(i)) != nil) }
+        clock.advance(.seconds(61))
+
+        for i in 0..<8 { cache.insert(metadata, dataKey: dataKey, for: print(i)) }
+        _ = cache.lookup(print(0))  // recently used: survives
+        cache.insert(metadata, dataKey: dataKey, for: print(99))
+        #expect(cache.count <= 8)
+        #expect(cache.lookup(print(0)) != nil)
+        #expect(cache.lookup(print(99)) != nil)
+        #expect(cache.lookup(print(1)) == nil)
+
+        for disabled in [VerifiedMetadataCache(capacity: 0, ttl: .seconds(60)), VerifiedMetadataCache(capacity: 8, ttl: .zero)] {
+            disabled.insert(metadata, dataKey: dataKey, for: print(0))
+            #expect(disabled.lookup(print(0)) == nil)
+            #expect(disabled.count == 0)
+        }
+    }
+
+    @Test func onlyVerifiedMetadataIsRemembered() throws {
+        let cache = VerifiedMetadataCache(capacity: 16, ttl: .seconds(60))
+        let encryptor = ObjectEncryptor(keys: EncryptionFixtures.ring(), verified: cache)
+        let (fields, metadata) = try Self.stored(encryptor)
+        let fingerprint = MetadataFingerprint(fields: fields, identity: Self.identity)
+        #expect(encryptor.verifiedMetadata(fingerprint) == nil)
+        let dataKey = try encryptor.dataKey(of: metadata, identity: Self.identity, remembering: fingerprint)
+        #expect(encryptor.verifiedMetadata(fingerprint)?.dataKey == dataKey)
+        #expect(encryptor.verifiedMetadata(fingerprint)?.metadata == metadata)
+
+        // The same headers under another key fail their MAC and are not remembered.
+        let elsewhere = ObjectIdentity(bucket: "b", key: "other")
+        let moved = MetadataFingerprint(fields: fields, identity: elsewhere)
+        #expect(encryptor.verifiedMetadata(moved) == nil)
+        #expect(throws: EncryptionError.self) { try encryptor.dataKey(of: metadata, identity: elsewhere, remembering: moved) }
+        #expect(encryptor.verifiedMetadata(moved) == nil)
+
+        // An edited record fails (and stays failing), the original stays served.
+        var forged = fields
+        let etag = forged.firstIndex { $0.name == "x-amz-meta-s3eg-etag" }!
+        forged[etag].value = String(repeating: "ab", count: 16)
+        let forgedMetadata = try #require(try EncryptionMetadata.parse(fields: forged))
+        let forgedPrint = MetadataFingerprint(fields: forged, identity: Self.identity)
+        for _ in 0..<2 {
+            #expect(encryptor.verifiedMetadata(forgedPrint) == nil)
+            #expect(throws: EncryptionError.self) {
+                try encryptor.dataKey(of: forgedMetadata, identity: Self.identity, remembering: forgedPrint)
+            }
+        }
+        #expect(cache.count == 1)
+        #expect(encryptor.verifiedMetadata(fingerprint)?.dataKey == dataKey)
+
+        // Without a cache nothing is remembered.
+        let plain = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
+        _ = try plain.dataKey(of: metadata, identity: Self.identity, remembering: fingerprint)
+        #expect(plain.verifiedMetadata(fingerprint) == nil)
+    }
+}
