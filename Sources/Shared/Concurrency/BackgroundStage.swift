@@ -40,7 +40,12 @@ public final class BackgroundStage: @unchecked Sendable {
     }
 
     deinit {
-        for buffer in buffers { buffer.deallocate() }
+        // The buffers held a stream's bytes (decrypted plaintext for a decrypting relay): wiped before the
+        // allocator hands the memory to someone else.
+        for buffer in buffers {
+            SecureMemory.cleanse(buffer)
+            buffer.deallocate()
+        }
     }
 
     /// Copies `bytes` into the stage (blocking while all buffers are in use).

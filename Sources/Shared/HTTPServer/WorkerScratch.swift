@@ -13,6 +13,10 @@ final class WorkerScratch {
     }
 
     deinit {
+        // Request and response bytes passed through these buffers (plaintext of decrypted reads and of
+        // uploads before sealing): wiped when the thread ends, before the memory is reused.
+        SecureMemory.cleanse(readBuffer)
+        SecureMemory.cleanse(outputBuffer)
         readBuffer.deallocate()
         outputBuffer.deallocate()
     }
