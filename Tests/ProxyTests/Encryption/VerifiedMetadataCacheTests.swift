@@ -1,16 +1,10 @@
 import Foundation
-import Synchronization
 import Testing
+import TestSupport
 @testable import Proxy
 @testable import Shared
 
 @Suite struct VerifiedMetadataCacheTests {
-    final class FakeClock: Sendable {
-        let now = Mutex(ContinuousClock.now)
-        func advance(_ d: Duration) { now.withLock { $0 += d } }
-        var read: @Sendable () -> ContinuousClock.Instant { { self.now.withLock { $0 } } }
-    }
-
     static let identity = ObjectIdentity(bucket: "b", key: "k")
 
     /// A sealed version 2 object's backend headers (with two foreign ones) and its data key.
@@ -70,7 +64,7 @@ import Testing
     }
 
     @Test func entriesExpireAndTheLeastRecentlyUsedGoFirst() throws {
-        let clock = FakeClock()
+        let clock = ManualClock()
         let cache = VerifiedMetadataCache(capacity: 8, ttl: .seconds(60), clock: clock.read)
         let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
         let (_, metadata) = try Self.stored(encryptor)

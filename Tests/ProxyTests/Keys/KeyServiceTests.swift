@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 @testable import Proxy
 @testable import Shared
 
@@ -74,7 +75,7 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
     let photo = ObjectIdentity(bucket: "photos", key: "cat.jpg")
 
     func service(remote: InMemoryKeyManager? = nil, default spec: KeySpec? = nil, lifetime: Duration = .seconds(900),
-                 ttl: Duration = .seconds(300), clock: UnwrappedKeyCacheTests.FakeClock = .init(),
+                 ttl: Duration = .seconds(300), clock: ManualClock = .init(),
                  policy: String? = nil) throws -> KeyService {
         var tuning = KeyService.Tuning()
         tuning.intermediateLifetime = lifetime
@@ -106,7 +107,7 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
 
     @Test func oneIntermediateKeyPerBucketAndLifetime() throws {
         let kms = InMemoryKeyManager()
-        let clock = UnwrappedKeyCacheTests.FakeClock()
+        let clock = ManualClock()
         let keys = try service(remote: kms, lifetime: .seconds(900), clock: clock)
         var references = Set<KeyReference>()
         for i in 0..<1000 {
@@ -147,7 +148,7 @@ final class InMemoryKeyManager: RemoteKeyProvider, @unchecked Sendable {
         let kms = InMemoryKeyManager()
         let writer = try service(remote: kms)
         let w = try #require(try writer.wrappingKeyForNewObject(photo))
-        let clock = UnwrappedKeyCacheTests.FakeClock()
+        let clock = ManualClock()
         let reader = try service(remote: kms, ttl: .seconds(60), clock: clock)
         for i in 0..<100 {
             let got = try reader.wrappingKey(for: w.reference, identity: ObjectIdentity(bucket: "photos", key: "k\(i)"))

@@ -1,17 +1,12 @@
 import Foundation
 import Synchronization
 import Testing
+import TestSupport
 @testable import Proxy
 
 @Suite struct UnwrappedKeyCacheTests {
-    final class FakeClock: Sendable {
-        let now = Mutex(ContinuousClock.now)
-        func advance(_ d: Duration) { now.withLock { $0 += d } }
-        var read: @Sendable () -> ContinuousClock.Instant { { self.now.withLock { $0 } } }
-    }
-
     @Test func entriesExpireAfterTheTTL() throws {
-        let clock = FakeClock()
+        let clock = ManualClock()
         let cache = UnwrappedKeyCache(capacity: 10, ttl: .seconds(60), clock: clock.read)
         cache.insert([1], for: [0xA])
         #expect(cache.value(for: [0xA]) == [1])
