@@ -17,15 +17,7 @@ enum MultipartDocuments {
     /// (1…10000) and one `ETag`, plus optional `Checksum*` elements, is `MalformedXML`; part numbers that do
     /// not increase are `InvalidPartOrder`; no part at all is `MalformedXML`, as S3 answers.
     static func parseCompleteRequest(_ body: [UInt8]) throws(S3Error) -> [CompletedPart] {
-        let tree: XMLTree
-        do {
-            tree = try XMLTree.parse(body)
-        } catch {
-            throw S3Error.malformedXML(error.message)
-        }
-        guard tree.root.name == "CompleteMultipartUpload" else {
-            throw S3Error.malformedXML("the root element is \(tree.root.name.prefix(64)), not CompleteMultipartUpload")
-        }
+        let tree = try XMLTree.clientDocument(body, root: "CompleteMultipartUpload")
         var parts: [CompletedPart] = []
         for element in tree.root.children {
             guard element.name == "Part" else { throw S3Error.malformedXML("unexpected element \(element.name.prefix(64))") }

@@ -18,15 +18,7 @@ struct TaggingDocument: Equatable {
     static let maxValueLength = 256
 
     static func parse(_ bytes: [UInt8]) throws(S3Error) -> TaggingDocument {
-        let tree: XMLTree
-        do {
-            tree = try XMLTree.parse(bytes)
-        } catch {
-            throw S3Error.malformedXML(error.message)
-        }
-        guard tree.root.name == "Tagging" else {
-            throw S3Error.malformedXML("the root element is \(tree.root.name.prefix(64)), not Tagging")
-        }
+        let tree = try XMLTree.clientDocument(bytes, root: "Tagging")
         guard tree.root.children.count == 1, let set = tree.root.child("TagSet") else {
             throw S3Error.malformedXML("Tagging must hold exactly one TagSet")
         }

@@ -158,3 +158,20 @@ struct XMLTree: Equatable {
         }
     }
 }
+
+extension XMLTree {
+    /// A document a client sent (Tagging, CompleteMultipartUpload, …): unreadable XML or another root element
+    /// is S3's `MalformedXML`, with a message naming what was wrong.
+    static func clientDocument(_ bytes: [UInt8], root name: String) throws(S3Error) -> XMLTree {
+        let tree: XMLTree
+        do {
+            tree = try XMLTree.parse(bytes)
+        } catch {
+            throw S3Error.malformedXML(error.message)
+        }
+        guard tree.root.name == name else {
+            throw S3Error.malformedXML("the root element is \(tree.root.name.prefix(64)), not \(name)")
+        }
+        return tree
+    }
+}
