@@ -250,9 +250,7 @@ final class ClientRelay: BackendResponseHandler {
     /// A `Content-Length` value: digits, optionally surrounded by spaces or tabs; nil otherwise.
     /// (Read on every answer, so without Foundation's character-set trimming.)
     static func contentLength(_ value: String) -> Int64? {
-        var digits = Substring(value)
-        while let c = digits.utf8.first, c == 0x20 || c == 0x09 { digits = digits.dropFirst() }
-        while let c = digits.utf8.last, c == 0x20 || c == 0x09 { digits = digits.dropLast() }
+        let digits = BackendClient.trimmed(Substring(value))
         guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
         return Int64(digits)
     }
