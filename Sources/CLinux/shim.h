@@ -1,6 +1,6 @@
 #ifndef CLINUX_SHIM_H
 #define CLINUX_SHIM_H
-/* Linux interfaces Glibc's Swift module lacks: epoll, eventfd, malloc tuning. */
+/* Linux interfaces Glibc's Swift module lacks: epoll, eventfd, malloc tuning, thread names. */
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <malloc.h>
@@ -15,6 +15,13 @@ extern int accept4(int sockfd, struct sockaddr *addr, unsigned int *addrlen, int
 static inline int clinux_accept4_nonblocking(int fd, struct sockaddr *addr, unsigned int *len) {
     return accept4(fd, addr, len, O_NONBLOCK | O_CLOEXEC);
 }
+
+/* The calling thread's kernel name (what top -H, /proc/<pid>/task/<tid>/comm and perf show): prctl, which
+   glibc declares in <sys/prctl.h> only; the kernel cuts the name to 15 bytes. */
+#include <linux/prctl.h>
+extern int prctl(int option, ...);
+static inline int clinux_set_thread_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+static inline int clinux_get_thread_name(char out[16]) { return prctl(PR_GET_NAME, out, 0, 0, 0); }
 
 /* struct epoll_event is packed on x86-64, which Swift cannot lay out; these take and give plain fields. */
 typedef struct { uint32_t events; uint64_t data; } clinux_epoll_event;

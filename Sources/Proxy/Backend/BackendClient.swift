@@ -80,7 +80,7 @@ final class BackendClient: Sendable {
     }
 
     /// Without surrounding spaces and tabs (optional whitespace of a list element, RFC 9110 §5.6.1).
-    private static func trimmed(_ s: Substring) -> Substring {
+    static func trimmed(_ s: Substring) -> Substring {
         var s = s
         while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
         while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }

@@ -235,8 +235,8 @@ final class ClientRelay: BackendResponseHandler {
 
     func responseHead(status: Int, headers: [(name: String, value: String)]) throws {
         var fields = BackendClient.forwardableResponseHeaders(headers)
-        let length = headers.first { $0.name.lowercased() == "content-length" }
-            .flatMap { Int64($0.value.trimmingCharacters(in: .whitespaces)) }
+        let length = headers.first { $0.name.caseInsensitiveEquals("content-length") }
+            .flatMap { Self.contentLength($0.value) }
         let decided = try screen(status, &fields)
         self.status = decided
         let head = HTTPResponseHead(status: decided, headers: fields, contentLength: length)
@@ -245,6 +245,14 @@ final class ClientRelay: BackendResponseHandler {
             return
         }
         try writer.writeHead(head)
+    }
+
+    /// A `Content-Length` value: digits, optionally surrounded by spaces or tabs; nil otherwise.
+    /// (Read on every answer, so without Foundation's character-set trimming.)
+    static func contentLength(_ value: String) -> Int64? {
+        let digits = BackendClient.trimmed(Substring(value))
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int64(digits)
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) throws {

@@ -23,7 +23,7 @@ public struct HTTPFields: Sendable, Sequence, ExpressibleByDictionaryLiteral {
 
     /// Every value of `name`, in order.
     public func values(_ name: String) -> [String] {
-        entries.filter { $0.name.caseInsensitiveEquals(name) }.map(\.value)
+        entries.compactMap { $0.name.caseInsensitiveEquals(name) ? $0.value : nil }
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }
@@ -41,13 +41,31 @@ public struct HTTPFields: Sendable, Sequence, ExpressibleByDictionaryLiteral {
 
 extension String {
     /// ASCII case-insensitive comparison (header names, tokens); no Unicode folding.
+    /// Runs for every header against every name the request path looks for, so it compares the
+    /// contiguous UTF-8 of both strings directly (no iterator over `UTF8View`).
     public func caseInsensitiveEquals(_ other: String) -> Bool {
-        let a = utf8, b = other.utf8
+        guard utf8.count == other.utf8.count else { return false }
+        let fast = utf8.withContiguousStorageIfAvailable { a in
+            other.utf8.withContiguousStorageIfAvailable { b in Self.asciiCaseInsensitiveEquals(a, b) }
+        }
+        if let fast, let equal = fast { return equal }
+        return Self.asciiCaseInsensitiveEquals(Array(utf8), Array(other.utf8))
+    }
+
+    private static func asciiCaseInsensitiveEquals<C: RandomAccessCollection<UInt8>>(_ a: C, _ b: C) -> Bool
+        where C.Index == Int
+    {
         guard a.count == b.count else { return false }
-        for (x, y) in zip(a, b) where x != y {
-            let lx = (x >= 65 && x <= 90) ? x + 32 : x
-            let ly = (y >= 65 && y <= 90) ? y + 32 : y
-            if lx != ly { return false }
+        var i = a.startIndex, j = b.startIndex
+        while i < a.endIndex {
+            let x = a[i], y = b[j]
+            if x != y {
+                let lx = (x >= 65 && x <= 90) ? x | 0x20 : x
+                let ly = (y >= 65 && y <= 90) ? y | 0x20 : y
+                if lx != ly { return false }
+            }
+            i += 1
+            j += 1
         }
         return true
     }
@@ -71,14 +89,15 @@ public struct HTTPRequestHead: Sendable {
 
     /// The raw path part of the target (before `?`), still percent-encoded.
     public var rawPath: String {
-        if let q = target.firstIndex(of: "?") { return String(target[..<q]) }
+        // Searched as UTF-8 (a byte), not as Characters: read on every request.
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) { return String(target[..<q]) }
         return target
     }
 
     /// The raw query (after `?`), nil when absent.
     public var rawQuery: String? {
-        guard let q = target.firstIndex(of: "?") else { return nil }
-        return String(target[target.index(after: q)...])
+        guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+        return String(target[target.utf8.index(after: q)...])
     }
 }
 

@@ -209,7 +209,10 @@ public final class HTTPServer: Sendable {
             current = made
             return made
         }
-        let thread = Thread { eventLoop.run() }
+        let thread = Thread {
+            KernelThreadName.set("http-loop")
+            eventLoop.run()
+        }
         thread.name = "http-loop"
         thread.stackSize = 1 << 20
         thread.start()

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 
@@ -104,7 +105,10 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func startThread() {
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [self] in
+            KernelThreadName.set(name)
+            run()
+        }
         thread.name = name
         thread.stackSize = stackSize
         thread.start()
@@ -155,5 +159,21 @@ final class WorkerPool: @unchecked Sendable {
         threads -= 1
         if threads == 0 { pthread_cond_broadcast(allGone) }
         pthread_mutex_unlock(mutex)
+    }
+}
+
+/// The kernel's name of the calling thread (what `top -H`, `/proc/<pid>/task/*/comm` and `perf` show).
+/// Foundation's `Thread.name` does not set it, so without this every thread carries the binary's name.
+enum KernelThreadName {
+    /// Sets it to `name` (the kernel keeps the first 15 bytes).
+    static func set(_ name: String) {
+        _ = clinux_set_thread_name(name)
+    }
+
+    /// The calling thread's kernel name.
+    static func current() -> String {
+        var buffer = [CChar](repeating: 0, count: 16)
+        guard clinux_get_thread_name(&buffer) == 0 else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -139,3 +139,14 @@ import Testing
         #expect(Self.kind(BackendFailure(error, clientResponseStarted: started, status: 200)) == expected)
     }
 }
+
+@Suite struct ClientRelayTests {
+    @Test(arguments: [
+        ("4096", Int64(4096)), (" 0\t", 0), ("\t 12 ", 12), ("9223372036854775807", Int64.max),
+        ("", nil), (" ", nil), ("-1", nil), ("+5", nil), ("1 2", nil), ("0x10", nil), ("١٢", nil),
+        ("9223372036854775808", nil),
+    ] as [(String, Int64?)])
+    func contentLengthIsDigitsWithOptionalBlanks(value: String, expected: Int64?) {
+        #expect(ClientRelay.contentLength(value) == expected)
+    }
+}

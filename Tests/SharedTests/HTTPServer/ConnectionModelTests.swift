@@ -24,6 +24,8 @@ final class GatedHandler: HTTPRequestHandler {
             try response.respond(status: 200, body: Array("signed".utf8))
         case "/health":
             try response.respond(status: 200, body: Array("ok".utf8))
+        case "/thread":
+            try response.respond(status: 200, body: Array(KernelThreadName.current().utf8))
         case "/forbidden":
             try response.respond(status: 403, body: Array("denied".utf8))
         default:
@@ -165,6 +167,20 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         usleep(400_000)
         signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(signed.readResponse()?.status == 200)
+    }
+
+    @Test func threadsCarryTheirRoleAsKernelName() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) { _ in }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let c = try connectRaw(server)
+        c.send("GET /thread HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.body == Array("http-worker".utf8))
+        // The loop thread is named too: one of the process's threads is "http-loop".
+        let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").map {
+            (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)) ?? ""
+        }
+        #expect(names.contains("http-loop\n"))
     }
 
     @Test func aSlowClientDoesNotHoldAWorker() throws {

@@ -17,5 +17,29 @@ import Testing
         #expect(h.rawPath == "/b/k%20x")
         #expect(h.rawQuery == "list-type=2&prefix=a")
         #expect(HTTPRequestHead(method: "GET", target: "/b", headers: [:]).rawQuery == nil)
+        let odd = HTTPRequestHead(method: "GET", target: "/b/é?", headers: [:])
+        #expect(odd.rawPath == "/b/é")
+        #expect(odd.rawQuery == "")
+        #expect(HTTPRequestHead(method: "GET", target: "/b?x=?é", headers: [:]).rawQuery == "x=?é")
+    }
+
+    @Test(arguments: [
+        ("content-length", "Content-Length", true),
+        ("X-AMZ-CONTENT-SHA256", "x-amz-content-sha256", true),
+        ("x-amz-meta-a-rather-long-header-name", "X-Amz-Meta-A-Rather-Long-Header-Name", true),
+        ("", "", true),
+        ("etag", "etags", false),
+        ("etag", "etaf", false),
+        ("x-amz-meta-a-rather-long-header-name", "x-amz-meta-a-rather-long-header-namf", false),
+        // ASCII only: no Unicode case folding, and '@'/'[' (next to 'A'/'Z') are not letters.
+        ("é", "É", false),
+        ("@", "`", false),
+        ("[", "{", false),
+    ])
+    func caseInsensitiveEqualsIsASCIIOnly(a: String, b: String, equal: Bool) {
+        #expect(a.caseInsensitiveEquals(b) == equal)
+        #expect(b.caseInsensitiveEquals(a) == equal)
+        // A String made from a Substring compares like any other.
+        #expect(String(("." + a).dropFirst()).caseInsensitiveEquals(b) == equal)
     }
 }
