@@ -8,6 +8,9 @@ import Foundation
 /// that decrypts into a given buffer) asks `space(minimum:)` and `commit`s what it wrote instead, without a copy.
 /// Memory is bounded by `depth × bufferSize` whatever the stream's length. When `consume` throws, the stage stops
 /// and the producer's next `submit`, `space`, `commit` or `finish` throws that error. The owner must end every stage with `finish()` or `stop()` (the thread waits until then).
+///
+/// A stage is cheap to start: its thread comes from `ParkedThreads` and its buffers from `BufferCache` (wiped when
+/// the stage is gone), so a short stream (a 1 MiB range) does not pay a thread's start or fresh pages.
 public final class BackgroundStage: @unchecked Sendable {
     // Everything below is guarded by `condition`, except `filling`/`filled`, which only the producer touches.
     private let condition = NSCondition()
@@ -22,30 +25,28 @@ public final class BackgroundStage: @unchecked Sendable {
     private var filling: UnsafeMutableRawBufferPointer?
     private var filled = 0
     private let bufferSize: Int
+    private let cache: BufferCache
 
     /// Thrown by `submit` and `finish` after `stop()` or `cancel()`.
     public struct Stopped: Error {
         public init() {}
     }
 
-    public init(depth: Int = 4, bufferSize: Int = 128 << 10, consume: @escaping (UnsafeRawBufferPointer) throws -> Void) {
+    public init(depth: Int = 4, bufferSize: Int = 128 << 10, threads: ParkedThreads = .stages, buffers cache: BufferCache = .stages,
+                consume: @escaping (UnsafeRawBufferPointer) throws -> Void) {
         precondition(depth >= 1 && bufferSize >= 1, "a stage needs a buffer")
         self.bufferSize = bufferSize
-        buffers = (0..<depth).map { _ in .allocate(byteCount: bufferSize, alignment: 16) }
+        self.cache = cache
+        buffers = (0..<depth).map { _ in cache.take(size: bufferSize) }
         free = buffers
         self.consume = consume
-        let thread = Thread { [self] in run() }
-        thread.name = "stage"
-        thread.start()
+        threads.run { [self] in run() }
     }
 
     deinit {
-        // The buffers held a stream's bytes (decrypted plaintext for a decrypting relay): wiped before the
-        // allocator hands the memory to someone else.
-        for buffer in buffers {
-            SecureMemory.cleanse(buffer)
-            buffer.deallocate()
-        }
+        // The buffers held a stream's bytes (decrypted plaintext for a decrypting relay): the cache wipes them
+        // before it keeps or frees them.
+        for buffer in buffers { cache.give(buffer) }
     }
 
     /// Copies `bytes` into the stage (blocking while all buffers are in use).

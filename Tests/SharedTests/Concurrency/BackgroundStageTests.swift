@@ -156,4 +156,30 @@ import Testing
         }
         holder.withLock { $0 = nil }
     }
+
+    /// Stages one after another run on the same parked thread and buffers; what a stage held is wiped once it is gone.
+    @Test func stagesReuseAParkedThreadAndWipedBuffers() throws {
+        let threads = ParkedThreads(name: "test-stage", maxParked: 1, idleTimeout: .seconds(60))
+        let cache = BufferCache(limit: 1 << 20)
+        let secret = [UInt8](repeating: 0x5A, count: 300)
+        var seenBuffers: Set<Int> = []
+        for _ in 0..<3 {
+            let buffers = Mutex<Set<Int>>([])
+            do {
+                let stage = BackgroundStage(depth: 2, bufferSize: 100, threads: threads, buffers: cache) { bytes in
+                    buffers.withLock { _ = $0.insert(Int(bitPattern: bytes.baseAddress)) }
+                }
+                try secret.withUnsafeBytes { try stage.submit($0) }
+                try stage.finish()
+            }
+            // The stage goes once its thread has returned it; its buffers go back to the cache, wiped.
+            #expect(eventually { cache.bytesKept == 200 && threads.parkedCount == 1 })
+            seenBuffers.formUnion(buffers.withLock { $0 })
+            let kept = [cache.take(size: 100), cache.take(size: 100)]
+            #expect(kept.allSatisfy { $0.allSatisfy { $0 == 0 } })
+            kept.forEach(cache.give)
+        }
+        #expect(threads.threadsStarted == 1)
+        #expect(seenBuffers.count == 2)
+    }
 }
