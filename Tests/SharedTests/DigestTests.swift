@@ -30,6 +30,24 @@ import Testing
         #expect(Encoding.fromHex("zz") == nil)
     }
 
+    static let hexCases: [([UInt8], String)] = [
+        ([], ""), ([0x00], "00"), ([0x09, 0x0a, 0xf0, 0xff], "090af0ff"),
+        ((0...255).map { UInt8($0) }, (0...255).map { b -> String in
+            let digits = Array("0123456789abcdef")
+            return "\(digits[b / 16])\(digits[b % 16])"
+        }.joined()),
+    ]
+
+    @Test(arguments: hexCases)
+    func hexEncodesLowerCase(bytes: [UInt8], expected: String) {
+        #expect(Encoding.hex(bytes) == expected)
+        #expect(Encoding.hex(bytes[...]) == expected)
+        var out: [UInt8] = Array("x=".utf8)
+        Encoding.appendHex(bytes, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "x=" + expected)
+        #expect(Encoding.fromHex(expected) == bytes)
+    }
+
     @Test func randomBytesDiffer() {
         let a = SecureRandom.bytes(32), b = SecureRandom.bytes(32)
         #expect(a.count == 32)

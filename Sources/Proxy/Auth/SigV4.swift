@@ -45,7 +45,7 @@ enum SigV4 {
         out.append(UInt8(ascii: "\n"))
         scope.append(to: &out)
         out.append(UInt8(ascii: "\n"))
-        appendHex(canonicalRequestHash, to: &out)
+        Encoding.appendHex(canonicalRequestHash, to: &out)
         return out
     }
 
@@ -87,24 +87,6 @@ enum SigV4 {
         }
         return out
     }
-
-    /// Appends the lower-case hex digits of `bytes`.
-    static func appendHex(_ bytes: [UInt8], to out: inout [UInt8]) {
-        for b in bytes {
-            out.append(hexDigit(b >> 4))
-            out.append(hexDigit(b & 0x0f))
-        }
-    }
-
-    /// The lower-case hex string of `bytes`.
-    static func hex(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        appendHex(bytes, to: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v &+ UInt8(ascii: "0") : v &+ (UInt8(ascii: "a") &- 10) }
 }
 
 /// Timestamps in the two formats SigV4 requests carry, converted to Unix seconds without Foundation

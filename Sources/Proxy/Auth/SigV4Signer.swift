@@ -54,7 +54,7 @@ struct SigV4Signer: Sendable {
         canonical.appendPayloadHash(payloadHash)
         let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
         let signingKey = SigningKeyCache.key(accessKey: accessKey, secret: secretKey, scope: scope)
-        let signature = SigV4.hex(HMAC.sha256(key: signingKey, data: stringToSign))
+        let signature = Encoding.hex(HMAC.sha256(key: signingKey, data: stringToSign))
         out.append((name: "Authorization",
                     value: "\(SigV4.algorithm) Credential=\(accessKey)/\(scope.string), SignedHeaders=\(signedHeaders.joined(separator: ";")), Signature=\(signature)"))
         return out

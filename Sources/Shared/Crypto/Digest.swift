@@ -86,26 +86,27 @@ public struct Digest: ~Copyable {
 
     /// One-shot digest of `bytes`.
     public static func hash<Bytes: ContiguousBytes>(_ algorithm: DigestAlgorithm, _ bytes: Bytes) -> [UInt8] {
+        if algorithm == .sha256 { return bytes.withUnsafeBytes { ThreadSHA256.hash($0) } }
         var digest = Digest(algorithm)
         digest.update(bytes)
         return digest.finalize()
     }
 
     public static func sha256(_ string: String) -> [UInt8] {
-        var digest = Digest(.sha256)
-        digest.update(string)
-        return digest.finalize()
+        var string = string
+        return string.withUTF8 { ThreadSHA256.hash(UnsafeRawBufferPointer($0)) }
     }
 }
 
 /// One-shot HMACs: HMAC-SHA256 for SigV4, HMAC-SHA1 for SigV2 (S3's legacy signatures).
 public enum HMAC {
     public static func sha256<Key: ContiguousBytes, Message: ContiguousBytes>(key: Key, data: Message) -> [UInt8] {
-        mac(EVP_sha256(), size: 32, key: key, data: data)
+        key.withUnsafeBytes { k in data.withUnsafeBytes { ThreadSHA256.hmac(key: k, data: $0) } }
     }
 
     public static func sha256<Key: ContiguousBytes>(key: Key, string: String) -> [UInt8] {
-        sha256(key: key, data: Array(string.utf8))
+        var string = string
+        return key.withUnsafeBytes { k in string.withUTF8 { ThreadSHA256.hmac(key: k, data: UnsafeRawBufferPointer($0)) } }
     }
 
     public static func sha1<Key: ContiguousBytes, Message: ContiguousBytes>(key: Key, data: Message) -> [UInt8] {
@@ -151,17 +152,35 @@ public enum SecureRandom {
 
 /// Hex and base64 helpers used by signatures and metadata.
 public enum Encoding {
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    public static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.underestimatedCount * 2)
+    /// Appends the lower-case hex digits of `bytes` (signatures are built into byte buffers).
+    public static func appendHex(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + bytes.count * 2)
         for b in bytes {
-            out.append(hexDigits[Int(b >> 4)])
-            out.append(hexDigits[Int(b & 0x0f)])
+            out.append(hexDigit(b >> 4))
+            out.append(hexDigit(b & 0x0f))
         }
-        return String(decoding: out, as: UTF8.self)
     }
+
+    public static func appendHex(_ bytes: [UInt8], to out: inout [UInt8]) {
+        bytes.withUnsafeBytes { appendHex($0, to: &out) }
+    }
+
+    /// The lower-case hex string of `bytes`, written straight into the string's storage (SigV4 signs and
+    /// verifies every request with it; the generic per-nibble append it replaced showed in profiles).
+    public static func hex<Bytes: ContiguousBytes>(_ bytes: Bytes) -> String {
+        bytes.withUnsafeBytes { raw in
+            String(unsafeUninitializedCapacity: raw.count * 2) { out in
+                for (i, b) in raw.enumerated() {
+                    out[2 * i] = hexDigit(b >> 4)
+                    out[2 * i + 1] = hexDigit(b & 0x0f)
+                }
+                return raw.count * 2
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v &+ UInt8(ascii: "0") : v &+ (UInt8(ascii: "a") &- 10) }
 
     /// Strict lowercase/uppercase hex decoding; nil on odd length or a non-hex digit.
     public static func fromHex(_ string: String) -> [UInt8]? {

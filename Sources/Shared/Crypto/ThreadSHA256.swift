@@ -1,0 +1,79 @@
+import COpenSSL
+
+/// The implementation behind the one-shot `Digest.hash(.sha256, …)` and `HMAC.sha256`, which SigV4 calls
+/// several times per request (verify and re-sign): the algorithms are fetched once per process and each
+/// thread reuses one context of each. OpenSSL 3's implicit fetch looks the algorithm up in a
+/// lock-protected store and allocates a context on every call; with many request threads that lock is one
+/// all requests share.
+enum ThreadSHA256 {
+    /// SHA-256 of `data`.
+    static func hash(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+        let contexts = perThread.current
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        guard EVP_DigestInit_ex2(contexts.digest, algorithms.sha256, nil) == 1,
+              EVP_DigestUpdate(contexts.digest, data.baseAddress, data.count) == 1,
+              EVP_DigestFinal_ex(contexts.digest, &out, &length) == 1, length == 32
+        else { fatalError("SHA-256: \(CryptoError("digest"))") }
+        return out
+    }
+
+    /// HMAC-SHA256 of `data` under `key`.
+    static func hmac(key: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) -> [UInt8] {
+        let contexts = perThread.current
+        var out = [UInt8](repeating: 0, count: 32)
+        var length = 0
+        // A key of length 0 still needs a non-NULL pointer: NULL would mean "keep the previous key".
+        let keyBytes = key.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        var empty: UInt8 = 0
+        let ok = withUnsafeMutablePointer(to: &empty) { emptyKey in
+            EVP_MAC_init(contexts.mac, keyBytes ?? UnsafePointer(emptyKey), key.count, nil) == 1
+                && EVP_MAC_update(contexts.mac, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count) == 1
+                && EVP_MAC_final(contexts.mac, &out, &length, 32) == 1
+        }
+        guard ok, length == 32 else { fatalError("HMAC-SHA256: \(CryptoError("mac"))") }
+        return out
+    }
+
+    /// The fetched algorithms, shared read-only by every thread for the life of the process.
+    private struct Algorithms: @unchecked Sendable {
+        let sha256: OpaquePointer
+        let hmac: OpaquePointer
+    }
+
+    private static let algorithms: Algorithms = {
+        guard let sha256 = EVP_MD_fetch(nil, "SHA256", nil), let hmac = EVP_MAC_fetch(nil, "HMAC", nil) else {
+            fatalError("OpenSSL has no SHA256/HMAC: \(CryptoError("fetch"))")
+        }
+        return Algorithms(sha256: sha256, hmac: hmac)
+    }()
+
+    /// One thread's contexts; the MAC context is set to SHA-256 once, so each `EVP_MAC_init` only re-keys.
+    private final class Contexts {
+        let digest: OpaquePointer
+        let mac: OpaquePointer
+
+        init() {
+            guard let digest = EVP_MD_CTX_new(), let mac = EVP_MAC_CTX_new(algorithms.hmac) else {
+                fatalError("OpenSSL context: out of memory")
+            }
+            let set = "digest".withCString { name in
+                "SHA256".withCString { value in
+                    var params = [OSSL_PARAM_construct_utf8_string(name, UnsafeMutablePointer(mutating: value), 0), OSSL_PARAM_construct_end()]
+                    return EVP_MAC_CTX_set_params(mac, &params)
+                }
+            }
+            guard set == 1 else { fatalError("HMAC digest: \(CryptoError("mac params"))") }
+            self.digest = digest
+            self.mac = mac
+        }
+
+        deinit {
+            // The MAC context held keys (signing keys): EVP_MAC_CTX_free cleanses them.
+            EVP_MAC_CTX_free(mac)
+            EVP_MD_CTX_free(digest)
+        }
+    }
+
+    private static let perThread = ThreadLocal { Contexts() }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Shared
+
+/// `Digest.hash(.sha256, …)` and `HMAC.sha256` run on per-thread reused OpenSSL contexts (ThreadSHA256).
+@Suite struct ThreadSHA256Tests {
+    @Test func knownAnswers() {
+        #expect(Encoding.hex(Digest.hash(.sha256, [UInt8]())) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(Encoding.hex(Digest.sha256("abc")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        // RFC 4231 test case 6: a key longer than the block is hashed first.
+        #expect(Encoding.hex(HMAC.sha256(key: [UInt8](repeating: 0xaa, count: 131),
+                                         string: "Test Using Larger Than Block-Size Key - Hash Key First"))
+                == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        // An empty key is a key (all-zero pad), not "keep the previous key" — the context is reused.
+        _ = HMAC.sha256(key: Array("Jefe".utf8), string: "x")
+        #expect(Encoding.hex(HMAC.sha256(key: [UInt8](), string: ""))
+                == "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
+    }
+
+    /// The reused contexts give what an independent computation gives, call after call, whatever the key
+    /// length and message, on several threads at once: SHA-256 against the incremental `Digest`, HMAC
+    /// against RFC 2104 built from it.
+    @Test func reusedContextsMatchIndependentComputationOnManyThreads() async {
+        await withTaskGroup(of: Bool.self) { group in
+            for seed in 0..<4 {
+                group.addTask {
+                    var rng = SplitMix64(seed: UInt64(seed))
+                    for _ in 0..<300 {
+                        let key = (0..<Int.random(in: 0...130, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                        let data = (0..<Int.random(in: 0...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                        guard HMAC.sha256(key: key, data: data) == Self.rfc2104(key: key, data: data),
+                              Digest.hash(.sha256, data) == Self.incremental(data) else { return false }
+                    }
+                    return true
+                }
+            }
+            for await ok in group { #expect(ok) }
+        }
+    }
+
+    static func incremental(_ parts: [UInt8]...) -> [UInt8] {
+        var digest = Digest(.sha256)
+        for part in parts { digest.update(part) }
+        return digest.finalize()
+    }
+
+    static func rfc2104(key: [UInt8], data: [UInt8]) -> [UInt8] {
+        var block = key.count > 64 ? incremental(key) : key
+        block += [UInt8](repeating: 0, count: 64 - block.count)
+        let inner = incremental(block.map { $0 ^ 0x36 }, data)
+        return incremental(block.map { $0 ^ 0x5c }, inner)
+    }
+}
