@@ -205,7 +205,7 @@ extension RequestAuthenticator {
             }
             try checkRegion(scope.region, accessKey: accessKey) { S3Error.authorizationHeaderMalformed("x-amz-credential: \($0)") }
             credential = try self.credential(accessKey)
-            let expected = SigV4.signature(signingKey: keyCache.key(secret: credential.secretKey, scope: scope), stringToSign: policyText)
+            let expected = SigV4.signature(signingKey: SigningKeyCache.key(accessKey: accessKey, secret: credential.secretKey, scope: scope), stringToSign: policyText)
             guard ConstantTime.equals(expected, signature.lowercased()) else {
                 throw AuthenticationFailure(reason: .signatureMismatch, error: S3Error.signatureDoesNotMatch(), accessKey: accessKey)
             }

@@ -115,15 +115,13 @@ struct RequestAuthenticator: Sendable {
     var anonymous: AnonymousAccess
     /// Largest accepted distance between the request time and `now` (S3 uses 15 minutes).
     var maxClockSkewSeconds: Int64
-    var keyCache: SigningKeyCache
 
     init(credentials: any CredentialProvider, regions: Set<String>, anonymous: AnonymousAccess = .deny,
-         maxClockSkewSeconds: Int64 = 15 * 60, keyCache: SigningKeyCache = SigningKeyCache()) {
+         maxClockSkewSeconds: Int64 = 15 * 60) {
         self.credentials = credentials
         self.regions = regions
         self.anonymous = anonymous
         self.maxClockSkewSeconds = maxClockSkewSeconds
-        self.keyCache = keyCache
     }
 
     /// Authenticates one request.
@@ -133,27 +131,30 @@ struct RequestAuthenticator: Sendable {
     ///   - now: Unix seconds.
     func authenticate(method: String, rawPath: String, rawQuery: String?, headers: HTTPFields,
                       virtualHostBucket: String? = nil, now: Int64) throws(AuthenticationFailure) -> VerifiedRequest {
-        let authorizations = headers.values("Authorization")
-        let queryNames = Set((QueryString.parse(rawQuery) ?? []).map(\.name))
-        let sigV4Query = queryNames.contains("X-Amz-Algorithm") || queryNames.contains("X-Amz-Signature")
-            || queryNames.contains("X-Amz-Credential")
-        let sigV2Query = queryNames.contains("Signature") || queryNames.contains("AWSAccessKeyId")
-        guard authorizations.count <= 1 else {
-            throw .malformed(S3Error.authorizationHeaderMalformed("more than one Authorization header"))
+        var authorization: String?
+        for field in headers.entries where SigV4CanonicalRequest.equalsLowercased(field.name, "authorization") {
+            guard authorization == nil else {
+                throw .malformed(S3Error.authorizationHeaderMalformed("more than one Authorization header"))
+            }
+            authorization = field.value
         }
-        if authorizations.count + (sigV4Query ? 1 : 0) + (sigV2Query ? 1 : 0) > 1 {
+        // Parsed once for every scheme; nil (a bad escape) is refused by the scheme that needs the query.
+        let query = QueryString.parse(rawQuery)
+        let sigV4Query = query?.contains { $0.name == "X-Amz-Algorithm" || $0.name == "X-Amz-Signature" || $0.name == "X-Amz-Credential" } ?? false
+        let sigV2Query = query?.contains { $0.name == "Signature" || $0.name == "AWSAccessKeyId" } ?? false
+        if (authorization == nil ? 0 : 1) + (sigV4Query ? 1 : 0) + (sigV2Query ? 1 : 0) > 1 {
             throw AuthenticationFailure(reason: .malformed, error: S3Error.invalidArgument(
                 "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified"))
         }
-        if let authorization = authorizations.first {
-            if authorization.hasPrefix("AWS ") {
+        if let authorization {
+            if authorization.utf8.starts(with: "AWS ".utf8) {
                 return try verifySigV2Header(authorization, method: method, rawPath: rawPath, rawQuery: rawQuery,
                                              headers: headers, virtualHostBucket: virtualHostBucket, now: now)
             }
-            return try verifySigV4Header(authorization, method: method, rawPath: rawPath, rawQuery: rawQuery, headers: headers, now: now)
+            return try verifySigV4Header(authorization, method: method, rawPath: rawPath, query: query, headers: headers, now: now)
         }
         if sigV4Query {
-            return try verifySigV4Query(method: method, rawPath: rawPath, rawQuery: rawQuery, headers: headers, now: now)
+            return try verifySigV4Query(method: method, rawPath: rawPath, query: query, headers: headers, now: now)
         }
         if sigV2Query {
             return try verifySigV2Query(method: method, rawPath: rawPath, rawQuery: rawQuery, headers: headers,

@@ -1,5 +1,4 @@
 import Shared
-import Synchronization
 
 /// The credential scope `yyyymmdd/region/service/aws4_request`.
 struct SigV4Scope: Sendable, Hashable {
@@ -8,6 +7,16 @@ struct SigV4Scope: Sendable, Hashable {
     var service: String
 
     var string: String { "\(date)/\(region)/\(service)/aws4_request" }
+
+    /// Appends `string`'s bytes.
+    func append(to bytes: inout [UInt8]) {
+        bytes.append(contentsOf: date.utf8)
+        bytes.append(UInt8(ascii: "/"))
+        bytes.append(contentsOf: region.utf8)
+        bytes.append(UInt8(ascii: "/"))
+        bytes.append(contentsOf: service.utf8)
+        bytes.append(contentsOf: "/aws4_request".utf8)
+    }
 }
 
 /// Pure SigV4 building blocks shared by the verifier (client requests) and the signer (backend requests).
@@ -20,53 +29,24 @@ enum SigV4 {
     /// The S3 canonical URI of a raw request path: decoded once and re-encoded once, `/` kept,
     /// no normalisation of `.`/`..` or repeated slashes (S3 keys may contain them). Nil on a bad escape.
     static func canonicalURI(rawPath: String) -> String? {
-        guard let bytes = URIEncoding.decodeBytes(rawPath[...]) else { return nil }
-        if bytes.isEmpty { return "/" }
-        return URIEncoding.encode(bytes: bytes, keepSlash: true)
+        var bytes = [UInt8]()
+        guard SigV4CanonicalRequest.appendURI(rawPath: rawPath, to: &bytes) else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// A header value as SigV4 canonicalises it: trimmed, inner runs of spaces/tabs collapsed to one space.
-    static func canonicalHeaderValue(_ value: String) -> String {
+    /// The string to sign of a canonical request whose SHA-256 is `canonicalRequestHash`:
+    /// `AWS4-HMAC-SHA256 \n <amz-date> \n <scope> \n <hex hash>`.
+    static func stringToSign(amzDate: String, scope: SigV4Scope, canonicalRequestHash: [UInt8]) -> [UInt8] {
         var out = [UInt8]()
-        out.reserveCapacity(value.utf8.count)
-        var pendingSpace = false
-        for b in value.utf8 {
-            if b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") {
-                pendingSpace = !out.isEmpty
-                continue
-            }
-            if pendingSpace { out.append(UInt8(ascii: " ")); pendingSpace = false }
-            out.append(b)
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// The canonical headers block (each `name:value\n`) for `signedHeaders`, taking values from `headers`.
-    /// Several values of one header are joined with `,` in arrival order. Fails naming the first signed
-    /// header that the request does not carry.
-    static func canonicalHeaders(signedHeaders: [String], headers: HTTPFields) -> Result<String, MissingHeader> {
-        var out = ""
-        for name in signedHeaders {
-            let values = headers.values(name)
-            guard !values.isEmpty else { return .failure(MissingHeader(name: name)) }
-            out += name
-            out += ":"
-            out += values.map(canonicalHeaderValue).joined(separator: ",")
-            out += "\n"
-        }
-        return .success(out)
-    }
-
-    struct MissingHeader: Error, Equatable { var name: String }
-
-    static func canonicalRequest(method: String, canonicalURI: String, canonicalQuery: String,
-                                 canonicalHeaders: String, signedHeaders: [String], payloadHash: String) -> String {
-        [method, canonicalURI, canonicalQuery, canonicalHeaders, signedHeaders.joined(separator: ";"), payloadHash]
-            .joined(separator: "\n")
-    }
-
-    static func stringToSign(amzDate: String, scope: SigV4Scope, canonicalRequest: String) -> String {
-        [algorithm, amzDate, scope.string, Encoding.hex(Digest.sha256(canonicalRequest))].joined(separator: "\n")
+        out.reserveCapacity(algorithm.utf8.count + amzDate.utf8.count + 64 + 64 + 3)
+        out.append(contentsOf: algorithm.utf8)
+        out.append(UInt8(ascii: "\n"))
+        out.append(contentsOf: amzDate.utf8)
+        out.append(UInt8(ascii: "\n"))
+        scope.append(to: &out)
+        out.append(UInt8(ascii: "\n"))
+        appendHex(canonicalRequestHash, to: &out)
+        return out
     }
 
     /// The HMAC chain `AWS4<secret>` → date → region → service → `aws4_request`.
@@ -77,35 +57,54 @@ enum SigV4 {
         return HMAC.sha256(key: key, string: "aws4_request")
     }
 
+    /// The hex signature of a string to sign (chunk and trailer signatures, POST policies).
     static func signature(signingKey: [UInt8], stringToSign: String) -> String {
         Encoding.hex(HMAC.sha256(key: signingKey, string: stringToSign))
     }
-}
 
-/// Caches signing keys per (secret, scope): the key changes once a day per region, while
-/// deriving it costs four HMACs per request. Bounded; cleared wholesale when full.
-final class SigningKeyCache: Sendable {
-    private struct Entry: Hashable {
-        var secretHash: [UInt8]
-        var scope: SigV4Scope
+    /// Whether `signature` (64 lower-case hex digits, as the parsers accept) is the HMAC of `stringToSign`.
+    /// The comparison is constant-time over the 32 raw bytes: hex decoding is a bijection on that grammar.
+    static func signatureMatches(_ signature: String, signingKey: [UInt8], stringToSign: [UInt8]) -> Bool {
+        guard let provided = rawSignature(signature) else { return false }
+        return ConstantTime.equals(HMAC.sha256(key: signingKey, data: stringToSign), provided)
     }
 
-    private let entries = Mutex<[Entry: [UInt8]]>([:])
-    private let capacity: Int
-
-    init(capacity: Int = 64) { self.capacity = capacity }
-
-    func key(secret: String, scope: SigV4Scope) -> [UInt8] {
-        // Keyed by a hash of the secret so the cache never stores the secret itself twice.
-        let entry = Entry(secretHash: Digest.sha256(secret), scope: scope)
-        if let cached = entries.withLock({ $0[entry] }) { return cached }
-        let key = SigV4.signingKey(secret: secret, scope: scope)
-        entries.withLock {
-            if $0.count >= capacity { $0.removeAll() }
-            $0[entry] = key
+    /// The 32 bytes of a 64-digit lower-case hex signature; nil for anything else.
+    static func rawSignature(_ hex: String) -> [UInt8]? {
+        guard hex.utf8.count == 64 else { return nil }
+        var out = [UInt8](repeating: 0, count: 32)
+        var i = 0
+        var high: UInt8 = 0
+        for c in hex.utf8 {
+            let v: UInt8
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c &- UInt8(ascii: "a") &+ 10
+            default: return nil
+            }
+            if i & 1 == 0 { high = v } else { out[i >> 1] = high << 4 | v }
+            i += 1
         }
-        return key
+        return out
     }
+
+    /// Appends the lower-case hex digits of `bytes`.
+    static func appendHex(_ bytes: [UInt8], to out: inout [UInt8]) {
+        for b in bytes {
+            out.append(hexDigit(b >> 4))
+            out.append(hexDigit(b & 0x0f))
+        }
+    }
+
+    /// The lower-case hex string of `bytes`.
+    static func hex(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        appendHex(bytes, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v &+ UInt8(ascii: "0") : v &+ (UInt8(ascii: "a") &- 10) }
 }
 
 /// Timestamps in the two formats SigV4 requests carry, converted to Unix seconds without Foundation
@@ -113,30 +112,32 @@ final class SigningKeyCache: Sendable {
 enum SigV4Time {
     /// Parses `yyyyMMdd'T'HHmmss'Z'`.
     static func parseAmzDate(_ s: String) -> Int64? {
-        let b = Array(s.utf8)
-        guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
-        guard let year = number(b[0..<4]), let month = number(b[4..<6]), let day = number(b[6..<8]),
-              let hour = number(b[9..<11]), let minute = number(b[11..<13]), let second = number(b[13..<15])
-        else { return nil }
-        return epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
+        var s = s
+        return s.withUTF8 { b in
+            guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
+            guard let year = number(b[0..<4]), let month = number(b[4..<6]), let day = number(b[6..<8]),
+                  let hour = number(b[9..<11]), let minute = number(b[11..<13]), let second = number(b[13..<15])
+            else { return nil }
+            return epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
+        }
     }
 
     private static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     /// Parses the IMF-fixdate of RFC 9110 (`Sun, 06 Nov 1994 08:49:37 GMT`), the only `Date` form SDKs send.
     static func parseHTTPDate(_ s: String) -> Int64? {
-        let b = Array(s.utf8)
-        guard b.count == 29, b[3] == UInt8(ascii: ","), b[4] == UInt8(ascii: " "), b[7] == UInt8(ascii: " "),
-              b[11] == UInt8(ascii: " "), b[16] == UInt8(ascii: " "), b[19] == UInt8(ascii: ":"),
-              b[22] == UInt8(ascii: ":"), b[25] == UInt8(ascii: " "),
-              String(decoding: b[26..<29], as: UTF8.self) == "GMT"
-        else { return nil }
-        let monthName = String(decoding: b[8..<11], as: UTF8.self)
-        guard let monthIndex = monthNames.firstIndex(of: monthName),
-              let day = number(b[5..<7]), let year = number(b[12..<16]),
-              let hour = number(b[17..<19]), let minute = number(b[20..<22]), let second = number(b[23..<25])
-        else { return nil }
-        return epoch(year: year, month: monthIndex + 1, day: day, hour: hour, minute: minute, second: second)
+        var s = s
+        return s.withUTF8 { b in
+            guard b.count == 29, b[3] == UInt8(ascii: ","), b[4] == UInt8(ascii: " "), b[7] == UInt8(ascii: " "),
+                  b[11] == UInt8(ascii: " "), b[16] == UInt8(ascii: " "), b[19] == UInt8(ascii: ":"),
+                  b[22] == UInt8(ascii: ":"), b[25] == UInt8(ascii: " "), b[26..<29].elementsEqual("GMT".utf8)
+            else { return nil }
+            guard let monthIndex = monthNames.firstIndex(where: { $0.utf8.elementsEqual(b[8..<11]) }),
+                  let day = number(b[5..<7]), let year = number(b[12..<16]),
+                  let hour = number(b[17..<19]), let minute = number(b[20..<22]), let second = number(b[23..<25])
+            else { return nil }
+            return epoch(year: year, month: monthIndex + 1, day: day, hour: hour, minute: minute, second: second)
+        }
     }
 
     /// Formats Unix seconds as `yyyyMMdd'T'HHmmss'Z'`.
@@ -144,14 +145,32 @@ enum SigV4Time {
         let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
         let rest = seconds - days * 86400
         let (y, m, d) = civil(fromDays: days)
-        func pad(_ v: Int64, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        var out = [UInt8]()
+        out.reserveCapacity(16)
+        func digits(_ v: Int64, _ width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") &+ UInt8(v / divisor % 10))
+                divisor /= 10
+            }
         }
-        return pad(y, 4) + pad(m, 2) + pad(d, 2) + "T" + pad(rest / 3600, 2) + pad(rest / 60 % 60, 2) + pad(rest % 60, 2) + "Z"
+        if (0...9999).contains(y) {
+            digits(y, 4)
+        } else {
+            out.append(contentsOf: String(y).utf8)  // outside four-digit years (never a real request)
+        }
+        digits(m, 2)
+        digits(d, 2)
+        out.append(UInt8(ascii: "T"))
+        digits(rest / 3600, 2)
+        digits(rest / 60 % 60, 2)
+        digits(rest % 60, 2)
+        out.append(UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private static func number(_ digits: ArraySlice<UInt8>) -> Int? {
+    private static func number(_ digits: Slice<UnsafeBufferPointer<UInt8>>) -> Int? {
         var v = 0
         for c in digits {
             guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return nil }

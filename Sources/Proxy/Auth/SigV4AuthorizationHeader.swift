@@ -17,107 +17,140 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
     static let maxHeaderNameLength = 128
 
     static func parse(_ value: String) throws(S3Error) -> SigV4AuthorizationHeader {
-        let bytes = Array(value.utf8)
-        guard bytes.count <= maxLength else { throw S3Error.authorizationHeaderMalformed("header too long") }
-        let prefix = Array("\(SigV4.algorithm) ".utf8)
-        guard bytes.count > prefix.count, Array(bytes[0..<prefix.count]) == prefix else {
-            throw S3Error.authorizationHeaderMalformed("the algorithm must be \(SigV4.algorithm)")
-        }
-        let rest = String(decoding: bytes[prefix.count...], as: UTF8.self)
+        guard value.utf8.count <= maxLength else { throw S3Error.authorizationHeaderMalformed("header too long") }
+        var value = value
+        return try value.withUTF8 { parse(bytes: $0) }.get()
+    }
 
-        var credential: Substring?
-        var signedHeaders: Substring?
-        var signature: Substring?
-        for rawPart in rest.split(separator: ",", omittingEmptySubsequences: false) {
-            let part = trimSpaces(rawPart)
-            guard let eq = part.firstIndex(of: "=") else {
-                throw S3Error.authorizationHeaderMalformed("component '\(clip(part))' is not name=value")
+    /// The parser proper, over the header's bytes: no intermediate strings for the parts it only checks.
+    private static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Result<SigV4AuthorizationHeader, S3Error> {
+        let prefix = "\(SigV4.algorithm) ".utf8
+        guard bytes.count > prefix.count, bytes.starts(with: prefix) else {
+            return .failure(S3Error.authorizationHeaderMalformed("the algorithm must be \(SigV4.algorithm)"))
+        }
+        var credential: Range<Int>?
+        var signedHeaders: Range<Int>?
+        var signature: Range<Int>?
+        var start = prefix.count
+        while true {
+            // One comma-separated component, spaces around it ignored.
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: ",")) ?? bytes.count
+            var low = start, high = end
+            while low < high, bytes[low] == UInt8(ascii: " ") { low += 1 }
+            while high > low, bytes[high - 1] == UInt8(ascii: " ") { high -= 1 }
+            guard let eq = bytes[low..<high].firstIndex(of: UInt8(ascii: "=")) else {
+                return .failure(S3Error.authorizationHeaderMalformed("component '\(clip(bytes[low..<high]))' is not name=value"))
             }
-            let name = part[..<eq]
-            let componentValue = part[part.index(after: eq)...]
-            switch name {
-            case "Credential":
-                guard credential == nil else { throw S3Error.authorizationHeaderMalformed("Credential given twice") }
+            let name = bytes[low..<eq], componentValue = eq + 1..<high
+            if name.elementsEqual("Credential".utf8) {
+                guard credential == nil else { return .failure(S3Error.authorizationHeaderMalformed("Credential given twice")) }
                 credential = componentValue
-            case "SignedHeaders":
-                guard signedHeaders == nil else { throw S3Error.authorizationHeaderMalformed("SignedHeaders given twice") }
+            } else if name.elementsEqual("SignedHeaders".utf8) {
+                guard signedHeaders == nil else { return .failure(S3Error.authorizationHeaderMalformed("SignedHeaders given twice")) }
                 signedHeaders = componentValue
-            case "Signature":
-                guard signature == nil else { throw S3Error.authorizationHeaderMalformed("Signature given twice") }
+            } else if name.elementsEqual("Signature".utf8) {
+                guard signature == nil else { return .failure(S3Error.authorizationHeaderMalformed("Signature given twice")) }
                 signature = componentValue
-            default:
-                throw S3Error.authorizationHeaderMalformed("unknown component '\(clip(name))'")
+            } else {
+                return .failure(S3Error.authorizationHeaderMalformed("unknown component '\(clip(name))'"))
             }
+            if end == bytes.count { break }
+            start = end + 1
         }
-        guard let credential else { throw S3Error.authorizationHeaderMalformed("missing Credential") }
-        guard let signedHeaders else { throw S3Error.authorizationHeaderMalformed("missing SignedHeaders") }
-        guard let signature else { throw S3Error.authorizationHeaderMalformed("missing Signature") }
-
-        let (accessKey, scope) = try parseCredential(credential)
-        return SigV4AuthorizationHeader(accessKey: accessKey, scope: scope,
-                                        signedHeaders: try parseSignedHeaders(signedHeaders),
-                                        signature: try parseSignature(signature))
+        guard let credential else { return .failure(S3Error.authorizationHeaderMalformed("missing Credential")) }
+        guard let signedHeaders else { return .failure(S3Error.authorizationHeaderMalformed("missing SignedHeaders")) }
+        guard let signature else { return .failure(S3Error.authorizationHeaderMalformed("missing Signature")) }
+        return Result { () throws(S3Error) in
+            let (accessKey, scope) = try parseCredential(UnsafeBufferPointer(rebasing: bytes[credential]))
+            return SigV4AuthorizationHeader(accessKey: accessKey, scope: scope,
+                                            signedHeaders: try parseSignedHeaders(UnsafeBufferPointer(rebasing: bytes[signedHeaders])),
+                                            signature: try parseSignature(UnsafeBufferPointer(rebasing: bytes[signature])))
+        }
     }
 
     /// `AK/yyyymmdd/region/service/aws4_request`.
     static func parseCredential(_ value: Substring) throws(S3Error) -> (String, SigV4Scope) {
-        let parts = value.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 5 else {
-            throw S3Error.authorizationHeaderMalformed("Credential must be AccessKey/yyyymmdd/region/service/aws4_request")
-        }
-        let accessKey = parts[0], date = parts[1], region = parts[2], service = parts[3]
-        guard !accessKey.isEmpty, accessKey.utf8.count <= maxAccessKeyLength,
-              accessKey.utf8.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
-        else { throw S3Error.authorizationHeaderMalformed("invalid access key id in Credential") }
-        guard date.utf8.count == 8, date.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
-            throw S3Error.authorizationHeaderMalformed("invalid date in Credential, expected yyyymmdd")
-        }
-        guard !region.isEmpty, region.utf8.count <= maxRegionLength,
-              region.utf8.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
-        else { throw S3Error.authorizationHeaderMalformed("invalid region in Credential") }
-        guard service == "s3" else {
-            throw S3Error.authorizationHeaderMalformed("incorrect service in Credential, expected 's3'")
-        }
-        guard parts[4] == "aws4_request" else {
-            throw S3Error.authorizationHeaderMalformed("incorrect terminal in Credential, expected 'aws4_request'")
-        }
-        return (String(accessKey), SigV4Scope(date: String(date), region: String(region), service: String(service)))
+        var value = value
+        return try value.withUTF8 { bytes in Result { () throws(S3Error) in try parseCredential(bytes) } }.get()
     }
 
     static func parseSignedHeaders(_ value: Substring) throws(S3Error) -> [String] {
-        let names = value.split(separator: ";", omittingEmptySubsequences: false)
-        guard !value.isEmpty, names.count <= maxSignedHeaders else {
-            throw S3Error.authorizationHeaderMalformed("SignedHeaders must list 1 to \(maxSignedHeaders) headers")
-        }
-        var seen = Set<Substring>()
-        for name in names {
-            guard !name.isEmpty, name.utf8.count <= maxHeaderNameLength, name.utf8.allSatisfy(isLowerTokenChar) else {
-                throw S3Error.authorizationHeaderMalformed("invalid header name in SignedHeaders")
-            }
-            guard seen.insert(name).inserted else {
-                throw S3Error.authorizationHeaderMalformed("duplicate header name in SignedHeaders")
-            }
-        }
-        return names.map(String.init)
+        var value = value
+        return try value.withUTF8 { bytes in Result { () throws(S3Error) in try parseSignedHeaders(bytes) } }.get()
     }
 
     static func parseSignature(_ value: Substring) throws(S3Error) -> String {
-        guard value.utf8.count == 64,
-              value.utf8.allSatisfy({ ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) })
+        var value = value
+        return try value.withUTF8 { bytes in Result { () throws(S3Error) in try parseSignature(bytes) } }.get()
+    }
+
+    private static func parseCredential(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> (String, SigV4Scope) {
+        var slashes: [Int] = []
+        slashes.reserveCapacity(4)
+        for (i, b) in bytes.enumerated() where b == UInt8(ascii: "/") {
+            slashes.append(i)
+            guard slashes.count <= 4 else { break }
+        }
+        guard slashes.count == 4 else {
+            throw S3Error.authorizationHeaderMalformed("Credential must be AccessKey/yyyymmdd/region/service/aws4_request")
+        }
+        let accessKey = bytes[0..<slashes[0]], date = bytes[slashes[0] + 1..<slashes[1]]
+        let region = bytes[slashes[1] + 1..<slashes[2]], service = bytes[slashes[2] + 1..<slashes[3]]
+        let terminal = bytes[slashes[3] + 1..<bytes.count]
+        guard !accessKey.isEmpty, accessKey.count <= maxAccessKeyLength,
+              accessKey.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
+        else { throw S3Error.authorizationHeaderMalformed("invalid access key id in Credential") }
+        guard date.count == 8, date.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            throw S3Error.authorizationHeaderMalformed("invalid date in Credential, expected yyyymmdd")
+        }
+        guard !region.isEmpty, region.count <= maxRegionLength,
+              region.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
+        else { throw S3Error.authorizationHeaderMalformed("invalid region in Credential") }
+        guard service.elementsEqual("s3".utf8) else {
+            throw S3Error.authorizationHeaderMalformed("incorrect service in Credential, expected 's3'")
+        }
+        guard terminal.elementsEqual("aws4_request".utf8) else {
+            throw S3Error.authorizationHeaderMalformed("incorrect terminal in Credential, expected 'aws4_request'")
+        }
+        return (string(accessKey), SigV4Scope(date: string(date), region: string(region), service: "s3"))
+    }
+
+    private static func parseSignedHeaders(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> [String] {
+        guard !bytes.isEmpty, bytes.count(where: { $0 == UInt8(ascii: ";") }) < maxSignedHeaders else {
+            throw S3Error.authorizationHeaderMalformed("SignedHeaders must list 1 to \(maxSignedHeaders) headers")
+        }
+        var names: [String] = []
+        var start = 0
+        while start <= bytes.count {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
+            let name = bytes[start..<end]
+            guard !name.isEmpty, name.count <= maxHeaderNameLength, name.allSatisfy(isLowerTokenChar) else {
+                throw S3Error.authorizationHeaderMalformed("invalid header name in SignedHeaders")
+            }
+            let text = string(name)
+            guard !names.contains(text) else {
+                throw S3Error.authorizationHeaderMalformed("duplicate header name in SignedHeaders")
+            }
+            names.append(text)
+            start = end + 1
+        }
+        return names
+    }
+
+    private static func parseSignature(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> String {
+        guard bytes.count == 64,
+              bytes.allSatisfy({ ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) })
         else { throw S3Error.authorizationHeaderMalformed("Signature must be 64 lower-case hex digits") }
-        return String(value)
+        return string(bytes[...])
     }
 
-    private static func trimSpaces(_ s: Substring) -> Substring {
-        var s = s
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return s
+    private static func string(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {
+        String(decoding: UnsafeBufferPointer(rebasing: bytes), as: UTF8.self)
     }
 
-    private static func clip(_ s: Substring) -> String {
+    private static func clip(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {
         // Echo at most a short, printable prefix of client input into messages.
-        String(s.prefix(32).unicodeScalars.filter { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f }.map(Character.init))
+        String(decoding: bytes.prefix(32).filter { $0 >= 0x20 && $0 < 0x7f }, as: UTF8.self)
     }
 
     private static func isAlnum(_ c: UInt8) -> Bool {

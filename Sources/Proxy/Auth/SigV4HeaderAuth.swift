@@ -2,7 +2,8 @@ import Shared
 
 /// SigV4 in the `Authorization` header, the way every current SDK signs.
 extension RequestAuthenticator {
-    func verifySigV4Header(_ authorization: String, method: String, rawPath: String, rawQuery: String?,
+    /// - Parameter query: the parsed query, nil when it does not parse.
+    func verifySigV4Header(_ authorization: String, method: String, rawPath: String, query: [QueryParameter]?,
                            headers: HTTPFields, now: Int64) throws(AuthenticationFailure) -> VerifiedRequest {
         let auth: SigV4AuthorizationHeader
         do {
@@ -33,7 +34,7 @@ extension RequestAuthenticator {
         } else {
             throw .malformed(Self.invalidDate(), accessKey: key)
         }
-        guard auth.scope.date == String(amzDate.prefix(8)) else {
+        guard amzDate.utf8.prefix(8).elementsEqual(auth.scope.date.utf8) else {
             throw .malformed(S3Error.authorizationHeaderMalformed(
                 "the credential date \(auth.scope.date) does not match the request date \(amzDate.prefix(8))"), accessKey: key)
         }
@@ -49,24 +50,19 @@ extension RequestAuthenticator {
         }
         let credential = try credential(key)
 
-        guard let canonicalURI = SigV4.canonicalURI(rawPath: rawPath) else { throw .malformed(S3Error.invalidURI(), accessKey: key) }
-        guard let query = QueryString.parse(rawQuery) else { throw .malformed(S3Error.invalidURI(), accessKey: key) }
-        let canonicalHeaders: String
-        switch SigV4.canonicalHeaders(signedHeaders: auth.signedHeaders, headers: headers) {
-        case .success(let block): canonicalHeaders = block
-        case .failure(let missing):
+        var canonical = SigV4CanonicalRequest(method: method)
+        guard canonical.appendURI(rawPath: rawPath) else { throw .malformed(S3Error.invalidURI(), accessKey: key) }
+        guard let query else { throw .malformed(S3Error.invalidURI(), accessKey: key) }
+        canonical.appendQuery(query)
+        if let missing = canonical.appendHeaders(signed: auth.signedHeaders, from: headers) {
             throw AuthenticationFailure(reason: .signatureMismatch, error: S3Error.signatureDoesNotMatch(
-                "The signed header '\(missing.name)' is not present in the request."), accessKey: key)
+                "The signed header '\(missing)' is not present in the request."), accessKey: key)
         }
-        let canonicalRequest = SigV4.canonicalRequest(
-            method: method, canonicalURI: canonicalURI, canonicalQuery: QueryString.canonical(query),
-            canonicalHeaders: canonicalHeaders, signedHeaders: auth.signedHeaders, payloadHash: payloadHashHeader)
-        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: auth.scope, canonicalRequest: canonicalRequest)
-        let signingKey = keyCache.key(secret: credential.secretKey, scope: auth.scope)
-        let expected = SigV4.signature(signingKey: signingKey, stringToSign: stringToSign)
-        guard ConstantTime.equals(expected, auth.signature) else {
-            throw AuthenticationFailure(reason: .signatureMismatch, error: S3Error.signatureDoesNotMatch(
-                logDetail: "canonical request:\n\(canonicalRequest)\nstring to sign:\n\(stringToSign)"), accessKey: key)
+        canonical.appendPayloadHash(payloadHashHeader)
+        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: auth.scope, canonicalRequestHash: canonical.hash)
+        let signingKey = SigningKeyCache.key(accessKey: key, secret: credential.secretKey, scope: auth.scope)
+        guard SigV4.signatureMatches(auth.signature, signingKey: signingKey, stringToSign: stringToSign) else {
+            throw .signatureMismatch(canonical, stringToSign: stringToSign, accessKey: key)
         }
         let chain = ChunkSignatureChain(signingKey: signingKey, amzDate: amzDate, scope: auth.scope, seedSignature: auth.signature)
         return VerifiedRequest(credential: credential, scheme: .sigV4Header, payload: payload,
@@ -84,5 +80,14 @@ extension RequestAuthenticator {
 
     static func invalidDate() -> S3Error {
         S3Error.accessDenied("AWS authentication requires a valid Date or x-amz-date header")
+    }
+}
+
+extension AuthenticationFailure {
+    /// SignatureDoesNotMatch, with what the gateway signed in the log detail (never in the answer).
+    static func signatureMismatch(_ canonical: SigV4CanonicalRequest, stringToSign: [UInt8], accessKey: String) -> AuthenticationFailure {
+        AuthenticationFailure(reason: .signatureMismatch, error: S3Error.signatureDoesNotMatch(
+            logDetail: "canonical request:\n\(canonical.text)\nstring to sign:\n\(String(decoding: stringToSign, as: UTF8.self))"),
+            accessKey: accessKey)
     }
 }

@@ -6,9 +6,10 @@ extension RequestAuthenticator {
     /// The longest validity S3 accepts for a SigV4 presigned URL: seven days.
     static let maxPresignedExpiry: Int64 = 7 * 24 * 3600
 
-    func verifySigV4Query(method: String, rawPath: String, rawQuery: String?, headers: HTTPFields,
+    /// - Parameter query: the parsed query, nil when it does not parse.
+    func verifySigV4Query(method: String, rawPath: String, query: [QueryParameter]?, headers: HTTPFields,
                           now: Int64) throws(AuthenticationFailure) -> VerifiedRequest {
-        guard let query = QueryString.parse(rawQuery) else { throw .malformed(S3Error.invalidURI()) }
+        guard let query else { throw .malformed(S3Error.invalidURI()) }
         func single(_ name: String) throws(AuthenticationFailure) -> String {
             let values = query.filter { $0.name == name }
             guard values.count == 1 else {
@@ -42,7 +43,7 @@ extension RequestAuthenticator {
             throw .malformed(S3Error.authorizationQueryParametersError(
                 "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""), accessKey: accessKey)
         }
-        guard scope.date == String(amzDate.prefix(8)) else {
+        guard amzDate.utf8.prefix(8).elementsEqual(scope.date.utf8) else {
             throw .malformed(S3Error.authorizationQueryParametersError(
                 "Error parsing the X-Amz-Credential parameter; the credential date \(scope.date) does not match X-Amz-Date"), accessKey: accessKey)
         }
@@ -67,24 +68,18 @@ extension RequestAuthenticator {
         let payload = try optionalPayloadMode(headers)
         let credential = try credential(accessKey)
 
-        guard let canonicalURI = SigV4.canonicalURI(rawPath: rawPath) else { throw .malformed(S3Error.invalidURI(), accessKey: accessKey) }
-        let canonicalHeaders: String
-        switch SigV4.canonicalHeaders(signedHeaders: signedHeaders, headers: headers) {
-        case .success(let block): canonicalHeaders = block
-        case .failure(let missing):
+        var canonical = SigV4CanonicalRequest(method: method)
+        guard canonical.appendURI(rawPath: rawPath) else { throw .malformed(S3Error.invalidURI(), accessKey: accessKey) }
+        canonical.appendQuery(query, omitting: "X-Amz-Signature")
+        if let missing = canonical.appendHeaders(signed: signedHeaders, from: headers) {
             throw AuthenticationFailure(reason: .signatureMismatch, error: S3Error.signatureDoesNotMatch(
-                "The signed header '\(missing.name)' is not present in the request."), accessKey: accessKey)
+                "The signed header '\(missing)' is not present in the request."), accessKey: accessKey)
         }
-        let payloadHash = headers["x-amz-content-sha256"] ?? SigV4.unsignedPayload
-        let canonicalRequest = SigV4.canonicalRequest(
-            method: method, canonicalURI: canonicalURI,
-            canonicalQuery: QueryString.canonical(query.filter { $0.name != "X-Amz-Signature" }),
-            canonicalHeaders: canonicalHeaders, signedHeaders: signedHeaders, payloadHash: payloadHash)
-        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequest: canonicalRequest)
-        let expected = SigV4.signature(signingKey: keyCache.key(secret: credential.secretKey, scope: scope), stringToSign: stringToSign)
-        guard ConstantTime.equals(expected, signature) else {
-            throw AuthenticationFailure(reason: .signatureMismatch, error: S3Error.signatureDoesNotMatch(
-                logDetail: "canonical request:\n\(canonicalRequest)\nstring to sign:\n\(stringToSign)"), accessKey: accessKey)
+        canonical.appendPayloadHash(headers["x-amz-content-sha256"] ?? SigV4.unsignedPayload)
+        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
+        let signingKey = SigningKeyCache.key(accessKey: accessKey, secret: credential.secretKey, scope: scope)
+        guard SigV4.signatureMatches(signature, signingKey: signingKey, stringToSign: stringToSign) else {
+            throw .signatureMismatch(canonical, stringToSign: stringToSign, accessKey: accessKey)
         }
         return VerifiedRequest(credential: credential, scheme: .sigV4Query, payload: payload,
                                payloadHashHeader: headers["x-amz-content-sha256"] ?? "", chunkChain: nil)

@@ -6,19 +6,17 @@ struct SigV4Signer: Sendable {
     var secretKey: String
     var region: String
     var service: String = "s3"
-    var keyCache: SigningKeyCache = SigningKeyCache()
 
-    init(accessKey: String, secretKey: String, region: String, service: String = "s3", keyCache: SigningKeyCache = SigningKeyCache()) {
+    init(accessKey: String, secretKey: String, region: String, service: String = "s3") {
         self.accessKey = accessKey
         self.secretKey = secretKey
         self.region = region
         self.service = service
-        self.keyCache = keyCache
     }
 
-    /// The same signer (region, service, key cache) for another key pair.
+    /// The same signer (region, service) for another key pair.
     func with(accessKey: String, secretKey: String) -> SigV4Signer {
-        SigV4Signer(accessKey: accessKey, secretKey: secretKey, region: region, service: service, keyCache: keyCache)
+        SigV4Signer(accessKey: accessKey, secretKey: secretKey, region: region, service: service)
     }
 
     /// Signs a request and returns the headers to send: `headers` followed by `x-amz-date`,
@@ -33,29 +31,45 @@ struct SigV4Signer: Sendable {
     func sign(method: String, canonicalURI: String, canonicalQuery: String, host: String,
               headers: [(name: String, value: String)], payloadHash: String, now: Int64) -> [(name: String, value: String)] {
         let amzDate = SigV4Time.formatAmzDate(now)
-        let scope = SigV4Scope(date: String(amzDate.prefix(8)), region: region, service: service)
-        var out = headers.filter {
-            let n = $0.name.lowercased()
-            return n != "host" && n != "x-amz-date" && n != "x-amz-content-sha256" && n != "authorization"
-        }
+        let scope = SigV4Scope(date: String(decoding: amzDate.utf8.prefix(8), as: UTF8.self), region: region, service: service)
+        var out = headers.filter { !Self.isSetBySigner($0.name) }
+        out.reserveCapacity(out.count + 3)
         out.append((name: "x-amz-date", value: amzDate))
         out.append((name: "x-amz-content-sha256", value: payloadHash))
 
         var fields = HTTPFields(out)
         fields.add("host", host)
-        let signedHeaders = Array(Set(fields.map { $0.name.lowercased() })).sorted()
-        let canonicalHeaders: String
-        switch SigV4.canonicalHeaders(signedHeaders: signedHeaders, headers: fields) {
-        case .success(let block): canonicalHeaders = block
-        case .failure: preconditionFailure("every signed header name comes from the fields themselves")
+        var signedHeaders: [String] = []
+        signedHeaders.reserveCapacity(fields.count)
+        for field in fields {
+            let name = Self.lowercased(field.name)
+            if !signedHeaders.contains(name) { signedHeaders.append(name) }
         }
-        let canonicalRequest = SigV4.canonicalRequest(
-            method: method, canonicalURI: canonicalURI, canonicalQuery: canonicalQuery,
-            canonicalHeaders: canonicalHeaders, signedHeaders: signedHeaders, payloadHash: payloadHash)
-        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequest: canonicalRequest)
-        let signature = SigV4.signature(signingKey: keyCache.key(secret: secretKey, scope: scope), stringToSign: stringToSign)
+        signedHeaders.sort()
+        var canonical = SigV4CanonicalRequest(method: method)
+        canonical.appendCanonical(canonicalURI)
+        canonical.appendCanonical(canonicalQuery)
+        let missing = canonical.appendHeaders(signed: signedHeaders, from: fields)
+        precondition(missing == nil, "every signed header name comes from the fields themselves")
+        canonical.appendPayloadHash(payloadHash)
+        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
+        let signingKey = SigningKeyCache.key(accessKey: accessKey, secret: secretKey, scope: scope)
+        let signature = SigV4.hex(HMAC.sha256(key: signingKey, data: stringToSign))
         out.append((name: "Authorization",
                     value: "\(SigV4.algorithm) Credential=\(accessKey)/\(scope.string), SignedHeaders=\(signedHeaders.joined(separator: ";")), Signature=\(signature)"))
         return out
+    }
+
+    /// Headers the signer sets itself (or the HTTP client does, for `host`), whatever the caller passed.
+    private static func isSetBySigner(_ name: String) -> Bool {
+        SigV4CanonicalRequest.equalsLowercased(name, "host") || SigV4CanonicalRequest.equalsLowercased(name, "x-amz-date")
+            || SigV4CanonicalRequest.equalsLowercased(name, "x-amz-content-sha256")
+            || SigV4CanonicalRequest.equalsLowercased(name, "authorization")
+    }
+
+    /// ASCII lower-casing of a header name (no Unicode case mapping); the name itself when already lower-case.
+    private static func lowercased(_ name: String) -> String {
+        guard name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return name }
+        return String(decoding: name.utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0 }, as: UTF8.self)
     }
 }

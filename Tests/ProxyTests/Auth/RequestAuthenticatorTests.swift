@@ -113,11 +113,19 @@ import Testing
         // SDKs that send only a Date header sign it instead of x-amz-date.
         var fields: HTTPFields = ["Host": "h", "Date": "Fri, 24 May 2013 00:00:00 GMT", "x-amz-content-sha256": SigV4.emptyPayloadHash]
         let scope = SigV4Scope(date: "20130524", region: "us-east-1", service: "s3")
-        let canonicalHeaders = try SigV4.canonicalHeaders(signedHeaders: ["date", "host", "x-amz-content-sha256"], headers: fields).get()
-        let cr = SigV4.canonicalRequest(method: "GET", canonicalURI: "/b/k", canonicalQuery: "", canonicalHeaders: canonicalHeaders,
-                                        signedHeaders: ["date", "host", "x-amz-content-sha256"], payloadHash: SigV4.emptyPayloadHash)
-        let sig = SigV4.signature(signingKey: SigV4.signingKey(secret: Self.secret, scope: scope),
-                                  stringToSign: SigV4.stringToSign(amzDate: "20130524T000000Z", scope: scope, canonicalRequest: cr))
+        let cr = """
+            GET
+            /b/k
+
+            date:Fri, 24 May 2013 00:00:00 GMT
+            host:h
+            x-amz-content-sha256:\(SigV4.emptyPayloadHash)
+
+            date;host;x-amz-content-sha256
+            \(SigV4.emptyPayloadHash)
+            """
+        let stringToSign = "AWS4-HMAC-SHA256\n20130524T000000Z\n\(scope.string)\n\(Encoding.hex(Digest.sha256(cr)))"
+        let sig = SigV4.signature(signingKey: SigV4.signingKey(secret: Self.secret, scope: scope), stringToSign: stringToSign)
         fields.add("Authorization", "AWS4-HMAC-SHA256 Credential=\(Self.accessKey)/\(scope.string), SignedHeaders=date;host;x-amz-content-sha256, Signature=\(sig)")
         _ = try verifier.authenticate(method: "GET", rawPath: "/b/k", rawQuery: nil, headers: fields, now: t)
         fields.set("Date", "Fri, 24 May 2013 00:00:01 GMT")

@@ -30,11 +30,11 @@ import Testing
     @Test func signingKeyMatchesDocumentedChain() {
         // The per-step HMACs, recomputed, must equal the cached key.
         let scope = SigV4Scope(date: "20130524", region: "us-east-1", service: "s3")
-        let cache = SigningKeyCache()
-        let a = cache.key(secret: Self.secret, scope: scope)
-        let b = cache.key(secret: Self.secret, scope: scope)
+        let a = SigningKeyCache.key(accessKey: Self.accessKey, secret: Self.secret, scope: scope)
+        let b = SigningKeyCache.key(accessKey: Self.accessKey, secret: Self.secret, scope: scope)
         #expect(a == b)
         #expect(a == SigV4.signingKey(secret: Self.secret, scope: scope))
+        #expect(Encoding.hex(a) == "dbb893acc010964918f1fd433add87c70e8b0db6be30c1fbeafefa5ec6ba8378")
         #expect(a != SigV4.signingKey(secret: Self.secret, scope: SigV4Scope(date: "20130525", region: "us-east-1", service: "s3")))
     }
 
@@ -117,9 +117,157 @@ import Testing
         f.add("X-Amz-Meta-A", "  one   two\t three ")
         f.add("x-amz-meta-a", "four")
         f.add("Host", "h")
-        #expect(SigV4.canonicalHeaderValue("  a   b  ") == "a b")
-        let block = try? SigV4.canonicalHeaders(signedHeaders: ["host", "x-amz-meta-a"], headers: f).get()
-        #expect(block == "host:h\nx-amz-meta-a:one two three,four\n")
-        #expect(throws: SigV4.MissingHeader(name: "range")) { try SigV4.canonicalHeaders(signedHeaders: ["range"], headers: f).get() }
+        f.add("X-Amz-Meta-B", "\t ")
+        var canonical = SigV4CanonicalRequest(method: "GET")
+        let none = canonical.appendHeaders(signed: ["host", "x-amz-meta-a", "x-amz-meta-b"], from: f)
+        #expect(none == nil)
+        #expect(canonical.text == "GET\nhost:h\nx-amz-meta-a:one two three,four\nx-amz-meta-b:\n\nhost;x-amz-meta-a;x-amz-meta-b\n")
+        var missing = SigV4CanonicalRequest(method: "GET")
+        let range = missing.appendHeaders(signed: ["host", "range"], from: f)
+        #expect(range == "range")
+    }
+
+    /// The whole canonical request of the documented GET Object example, byte for byte.
+    @Test func canonicalRequestOfDocumentedGetObject() {
+        let f: HTTPFields = ["Host": "examplebucket.s3.amazonaws.com", "Range": "bytes=0-9",
+                             "x-amz-content-sha256": SigV4.emptyPayloadHash, "x-amz-date": "20130524T000000Z"]
+        var canonical = SigV4CanonicalRequest(method: "GET")
+        let uriParsed = canonical.appendURI(rawPath: "/test.txt")
+        #expect(uriParsed)
+        canonical.appendQuery([])
+        let missingHeader = canonical.appendHeaders(signed: ["host", "range", "x-amz-content-sha256", "x-amz-date"], from: f)
+        #expect(missingHeader == nil)
+        canonical.appendPayloadHash(SigV4.emptyPayloadHash)
+        #expect(canonical.text == """
+            GET
+            /test.txt
+
+            host:examplebucket.s3.amazonaws.com
+            range:bytes=0-9
+            x-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+            x-amz-date:20130524T000000Z
+
+            host;range;x-amz-content-sha256;x-amz-date
+            e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+            """)
+        let scope = SigV4Scope(date: "20130524", region: "us-east-1", service: "s3")
+        let stringToSign = SigV4.stringToSign(amzDate: "20130524T000000Z", scope: scope, canonicalRequestHash: canonical.hash)
+        #expect(String(decoding: stringToSign, as: UTF8.self) == """
+            AWS4-HMAC-SHA256
+            20130524T000000Z
+            20130524/us-east-1/s3/aws4_request
+            7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972
+            """)
+        let key = SigV4.signingKey(secret: SigV4KnownAnswerTests.secret, scope: scope)
+        let signature = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        #expect(SigV4.signatureMatches(signature, signingKey: key, stringToSign: stringToSign))
+        #expect(!SigV4.signatureMatches("f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb40", signingKey: key, stringToSign: stringToSign))
+        #expect(!SigV4.signatureMatches(signature.uppercased(), signingKey: key, stringToSign: stringToSign))
+        #expect(!SigV4.signatureMatches(String(signature.dropLast()), signingKey: key, stringToSign: stringToSign))
+    }
+
+    /// The canonical query is the same as `QueryString.canonical` (the signer's) for any parsed query.
+    @Test func canonicalQueryMatchesTheSignersForm() throws {
+        for raw in ["", "a=1", "prefix=a%20b&delimiter=%2F&uploads&b=2&b=1&x=a+b", "%C3%A9=%E2%82%AC&~=_&A=a&a=A", "k=&k&k=0"] {
+            let q = try #require(QueryString.parse(raw))
+            var canonical = SigV4CanonicalRequest(method: "GET")
+            canonical.appendQuery(q)
+            #expect(canonical.text == "GET\n\(QueryString.canonical(q))\n", "\(raw)")
+            var omitting = SigV4CanonicalRequest(method: "GET")
+            omitting.appendQuery(q, omitting: "b")
+            #expect(omitting.text == "GET\n\(QueryString.canonical(q.filter { $0.name != "b" }))\n", "\(raw)")
+        }
+    }
+}
+
+/// The per-thread signing-key cache: bounded, keyed by everything the key depends on, and emptied when the
+/// credential set changes.
+@Suite struct SigningKeyCacheTests {
+    @Test func dateRolloverAndRegionGiveTheirOwnKeys() {
+        let today = SigV4Scope(date: "20260101", region: "us-east-1", service: "s3")
+        let tomorrow = SigV4Scope(date: "20260102", region: "us-east-1", service: "s3")
+        let elsewhere = SigV4Scope(date: "20260101", region: "eu-west-1", service: "s3")
+        for scope in [today, tomorrow, elsewhere, today, tomorrow] {
+            #expect(SigningKeyCache.key(accessKey: "AK", secret: "rollover-secret", scope: scope) == SigV4.signingKey(secret: "rollover-secret", scope: scope))
+        }
+    }
+
+    @Test func aRotatedSecretNeverGetsTheOldKey() {
+        let scope = SigV4Scope(date: "20260101", region: "us-east-1", service: "s3")
+        let old = SigningKeyCache.key(accessKey: "ROTATING", secret: "old-secret", scope: scope)
+        let new = SigningKeyCache.key(accessKey: "ROTATING", secret: "new-secret", scope: scope)
+        #expect(old != new)
+        #expect(new == SigV4.signingKey(secret: "new-secret", scope: scope))
+        #expect(SigningKeyCache.key(accessKey: "ROTATING", secret: "old-secret", scope: scope) == old)
+    }
+
+    @Test func boundedPerThread() {
+        for day in 1...(SigningKeyCache.perThread * 2) {
+            let scope = SigV4Scope(date: "202601\(day < 10 ? "0" : "")\(day)", region: "us-east-1", service: "s3")
+            _ = SigningKeyCache.key(accessKey: "MANY", secret: "many-secret", scope: scope)
+            #expect(SigningKeyCache.countOnThisThread <= SigningKeyCache.perThread)
+        }
+    }
+
+    @Test func replacingCredentialsEmptiesEveryThreadsCache() throws {
+        let scope = SigV4Scope(date: "20260101", region: "us-east-1", service: "s3")
+        _ = SigningKeyCache.key(accessKey: "AK", secret: "some-secret", scope: scope)
+        // Another thread's keys, and that thread's cached credential snapshot, are dropped at its next lookup.
+        let store = CredentialStore([Credential(accessKey: "AK", secretKey: "some-secret")])
+        let worker = LookupThread(store: store, scope: scope)
+        #expect(worker.run() == (0, true))  // a new thread: nothing cached yet; it caches AK's key now
+        store.replace(with: [Credential(accessKey: "AK2", secretKey: "other-secret")])
+        #expect(SigningKeyCache.countOnThisThread == 0)
+        #expect(worker.run() == (0, false))
+        worker.stop()
+    }
+}
+
+/// A thread that keeps running lookups on request, so its thread-local state outlives one call.
+final class LookupThread: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var pending = false
+    private var stopped = false
+    private var result: (Int, Bool)?
+    private let store: CredentialStore
+    private let scope: SigV4Scope
+
+    init(store: CredentialStore, scope: SigV4Scope) {
+        self.store = store
+        self.scope = scope
+        Thread { [self] in
+            while true {
+                condition.lock()
+                while !pending && !stopped { condition.wait() }
+                if stopped { condition.unlock(); return }
+                condition.unlock()
+                // How many keys this thread held before the lookup, and whether AK is a known credential.
+                let before = SigningKeyCache.countOnThisThread
+                let known = store.credential(forAccessKey: "AK")
+                if let known { _ = SigningKeyCache.key(accessKey: "AK", secret: known.secretKey, scope: scope) }
+                condition.lock()
+                result = (before, known != nil)
+                pending = false
+                condition.broadcast()
+                condition.unlock()
+            }
+        }.start()
+    }
+
+    /// Runs one lookup on the thread: (keys it held before, whether "AK" was found).
+    func run() -> (Int, Bool) {
+        condition.lock()
+        defer { condition.unlock() }
+        pending = true
+        condition.broadcast()
+        while pending { condition.wait() }
+        return result!
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
     }
 }

@@ -1,0 +1,162 @@
+import Shared
+
+/// A SigV4 canonical request, built part by part into one byte buffer:
+///
+///     <method> \n <canonical URI> \n <canonical query> \n <canonical headers> \n <signed headers> \n <payload hash>
+///
+/// The verifier and the signer both build it this way, so a request costs one buffer instead of a string per
+/// part, per header and per query parameter. Building stays strict: a bad escape in the path or a signed header
+/// the request does not carry fails the request.
+struct SigV4CanonicalRequest {
+    private(set) var bytes: [UInt8] = []
+
+    init(method: String) {
+        bytes.reserveCapacity(512)
+        bytes.append(contentsOf: method.utf8)
+        bytes.append(Self.newline)
+    }
+
+    /// The canonical request as text (error log details and tests).
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// The SHA-256 of the canonical request, which the string to sign carries.
+    var hash: [UInt8] { Digest.hash(.sha256, bytes) }
+
+    /// Appends the canonical URI of a raw request path and a newline; false on a bad `%` escape.
+    mutating func appendURI(rawPath: String) -> Bool {
+        guard Self.appendURI(rawPath: rawPath, to: &bytes) else { return false }
+        bytes.append(Self.newline)
+        return true
+    }
+
+    /// Appends a part that is already canonical (the signer's URI and query, which it encoded itself) and a newline.
+    mutating func appendCanonical(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+        bytes.append(Self.newline)
+    }
+
+    /// Appends the canonical query string of `parameters` (names and values encoded, sorted by name then
+    /// value, `name=` for empty values), leaving out parameters named `omitting`, and a newline.
+    mutating func appendQuery(_ parameters: [QueryParameter], omitting: String? = nil) {
+        var encoded: [(name: [UInt8], value: [UInt8])] = []
+        encoded.reserveCapacity(parameters.count)
+        for parameter in parameters where parameter.name != omitting {
+            var name = [UInt8](), value = [UInt8]()
+            for b in parameter.name.utf8 { Self.appendEncoded(b, keepSlash: false, to: &name) }
+            for b in parameter.value.utf8 { Self.appendEncoded(b, keepSlash: false, to: &value) }
+            encoded.append((name, value))
+        }
+        encoded.sort { $0.name == $1.name ? $0.value.lexicographicallyPrecedes($1.value) : $0.name.lexicographicallyPrecedes($1.name) }
+        for (i, parameter) in encoded.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: "&")) }
+            bytes.append(contentsOf: parameter.name)
+            bytes.append(UInt8(ascii: "="))
+            bytes.append(contentsOf: parameter.value)
+        }
+        bytes.append(Self.newline)
+    }
+
+    /// Appends the canonical headers block (`name:value\n` per signed header, values from `headers`) and the
+    /// signed-headers line (`a;b;c\n`). Several values of one header are joined with `,` in arrival order; each
+    /// value is trimmed and its inner runs of spaces and tabs collapse to one space. `signed` holds lower-case
+    /// names. Returns the first signed header the request does not carry, nil when all are there.
+    mutating func appendHeaders(signed: [String], from headers: HTTPFields) -> String? {
+        for name in signed {
+            bytes.append(contentsOf: name.utf8)
+            bytes.append(UInt8(ascii: ":"))
+            var found = false
+            for field in headers.entries where Self.equalsLowercased(field.name, name) {
+                if found { bytes.append(UInt8(ascii: ",")) }
+                found = true
+                appendHeaderValue(field.value)
+            }
+            guard found else { return name }
+            bytes.append(Self.newline)
+        }
+        bytes.append(Self.newline)
+        for (i, name) in signed.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ";")) }
+            bytes.append(contentsOf: name.utf8)
+        }
+        bytes.append(Self.newline)
+        return nil
+    }
+
+    /// Appends the payload hash, the last part.
+    mutating func appendPayloadHash(_ payloadHash: String) {
+        bytes.append(contentsOf: payloadHash.utf8)
+    }
+
+    /// A header value as SigV4 canonicalises it: trimmed, inner runs of spaces/tabs collapsed to one space.
+    private mutating func appendHeaderValue(_ value: String) {
+        var wrote = false
+        var pendingSpace = false
+        for b in value.utf8 {
+            if b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") {
+                pendingSpace = wrote
+                continue
+            }
+            if pendingSpace {
+                bytes.append(UInt8(ascii: " "))
+                pendingSpace = false
+            }
+            bytes.append(b)
+            wrote = true
+        }
+    }
+
+    private static let newline = UInt8(ascii: "\n")
+
+    /// Whether header name `name` equals `lowercased` (already lower-case) ignoring ASCII case.
+    static func equalsLowercased(_ name: String, _ lowercased: String) -> Bool {
+        guard name.utf8.count == lowercased.utf8.count else { return false }
+        var expected = lowercased.utf8.makeIterator()
+        for c in name.utf8 {
+            let folded = c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
+            guard folded == expected.next() else { return false }
+        }
+        return true
+    }
+
+    /// Appends the S3 canonical URI of a raw path: each `%XX` decoded once, every byte then encoded once
+    /// (`/` kept), no normalisation of `.`, `..` or repeated slashes (S3 keys may contain them); `/` for an
+    /// empty path. False on a bad escape.
+    static func appendURI(rawPath: String, to out: inout [UInt8]) -> Bool {
+        if rawPath.isEmpty {
+            out.append(UInt8(ascii: "/"))
+            return true
+        }
+        var utf8 = rawPath.utf8.makeIterator()
+        while let b = utf8.next() {
+            guard b == UInt8(ascii: "%") else {
+                appendEncoded(b, keepSlash: true, to: &out)
+                continue
+            }
+            guard let high = utf8.next().flatMap(hexValue), let low = utf8.next().flatMap(hexValue) else { return false }
+            appendEncoded(high << 4 | low, keepSlash: true, to: &out)
+        }
+        return true
+    }
+
+    /// RFC 3986 unreserved bytes stay, every other byte becomes `%XX` (upper-case hex); `/` stays when `keepSlash`.
+    private static func appendEncoded(_ b: UInt8, keepSlash: Bool, to out: inout [UInt8]) {
+        if URIEncoding.isUnreserved(b) || (keepSlash && b == UInt8(ascii: "/")) {
+            out.append(b)
+        } else {
+            out.append(UInt8(ascii: "%"))
+            out.append(upperHexDigit(b >> 4))
+            out.append(upperHexDigit(b & 0x0f))
+        }
+    }
+
+    private static func upperHexDigit(_ v: UInt8) -> UInt8 { v < 10 ? v &+ UInt8(ascii: "0") : v &+ (UInt8(ascii: "A") &- 10) }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c &- UInt8(ascii: "A") &+ 10
+        default: return nil
+        }
+    }
+}

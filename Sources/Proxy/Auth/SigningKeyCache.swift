@@ -1,0 +1,81 @@
+import Shared
+import Synchronization
+
+/// SigV4 signing keys per (access key, secret, date, region, service): a key changes once a day per region,
+/// while deriving it costs four HMACs.
+///
+/// Each thread keeps its own few keys (`perThread`, least recently used dropped first), so a lookup takes no
+/// lock and writes nothing another thread reads; a key is a pure function of what it is filed under, so the
+/// threads' copies never disagree. The one shared word is an epoch, read on every lookup and advanced by
+/// `forgetAll()` when the credential set is replaced: each thread then drops every key it holds at its next
+/// lookup, so keys (and secrets) of rotated or removed credentials do not stay cached.
+enum SigningKeyCache {
+    /// Keys one thread keeps at most.
+    static let perThread = 16
+
+    /// The signing key of `secret` for `scope`; `accessKey` (public) files it, `secret` must match too.
+    static func key(accessKey: String, secret: String, scope: SigV4Scope) -> [UInt8] {
+        let keys = threadKeys.current
+        keys.forgetIfStale(epoch: epoch.load(ordering: .acquiring))
+        if let key = keys.lookup(accessKey: accessKey, secret: secret, scope: scope) { return key }
+        let key = SigV4.signingKey(secret: secret, scope: scope)
+        keys.insert(ThreadKeys.Entry(accessKey: accessKey, secret: secret, scope: scope, key: key), limit: perThread)
+        return key
+    }
+
+    /// Drops every thread's keys (each at its next lookup): the credential set changed.
+    static func forgetAll() {
+        epoch.add(1, ordering: .releasing)
+    }
+
+    /// How many keys the calling thread holds (tests).
+    static var countOnThisThread: Int {
+        let keys = threadKeys.current
+        keys.forgetIfStale(epoch: epoch.load(ordering: .acquiring))
+        return keys.entries.count
+    }
+
+    private static let epoch = Atomic<UInt64>(0)
+    private static let threadKeys = ThreadLocal { ThreadKeys() }
+
+    /// One thread's keys, most recently used last. Only its own thread touches it.
+    private final class ThreadKeys {
+        struct Entry {
+            var accessKey: String
+            var secret: String
+            var scope: SigV4Scope
+            var key: [UInt8]
+        }
+
+        var entries: [Entry] = []
+        private var epoch: UInt64 = 0
+
+        func forgetIfStale(epoch current: UInt64) {
+            guard epoch != current else { return }
+            entries.removeAll()
+            epoch = current
+        }
+
+        func lookup(accessKey: String, secret: String, scope: SigV4Scope) -> [UInt8]? {
+            var i = entries.count - 1
+            while i >= 0 {
+                let entry = entries[i]
+                // The secret is compared last and only for the entry of this access key and scope: both
+                // sides are the gateway's own values, never client input.
+                if entry.scope == scope, entry.accessKey == accessKey, entry.secret == secret {
+                    if i != entries.count - 1 { entries.append(entries.remove(at: i)) }
+                    return entry.key
+                }
+                i -= 1
+            }
+            return nil
+        }
+
+        func insert(_ entry: Entry, limit: Int) {
+            // A rotated secret replaces its access key's entry for the same scope.
+            entries.removeAll { $0.scope == entry.scope && $0.accessKey == entry.accessKey }
+            if entries.count >= limit { entries.removeFirst(entries.count - limit + 1) }
+            entries.append(entry)
+        }
+    }
+}
