@@ -38,7 +38,10 @@ public final class ParkedThreads: Sendable {
         started.add(1, ordering: .relaxed)
         let worker = Worker()
         worker.assign(job)
-        let thread = Thread { [self] in work(worker) }
+        let thread = Thread { [self] in
+            KernelThreadName.set(name)  // what top -H and perf show (Thread.name does not set it)
+            work(worker)
+        }
         thread.name = name
         thread.start()
     }

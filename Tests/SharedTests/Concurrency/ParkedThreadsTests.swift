@@ -100,4 +100,15 @@ import Testing
         }
         #expect(eventually { pool.parkedCount == 1 && weakHeld == nil })
     }
+
+    /// The threads carry the pool's name in the kernel (top -H, perf), also when reused.
+    @Test func threadsCarryThePoolsKernelName() {
+        let pool = ParkedThreads(name: "test-parked", maxParked: 1, idleTimeout: .seconds(60))
+        for _ in 0..<2 {
+            let name = Mutex<String>("")
+            #expect(Self.runAndWait(pool) { name.withLock { $0 = KernelThreadName.current() } } != nil)
+            #expect(name.withLock { $0 } == "test-parked")
+            #expect(eventually { pool.parkedCount == 1 })
+        }
+    }
 }
