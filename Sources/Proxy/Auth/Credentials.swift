@@ -53,73 +53,30 @@ struct StaticCredentials: CredentialProvider {
 
 /// The current set of credentials, replaced as a whole when `GATEWAY_CREDENTIALS_FILE` changes.
 ///
-/// Lookups take no lock: each thread keeps the snapshot it last used (per store) with the generation it
-/// belongs to, and checks one atomic generation per lookup; only a thread's first lookup after a
-/// replacement takes the lock, for nanoseconds, to fetch the new snapshot. Requests in flight keep the set
-/// they started with.
+/// Lookups take no lock (`ReadMostly`); requests in flight keep the set they started with.
 final class CredentialStore: CredentialProvider {
-    fileprivate final class Snapshot: Sendable {
+    private struct Snapshot: Sendable {
         let byAccessKey: [String: Credential]
         init(_ credentials: [Credential]) {
             byAccessKey = Dictionary(credentials.map { ($0.accessKey, $0) }, uniquingKeysWith: { first, _ in first })
         }
     }
 
-    private let current: Mutex<Snapshot>
-    /// Advanced (under `current`'s lock) by every replacement.
-    private let generation = Atomic<UInt64>(0)
-    /// Tells this store's snapshots apart in the threads' caches (never reused, unlike an address).
-    private let id: UInt64
+    private let current: ReadMostly<Snapshot>
 
     init(_ credentials: [Credential]) {
-        current = Mutex(Snapshot(credentials))
-        id = Self.ids.add(1, ordering: .relaxed).newValue
+        current = ReadMostly(Snapshot(credentials))
     }
 
     func credential(forAccessKey accessKey: String) -> Credential? {
-        snapshot().byAccessKey[accessKey]
+        current.value.byAccessKey[accessKey]
     }
 
     /// Replaces the whole set. Signing keys cached for the old set are dropped too.
     func replace(with credentials: [Credential]) {
-        let snapshot = Snapshot(credentials)
-        current.withLock {
-            $0 = snapshot
-            generation.add(1, ordering: .releasing)
-        }
+        current.replace(Snapshot(credentials))
         SigningKeyCache.forgetAll()
     }
 
-    var count: Int { snapshot().byAccessKey.count }
-
-    private func snapshot() -> Snapshot {
-        let seen = generation.load(ordering: .acquiring)
-        let local = Self.threadSnapshots.current
-        if let snapshot = local.snapshot(store: id, generation: seen) { return snapshot }
-        let (snapshot, itsGeneration) = current.withLock { ($0, self.generation.load(ordering: .relaxed)) }
-        local.keep(snapshot, store: id, generation: itsGeneration)
-        return snapshot
-    }
-
-    private static let ids = Atomic<UInt64>(0)
-    private static let threadSnapshots = ThreadLocal { ThreadSnapshots() }
-}
-
-/// The snapshots one thread last used, one per store (the few stores a process has). Only its thread touches it.
-private final class ThreadSnapshots {
-    private static let limit = 4
-    private var entries: [(store: UInt64, generation: UInt64, snapshot: CredentialStore.Snapshot)] = []
-
-    func snapshot(store: UInt64, generation: UInt64) -> CredentialStore.Snapshot? {
-        for entry in entries where entry.store == store {
-            return entry.generation == generation ? entry.snapshot : nil
-        }
-        return nil
-    }
-
-    func keep(_ snapshot: CredentialStore.Snapshot, store: UInt64, generation: UInt64) {
-        entries.removeAll { $0.store == store }
-        if entries.count >= Self.limit { entries.removeFirst() }
-        entries.append((store, generation, snapshot))
-    }
+    var count: Int { current.value.byAccessKey.count }
 }

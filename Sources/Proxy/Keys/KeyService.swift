@@ -45,7 +45,8 @@ public final class KeyService: Sendable {
     public let remote: [KeyProviderKind: any RemoteKeyProvider]
     public let tuning: Tuning
     let cache: UnwrappedKeyCache
-    private let policyState: Mutex<BucketPolicy>
+    /// Read by every request (the bucket decision), replaced by a policy file reload.
+    private let policyState: ReadMostly<BucketPolicy>
     private let slots = Mutex<[SlotKey: IntermediateSlot]>([:])
     /// The last call to each provider: when, and whether it reached the provider.
     private let lastOutcome = Mutex<[KeyProviderKind: (at: ContinuousClock.Instant, reached: Bool)]>([:])
@@ -73,7 +74,7 @@ public final class KeyService: Sendable {
         self.remote = remoteTable
         self.tuning = tuning
         self.cache = UnwrappedKeyCache(capacity: tuning.cacheCapacity, ttl: tuning.cacheTTL, clock: clock)
-        self.policyState = Mutex(policy)
+        self.policyState = ReadMostly(policy)
         self.observer = observer
         self.clock = clock
         try Self.validate(policy, local: localTable, remote: remoteTable)
@@ -84,12 +85,12 @@ public final class KeyService: Sendable {
 
     // MARK: Policy
 
-    public var policy: BucketPolicy { policyState.withLock { $0 } }
+    public var policy: BucketPolicy { policyState.value }
 
     /// Replaces the policy (file reload). Refused when it names a provider that is not configured.
     public func replacePolicy(_ policy: BucketPolicy) throws(KeyProviderError) {
         try Self.validate(policy, local: local, remote: remote)
-        policyState.withLock { $0 = policy }
+        policyState.replace(policy)
     }
 
     private static func validate(_ policy: BucketPolicy, local: [KeyProviderKind: LocalKeyring],
@@ -100,7 +101,7 @@ public final class KeyService: Sendable {
     }
 
     /// What a new object in `bucket` gets: plain, or encrypted with a key.
-    public func decision(bucket: String) -> BucketDecision { policyState.withLock { $0.decision(bucket: bucket) } }
+    public func decision(bucket: String) -> BucketDecision { policyState.value.decision(bucket: bucket) }
 
     // MARK: Writing
 
