@@ -65,7 +65,7 @@ struct SigV4CanonicalRequest {
             bytes.append(contentsOf: name.utf8)
             bytes.append(UInt8(ascii: ":"))
             var found = false
-            for field in headers.entries where Self.equalsLowercased(field.name, name) {
+            for field in headers.entries where field.name.caseInsensitiveEquals(name) {
                 if found { bytes.append(UInt8(ascii: ",")) }
                 found = true
                 appendHeaderValue(field.value)
@@ -106,17 +106,6 @@ struct SigV4CanonicalRequest {
     }
 
     private static let newline = UInt8(ascii: "\n")
-
-    /// Whether header name `name` equals `lowercased` (already lower-case) ignoring ASCII case.
-    static func equalsLowercased(_ name: String, _ lowercased: String) -> Bool {
-        guard name.utf8.count == lowercased.utf8.count else { return false }
-        var expected = lowercased.utf8.makeIterator()
-        for c in name.utf8 {
-            let folded = c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
-            guard folded == expected.next() else { return false }
-        }
-        return true
-    }
 
     /// Appends the S3 canonical URI of a raw path: each `%XX` decoded once, every byte then encoded once
     /// (`/` kept), no normalisation of `.`, `..` or repeated slashes (S3 keys may contain them); `/` for an

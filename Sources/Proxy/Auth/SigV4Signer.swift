@@ -62,9 +62,8 @@ struct SigV4Signer: Sendable {
 
     /// Headers the signer sets itself (or the HTTP client does, for `host`), whatever the caller passed.
     private static func isSetBySigner(_ name: String) -> Bool {
-        SigV4CanonicalRequest.equalsLowercased(name, "host") || SigV4CanonicalRequest.equalsLowercased(name, "x-amz-date")
-            || SigV4CanonicalRequest.equalsLowercased(name, "x-amz-content-sha256")
-            || SigV4CanonicalRequest.equalsLowercased(name, "authorization")
+        name.caseInsensitiveEquals("host") || name.caseInsensitiveEquals("x-amz-date")
+            || name.caseInsensitiveEquals("x-amz-content-sha256") || name.caseInsensitiveEquals("authorization")
     }
 
     /// ASCII lower-casing of a header name (no Unicode case mapping); the name itself when already lower-case.
