@@ -197,7 +197,7 @@ extension EncryptedObjectHandler {
             throw S3Error.internalError().withLog("the backend accepted part \(partNumber) before its body ended")
         }
         let result = XMLTree.Element(name: "CopyPartResult", children: [
-            XMLTree.Element(name: "LastModified", text: Self.iso8601(Date())),
+            XMLTree.Element(name: "LastModified", text: Self.now()),
             XMLTree.Element(name: "ETag", text: "\"\(Encoding.hex(md5))\""),
         ])
         var fields: [(name: String, value: String)] = [(name: "Content-Type", value: "application/xml")]
@@ -317,12 +317,10 @@ extension EncryptedObjectHandler {
         }
     }
 
-    static func iso8601(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
-        return formatter.string(from: date)
+    /// Now as S3 writes dates in XML (`2009-10-12T17:50:30.123Z`), by Shared's fixed-format writer.
+    static func now() -> String {
+        let seconds = Date().timeIntervalSince1970
+        return HTTPDate.formatISO8601(Int64(seconds.rounded(.down)), milliseconds: Int(seconds.truncatingRemainder(dividingBy: 1) * 1000))
     }
 
     // MARK: CompleteMultipartUpload
