@@ -2,6 +2,8 @@
 """Many concurrent large encrypted GETs (issue 12): `--streams` parallel GETs of a `--size-mib` encrypted object
 through the encrypting gateway vs the same number of GETs of the plaintext from nginx directly, aggregate MiB/s.
 Rounds interleave the two (curl --parallel); prints the median ratio of the rounds with its spread, the load average.
+nginx's own proxy_pass (upstream keep-alive) serving the plaintext is a third interleaved side: what a plain proxy that
+copies every byte through user space reaches on the same cores, for reading the ratio.
 
   python3 bench/concurrent_gets.py [--streams 64] [--size-mib 16] [--rounds 5]
 """
@@ -34,12 +36,13 @@ def parallel_gets(url: str, headers: dict[str, str], streams: int) -> float:
 
 
 def run_bench(args, bench: common.Bench) -> None:
-    nginx = bench.nginx(metadata=True, worker_connections=4096)
+    nginx = bench.nginx(metadata=True, worker_connections=4096, upstream_keepalive=args.streams)
     gw = bench.gateway(nginx.endpoint, "gateway-enc", passthrough=False)
     src = bench.workdir / "object.bin"
     s3gw.write_random(src, args.size_mib << 20)
     enc_url = common.put_encrypted(nginx, gw, src)
     plain_url = nginx.store(src, "plain")
+    proxy_url = plain_url.replace(nginx.endpoint, nginx.proxy_endpoint, 1)
     print(f"bench: {args.streams} concurrent GETs of a {args.size_mib} MiB object, {args.rounds} interleaved rounds; "
           f"load average {os.getloadavg()}", flush=True)
     total_mib = args.streams * args.size_mib
@@ -47,17 +50,23 @@ def run_bench(args, bench: common.Bench) -> None:
         "direct": lambda: total_mib / parallel_gets(plain_url, {}, args.streams),
         "gateway": common.with_cpu(gw.proc.pid, lambda: total_mib / parallel_gets(
             enc_url, s3gw.sigv4_headers("GET", enc_url, gw.access_key, gw.secret_key), args.streams)),
+        # Last, so that the gateway runs right after nginx direct, the pair its ratio compares.
+        "proxy": lambda: total_mib / parallel_gets(proxy_url, {}, args.streams),
     })
     direct = mibs["direct"]
     gateway = [speed for speed, _ in mibs["gateway"]]
     cpu = [seconds / (total_mib / 1024) for _, seconds in mibs["gateway"]]
     ratios = common.ratios(gateway, direct)
     print(f"  nginx direct   median {statistics.median(direct):8.1f} MiB/s  (runs: {common.runs(direct)})")
+    print(f"  nginx proxy    median {statistics.median(mibs['proxy']):8.1f} MiB/s  (runs: {common.runs(mibs['proxy'])})")
     print(f"  gateway (enc)  median {statistics.median(gateway):8.1f} MiB/s  (runs: {common.runs(gateway)})")
     print(f"  gateway CPU    median {statistics.median(cpu):8.2f} s/GiB  (runs: {common.runs(cpu, '{:.2f}')}; "
           "user + system, hardly moved by other load)")
     print(f"  ratio MiB/s gateway / nginx direct: median {statistics.median(ratios):.2f}  spread "
           f"{common.spread(ratios)}  (goal >= 0.7)")
+    proxy = common.ratios(mibs["proxy"], direct)
+    print(f"  (nginx proxy_pass / nginx direct: median {statistics.median(proxy):.2f}  spread {common.spread(proxy)}: "
+          "a plain proxy's own ratio)")
     print(f"  load average at the end: {os.getloadavg()}")
 
 

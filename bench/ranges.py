@@ -6,7 +6,9 @@ kept-alive connection, each timed by curl itself (`time_total`, so curl's proces
 the median ratio of the rounds with its spread, the start-up-inclusive ratio earlier stops printed, and the load average.
 A pass-through gateway reading the same range of the plaintext is a third interleaved side: with each side's time to
 first byte (`time_starttransfer`) it tells how much of the gateway's time is the common request path and how much the
-decryption, and the gateways' CPU per range (/proc) is the figure that holds up on a busy machine.
+decryption, and the gateways' CPU per range (/proc) is the figure that holds up on a busy machine. nginx's own
+proxy_pass (upstream keep-alive) reading the same plaintext range is a fourth side: what a plain proxy that copies
+the bytes through user space takes on this machine, the floor any proxy's ratio is held to.
 
   python3 bench/ranges.py [--size-mib 1024] [--range-kib 1024] [--rounds 7] [--gets 10]
 
@@ -70,7 +72,7 @@ def with_cpu_ns(pid: int, side):
 
 def run_bench(args, bench: common.Bench) -> None:
     size, span = args.size_mib << 20, args.range_kib << 10
-    nginx = bench.nginx(metadata=True)
+    nginx = bench.nginx(metadata=True, upstream_keepalive=16)
     gw = bench.gateway(nginx.endpoint, "gateway-enc", passthrough=False)
     pt = bench.gateway(nginx.endpoint, "gateway-pt", passthrough=True)
     src = bench.workdir / "object.bin"
@@ -78,12 +80,13 @@ def run_bench(args, bench: common.Bench) -> None:
     enc_url = common.put_encrypted(nginx, gw, src)
     plain_url = nginx.store(src, "plain")
     pt_url = f"{pt.endpoint}/bench/plain"
+    proxy_url = plain_url.replace(nginx.endpoint, nginx.proxy_endpoint, 1)
     print(f"bench: {args.range_kib} KiB ranges of a {args.size_mib} MiB encrypted object, {args.rounds} interleaved "
           f"rounds x {args.gets} GETs; load average {os.getloadavg()}", flush=True)
     rng = random.Random(12)
     check = bench.workdir / "range.bin"
-    nginx_t, gw_t, pt_t, nginx_wall, gw_wall = [], [], [], [], []
-    ttfb: dict[str, list[float]] = {"nginx direct": [], "pass-through": [], "gateway (enc)": []}
+    nginx_t, proxy_t, gw_t, pt_t, nginx_wall, gw_wall = [], [], [], [], [], []
+    ttfb: dict[str, list[float]] = {"nginx direct": [], "nginx proxy": [], "pass-through": [], "gateway (enc)": []}
     cpu: dict[str, list[float]] = {"pass-through": [], "gateway (enc)": []}
     with open(src, "rb") as f:
         for _ in range(args.rounds):
@@ -95,6 +98,11 @@ def run_bench(args, bench: common.Bench) -> None:
             nginx_t.append(per_transfer)
             nginx_wall.append(wall)
             ttfb["nginx direct"].append(first_byte)
+            per_transfer, _, first_byte = timed_gets(proxy_url, first, last, {}, args.gets, check)
+            proxy_t.append(per_transfer)
+            ttfb["nginx proxy"].append(first_byte)
+            if check.read_bytes() != expected:
+                raise s3gw.HarnessError(f"nginx proxy_pass's bytes {first}-{last} are not the plaintext")
             headers = s3gw.sigv4_headers("GET", pt_url, pt.access_key, pt.secret_key)
             (per_transfer, _, first_byte), used = with_cpu_ns(
                 pt.proc.pid, lambda: timed_gets(pt_url, first, last, headers, args.gets, check))
@@ -113,7 +121,7 @@ def run_bench(args, bench: common.Bench) -> None:
             if check.read_bytes() != expected:
                 raise s3gw.HarnessError(f"the gateway's bytes {first}-{last} are not the plaintext")
     ratios = common.ratios(gw_t, nginx_t)
-    for name, times in [("nginx direct", nginx_t), ("pass-through", pt_t), ("gateway (enc)", gw_t)]:
+    for name, times in [("nginx direct", nginx_t), ("nginx proxy", proxy_t), ("pass-through", pt_t), ("gateway (enc)", gw_t)]:
         ms = [t * 1e3 for t in times]
         print(f"  {name:<14} median {statistics.median(ms):8.2f} ms per range, first byte after "
               f"{statistics.median(ttfb[name]) * 1e3:.2f} ms   (runs: {common.runs(ms, '{:.2f}')})")
@@ -122,6 +130,9 @@ def run_bench(args, bench: common.Bench) -> None:
               f"runs: {common.runs([u * 1e6 for u in used])})")
     print(f"  ratio time gateway / nginx direct, per transfer: median {statistics.median(ratios):.2f}  spread "
           f"{common.spread(ratios)}  (goal <= 1.5)")
+    proxy_ratios = common.ratios(proxy_t, nginx_t)
+    print(f"  (nginx proxy_pass / nginx direct, per transfer: {statistics.median(proxy_ratios):.2f}  spread "
+          f"{common.spread(proxy_ratios)}: a plain proxy's own ratio)")
     pt_ratios = common.ratios(pt_t, nginx_t)
     print(f"  (pass-through / nginx direct, per transfer: {statistics.median(pt_ratios):.2f}  spread {common.spread(pt_ratios)})")
     wall = common.ratios(gw_wall, nginx_wall)
