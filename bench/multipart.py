@@ -6,7 +6,14 @@ moves bodies with sendfile and keeps no MD5s, so the gateway is what is measured
    (`--concurrency` at a time, curl, UNSIGNED-PAYLOAD) and downloaded as parallel ranged GETs of the same size,
    through an encrypting gateway and through a pass-through gateway, interleaved (plain, enc, plain, enc, …);
    median MiB/s per side and the ratio encrypted/pass-through (goal >= 0.7). The encrypted download is checked
-   against the source once.
+   against the source once. Each part is sent as the AWS SDKs and CLI send it by default: with
+   `x-amz-checksum-crc32` (base64 of the part's big-endian CRC32, computed before timing) and no Content-MD5, on
+   both sides. Both gateways verify the CRC32 as the part streams (neither forwards the header: the gateway
+   consumes checksum headers in either mode); the encrypting one then answers the part's listed ETag instead of
+   computing an MD5. That is the row ("upload, parts with CRC32"). The default run also uploads the same parts without any
+   checksum (as s3cmd does), for which the encrypting gateway computes each part's plaintext MD5 for its ETag,
+   so both costs show; `--part-checksum crc32|none` runs only one of them. Each upload prints CPU s/GiB per
+   process and the ratio without CompleteMultipartUpload (the bench backend concatenates the parts then).
 2. **memory**: 8 parts of `--rss-part-mib` MiB (default 512) uploaded in parallel to one encrypted upload of a
    fresh gateway (the backend drops them); the gateway's peak RSS (VmHWM) and its RSS before (goal < 128 MiB).
    The same for a pass-through gateway, for comparison.
@@ -15,7 +22,7 @@ moves bodies with sendfile and keeps no MD5s, so the gateway is what is measured
    listing followed by a GET (the geometry cache is shared).
 
   python3 bench/multipart.py [--size-mib 1024] [--part-mib 16] [--concurrency 4] [--repeat 5] [--rss-part-mib 512]
-                             [--only throughput,memory,requests]
+                             [--only throughput,memory,requests] [--part-checksum crc32|none]
 
 Everything started here is stopped at the end; data lives in a temp dir (on /dev/shm when it has room).
 """
@@ -23,6 +30,7 @@ Everything started here is stopped at the end; data lives in a temp dir (on /dev
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import hashlib
 import json
@@ -36,6 +44,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 from pathlib import Path
 
 import common
@@ -115,7 +124,8 @@ class Side:
             raise s3gw.HarnessError(f"curl {method} {url}: HTTP {status} {res.stderr.strip()} {lines[:1]}")
         return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if ":" in line)}
 
-    def multipart_upload(self, key: str, parts: list[Path], concurrency: int) -> str:
+    def multipart_upload(self, key: str, parts: list[Path], concurrency: int, checksums: list[str] | None = None) -> str:
+        """Uploads `parts`; with `checksums`, part n carries `x-amz-checksum-crc32: checksums[n - 1]`."""
         status, _, body = self.request("POST", f"/{BUCKET}/{key}?uploads=")
         if status != 200:
             raise s3gw.HarnessError(f"{self.label}: CreateMultipartUpload answered {status}: {body[:300]!r}")
@@ -123,7 +133,8 @@ class Side:
         quoted = urllib.parse.quote(upload, safe="")
 
         def put(n: int) -> tuple[int, str]:
-            headers = self.curl("PUT", f"/{BUCKET}/{key}?partNumber={n}&uploadId={quoted}", src=parts[n - 1])
+            extra = {"x-amz-checksum-crc32": checksums[n - 1]} if checksums else None
+            headers = self.curl("PUT", f"/{BUCKET}/{key}?partNumber={n}&uploadId={quoted}", src=parts[n - 1], extra=extra)
             return n, headers["etag"]
 
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
@@ -213,6 +224,51 @@ def split(src: Path, part: int, into: Path) -> list[Path]:
     return paths
 
 
+def crc32_b64(path: Path) -> str:
+    """The `x-amz-checksum-crc32` value of a file: base64 of its big-endian CRC32."""
+    return base64.b64encode(zlib.crc32(path.read_bytes()).to_bytes(4, "big")).decode()
+
+
+UPLOAD_TITLES = {
+    "crc32": "upload, parts with CRC32 (SDK default)",
+    "none": "upload, parts without checksum (gateway computes each part's MD5 for its ETag)",
+}
+
+
+def report_upload(title: str, size_mib: int, meters: dict[str, list[CPUMeter]]) -> None:
+    """One upload row: MiB/s and CPU s/GiB per side, the ratios, and the same without CompleteMultipartUpload."""
+    print(f"  {title}:")
+    report_speeds("upload", size_mib, meters)
+    # The upload's wall time includes CompleteMultipartUpload, in which the bench backend copies the parts into one
+    # file on a single thread (about half the 2 cores idle): the same for both sides, so it pulls the ratio towards
+    # 1. Real backends (S3, Ceph RGW) do not copy on Complete; the ratio of the parts alone is the gateway's.
+    complete = {label: [m.complete for m in ms] for label, ms in meters.items()}
+    parts_only = {label: [m.wall - m.complete for m in meters[label]] for label in complete}
+    print(f"    Complete (backend concatenates): pass-through {statistics.median(complete['pass-through']):.2f} s, "
+          f"encrypted {statistics.median(complete['encrypted']):.2f} s (medians); parts only: "
+          + ", ".join(f"{label} {statistics.median(size_mib / t for t in parts_only[label]):.1f} MiB/s" for label in parts_only)
+          + f"; parts-only ratio {statistics.median(common.ratios(parts_only['pass-through'], parts_only['encrypted'])):.2f}"
+          " (median of per-round ratios)", flush=True)
+
+
+def report_speeds(op: str, size_mib: int, meters: dict[str, list[CPUMeter]]) -> None:
+    times = {label: [m.wall for m in ms] for label, ms in meters.items()}
+    speeds = {}
+    for label in ("pass-through", "encrypted"):
+        runs = [size_mib / t for t in times[label]]
+        speeds[label] = statistics.median(runs)
+        print(f"    {op:<8} {label:<13} {speeds[label]:8.1f} MiB/s   (runs: {common.runs(runs)})")
+        gib = size_mib / 1024
+        cpu = {name: statistics.median(m.seconds[name] / gib for m in meters[label]) for name in ("gateway", "backend", "clients")}
+        busy = statistics.median(m.machine_busy for m in meters[label])
+        print(f"             CPU s/GiB: gateway {cpu['gateway']:.2f}, backend {cpu['backend']:.2f}, curl {cpu['clients']:.2f}; "
+              f"machine busy {busy:.0%} of {os.cpu_count()} cores (medians)")
+    # Each round's pair ran back to back, so the per-round ratio is the one least moved by load changes.
+    paired = statistics.median(common.ratios(times["pass-through"], times["encrypted"]))
+    print(f"    ratio {op} encrypted/pass-through: {speeds['encrypted'] / speeds['pass-through']:.2f} (of medians), "
+          f"{paired:.2f} (median of per-round ratios)   (goal >= 0.70)", flush=True)
+
+
 def bench_throughput(args, bench: common.Bench, backend: Backend) -> None:
     workdir = bench.workdir
     size = args.size_mib * MIB
@@ -224,58 +280,36 @@ def bench_throughput(args, bench: common.Bench, backend: Backend) -> None:
     try:
         for side in (plain, enc):
             side.request("PUT", f"/{BUCKET}")
-        print(f"throughput: {args.size_mib} MiB, {len(parts)} parts of {args.part_mib} MiB, {args.concurrency} at a time; "
+        kinds = [args.part_checksum] if args.part_checksum else ["crc32", "none"]
+        checksums = {"crc32": [crc32_b64(p) for p in parts], "none": None}  # before any timing
+        print(f"throughput: {args.size_mib} MiB, {len(parts)} parts of {args.part_mib} MiB, {args.concurrency} at a time "
+              f"(parts sent with: {', '.join(kinds)}); "
               f"download as ranged GETs of {args.part_mib} MiB; median of {args.repeat} interleaved rounds", flush=True)
 
         def round_trip(side: Side):
-            def once() -> tuple[CPUMeter, CPUMeter]:
-                with CPUMeter(side.gw.proc.pid, backend.proc.pid) as up:
-                    side.multipart_upload("big.bin", parts, args.concurrency)
-                up.complete = side.last_complete
+            def once() -> tuple[dict[str, CPUMeter], CPUMeter]:
+                ups = {}
+                for kind in kinds:
+                    with CPUMeter(side.gw.proc.pid, backend.proc.pid) as up:
+                        side.multipart_upload("big.bin", parts, args.concurrency, checksums[kind])
+                    up.complete = side.last_complete
+                    ups[kind] = up
                 with CPUMeter(side.gw.proc.pid, backend.proc.pid) as down:
                     side.ranged_download("big.bin", size, args.part_mib * MIB, args.concurrency)
-                return up, down
+                return ups, down
             return once
 
         rounds = common.interleaved(args.repeat, {side.label: round_trip(side) for side in (plain, enc)})
-        meters = {(op, label): [r[i] for r in runs] for label, runs in rounds.items()
-                  for i, op in enumerate(("upload", "download"))}
-        times = {key: [m.wall for m in ms] for key, ms in meters.items()}
         # The encrypted download is the plaintext (checked once, outside the timing).
         check = workdir / "check.bin"
         enc.curl("GET", f"/{BUCKET}/big.bin", out=str(check))
         if s3gw.sha256_file(check) != s3gw.sha256_file(src):
             raise s3gw.HarnessError("the encrypted multipart object does not read back as the source")
         check.unlink()
-        for op in ("upload", "download"):
-            speeds = {}
-            for label in ("pass-through", "encrypted"):
-                runs = [args.size_mib / t for t in times[(op, label)]]
-                speeds[label] = statistics.median(runs)
-                print(f"  {op:<8} {label:<13} {speeds[label]:8.1f} MiB/s   (runs: {common.runs(runs)})")
-                gib = args.size_mib / 1024
-                cpu = {name: statistics.median(m.seconds[name] / gib for m in meters[(op, label)])
-                       for name in ("gateway", "backend", "clients")}
-                busy = statistics.median(m.machine_busy for m in meters[(op, label)])
-                print(f"           CPU s/GiB: gateway {cpu['gateway']:.2f}, backend {cpu['backend']:.2f}, curl {cpu['clients']:.2f}; "
-                      f"machine busy {busy:.0%} of {os.cpu_count()} cores (medians)")
-            # Each round's pair ran back to back, so the per-round ratio is the one least moved by load changes.
-            paired = statistics.median(common.ratios(times[(op, "pass-through")], times[(op, "encrypted")]))
-            print(f"  ratio {op} encrypted/pass-through: {speeds['encrypted'] / speeds['pass-through']:.2f} (of medians), "
-                  f"{paired:.2f} (median of per-round ratios)   (goal >= 0.70)", flush=True)
-            if op == "upload":
-                # The upload's wall time includes CompleteMultipartUpload, in which the bench backend copies the
-                # parts into one file on a single thread (about half the 2 cores idle): the same for both sides, so
-                # it pulls the ratio towards 1. Real backends (S3, Ceph RGW) do not copy on Complete; the ratio of
-                # the parts alone is the gateway's.
-                complete = {label: [m.complete for m in meters[(op, label)]] for label in ("pass-through", "encrypted")}
-                parts_only = {label: [m.wall - m.complete for m in meters[(op, label)]] for label in complete}
-                print(f"  upload   Complete (backend concatenates): pass-through {statistics.median(complete['pass-through']):.2f} s, "
-                      f"encrypted {statistics.median(complete['encrypted']):.2f} s (medians); without it: "
-                      + ", ".join(f"{label} {statistics.median(args.size_mib / t for t in parts_only[label]):.1f} MiB/s"
-                                  for label in parts_only)
-                      + f"; ratio {statistics.median(common.ratios(parts_only['pass-through'], parts_only['encrypted'])):.2f}"
-                      " (median of per-round ratios)", flush=True)
+        for kind in kinds:
+            report_upload(UPLOAD_TITLES[kind], args.size_mib, {label: [r[0][kind] for r in runs] for label, runs in rounds.items()})
+        print("  download, parallel ranged GETs:")
+        report_speeds("download", args.size_mib, {label: [r[1] for r in runs] for label, runs in rounds.items()})
     finally:
         for side in (plain, enc):
             bench.stop(side.gw)
@@ -407,6 +441,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "5")))
     parser.add_argument("--rss-part-mib", type=int, default=512)
     parser.add_argument("--only", default="throughput,memory,requests")
+    parser.add_argument("--part-checksum", choices=["crc32", "none"], default=None,
+                        help="throughput: upload parts with x-amz-checksum-crc32 (the row; the SDKs' default) or without a "
+                             "checksum, only; by default both are run, crc32 first")
     args = parser.parse_args()
     workdir = common.pick_workdir(max(2 * args.size_mib, args.rss_part_mib) * MIB)
     return common.run(lambda bench: run_bench(args, bench), workdir)

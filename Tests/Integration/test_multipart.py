@@ -7,6 +7,7 @@ listing sizes are compared with local sizes.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import time
 import urllib.parse
+import zlib
 from pathlib import Path
 
 import pytest
@@ -123,12 +125,46 @@ def test_awscli_sync_twice_uploads_nothing_the_second_time(aws, enc, ebucket, tm
     assert s3gw.sha256_file(back) == s3gw.sha256_file(src / "d0/f000.bin")
 
 
+def crc32_b64(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def record_parts(client, lister) -> dict:
+    """Hooks `client`: each UploadPart's request headers and answered ETag, and, just before the client completes,
+    the upload's parts as `lister` (another client on the gateway) lists them and the part ETags the client sends."""
+    seen: dict = {"sent": [], "answered": [], "listed": None, "completing": None}
+
+    def sent(request, **_):
+        seen["sent"].append({k.lower(): v for k, v in request.headers.items()})
+
+    def answered(parsed, **_):
+        seen["answered"].append(parsed.get("ETag"))
+
+    def completing(params, **_):
+        listed = lister.list_parts(Bucket=params["Bucket"], Key=params["Key"], UploadId=params["UploadId"])["Parts"]
+        seen["listed"] = [p["ETag"] for p in listed]
+        seen["completing"] = [p["ETag"] for p in params["MultipartUpload"]["Parts"]]
+
+    client.meta.events.register("before-send.s3.UploadPart", sent)
+    client.meta.events.register("after-call.s3.UploadPart", answered)
+    client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload", completing)
+    return seen
+
+
 @pytest.mark.parametrize("part_size", [5 * MIB, 5 * MIB + 1], ids=["5MiB", "5MiB+1"])
-def test_boto3_upload_file_part_sizes(enc, raw, ebucket, tmp_path, part_size):
+def test_boto3_upload_file_part_sizes(enc_gateway, raw, ebucket, tmp_path, part_size):
+    """boto3's defaults (a CRC32 per part, no Content-MD5): each part is verified by its CRC32 and answered with the
+    ETag ListParts shows for it (visibly not an MD5: the gateway computes no MD5 for such parts); the object reads
+    back exactly."""
+    enc = enc_gateway.client()
     size = 4 * part_size + 12345
     src = write_random(tmp_path / "src.bin", size, seed=part_size)
     cfg = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=8)
+    seen = record_parts(enc, enc_gateway.client())
     enc.upload_file(str(src), ebucket, "boto/obj", Config=cfg)
+    assert len(seen["sent"]) == 5 and all("x-amz-checksum-crc32" in h and "content-md5" not in h for h in seen["sent"])
+    assert all(re.fullmatch(r'"[0-9a-f]{32}-1"', tag) for tag in seen["answered"]), seen["answered"]
+    assert sorted(seen["answered"]) == sorted(seen["listed"]) and seen["completing"] == seen["listed"]
     assert_stored_multipart(raw, ebucket, "boto/obj", parts=5)
     assert enc.head_object(Bucket=ebucket, Key="boto/obj")["ContentLength"] == size
     # Exact for parts that are not chunk multiples too (the listing reads the part headers, FORMAT.md §9.4).
@@ -144,6 +180,38 @@ def test_boto3_upload_file_part_sizes(enc, raw, ebucket, tmp_path, part_size):
         assert got["Body"].read() == data[first:last + 1]
 
 
+def test_part_etag_follows_the_clients_integrity_check(enc_gateway, enc, ebucket):
+    """A wrong CRC32 stores nothing (BadDigest); a part sent with Content-MD5 (rclone, minio-go) or with no checksum
+    at all (s3cmd) is answered with its plaintext MD5; a part with a CRC32 only with the listed, non-MD5 ETag."""
+    key = "check/obj"
+    body, tail = os.urandom(5 * MIB), os.urandom(4321)
+    uid = enc.create_multipart_upload(Bucket=ebucket, Key=key)["UploadId"]
+    wrong = base64.b64encode((zlib.crc32(body) ^ 1).to_bytes(4, "big")).decode()
+    with pytest.raises(ClientError) as err:
+        enc.upload_part(Bucket=ebucket, Key=key, UploadId=uid, PartNumber=1, Body=body, ChecksumCRC32=wrong)
+    assert err.value.response["Error"]["Code"] == "BadDigest"
+    assert enc.list_parts(Bucket=ebucket, Key=key, UploadId=uid).get("Parts", []) == []
+
+    md5 = hashlib.md5(body)
+    with_md5 = enc.upload_part(Bucket=ebucket, Key=key, UploadId=uid, PartNumber=1, Body=body,
+                               ContentMD5=base64.b64encode(md5.digest()).decode())
+    assert with_md5["ETag"] == f'"{md5.hexdigest()}"'
+    no_checksum = enc_gateway.client(request_checksum_calculation="when_required")
+    sent: list = []
+    no_checksum.meta.events.register("before-send.s3.UploadPart", lambda request, **_: sent.append(dict(request.headers)))
+    plain = no_checksum.upload_part(Bucket=ebucket, Key=key, UploadId=uid, PartNumber=2, Body=body)
+    assert not any(k.lower().startswith(("x-amz-checksum-", "content-md5")) for k in sent[0]), sent[0]
+    assert plain["ETag"] == f'"{md5.hexdigest()}"'
+    crc = enc.upload_part(Bucket=ebucket, Key=key, UploadId=uid, PartNumber=3, Body=tail, ChecksumAlgorithm="CRC32")
+    assert crc["ChecksumCRC32"] == crc32_b64(tail)
+    listed = {p["PartNumber"]: p["ETag"] for p in enc.list_parts(Bucket=ebucket, Key=key, UploadId=uid)["Parts"]}
+    assert crc["ETag"] == listed[3] and re.fullmatch(r'"[0-9a-f]{32}-1"', crc["ETag"]), (crc["ETag"], listed)
+    enc.complete_multipart_upload(Bucket=ebucket, Key=key, UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": with_md5["ETag"]}, {"PartNumber": 2, "ETag": plain["ETag"]},
+                  {"PartNumber": 3, "ETag": crc["ETag"]}]})
+    assert enc.get_object(Bucket=ebucket, Key=key)["Body"].read() == body + body + tail
+
+
 def test_parts_out_of_order_retried_listed_aborted(enc, raw, ebucket):
     parts = {n: os.urandom(5 * MIB if n < 3 else 1000) for n in (1, 2, 3)}
     up = enc.create_multipart_upload(Bucket=ebucket, Key="low/obj", ContentType="application/x-low", Metadata={"who": "me"})
@@ -151,7 +219,6 @@ def test_parts_out_of_order_retried_listed_aborted(enc, raw, ebucket):
     etags = {}
     for n in (3, 1, 2):
         etags[n] = enc.upload_part(Bucket=ebucket, Key="low/obj", UploadId=uid, PartNumber=n, Body=parts[n])["ETag"]
-        assert etags[n] == '"%s"' % hashlib.md5(parts[n]).hexdigest()
     # Part 2 again, with other content: the last attempt wins.
     parts[2] = os.urandom(5 * MIB)
     etags[2] = enc.upload_part(Bucket=ebucket, Key="low/obj", UploadId=uid, PartNumber=2, Body=parts[2])["ETag"]
@@ -159,6 +226,8 @@ def test_parts_out_of_order_retried_listed_aborted(enc, raw, ebucket):
     assert listed["UploadId"] == uid
     assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(n, len(parts[n])) for n in (1, 2, 3)]
     assert all("-" in p["ETag"] for p in listed["Parts"]), listed["Parts"]
+    # boto3 sent each part with a CRC32 and no Content-MD5: the answered ETags are the listed ones.
+    assert [p["ETag"] for p in listed["Parts"]] == [etags[n] for n in (1, 2, 3)]
     # Another upload of the same key, aborted: gone from the backend's upload list.
     other = enc.create_multipart_upload(Bucket=ebucket, Key="low/obj")["UploadId"]
     enc.upload_part(Bucket=ebucket, Key="low/obj", UploadId=other, PartNumber=1, Body=b"x")

@@ -44,11 +44,14 @@ final class DigestPipeline {
         digests.computeMD5()
     }
 
+    /// Whether a worker thread was started.
+    var workerStarted: Bool { worker != nil }
+
     /// The worker, started with the first byte or boundary when the pipeline is threaded and has work.
     private func start() -> Worker? {
         if started { return worker }
         started = true
-        guard threaded, digests.hasWork else { return nil }
+        guard threaded, digests.worthAWorker else { return nil }
         let worker = Worker(digests)
         self.worker = worker
         let thread = Thread { worker.run() }  // holds the worker, never the pipeline

@@ -22,8 +22,12 @@ final class PayloadDigests {
         if md5 == nil { md5 = Digest(.md5) }
     }
 
-    /// Whether hashing the payload costs anything (a worker thread only pays off then).
-    var hasWork: Bool { sha256 != nil || md5 != nil || checksum != nil || chain != nil }
+    /// Whether hashing the payload costs enough for a worker thread to pay off. zlib's CRC32 alone (≈ 5 GB/s
+    /// here, the AWS SDKs' default part checksum) costs less inline than the slot copies and wake-ups of a
+    /// hand-off; MD5, SHA-1, SHA-256 (≈ 0.4–0.9 GB/s) and the table-driven CRC32C/CRC64NVME do not.
+    var worthAWorker: Bool {
+        sha256 != nil || md5 != nil || chain != nil || (checksum != nil && checksum?.algorithm != .crc32)
+    }
 
     /// Whether chunk boundaries matter (signed aws-chunked); otherwise `beginChunk`/`endChunk` do nothing.
     var verifiesChunks: Bool { chain != nil }

@@ -15,7 +15,8 @@ import Shared
 /// that a signed upload costs about as much wall time as an unsigned one on a machine with two cores.
 final class VerifyingBody: RequestBody {
     private let inner: RequestBody
-    private let declaration: PayloadDeclaration
+    /// What the request's headers committed the body to.
+    let declaration: PayloadDeclaration
     private let digests: DigestPipeline
     /// Wire bytes read from the client.
     private(set) var bytesRead: Int64 = 0
@@ -71,6 +72,9 @@ final class VerifyingBody: RequestBody {
     func computePayloadMD5() {
         digests.computeMD5()
     }
+
+    /// Whether the digests ran on a worker thread (tests check that cheap bodies start none).
+    var digestWorkerStarted: Bool { digests.workerStarted }
 
     /// The checksum the client sent as a header, known before the body (verified when the body ends).
     var declaredChecksum: ChecksumValue? {

@@ -406,8 +406,8 @@ import Testing
         #expect(bad.bytes.count < payload.count)
     }
 
-    /// The unsigned-trailer mode (boto3/aws CLI over https) on the worker: CRC32 and CRC64NVME trailers agree with
-    /// the payload, a flipped data byte is a BadDigest before the last byte.
+    /// The unsigned-trailer mode (boto3/aws CLI over https): CRC32C and CRC64NVME on the worker, zlib's CRC32 inline
+    /// (cheaper than a hand-off); the trailers agree with the payload, a flipped data byte is a BadDigest before the last byte.
     @Test(arguments: [ChecksumAlgorithm.crc32, .crc32c, .crc64nvme])
     func unsignedTrailerOnTheWorker(algorithm: ChecksumAlgorithm) throws {
         let sum = RunningChecksum.compute(algorithm, Self.payload)
@@ -419,6 +419,7 @@ import Testing
         let result = VerifyingBodyAWSChunkedTests.drain(good, buffer: 1 << 20)
         #expect(result.code == nil && result.bytes == Self.payload)
         #expect(good.verifiedChecksum == sum)
+        #expect(good.digestWorkerStarted == (algorithm != .crc32))
         var tampered = body
         tampered[body.count / 3] ^= 1
         let bad = VerifyingBodyAWSChunkedTests.drain(
@@ -469,6 +470,34 @@ import Testing
             #expect(VerifyingBodyAWSChunkedTests.drain(declared, buffer: 256 << 10).code == nil)
             #expect(declared.payloadMD5 == Digest.hash(.md5, Self.large))
         }
+    }
+
+    /// A part sent with `x-amz-checksum-crc32` (the SDKs' default) and no Content-MD5 is not MD5-hashed: its checksum is
+    /// verified inline, no worker starts, and a wrong checksum is a BadDigest before the last byte. Asked for the MD5,
+    /// the same body hashes on the worker.
+    @Test func aCRC32BodyIsVerifiedWithoutMD5OrWorker() throws {
+        let crc = RunningChecksum.compute(.crc32, Self.large)
+        func body(_ bytes: [UInt8], checksum: String) throws -> VerifyingBody {
+            let declaration = try PayloadDeclaration.parse(headers: ["x-amz-checksum-crc32": checksum], payload: .unsigned, chain: nil)
+            return VerifyingBody(MemoryBody(bytes, sliceSize: 300_000), declaration: declaration)
+        }
+        let good = try body(Self.large, checksum: crc.base64)
+        #expect(!ClientETag.partETagIsPlaintextMD5(contentMD5: false, checksum: good.declaration.checksum))
+        let result = VerifyingBodyAWSChunkedTests.drain(good, buffer: 256 << 10)
+        #expect(result.code == nil && result.bytes == Self.large)
+        #expect(good.verifiedChecksum == crc && good.payloadMD5 == nil && !good.digestWorkerStarted)
+
+        var tampered = Self.large
+        tampered[Self.large.count - 5] ^= 1
+        let bad = try body(tampered, checksum: crc.base64)
+        let outcome = VerifyingBodyAWSChunkedTests.drain(bad, buffer: 256 << 10)
+        #expect(outcome.code == "BadDigest")
+        #expect(outcome.bytes.count < Self.large.count && bad.verifiedChecksum == nil && !bad.digestWorkerStarted)
+
+        let asked = try body(Self.large, checksum: crc.base64)
+        asked.computePayloadMD5()
+        #expect(VerifyingBodyAWSChunkedTests.drain(asked, buffer: 256 << 10).code == nil)
+        #expect(asked.payloadMD5 == Digest.hash(.md5, Self.large) && asked.digestWorkerStarted)
     }
 
     /// A body failing a check has no payload MD5 (nothing could take it for an ETag), small or large.

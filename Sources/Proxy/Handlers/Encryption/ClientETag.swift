@@ -33,6 +33,24 @@ enum ClientETag {
         return opaque(backendETag)
     }
 
+    /// Whether an UploadPart's ETag is the part's plaintext MD5 (`true`) or, like ListParts shows the part,
+    /// `opaque` of the backend's part ETag (`false`) — decided from what the client committed the body to.
+    ///
+    /// A client that sent `Content-MD5` (rclone, minio-go) or no checksum at all (s3cmd compares every part's
+    /// ETag with its MD5) gets the plaintext MD5. A client that chose a flexible checksum instead — a value in
+    /// an `x-amz-checksum-*` header or announced in `x-amz-trailer`, what the AWS SDKs and CLI send by default —
+    /// has its body verified by that checksum and never compares part ETags with an MD5 (S3 answers parts under
+    /// SSE-KMS/SSE-C with non-MD5 ETags too), so the gateway skips the MD5, which costs more CPU than sealing.
+    /// Only an algorithm (`x-amz-sdk-checksum-algorithm` without a value) is no check the client chose: MD5.
+    /// Completing never depends on it: CompleteMultipartUpload uses the backend's listed parts.
+    static func partETagIsPlaintextMD5(contentMD5: Bool, checksum: PayloadDeclaration.Checksum) -> Bool {
+        if contentMD5 { return true }
+        switch checksum {
+        case .header, .trailer: return false
+        case .none, .compute: return true
+        }
+    }
+
     /// Every ETag a client may have been shown for the object: HEAD/GET's `primary` and the listing's form.
     static func seen(primary: String, backendETag: String?) -> [String] {
         let listed = opaque(backendETag)

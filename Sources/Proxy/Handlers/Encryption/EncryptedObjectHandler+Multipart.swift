@@ -68,7 +68,9 @@ extension EncryptedObjectHandler {
         guard declared <= PassthroughHandler.maxSingleUpload else { throw S3Error.entityTooLarge() }
         return try sendPart(request, identity: identity, upload: upload, partNumber: partNumber, plaintext: body, length: Int(declared),
                             response: response) { fields, md5 in
-            fields.set("ETag", "\"\(Encoding.hex(md5))\"")
+            // Without the MD5 (the client verified the part with a flexible checksum), the part's ETag is the one
+            // ListParts shows for it: the backend's, visibly not an MD5.
+            fields.set("ETag", md5.map(ClientETag.md5) ?? ClientETag.opaque(fields["ETag"]))
             // The part's flexible checksum (of the plaintext, verified on the way), as S3 echoes it.
             if let checksum = body.verifiedChecksum { fields.set(checksum.algorithm.headerName, checksum.base64) }
         }
@@ -94,13 +96,16 @@ extension EncryptedObjectHandler {
         return (forwarded, body)
     }
 
-    /// UploadPart's backend exchange. The part's plaintext MD5 (its ETag) comes from the verifying body, which
-    /// hashes with its other digests — on their worker thread for parts of a megabyte and more, overlapping the
-    /// sealing and sending here — and only once even when the client sent a Content-MD5.
+    /// UploadPart's backend exchange. When the part's ETag is its plaintext MD5 (`ClientETag.partETagIsPlaintextMD5`),
+    /// the MD5 comes from the verifying body, which hashes with its other digests — on their worker thread for parts
+    /// of a megabyte and more, overlapping the sealing and sending here — and only once even when the client sent a
+    /// Content-MD5. Otherwise no MD5 is computed and `answer` gets nil.
     private func sendPart(_ request: S3Request, identity: ObjectIdentity, upload: MultipartUpload, partNumber: Int, plaintext: VerifyingBody,
                           length: Int, response: ResponseWriter,
-                          answer: @escaping (inout HTTPFields, [UInt8]) throws -> Void) throws -> BackendResult {
-        plaintext.computePayloadMD5()
+                          answer: @escaping (inout HTTPFields, [UInt8]?) throws -> Void) throws -> BackendResult {
+        let declaration = plaintext.declaration
+        let wantsMD5 = ClientETag.partETagIsPlaintextMD5(contentMD5: declaration.contentMD5 != nil, checksum: declaration.checksum)
+        if wantsMD5 { plaintext.computePayloadMD5() }
         let (forwarded, source) = try sealedPart(request, identity: identity, upload: upload, partNumber: partNumber,
                                                  plaintext: plaintext, length: length, hashingPlaintext: false)
         defer { observer.encryptionWork(operation: request.operation.name, duration: source.sealTime) }
@@ -108,7 +113,8 @@ extension EncryptedObjectHandler {
             for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
             guard (200..<300).contains(status) else { return status }
             // The backend answers after the whole body, so the MD5 is final; anything else is a bug, not an ETag.
-            guard let md5 = plaintext.payloadMD5 else {
+            let md5 = plaintext.payloadMD5
+            guard md5 != nil || !wantsMD5 else {
                 throw S3Error.internalError().withLog("the backend accepted part \(partNumber) before its body ended")
             }
             try answer(&fields, md5)

@@ -147,6 +147,38 @@ import Testing
         #expect(parts.contains("<PartNumber>2</PartNumber>") && !parts.contains("<PartNumber>3</PartNumber>"))
     }
 
+    /// A part verified by a flexible checksum (x-amz-checksum-crc32, the SDKs' default) and sent without Content-MD5 is
+    /// not MD5-hashed: its ETag is the one ListParts shows for it (the backend's, visibly not an MD5), its checksum is
+    /// echoed; a wrong CRC32 stores nothing; with a Content-MD5 too it is the plaintext MD5. The object completes and
+    /// reads back.
+    @Test func partsWithAFlexibleChecksumGetTheListedETag() throws {
+        let uploadID = try create("crc.bin")
+        let first = Self.content(Self.partSize, seed: 21), second = Self.content(1000, seed: 22)
+        let crc = RunningChecksum.compute(.crc32, first).base64
+        let answered = put("crc.bin", uploadID, 1, first, headers: [(name: "x-amz-checksum-crc32", value: crc)])
+        #expect(answered.status == 200, "\(answered.bodyText)")
+        #expect(answered.head?.headers["x-amz-checksum-crc32"] == crc)
+        let etag = try #require(answered.head?.headers["ETag"])
+        #expect(etag.hasSuffix("-1\"") && etag != Self.md5ETag(first))
+
+        var tampered = first
+        tampered[first.count - 10] ^= 1
+        #expect(put("crc.bin", uploadID, 2, tampered, headers: [(name: "x-amz-checksum-crc32", value: crc)]).errorCode == "BadDigest")
+        let backendID = try #require(ObjectEncryptor.backendUploadID(of: uploadID))
+        #expect(!raw.send("GET", "/bucket/crc.bin?uploadId=\(backendID)").bodyText.contains("<PartNumber>2</PartNumber>"))
+
+        let md5 = Data(Digest.hash(.md5, second)).base64EncodedString()
+        let both = put("crc.bin", uploadID, 2, second, headers: [(name: "x-amz-checksum-crc32", value: RunningChecksum.compute(.crc32, second).base64),
+                                                                   (name: "Content-MD5", value: md5)])
+        #expect(both.head?.headers["ETag"] == Self.md5ETag(second))
+
+        let listed = gateway.send("GET", "/bucket/crc.bin?uploadId=\(uploadID)")
+        let listedETags = try XMLTree.parse(listed.body).root.children.filter { $0.name == "Part" }.map { $0.child("ETag")?.text }
+        #expect(listedETags.first == etag)
+        #expect(complete("crc.bin", uploadID, [(1, etag), (2, Self.md5ETag(second))]).status == 200)
+        #expect(Self.same(gateway.send("GET", "/bucket/crc.bin").body, first + second))
+    }
+
     @Test func badBodiesUnknownPartsAndForeignUploadIDsStoreNothing() throws {
         let uploadID = try create("guarded.bin")
         let body = Self.content(100_000, seed: 7)
