@@ -89,6 +89,12 @@ public final class BackgroundStage: @unchecked Sendable {
         if filled == bufferSize { try handOver() }
     }
 
+    /// Hands over what is buffered now, without waiting for its buffer to fill (the next bytes start a fresh
+    /// buffer): for bytes that should not wait, such as the first of a response.
+    public func flush() throws {
+        if filled > 0 { try handOver() }
+    }
+
     /// Where the next committed byte goes: the start of the last `space(minimum:)` (nil before the first).
     public var nextByte: UnsafeRawPointer? {
         filling.map { UnsafeRawPointer($0.baseAddress! + filled) }

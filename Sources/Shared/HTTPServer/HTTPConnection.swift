@@ -467,9 +467,12 @@ final class ConnectionResponseWriter: ResponseWriter {
         case .closeDelimited, .chunked:
             break
         }
+        // The first body bytes go out at once with the head, so a client's first byte does not wait
+        // for a whole gathered write (a relayed body arrives 16 KiB at a time).
+        let first = bytesOut == 0
         bytesOut += Int64(bytes.count)
         let limit = Self.coalesceLimit
-        if completesBody || bytes.count >= limit / 4 {
+        if first || completesBody || bytes.count >= limit / 4 {
             // Pieces of 64 KiB and more (a decrypted chunk) or final ones go out at once,
             // together with whatever was gathered.
             try sendBody(bytes)

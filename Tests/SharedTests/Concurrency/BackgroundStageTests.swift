@@ -52,6 +52,28 @@ import Testing
         #expect(received.withLock { $0 } == [Array(expected[0..<95]), Array(expected[95..<195]), Array(expected[195...])])
     }
 
+    /// `flush()` hands a partly filled buffer over at once: the consumer gets those bytes while the producer
+    /// still holds back more; the next bytes start a fresh buffer, and an empty flush hands nothing over.
+    @Test func flushHandsOverAPartlyFilledBuffer() throws {
+        let received = Mutex<[[UInt8]]>([])
+        let consumed = DispatchSemaphore(value: 0)
+        let stage = BackgroundStage(depth: 2, bufferSize: 100) { bytes in
+            received.withLock { $0.append(Array(bytes)) }
+            consumed.signal()
+        }
+        try [UInt8](repeating: 1, count: 10).withUnsafeBytes { try stage.submit($0) }
+        try stage.flush()
+        try stage.flush()
+        try #require(consumed.wait(timeout: .now() + 20) == .success, "the flushed bytes never reached the consumer")
+        #expect(received.withLock { $0 } == [[UInt8](repeating: 1, count: 10)])
+        let space = try stage.space(minimum: 100)
+        #expect(space.count == 100)
+        space.baseAddress!.initializeMemory(as: UInt8.self, repeating: 2, count: 100)
+        try stage.commit(100)
+        try stage.finish()
+        #expect(received.withLock { $0 } == [[UInt8](repeating: 1, count: 10), [UInt8](repeating: 2, count: 100)])
+    }
+
     @Test func aConsumerErrorReachesSpace() throws {
         let stage = BackgroundStage(depth: 1, bufferSize: 8) { _ in throw Boom() }
         #expect(throws: Boom.self) {

@@ -10,7 +10,8 @@ import Synchronization
 /// A content of `backgroundThreshold` bytes or more is written to the client on a second thread
 /// (`BackgroundStage`), so that receiving from the backend and decrypting (libcurl's thread, the caller's)
 /// overlaps sending: chunks are decrypted straight from libcurl's buffer into the stage's few bounded buffers,
-/// which the stage sends a whole buffer per write. While that stage runs, the client's side of the relay (the
+/// which the stage sends a whole buffer per write, except the first verified chunk (with the head), which it is
+/// handed at once so that the client's first byte does not wait for a full buffer. While that stage runs, the client's side of the relay (the
 /// writer, what was written) belongs to it; `finish()` ends it, and a verification failure, or reading
 /// `clientResponseStarted`, `bytesOut`, `encryptionFailure` or `openTime`, stops it first (the exchange reads
 /// `clientResponseStarted` when the backend transfer fails), so after any failure the caller owns the writer
@@ -68,6 +69,8 @@ final class DecryptingRelay: BackendResponseHandler {
     private var stage: BackgroundStage?
     /// The stage ended (finished, failed or stopped): later input is refused.
     private var stageEnded = false
+    /// Verified plaintext has been queued on the stage.
+    private var queuedAny = false
     /// True while a stage runs (for tests).
     var decryptsInBackground: Bool { stage != nil && !stageEnded }
     /// The stage, if one was started (for tests: its thread's end).
@@ -148,7 +151,7 @@ final class DecryptingRelay: BackendResponseHandler {
             // The stage throws only once it has stopped: its consumer's error, or `Stopped` after stopStage().
             do {
                 try decrypt {
-                    try reader.update(bytes, space: { try stage.space(minimum: $0) }, emit: { try Self.queue($0, on: stage) })
+                    try reader.update(bytes, space: { try stage.space(minimum: $0) }, emit: { try queue($0, on: stage) })
                 }
             } catch {
                 stopStage()
@@ -169,7 +172,7 @@ final class DecryptingRelay: BackendResponseHandler {
         if let stage {
             guard !stageEnded else { throw failure ?? BackgroundStage.Stopped() }
             do {
-                try decrypt { try reader.finish(emit: { try Self.queue($0, on: stage) }) }
+                try decrypt { try reader.finish(emit: { try queue($0, on: stage) }) }
             } catch {
                 stopStage()
                 throw error
@@ -206,12 +209,17 @@ final class DecryptingRelay: BackendResponseHandler {
     }
 
     /// Plaintext the reader decrypted into the stage's space joins the stream as it is; any other (a range's
-    /// first chunk past its skipped bytes, a final chunk, a reader with its own buffer) is copied in.
-    private static func queue(_ plaintext: UnsafeRawBufferPointer, on stage: BackgroundStage) throws {
+    /// first chunk past its skipped bytes, a final chunk, a reader with its own buffer) is copied in. The first
+    /// is handed over at once: the head and the first bytes go out while the next chunks arrive.
+    private func queue(_ plaintext: UnsafeRawBufferPointer, on stage: BackgroundStage) throws {
         if plaintext.baseAddress == stage.nextByte {
             try stage.commit(plaintext.count)
         } else {
             try stage.submit(plaintext)
+        }
+        if !queuedAny && !plaintext.isEmpty {
+            queuedAny = true
+            try stage.flush()
         }
     }
 

@@ -145,6 +145,55 @@ import Testing
         }
     }
 
+    /// A writer that can be read while the stage writes, and tells each write.
+    final class SignallingWriter: ResponseWriter, @unchecked Sendable {
+        private let inner = RecordingWriter()
+        private let lock = NSLock()
+        let wrote = DispatchSemaphore(value: 0)
+        var headWritten: Bool { lock.withLock { inner.headWritten } }
+        func writeHead(_ head: HTTPResponseHead) throws { try lock.withLock { try inner.writeHead(head) } }
+        func write(_ bytes: UnsafeRawBufferPointer) throws {
+            try lock.withLock { try inner.write(bytes) }
+            wrote.signal()
+        }
+        func finish() throws { try lock.withLock { try inner.finish() } }
+        var body: [UInt8] { lock.withLock { inner.body } }
+    }
+
+    /// Through the stage, the head and the first verified chunk reach the client while the rest of the ciphertext
+    /// has not even arrived (they do not wait for a full stage buffer); everything after follows in order.
+    @Test(arguments: [nil, "bytes=100-"])
+    func theFirstVerifiedChunkGoesOutBeforeTheRestArrives(range: String?) throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        var rng = SplitMix64(seed: 33)
+        let plaintext = rng.bytes(3 << 20)
+        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
+        var stored: [UInt8] = []
+        try sealer.update(plaintext) { stored += $0 }
+        try sealer.finish { stored += $0 }
+        let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: range)
+        let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
+        let writer = SignallingWriter()
+        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+        relay.slots = slots
+        try relay.responseHead(status: range == nil ? 200 : 206, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        #expect(relay.decryptsInBackground)
+        // The first chunk in pieces, as libcurl hands it over, and one byte of the second (only that tells the
+        // opener the first is not the final chunk).
+        let first = try metadata.chunkLayout.sealedChunkSize + 1
+        for offset in stride(from: 0, to: first, by: 1000) {
+            try stored[offset..<min(first, offset + 1000)].withUnsafeBytes { try relay.responseBody($0) }
+        }
+        try #require(writer.wrote.wait(timeout: .now() + 20) == .success, "nothing written after the first chunk")
+        let skip = plan.skip
+        #expect(writer.headWritten)
+        #expect(writer.body == Array(plaintext[skip..<4096]))
+        try stored[first...].withUnsafeBytes { try relay.responseBody($0) }
+        try relay.finish()
+        #expect(writer.body == Array(plaintext[skip...]))
+        #expect(relay.bytesOut == Int64(plaintext.count - skip))
+    }
+
     private func relay(contentLength: Int, writer: any ResponseWriter, background: Bool = true,
                        slots: BackgroundSlots? = nil) throws -> (DecryptingRelay, FlippingReader) {
         let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: contentLength)
