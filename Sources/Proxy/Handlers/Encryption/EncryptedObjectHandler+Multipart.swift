@@ -112,9 +112,10 @@ extension EncryptedObjectHandler {
         return try backend.relay(forwarded, to: response, requestID: request.context.requestID) { status, fields in
             for name in fields.map(\.name) where name.lowercased().hasPrefix("x-amz-checksum-") { fields.remove(name) }
             guard (200..<300).contains(status) else { return status }
-            // The backend answers after the whole body, so the MD5 is final; anything else is a bug, not an ETag.
+            // The backend answers after the whole body, so it passed its checks: the MD5 is final, or the client's
+            // checksum was verified. Anything else is a bug, not a part to acknowledge.
             let md5 = plaintext.payloadMD5
-            guard md5 != nil || !wantsMD5 else {
+            guard wantsMD5 ? md5 != nil : plaintext.verifiedChecksum != nil else {
                 throw S3Error.internalError().withLog("the backend accepted part \(partNumber) before its body ended")
             }
             try answer(&fields, md5)
