@@ -4,6 +4,9 @@ divided by the same range of the plaintext from nginx directly, on one object st
 the gateway (a random 1 MiB range per round, the same for both), each side `--gets` requests per round over one
 kept-alive connection, each timed by curl itself (`time_total`, so curl's process start-up is in neither side); prints
 the median ratio of the rounds with its spread, the start-up-inclusive ratio earlier stops printed, and the load average.
+A pass-through gateway reading the same range of the plaintext is a third interleaved side: with each side's time to
+first byte (`time_starttransfer`) it tells how much of the gateway's time is the common request path and how much the
+decryption, and the gateways' CPU per range (/proc) is the figure that holds up on a busy machine.
 
   python3 bench/ranges.py [--size-mib 1024] [--range-kib 1024] [--rounds 7] [--gets 10]
 
@@ -27,12 +30,12 @@ import s3gw  # on sys.path through common
 
 
 def timed_gets(url: str, first: int, last: int, headers: dict[str, str], count: int,
-               out: Path) -> tuple[float, float]:
+               out: Path) -> tuple[float, float, float]:
     """`count` sequential GETs of `first-last` in one curl process over a kept-alive connection. Returns the
-    median of curl's own time per transfer (request sent to last byte; the row) and the wall time per GET
+    median of curl's own time per transfer (request sent to last byte; the row), the wall time per GET
     including curl's process start-up (what this bench printed before: the start-up, the same on both sides,
-    pulls that ratio towards 1)."""
-    cmd = ["curl", "-sS", "--http1.1", "-w", "%{http_code} %{time_total}\n", *common.header_args(headers),
+    pulls that ratio towards 1) and the median time to the first byte of the answer."""
+    cmd = ["curl", "-sS", "--http1.1", "-w", "%{http_code} %{time_total} %{time_starttransfer}\n", *common.header_args(headers),
            "-H", f"Range: bytes={first}-{last}"]
     for i in range(count):
         cmd += ["-o", str(out) if i == 0 else "/dev/null", url]
@@ -43,43 +46,84 @@ def timed_gets(url: str, first: int, last: int, headers: dict[str, str], count: 
     codes = [line[0] for line in lines]
     if done.returncode != 0 or codes != ["206"] * count:
         raise s3gw.HarnessError(f"GET {url} bytes={first}-{last}: {codes} {done.stderr}")
-    return statistics.median(float(line[1]) for line in lines), elapsed / count
+    return (statistics.median(float(line[1]) for line in lines), elapsed / count,
+            statistics.median(float(line[2]) for line in lines))
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds on a CPU of process `pid`'s living threads (/proc schedstat: finer than the 10 ms ticks of
+    /proc stat, which one range is far below; the gateway's threads outlive a round)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def with_cpu_ns(pid: int, side):
+    before = cpu_ns(pid)
+    result = side()
+    return result, (cpu_ns(pid) - before) / 1e9
 
 
 def run_bench(args, bench: common.Bench) -> None:
     size, span = args.size_mib << 20, args.range_kib << 10
     nginx = bench.nginx(metadata=True)
     gw = bench.gateway(nginx.endpoint, "gateway-enc", passthrough=False)
+    pt = bench.gateway(nginx.endpoint, "gateway-pt", passthrough=True)
     src = bench.workdir / "object.bin"
     s3gw.write_random(src, size)
     enc_url = common.put_encrypted(nginx, gw, src)
     plain_url = nginx.store(src, "plain")
+    pt_url = f"{pt.endpoint}/bench/plain"
     print(f"bench: {args.range_kib} KiB ranges of a {args.size_mib} MiB encrypted object, {args.rounds} interleaved "
           f"rounds x {args.gets} GETs; load average {os.getloadavg()}", flush=True)
     rng = random.Random(12)
     check = bench.workdir / "range.bin"
-    nginx_t, gw_t, nginx_wall, gw_wall = [], [], [], []
+    nginx_t, gw_t, pt_t, nginx_wall, gw_wall = [], [], [], [], []
+    ttfb: dict[str, list[float]] = {"nginx direct": [], "pass-through": [], "gateway (enc)": []}
+    cpu: dict[str, list[float]] = {"pass-through": [], "gateway (enc)": []}
     with open(src, "rb") as f:
         for _ in range(args.rounds):
             first = rng.randrange(0, size - span)
             last = first + span - 1
             f.seek(first)
             expected = f.read(span)
-            per_transfer, wall = timed_gets(plain_url, first, last, {}, args.gets, check)
+            per_transfer, wall, first_byte = timed_gets(plain_url, first, last, {}, args.gets, check)
             nginx_t.append(per_transfer)
             nginx_wall.append(wall)
+            ttfb["nginx direct"].append(first_byte)
+            headers = s3gw.sigv4_headers("GET", pt_url, pt.access_key, pt.secret_key)
+            (per_transfer, _, first_byte), used = with_cpu_ns(
+                pt.proc.pid, lambda: timed_gets(pt_url, first, last, headers, args.gets, check))
+            pt_t.append(per_transfer)
+            ttfb["pass-through"].append(first_byte)
+            cpu["pass-through"].append(used / args.gets)
+            if check.read_bytes() != expected:
+                raise s3gw.HarnessError(f"the pass-through gateway's bytes {first}-{last} are not the plaintext")
             headers = s3gw.sigv4_headers("GET", enc_url, gw.access_key, gw.secret_key)
-            per_transfer, wall = timed_gets(enc_url, first, last, headers, args.gets, check)
+            (per_transfer, wall, first_byte), used = with_cpu_ns(
+                gw.proc.pid, lambda: timed_gets(enc_url, first, last, headers, args.gets, check))
             gw_t.append(per_transfer)
             gw_wall.append(wall)
+            ttfb["gateway (enc)"].append(first_byte)
+            cpu["gateway (enc)"].append(used / args.gets)
             if check.read_bytes() != expected:
                 raise s3gw.HarnessError(f"the gateway's bytes {first}-{last} are not the plaintext")
     ratios = common.ratios(gw_t, nginx_t)
-    ms = [t * 1e3 for t in nginx_t], [t * 1e3 for t in gw_t]
-    print(f"  nginx direct   median {statistics.median(ms[0]):8.2f} ms per range   (runs: {common.runs(ms[0], '{:.2f}')})")
-    print(f"  gateway (enc)  median {statistics.median(ms[1]):8.2f} ms per range   (runs: {common.runs(ms[1], '{:.2f}')})")
+    for name, times in [("nginx direct", nginx_t), ("pass-through", pt_t), ("gateway (enc)", gw_t)]:
+        ms = [t * 1e3 for t in times]
+        print(f"  {name:<14} median {statistics.median(ms):8.2f} ms per range, first byte after "
+              f"{statistics.median(ttfb[name]) * 1e3:.2f} ms   (runs: {common.runs(ms, '{:.2f}')})")
+    for name, used in cpu.items():
+        print(f"  {name:<14} gateway CPU per range: median {statistics.median(used) * 1e6:6.0f} us (/proc schedstat; "
+              f"runs: {common.runs([u * 1e6 for u in used])})")
     print(f"  ratio time gateway / nginx direct, per transfer: median {statistics.median(ratios):.2f}  spread "
           f"{common.spread(ratios)}  (goal <= 1.5)")
+    pt_ratios = common.ratios(pt_t, nginx_t)
+    print(f"  (pass-through / nginx direct, per transfer: {statistics.median(pt_ratios):.2f}  spread {common.spread(pt_ratios)})")
     wall = common.ratios(gw_wall, nginx_wall)
     print(f"  (with curl's start-up in both sides, as earlier stops printed: {statistics.median(wall):.2f}  spread "
           f"{common.spread(wall)}; nginx {statistics.median(nginx_wall) * 1e3:.2f} ms, gateway "

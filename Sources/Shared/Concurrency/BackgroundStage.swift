@@ -147,12 +147,16 @@ public final class BackgroundStage: @unchecked Sendable {
         filling = nil
         filled = 0
         condition.lock()
-        defer { condition.unlock() }
         guard !stopped else {
             free.append(buffer)
-            throw failure ?? Stopped()
+            let error = failure ?? Stopped()
+            condition.unlock()
+            throw error
         }
         ready.append((buffer, count))
+        condition.unlock()
+        // Woken after the unlock: a consumer woken while the lock is still held only blocks on it again, two more
+        // futex calls and a context switch per buffer.
         condition.broadcast()
     }
 
@@ -183,8 +187,9 @@ public final class BackgroundStage: @unchecked Sendable {
                 stopped = true
                 self.consume = nil
             }
-            condition.broadcast()
             condition.unlock()
+            // After the unlock, as in `handOver` (the job's closure keeps the stage alive until `run` returns).
+            condition.broadcast()
             if thrown != nil { return }
         }
     }
