@@ -39,9 +39,15 @@ struct PayloadDeclaration: Sendable {
 
     /// Headers the gateway consumes here and never forwards: the backend stores ciphertext (or, in
     /// pass-through mode, a body that is no longer framed), so they would describe the wrong bytes.
-    static let consumedHeaders: Set<String> = [
-        "x-amz-decoded-content-length", "x-amz-trailer", "x-amz-sdk-checksum-algorithm",
-    ]
+    static let consumedHeaders = ["x-amz-decoded-content-length", "x-amz-trailer", "x-amz-sdk-checksum-algorithm"]
+
+    /// Whether `name` (any case) is consumed here: one of `consumedHeaders` or a checksum value header.
+    /// Runs for every header of every request, so it compares bytes in place: no lowercased copy, and
+    /// `ChecksumAlgorithm` only for the `x-amz-checksum-` family.
+    static func isConsumed(_ name: String) -> Bool {
+        if consumedHeaders.contains(where: name.caseInsensitiveEquals) { return true }
+        return name.caseInsensitiveHasPrefix("x-amz-checksum-") && ChecksumAlgorithm(headerName: name) != nil
+    }
 
     /// - Parameters:
     ///   - payload: the verified `x-amz-content-sha256` mode.
@@ -143,9 +149,8 @@ struct PayloadDeclaration: Sendable {
     static func forwardedHeaders(_ headers: HTTPFields) -> HTTPFields {
         var out = HTTPFields()
         for field in headers {
-            let lower = field.name.lowercased()
-            if consumedHeaders.contains(lower) || ChecksumAlgorithm(headerName: lower) != nil { continue }
-            if lower == "content-encoding" {
+            if isConsumed(field.name) { continue }
+            if field.name.caseInsensitiveEquals("content-encoding") {
                 let rest = field.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                     .filter { !$0.isEmpty && $0.lowercased() != "aws-chunked" }
                 if !rest.isEmpty { out.add(field.name, rest.joined(separator: ",")) }

@@ -52,6 +52,19 @@ extension String {
         return Self.asciiCaseInsensitiveEquals(Array(utf8), Array(other.utf8))
     }
 
+    /// ASCII case-insensitive `hasPrefix` (header-name families such as `x-amz-checksum-`).
+    public func caseInsensitiveHasPrefix(_ prefix: String) -> Bool {
+        let n = prefix.utf8.count
+        guard utf8.count >= n else { return false }
+        let fast = utf8.withContiguousStorageIfAvailable { a in
+            prefix.utf8.withContiguousStorageIfAvailable { b in
+                Self.asciiCaseInsensitiveEquals(UnsafeBufferPointer(rebasing: a[..<n]), b)
+            }
+        }
+        if let fast, let equal = fast { return equal }
+        return Self.asciiCaseInsensitiveEquals(Array(utf8.prefix(n)), Array(prefix.utf8))
+    }
+
     private static func asciiCaseInsensitiveEquals<C: RandomAccessCollection<UInt8>>(_ a: C, _ b: C) -> Bool
         where C.Index == Int
     {

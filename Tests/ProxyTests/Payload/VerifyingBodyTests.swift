@@ -279,6 +279,23 @@ import Testing
         #expect(PayloadDeclaration.forwardedHeaders(["Content-Encoding": "aws-chunked"]).count == 0)
     }
 
+    /// Header names in any case: the consumed ones and every checksum value header go; the rest of the
+    /// `x-amz-checksum-` family (type, algorithm, an unknown algorithm) and look-alikes stay.
+    @Test func forwardedHeadersMatchNamesInAnyCase() {
+        let fields: HTTPFields = ["X-AMZ-TRAILER": "x-amz-checksum-sha256", "X-Amz-Decoded-Content-Length": "5",
+                                  "X-AMZ-SDK-CHECKSUM-ALGORITHM": "SHA256", "x-amz-checksum-sha256": "x",
+                                  "X-AMZ-CHECKSUM-CRC64NVME": "x", "x-amz-checksum-sha1": "x", "X-Amz-Checksum-Crc32C": "x",
+                                  "x-amz-checksum-md5": "kept", "x-amz-checksum-": "kept", "x-amz-checksum-algorithm": "kept",
+                                  "x-amz-trailers": "kept", "CONTENT-ENCODING": "gzip, aws-chunked"]
+        let out = PayloadDeclaration.forwardedHeaders(fields)
+        #expect(out.map(\.name) == ["x-amz-checksum-md5", "x-amz-checksum-", "x-amz-checksum-algorithm", "x-amz-trailers",
+                                    "CONTENT-ENCODING"])
+        #expect(out["content-encoding"] == "gzip")
+        for algorithm in ChecksumAlgorithm.allCases {
+            #expect(PayloadDeclaration.isConsumed(algorithm.headerName.uppercased()))
+        }
+    }
+
     /// Seeded mutations of valid bodies in every mode: never a crash, never an accepted body whose payload
     /// differs from what was signed (signed modes) or checksummed (unsigned mode).
     @Test(arguments: AWSChunkedMode.allCases)

@@ -42,4 +42,22 @@ import Testing
         // A String made from a Substring compares like any other.
         #expect(String(("." + a).dropFirst()).caseInsensitiveEquals(b) == equal)
     }
+
+    @Test(arguments: [
+        ("X-Amz-Checksum-CRC32", "x-amz-checksum-", true),
+        ("x-amz-checksum-", "X-AMZ-CHECKSUM-", true),
+        ("anything", "", true),
+        ("x-amz-checksum", "x-amz-checksum-", false),
+        ("x-amz-checksun-crc32", "x-amz-checksum-", false),
+        ("É-x", "é", false),
+        ("@bc", "`", false),
+    ])
+    func caseInsensitiveHasPrefixIsASCIIOnly(s: String, prefix: String, expected: Bool) {
+        #expect(s.caseInsensitiveHasPrefix(prefix) == expected)
+        #expect(String(("." + s).dropFirst()).caseInsensitiveHasPrefix(prefix) == expected)
+        // Agrees with lowercasing both (for ASCII input).
+        if s.utf8.allSatisfy({ $0 < 128 }) && prefix.utf8.allSatisfy({ $0 < 128 }) {
+            #expect(s.lowercased().hasPrefix(prefix.lowercased()) == expected)
+        }
+    }
 }
