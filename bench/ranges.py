@@ -19,6 +19,7 @@ does, and every answer is checked against the plaintext.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import statistics
@@ -85,41 +86,34 @@ def run_bench(args, bench: common.Bench) -> None:
           f"rounds x {args.gets} GETs; load average {os.getloadavg()}", flush=True)
     rng = random.Random(12)
     check = bench.workdir / "range.bin"
-    nginx_t, proxy_t, gw_t, pt_t, nginx_wall, gw_wall = [], [], [], [], [], []
-    ttfb: dict[str, list[float]] = {"nginx direct": [], "nginx proxy": [], "pass-through": [], "gateway (enc)": []}
-    cpu: dict[str, list[float]] = {"pass-through": [], "gateway (enc)": []}
+    # name -> (URL, gateway or None); run in this order every round, each checked against the plaintext.
+    sides = {"nginx direct": (plain_url, None), "nginx proxy": (proxy_url, None), "pass-through": (pt_url, pt),
+             "gateway (enc)": (enc_url, gw)}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    walls: dict[str, list[float]] = {name: [] for name in sides}
+    ttfb: dict[str, list[float]] = {name: [] for name in sides}
+    cpu: dict[str, list[float]] = {name: [] for name, (_, gateway) in sides.items() if gateway}
     with open(src, "rb") as f:
         for _ in range(args.rounds):
             first = rng.randrange(0, size - span)
             last = first + span - 1
             f.seek(first)
             expected = f.read(span)
-            per_transfer, wall, first_byte = timed_gets(plain_url, first, last, {}, args.gets, check)
-            nginx_t.append(per_transfer)
-            nginx_wall.append(wall)
-            ttfb["nginx direct"].append(first_byte)
-            per_transfer, _, first_byte = timed_gets(proxy_url, first, last, {}, args.gets, check)
-            proxy_t.append(per_transfer)
-            ttfb["nginx proxy"].append(first_byte)
-            if check.read_bytes() != expected:
-                raise s3gw.HarnessError(f"nginx proxy_pass's bytes {first}-{last} are not the plaintext")
-            headers = s3gw.sigv4_headers("GET", pt_url, pt.access_key, pt.secret_key)
-            (per_transfer, _, first_byte), used = with_cpu_ns(
-                pt.proc.pid, lambda: timed_gets(pt_url, first, last, headers, args.gets, check))
-            pt_t.append(per_transfer)
-            ttfb["pass-through"].append(first_byte)
-            cpu["pass-through"].append(used / args.gets)
-            if check.read_bytes() != expected:
-                raise s3gw.HarnessError(f"the pass-through gateway's bytes {first}-{last} are not the plaintext")
-            headers = s3gw.sigv4_headers("GET", enc_url, gw.access_key, gw.secret_key)
-            (per_transfer, wall, first_byte), used = with_cpu_ns(
-                gw.proc.pid, lambda: timed_gets(enc_url, first, last, headers, args.gets, check))
-            gw_t.append(per_transfer)
-            gw_wall.append(wall)
-            ttfb["gateway (enc)"].append(first_byte)
-            cpu["gateway (enc)"].append(used / args.gets)
-            if check.read_bytes() != expected:
-                raise s3gw.HarnessError(f"the gateway's bytes {first}-{last} are not the plaintext")
+            for name, (url, gateway) in sides.items():
+                headers = s3gw.sigv4_headers("GET", url, gateway.access_key, gateway.secret_key) if gateway else {}
+                gets = functools.partial(timed_gets, url, first, last, headers, args.gets, check)
+                if gateway:
+                    (per_transfer, wall, first_byte), used = with_cpu_ns(gateway.proc.pid, gets)
+                    cpu[name].append(used / args.gets)
+                else:
+                    per_transfer, wall, first_byte = gets()
+                times[name].append(per_transfer)
+                walls[name].append(wall)
+                ttfb[name].append(first_byte)
+                if check.read_bytes() != expected:
+                    raise s3gw.HarnessError(f"{name}: bytes {first}-{last} are not the plaintext")
+    nginx_t, proxy_t, pt_t, gw_t = (times[name] for name in sides)
+    nginx_wall, gw_wall = walls["nginx direct"], walls["gateway (enc)"]
     ratios = common.ratios(gw_t, nginx_t)
     for name, times in [("nginx direct", nginx_t), ("nginx proxy", proxy_t), ("pass-through", pt_t), ("gateway (enc)", gw_t)]:
         ms = [t * 1e3 for t in times]
