@@ -438,8 +438,8 @@ final class ConnectionResponseWriter: ResponseWriter {
         try send([], head: head)
     }
 
-    /// Largest gathered write. libcurl hands a relayed body over 16 KiB at a time; one
-    /// send and one receiver wake-up per 16 KiB cost more than copying into this buffer.
+    /// Largest gathered write. libcurl hands a relayed body over in pieces of whatever it has read,
+    /// often 16 KiB; one send and one receiver wake-up per small piece cost more than copying into this buffer.
     static let coalesceLimit = 256 * 1024
     /// Gathered bytes are sent once a later write finds them older than this, so a
     /// slow producer's data is not held back for long.
@@ -468,7 +468,7 @@ final class ConnectionResponseWriter: ResponseWriter {
             break
         }
         // The first body bytes go out at once with the head, so a client's first byte does not wait
-        // for a whole gathered write (a relayed body arrives 16 KiB at a time).
+        // for a whole gathered write (a relayed body arrives in pieces of whatever libcurl has read).
         let first = bytesOut == 0
         bytesOut += Int64(bytes.count)
         let limit = Self.coalesceLimit
