@@ -9,6 +9,7 @@
 #   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
 #   make bench-ranges        1 MiB ranged GETs of a 1 GiB encrypted object vs the same ranges from nginx direct
 #   make bench-concurrent    64 concurrent 16 MiB encrypted GETs vs nginx direct (aggregate MiB/s)
+#   make bench-memory        encrypting gateway's RSS during and after bursts of large and small GETs
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD
 #   make bench-multipart     multipart: 1 GiB encrypted/pass-through, peak RSS of 8x512 MiB parts, requests per ranged GET
 #   make bench-listing       listing 1000 multipart objects: encrypting (cold/warm size cache) vs pass-through
@@ -26,11 +27,11 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-ranges bench-concurrent bench-operator bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-ranges bench-concurrent bench-memory bench-operator bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
-	@sed -n '3,18s/^#  //p' Makefile
+	@sed -n '/^#   make /s/^#  //p' Makefile
 
 deps-run:
 	@scripts/deps.sh run
@@ -86,6 +87,9 @@ bench-ranges: deps-bench build-release
 
 bench-concurrent: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/concurrent_gets.py $(BENCH_ARGS)
+
+bench-memory: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/memory.py $(BENCH_ARGS)
 
 bench-operator: deps-test
 	@scripts/kube-build.sh >/dev/null

@@ -35,8 +35,7 @@ final class EventLoop: @unchecked Sendable {
     private var acceptPausedUntil: ContinuousClock.Instant?
     private var listenerOpen = true
     private var graceDeadline: ContinuousClock.Instant?
-    private var lastTrim = ContinuousClock.now
-    private var busySinceTrim = false
+    private var trimPolicy = MemoryTrimPolicy(now: .now)
 
     // Cross-thread.
     private let returned = Mutex<[(HTTPConnection, ConnectionDisposition)]>([])
@@ -356,7 +355,7 @@ final class EventLoop: @unchecked Sendable {
         connection.phase = .busy
         connection.timerGeneration += 1
         lruRemove(connection)
-        busySinceTrim = true
+        trimPolicy.noteBusy()
         let readBufferSize = config.readBufferSize
         (isProbe ? probePool : pool).submit { [self] in
             let scratch = WorkerScratch.current(readBufferSize: readBufferSize)
@@ -543,15 +542,14 @@ final class EventLoop: @unchecked Sendable {
 
     // MARK: - Memory
 
-    /// After a burst, give freed heap memory back to the system (glibc keeps it in per-thread arenas).
+    /// After a burst, give freed heap memory back to the system (glibc keeps it in its arenas), when
+    /// `MemoryTrimPolicy` says so.
     private func maybeTrimMemory() {
-        guard busySinceTrim else { return }
-        let now = ContinuousClock.now
-        guard now - lastTrim > .seconds(2) else { return }
-        lastTrim = now
-        guard pool.counts.busy == 0 else { return }
-        busySinceTrim = false
-        _ = malloc_trim(0)
+        guard trimPolicy.due(now: .now) else { return }
+        let counts = pool.counts
+        if trimPolicy.shouldTrim(threads: counts.threads, busy: counts.busy) {
+            _ = malloc_trim(0)
+        }
     }
 
     // MARK: - Idle unauthenticated connections (least recently active first)
