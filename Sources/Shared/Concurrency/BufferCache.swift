@@ -37,7 +37,13 @@ public final class BufferCache: Sendable {
 
     /// Wipes `buffer` (one from `take`) and keeps it, or frees it when the cache is full.
     public func give(_ buffer: UnsafeMutableRawBufferPointer) {
-        SecureMemory.cleanse(buffer)
+        give(buffer, used: buffer.count)
+    }
+
+    /// `give(_:)` for an owner that wrote only the first `used` bytes: only those are wiped (the rest is still as
+    /// wiped, or as fresh, as it came from `take`).
+    public func give(_ buffer: UnsafeMutableRawBufferPointer, used: Int) {
+        SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<min(max(used, 0), buffer.count)]))
         let block = Block(buffer: buffer)
         let keeps = kept.withLock { state -> Bool in
             guard state.bytes + block.buffer.count <= limit else { return false }

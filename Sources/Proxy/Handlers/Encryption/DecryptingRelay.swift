@@ -19,7 +19,8 @@ import Synchronization
 ///
 /// A second thread only pays while cores are idle (it costs a hand-off per buffer). So only as many relays as
 /// `BackgroundSlots` allows (half the cores) use one at a time; the others decrypt and send inline, as many
-/// concurrent streams keep every core busy anyway.
+/// concurrent streams keep every core busy anyway. Those decrypt into a `SendBatch` of the stage's buffer size,
+/// so they too send a whole buffer per write, not a chunk per write.
 final class DecryptingRelay: BackendResponseHandler {
     /// Contents at least this long are decrypted and sent on a second thread.
     static let backgroundThreshold = 1 << 20
@@ -67,9 +68,11 @@ final class DecryptingRelay: BackendResponseHandler {
     var extraHeaders: [(name: String, value: String)] = []
     /// Decrypts and writes on a second thread (a long content, from its head on).
     private var stage: BackgroundStage?
+    /// A long content without a stage gathers its plaintext here, to be sent a buffer per write.
+    private var batch: SendBatch?
     /// The stage ended (finished, failed or stopped): later input is refused.
     private var stageEnded = false
-    /// Verified plaintext has been queued on the stage.
+    /// Verified plaintext has been queued on the stage or gathered in the batch.
     private var queuedAny = false
     /// True while a stage runs (for tests).
     var decryptsInBackground: Bool { stage != nil && !stageEnded }
@@ -131,13 +134,16 @@ final class DecryptingRelay: BackendResponseHandler {
         decidedStatus = reader.status
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
         pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.contentLength))
-        if background && reader.contentLength >= Self.backgroundThreshold && slots.tryAcquire() {
+        guard reader.contentLength >= Self.backgroundThreshold else { return }
+        if background && slots.tryAcquire() {
             holdsSlot = true
             // Weak: the stage's thread must not keep the relay alive (its deinit cancels the stage).
             stage = BackgroundStage(depth: Self.backgroundDepth, bufferSize: Self.backgroundBufferSize) { [weak self] plaintext in
                 guard let self else { throw BackgroundStage.Stopped() }
                 try self.send(plaintext)
             }
+        } else {
+            batch = SendBatch(size: Self.backgroundBufferSize)
         }
     }
 
@@ -156,6 +162,12 @@ final class DecryptingRelay: BackendResponseHandler {
             } catch {
                 stopStage()
                 throw error
+            }
+            return
+        }
+        if let batch {
+            try decrypt {
+                try reader.update(bytes, space: { try batch.space(minimum: $0, send: send) }, emit: { try gather($0, in: batch) })
             }
             return
         }
@@ -183,7 +195,12 @@ final class DecryptingRelay: BackendResponseHandler {
             finished = true
             return
         }
-        try decrypt { try reader.finish(emit: send) }
+        if let batch {
+            try decrypt { try reader.finish(emit: { try gather($0, in: batch) }) }
+            try batch.flush(send: send)
+        } else {
+            try decrypt { try reader.finish(emit: send) }
+        }
         finished = true
         try flush()
     }
@@ -220,6 +237,16 @@ final class DecryptingRelay: BackendResponseHandler {
         if !queuedAny && !plaintext.isEmpty {
             queuedAny = true
             try stage.flush()
+        }
+    }
+
+    /// Verified plaintext of a long content sent inline joins the batch; the first goes out at once (with the
+    /// head), as with a stage.
+    private func gather(_ plaintext: UnsafeRawBufferPointer, in batch: SendBatch) throws {
+        try batch.add(plaintext, send: send)
+        if !queuedAny && !plaintext.isEmpty {
+            queuedAny = true
+            try batch.flush(send: send)
         }
     }
 

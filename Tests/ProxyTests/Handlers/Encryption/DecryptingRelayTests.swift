@@ -119,7 +119,8 @@ import Testing
         var stored: [UInt8] = []
         try sealer.update(plaintext) { stored += $0 }
         try sealer.finish { stored += $0 }
-        for (range, background) in [(nil, true), ("bytes=100-", true), ("bytes=5000-2500000", true), ("bytes=4097-", false)] {
+        for (range, background) in [(nil, true), ("bytes=100-", true), ("bytes=5000-2500000", true), ("bytes=4097-", false),
+                                    (nil, false), ("bytes=5000-2500000", false)] {
             let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: range)
             let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
             let writer = RecordingWriter()
@@ -143,6 +144,100 @@ import Testing
             #expect(writer.body == Array(plaintext[start..<(start + plan.contentLength)]), "\(range ?? "whole")")
             #expect(relay.bytesOut == Int64(plan.contentLength) && !relay.decryptsInBackground)
         }
+    }
+
+    /// A `RecordingWriter` that also records the size of each body write.
+    final class SizeRecordingWriter: ResponseWriter {
+        let inner = RecordingWriter()
+        var sizes: [Int] = []
+        var headWritten: Bool { inner.headWritten }
+        func writeHead(_ head: HTTPResponseHead) throws { try inner.writeHead(head) }
+        func write(_ bytes: UnsafeRawBufferPointer) throws {
+            sizes.append(bytes.count)
+            try inner.write(bytes)
+        }
+        func finish() throws { try inner.finish() }
+    }
+
+    /// A long content without a stage (more streams than slots): real chunks decrypted into the relay's batch,
+    /// whatever the pieces libcurl delivers (a chunk boundary at every position of a piece, chunks straddling two
+    /// pieces or many, one byte at a time). The plaintext arrives whole, the first chunk at once (with the head)
+    /// and then a whole batch per write, not a chunk per write.
+    @Test func inlineLongContentsAreSentAWholeBatchPerWrite() throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        var rng = SplitMix64(seed: 41)
+        let plaintext = rng.bytes((2 << 20) + 1234)
+        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
+        var stored: [UInt8] = []
+        try sealer.update(plaintext) { stored += $0 }
+        try sealer.finish { stored += $0 }
+        let sealedSize = try metadata.chunkLayout.sealedChunkSize
+        // (first piece, later pieces): every chunk boundary falls `shift` bytes into a piece of three chunks.
+        var feeds = [0, 1, 15, 16, 17, 2047, sealedSize - 17, sealedSize - 16, sealedSize - 1].map { (shift: $0, piece: 3 * sealedSize) }
+        feeds += [(0, 1), (0, sealedSize), (0, sealedSize + 1), (0, sealedSize - 1), (5, 16 << 10), (0, 256 << 10)]
+        for (shift, piece) in feeds {
+            let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
+            let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
+            let writer = SizeRecordingWriter()
+            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+            relay.slots = slots
+            relay.background = false
+            try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+            var rest = stored[...]
+            if shift > 0 {
+                try rest.prefix(shift).withUnsafeBytes { try relay.responseBody($0) }
+                rest = rest.dropFirst(shift)
+            }
+            while !rest.isEmpty {
+                try rest.prefix(piece).withUnsafeBytes { try relay.responseBody($0) }
+                rest = rest.dropFirst(piece)
+            }
+            try relay.finish()
+            #expect(writer.inner.body == plaintext, "shift \(shift), pieces of \(piece)")
+            #expect(relay.bytesOut == Int64(plaintext.count))
+            // 4096-byte chunks: the first alone, then 64 chunks per write, then the rest.
+            #expect(writer.sizes.first == 4096)
+            #expect(writer.sizes.dropFirst().dropLast().allSatisfy { $0 == DecryptingRelay.backgroundBufferSize }, "\(writer.sizes)")
+            #expect(writer.sizes.count <= 2 + plaintext.count / DecryptingRelay.backgroundBufferSize)
+        }
+    }
+
+    /// Inline with a batch, a modified byte anywhere (first chunk, a chunk boundary, inside a batch, the final
+    /// chunk) fails the transfer: only plaintext of chunks before it that verified was written, never a byte of
+    /// the bad chunk, and a bad first chunk leaves the head unwritten (a clean error response).
+    @Test(arguments: [0, 5, 4111, 4112, 4113, 300_000, 1 << 20, -1])
+    func inlineTamperingAnywhereFailsClosed(at position: Int) throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        var rng = SplitMix64(seed: 43)
+        let plaintext = rng.bytes((2 << 20) + 99)
+        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
+        var stored: [UInt8] = []
+        try sealer.update(plaintext) { stored += $0 }
+        try sealer.finish { stored += $0 }
+        let at = position < 0 ? stored.count + position : position
+        stored[at] ^= 0x01
+        let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
+        let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
+        let writer = RecordingWriter()
+        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+        relay.slots = slots
+        relay.background = false
+        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        #expect(throws: EncryptionError.self) {
+            var rest = stored[...]
+            while !rest.isEmpty {
+                let n = min(rest.count, Int.random(in: 1...100_000, using: &rng))
+                try rest.prefix(n).withUnsafeBytes { try relay.responseBody($0) }
+                rest = rest.dropFirst(n)
+            }
+            try relay.finish()
+        }
+        let sealedSize = try metadata.chunkLayout.sealedChunkSize
+        let badChunk = at / sealedSize
+        #expect(relay.encryptionFailure != nil)
+        #expect(writer.body.count <= badChunk * 4096 && writer.body == Array(plaintext[0..<writer.body.count]), "at \(at)")
+        #expect(relay.clientResponseStarted == (badChunk > 0 && writer.head != nil))
+        #expect(badChunk > 0 || writer.head == nil)
     }
 
     /// A writer that can be read while the stage writes, and tells each write.
