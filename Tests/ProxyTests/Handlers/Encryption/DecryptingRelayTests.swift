@@ -423,6 +423,19 @@ import Testing
         withExtendedLifetime(second) {}
     }
 
+    /// The client's head drops the gateway's metadata, the backend's checksums, ranges, MD5 and ETag whatever the
+    /// case of their names, sets the plaintext ETag and keeps the rest as sent.
+    @Test func clientHeadersDropWhatDescribesTheCiphertextInAnyCase() {
+        let backend: HTTPFields = HTTPFields([
+            ("X-Amz-Meta-S3EG-Version", "2"), ("x-amz-meta-s3eg-key", "k"), ("X-AMZ-CHECKSUM-CRC32", "c"),
+            ("x-amz-checksum-type", "FULL_OBJECT"), ("Content-Range", "bytes 0-1/2"), ("content-md5", "m"), ("ETAG", "\"cipher\""),
+            ("Content-Type", "text/plain"), ("X-Amz-Meta-Color", "blue"), ("Last-Modified", "Sat, 28 Nov 2026 00:00:00 GMT"),
+        ].map { (name: $0.0, value: $0.1) })
+        let fields = EncryptedResponseHeaders.clientHeaders(backend, etag: "\"plain\"")
+        #expect(fields.map(\.name) == ["Content-Type", "X-Amz-Meta-Color", "Last-Modified", "ETag"])
+        #expect(fields["etag"] == "\"plain\"" && fields["x-amz-meta-color"] == "blue")
+    }
+
     /// The head's metadata must be the plan's (another object's answer is refused), unless the caller made the
     /// relay from those very headers (the single-round-trip GET), which skips parsing them twice.
     @Test func theHeadsMetadataIsComparedUnlessTheCallerReadIt() throws {
