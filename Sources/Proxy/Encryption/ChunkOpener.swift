@@ -29,13 +29,20 @@ public final class ChunkOpener {
     private var failed = false
     /// Verified plaintext bytes emitted so far.
     public private(set) var plaintextLength = 0
+    /// Ciphertext bytes accepted so far, and at most how many the caller said will come (nil: unbounded).
+    private var received = 0
+    private let maxCiphertextLength: Int?
 
+    /// - Parameter maxCiphertextLength: when the caller knows how much ciphertext it will feed (a planned read),
+    ///   the buffers are sized for that instead of a whole chunk each — a 4 KiB object's read allocates 8 KiB, not
+    ///   128 KiB (issue 12) — and more input than that is refused (`trailingData`).
     public init(cipher: AEADAlgorithm, segmentKey: [UInt8], layout: ChunkLayout, partNumber: Int = 0,
-                firstChunkIndex: Int = 0) throws(EncryptionError) {
+                firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) {
         guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
             throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
         }
         guard firstChunkIndex >= 0 else { throw EncryptionError(.invalidParameter, "negative chunk index") }
+        guard (maxCiphertextLength ?? 0) >= 0 else { throw EncryptionError(.invalidParameter, "negative ciphertext length") }
         do {
             aead = try AEADContext(algorithm: cipher, key: segmentKey, sealing: false)
         } catch {
@@ -46,8 +53,11 @@ public final class ChunkOpener {
         self.partNumber = partNumber
         nextIndex = UInt64(firstChunkIndex)
         nonceAAD = ChunkNonceAAD(cipher: cipher, chunkSize: layout.chunkSize, partNumber: partNumber)
-        pending = .allocate(byteCount: layout.sealedChunkSize, alignment: 64)
-        output = .allocate(byteCount: layout.chunkSize, alignment: 64)
+        self.maxCiphertextLength = maxCiphertextLength
+        // No chunk is longer than the whole input.
+        let sealedCapacity = min(layout.sealedChunkSize, maxCiphertextLength ?? layout.sealedChunkSize)
+        pending = .allocate(byteCount: max(sealedCapacity, 1), alignment: 64)
+        output = .allocate(byteCount: max(min(layout.chunkSize, sealedCapacity - FormatV1.tagSize), 1), alignment: 64)
     }
 
     deinit {
@@ -73,6 +83,11 @@ public final class ChunkOpener {
                        emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard !finished && !failed else { throw Self.misuse }
         guard input.count > 0 else { return }
+        received += input.count
+        if let maxCiphertextLength, received > maxCiphertextLength {
+            failed = true
+            throw EncryptionError(.trailingData, "more than the \(maxCiphertextLength) ciphertext bytes announced")
+        }
         let sealedSize = layout.sealedChunkSize
         var rest = input[...]
         if pendingCount > 0 {

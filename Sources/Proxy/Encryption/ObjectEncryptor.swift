@@ -77,11 +77,16 @@ public struct ObjectEncryptor: Sendable {
     }
 
     /// `dataKey(of:identity:)`, remembered on success for the headers `fingerprint` names (which `metadata`
-    /// must have been parsed from, for `identity`).
+    /// must have been parsed from, for `identity`). A single-part object's key is remembered (and returned)
+    /// with its body's segment key derived, so that its reads open the body without HKDF.
     func dataKey(of metadata: EncryptionMetadata, identity: ObjectIdentity,
                  remembering fingerprint: MetadataFingerprint) throws(EncryptionError) -> DataKey {
-        let dataKey = try dataKey(of: metadata, identity: identity)
-        verified?.insert(metadata, dataKey: dataKey, for: fingerprint)
+        var dataKey = try dataKey(of: metadata, identity: identity)
+        guard let verified, verified.isEnabled else { return dataKey }
+        if case .single(let salt) = metadata.layout {
+            dataKey = try dataKey.derivingSegmentKey(salt: salt, partNumber: 0)
+        }
+        verified.insert(metadata, dataKey: dataKey, for: fingerprint)
         return dataKey
     }
 
@@ -95,13 +100,15 @@ public struct ObjectEncryptor: Sendable {
 
     /// As above with the data key already unwrapped by `dataKey(of:identity:)` for this `metadata` (which also
     /// verified it): a request that needed the key before it opens the body (conditions, HEAD) unwraps once, so
-    /// without a key cache a GET costs one key-manager call, not two.
-    public func opener(for metadata: EncryptionMetadata, dataKey: DataKey, firstChunkIndex: Int = 0) throws(EncryptionError) -> ChunkOpener {
+    /// without a key cache a GET costs one key-manager call, not two. `maxCiphertextLength`: see `ChunkOpener`.
+    public func opener(for metadata: EncryptionMetadata, dataKey: DataKey, firstChunkIndex: Int = 0,
+                       maxCiphertextLength: Int? = nil) throws(EncryptionError) -> ChunkOpener {
         guard case .single(let salt) = metadata.layout else {
             throw EncryptionError(.invalidParameter, "multipart objects are opened part by part (partOpener)")
         }
         return try ChunkOpener(cipher: metadata.cipher, segmentKey: dataKey.segmentKey(salt: salt, partNumber: 0),
-                               layout: metadata.chunkLayout, firstChunkIndex: firstChunkIndex)
+                               layout: metadata.chunkLayout, firstChunkIndex: firstChunkIndex,
+                               maxCiphertextLength: maxCiphertextLength)
     }
 
     /// CopyObject and rotation: the metadata of the same body under `destination`, its DEK re-wrapped with the

@@ -76,7 +76,8 @@ public final class PlannedReader {
     public init(plan: ReadPlan, encryptor: ObjectEncryptor, metadata: EncryptionMetadata, dataKey: DataKey) throws(EncryptionError) {
         guard plan.status != 416 else { throw EncryptionError(.invalidParameter, "an unsatisfiable range has no body to read") }
         self.plan = plan
-        opener = try encryptor.opener(for: metadata, dataKey: dataKey, firstChunkIndex: plan.firstChunkIndex)
+        opener = try encryptor.opener(for: metadata, dataKey: dataKey, firstChunkIndex: plan.firstChunkIndex,
+                                      maxCiphertextLength: plan.ciphertextLength)
         window = PlaintextWindow(skip: plan.skip, length: plan.contentLength)
     }
 

@@ -18,15 +18,15 @@ public enum KDF {
         let arena = ParameterArena()
         var n = n, r = r, p = p, maxMemory = maxMemory
         let params: [OSSL_PARAM] = [
-            OSSL_PARAM_construct_octet_string(arena.string("pass"), arena.bytes(password), password.count),
-            OSSL_PARAM_construct_octet_string(arena.string("salt"), arena.bytes(salt), salt.count),
-            OSSL_PARAM_construct_uint64(arena.string("n"), arena.copy(&n)),
-            OSSL_PARAM_construct_uint32(arena.string("r"), arena.copy(&r)),
-            OSSL_PARAM_construct_uint32(arena.string("p"), arena.copy(&p)),
-            OSSL_PARAM_construct_uint64(arena.string("maxmem_bytes"), arena.copy(&maxMemory)),
+            OSSL_PARAM_construct_octet_string(name("pass"), arena.bytes(password), password.count),
+            OSSL_PARAM_construct_octet_string(name("salt"), arena.bytes(salt), salt.count),
+            OSSL_PARAM_construct_uint64(name("n"), arena.copy(&n)),
+            OSSL_PARAM_construct_uint32(name("r"), arena.copy(&r)),
+            OSSL_PARAM_construct_uint32(name("p"), arena.copy(&p)),
+            OSSL_PARAM_construct_uint64(name("maxmem_bytes"), arena.copy(&maxMemory)),
             OSSL_PARAM_construct_end(),
         ]
-        return try derive(algorithm: "SCRYPT", params: params, length: length, arena: arena)
+        return try derive(.scrypt, params: params, length: length, arena: arena)
     }
 
     /// PBKDF2-HMAC-SHA256 (RFC 8018), for deployments that must avoid scrypt's memory use.
@@ -35,13 +35,13 @@ public enum KDF {
         let arena = ParameterArena()
         var iterations = UInt64(iterations)
         let params: [OSSL_PARAM] = [
-            OSSL_PARAM_construct_octet_string(arena.string("pass"), arena.bytes(password), password.count),
-            OSSL_PARAM_construct_octet_string(arena.string("salt"), arena.bytes(salt), salt.count),
-            OSSL_PARAM_construct_uint64(arena.string("iter"), arena.copy(&iterations)),
-            OSSL_PARAM_construct_utf8_string(arena.string("digest"), arena.string("SHA256"), 0),
+            OSSL_PARAM_construct_octet_string(name("pass"), arena.bytes(password), password.count),
+            OSSL_PARAM_construct_octet_string(name("salt"), arena.bytes(salt), salt.count),
+            OSSL_PARAM_construct_uint64(name("iter"), arena.copy(&iterations)),
+            OSSL_PARAM_construct_utf8_string(name("digest"), name("SHA256"), 0),
             OSSL_PARAM_construct_end(),
         ]
-        return try derive(algorithm: "PBKDF2", params: params, length: length, arena: arena)
+        return try derive(.pbkdf2, params: params, length: length, arena: arena)
     }
 
     /// HKDF-SHA256 (RFC 5869), extract then expand. An empty salt means HashLen zero bytes.
@@ -49,24 +49,29 @@ public enum KDF {
         guard !key.isEmpty, length > 0, length <= 255 * 32 else { throw KDFError("HKDF needs a key and 1…8160 output bytes") }
         let arena = ParameterArena()
         var params: [OSSL_PARAM] = [
-            OSSL_PARAM_construct_utf8_string(arena.string("digest"), arena.string("SHA256"), 0),
-            OSSL_PARAM_construct_octet_string(arena.string("key"), arena.bytes(key), key.count),
-            OSSL_PARAM_construct_octet_string(arena.string("info"), arena.bytes(info), info.count),
+            OSSL_PARAM_construct_utf8_string(name("digest"), name("SHA256"), 0),
+            OSSL_PARAM_construct_octet_string(name("key"), arena.bytes(key), key.count),
+            OSSL_PARAM_construct_octet_string(name("info"), arena.bytes(info), info.count),
         ]
         if !salt.isEmpty {
-            params.append(OSSL_PARAM_construct_octet_string(arena.string("salt"), arena.bytes(salt), salt.count))
+            params.append(OSSL_PARAM_construct_octet_string(name("salt"), arena.bytes(salt), salt.count))
         }
         params.append(OSSL_PARAM_construct_end())
-        return try derive(algorithm: "HKDF", params: params, length: length, arena: arena)
+        return try derive(.hkdf, params: params, length: length, arena: arena)
     }
 
-    private static func derive(algorithm: String, params: [OSSL_PARAM], length: Int, arena: ParameterArena) throws(KDFError) -> [UInt8] {
+    /// A parameter name or value for `OSSL_PARAM`: a literal, whose bytes (NUL-terminated) live as long as the
+    /// process, so it needs no copy in the arena.
+    private static func name(_ literal: StaticString) -> UnsafeMutablePointer<CChar> {
+        UnsafeMutableRawPointer(mutating: literal.utf8Start).assumingMemoryBound(to: CChar.self)
+    }
+
+    private static func derive(_ algorithm: Algorithm, params: [OSSL_PARAM], length: Int, arena: ParameterArena) throws(KDFError) -> [UInt8] {
         // The parameters point into the arena: it must outlive the derivation.
         defer { withExtendedLifetime(arena) {} }
-        guard let kdf = EVP_KDF_fetch(nil, algorithm, nil) else {
-            throw KDFError("EVP_KDF_fetch(\(algorithm)): \(CryptoError("fetch").detail)")
+        guard let kdf = algorithm.fetched else {
+            throw KDFError("EVP_KDF_fetch(\(algorithm.rawValue)): \(CryptoError("fetch").detail)")
         }
-        defer { EVP_KDF_free(kdf) }
         guard let context = EVP_KDF_CTX_new(kdf) else { throw KDFError("EVP_KDF_CTX_new: out of memory") }
         defer { EVP_KDF_CTX_free(context) }
         var output = [UInt8](repeating: 0, count: length)
@@ -74,23 +79,36 @@ public enum KDF {
         let status = params.withUnsafeMutableBufferPointer { p in
             EVP_KDF_derive(context, &output, length, p.baseAddress)
         }
-        guard status == 1 else { throw KDFError("\(algorithm) derive: \(CryptoError("derive").detail)") }
+        guard status == 1 else { throw KDFError("\(algorithm.rawValue) derive: \(CryptoError("derive").detail)") }
         return output
+    }
+
+    private enum Algorithm: String {
+        case scrypt = "SCRYPT"
+        case pbkdf2 = "PBKDF2"
+        case hkdf = "HKDF"
+
+        /// Fetched once per process (a fetch is a locked name lookup in OpenSSL 3; HKDF runs for every new
+        /// object); fetched algorithms are immutable and shared by threads. Nil if the provider lacks it.
+        var fetched: OpaquePointer? {
+            switch self {
+            case .scrypt: return fetchedScrypt
+            case .pbkdf2: return fetchedPBKDF2
+            case .hkdf: return fetchedHKDF
+            }
+        }
     }
 }
 
-/// Keeps the C strings and byte buffers an `OSSL_PARAM` array points at alive until the
+// Fetched on first use and kept for the process (never freed).
+nonisolated(unsafe) private let fetchedScrypt = EVP_KDF_fetch(nil, "SCRYPT", nil)
+nonisolated(unsafe) private let fetchedPBKDF2 = EVP_KDF_fetch(nil, "PBKDF2", nil)
+nonisolated(unsafe) private let fetchedHKDF = EVP_KDF_fetch(nil, "HKDF", nil)
+
+/// Keeps the byte buffers an `OSSL_PARAM` array points at (names and fixed values are literals) alive until the
 /// derivation is done, and wipes them afterwards (they hold passwords and keys).
 private final class ParameterArena {
     private var allocations: [(UnsafeMutableRawPointer, Int)] = []
-
-    func string(_ value: String) -> UnsafeMutablePointer<CChar> {
-        let utf8 = Array(value.utf8CString)
-        let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: utf8.count)
-        pointer.initialize(from: utf8, count: utf8.count)
-        allocations.append((UnsafeMutableRawPointer(pointer), utf8.count))
-        return pointer
-    }
 
     func bytes(_ value: [UInt8]) -> UnsafeMutableRawPointer {
         let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(value.count, 1), alignment: 8)

@@ -231,11 +231,12 @@ public final class HTTPServer: Sendable {
     /// Connections currently open (idle or busy).
     public var activeConnections: Int { loop.withLock { $0 }?.openConnections.load(ordering: .relaxed) ?? 0 }
 
-    /// Threads alive in the request pool, and how many of them run a request now.
-    public var workerThreads: (alive: Int, busy: Int) {
-        guard let pool = loop.withLock({ $0 })?.pool else { return (0, 0) }
+    /// Threads alive in the request pool, how many of them run a request now, and how many requests wait
+    /// for a thread.
+    public var workerThreads: (alive: Int, busy: Int, queued: Int) {
+        guard let pool = loop.withLock({ $0 })?.pool else { return (0, 0, 0) }
         let c = pool.counts
-        return (c.threads, c.busy)
+        return (c.threads, c.busy, c.queued)
     }
 
     /// Stops accepting, closes idle keep-alive connections at once, lets requests in flight finish for up

@@ -252,6 +252,43 @@ import Testing
         #expect(!finalEmitted, "no final chunk for a short body")
     }
 
+    /// An opener told how much ciphertext comes (a planned read) sizes its buffers for it; it still opens every
+    /// shape of input, from any first chunk, and refuses input beyond what was announced.
+    @Test(arguments: [0, 1, 100, 4095, 4096, 4097, 3 * 4096 + 5])
+    func anAnnouncedLengthOpensTheSameAndBoundsTheInput(size: Int) throws {
+        let plaintext = randomBytes(seed: UInt64(size), size)
+        let ciphertext = try sealWhole(plaintext)
+        var rng = SplitMix64(seed: 9)
+        for maxPiece in [1 + size / 3, 4096 + 16, ciphertext.count] {
+            let exact = try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small,
+                                        maxCiphertextLength: ciphertext.count)
+            #expect(try EncryptionFixtures.open(ciphertext, with: exact, rng: &rng, maxPiece: maxPiece) == plaintext, "size \(size)")
+        }
+        // A range that starts at the second chunk, announced exactly.
+        if size > 4096 {
+            let tail = Array(ciphertext[(4096 + 16)...])
+            let range = try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small,
+                                        firstChunkIndex: 1, maxCiphertextLength: tail.count)
+            #expect(try EncryptionFixtures.open(tail, with: range, rng: &rng, maxPiece: 1000) == Array(plaintext[4096...]))
+        }
+        // One byte more than announced is refused before it is opened; announcing one byte less refuses the input too.
+        for (announced, input) in [(ciphertext.count, ciphertext + [0]), (ciphertext.count - 1, ciphertext)] {
+            let bounded = try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small,
+                                          maxCiphertextLength: announced)
+            var released = 0
+            do {
+                try bounded.update(input) { released += $0.count }
+                try bounded.finish { released += $0.count }
+                Issue.record("input beyond the announced \(announced) bytes accepted")
+            } catch let error as EncryptionError {
+                #expect(error.code == .trailingData)
+            }
+            // The piece that goes beyond is refused whole, before any of it is opened.
+            #expect(released == 0)
+            #expect(throws: EncryptionError.self) { try bounded.finish { _ in } }
+        }
+    }
+
     @Test func plaintextWindowCutsExactly() {
         var window = PlaintextWindow(skip: 5, length: 7)
         let a: [UInt8] = Array(0..<4), b: [UInt8] = Array(4..<10), c: [UInt8] = Array(10..<20)

@@ -23,6 +23,29 @@ import Testing
         #expect(throws: EncryptionError.self) { try KeyRing.derive(activePassword: "") }
     }
 
+    /// A key carrying a segment key derived ahead returns exactly what HKDF gives, and only for that segment:
+    /// another salt or part number is derived as usual; equality is the key bytes alone.
+    @Test(arguments: [
+        (salt: UInt8(2), part: 0), (salt: 3, part: 0), (salt: 2, part: 1), (salt: 3, part: 7),
+    ])
+    func segmentKeysDerivedAheadServeOnlyTheirSegment(salt: UInt8, part: Int) throws {
+        let plain = try DataKey(bytes: [UInt8](repeating: 9, count: 32))
+        let ahead = try plain.derivingSegmentKey(salt: [UInt8](repeating: 2, count: 16), partNumber: 0)
+        #expect(ahead == plain)
+        #expect(ahead.derivedSegment?.partNumber == 0 && plain.derivedSegment == nil)
+        let asked = [UInt8](repeating: salt, count: 16)
+        let expected = try KDF.hkdfSHA256(key: plain.bytes, salt: asked, info: FormatV1.segmentInfoLabel + [0, 0, 0, UInt8(part)],
+                                          length: 32)
+        #expect(try ahead.segmentKey(salt: asked, partNumber: part) == expected)
+        #expect(try plain.segmentKey(salt: asked, partNumber: part) == expected)
+        // Another key with the same segment derived ahead gives its own.
+        let other = try DataKey(bytes: [UInt8](repeating: 8, count: 32)).derivingSegmentKey(salt: asked, partNumber: part)
+        #expect(try other.segmentKey(salt: asked, partNumber: part) != expected)
+        // The checks of the salt and part number still apply.
+        #expect(throws: EncryptionError.self) { try ahead.segmentKey(salt: [2], partNumber: 0) }
+        #expect(throws: EncryptionError.self) { try ahead.segmentKey(salt: asked, partNumber: -1) }
+    }
+
     @Test func wrapUnwrapRoundTripAndBinding() throws {
         let ring = EncryptionFixtures.ring()
         let dek = DataKey.generate()

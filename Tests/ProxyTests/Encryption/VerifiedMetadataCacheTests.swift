@@ -117,6 +117,14 @@ import TestSupport
         let dataKey = try encryptor.dataKey(of: metadata, identity: Self.identity, remembering: fingerprint)
         #expect(encryptor.verifiedMetadata(fingerprint)?.dataKey == dataKey)
         #expect(encryptor.verifiedMetadata(fingerprint)?.metadata == metadata)
+        // The remembered key opens the body with the segment key it carries (what HKDF gives for the object's salt).
+        guard case .single(let salt) = metadata.layout else { Issue.record("single-part expected"); return }
+        let remembered = try #require(encryptor.verifiedMetadata(fingerprint)?.dataKey)
+        #expect(remembered.derivedSegment?.salt == salt && remembered.derivedSegment?.partNumber == 0)
+        #expect(dataKey.derivedSegment?.salt == salt, "the first read uses it too")
+        let unwrapped = try encryptor.dataKey(of: metadata, identity: Self.identity)
+        #expect(try remembered.segmentKey(salt: salt, partNumber: 0)
+                == KDF.hkdfSHA256(key: unwrapped.bytes, salt: salt, info: FormatV1.segmentInfoLabel + [0, 0, 0, 0], length: 32))
 
         // The same headers under another key fail their MAC and are not remembered.
         let elsewhere = ObjectIdentity(bucket: "b", key: "other")
@@ -140,9 +148,9 @@ import TestSupport
         #expect(cache.count == 1)
         #expect(encryptor.verifiedMetadata(fingerprint)?.dataKey == dataKey)
 
-        // Without a cache nothing is remembered.
+        // Without a cache nothing is remembered (nor derived ahead).
         let plain = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
-        _ = try plain.dataKey(of: metadata, identity: Self.identity, remembering: fingerprint)
+        #expect(try plain.dataKey(of: metadata, identity: Self.identity, remembering: fingerprint).derivedSegment == nil)
         #expect(plain.verifiedMetadata(fingerprint) == nil)
     }
 }

@@ -8,11 +8,14 @@ import Testing
 /// authenticated (what the S3 layer does after a signature verifies); `/health` is the probe.
 final class GatedHandler: HTTPRequestHandler {
     let entered = Atomic<Int>(0)
+    /// The paths of the requests handled, in the order their handling began.
+    let served = Mutex<[String]>([])
     private let gate = Mutex<Bool>(false)
 
     func open() { gate.withLock { $0 = true } }
 
     func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext) throws {
+        served.withLock { $0.append(head.rawPath) }
         switch head.rawPath {
         case "/block":
             entered.add(1, ordering: .sequentiallyConsistent)
@@ -203,6 +206,96 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         // The slow one finishes eventually and is served too.
         slow.send("st: t\r\n\r\n")
         #expect(slow.readResponse()?.status == 200)
+    }
+
+    /// Sends `/block` on an authenticated connection and, while the handler holds it, `next` behind it: the
+    /// worker finds `next` readable when the response is done (the path that serves it without the loop).
+    func blockThenSend(_ next: String, handler: GatedHandler, server: HTTPServer) throws -> RawHTTPClient {
+        let c = try connectRaw(server)
+        c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.status == 200)
+        c.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        c.send(next)
+        return c
+    }
+
+    @Test func aRequestWaitingBehindAResponseIsServedAndTheIdleTimeoutStillHolds() throws {
+        let handler = GatedHandler()
+        let observer = ServerTestObserver()
+        let server = try start(handler, observer: observer) { $0.idleTimeout = .milliseconds(300) }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let c = try blockThenSend("GET /auth HTTP/1.1\r\nHost: t\r\n\r\nGET /thread HTTP/1.1\r\nHost: t\r\n\r\n",
+                                  handler: handler, server: server)
+        handler.open()
+        #expect(c.readResponse()?.body == Array("released".utf8))
+        #expect(c.readResponse()?.body == Array("signed".utf8))
+        #expect(c.readResponse()?.body == Array("http-worker".utf8))
+        // Then nothing comes: the connection is the loop's again, and its idle timeout closes it.
+        #expect(c.isClosedByPeer())
+        #expect(waitUntil { observer.closed.load(ordering: .sequentiallyConsistent) == 1 })
+    }
+
+    /// One worker. A's next request is already readable when A's response is done, but B's request
+    /// arrived before that on another connection: the worker serves B first, and A's next request waits
+    /// its turn behind it instead of jumping ahead on the worker that holds A.
+    @Test func aReadyNextRequestDoesNotOvertakeAnotherConnectionsRequest() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) { $0.maxWorkerThreads = 1 }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let a = try blockThenSend("GET /a2 HTTP/1.1\r\nHost: t\r\n\r\n", handler: handler, server: server)
+        let b = try connectRaw(server)
+        b.send("GET /b1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(waitUntil { server.workerThreads.queued == 1 })  // the loop has dispatched B's request
+        handler.open()
+        #expect(a.readResponse()?.body == Array("released".utf8))
+        #expect(b.readResponse()?.status == 404)
+        #expect(a.readResponse()?.status == 404)
+        #expect(handler.served.withLock { $0 } == ["/auth", "/block", "/b1", "/a2"])
+    }
+
+    @Test func aPartialNextHeadGoesBackToTheLoopAndDoesNotHoldTheWorker() throws {
+        let handler = GatedHandler()
+        let observer = ServerTestObserver()
+        let server = try start(handler, observer: observer) {
+            $0.maxWorkerThreads = 1
+            $0.headerTimeout = .milliseconds(500)
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let slow = try blockThenSend("GET /auth HTTP/1.1\r\nHo", handler: handler, server: server)
+        handler.open()
+        #expect(slow.readResponse()?.body == Array("released".utf8))
+        // The single worker serves everybody else meanwhile.
+        for _ in 0..<10 {
+            let c = try connectRaw(server)
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.status == 200)
+        }
+        #expect(server.workerThreads.alive == 1)
+        // The rest of the head never comes: the header timeout ends the connection.
+        #expect(slow.readResponse()?.status == 408)
+        #expect(slow.isClosedByPeer())
+    }
+
+    @Test func aRequestWaitingBehindAResponseIsNotServedOnceTheDrainBegan() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) { _ in }
+        let c = try blockThenSend("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n", handler: handler, server: server)
+        final class Flag: Sendable { let value = Atomic<Bool>(false) }
+        let done = Flag()
+        let stopper = Thread {
+            server.shutdown(grace: .seconds(10))
+            done.value.store(true, ordering: .sequentiallyConsistent)
+        }
+        stopper.start()
+        #expect(waitUntil { server.isDraining })
+        handler.open()
+        let r = try #require(c.readResponse())
+        #expect(r.body == Array("released".utf8))
+        #expect(r.headers["connection"] == "close")
+        #expect(c.isClosedByPeer())
+        #expect(waitUntil { done.value.load(ordering: .sequentiallyConsistent) })
+        #expect(server.activeConnections == 0)
     }
 
     @Test func thousandsOfKeptAliveConnectionsNeedNoThreads() throws {

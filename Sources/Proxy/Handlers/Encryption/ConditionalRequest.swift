@@ -20,28 +20,32 @@ enum ConditionalRequest {
 
     /// - Parameters:
     ///   - etags: the ETags clients may know the object by (`ClientETag.seen`), quoted; any of them matches.
+    ///     Computed only when an ETag condition is present (most requests carry none).
     ///   - lastModified: the object's `Last-Modified` header value.
-    static func evaluate(headers: HTTPFields, etags: [String], lastModified: String?) -> ConditionalOutcome {
+    static func evaluate(headers: HTTPFields, etags: @autoclosure () -> [String], lastModified: String?) -> ConditionalOutcome {
         evaluate(ifMatch: headers["If-Match"], ifNoneMatch: headers["If-None-Match"],
                  ifModifiedSince: headers["If-Modified-Since"], ifUnmodifiedSince: headers["If-Unmodified-Since"],
-                 etags: etags, lastModified: lastModified, failureIsNotModified: true)
+                 etags: etags(), lastModified: lastModified, failureIsNotModified: true)
     }
 
     /// The `x-amz-copy-source-if-*` headers of CopyObject: every failure is 412.
-    static func evaluateCopySource(headers: HTTPFields, etags: [String], lastModified: String?) -> ConditionalOutcome {
+    static func evaluateCopySource(headers: HTTPFields, etags: @autoclosure () -> [String], lastModified: String?) -> ConditionalOutcome {
         evaluate(ifMatch: headers["x-amz-copy-source-if-match"], ifNoneMatch: headers["x-amz-copy-source-if-none-match"],
                  ifModifiedSince: headers["x-amz-copy-source-if-modified-since"],
                  ifUnmodifiedSince: headers["x-amz-copy-source-if-unmodified-since"],
-                 etags: etags, lastModified: lastModified, failureIsNotModified: false)
+                 etags: etags(), lastModified: lastModified, failureIsNotModified: false)
     }
 
     static func evaluate(ifMatch: String?, ifNoneMatch: String?, ifModifiedSince: String?, ifUnmodifiedSince: String?,
-                         etags: [String], lastModified: String?, failureIsNotModified: Bool) -> ConditionalOutcome {
+                         etags: @autoclosure () -> [String], lastModified: String?, failureIsNotModified: Bool) -> ConditionalOutcome {
+        // Nothing to evaluate: the common case costs four header lookups and no ETag or date work.
+        guard ifMatch != nil || ifNoneMatch != nil || ifModifiedSince != nil || ifUnmodifiedSince != nil else { return .proceed }
         // Last-Modified is parsed only when a date condition needs it (most requests carry none).
         var modified: Date? {
             guard ifModifiedSince != nil || ifUnmodifiedSince != nil else { return nil }
             return lastModified.flatMap(parseHTTPDate)
         }
+        let etags = (ifMatch != nil || ifNoneMatch != nil) ? etags() : []
         if let ifMatch {
             if !matches(ifMatch, etags: etags) { return .preconditionFailed }
         } else if let ifUnmodifiedSince, let since = parseHTTPDate(ifUnmodifiedSince), let modified, modified > since {

@@ -1,0 +1,56 @@
+import Testing
+@testable import Proxy
+@testable import Shared
+
+@Suite struct ConditionalRequestTests {
+    static let lastModified = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+    /// RFC 9110 §13.2.2's order: If-Match before If-Unmodified-Since, If-None-Match before If-Modified-Since.
+    @Test(arguments: [
+        ([String: String](), ConditionalOutcome.proceed),
+        (["If-Match": "\"a\""], .proceed),
+        (["If-Match": "W/\"b\", \"x\""], .proceed),
+        (["If-Match": "\"x\""], .preconditionFailed),
+        (["If-Match": "*"], .proceed),
+        (["If-None-Match": "\"a\""], .notModified),
+        (["If-None-Match": "\"x\""], .proceed),
+        (["If-Modified-Since": "Wed, 21 Oct 2015 07:28:00 GMT"], .notModified),
+        (["If-Modified-Since": "Wed, 21 Oct 2015 07:27:59 GMT"], .proceed),
+        (["If-Unmodified-Since": "Wed, 21 Oct 2015 07:27:59 GMT"], .preconditionFailed),
+        (["If-Unmodified-Since": "Wed, 21 Oct 2015 07:28:00 GMT"], .proceed),
+        // If-Match decides; the date condition is not looked at.
+        (["If-Match": "\"a\"", "If-Unmodified-Since": "Wed, 21 Oct 2015 07:27:59 GMT"], .proceed),
+        (["If-None-Match": "\"x\"", "If-Modified-Since": "Wed, 21 Oct 2015 07:28:00 GMT"], .proceed),
+        (["If-Modified-Since": "not a date"], .proceed),
+    ])
+    func outcomes(headers: [String: String], expected: ConditionalOutcome) {
+        var fields = HTTPFields()
+        for (name, value) in headers { fields.add(name, value) }
+        #expect(ConditionalRequest.evaluate(headers: fields, etags: ["\"a\"", "\"b\""], lastModified: Self.lastModified) == expected)
+    }
+
+    /// The ETags (built per request from the metadata) are computed only when an ETag condition needs them.
+    @Test(arguments: [
+        ([String: String](), false),
+        (["If-Modified-Since": "Wed, 21 Oct 2015 07:28:00 GMT"], false),
+        (["If-Unmodified-Since": "Wed, 21 Oct 2015 07:28:00 GMT"], false),
+        (["If-Match": "\"a\""], true),
+        (["If-None-Match": "\"a\""], true),
+    ])
+    func etagsAreComputedOnlyForETagConditions(headers: [String: String], computed: Bool) {
+        var fields = HTTPFields()
+        for (name, value) in headers { fields.add(name, value) }
+        var calls = 0
+        func etags() -> [String] {
+            calls += 1
+            return ["\"a\""]
+        }
+        _ = ConditionalRequest.evaluate(headers: fields, etags: etags(), lastModified: Self.lastModified)
+        #expect(calls == (computed ? 1 : 0))
+        calls = 0
+        var copyFields = HTTPFields()
+        for (name, value) in headers { copyFields.add("x-amz-copy-source-" + name.lowercased(), value) }
+        _ = ConditionalRequest.evaluateCopySource(headers: copyFields, etags: etags(), lastModified: Self.lastModified)
+        #expect(calls == (computed ? 1 : 0))
+    }
+}
