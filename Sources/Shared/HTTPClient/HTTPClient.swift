@@ -451,7 +451,10 @@ private final class CurlEasy: @unchecked Sendable {
         set(CURLOPT_LOW_SPEED_LIMIT, 1)
         set(CURLOPT_LOW_SPEED_TIME, max(1, Int(configuration.idleTimeout.milliseconds / 1000)))
         if let total = request.totalTimeout { set(CURLOPT_TIMEOUT_MS, Int(total.milliseconds)) }
-        set(CURLOPT_BUFFERSIZE, 256 * 1024)
+        // libcurl's largest receive buffer (7.88): a large download arrives in half as many recv()s and write
+        // callbacks, and the kernel sends fewer window-update ACKs to the backend — 0.04–0.14 s/GiB less gateway CPU
+        // on large GETs, pass-through and encrypted alike (issue 12). Costs 512 KiB per easy handle.
+        set(CURLOPT_BUFFERSIZE, 512 * 1024)
         set(CURLOPT_UPLOAD_BUFFERSIZE, 256 * 1024)
 
         // TLS

@@ -37,6 +37,23 @@ final class GatedHandler: HTTPRequestHandler {
     }
 }
 
+/// Set once when something running on another thread has finished.
+final class DoneFlag: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
+/// Starts `server.shutdown(grace:)` on a thread of its own (it blocks until the drain is over) and
+/// returns the flag it sets when it has returned.
+func shutdownInBackground(_ server: HTTPServer, grace: Duration) -> DoneFlag {
+    let done = DoneFlag()
+    let stopper = Thread {
+        server.shutdown(grace: grace)
+        done.value.store(true, ordering: .sequentiallyConsistent)
+    }
+    stopper.start()
+    return done
+}
+
 func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
     while ContinuousClock.now < deadline {
@@ -281,13 +298,7 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         let handler = GatedHandler()
         let server = try start(handler) { _ in }
         let c = try blockThenSend("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n", handler: handler, server: server)
-        final class Flag: Sendable { let value = Atomic<Bool>(false) }
-        let done = Flag()
-        let stopper = Thread {
-            server.shutdown(grace: .seconds(10))
-            done.value.store(true, ordering: .sequentiallyConsistent)
-        }
-        stopper.start()
+        let done = shutdownInBackground(server, grace: .seconds(10))
         #expect(waitUntil { server.isDraining })
         handler.open()
         let r = try #require(c.readResponse())
@@ -393,13 +404,7 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         let busy = try connectRaw(server)
         busy.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
-        final class Flag: Sendable { let value = Atomic<Bool>(false) }
-        let done = Flag()
-        let stopper = Thread {
-            server.shutdown(grace: .seconds(10))
-            done.value.store(true, ordering: .sequentiallyConsistent)
-        }
-        stopper.start()
+        let done = shutdownInBackground(server, grace: .seconds(10))
         #expect(idle.isClosedByPeer())
         let finishedEarly = done.value.load(ordering: .sequentiallyConsistent)
         #expect(!finishedEarly)

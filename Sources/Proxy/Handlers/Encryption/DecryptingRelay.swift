@@ -308,10 +308,13 @@ enum EncryptedResponseHeaders {
     /// Drops the gateway's metadata and the backend's checksums (they describe ciphertext), sets the
     /// plaintext ETag; the caller sets Content-Length/Content-Range.
     static func clientHeaders(_ backend: HTTPFields, etag: String) -> HTTPFields {
+        // Compared ASCII case-insensitively in place, not through `lowercased()`: this runs for every header of
+        // every encrypted GET, and a lowercased copy is a String allocation each.
         var fields = HTTPFields(backend.filter {
-            let n = $0.name.lowercased()
-            return !EncryptionMetadata.isReserved(headerName: n) && !n.hasPrefix("x-amz-checksum-")
-                && n != "content-range" && n != "content-md5" && n != "etag"
+            let n = $0.name
+            return !EncryptionMetadata.isReserved(headerName: n) && !n.caseInsensitiveHasPrefix("x-amz-checksum-")
+                && !n.caseInsensitiveEquals("content-range") && !n.caseInsensitiveEquals("content-md5")
+                && !n.caseInsensitiveEquals("etag")
         })
         fields.set("ETag", etag)
         return fields

@@ -65,14 +65,16 @@ import Testing
         func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws { try opener.finish(emit: emit) }
     }
 
-    /// A `RecordingWriter` that also records the threads its body was written on.
+    /// A `RecordingWriter` that also records the threads its body was written on and the size of each write.
     final class ThreadRecordingWriter: ResponseWriter {
         let inner = RecordingWriter()
         var threads: Set<String> = []
+        var sizes: [Int] = []
         var headWritten: Bool { inner.headWritten }
         func writeHead(_ head: HTTPResponseHead) throws { try inner.writeHead(head) }
         func write(_ bytes: UnsafeRawBufferPointer) throws {
             threads.insert(FlippingReader.threadName)
+            sizes.append(bytes.count)
             try inner.write(bytes)
         }
         func finish() throws { try inner.finish() }
@@ -114,11 +116,7 @@ import Testing
     @Test func rangesOfRealObjectsThroughTheStage() throws {
         let id = ObjectIdentity(bucket: "b", key: "k")
         var rng = SplitMix64(seed: 21)
-        let plaintext = rng.bytes((3 << 20) + 777)
-        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
-        var stored: [UInt8] = []
-        try sealer.update(plaintext) { stored += $0 }
-        try sealer.finish { stored += $0 }
+        let (plaintext, metadata, stored) = try storedObject(id, length: (3 << 20) + 777, rng: &rng)
         for (range, background) in [(nil, true), ("bytes=100-", true), ("bytes=5000-2500000", true), ("bytes=4097-", false),
                                     (nil, false), ("bytes=5000-2500000", false)] {
             let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: range)
@@ -146,19 +144,6 @@ import Testing
         }
     }
 
-    /// A `RecordingWriter` that also records the size of each body write.
-    final class SizeRecordingWriter: ResponseWriter {
-        let inner = RecordingWriter()
-        var sizes: [Int] = []
-        var headWritten: Bool { inner.headWritten }
-        func writeHead(_ head: HTTPResponseHead) throws { try inner.writeHead(head) }
-        func write(_ bytes: UnsafeRawBufferPointer) throws {
-            sizes.append(bytes.count)
-            try inner.write(bytes)
-        }
-        func finish() throws { try inner.finish() }
-    }
-
     /// A long content without a stage (more streams than slots): real chunks decrypted into the relay's batch,
     /// whatever the pieces libcurl delivers (a chunk boundary at every position of a piece, chunks straddling two
     /// pieces or many, one byte at a time). The plaintext arrives whole, the first chunk at once (with the head)
@@ -166,23 +151,14 @@ import Testing
     @Test func inlineLongContentsAreSentAWholeBatchPerWrite() throws {
         let id = ObjectIdentity(bucket: "b", key: "k")
         var rng = SplitMix64(seed: 41)
-        let plaintext = rng.bytes((2 << 20) + 1234)
-        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
-        var stored: [UInt8] = []
-        try sealer.update(plaintext) { stored += $0 }
-        try sealer.finish { stored += $0 }
+        let (plaintext, metadata, stored) = try storedObject(id, length: (2 << 20) + 1234, rng: &rng)
         let sealedSize = try metadata.chunkLayout.sealedChunkSize
         // (first piece, later pieces): every chunk boundary falls `shift` bytes into a piece of three chunks.
         var feeds = [0, 1, 15, 16, 17, 2047, sealedSize - 17, sealedSize - 16, sealedSize - 1].map { (shift: $0, piece: 3 * sealedSize) }
         feeds += [(0, 1), (0, sealedSize), (0, sealedSize + 1), (0, sealedSize - 1), (5, 16 << 10), (0, 256 << 10)]
         for (shift, piece) in feeds {
-            let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
-            let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
-            let writer = SizeRecordingWriter()
-            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
-            relay.slots = slots
-            relay.background = false
-            try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+            let writer = ThreadRecordingWriter()
+            let relay = try inlineRelay(id, metadata, storedLength: stored.count, writer: writer)
             var rest = stored[...]
             if shift > 0 {
                 try rest.prefix(shift).withUnsafeBytes { try relay.responseBody($0) }
@@ -209,20 +185,12 @@ import Testing
     func inlineTamperingAnywhereFailsClosed(at position: Int) throws {
         let id = ObjectIdentity(bucket: "b", key: "k")
         var rng = SplitMix64(seed: 43)
-        let plaintext = rng.bytes((2 << 20) + 99)
-        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
-        var stored: [UInt8] = []
-        try sealer.update(plaintext) { stored += $0 }
-        try sealer.finish { stored += $0 }
+        let (plaintext, metadata, original) = try storedObject(id, length: (2 << 20) + 99, rng: &rng)
+        var stored = original
         let at = position < 0 ? stored.count + position : position
         stored[at] ^= 0x01
-        let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
-        let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
         let writer = RecordingWriter()
-        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
-        relay.slots = slots
-        relay.background = false
-        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        let relay = try inlineRelay(id, metadata, storedLength: stored.count, writer: writer)
         #expect(throws: EncryptionError.self) {
             var rest = stored[...]
             while !rest.isEmpty {
@@ -261,11 +229,7 @@ import Testing
     func theFirstVerifiedChunkGoesOutBeforeTheRestArrives(range: String?) throws {
         let id = ObjectIdentity(bucket: "b", key: "k")
         var rng = SplitMix64(seed: 33)
-        let plaintext = rng.bytes(3 << 20)
-        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
-        var stored: [UInt8] = []
-        try sealer.update(plaintext) { stored += $0 }
-        try sealer.finish { stored += $0 }
+        let (plaintext, metadata, stored) = try storedObject(id, length: 3 << 20, rng: &rng)
         let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: range)
         let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
         let writer = SignallingWriter()
@@ -287,6 +251,29 @@ import Testing
         try relay.finish()
         #expect(writer.body == Array(plaintext[skip...]))
         #expect(relay.bytesOut == Int64(plaintext.count - skip))
+    }
+
+    /// A random plaintext of `length` bytes and the object the encryptor stores for it.
+    private func storedObject(_ id: ObjectIdentity, length: Int, rng: inout SplitMix64) throws
+        -> (plaintext: [UInt8], metadata: EncryptionMetadata, stored: [UInt8]) {
+        let plaintext = rng.bytes(length)
+        let (metadata, sealer) = try encryptor.beginObject(id, plaintextLength: plaintext.count)
+        var stored: [UInt8] = []
+        try sealer.update(plaintext) { stored += $0 }
+        try sealer.finish { stored += $0 }
+        return (plaintext, metadata, stored)
+    }
+
+    /// A relay of a whole stored object through a real `PlannedReader`, without a stage, its head received.
+    private func inlineRelay(_ id: ObjectIdentity, _ metadata: EncryptionMetadata, storedLength: Int,
+                             writer: any ResponseWriter) throws -> DecryptingRelay {
+        let plan = try ReadPlan(storedLength: storedLength, layout: try metadata.chunkLayout, rangeHeader: nil)
+        let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
+        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+        relay.slots = slots
+        relay.background = false
+        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        return relay
     }
 
     private func relay(contentLength: Int, writer: any ResponseWriter, background: Bool = true,
@@ -434,6 +421,19 @@ import Testing
         }
         #expect(slots.inUse == 0)
         withExtendedLifetime(second) {}
+    }
+
+    /// The client's head drops the gateway's metadata, the backend's checksums, ranges, MD5 and ETag whatever the
+    /// case of their names, sets the plaintext ETag and keeps the rest as sent.
+    @Test func clientHeadersDropWhatDescribesTheCiphertextInAnyCase() {
+        let backend: HTTPFields = HTTPFields([
+            ("X-Amz-Meta-S3EG-Version", "2"), ("x-amz-meta-s3eg-key", "k"), ("X-AMZ-CHECKSUM-CRC32", "c"),
+            ("x-amz-checksum-type", "FULL_OBJECT"), ("Content-Range", "bytes 0-1/2"), ("content-md5", "m"), ("ETAG", "\"cipher\""),
+            ("Content-Type", "text/plain"), ("X-Amz-Meta-Color", "blue"), ("Last-Modified", "Sat, 28 Nov 2026 00:00:00 GMT"),
+        ].map { (name: $0.0, value: $0.1) })
+        let fields = EncryptedResponseHeaders.clientHeaders(backend, etag: "\"plain\"")
+        #expect(fields.map(\.name) == ["Content-Type", "X-Amz-Meta-Color", "Last-Modified", "ETag"])
+        #expect(fields["etag"] == "\"plain\"" && fields["x-amz-meta-color"] == "blue")
     }
 
     /// The head's metadata must be the plan's (another object's answer is refused), unless the caller made the
