@@ -50,7 +50,7 @@ def run_bench(args, bench: common.Bench) -> None:
         "direct": lambda: total_mib / parallel_gets(plain_url, {}, args.streams),
         "gateway": common.with_cpu(gw.proc.pid, lambda: total_mib / parallel_gets(
             enc_url, s3gw.sigv4_headers("GET", enc_url, gw.access_key, gw.secret_key), args.streams)),
-        # Last, so that the gateway runs right after nginx direct, the pair its ratio compares.
+        # Last, so that the gateway runs next to nginx direct, the pair its ratio compares (rounds rotate the order).
         "proxy": lambda: total_mib / parallel_gets(proxy_url, {}, args.streams),
     })
     direct = mibs["direct"]

@@ -33,7 +33,7 @@ import s3gw  # on sys.path through common
 
 def measure_pair(op: str, method: str, plain: tuple, enc: tuple, src: Path | None, repeat: int,
                  gib: float) -> tuple[list[float], list[float]]:
-    """Alternates pass-through and encrypted transfers (plain, enc, plain, enc, ...) so load from other processes
+    """Alternates pass-through and encrypted transfers (`common.interleaved`: plain, enc, enc, plain, ...) so load from other processes
     on a shared machine hits both sides alike; returns each side's MiB/s per round. `plain`/`enc`: (gateway, url).
     Also prints each gateway's CPU seconds per GiB moved, which that load hardly changes."""
     results = common.interleaved(repeat, {

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Small-request throughput and latency (issue 12): 4 KiB GETs over keep-alive with `wrk`, against nginx direct,
 nginx `proxy_pass` with upstream keep-alive, the gateway in pass-through mode and the gateway encrypting, all in
-front of the same nginx, in one run. Rounds interleave the four targets (nginx, proxy, pass-through, encrypting,
-nginx, ...) so load from other processes on a shared machine hits all alike; prints per-target medians and the
+front of the same nginx, in one run. Rounds interleave the four targets (nginx, proxy, pass-through, encrypting;
+the next round starts one later) so load from other processes on a shared machine hits all alike; prints per-target medians and the
 median ratio of each round with its spread (min-max), plus the load average.
 
   python3 bench/request_rate.py [--connections 64] [--seconds 5] [--rounds 5] [--size 4096] [--idle 0]
