@@ -64,10 +64,10 @@ public struct DataKey: Sendable, Equatable {
         try! DataKey(bytes: SecureRandom.bytes(FormatV1.dataKeySize))
     }
 
-    /// The key of one segment (a single-part body, or one multipart part): HKDF(DEK, salt, "s3eg/v1 segment" || u32be(pn)).
     /// The segment whose key this data key carries, if any (what the verified-metadata cache holds; for tests).
     var derivedSegment: (salt: [UInt8], partNumber: Int)? { derived.map { ($0.salt, $0.partNumber) } }
 
+    /// The key of one segment (a single-part body, or one multipart part): HKDF(DEK, salt, "s3eg/v1 segment" || u32be(pn)).
     public func segmentKey(salt: [UInt8], partNumber: Int) throws(EncryptionError) -> [UInt8] {
         guard salt.count == FormatV1.saltSize else {
             throw EncryptionError(.invalidParameter, "a segment salt has \(FormatV1.saltSize) bytes, got \(salt.count)")

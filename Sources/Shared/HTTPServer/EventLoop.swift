@@ -96,22 +96,6 @@ final class EventLoop: @unchecked Sendable {
         while !finished.withLock({ $0 }) { usleep(2_000) }
     }
 
-    /// Whether a worker that serves another request of its own connection inline would jump ahead of
-    /// requests that arrived before it: a job submitted to the pool has not started (it waits for a
-    /// thread, or for its woken thread to get a core), or the epoll set holds events the loop has not
-    /// harvested yet (requests on other connections, connections handed back, new connections). An epoll
-    /// descriptor is itself pollable: a zero-timeout `poll` says whether it has ready events without
-    /// consuming them. A worker's own connection is not armed while it holds it (EPOLLONESHOT), so its
-    /// own next request does not count. Heads the loop has harvested and is about to dispatch are not
-    /// seen; that window is a few microseconds of the loop's running time. (Also requiring the loop to
-    /// sit in `epoll_wait` left almost no inline serving, even at 8 connections: context switches per
-    /// request stayed as without it.)
-    func othersAreWaiting() -> Bool {
-        if pool.hasPendingJobs { return true }
-        var entry = pollfd(fd: epollFD, events: Int16(POLLIN), revents: 0)
-        return poll(&entry, 1, 0) != 0
-    }
-
     private func wake() {
         if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
             var one: UInt64 = 1
@@ -375,7 +359,7 @@ final class EventLoop: @unchecked Sendable {
         let readBufferSize = config.readBufferSize
         (isProbe ? probePool : pool).submit { [self] in
             let scratch = WorkerScratch.current(readBufferSize: readBufferSize)
-            let disposition = connection.serveRequests(first: parsed, scratch: scratch, loop: isProbe ? nil : self)
+            let disposition = connection.serveRequests(first: parsed, scratch: scratch)
             giveBack(connection, disposition)
         }
     }

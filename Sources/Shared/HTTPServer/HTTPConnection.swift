@@ -44,9 +44,8 @@ enum ConnectionDisposition: Sendable {
 }
 
 /// One accepted connection. Ownership moves between threads and never overlaps: the event loop owns it
-/// while it waits for (and parses) a request head; a worker owns it while a request is served (and the
-/// requests the client had already sent when a response was done) and hands it back with a
-/// `ConnectionDisposition`. The hand-offs go through the pool's and the loop's queues,
+/// while it waits for (and parses) a request head; a worker owns it while a request is served and hands
+/// it back with a `ConnectionDisposition`. The hand-offs go through the pool's and the loop's queues,
 /// whose locks order the memory accesses; hence `@unchecked Sendable`.
 final class HTTPConnection: @unchecked Sendable {
     unowned let server: HTTPServer
@@ -117,9 +116,7 @@ final class HTTPConnection: @unchecked Sendable {
 
     /// Serves `first` and any request already buffered behind it (pipelining), on the calling worker
     /// thread, with that thread's buffers. Returns what the event loop should do next.
-    /// `loop`: the event loop whose pool runs this; with it, a request that is already readable when a
-    /// response is done may be served here too (see `readNextRequest`). nil (probe workers) always hands back.
-    func serveRequests(first: HTTPParsedHead, scratch: WorkerScratch, loop: EventLoop? = nil) -> ConnectionDisposition {
+    func serveRequests(first: HTTPParsedHead, scratch: WorkerScratch) -> ConnectionDisposition {
         buffer = scratch.readBuffer
         coalescingBuffer = scratch.outputBuffer
         start = 0
@@ -141,13 +138,7 @@ final class HTTPConnection: @unchecked Sendable {
             guard case .keepAlive = disposition else { return disposition }
             parser.reset()
             requestsServed += 1
-            if start >= end {
-                switch readNextRequest(loop) {
-                case .arrived: break
-                case .notYet: return .keepAlive
-                case .closed: return .close
-                }
-            }
+            guard start < end else { return .keepAlive }
             // Bytes behind the response: a pipelined request (or the start of one).
             do {
                 let r = try parser.feed(pending)
@@ -160,40 +151,6 @@ final class HTTPConnection: @unchecked Sendable {
                 sendError(status: error.status, code: error.code, message: error.message, requestID: RequestIDGenerator.next())
                 return .linger
             }
-        }
-    }
-
-    private enum NextRequest { case arrived, notYet, closed }
-
-    /// Reads, without waiting, what the client already sent after the response: a kept-alive client
-    /// usually sends its next request as soon as it has read one, and serving it here saves two hand-offs
-    /// (worker to loop, loop to worker) and their wake-ups.
-    ///
-    /// Only when nobody else waits (`EventLoop.othersAreWaiting`): no job waiting to start, no event the
-    /// loop has yet to harvest. Otherwise a connection whose next request is already here
-    /// jumps ahead of requests that arrived earlier on other connections, which wait for the loop and a
-    /// worker while this worker holds a core: on 2 cores that tripled the p99 latency in measurements
-    /// (`sched_yield` before the read did not reliably help). When others wait, the connection goes back
-    /// to the loop and queues behind them.
-    ///
-    /// Nothing is ever waited for: what has not arrived is the loop's to wait for, with no thread; a
-    /// partial head goes back to the loop with the rest of its header timeout. Only for an authenticated
-    /// connection whose budget the loop has already settled (not counted as unauthenticated, not on a
-    /// reserve slot), while the server is not draining. Plain TCP only: a TLS read can need a write
-    /// first, which only the loop waits for.
-    private func readNextRequest(_ loop: EventLoop?) -> NextRequest {
-        guard let loop, socket.tls == nil, handle.isAuthenticated, !countedUnauthenticated, !reserved,
-              !server.isDraining, !loop.othersAreWaiting()
-        else { return .notYet }
-        switch socket.tryRead(into: buffer) {
-        case .data(let n):
-            start = 0
-            end = n
-            return .arrived
-        case .wouldBlock:
-            return .notYet
-        case .endOfStream, .failed:
-            return .closed
         }
     }
 

@@ -1,7 +1,6 @@
 import CLinux
 import Foundation
 import Glibc
-import Synchronization
 
 /// A bounded, elastic pool of threads for blocking request work.
 ///
@@ -47,9 +46,6 @@ final class WorkerPool: @unchecked Sendable {
     private var threads = 0
     private var busy = 0
     private var stopping = false
-    /// Jobs submitted that no thread has started yet (queued, or handed to an idle thread that has not
-    /// woken up yet), for `hasPendingJobs`; changed under `mutex`.
-    private let pending = Atomic<Int>(0)
 
     init(name: String, maxThreads: Int, minThreads: Int = 0, idleExit: Duration = .seconds(10),
          stackSize: Int = 4 << 20) {
@@ -72,10 +68,6 @@ final class WorkerPool: @unchecked Sendable {
         allGone.deallocate()
     }
 
-    /// Whether a submitted job has not started yet: it waits for a thread, or for its woken thread to
-    /// run. Read without the mutex: a worker asks it before it takes on more work of its own.
-    var hasPendingJobs: Bool { pending.load(ordering: .relaxed) > 0 }
-
     /// Threads alive and threads running a job.
     var counts: (threads: Int, busy: Int, queued: Int) {
         pthread_mutex_lock(mutex)
@@ -86,7 +78,6 @@ final class WorkerPool: @unchecked Sendable {
     /// Runs `job` on a pool thread: an idle one, a new one, or the next one free.
     func submit(_ job: @escaping Job) {
         pthread_mutex_lock(mutex)
-        pending.add(1, ordering: .relaxed)
         if let worker = idle.popLast() {
             worker.job = job
             busy += 1
@@ -142,7 +133,6 @@ final class WorkerPool: @unchecked Sendable {
         while true {
             if let job = me.job ?? takeQueued() {
                 me.job = nil
-                pending.subtract(1, ordering: .relaxed)
                 pthread_mutex_unlock(mutex)
                 job()
                 pthread_mutex_lock(mutex)
