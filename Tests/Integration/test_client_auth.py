@@ -20,7 +20,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import s3gw
-from conftest import TARGET
 
 pytestmark = [pytest.mark.gateway_only]
 
@@ -31,8 +30,6 @@ PASSWORD = "client-auth-test-password-0123456789"
 def auth_gw(request, backend, tmp_root):
     """An encrypting gateway with a credentials file: full, read-only and bucket-limited credentials (plus the
     generated GATEWAY_ACCESS_KEY pair)."""
-    if TARGET == "backend":
-        pytest.skip("S3GW_TARGET=backend: no gateway")
     binary = request.getfixturevalue("gateway_binary")
     workdir = tmp_root / f"auth-gw-{backend.name}"
     workdir.mkdir(parents=True, exist_ok=True)
