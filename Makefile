@@ -7,7 +7,7 @@
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed (interleaved rounds)
 #   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
-#   make bench-ranges        1 MiB ranged GETs of a 1 GiB encrypted object vs the same ranges from nginx direct
+#   make bench-ranges        1 MiB ranged GETs of a 1 GiB encrypted object vs the same ranges from nginx direct and proxy_pass
 #   make bench-concurrent    64 concurrent 16 MiB encrypted GETs vs nginx direct (aggregate MiB/s)
 #   make bench-memory        encrypting gateway's RSS during and after bursts of large and small GETs
 #   make bench-auth          1 GiB PUT: signed payload, aws-chunked and CRC32 trailer vs UNSIGNED-PAYLOAD

@@ -378,11 +378,16 @@ def interleaved(rounds: int, sides: dict[str, Callable[[], T]]) -> dict[str, lis
     next to the same neighbours, but no side is always first or always second. A fixed order biased the ratios by
     a few per cent (the side right after another got measurably less CPU time)."""
     results: dict[str, list[T]] = {name: [] for name in sides}
-    names = list(sides)
     for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in rotation(list(sides), r):
             results[name].append(sides[name]())
     return results
+
+
+def rotation(names: list[str], round_index: int) -> list[str]:
+    """The order of the sides in round `round_index` (0-based): the same circle, starting one side later each round."""
+    start = round_index % len(names)
+    return names[start:] + names[:start]
 
 
 def ratios(candidate: list[float], baseline: list[float]) -> list[float]:
