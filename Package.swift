@@ -20,7 +20,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Shared", dependencies: ["CCurl", "COpenSSL", "CLinux"], path: "Sources/Shared"),
-        .executableTarget(name: "Proxy", dependencies: ["Shared", "COpenSSL", "CZlib"], path: "Sources/Proxy"),
+        .executableTarget(name: "Proxy", dependencies: ["Shared", "CZlib"], path: "Sources/Proxy"),
         .executableTarget(name: "Operator", dependencies: ["Shared", "CYAML"], path: "Sources/Operator"),
         // Helpers every test target shares (moto, ports, temporary directories, seeded random, required tools).
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -1,4 +1,3 @@
-import COpenSSL
 import Shared
 
 /// Verifies and decrypts one segment (docs/FORMAT.md §5) as an I/O-free streaming state machine.
@@ -69,7 +68,7 @@ public final class ChunkOpener {
 
     deinit {
         pending.deallocate()
-        OPENSSL_cleanse(output.baseAddress, outputUsed)
+        SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: output[0..<outputUsed]))
         output.deallocate()
     }
 
@@ -191,7 +190,7 @@ public final class ChunkOpener {
             throw EncryptionError(.tamperDetected, "chunk \(nextIndex) failed authentication: the stored object was modified, reordered or spliced")
         } catch {
             failed = true
-            OPENSSL_cleanse(target.baseAddress, chunkSize)
+            SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: target[0..<chunkSize]))
             throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
         }
         nextIndex += 1
@@ -208,7 +207,7 @@ public final class ChunkOpener {
     /// Drops the chunk being streamed: its unverified plaintext is wiped (the opener is failed).
     private func abandonStream() {
         failed = true
-        if let target = streamTarget, streamed > 0 { OPENSSL_cleanse(target.baseAddress, min(streamed, target.count)) }
+        if let target = streamTarget, streamed > 0 { SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: target[0..<min(streamed, target.count)])) }
         streamTarget = nil
     }
 
@@ -272,7 +271,7 @@ public final class ChunkOpener {
             throw diagnose(sealed, expectedFinal: final)
         } catch {
             failed = true
-            if target.baseAddress != output.baseAddress, expected > 0 { OPENSSL_cleanse(target.baseAddress, min(expected, target.count)) }
+            if target.baseAddress != output.baseAddress, expected > 0 { SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: target[0..<min(expected, target.count)])) }
             throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
         }
         nextIndex += 1
@@ -300,7 +299,7 @@ public final class ChunkOpener {
         let index = nextIndex
         let flipped = (try? attempt(sealed, final: !expectedFinal, into: output)) != nil
         outputUsed = max(outputUsed, min(output.count, sealed.count - FormatV1.tagSize))
-        OPENSSL_cleanse(output.baseAddress, outputUsed)
+        SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: output[0..<outputUsed]))
         if flipped && expectedFinal {
             return EncryptionError(.truncated, "chunk \(index) is not the final chunk but the data ends after it: the object was truncated")
         }

@@ -1,4 +1,3 @@
-import COpenSSL
 import Shared
 
 /// Encrypts one segment (docs/FORMAT.md §5) as an I/O-free streaming state machine.
@@ -51,7 +50,7 @@ public final class ChunkSealer {
     }
 
     deinit {
-        OPENSSL_cleanse(pending.baseAddress, pending.count)
+        SecureMemory.cleanse(pending)
         pending.deallocate()
         output.deallocate()
     }
@@ -102,7 +101,7 @@ public final class ChunkSealer {
         }
         finished = true
         try sealChunk(UnsafeRawBufferPointer(rebasing: pending[0..<pendingCount]), final: true, emit: emit)
-        OPENSSL_cleanse(pending.baseAddress, pendingCount)
+        SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: pending[0..<pendingCount]))
         pendingCount = 0
     }
 
