@@ -78,6 +78,20 @@ final class WorkerPool: @unchecked Sendable {
         watcherCondition.deallocate()
     }
 
+    /// `CLOCK_MONOTONIC` now plus `duration`, for `pthread_cond_timedwait` on a `monotonicCondition()`.
+    private static func monotonicDeadline(after duration: Duration) -> timespec {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let (seconds, attoseconds) = duration.components
+        deadline.tv_sec += Int(seconds)
+        deadline.tv_nsec += Int(attoseconds / 1_000_000_000)
+        if deadline.tv_nsec >= 1_000_000_000 {
+            deadline.tv_sec += 1
+            deadline.tv_nsec -= 1_000_000_000
+        }
+        return deadline
+    }
+
     private static func monotonicCondition() -> UnsafeMutablePointer<pthread_cond_t> {
         let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
         var attr = pthread_condattr_t()
@@ -155,15 +169,7 @@ final class WorkerPool: @unchecked Sendable {
                 continue
             }
             let before = started
-            var deadline = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &deadline)
-            let (seconds, attoseconds) = growthDelay.components
-            deadline.tv_sec += Int(seconds)
-            deadline.tv_nsec += Int(attoseconds / 1_000_000_000)
-            if deadline.tv_nsec >= 1_000_000_000 {
-                deadline.tv_sec += 1
-                deadline.tv_nsec -= 1_000_000_000
-            }
+            var deadline = Self.monotonicDeadline(after: growthDelay)
             // The whole delay: a submit's signal while we watch does not cut it short.
             while !stopping && pthread_cond_timedwait(watcherCondition, mutex, &deadline) != ETIMEDOUT {}
             if stopping { break }
@@ -217,15 +223,7 @@ final class WorkerPool: @unchecked Sendable {
             }
             if stopping { break }
             idle.append(me)
-            var deadline = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &deadline)
-            let (seconds, attoseconds) = idleExit.components
-            deadline.tv_sec += Int(seconds)
-            deadline.tv_nsec += Int(attoseconds / 1_000_000_000)
-            if deadline.tv_nsec >= 1_000_000_000 {
-                deadline.tv_sec += 1
-                deadline.tv_nsec -= 1_000_000_000
-            }
+            var deadline = Self.monotonicDeadline(after: idleExit)
             let rc = pthread_cond_timedwait(me.condition, mutex, &deadline)
             if me.job != nil { continue }  // handed a job (submit already took us off the idle list)
             idle.removeAll { $0 === me }
