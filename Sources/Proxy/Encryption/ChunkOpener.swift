@@ -7,7 +7,10 @@ import Shared
 /// `firstChunkIndex` (0 for a whole object, the mapped first chunk for a range); then call
 /// `finish`. Only verified plaintext is handed to `emit`, one chunk at a time (the buffer is
 /// only valid during the callback). A chunk is opened as non-final once more bytes follow it,
-/// so at most one sealed chunk is buffered. Errors distinguish tampering, truncation and
+/// so at most one sealed chunk is buffered. When the caller announced how much ciphertext comes
+/// (`maxCiphertextLength`), a chunk that ends before that is known to be non-final from its first
+/// byte: one split across two pieces is then decrypted piece by piece as they come (its tag checked
+/// when its last byte arrives) instead of being copied together first. Errors distinguish tampering, truncation and
 /// trailing data; after an error the opener must not be used again. Bytes after a *short* final
 /// chunk cannot be told apart from a modified final chunk (`tamperDetected`); callers that know
 /// the stored length check it first with `ChunkLayout.plaintextLength(ciphertextLength:)`.
@@ -32,6 +35,10 @@ public final class ChunkOpener {
     /// Ciphertext bytes accepted so far, and at most how many the caller said will come (nil: unbounded).
     private var received = 0
     private let maxCiphertextLength: Int?
+    /// A chunk being opened piece by piece: where its (still unverified) plaintext goes, and how many of its
+    /// sealed bytes have arrived. Its tag collects in `pending`, which a streamed chunk does not otherwise use.
+    private var streamTarget: UnsafeMutableRawBufferPointer?
+    private var streamed = 0
 
     /// - Parameter maxCiphertextLength: when the caller knows how much ciphertext it will feed (a planned read),
     ///   the buffers are sized for that instead of a whole chunk each — a 4 KiB object's read allocates 8 KiB, not
@@ -90,6 +97,10 @@ public final class ChunkOpener {
         }
         let sealedSize = layout.sealedChunkSize
         var rest = input[...]
+        if streamTarget != nil {
+            rest = try continueStream(rest, emit: emit)
+            guard !rest.isEmpty else { return }
+        }
         if pendingCount > 0 {
             let take = min(sealedSize - pendingCount, rest.count)
             (pending.baseAddress! + pendingCount).copyMemory(from: UnsafeRawBufferPointer(rebasing: rest.prefix(take)).baseAddress!, byteCount: take)
@@ -99,14 +110,106 @@ public final class ChunkOpener {
             try openChunk(UnsafeRawBufferPointer(rebasing: pending[0..<sealedSize]), final: false, space: space, emit: emit)
             pendingCount = 0
         }
-        while rest.count > sealedSize {
+        while rest.count > sealedSize || (rest.count == sealedSize && knownNonFinal(endingAt: received)) {
             try openChunk(UnsafeRawBufferPointer(rebasing: rest.prefix(sealedSize)), final: false, space: space, emit: emit)
             rest = rest.dropFirst(sealedSize)
         }
-        if !rest.isEmpty {
-            pending.baseAddress!.copyMemory(from: UnsafeRawBufferPointer(rebasing: rest).baseAddress!, byteCount: rest.count)
+        guard !rest.isEmpty else { return }
+        // The next chunk starts here and ends in a later piece.
+        if knownNonFinal(endingAt: received - rest.count + sealedSize) {
+            try startStream(rest, space: space, emit: emit)
+            return
         }
+        pending.baseAddress!.copyMemory(from: UnsafeRawBufferPointer(rebasing: rest).baseAddress!, byteCount: rest.count)
         pendingCount = rest.count
+    }
+
+    /// Whether a chunk ending at this offset of the input is followed by more of it (so it is not the segment's
+    /// final chunk): only known when the caller announced the input's length.
+    private func knownNonFinal(endingAt end: Int) -> Bool {
+        guard let maxCiphertextLength else { return false }
+        return end < maxCiphertextLength
+    }
+
+    /// Starts opening a full non-final chunk of which `head` (shorter than a sealed chunk) is the beginning:
+    /// decrypts it into the caller's space when that holds a chunk, else into the opener's own buffer.
+    private func startStream(_ head: Slice<UnsafeRawBufferPointer>, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                             emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let chunkSize = layout.chunkSize
+        var target = output
+        do {
+            let offered = try space(chunkSize)
+            if offered.count >= chunkSize { target = offered }
+        } catch {
+            failed = true  // the consumer failed mid-stream: this stream cannot continue
+            throw error
+        }
+        if target.baseAddress == output.baseAddress { outputUsed = max(outputUsed, chunkSize) }
+        nonceAAD.set(index: nextIndex, final: false)
+        do {
+            try aead.openStart(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad))
+        } catch {
+            failed = true
+            throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
+        }
+        streamTarget = UnsafeMutableRawBufferPointer(rebasing: target[0..<chunkSize])
+        streamed = 0
+        let rest = try continueStream(head, emit: emit)
+        assert(rest.isEmpty && streamTarget != nil, "a streamed chunk starts with less than a sealed chunk")
+    }
+
+    /// Feeds the next bytes of the chunk being streamed: its ciphertext is decrypted where it lies, its tag
+    /// collected; once the tag is whole it is checked and, only then, the plaintext emitted. Returns the input
+    /// after the chunk.
+    private func continueStream(_ input: Slice<UnsafeRawBufferPointer>,
+                                emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Slice<UnsafeRawBufferPointer> {
+        guard let target = streamTarget else { return input }
+        let chunkSize = target.count
+        let take = min(chunkSize + FormatV1.tagSize - streamed, input.count)
+        let bytes = UnsafeRawBufferPointer(rebasing: input.prefix(take))
+        let ciphertext = max(0, min(chunkSize - streamed, take))
+        do {
+            try aead.openUpdate(UnsafeRawBufferPointer(rebasing: bytes[0..<ciphertext]), into: target.baseAddress! + streamed)
+        } catch {
+            abandonStream()
+            throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
+        }
+        if take > ciphertext {
+            let tagOffset = streamed + ciphertext - chunkSize
+            (pending.baseAddress! + tagOffset).copyMemory(from: bytes.baseAddress! + ciphertext, byteCount: take - ciphertext)
+        }
+        streamed += take
+        let rest = input.dropFirst(take)
+        guard streamed == chunkSize + FormatV1.tagSize else { return rest }
+        streamTarget = nil
+        do {
+            try aead.openFinish(tag: UnsafeRawBufferPointer(rebasing: pending[0..<FormatV1.tagSize]), wiping: target)
+        } catch AEADError.authenticationFailed {
+            failed = true
+            // Its ciphertext is gone (decrypted where it lay), so the final flag cannot be tried the other way as
+            // `diagnose` does; the caller announced more input after this chunk, so it is not expected to be final.
+            throw EncryptionError(.tamperDetected, "chunk \(nextIndex) failed authentication: the stored object was modified, reordered or spliced")
+        } catch {
+            failed = true
+            OPENSSL_cleanse(target.baseAddress, chunkSize)
+            throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
+        }
+        nextIndex += 1
+        plaintextLength += chunkSize
+        do {
+            try emit(UnsafeRawBufferPointer(target))
+        } catch {
+            failed = true   // the consumer failed mid-stream: this stream cannot continue
+            throw error
+        }
+        return rest
+    }
+
+    /// Drops the chunk being streamed: its unverified plaintext is wiped (the opener is failed).
+    private func abandonStream() {
+        failed = true
+        if let target = streamTarget, streamed > 0 { OPENSSL_cleanse(target.baseAddress, min(streamed, target.count)) }
+        streamTarget = nil
     }
 
     /// Thrown (rather than trapping) when a caller keeps using an opener after `finish` or an
@@ -123,6 +226,10 @@ public final class ChunkOpener {
         guard !finished && !failed else { throw Self.misuse }
         finished = true
         let sealedSize = layout.sealedChunkSize
+        if streamTarget != nil {
+            abandonStream()
+            throw EncryptionError(.truncated, "the ciphertext ends inside chunk \(nextIndex): it was truncated")
+        }
         if lastChunkIsFinal {
             guard pendingCount >= FormatV1.tagSize else {
                 throw EncryptionError(.truncated, "the object ends \(pendingCount == 0 ? "without its final chunk" : "inside a chunk") at chunk \(nextIndex): it was truncated")

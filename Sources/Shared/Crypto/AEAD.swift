@@ -96,7 +96,8 @@ public struct AEADContext: ~Copyable {
             throw .library("EVP_CipherInit_ex: \(CryptoError("init").detail)")
         }
         self.context = context
-        self.scratch = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+        // What OpenSSL's final call may write (nothing, for these stream modes), then a copy of `open`'s tag.
+        self.scratch = UnsafeMutableRawPointer.allocate(byteCount: 2 * AEADAlgorithm.tagSize, alignment: 16)
         self.algorithm = algorithm
         self.sealing = sealing
     }
@@ -164,31 +165,66 @@ public struct AEADContext: ~Copyable {
         // An empty message may come with an empty (base-less) output buffer; OpenSSL still wants a pointer.
         let outBase = output.baseAddress ?? scratch
         try start(nonce: nonce, aad: aad)
-        let input = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
         // The tag is copied out first: with in-place decryption the tag bytes sit right after the
         // ciphertext and must be handed to OpenSSL before they could be touched.
-        var tag = (UInt64(0), UInt64(0))
-        withUnsafeMutableBytes(of: &tag) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: sealed[count...])) }
-        let out = outBase.assumingMemoryBound(to: UInt8.self)
+        let tag = scratch + AEADAlgorithm.tagSize
+        tag.copyMemory(from: sealed.baseAddress! + count, byteCount: AEADAlgorithm.tagSize)
+        try decrypt(UnsafeRawBufferPointer(rebasing: sealed[0..<count]), into: outBase)
+        try verify(tag: UnsafeRawBufferPointer(start: tag, count: AEADAlgorithm.tagSize),
+                   wiping: UnsafeMutableRawBufferPointer(start: outBase, count: count))
+        return count
+    }
+
+    /// Starts opening one message whose ciphertext arrives in pieces (a chunk split across two network reads),
+    /// so that no piece has to be copied together first: `openUpdate` decrypts each piece as it comes, then
+    /// `openFinish` checks the tag. Until `openFinish` returns, what `openUpdate` wrote is **unverified**: the
+    /// caller must not release any of it, and wipes it if the message is abandoned. Starting another message
+    /// (`open`, `openStart`) abandons this one.
+    public func openStart(nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer) throws(AEADError) {
+        guard !sealing else { throw .invalidArgument("open called on a sealing context") }
+        try start(nonce: nonce, aad: aad)
+    }
+
+    /// Decrypts the next piece of the message's ciphertext (any length, the tag excluded) into `output`, which
+    /// receives exactly `ciphertext.count` bytes of unverified plaintext (it may be `ciphertext` itself).
+    public func openUpdate(_ ciphertext: UnsafeRawBufferPointer, into output: UnsafeMutableRawPointer) throws(AEADError) {
+        guard !sealing else { throw .invalidArgument("open called on a sealing context") }
+        try decrypt(ciphertext, into: output)
+    }
+
+    /// Checks the message's 16-byte `tag`. On a mismatch `plaintext` (everything `openUpdate` wrote) is zeroed
+    /// before `AEADError.authenticationFailed` is thrown, as `open` does.
+    public func openFinish(tag: UnsafeRawBufferPointer, wiping plaintext: UnsafeMutableRawBufferPointer) throws(AEADError) {
+        guard !sealing else { throw .invalidArgument("open called on a sealing context") }
+        guard tag.count == AEADAlgorithm.tagSize else { throw .authenticationFailed }
+        try verify(tag: tag, wiping: plaintext)
+    }
+
+    private func decrypt(_ ciphertext: UnsafeRawBufferPointer, into output: UnsafeMutableRawPointer) throws(AEADError) {
+        guard ciphertext.count > 0 else { return }
+        guard ciphertext.count <= Int(Int32.max) else { throw .invalidArgument("message too long") }
         var written: Int32 = 0
-        if count > 0 {
-            guard count <= Int(Int32.max) else { throw .invalidArgument("message too long") }
-            guard EVP_CipherUpdate(context, out, &written, input, Int32(count)) == 1 else {
-                throw .library("EVP_CipherUpdate: \(CryptoError("update").detail)")
-            }
+        guard EVP_CipherUpdate(context, output.assumingMemoryBound(to: UInt8.self), &written,
+                               ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(ciphertext.count)) == 1 else {
+            throw .library("EVP_CipherUpdate: \(CryptoError("update").detail)")
         }
-        let tagSet = withUnsafeMutableBytes(of: &tag) {
-            copenssl_ctrl_gcm_set_tag(context, Int32(AEADAlgorithm.tagSize), $0.baseAddress)
+        // GCM and ChaCha20-Poly1305 are stream modes: OpenSSL writes every byte at once.
+        guard Int(written) == ciphertext.count else { throw .library("EVP_CipherUpdate wrote \(written) of \(ciphertext.count) bytes") }
+    }
+
+    /// Hands the tag to OpenSSL and finishes the message; zeroes `plaintext` if the tag does not verify.
+    private func verify(tag: UnsafeRawBufferPointer, wiping plaintext: UnsafeMutableRawBufferPointer) throws(AEADError) {
+        // OpenSSL only reads the tag (the C API takes a non-const pointer).
+        guard copenssl_ctrl_gcm_set_tag(context, Int32(AEADAlgorithm.tagSize), UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1 else {
+            throw .library("set tag: \(CryptoError("tag").detail)")
         }
-        guard tagSet == 1 else { throw .library("set tag: \(CryptoError("tag").detail)") }
+        // A stream mode has nothing left to write at the end; the final call only compares the tag.
         var finalWritten: Int32 = 0
-        let verified = EVP_CipherFinal_ex(context, out + Int(written), &finalWritten) == 1
-        guard verified else {
+        guard EVP_CipherFinal_ex(context, scratch.assumingMemoryBound(to: UInt8.self), &finalWritten) == 1 else {
             ERR_clear_error()
-            if count > 0 { UnsafeMutableRawBufferPointer(start: outBase, count: count).initializeMemory(as: UInt8.self, repeating: 0) }
+            if plaintext.count > 0 { plaintext.initializeMemory(as: UInt8.self, repeating: 0) }
             throw .authenticationFailed
         }
-        return Int(written) + Int(finalWritten)
     }
 
     /// Resets the context for a new message: new IV, same key; then feeds the AAD.

@@ -115,6 +115,78 @@ import Testing
         #expect(space.allSatisfy { $0 == 0 })
     }
 
+    /// A planned opener (its input's length announced) knows a chunk that ends before that length is not final, so
+    /// one split across two pieces is decrypted as its pieces come, straight into the caller's space (it asks for
+    /// the room at the chunk's first byte, not once the chunk is whole), and emitted once its tag verifies —
+    /// at the piece that completes it, without waiting for the next byte. Cuts anywhere in a chunk or its tag.
+    @Test func aPlannedOpenerOpensSplitChunksAsTheyArrive() throws {
+        let plaintext = randomBytes(seed: 21, 5 * 4096 + 77)
+        let ciphertext = try sealWhole(plaintext)
+        let sealed = 4096 + 16
+        let space = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { space.deallocate() }
+        for offered in [4096, 4095] {
+            for cut: Int in [1, 15, 16, 17, 2047, 4095, 4096, 4097, 4111, sealed, -3, -5000, -9000] {
+                let o = try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small,
+                                        maxCiphertextLength: ciphertext.count)
+                var opened: [UInt8] = [], inSpace = 0, asked = 0
+                // Chunk 1 cut `cut` bytes in (negative: pieces of that many bytes throughout).
+                let pieces: [Int] = cut > 0 ? [0, sealed + cut, ciphertext.count] : Array(stride(from: 0, to: ciphertext.count, by: -cut)) + [ciphertext.count]
+                for (from, to) in zip(pieces, pieces.dropFirst()) {
+                    let chunksBefore = opened.count / 4096
+                    try Array(ciphertext[from..<to]).withUnsafeBytes { piece in
+                        try o.update(piece, space: { count in
+                            asked += 1
+                            return UnsafeMutableRawBufferPointer(rebasing: space[0..<offered])
+                        }, emit: { chunk in
+                            if chunk.baseAddress == UnsafeRawPointer(space.baseAddress) { inSpace += 1 }
+                            opened += chunk
+                        })
+                    }
+                    // Every non-final chunk that ends inside this piece was emitted, and room was asked for every
+                    // chunk that starts in it.
+                    let complete = min(5, to / sealed)
+                    #expect(opened.count == complete * 4096, "cut \(cut): after byte \(to)")
+                    #expect(asked == min(5, (to + sealed - 1) / sealed), "cut \(cut): after byte \(to), \(chunksBefore) before")
+                }
+                try o.finish { opened += $0 }
+                #expect(opened == plaintext, "cut \(cut), space \(offered)")
+                #expect(inSpace == (offered >= 4096 ? 5 : 0), "cut \(cut)")
+            }
+        }
+    }
+
+    /// A modified byte anywhere in a chunk split across pieces (its first piece, its second, the tag on either
+    /// side of the cut) fails the read; the chunk is never emitted and no plaintext of it is left in the caller's
+    /// space. The same for a read that ends half-way through a split chunk.
+    @Test func aSplitChunkThatFailsOrIsCutShortLeavesNoPlaintext() throws {
+        let plaintext = [UInt8](repeating: 0x41, count: 4096) + [UInt8](repeating: 0x42, count: 4096) + [UInt8](repeating: 0x43, count: 100)
+        let ciphertext = try sealWhole(plaintext)
+        let sealed = 4096 + 16
+        let space = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { space.deallocate() }
+        let cases: [(cut: Int, flip: Int?)] = [(2000, 100), (2000, 3000), (4100, 4098), (4100, 4105), (4096, 4111), (2000, nil), (4111, nil)]
+        for (cut, flip) in cases {
+            var damaged = ciphertext
+            if let flip { damaged[sealed + flip] ^= 0x08 }
+            let o = try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: Self.small,
+                                    maxCiphertextLength: ciphertext.count)
+            var released: [UInt8] = []
+            var failure: EncryptionError?
+            do {
+                for (from, to) in [(0, sealed + cut), (sealed + cut, flip == nil ? sealed + cut : damaged.count)] where to > from {
+                    try Array(damaged[from..<to]).withUnsafeBytes { try o.update($0, space: { _ in space }, emit: { released += $0 }) }
+                }
+                try o.finish { released += $0 }
+            } catch let error as EncryptionError {
+                failure = error
+            }
+            #expect(failure?.code == (flip == nil ? .truncated : .tamperDetected), "cut \(cut), flip \(String(describing: flip))")
+            #expect(released == Array(plaintext.prefix(4096)), "cut \(cut)")
+            #expect(!space.contains(0x42), "cut \(cut), flip \(String(describing: flip)): unverified plaintext left")
+        }
+    }
+
     @Test func sealingIsNotDeterministicAcrossSegmentKeys() throws {
         let plaintext = [UInt8](repeating: 0x41, count: 5000)
         let a = try sealWhole(plaintext, key: EncryptionFixtures.segmentKey(1, salt: 1))

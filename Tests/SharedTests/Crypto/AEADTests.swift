@@ -98,6 +98,68 @@ import Testing
         }
     }
 
+    /// A message opened piece by piece (`openStart`/`openUpdate`/`openFinish`) gives what `open` gives, for cuts
+    /// anywhere (inside a block, on a block edge, one byte at a time); a modified byte or tag fails at the end and
+    /// zeroes everything the pieces wrote.
+    @Test(arguments: AEADAlgorithm.allCases)
+    func piecewiseOpenMatchesOneShotAndFailsClosed(_ algorithm: AEADAlgorithm) throws {
+        let key = SecureRandom.bytes(32)
+        let nonce = SecureRandom.bytes(12)
+        let aad = Array("chunk".utf8)
+        let plaintext = SecureRandom.bytes(1000)
+        let sealed = try AEAD.seal(algorithm, key: key, nonce: nonce, aad: aad, plaintext: plaintext)
+        let opener = try AEADContext(algorithm: algorithm, key: key, sealing: false)
+        func piecewise(_ message: [UInt8], cuts: [Int]) -> ([UInt8], AEADError?) {
+            var output = [UInt8](repeating: 0xAA, count: plaintext.count)
+            let result: AEADError? = message.withUnsafeBytes { m in
+                nonce.withUnsafeBytes { n in
+                    aad.withUnsafeBytes { a in
+                        output.withUnsafeMutableBytes { o in
+                            do throws(AEADError) {
+                                try opener.openStart(nonce: n, aad: a)
+                                var from = 0
+                                for cut in cuts + [plaintext.count] where cut >= from {
+                                    try opener.openUpdate(UnsafeRawBufferPointer(rebasing: m[from..<cut]), into: o.baseAddress! + from)
+                                    from = cut
+                                }
+                                try opener.openFinish(tag: UnsafeRawBufferPointer(rebasing: m[plaintext.count...]), wiping: o)
+                                return nil
+                            } catch { return error }
+                        }
+                    }
+                }
+            }
+            return (output, result)
+        }
+        for cuts in [[], [0], [1], [15, 16, 17], [500], [999], Array(0..<plaintext.count)] {
+            let (opened, error) = piecewise(sealed, cuts: cuts)
+            #expect(error == nil && opened == plaintext, "cuts \(cuts.prefix(3))")
+        }
+        for position in [0, 17, 500, 999, 1000, 1015] {
+            var damaged = sealed
+            damaged[position] ^= 0x20
+            let (opened, error) = piecewise(damaged, cuts: [1, 500])
+            #expect(error == .authenticationFailed, "byte \(position)")
+            #expect(opened.allSatisfy { $0 == 0 }, "byte \(position): unverified plaintext left")
+        }
+        // A message abandoned half-way leaves the context usable for the next one.
+        _ = piecewise(sealed, cuts: [300])
+        #expect(try AEAD.open(algorithm, key: key, nonce: nonce, aad: aad, sealed: sealed) == plaintext)
+        var whole = [UInt8](repeating: 0, count: plaintext.count)
+        let count = try sealed.withUnsafeBytes { s in
+            try nonce.withUnsafeBytes { n in
+                try aad.withUnsafeBytes { a in
+                    try whole.withUnsafeMutableBytes { o in
+                        try opener.openStart(nonce: n, aad: a)
+                        try opener.openUpdate(UnsafeRawBufferPointer(rebasing: s[0..<300]), into: o.baseAddress!)
+                        return try opener.open(nonce: n, aad: a, sealed: s, into: o)
+                    }
+                }
+            }
+        }
+        #expect(count == plaintext.count && whole == plaintext)
+    }
+
     @Test func rejectsWrongSizes() throws {
         #expect(throws: AEADError.self) { _ = try AEADContext(algorithm: .aes256GCM, key: [UInt8](repeating: 0, count: 16), sealing: true) }
         #expect(throws: AEADError.self) { try AEAD.seal(.aes256GCM, key: [UInt8](repeating: 0, count: 32), nonce: [0, 1], aad: [], plaintext: [1]) }
