@@ -4,12 +4,15 @@ import Shared
 struct ChunkNonceAAD: ~Copyable {
     let nonce: UnsafeMutableRawBufferPointer
     let aad: UnsafeMutableRawBufferPointer
+    /// Both in one allocation (every read and write of an object makes one of these).
+    private let storage: UnsafeMutableRawBufferPointer
+    private static let aadOffset = 16
 
     init(cipher: AEADAlgorithm, chunkSize: Int, partNumber: Int) {
-        nonce = .allocate(byteCount: 12, alignment: 8)
-        nonce.initializeMemory(as: UInt8.self, repeating: 0)
-        aad = .allocate(byteCount: FormatV1.chunkAADSize, alignment: 8)
-        aad.initializeMemory(as: UInt8.self, repeating: 0)
+        storage = .allocate(byteCount: Self.aadOffset + FormatV1.chunkAADSize, alignment: 8)
+        storage.initializeMemory(as: UInt8.self, repeating: 0)
+        nonce = UnsafeMutableRawBufferPointer(rebasing: storage[0..<12])
+        aad = UnsafeMutableRawBufferPointer(rebasing: storage[Self.aadOffset...])
         for (i, byte) in FormatV1.chunkAADMagic.enumerated() { aad[i] = byte }
         aad[4] = FormatV1.versionByte
         aad[5] = cipher.rawValue
@@ -20,8 +23,7 @@ struct ChunkNonceAAD: ~Copyable {
     }
 
     deinit {
-        nonce.deallocate()
-        aad.deallocate()
+        storage.deallocate()
     }
 
     func set(index: UInt64, final: Bool) {

@@ -118,16 +118,10 @@ public struct EncryptionMetadata: Sendable, Equatable {
     /// True for header names the gateway owns; the HTTP layer must not accept them from clients
     /// nor return them to clients.
     public static func isReserved(headerName: String) -> Bool {
-        // Compared byte by byte (ASCII case folded) rather than by `lowercased()`: every header of every
-        // backend answer passes here, and most are not ours.
-        let prefix = FormatV1.metadataPrefix.utf8
-        var name = headerName.utf8.makeIterator()
-        for expected in prefix {
-            guard let byte = name.next() else { return false }
-            let folded = byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte
-            guard folded == expected else { return false }
-        }
-        return true
+        // Compared on the contiguous UTF-8 (ASCII case folded), not through `lowercased()` or a `UTF8View`
+        // iterator: every header of every backend answer passes here (several times on a GET), and most are
+        // not ours — shorter than the prefix, or different in its first byte.
+        headerName.caseInsensitiveHasPrefix(FormatV1.metadataPrefix)
     }
 
     /// Backend headers (lowercase names) to store with the object.

@@ -12,21 +12,40 @@ struct MetadataFingerprint: Hashable, Sendable {
     private let digest: Int
 
     init(fields: [(name: String, value: String)], identity: ObjectIdentity) {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(512)
-        func piece(_ s: String) {
-            let count = s.utf8.count
-            bytes.append(UInt8(truncatingIfNeeded: count >> 24))
-            bytes.append(UInt8(truncatingIfNeeded: count >> 16))
-            bytes.append(UInt8(truncatingIfNeeded: count >> 8))
-            bytes.append(UInt8(truncatingIfNeeded: count))
-            bytes.append(contentsOf: s.utf8)
+        // Runs on every encrypted GET (issue 12): one pass finds the gateway's fields and the exact size, the second
+        // copies just those into one allocation (no per-append growth or uniqueness checks).
+        var size = 8 + identity.bucket.utf8.count + identity.key.utf8.count
+        var ours: UInt64 = 0  // which of the first 64 fields are the gateway's (later ones are checked again)
+        fields.withUnsafeBufferPointer { fields in
+            for i in fields.indices where EncryptionMetadata.isReserved(headerName: fields[i].name) {
+                size += 8 + fields[i].name.utf8.count + fields[i].value.utf8.count
+                if i < 64 { ours |= 1 << UInt64(i) }
+            }
         }
-        piece(identity.bucket)
-        piece(identity.key)
-        for field in fields where EncryptionMetadata.isReserved(headerName: field.name) {
-            piece(field.name)
-            piece(field.value)
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            func piece(_ s: String) {
+                let n = s.utf8.count
+                precondition(count + 4 + n <= buffer.count, "fingerprint size miscounted")
+                buffer[count] = UInt8(truncatingIfNeeded: n >> 24)
+                buffer[count + 1] = UInt8(truncatingIfNeeded: n >> 16)
+                buffer[count + 2] = UInt8(truncatingIfNeeded: n >> 8)
+                buffer[count + 3] = UInt8(truncatingIfNeeded: n)
+                count += 4
+                let copied = s.utf8.withContiguousStorageIfAvailable { utf8 in
+                    UnsafeMutableBufferPointer(rebasing: buffer[count..<(count + n)]).initialize(fromContentsOf: utf8)
+                }
+                if copied == nil { _ = UnsafeMutableBufferPointer(rebasing: buffer[count..<(count + n)]).initialize(from: s.utf8) }
+                count += n
+            }
+            piece(identity.bucket)
+            piece(identity.key)
+            fields.withUnsafeBufferPointer { fields in
+                for i in fields.indices {
+                    guard i < 64 ? ours & (1 << UInt64(i)) != 0 : EncryptionMetadata.isReserved(headerName: fields[i].name) else { continue }
+                    piece(fields[i].name)
+                    piece(fields[i].value)
+                }
+            }
         }
         var hasher = Hasher()
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }

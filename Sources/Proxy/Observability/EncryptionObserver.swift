@@ -18,7 +18,10 @@ protocol EncryptionObserver: Sendable {
 extension GatewayTelemetry: EncryptionObserver {
     func encryptionWork(operation: String, duration: Duration) {
         let (s, atto) = duration.components
-        encryptionDuration.observe(Double(s) + Double(atto) / 1e18, [operation])
+        encryptionDuration.observe(Double(s) + Double(atto) / 1e18, EncryptionWorkLabels.labels(operation))
+        // Only a recording request span gets a child: an unsampled request's children record nothing either, and
+        // making one anyway cost an allocation and a task-local lookup per GET (issue 12).
+        guard Span.current?.isRecording == true else { return }
         // The cipher's time is spread over the transfer; the span lasts that long and ends with it.
         let span = Span.startChild(operation == "GetObject" ? "decrypt" : "encrypt")
         span.setAttribute("s3eg.operation", .string(operation))
@@ -50,4 +53,19 @@ struct NoEncryptionObserver: EncryptionObserver {
     func tamperDetected(bucket: String, key: String, requestID: String, error: EncryptionError) {}
     func etagNotRecorded(bucket: String, key: String, requestID: String, reason: String) {}
     func listingSizeEstimated(bucket: String, key: String, reason: String) {}
+}
+
+/// The label values of `s3_gateway_encryption_duration_seconds`: the common operations' arrays are made once,
+/// not per request.
+enum EncryptionWorkLabels {
+    static let getObject = ["GetObject"]
+    static let putObject = ["PutObject"]
+
+    static func labels(_ operation: String) -> [String] {
+        switch operation {
+        case "GetObject": getObject
+        case "PutObject": putObject
+        default: [operation]
+        }
+    }
 }

@@ -155,7 +155,7 @@ public final class HTTPClient: Sendable {
         while true {
             attempt += 1
             let easy = checkout()
-            let state = TransferState(handler: handler, body: request.body, cancellation: request.cancellation)
+            let state = TransferState(handler: handler, body: request.body, cancellation: request.cancellation, names: easy.headerNames)
             let result = easy.perform(request, configuration: configuration, state: state, freshConnection: attempt > 1)
             // A handle whose transfer failed may hold a broken connection; curl
             // discards those itself, so the handle can go back to the pool.
@@ -270,7 +270,8 @@ enum ResponseHeaderLine: Equatable {
     /// A line without a colon (obsolete folding or garbage): dropped.
     case ignored
 
-    init(_ line: UnsafeRawBufferPointer) {
+    /// `names`: where a name long enough to need its own allocation is looked up first (nil: always made anew).
+    init(_ line: UnsafeRawBufferPointer, names: HeaderNameCache? = nil) {
         var end = line.count
         while end > 0, line[end - 1] == UInt8(ascii: "\n") || line[end - 1] == UInt8(ascii: "\r") { end -= 1 }
         if end == 0 {
@@ -300,8 +301,43 @@ enum ResponseHeaderLine: Equatable {
         while valueStart < end, isSpace(line[valueStart]) { valueStart += 1 }
         var valueEnd = end
         while valueEnd > valueStart, isSpace(line[valueEnd - 1]) { valueEnd -= 1 }
-        self = .field(name: String(decoding: UnsafeRawBufferPointer(rebasing: line[..<colon]), as: UTF8.self),
+        let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
+        self = .field(name: names?.name(name) ?? String(decoding: name, as: UTF8.self),
                       value: String(decoding: UnsafeRawBufferPointer(rebasing: line[valueStart..<valueEnd]), as: UTF8.self))
+    }
+}
+
+/// The header names a handle's recent answers carried, kept to be reused: a name of more than 15 bytes is a
+/// String allocation (and a free) per header per answer otherwise, and a backend's answers repeat the same
+/// names — an encrypted object's dozen `x-amz-meta-s3eg-*` among them (issue 12). A name is reused only when its
+/// bytes are exactly the line's (case included); anything else is made anew and takes the slot. Fixed size; one
+/// per libcurl handle, so one thread at a time uses it.
+final class HeaderNameCache {
+    /// 64: the slot is the top 6 bits of a 64-bit multiplicative hash.
+    static let slots = 64
+    /// Names up to this long are kept; longer ones are not worth the comparison.
+    static let maxLength = 64
+    private var names: [String?] = Array(repeating: nil, count: HeaderNameCache.slots)
+
+    init() {}
+
+    /// The name spelled by `bytes`: a kept String with exactly those bytes, or a new one (kept from now on).
+    func name(_ bytes: UnsafeRawBufferPointer) -> String {
+        // Up to 15 UTF-8 bytes a String is stored inline: nothing to save.
+        guard bytes.count > 15, bytes.count <= Self.maxLength else { return String(decoding: bytes, as: UTF8.self) }
+        // The slot comes from the length and the last eight bytes (where names of one family differ); a collision
+        // only costs a miss, since a kept name is reused only after comparing all its bytes.
+        let tail = (bytes.baseAddress! + bytes.count - 8).loadUnaligned(as: UInt64.self)
+        let slot = Int(truncatingIfNeeded: ((tail ^ UInt64(bytes.count)) &* 0x9E37_79B9_7F4A_7C15) >> 58)
+        if let kept = names[slot], Self.same(kept, bytes) { return kept }
+        let made = String(decoding: bytes, as: UTF8.self)
+        names[slot] = made
+        return made
+    }
+
+    private static func same(_ kept: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var kept = kept
+        return kept.withUTF8 { $0.count == bytes.count && memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }
     }
 }
 
@@ -318,7 +354,11 @@ private final class TransferState {
     /// libcurl writes its detailed error text here; owned by this object.
     let errorBuffer: UnsafeMutablePointer<CChar>
 
-    init(handler: HTTPResponseHandler, body: HTTPRequestBodySource, cancellation: CancellationToken?) {
+    /// The handle's kept header names.
+    let names: HeaderNameCache?
+
+    init(handler: HTTPResponseHandler, body: HTTPRequestBodySource, cancellation: CancellationToken?, names: HeaderNameCache? = nil) {
+        self.names = names
         self.handler = handler
         self.body = body
         self.cancellation = cancellation
@@ -330,11 +370,13 @@ private final class TransferState {
 
     /// Takes one raw header line as libcurl hands it over (status lines included).
     func headerLine(_ line: UnsafeRawBufferPointer) -> Bool {
-        switch ResponseHeaderLine(line) {
+        switch ResponseHeaderLine(line, names: names) {
         case .status(let status):
             // A new header block: 100 Continue, a redirect we don't follow, or the final one.
             pendingStatus = status
             pendingHeaders = []
+            // One allocation for a typical head (an encrypted object's has about 20 fields), not one per doubling.
+            pendingHeaders.reserveCapacity(24)
         case .field(let name, let value):
             pendingHeaders.append((name: name, value: value))
         case .end:
@@ -422,6 +464,8 @@ private final class TransferState {
 /// thread at a time, handed over only through the pool's mutex.
 private final class CurlEasy: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
+    /// Header names of this handle's answers (used by the thread that has the handle).
+    let headerNames = HeaderNameCache()
 
     init() {
         guard let handle = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }

@@ -63,6 +63,30 @@ import TestSupport
                 != MetadataFingerprint(fields: [(name: "x-amz-meta-s3eg-a1", value: ":b")], identity: Self.identity))
     }
 
+    /// Where the gateway's fields sit among the others (before, after or across the 64th field, up to 200 fields),
+    /// only they, their bytes and their order make the fingerprint.
+    @Test(arguments: [0, 1, 55, 60, 63, 64, 65, 150])
+    func fingerprintsOfLongHeadsSeeEveryGatewayField(foreignBefore: Int) throws {
+        let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
+        let (fields, _) = try Self.stored(encryptor)
+        let ours = fields.filter { EncryptionMetadata.isReserved(headerName: $0.name) }
+        let foreign = (0..<foreignBefore).map { (name: "x-amz-meta-other-\($0)", value: String(repeating: "v", count: $0)) }
+        let long = foreign + ours + foreign.prefix(50)
+        #expect(MetadataFingerprint(fields: long, identity: Self.identity) == MetadataFingerprint(fields: ours, identity: Self.identity))
+        for i in ours.indices {
+            var edited = ours
+            edited[i].value += "x"
+            #expect(MetadataFingerprint(fields: foreign + edited, identity: Self.identity)
+                    != MetadataFingerprint(fields: long, identity: Self.identity))
+            edited = ours
+            edited.remove(at: i)
+            #expect(MetadataFingerprint(fields: foreign + edited + foreign, identity: Self.identity)
+                    != MetadataFingerprint(fields: long, identity: Self.identity))
+        }
+        #expect(MetadataFingerprint(fields: foreign + ours.reversed(), identity: Self.identity)
+                != MetadataFingerprint(fields: long, identity: Self.identity))
+    }
+
     @Test func entriesExpireAndTheLeastRecentlyUsedGoFirst() throws {
         let clock = ManualClock()
         let cache = VerifiedMetadataCache(capacity: 8, ttl: .seconds(60), clock: clock.read)

@@ -293,3 +293,52 @@ final class CountingHandler: HTTPResponseHandler {
         #expect(Self.parse(line) == expected)
     }
 }
+
+@Suite struct HeaderNameCacheTests {
+    static func name(_ cache: HeaderNameCache, _ text: String) -> String {
+        Array(text.utf8).withUnsafeBytes { cache.name($0) }
+    }
+
+    static func storage(_ s: String) -> UnsafeRawPointer? {
+        var s = s
+        return s.withUTF8 { UnsafeRawPointer($0.baseAddress) }
+    }
+
+    /// Whatever was seen before, a name comes back with exactly its own bytes (case included).
+    @Test(arguments: [
+        ["x-amz-meta-s3eg-wrapped-key", "x-amz-meta-s3eg-wrapped-key"],
+        ["x-amz-meta-s3eg-wrapped-key", "X-Amz-Meta-S3eg-Wrapped-Key", "x-amz-meta-s3eg-wrapped-key"],
+        ["ETag", "etag", "Content-Length", "content-length"],
+        ["x-amz-meta-s3eg-salt", "x-amz-meta-s3eg-sal", "x-amz-meta-s3eg-salt0", ""],
+        [String(repeating: "x", count: 64), String(repeating: "x", count: 65), String(repeating: "x", count: 65)],
+        (0..<200).map { "x-amz-meta-name-number-\($0)" } + (0..<200).map { "x-amz-meta-name-number-\($0)" },
+    ])
+    func namesKeepTheirBytes(names: [String]) {
+        let cache = HeaderNameCache()
+        for name in names {
+            let got = Self.name(cache, name)
+            #expect(Array(got.utf8) == Array(name.utf8))
+        }
+    }
+
+    /// A long name seen again is the kept String (no new allocation); another spelling is not.
+    @Test func longNamesAreReused() {
+        let cache = HeaderNameCache()
+        let first = Self.name(cache, "x-amz-meta-s3eg-wrapped-key")
+        let again = Self.name(cache, "x-amz-meta-s3eg-wrapped-key")
+        #expect(Self.storage(first) == Self.storage(again))
+        let other = Self.name(cache, "X-Amz-Meta-S3eg-Wrapped-Key")
+        #expect(other == "X-Amz-Meta-S3eg-Wrapped-Key")
+        #expect(Self.storage(other) != Self.storage(first))
+    }
+
+    /// The parser hands back the same field with or without a cache.
+    @Test(arguments: ["x-amz-meta-s3eg-wrapped-key: AAAA\r\n", "Content-Type: text/plain\r\n", "X-Amz-Request-Id:  abc \r\n"])
+    func parsingWithACache(line: String) {
+        let cache = HeaderNameCache()
+        for _ in 0..<2 {
+            let parsed = Array(line.utf8).withUnsafeBytes { ResponseHeaderLine($0, names: cache) }
+            #expect(parsed == ResponseHeaderLineTests.parse(line))
+        }
+    }
+}

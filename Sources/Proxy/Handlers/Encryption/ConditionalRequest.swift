@@ -23,14 +23,17 @@ enum ConditionalRequest {
     ///     Computed only when an ETag condition is present (most requests carry none).
     ///   - lastModified: the object's `Last-Modified` header value.
     static func evaluate(headers: HTTPFields, etags: @autoclosure () -> [String], lastModified: String?) -> ConditionalOutcome {
-        evaluate(ifMatch: headers["If-Match"], ifNoneMatch: headers["If-None-Match"],
+        // One pass over the headers settles the common case (no `If-*` header at all), not four lookups.
+        guard headers.contains(where: { $0.name.caseInsensitiveHasPrefix("if-") }) else { return .proceed }
+        return evaluate(ifMatch: headers["If-Match"], ifNoneMatch: headers["If-None-Match"],
                  ifModifiedSince: headers["If-Modified-Since"], ifUnmodifiedSince: headers["If-Unmodified-Since"],
                  etags: etags(), lastModified: lastModified, failureIsNotModified: true)
     }
 
     /// The `x-amz-copy-source-if-*` headers of CopyObject: every failure is 412.
     static func evaluateCopySource(headers: HTTPFields, etags: @autoclosure () -> [String], lastModified: String?) -> ConditionalOutcome {
-        evaluate(ifMatch: headers["x-amz-copy-source-if-match"], ifNoneMatch: headers["x-amz-copy-source-if-none-match"],
+        guard headers.contains(where: { $0.name.caseInsensitiveHasPrefix("x-amz-copy-source-if-") }) else { return .proceed }
+        return evaluate(ifMatch: headers["x-amz-copy-source-if-match"], ifNoneMatch: headers["x-amz-copy-source-if-none-match"],
                  ifModifiedSince: headers["x-amz-copy-source-if-modified-since"],
                  ifUnmodifiedSince: headers["x-amz-copy-source-if-unmodified-since"],
                  etags: etags(), lastModified: lastModified, failureIsNotModified: false)

@@ -128,7 +128,7 @@ final class DecryptingRelay: BackendResponseHandler {
             guard seen == metadata else { throw S3Error.objectChanged() }
         }
         let extraHeaders = extraHeaders
-        var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(headers), etag: etag)
+        var fields = EncryptedResponseHeaders.clientHeaders(forwardingFrom: headers, etag: etag)
         if let range = reader.contentRange { fields.set("Content-Range", range) }
         for (name, value) in extraHeaders { fields.set(name, value) }
         decidedStatus = reader.status
@@ -318,6 +318,14 @@ enum EncryptedResponseHeaders {
         })
         fields.set("ETag", etag)
         return fields
+    }
+
+    /// `clientHeaders` of a backend answer's headers: the gateway's metadata goes first, with one cheap check
+    /// per header, so that the forwarding rules' per-name comparisons do not run on the dozen `x-amz-meta-s3eg-*`
+    /// headers an encrypted object's answer carries (issue 12: about a sixth of an encrypted 4 KiB GET's own work).
+    static func clientHeaders(forwardingFrom backend: [(name: String, value: String)], etag: String) -> HTTPFields {
+        clientHeaders(BackendClient.forwardableResponseHeaders(backend.filter { !EncryptionMetadata.isReserved(headerName: $0.name) }),
+                      etag: etag)
     }
 }
 

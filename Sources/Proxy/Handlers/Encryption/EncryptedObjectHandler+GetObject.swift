@@ -62,7 +62,7 @@ extension EncryptedObjectHandler {
         }
         let checksum = EncryptedResponseHeaders.checksum(metadata, requestHeaders: request.head.headers, wholeObject: plan.contentRange == nil)
         if headOnly {
-            var fields = EncryptedResponseHeaders.clientHeaders(BackendClient.forwardableResponseHeaders(stored.headers), etag: etag)
+            var fields = EncryptedResponseHeaders.clientHeaders(forwardingFrom: stored.headers, etag: etag)
             if let range = plan.contentRange { fields.set("Content-Range", range) }
             for (name, value) in checksum { fields.set(name, value) }
             try response.writeHead(HTTPResponseHead(status: plan.status, headers: fields, contentLength: Int64(plan.contentLength)))

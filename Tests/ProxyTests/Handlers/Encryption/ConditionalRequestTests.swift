@@ -53,4 +53,33 @@ import Testing
         _ = ConditionalRequest.evaluateCopySource(headers: copyFields, etags: etags(), lastModified: Self.lastModified)
         #expect(calls == (computed ? 1 : 0))
     }
+
+    /// The one-pass check for a condition header: names match in any case, other headers (even ones that
+    /// contain a condition's name) are no condition, next to other headers in any order.
+    @Test(arguments: [
+        (["if-none-match": "\"a\""], ConditionalOutcome.notModified),
+        (["IF-NONE-MATCH": "\"a\""], .notModified),
+        (["If-Match": "\"x\"", "Host": "h", "Authorization": "AWS4-HMAC-SHA256 ..."], .preconditionFailed),
+        (["Host": "h", "x-amz-date": "20251021T072800Z", "iF-mOdIfIeD-sInCe": "Wed, 21 Oct 2015 07:28:00 GMT"], .notModified),
+        (["Host": "h", "x-if-match": "\"x\"", "Iffy": "\"x\"", "Range": "bytes=0-1"], .proceed),
+        (["x-amz-copy-source-if-match": "\"x\""], .proceed),
+    ])
+    func conditionHeaderNames(headers: [String: String], expected: ConditionalOutcome) {
+        var fields = HTTPFields()
+        for (name, value) in headers { fields.add(name, value) }
+        #expect(ConditionalRequest.evaluate(headers: fields, etags: ["\"a\""], lastModified: Self.lastModified) == expected)
+    }
+
+    /// CopyObject's conditions are its `x-amz-copy-source-if-*` headers, in any case; a plain `If-*` header is none of them.
+    @Test(arguments: [
+        (["X-Amz-Copy-Source-If-Match": "\"x\""], ConditionalOutcome.preconditionFailed),
+        (["x-amz-copy-source-if-none-match": "\"a\""], .preconditionFailed),
+        (["If-Match": "\"x\"", "x-amz-copy-source": "/b/k"], .proceed),
+        ([String: String](), .proceed),
+    ])
+    func copySourceConditionHeaderNames(headers: [String: String], expected: ConditionalOutcome) {
+        var fields = HTTPFields()
+        for (name, value) in headers { fields.add(name, value) }
+        #expect(ConditionalRequest.evaluateCopySource(headers: fields, etags: ["\"a\""], lastModified: Self.lastModified) == expected)
+    }
 }
