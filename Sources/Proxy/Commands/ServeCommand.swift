@@ -176,6 +176,8 @@ enum ServeCommand {
             "backend": .string(config.backendEndpoint.absoluteString),
             "region": .string(config.backendRegion),
             "max_connections": .int(config.maxConnections),
+            // What thread counts are sized from; with a CPU limit, the limit (ProcessorBudget).
+            "cpus": .int(ProcessorBudget.current),
             "passthrough": .bool(config.passthrough),
             "regions": .string(config.gatewayRegions.joined(separator: ",")),
             "tls": .bool(tls != nil),

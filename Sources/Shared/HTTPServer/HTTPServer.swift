@@ -71,7 +71,7 @@ public struct HTTPServerConfiguration: Sendable {
         self.isProbe = nil
         self.reservedProbeConnections = 16
         self.maxWorkerThreads = 256
-        self.eagerWorkerThreads = max(4, 4 * ProcessInfo.processInfo.activeProcessorCount)
+        self.eagerWorkerThreads = max(4, 4 * ProcessorBudget.current)
         self.workerGrowthDelay = .milliseconds(2)
         self.workerIdleExit = .seconds(10)
     }

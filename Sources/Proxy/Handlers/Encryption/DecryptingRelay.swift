@@ -281,7 +281,7 @@ final class DecryptingRelay: BackendResponseHandler {
 /// How many relays may decrypt on a second thread at the same time.
 final class BackgroundSlots: Sendable {
     /// Half the cores (at least one): one stream on two cores, while more streams keep the cores busy on their own.
-    static let shared = BackgroundSlots(limit: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
+    static let shared = BackgroundSlots(limit: max(1, ProcessorBudget.current / 2))
 
     let limit: Int
     private let used = Atomic<Int>(0)

@@ -1,0 +1,58 @@
+import Foundation
+
+/// How many processors this process can keep busy: the CPUs it may run on, capped by the CPU quota of its
+/// cgroup v2 and every ancestor (`cpu.max`, which a Kubernetes CPU limit becomes). Thread counts are sized
+/// from it (the worker pool's eager threads, the second decrypting threads of large reads).
+///
+/// Foundation's `activeProcessorCount` already honours the CPU affinity mask and a cgroup v1 quota, but not
+/// cgroup v2's `cpu.max`: a pod limited to 2 CPUs on a 64-core node would size itself for 64 cores there, and
+/// the worker pool would start 256 threads where 8 serve better (docs/http-server.md).
+public enum ProcessorBudget {
+    /// The budget of this process, read once.
+    public static let current: Int = cores(online: ProcessInfo.processInfo.activeProcessorCount,
+                                           cpuMaxFiles: readCPUMaxFiles())
+
+    /// `online` capped by the tightest of the `cpu.max` contents given (each "max PERIOD" or "QUOTA PERIOD",
+    /// in microseconds); a fractional quota rounds up (1.5 CPUs: two threads can each get some time). Content
+    /// that is not in that form is ignored, so a file we do not understand can only leave the figure as the
+    /// CPUs allow, never make it smaller.
+    static func cores(online: Int, cpuMaxFiles: [String]) -> Int {
+        var budget = max(1, online)
+        for content in cpuMaxFiles {
+            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\n" })
+            guard fields.count == 2, fields[0] != "max",
+                  let quota = Int(fields[0]), let period = Int(fields[1]), quota > 0, period > 0 else { continue }
+            let (whole, rest) = quota.quotientAndRemainder(dividingBy: period)
+            budget = min(budget, max(1, whole + (rest > 0 ? 1 : 0)))
+        }
+        return budget
+    }
+
+    /// The cgroup v2 path of this process ("0::/kubepods/…" in /proc/self/cgroup), nil without cgroup v2.
+    static func cgroupV2Path(procSelfCgroup: String) -> String? {
+        for line in procSelfCgroup.split(separator: "\n") where line.hasPrefix("0::") {
+            let path = line.dropFirst(3)
+            return path.hasPrefix("/") ? String(path) : nil
+        }
+        return nil
+    }
+
+    /// The directories whose `cpu.max` limits a process in cgroup `path`: its own and every ancestor's, below
+    /// the mount point (the root cgroup has no `cpu.max`).
+    static func cgroupDirectories(path: String, mount: String = "/sys/fs/cgroup") -> [String] {
+        var directories: [String] = []
+        var components = path.split(separator: "/").map(String.init)
+        while !components.isEmpty {
+            directories.append(mount + "/" + components.joined(separator: "/"))
+            components.removeLast()
+        }
+        // With a cgroup namespace (a container's usual view) the process's own cgroup is the mount point.
+        directories.append(mount)
+        return directories
+    }
+
+    private static func readCPUMaxFiles() -> [String] {
+        let path = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)).flatMap { cgroupV2Path(procSelfCgroup: $0) } ?? "/"
+        return cgroupDirectories(path: path).compactMap { try? String(contentsOfFile: $0 + "/cpu.max", encoding: .utf8) }
+    }
+}
