@@ -62,6 +62,7 @@ final class EventLoop: @unchecked Sendable {
             throw HTTPServerError(code: .socketFailed, message: "eventfd: \(ServerSockets.errnoText(errno))")
         }
         pool = WorkerPool(name: "http-worker", maxThreads: config.maxWorkerThreads, minThreads: 1,
+                          eagerThreads: config.eagerWorkerThreads, growthDelay: config.workerGrowthDelay,
                           idleExit: config.workerIdleExit)
         probePool = WorkerPool(name: "http-probe", maxThreads: 2, minThreads: 0, idleExit: config.workerIdleExit)
         scratch = .allocate(byteCount: 64 * 1024, alignment: 16)

@@ -41,6 +41,13 @@ public struct HTTPServerConfiguration: Sendable {
     public var reservedProbeConnections: Int
     /// Threads serving requests at most (idle connections need none; more requests wait their turn).
     public var maxWorkerThreads: Int
+    /// Threads started as soon as a request finds no idle one (default 4 per core, at least 4). Beyond
+    /// that, requests wait their turn in order, and a thread is added (up to `maxWorkerThreads`) only when
+    /// no waiting request has started for `workerGrowthDelay`: the threads are then blocked on slow
+    /// clients or backends, not busy on the cores, which more threads would only share out thinner.
+    public var eagerWorkerThreads: Int
+    /// See `eagerWorkerThreads`.
+    public var workerGrowthDelay: Duration
     /// A worker thread idle this long ends, so the threads of a burst go away.
     public var workerIdleExit: Duration
 
@@ -64,6 +71,8 @@ public struct HTTPServerConfiguration: Sendable {
         self.isProbe = nil
         self.reservedProbeConnections = 16
         self.maxWorkerThreads = 256
+        self.eagerWorkerThreads = max(4, 4 * ProcessInfo.processInfo.activeProcessorCount)
+        self.workerGrowthDelay = .milliseconds(2)
         self.workerIdleExit = .seconds(10)
     }
 
@@ -176,12 +185,16 @@ public final class HTTPServer: Sendable {
         guard configuration.maxWorkerThreads > 0 else {
             throw HTTPServerError(code: .invalidConfiguration, message: "maxWorkerThreads must be at least 1")
         }
+        guard configuration.eagerWorkerThreads > 0 else {
+            throw HTTPServerError(code: .invalidConfiguration, message: "eagerWorkerThreads must be at least 1")
+        }
         if let n = configuration.maxUnauthenticatedConnections, n < 1 {
             throw HTTPServerError(code: .invalidConfiguration, message: "maxUnauthenticatedConnections must be at least 1")
         }
         var timeouts = [("headerTimeout", configuration.headerTimeout), ("idleTimeout", configuration.idleTimeout),
                         ("bodyIdleTimeout", configuration.bodyIdleTimeout), ("drainTimeout", configuration.drainTimeout),
-                        ("workerIdleExit", configuration.workerIdleExit)]
+                        ("workerIdleExit", configuration.workerIdleExit),
+                        ("workerGrowthDelay", configuration.workerGrowthDelay)]
         if let t = configuration.unauthenticatedTimeout { timeouts.append(("unauthenticatedTimeout", t)) }
         for (name, value) in timeouts where value <= .zero {
             throw HTTPServerError(code: .invalidConfiguration, message: "\(name) must be positive")

@@ -225,6 +225,32 @@ func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
         #expect(slow.readResponse()?.status == 200)
     }
 
+    /// A handler that blocks holds its thread; beyond the eager threads the pool still adds one (queued
+    /// work made no progress), so a blocked request never holds up another connection's.
+    @Test func aBlockedRequestBeyondTheEagerThreadsDoesNotHoldUpOthers() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.eagerWorkerThreads = 1
+            $0.maxWorkerThreads = 4
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let blocked = try connectRaw(server)
+        blocked.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        for _ in 0..<3 {
+            let c = try connectRaw(server)
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.status == 200)
+        }
+        // Served while the blocked request still holds the first thread, by one the pool added (the
+        // others' workers may still be finishing when their answers are read).
+        #expect(waitUntil { server.workerThreads.busy == 1 })
+        let alive = server.workerThreads.alive
+        #expect(alive >= 2 && alive <= 4)
+        handler.open()
+        #expect(blocked.readResponse()?.status == 200)
+    }
+
     /// Sends `/block` on an authenticated connection and, while the handler holds it, `next` behind it: the
     /// worker finds `next` readable when the response is done (the path that serves it without the loop).
     func blockThenSend(_ next: String, handler: GatedHandler, server: HTTPServer) throws -> RawHTTPClient {

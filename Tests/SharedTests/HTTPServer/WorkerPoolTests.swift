@@ -1,0 +1,84 @@
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+@testable import Shared
+
+struct PoolGrowthTests {
+    /// A job finds no idle thread: (eager, max, threads alive) → what the pool does.
+    @Test(arguments: [
+        (4, 16, 0, PoolGrowth.OnSubmit.startThread),
+        (4, 16, 3, .startThread),
+        (4, 16, 4, .queueAndWatch),
+        (4, 16, 15, .queueAndWatch),
+        (4, 16, 16, .queue),
+        (4, 4, 4, .queue),
+        (32, 8, 7, .startThread),  // eager is never above max
+        (32, 8, 8, .queue),
+    ])
+    func onSubmit(eager: Int, max: Int, threads: Int, expected: PoolGrowth.OnSubmit) {
+        #expect(PoolGrowth(eager: eager, max: max).onSubmit(threads: threads) == expected)
+    }
+
+    /// After a delay of watching: (queued, queued jobs started meanwhile, threads alive) → add one?
+    @Test func growsOnlyWhenQueuedWorkMadeNoProgress() {
+        let growth = PoolGrowth(eager: 4, max: 16)
+        let table: [(String, Int, Int, Int, Bool)] = [
+            ("work waits and none of it started: the threads are blocked", 3, 0, 4, true),
+            ("work waits but some started: the threads are busy on the cores", 3, 1, 4, false),
+            ("nothing waits", 0, 0, 4, false),
+            ("at max", 3, 0, 16, false),
+        ]
+        for (name, queued, started, threads, grows) in table {
+            #expect(growth.grows(queued: queued, startedMeanwhile: started, threads: threads) == grows, "\(name)")
+        }
+    }
+}
+
+@Suite(.serialized) struct WorkerPoolTests {
+    final class Gate: Sendable {
+        let open = Atomic<Bool>(false)
+        let entered = Atomic<Int>(0)
+        let finished = Atomic<Int>(0)
+
+        func job() {
+            entered.add(1, ordering: .sequentiallyConsistent)
+            let until = ContinuousClock.now + .seconds(20)
+            while !open.load(ordering: .sequentiallyConsistent) && ContinuousClock.now < until { usleep(1_000) }
+            finished.add(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Jobs that block (as on slow clients) get threads beyond the eager ones, up to the maximum; the
+    /// rest wait in the queue; `stop` ends the threads and the growth watcher.
+    @Test func blockedJobsGetMoreThreadsUpToTheMaximum() {
+        let pool = WorkerPool(name: "test-pool", maxThreads: 5, eagerThreads: 2, growthDelay: .milliseconds(2))
+        let gate = Gate()
+        for _ in 0..<7 { pool.submit { gate.job() } }
+        #expect(waitUntil { gate.entered.load(ordering: .sequentiallyConsistent) == 5 })
+        let counts = pool.counts
+        #expect(counts.threads == 5)
+        #expect(counts.queued == 2)
+        gate.open.store(true, ordering: .sequentiallyConsistent)
+        #expect(waitUntil { gate.finished.load(ordering: .sequentiallyConsistent) == 7 })
+        pool.stop()
+        #expect(pool.counts.threads == 0)
+    }
+
+    /// Without growth beyond the eager threads (the watcher never adds one), every job still runs, in
+    /// the order submitted.
+    @Test func queuedJobsRunInOrderOnTheEagerThreads() {
+        let pool = WorkerPool(name: "test-pool", maxThreads: 1, eagerThreads: 1)
+        let order = Mutex<[Int]>([])
+        let done = Atomic<Int>(0)
+        for i in 0..<50 {
+            pool.submit {
+                order.withLock { $0.append(i) }
+                done.add(1, ordering: .sequentiallyConsistent)
+            }
+        }
+        #expect(waitUntil { done.load(ordering: .sequentiallyConsistent) == 50 })
+        #expect(order.withLock { $0 } == Array(0..<50))
+        pool.stop()
+    }
+}
