@@ -19,6 +19,8 @@ public final class ChunkOpener {
     public let partNumber: Int
     private let aead: AEADContext
     private let nonceAAD: ChunkNonceAAD
+    /// `pending` and `output`, one allocation.
+    private let storage: UnsafeMutableRawBufferPointer
     private let pending: UnsafeMutableRawBufferPointer
     private var pendingCount = 0
     /// Decrypted plaintext of one chunk; zeroed by the cipher on failure.
@@ -42,18 +44,45 @@ public final class ChunkOpener {
     /// - Parameter maxCiphertextLength: when the caller knows how much ciphertext it will feed (a planned read),
     ///   the buffers are sized for that instead of a whole chunk each — a 4 KiB object's read allocates 8 KiB, not
     ///   128 KiB (issue 12) — and more input than that is refused (`trailingData`).
-    public init(cipher: AEADAlgorithm, segmentKey: [UInt8], layout: ChunkLayout, partNumber: Int = 0,
-                firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) {
-        guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
-            throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
-        }
-        guard firstChunkIndex >= 0 else { throw EncryptionError(.invalidParameter, "negative chunk index") }
-        guard (maxCiphertextLength ?? 0) >= 0 else { throw EncryptionError(.invalidParameter, "negative ciphertext length") }
+    public convenience init(cipher: AEADAlgorithm, segmentKey: [UInt8], layout: ChunkLayout, partNumber: Int = 0,
+                            firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) {
+        try Self.check(partNumber: partNumber, firstChunkIndex: firstChunkIndex, maxCiphertextLength: maxCiphertextLength)
+        let aead: AEADContext
         do {
             aead = try AEADContext(algorithm: cipher, key: segmentKey, sealing: false)
         } catch {
             throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
         }
+        self.init(cipher: cipher, aead: aead, layout: layout, partNumber: partNumber, firstChunkIndex: firstChunkIndex,
+                  maxCiphertextLength: maxCiphertextLength)
+    }
+
+    /// As above with the segment key as bytes the caller keeps (a cached key, wiped by its owner): no copy of it is
+    /// made in a Swift array, which could not be wiped.
+    public convenience init(cipher: AEADAlgorithm, segmentKeyBytes: UnsafeRawBufferPointer, layout: ChunkLayout, partNumber: Int = 0,
+                            firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) {
+        try Self.check(partNumber: partNumber, firstChunkIndex: firstChunkIndex, maxCiphertextLength: maxCiphertextLength)
+        let aead: AEADContext
+        do {
+            aead = try AEADContext(algorithm: cipher, key: segmentKeyBytes, sealing: false)
+        } catch {
+            throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
+        }
+        self.init(cipher: cipher, aead: aead, layout: layout, partNumber: partNumber, firstChunkIndex: firstChunkIndex,
+                  maxCiphertextLength: maxCiphertextLength)
+    }
+
+    private static func check(partNumber: Int, firstChunkIndex: Int, maxCiphertextLength: Int?) throws(EncryptionError) {
+        guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
+            throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
+        }
+        guard firstChunkIndex >= 0 else { throw EncryptionError(.invalidParameter, "negative chunk index") }
+        guard (maxCiphertextLength ?? 0) >= 0 else { throw EncryptionError(.invalidParameter, "negative ciphertext length") }
+    }
+
+    private init(cipher: AEADAlgorithm, aead: consuming AEADContext, layout: ChunkLayout, partNumber: Int, firstChunkIndex: Int,
+                 maxCiphertextLength: Int?) {
+        self.aead = aead
         self.cipher = cipher
         self.layout = layout
         self.partNumber = partNumber
@@ -62,14 +91,20 @@ public final class ChunkOpener {
         self.maxCiphertextLength = maxCiphertextLength
         // No chunk is longer than the whole input.
         let sealedCapacity = min(layout.sealedChunkSize, maxCiphertextLength ?? layout.sealedChunkSize)
-        pending = .allocate(byteCount: max(sealedCapacity, 1), alignment: 64)
-        output = .allocate(byteCount: max(min(layout.chunkSize, sealedCapacity - FormatV1.tagSize), 1), alignment: 64)
+        let pendingSize = max(sealedCapacity, 1)
+        let outputSize = max(min(layout.chunkSize, sealedCapacity - FormatV1.tagSize), 1)
+        // Both buffers in one allocation: cache-line aligned for whole chunks (the cipher's wide loads), malloc's
+        // own 16 bytes for a small read, where posix_memalign only costs (issue 12).
+        let alignment = pendingSize + outputSize > 32 << 10 ? 64 : 16
+        let outputOffset = (pendingSize + alignment - 1) / alignment * alignment
+        storage = .allocate(byteCount: outputOffset + outputSize, alignment: alignment)
+        pending = UnsafeMutableRawBufferPointer(rebasing: storage[0..<pendingSize])
+        output = UnsafeMutableRawBufferPointer(rebasing: storage[outputOffset..<(outputOffset + outputSize)])
     }
 
     deinit {
-        pending.deallocate()
         SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: output[0..<outputUsed]))
-        output.deallocate()
+        storage.deallocate()
     }
 
     /// Accepts the next ciphertext piece; emits the plaintext of every chunk that is now complete and not last.

@@ -67,6 +67,20 @@ public struct DataKey: Sendable, Equatable {
     /// The segment whose key this data key carries, if any (what the verified-metadata cache holds; for tests).
     var derivedSegment: (salt: [UInt8], partNumber: Int)? { derived.map { ($0.salt, $0.partNumber) } }
 
+    /// Calls `body` with the key of one segment, as `segmentKey(salt:partNumber:)` gives it: the carried key's own
+    /// bytes when this key carries that segment's (a hot object's read: no copy of the key in a Swift array, which
+    /// nothing could wipe), else a derived one.
+    func withSegmentKey<R>(salt: [UInt8], partNumber: Int,
+                           _ body: (UnsafeRawBufferPointer) throws(EncryptionError) -> R) throws(EncryptionError) -> R {
+        if let derived, derived.partNumber == partNumber, derived.salt == salt { return try derived.withKey(body) }
+        let key = try segmentKey(salt: salt, partNumber: partNumber)
+        var result: Result<R, EncryptionError>?
+        key.withUnsafeBytes { raw in
+            do throws(EncryptionError) { result = .success(try body(raw)) } catch { result = .failure(error) }
+        }
+        return try result!.get()
+    }
+
     /// The key of one segment (a single-part body, or one multipart part): HKDF(DEK, salt, "s3eg/v1 segment" || u32be(pn)).
     public func segmentKey(salt: [UInt8], partNumber: Int) throws(EncryptionError) -> [UInt8] {
         guard salt.count == FormatV1.saltSize else {
@@ -103,6 +117,11 @@ private final class DerivedSegmentKey: @unchecked Sendable {
 
     /// A copy for one use (what `segmentKey` returns when it derives, too).
     var key: [UInt8] { Array(storage) }
+
+    /// The key's bytes, for the duration of `body` (no copy).
+    func withKey<R>(_ body: (UnsafeRawBufferPointer) throws(EncryptionError) -> R) throws(EncryptionError) -> R {
+        try body(UnsafeRawBufferPointer(storage))
+    }
 
     deinit {
         SecureMemory.cleanse(storage)

@@ -106,9 +106,10 @@ public struct ObjectEncryptor: Sendable {
         guard case .single(let salt) = metadata.layout else {
             throw EncryptionError(.invalidParameter, "multipart objects are opened part by part (partOpener)")
         }
-        return try ChunkOpener(cipher: metadata.cipher, segmentKey: dataKey.segmentKey(salt: salt, partNumber: 0),
-                               layout: metadata.chunkLayout, firstChunkIndex: firstChunkIndex,
-                               maxCiphertextLength: maxCiphertextLength)
+        return try dataKey.withSegmentKey(salt: salt, partNumber: 0) { key throws(EncryptionError) in
+            try ChunkOpener(cipher: metadata.cipher, segmentKeyBytes: key, layout: metadata.chunkLayout,
+                            firstChunkIndex: firstChunkIndex, maxCiphertextLength: maxCiphertextLength)
+        }
     }
 
     /// CopyObject and rotation: the metadata of the same body under `destination`, its DEK re-wrapped with the

@@ -292,10 +292,13 @@ enum ResponseHeaderLine: Equatable {
             self = .status(digits == 3 ? status : 0)
             return
         }
-        guard let colon = line[..<end].firstIndex(of: UInt8(ascii: ":")) else {
+        // memchr, not `firstIndex(of:)` on a slice: this runs for every header line of every backend answer
+        // (about 20 on an encrypted object's).
+        guard let base = line.baseAddress, let found = memchr(base, Int32(UInt8(ascii: ":")), end) else {
             self = .ignored
             return
         }
+        let colon = UnsafeRawPointer(found) - base
         func isSpace(_ b: UInt8) -> Bool { b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") }
         var valueStart = colon + 1
         while valueStart < end, isSpace(line[valueStart]) { valueStart += 1 }
@@ -310,34 +313,59 @@ enum ResponseHeaderLine: Equatable {
 /// The header names a handle's recent answers carried, kept to be reused: a name of more than 15 bytes is a
 /// String allocation (and a free) per header per answer otherwise, and a backend's answers repeat the same
 /// names — an encrypted object's dozen `x-amz-meta-s3eg-*` among them (issue 12). A name is reused only when its
-/// bytes are exactly the line's (case included); anything else is made anew and takes the slot. Fixed size; one
-/// per libcurl handle, so one thread at a time uses it.
+/// bytes are exactly the line's (case included); anything else is made anew and kept. Fixed size (128 buckets of
+/// two); one per libcurl handle, so one thread at a time uses it.
 final class HeaderNameCache {
-    /// 64: the slot is the top 6 bits of a 64-bit multiplicative hash.
-    static let slots = 64
+    static let buckets = 128
     /// Names up to this long are kept; longer ones are not worth the comparison.
     static let maxLength = 64
-    private var names: [String?] = Array(repeating: nil, count: HeaderNameCache.slots)
+    /// `2 * buckets` slots, bucket `b` in `2b` and `2b + 1`.
+    private let slots: UnsafeMutablePointer<String?>
 
-    init() {}
+    init() {
+        slots = .allocate(capacity: 2 * Self.buckets)
+        slots.initialize(repeating: nil, count: 2 * Self.buckets)
+    }
+
+    deinit {
+        slots.deinitialize(count: 2 * Self.buckets)
+        slots.deallocate()
+    }
 
     /// The name spelled by `bytes`: a kept String with exactly those bytes, or a new one (kept from now on).
     func name(_ bytes: UnsafeRawBufferPointer) -> String {
         // Up to 15 UTF-8 bytes a String is stored inline: nothing to save.
-        guard bytes.count > 15, bytes.count <= Self.maxLength else { return String(decoding: bytes, as: UTF8.self) }
-        // The slot comes from the length and the last eight bytes (where names of one family differ); a collision
-        // only costs a miss, since a kept name is reused only after comparing all its bytes.
-        let tail = (bytes.baseAddress! + bytes.count - 8).loadUnaligned(as: UInt64.self)
-        let slot = Int(truncatingIfNeeded: ((tail ^ UInt64(bytes.count)) &* 0x9E37_79B9_7F4A_7C15) >> 58)
-        if let kept = names[slot], Self.same(kept, bytes) { return kept }
+        guard bytes.count > 15, bytes.count <= Self.maxLength, let base = bytes.baseAddress else {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        // The bucket comes from every byte, eight at a time (the last word overlaps the one before), mixed so that its
+        // top bits depend on all of them; a collision only costs a miss, since a kept name is reused only after
+        // comparing all its bytes.
+        var x = UInt64(bytes.count)
+        var offset = 0
+        while true {
+            let at = min(offset, bytes.count - 8)
+            x = (x ^ (base + at).loadUnaligned(as: UInt64.self)) &* 0x9E37_79B9_7F4A_7C15
+            x ^= x >> 29
+            if at == bytes.count - 8 { break }
+            offset += 8
+        }
+        x ^= x >> 33
+        x &*= 0xFF51_AFD7_ED55_8CCD
+        x ^= x >> 33
+        let first = slots + 2 * Int(x >> 57)  // the top 7 bits: one of 128 buckets
+        if let kept = first.pointee, Self.same(kept, bytes) { return kept }
+        if let kept = first[1], Self.same(kept, bytes) { return kept }
         let made = String(decoding: bytes, as: UTF8.self)
-        names[slot] = made
+        // The first slot keeps the name that came first; later ones share the second.
+        if first.pointee == nil { first.pointee = made } else { first[1] = made }
         return made
     }
 
     private static func same(_ kept: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        var kept = kept
-        return kept.withUTF8 { $0.count == bytes.count && memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }
+        kept.utf8.count == bytes.count && kept.utf8.withContiguousStorageIfAvailable {
+            memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0
+        } == true
     }
 }
 

@@ -324,6 +324,36 @@ import Testing
         #expect(!finalEmitted, "no final chunk for a short body")
     }
 
+    /// An opener given its key as raw bytes (a cached segment key) opens what the sealer sealed, for buffers of every
+    /// shape (small ones in one malloc'd block, a whole chunk's cache-line aligned, odd announced lengths), and
+    /// refuses the same ciphertext under another key.
+    @Test(arguments: [(4096, 0), (4096, 1), (4096, 17), (4096, 4096), (4096, 9000), (65536, 100), (65536, 40000),
+                      (65536, 65536), (65536, 70000)])
+    func rawKeyOpenersOpenEveryBufferShape(chunkSize: Int, size: Int) throws {
+        let layout = try ChunkLayout(chunkSize: chunkSize)
+        let plaintext = randomBytes(seed: UInt64(size), size)
+        let ciphertext = try sealWhole(plaintext, layout: layout)
+        let key = EncryptionFixtures.segmentKey()
+        var rng = SplitMix64(seed: 5)
+        for announced in [nil, ciphertext.count] as [Int?] {
+            let opener = try key.withUnsafeBytes { raw in
+                try ChunkOpener(cipher: .aes256GCM, segmentKeyBytes: raw, layout: layout, maxCiphertextLength: announced)
+            }
+            #expect(try EncryptionFixtures.open(ciphertext, with: opener, rng: &rng, maxPiece: 5000) == plaintext)
+        }
+        var wrong = key
+        wrong[0] ^= 1
+        let refused = try wrong.withUnsafeBytes { raw in
+            try ChunkOpener(cipher: .aes256GCM, segmentKeyBytes: raw, layout: layout, maxCiphertextLength: ciphertext.count)
+        }
+        #expect(throws: EncryptionError.self) { try EncryptionFixtures.open(ciphertext, with: refused, rng: &rng, maxPiece: 5000) }
+        #expect(throws: EncryptionError.self) {
+            try [UInt8](repeating: 1, count: 16).withUnsafeBytes { raw in
+                try ChunkOpener(cipher: .aes256GCM, segmentKeyBytes: raw, layout: layout)
+            }
+        }
+    }
+
     /// An opener told how much ciphertext comes (a planned read) sizes its buffers for it; it still opens every
     /// shape of input, from any first chunk, and refuses input beyond what was announced.
     @Test(arguments: [0, 1, 100, 4095, 4096, 4097, 3 * 4096 + 5])

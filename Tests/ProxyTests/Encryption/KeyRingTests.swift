@@ -46,6 +46,34 @@ import Testing
         #expect(throws: EncryptionError.self) { try ahead.segmentKey(salt: asked, partNumber: -1) }
     }
 
+    /// `withSegmentKey` hands over the same bytes `segmentKey` returns; a carried segment's are its own storage (the
+    /// same address every time: no copy), any other segment's are derived; bad salts and parts still throw.
+    @Test(arguments: [
+        (salt: UInt8(2), part: 0, carried: true), (salt: 3, part: 0, carried: false), (salt: 2, part: 1, carried: false),
+    ])
+    func segmentKeysLentWithoutACopy(salt: UInt8, part: Int, carried: Bool) throws {
+        let ahead = try DataKey(bytes: [UInt8](repeating: 9, count: 32)).derivingSegmentKey(salt: [UInt8](repeating: 2, count: 16),
+                                                                                          partNumber: 0)
+        let asked = [UInt8](repeating: salt, count: 16)
+        let expected = try ahead.segmentKey(salt: asked, partNumber: part)
+        let first = try ahead.withSegmentKey(salt: asked, partNumber: part) { (raw) throws(EncryptionError) in (Array(raw), raw.baseAddress) }
+        let second = try ahead.withSegmentKey(salt: asked, partNumber: part) { (raw) throws(EncryptionError) in raw.baseAddress }
+        #expect(first.0 == expected)
+        if carried { #expect(first.1 == second) }
+        #expect(throws: EncryptionError.self) {
+            try ahead.withSegmentKey(salt: [2], partNumber: 0) { (_) throws(EncryptionError) in 0 }
+        }
+        #expect(throws: EncryptionError.self) {
+            try ahead.withSegmentKey(salt: asked, partNumber: -1) { (_) throws(EncryptionError) in 0 }
+        }
+        // The body's own error comes out as it was thrown.
+        #expect(throws: EncryptionError.self) {
+            try ahead.withSegmentKey(salt: asked, partNumber: part) { (_) throws(EncryptionError) in
+                throw EncryptionError(.tamperDetected, "from the body")
+            }
+        }
+    }
+
     @Test func wrapUnwrapRoundTripAndBinding() throws {
         let ring = EncryptionFixtures.ring()
         let dek = DataKey.generate()

@@ -332,6 +332,19 @@ final class CountingHandler: HTTPResponseHandler {
         #expect(Self.storage(other) != Self.storage(first))
     }
 
+    /// Every long name of an encrypted object's answer (FORMAT.md's twelve and S3's own) is reused the next time:
+    /// none pushes another out.
+    @Test func anEncryptedHeadsNamesAreAllReused() {
+        let names = ["version", "cipher", "chunk-size", "provider", "key-id", "ik", "wrapped-key", "layout", "salt", "etag",
+                     "checksum", "mac"].map { "x-amz-meta-s3eg-" + $0 }
+            + ["x-amz-request-id", "x-amz-version-id", "x-amz-checksum-crc32", "x-amz-checksum-type", "x-amz-server-side-encryption",
+               "x-amz-storage-class", "X-Amz-Meta-S3eg-Mac"]
+        let cache = HeaderNameCache()
+        let first = names.map { Self.storage(Self.name(cache, $0)) }
+        let again = names.map { Self.storage(Self.name(cache, $0)) }
+        #expect(first == again)
+    }
+
     /// The parser hands back the same field with or without a cache.
     @Test(arguments: ["x-amz-meta-s3eg-wrapped-key: AAAA\r\n", "Content-Type: text/plain\r\n", "X-Amz-Request-Id:  abc \r\n"])
     func parsingWithACache(line: String) {

@@ -121,6 +121,9 @@ struct EncryptedObjectHandler: Sendable {
     }
 
     static func withoutConditionals(_ headers: HTTPFields) -> HTTPFields {
+        // Every conditional name starts with `If-`: one pass settles the common case (no condition), instead of a
+        // pass per name (issue 12: every encrypted GET forwards its headers through here).
+        guard headers.contains(where: { $0.name.caseInsensitiveHasPrefix("if-") }) else { return headers }
         var out = headers
         for name in ConditionalRequest.headerNames { out.remove(name) }
         return out
