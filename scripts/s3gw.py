@@ -407,6 +407,8 @@ def wait_s3_ready(endpoint: str, access_key: str, secret_key: str, timeout: floa
 class MotoBackend(Backend):
     #: moto accepts any signature (known before a server starts: the suite selects tests by it).
     CHECKS_SIGNATURES: ClassVar[bool] = False
+    #: moto has one user: no second backend user whose own ACLs a test could check.
+    PER_USER_ACLS: ClassVar[bool] = False
 
     @classmethod
     def start(cls, workdir: Path) -> "MotoBackend":
@@ -440,6 +442,7 @@ class MotoBackend(Backend):
 
 class CephBackend(Backend):
     CHECKS_SIGNATURES: ClassVar[bool] = True
+    PER_USER_ACLS: ClassVar[bool] = True
 
     @classmethod
     def start(cls, workdir: Path) -> "CephBackend":

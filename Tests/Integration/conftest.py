@@ -38,6 +38,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gateway_only: needs the gateway (deselected with S3GW_TARGET=backend)")
     config.addinivalue_line("markers", "checks_signatures: needs a target that checks signatures (with "
                             "S3GW_TARGET=backend, deselected for a backend that does not)")
+    config.addinivalue_line("markers", "per_user_acls: needs a backend with users of its own and their ACLs "
+                            "(deselected for a backend without them, in either target)")
     config.addinivalue_line("markers", "slow: long-running test (e.g. `make run`)")
 
 
@@ -59,16 +61,27 @@ def _applies_to_backend_target(item) -> bool:
     return True
 
 
+def _backend_has_the_feature(item) -> bool:
+    """Whether the backend a test runs against has what the test's markers ask of it (a backend class says so
+    before it starts)."""
+    if "per_user_acls" in item.keywords:
+        name = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+        return bool(name) and s3gw.BACKENDS[name].PER_USER_ACLS
+    return True
+
+
 def pytest_collection_modifyitems(config, items):
-    # The by-hand mode S3GW_TARGET=backend checks the harness and the tests against the backend itself. Tests
-    # that cannot apply there are deselected when collected (pytest prints how many), not skipped while running:
-    # a run never skips for something missing. make test always runs S3GW_TARGET=gateway.
-    if TARGET != "backend":
-        return
-    deselected = [item for item in items if not _applies_to_backend_target(item)]
+    # Tests that cannot apply to a backend (one without per-user ACLs) or, in the by-hand mode S3GW_TARGET=backend
+    # that checks the harness and the tests against the backend itself, to no gateway, are deselected when
+    # collected (pytest prints how many), not skipped while running: a run never skips. make test always runs
+    # S3GW_TARGET=gateway.
+    def applies(item) -> bool:
+        return _backend_has_the_feature(item) and (TARGET != "backend" or _applies_to_backend_target(item))
+
+    deselected = [item for item in items if not applies(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if _applies_to_backend_target(item)]
+        items[:] = [item for item in items if applies(item)]
 
 
 @dataclass
