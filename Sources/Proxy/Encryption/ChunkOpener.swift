@@ -46,42 +46,36 @@ public final class ChunkOpener {
     ///   128 KiB (issue 12) — and more input than that is refused (`trailingData`).
     public convenience init(cipher: AEADAlgorithm, segmentKey: [UInt8], layout: ChunkLayout, partNumber: Int = 0,
                             firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) {
-        try Self.check(partNumber: partNumber, firstChunkIndex: firstChunkIndex, maxCiphertextLength: maxCiphertextLength)
-        let aead: AEADContext
-        do {
-            aead = try AEADContext(algorithm: cipher, key: segmentKey, sealing: false)
-        } catch {
-            throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
+        try self.init(cipher: cipher, layout: layout, partNumber: partNumber, firstChunkIndex: firstChunkIndex,
+                      maxCiphertextLength: maxCiphertextLength) { () throws(AEADError) in
+            try AEADContext(algorithm: cipher, key: segmentKey, sealing: false)
         }
-        self.init(cipher: cipher, aead: aead, layout: layout, partNumber: partNumber, firstChunkIndex: firstChunkIndex,
-                  maxCiphertextLength: maxCiphertextLength)
     }
 
     /// As above with the segment key as bytes the caller keeps (a cached key, wiped by its owner): no copy of it is
     /// made in a Swift array, which could not be wiped.
     public convenience init(cipher: AEADAlgorithm, segmentKeyBytes: UnsafeRawBufferPointer, layout: ChunkLayout, partNumber: Int = 0,
                             firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) {
-        try Self.check(partNumber: partNumber, firstChunkIndex: firstChunkIndex, maxCiphertextLength: maxCiphertextLength)
-        let aead: AEADContext
-        do {
-            aead = try AEADContext(algorithm: cipher, key: segmentKeyBytes, sealing: false)
-        } catch {
-            throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
+        try self.init(cipher: cipher, layout: layout, partNumber: partNumber, firstChunkIndex: firstChunkIndex,
+                      maxCiphertextLength: maxCiphertextLength) { () throws(AEADError) in
+            try AEADContext(algorithm: cipher, key: segmentKeyBytes, sealing: false)
         }
-        self.init(cipher: cipher, aead: aead, layout: layout, partNumber: partNumber, firstChunkIndex: firstChunkIndex,
-                  maxCiphertextLength: maxCiphertextLength)
     }
 
-    private static func check(partNumber: Int, firstChunkIndex: Int, maxCiphertextLength: Int?) throws(EncryptionError) {
+    /// Both public initialisers: `makeCipher` creates the content cipher from the key they were given.
+    private init(cipher: AEADAlgorithm, layout: ChunkLayout, partNumber: Int, firstChunkIndex: Int, maxCiphertextLength: Int?,
+                 makeCipher: () throws(AEADError) -> AEADContext) throws(EncryptionError) {
         guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
             throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
         }
         guard firstChunkIndex >= 0 else { throw EncryptionError(.invalidParameter, "negative chunk index") }
         guard (maxCiphertextLength ?? 0) >= 0 else { throw EncryptionError(.invalidParameter, "negative ciphertext length") }
-    }
-
-    private init(cipher: AEADAlgorithm, aead: consuming AEADContext, layout: ChunkLayout, partNumber: Int, firstChunkIndex: Int,
-                 maxCiphertextLength: Int?) {
+        let aead: AEADContext
+        do {
+            aead = try makeCipher()
+        } catch {
+            throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
+        }
         self.aead = aead
         self.cipher = cipher
         self.layout = layout
