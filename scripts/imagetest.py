@@ -305,6 +305,22 @@ def stage_context(df: Dockerfile) -> Path:
     return src
 
 
+def _open_to_container_user(directory: Path) -> None:
+    """Lets the container's unprivileged user reach `directory` (bwrap binds it as that user): every directory
+    from the staging root down gets o+rx. A staging tree left by an interrupted run, or made under a strict umask,
+    would otherwise fail every container start with bwrap's bare "Permission denied"."""
+    chain = [directory, *directory.parents]
+    for path in chain[:chain.index(STAGING) + 1]:
+        mode = path.stat().st_mode
+        if mode & 0o005 != 0o005:
+            os.chmod(path, mode | 0o005)
+    for ancestor in STAGING.parents:
+        if ancestor.stat().st_mode & 0o001 == 0:
+            raise ImageError(f"{ancestor} is not searchable by other users (mode "
+                             f"{ancestor.stat().st_mode & 0o777:o}); the containers run as an unprivileged user "
+                             f"and cannot reach the binary under {STAGING}: chmod o+x {ancestor}")
+
+
 def build_binary(df: Dockerfile) -> tuple[Path, str]:
     """Runs the build stage's `swift build` command in the staged context; returns (binary, COPY destination)."""
     command = df.swift_build_command()
@@ -326,6 +342,7 @@ def build_binary(df: Dockerfile) -> tuple[Path, str]:
     # The container sees only this binary at its destination directory (bwrap binds a directory).
     exposed = src.parent / "bin" / product
     exposed.parent.mkdir(parents=True, exist_ok=True)
+    _open_to_container_user(exposed.parent)
     tmp = exposed.with_suffix(".tmp")
     shutil.copy2(binary, tmp)
     os.chmod(tmp, 0o755)

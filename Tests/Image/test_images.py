@@ -109,6 +109,26 @@ def test_dockerignore_follows_docker_semantics():
     assert not imagetest.ignored("Sources/Proxy/main.swift", rules)
 
 
+def test_a_staging_tree_left_closed_is_opened_for_the_container_user():
+    """A staging tree left by an interrupted run (or made under a strict umask) must not stop the containers,
+    which run as 65534 and reach the binary through it."""
+    leftover = imagetest.STAGING / "closed-by-an-interrupted-run"
+    binary_dir = leftover / "bin"
+    binary_dir.mkdir(parents=True, exist_ok=True)
+    (binary_dir / "binary").write_text("#!/bin/sh\n")
+    os.chmod(binary_dir / "binary", 0o755)
+    try:
+        os.chmod(binary_dir, 0o700)
+        os.chmod(leftover, 0o750)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                     "test", "-r", str(binary_dir / "binary")]
+        assert subprocess.run(as_nobody).returncode != 0
+        imagetest._open_to_container_user(binary_dir)
+        assert subprocess.run(as_nobody).returncode == 0
+    finally:
+        subprocess.run(["rm", "-rf", str(leftover)], check=True)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The root filesystems
 
