@@ -50,6 +50,8 @@ enum ConnectionDisposition: Sendable {
 final class HTTPConnection: @unchecked Sendable {
     unowned let server: HTTPServer
     let id: UInt64
+    /// The event loop that owns the connection while it waits (its place in `EventLoopGroup.loops`).
+    let loopIndex: Int
     let socket: ConnectionSocket
     let remote: String
     let config: HTTPServerConfiguration
@@ -83,17 +85,27 @@ final class HTTPConnection: @unchecked Sendable {
     var deadline: ContinuousClock.Instant
     var timerGeneration: UInt64 = 0
     var requestsServed = 0
+    var lingerBytes = 0
+    /// The owning loop's view: counted as unauthenticated in the ledger (until a request authenticates),
+    /// and listed there as idle; each saves a ledger call when false.
+    var tracksAuthentication = false
+    var listedIdle = false
+
+    // MARK: Guarded by the ConnectionLedger's lock
+
     /// Idle unauthenticated connections, least recently active first (eviction order).
     var lruPrevious: HTTPConnection?
     var lruNext: HTTPConnection?
     var inLRU = false
     /// Counted in the unauthenticated budget (until a request authenticates).
     var countedUnauthenticated = false
-    var lingerBytes = 0
+    /// Off the books: evicted for a newcomer, or closed.
+    var evicted = false
 
-    init(server: HTTPServer, id: UInt64, socket: ConnectionSocket, remote: String, trusted: Bool) {
+    init(server: HTTPServer, id: UInt64, loopIndex: Int, socket: ConnectionSocket, remote: String, trusted: Bool) {
         self.server = server
         self.id = id
+        self.loopIndex = loopIndex
         self.socket = socket
         self.remote = remote
         self.config = server.configuration
