@@ -407,37 +407,27 @@ final class ConnectionResponseWriter: ResponseWriter {
             mode = .chunked
         }
 
-        var s = "HTTP/1.1 \(head.status) \(HTTPReasonPhrase.reason(head.status))\r\n"
-        var hasDate = false, hasID = false
-        for (name, value) in head.headers {
-            if name.caseInsensitiveEquals("Content-Length") || name.caseInsensitiveEquals("Transfer-Encoding")
-                || name.caseInsensitiveEquals("Connection") { continue }
-            guard name.utf8.allSatisfy(HTTPRequestParser.isToken),
-                  !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 })
-            else { throw HTTPConnectionError.misuse("invalid response header \(name)") }
-            if name.caseInsensitiveEquals("Date") { hasDate = true }
-            if name.caseInsensitiveEquals("x-amz-request-id") { hasID = true }
-            s += "\(name): \(value)\r\n"
+        let framing: ResponseHeadEncoder.Framing
+        if bodyless {
+            framing = .none
+        } else if let n = head.contentLength {
+            framing = .contentLength(n)
+        } else {
+            framing = !isHEAD && parsed.head.minorVersion == 1 ? .chunked : .omitted
         }
-        if !hasDate { s += "Date: \(c.date())\r\n" }
-        if !hasID { s += "x-amz-request-id: \(requestID)\r\n" }
-        if !bodyless {
-            if let n = head.contentLength {
-                s += "Content-Length: \(n)\r\n"
-            } else if !isHEAD && parsed.head.minorVersion == 1 {
-                s += "Transfer-Encoding: chunked\r\n"
-            }
+        let bytes: [UInt8]
+        do {
+            bytes = try ResponseHeadEncoder.encode(
+                status: head.status, reason: HTTPReasonPhrase.reason(head.status), headers: head.headers,
+                date: c.date(), requestID: requestID, framing: framing,
+                connection: close ? .close : (parsed.head.minorVersion == 0 ? .keepAlive : .none))
+        } catch {
+            throw HTTPConnectionError.misuse("invalid response header \(error.name)")
         }
-        if close {
-            s += "Connection: close\r\n"
-        } else if parsed.head.minorVersion == 0 {
-            s += "Connection: keep-alive\r\n"
-        }
-        s += "\r\n"
         closeAfter = close
         status = head.status
         headWritten = true
-        pendingHead = Array(s.utf8)
+        pendingHead = bytes
     }
 
     /// The head has been written and sent (not just buffered for the first body bytes).
