@@ -50,6 +50,8 @@ final class EventLoop: @unchecked Sendable {
     }
     private let inbox = Mutex<[Message]>([])
     private let wakePending = Atomic<Bool>(false)
+    /// The inbox holds messages posted without a wake-up (`giveBack`'s common case).
+    private let hasMail = Atomic<Bool>(false)
     private let shutdownRequested = Atomic<Bool>(false)
     private let graceNanos = Atomic<Int64>(0)
     let openConnections = Atomic<Int>(0)
@@ -85,8 +87,33 @@ final class EventLoop: @unchecked Sendable {
 
     // MARK: - Other threads
 
+    /// The longest the loop sleeps in `epoll_wait`, whatever its timers say.
+    static let maxSleep: Duration = .seconds(1)
+
     /// A worker is done with `connection`.
+    ///
+    /// The common case, a kept-alive connection whose client is settled (plain TCP, authenticated and
+    /// counted so, not in the reserve, waiting for a new request, no drain), goes back without waking the
+    /// loop: the worker queues it, marks the mail, and re-arms its epoll registration itself. The loop
+    /// takes the mail on its next turn; at the latest when the connection's next request makes it
+    /// readable (a `.busy` connection's event means its return is queued), or after `maxSleep`, which is
+    /// shorter than the idle timeout that the connection's timer needs (the deadline is taken here, so
+    /// it stays exact). Waking the loop only to re-arm cost a wake-up, an eventfd write and read, and a
+    /// sleep per request. Anything else goes through `post`, which wakes the loop.
     func giveBack(_ connection: HTTPConnection, _ disposition: ConnectionDisposition) {
+        if case .keepAlive = disposition, connection.socket.tls == nil, !connection.reserved,
+           !connection.tracksAuthentication, connection.handle.isAuthenticated, connection.parser.atRequestStart,
+           config.idleTimeout > Self.maxSleep + .milliseconds(500), !server.isDraining {
+            connection.deadline = .now + config.idleTimeout
+            connection.armedByWorker = true
+            inbox.withLock { $0.append(.returned(connection, disposition)) }
+            hasMail.store(true, ordering: .releasing)
+            // After this the loop may serve the connection's next request at once; nothing here touches it.
+            arm(connection)
+            // A drain that began meanwhile must not wait for the mail (its own wake-up may have come and gone).
+            if shutdownRequested.load(ordering: .acquiring) { wake() }
+            return
+        }
         post(.returned(connection, disposition))
     }
 
@@ -123,6 +150,7 @@ final class EventLoop: @unchecked Sendable {
             let timeout = nextTimeoutMilliseconds()
             let n = events.withUnsafeMutableBufferPointer { clinux_epoll_wait(epollFD, $0.baseAddress, 256, timeout) }
             if n < 0 && errno != EINTR { usleep(1_000) }
+            if hasMail.load(ordering: .acquiring) { takeMail() }
             for i in 0..<max(0, Int(n)) {
                 let event = events[i]
                 switch event.data {
@@ -153,7 +181,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func nextTimeoutMilliseconds() -> Int32 {
-        var wait: Duration = .seconds(1)
+        var wait = Self.maxSleep
         let now = ContinuousClock.now
         if let earliest = timers.earliest { wait = min(wait, earliest - now) }
         if let pause = acceptPausedUntil { wait = min(wait, pause - now) }
@@ -166,6 +194,11 @@ final class EventLoop: @unchecked Sendable {
         var value: UInt64 = 0
         _ = read(wakeFD, &value, 8)
         wakePending.store(false, ordering: .releasing)
+        takeMail()
+    }
+
+    private func takeMail() {
+        _ = hasMail.exchange(false, ordering: .acquiring)
         let messages = inbox.withLock { list -> [Message] in
             let out = list
             list.removeAll(keepingCapacity: true)
@@ -300,7 +333,12 @@ final class EventLoop: @unchecked Sendable {
         case .handshake: handshake(connection)
         case .reading: readHead(connection)
         case .lingering: linger(connection)
-        case .busy, .closed: break
+        case .busy:
+            // Its worker re-armed it and queued its return without waking us (`giveBack`): take the mail,
+            // then serve the event. Epoll reports nothing before the re-arm, which follows the queueing.
+            takeMail()
+            if connection.phase == .reading { readHead(connection) }
+        case .closed: break
         }
     }
 
@@ -430,7 +468,11 @@ final class EventLoop: @unchecked Sendable {
             return
         }
         connection.phase = .reading
-        connection.deadline = now + (connection.parser.atRequestStart ? config.idleTimeout : config.headerTimeout)
+        let armed = connection.armedByWorker
+        connection.armedByWorker = false
+        if !armed {
+            connection.deadline = now + (connection.parser.atRequestStart ? config.idleTimeout : config.headerTimeout)
+        }
         if !connection.handle.isAuthenticated && connection.tracksAuthentication {
             guard group.ledger.listIdle(connection) else {
                 closeConnection(connection)  // evicted while it was served
@@ -441,7 +483,7 @@ final class EventLoop: @unchecked Sendable {
         scheduleTimer(connection)
         if connection.socket.tls?.hasBufferedInput == true {
             readHead(connection)
-        } else {
+        } else if !armed {
             arm(connection)
         }
     }

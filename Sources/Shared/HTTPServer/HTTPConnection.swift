@@ -90,6 +90,8 @@ final class HTTPConnection: @unchecked Sendable {
     /// and listed there as idle; each saves a ledger call when false.
     var tracksAuthentication = false
     var listedIdle = false
+    /// The worker re-armed the connection's epoll registration when it gave it back (`EventLoop.giveBack`).
+    var armedByWorker = false
 
     // MARK: Guarded by the ConnectionLedger's lock
 
