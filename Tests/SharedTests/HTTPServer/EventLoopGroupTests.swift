@@ -107,13 +107,7 @@ import Testing
 @Suite(.serialized) struct EventLoopGroupTests {
     func start(_ handler: GatedHandler, observer: ServerTestObserver? = nil,
                configure: (inout HTTPServerConfiguration) -> Void) throws -> HTTPServer {
-        var config = HTTPServerConfiguration(listenAddress: "127.0.0.1:0", headerTimeout: .seconds(10),
-                                             idleTimeout: .seconds(10), bodyIdleTimeout: .seconds(10))
-        config.isProbe = { $0.rawPath == "/health" }
-        configure(&config)
-        let server = try HTTPServer(configuration: config, handler: handler, observer: observer)
-        try server.start()
-        return server
+        try startGatedServer(handler, observer: observer, configure: configure)
     }
 
     @Test func connectionsSpreadEvenlyOverTheLoops() throws {
