@@ -65,8 +65,13 @@ enum SigV4 {
     /// Whether `signature` (64 lower-case hex digits, as the parsers accept) is the HMAC of `stringToSign`.
     /// The comparison is constant-time over the 32 raw bytes: hex decoding is a bijection on that grammar.
     static func signatureMatches(_ signature: String, signingKey: [UInt8], stringToSign: [UInt8]) -> Bool {
+        signatureMatches(signature, expected: HMAC.sha256(key: signingKey, data: stringToSign))
+    }
+
+    /// Whether `signature` (64 lower-case hex digits) spells the 32 bytes `expected`, compared in constant time.
+    static func signatureMatches(_ signature: String, expected: [UInt8]) -> Bool {
         guard let provided = rawSignature(signature) else { return false }
-        return ConstantTime.equals(HMAC.sha256(key: signingKey, data: stringToSign), provided)
+        return ConstantTime.equals(expected, provided)
     }
 
     /// The 32 bytes of a 64-digit lower-case hex signature; nil for anything else.

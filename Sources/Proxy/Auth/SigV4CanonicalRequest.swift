@@ -89,6 +89,13 @@ struct SigV4CanonicalRequest {
 
     /// A header value as SigV4 canonicalises it: trimmed, inner runs of spaces/tabs collapsed to one space.
     private mutating func appendHeaderValue(_ value: String) {
+        // Most values (dates, hashes, hosts) have no space or tab: copied in one go.
+        let copied = value.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            guard !utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) else { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if copied == true { return }
         var wrote = false
         var pendingSpace = false
         for b in value.utf8 {

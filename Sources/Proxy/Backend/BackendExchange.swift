@@ -177,10 +177,13 @@ extension BackendClient {
         ])
     }
 
+    /// The client's trace context, replaced by the gateway's span.
+    private static let traceHeaders = HeaderNameSet(["traceparent", "tracestate"])
+
     private func outgoingRequest(_ request: BackendRequest, span: Span) -> HTTPClientRequest {
         // The backend sees the gateway's span as its parent (or, untraced, the client's context unchanged).
         var forwarded = Self.forwardableRequestHeaders(request.headers)
-            .filter { !["traceparent", "tracestate"].contains($0.name.lowercased()) }
+        forwarded.removeAll { Self.traceHeaders.contains($0.name) }
         if let traceparent = span.traceparent {
             forwarded.append((name: "traceparent", value: traceparent))
             if let state = span.context.traceState { forwarded.append((name: "tracestate", value: state)) }

@@ -201,6 +201,24 @@ import Testing
         #expect(SigningKeyCache.key(accessKey: "ROTATING", secret: "old-secret", scope: scope) == old)
     }
 
+    /// A signature made on the entry's once-keyed HMAC equals the one-shot HMAC under the derived key, for each
+    /// scope and secret, whichever entry was used last (the per-entry contexts never mix keys).
+    @Test func signaturesUnderCachedKeysMatchOneShotHMAC() {
+        let scopes = [SigV4Scope(date: "20260101", region: "us-east-1", service: "s3"),
+                      SigV4Scope(date: "20260102", region: "us-east-1", service: "s3"),
+                      SigV4Scope(date: "20260101", region: "eu-west-1", service: "s3")]
+        for round in 0..<3 {
+            for (i, scope) in scopes.enumerated() {
+                for secret in ["sign-secret-a", "sign-secret-b"] {
+                    let message = Array("AWS4-HMAC-SHA256\n20260101T000000Z\n\(round)-\(i)-\(secret)".utf8)
+                    let (signature, key) = SigningKeyCache.sign(message, accessKey: "SIGNER", secret: secret, scope: scope)
+                    #expect(key == SigV4.signingKey(secret: secret, scope: scope))
+                    #expect(signature == HMAC.sha256(key: key, data: message))
+                }
+            }
+        }
+    }
+
     @Test func boundedPerThread() {
         for day in 1...(SigningKeyCache.perThread * 2) {
             let scope = SigV4Scope(date: "202601\(day < 10 ? "0" : "")\(day)", region: "us-east-1", service: "s3")
