@@ -64,17 +64,17 @@ struct SigV4Signer: Sendable {
     static func authorization(accessKey: String, scope: SigV4Scope, signedHeaders: [String], signature: [UInt8]) -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(160 + accessKey.utf8.count + signedHeaders.reduce(0) { $0 + $1.utf8.count + 1 })
-        bytes.append(contentsOf: SigV4.algorithm.utf8)
-        bytes.append(contentsOf: " Credential=".utf8)
-        bytes.append(contentsOf: accessKey.utf8)
+        bytes.appendUTF8(SigV4.algorithm)
+        bytes.appendUTF8(" Credential=")
+        bytes.appendUTF8(accessKey)
         bytes.append(UInt8(ascii: "/"))
         scope.append(to: &bytes)
-        bytes.append(contentsOf: ", SignedHeaders=".utf8)
+        bytes.appendUTF8(", SignedHeaders=")
         for (i, name) in signedHeaders.enumerated() {
             if i > 0 { bytes.append(UInt8(ascii: ";")) }
-            bytes.append(contentsOf: name.utf8)
+            bytes.appendUTF8(name)
         }
-        bytes.append(contentsOf: ", Signature=".utf8)
+        bytes.appendUTF8(", Signature=")
         Encoding.appendHex(signature, to: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }

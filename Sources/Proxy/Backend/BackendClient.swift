@@ -66,9 +66,9 @@ final class BackendClient: Sendable {
     private static func endToEnd(_ headers: [(name: String, value: String)], dropping dropped: HeaderNameSet)
         -> [(name: String, value: String)]
     {
-        var connectionTokens: [Substring] = []
+        var connectionTokens: [String] = []
         for header in headers where header.name.utf8.count == 10 && header.name.caseInsensitiveEquals("connection") {
-            connectionTokens += header.value.split(separator: ",").map(trimmed)
+            appendListElements(header.value, to: &connectionTokens)
         }
         var kept: [(name: String, value: String)] = []
         kept.reserveCapacity(headers.count)
@@ -76,10 +76,29 @@ final class BackendClient: Sendable {
             let n = header.name
             if dropped.contains(n) || hasProxyPrefix(n) { continue }
             if !connectionTokens.isEmpty,
-               connectionTokens.contains(where: { n.utf8.count == $0.utf8.count && n.caseInsensitiveEquals(String($0)) }) { continue }
+               connectionTokens.contains(where: { n.utf8.count == $0.utf8.count && n.caseInsensitiveEquals($0) }) { continue }
             kept.append(header)
         }
         return kept
+    }
+
+    /// Appends the non-empty elements of a comma-separated list (`Connection: keep-alive, X-Hop`), each without
+    /// its surrounding spaces and tabs. Split on the UTF-8 bytes: a header list is ASCII, and Character
+    /// iteration cost more than the rest of the forwarding rules on every answer.
+    static func appendListElements(_ value: String, to out: inout [String]) {
+        var value = value
+        value.withUTF8 { bytes in
+            var start = 0
+            while start <= bytes.count {
+                var end = start
+                while end < bytes.count, bytes[end] != UInt8(ascii: ",") { end += 1 }
+                var low = start, high = end
+                while low < high, bytes[low] == UInt8(ascii: " ") || bytes[low] == UInt8(ascii: "\t") { low += 1 }
+                while high > low, bytes[high - 1] == UInt8(ascii: " ") || bytes[high - 1] == UInt8(ascii: "\t") { high -= 1 }
+                if high > low { out.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[low..<high]), as: UTF8.self)) }
+                start = end + 1
+            }
+        }
     }
 
     /// Without surrounding spaces and tabs (optional whitespace of a list element, RFC 9110 §5.6.1).

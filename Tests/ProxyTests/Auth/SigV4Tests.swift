@@ -219,6 +219,20 @@ import Testing
         }
     }
 
+    /// The 32 bytes of exactly 64 lower-case hex digits; anything else (upper case, other lengths, non-hex,
+    /// multi-byte characters of the same byte length) is no signature.
+    @Test func rawSignatureAcceptsOnlyLowerCaseHex() {
+        let bytes = (0..<32).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        #expect(SigV4.rawSignature(Encoding.hex(bytes)) == bytes)
+        #expect(SigV4.rawSignature(String(repeating: "0", count: 64)) == [UInt8](repeating: 0, count: 32))
+        #expect(SigV4.rawSignature(String(repeating: "f", count: 64)) == [UInt8](repeating: 255, count: 32))
+        for bad in [Encoding.hex(bytes).uppercased(), String(Encoding.hex(bytes).dropLast()), Encoding.hex(bytes) + "0",
+                    String(repeating: "g", count: 64), String(repeating: "é", count: 32), "", String(repeating: "0", count: 63) + " ",
+                    String(repeating: "0", count: 63) + ":", String(repeating: "0", count: 63) + "/", String(repeating: "0", count: 63) + "`"] {
+            #expect(SigV4.rawSignature(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func boundedPerThread() {
         for day in 1...(SigningKeyCache.perThread * 2) {
             let scope = SigV4Scope(date: "202601\(day < 10 ? "0" : "")\(day)", region: "us-east-1", service: "s3")

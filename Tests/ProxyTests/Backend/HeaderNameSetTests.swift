@@ -51,6 +51,17 @@ import Testing
         }
     }
 
+    @Test(arguments: [
+        ("keep-alive", ["keep-alive"]), (" X-Hop\t, keep-alive", ["X-Hop", "keep-alive"]), ("a,,b", ["a", "b"]),
+        (", ,\t,", []), ("", []), ("close", ["close"]), ("x-a-rather-long-hop-by-hop-header-name ,y", ["x-a-rather-long-hop-by-hop-header-name", "y"]),
+        ("é, f", ["é", "f"]),
+    ])
+    func connectionListElements(value: String, elements: [String]) {
+        var out: [String] = []
+        BackendClient.appendListElements(value, to: &out)
+        #expect(out == elements)
+    }
+
     /// The rules as they were: every header compared with every dropped name and every Connection token.
     static func reference(_ headers: [(name: String, value: String)], dropping dropped: [String]) -> [String] {
         var tokens: [String] = []
