@@ -18,12 +18,15 @@ The machines are shared and noisy, so every bench measures baseline and candidat
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -282,6 +285,10 @@ class Nginx:
             time.sleep(0.1)
         raise s3gw.HarnessError("nginx did not pick up the metadata after a reload (or its old workers did not exit)")
 
+    def pids(self) -> list[int]:
+        """The master's and its workers' PIDs (whose CPU time is the backend's)."""
+        return [self.proc.pid, *sorted(self._workers())]
+
     def _workers(self) -> set[int]:
         """PIDs of the master's worker processes."""
         workers = set()
@@ -360,13 +367,150 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def with_cpu(pid: int, side: Callable[[], T]) -> Callable[[], tuple[T, float]]:
-    """`side` returning (its result, the CPU seconds process `pid` used meanwhile)."""
-    def run() -> tuple[T, float]:
-        before = cpu_seconds(pid)
-        result = side()
-        return result, cpu_seconds(pid) - before
-    return run
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's children that have ended and been waited for (the curl of a
+    transfer, once `subprocess.run` returned)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_seconds(proc_stat: str | None = None) -> float:
+    """CPU seconds all cores of the machine have been busy since boot (the `cpu` line of /proc/stat less its idle
+    and iowait; guest time is already inside user): every process's, other people's included."""
+    text = proc_stat if proc_stat is not None else Path("/proc/stat").read_text()
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(f) for f in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def cores() -> int:
+    """The CPUs this bench (and everything it starts) may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each thread of process `pid` so far (thread id -> seconds); empty once it is gone."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+@dataclass
+class Cost:
+    """One transfer's wall seconds, the CPU seconds each process of its side used meanwhile (role -> seconds, e.g.
+    gateway, nginx, curl), how many CPU seconds the whole machine was busy (other people's processes too), and the
+    CPU seconds of the side's busiest single thread with its role: the transfer took at least that long."""
+    seconds: float
+    cpu: dict[str, float]
+    machine_busy: float
+    busiest_thread: float = 0.0
+    busiest_role: str = ""
+
+    @property
+    def total_cpu(self) -> float:
+        return sum(self.cpu.values())
+
+
+class CostMeter:
+    """Measures `Cost`s of transfers: `processes` maps a role to a function returning the PIDs whose CPU time is
+    that role's (read before and after each transfer); the client's CPU time (role `client`) is the CPU time of the
+    children the transfer waited for (its curl)."""
+
+    def __init__(self, processes: dict[str, Callable[[], list[int]]], client: str = "curl") -> None:
+        self.processes = processes
+        self.client = client
+
+    def _sample(self) -> tuple[dict[str, float], dict[tuple[str, int], float]]:
+        """Each role's CPU seconds, and each of its threads' (role, thread id) -> seconds."""
+        totals, threads = {}, {}
+        for role, pids in self.processes.items():
+            totals[role] = 0.0
+            for pid in pids():
+                totals[role] += cpu_seconds(pid)
+                threads.update({(role, tid): t for tid, t in thread_cpu_seconds(pid).items()})
+        return totals, threads
+
+    def measure(self, transfer: Callable[[], T], seconds: Callable[[T], float] | None = None) -> tuple[T, Cost]:
+        """Runs `transfer`; its result and its `Cost`. `seconds`: the transfer's own time from its result (curl's
+        time_total, without the process start), else the wall time around it. The client (curl, also with
+        --parallel) runs on one thread, so its CPU time counts as one thread's."""
+        (before, threads_before), client, busy = self._sample(), children_cpu_seconds(), machine_busy_seconds()
+        started = time.perf_counter()
+        result = transfer()
+        wall = time.perf_counter() - started
+        (after, threads_after), client_after, busy_after = self._sample(), children_cpu_seconds(), machine_busy_seconds()
+        cpu = {role: after[role] - before[role] for role in self.processes}
+        cpu[self.client] = client_after - client
+        # A thread started meanwhile counts from zero; one that ended meanwhile is not seen (its process's total is).
+        used = [(t - threads_before.get(key, 0.0), key[0]) for key, t in threads_after.items()]
+        busiest, role = max(used + [(cpu[self.client], self.client)])
+        return result, Cost(seconds(result) if seconds else wall, cpu, busy_after - busy, busiest, role)
+
+
+def cpu_bound_ceiling(baseline_seconds: float, candidate_cpu: float, cpus: int, busiest_thread: float = 0.0) -> float:
+    """The highest throughput ratio candidate / baseline (same bytes moved) that `cpus` cores allow when the
+    candidate's processes need `candidate_cpu` CPU seconds together and its busiest thread `busiest_thread`: the
+    candidate takes at least candidate_cpu / cpus seconds even with every core busy for it alone, and at least as
+    long as any one of its threads runs."""
+    return baseline_seconds / max(candidate_cpu / cpus, busiest_thread)
+
+
+def cpu_budget_for(goal: float, baseline_seconds: float, cpus: int) -> float:
+    """The most CPU seconds the candidate's processes may need together for ratio `goal` to be possible at all."""
+    return cpus * baseline_seconds / goal
+
+
+def print_costs(label: str, costs: list[Cost], gib: float, indent: str = "  ") -> None:
+    """One line: each role's median CPU seconds per GiB, their total, the wall seconds per GiB, and how many cores
+    the side kept busy (its processes; the whole machine's in brackets, other people's work included)."""
+    roles = list(costs[0].cpu)
+    per_role = {role: statistics.median(c.cpu[role] / gib for c in costs) for role in roles}
+    total = statistics.median(c.total_cpu / gib for c in costs)
+    wall = statistics.median(c.seconds / gib for c in costs)
+    used = statistics.median(c.total_cpu / c.seconds for c in costs)
+    machine = statistics.median(c.machine_busy / c.seconds for c in costs)
+    busiest = statistics.median(c.busiest_thread / gib for c in costs)
+    role = statistics.mode(c.busiest_role for c in costs)
+    print(f"{indent}{label:<14} CPU s/GiB " + ", ".join(f"{role} {v:.2f}" for role, v in per_role.items())
+          + f"; total {total:.2f} (runs: {runs([c.total_cpu / gib for c in costs], '{:.2f}')}); busiest thread "
+          f"{busiest:.2f} ({role}); wall {wall:.2f} s/GiB; cores busy {used:.2f} of {cores()} (machine {machine:.2f})",
+          flush=True)
+
+
+def print_ceiling(label: str, candidate: list[Cost], baseline: list[Cost], goal: float, gib: float,
+                  indent: str = "  ") -> None:
+    """What the cores allow for `label` (candidate / baseline, throughput): per round, `cpu_bound_ceiling` of the
+    candidate's CPU against the baseline's time, and the CPU the candidate's processes could need at most for
+    `goal`; medians, with the ceiling's spread. The candidate's processes (gateway, backend, client) share the
+    same cores, so a ratio above the ceiling is impossible however fast the rest of the path gets. Also the ratio
+    if the candidate kept as many cores busy as the baseline did (baseline CPU / candidate CPU): what the ratio
+    tends to on a saturated machine, and a practical bound when the baseline's own pipeline already keeps the
+    cores as busy as such a pipeline can."""
+    cpus = cores()
+    ceilings = [cpu_bound_ceiling(b.seconds, c.total_cpu, cpus, c.busiest_thread) for c, b in zip(candidate, baseline)]
+    budget = statistics.median(cpu_budget_for(goal, b.seconds, cpus) / gib for b in baseline)
+    thread_budget = statistics.median(b.seconds / goal / gib for b in baseline)
+    needed = statistics.median(c.total_cpu / gib for c in candidate)
+    busiest = statistics.median(c.busiest_thread / gib for c in candidate)
+    short = needed > budget or busiest > thread_budget
+    saturated = statistics.median(b.total_cpu / c.total_cpu for c, b in zip(candidate, baseline))
+    print(f"{indent}CPU-bound ceiling of {label}: median {statistics.median(ceilings):.2f} spread {spread(ceilings)} "
+          f"({cpus} cores for all its processes); goal {goal} needs <= {budget:.2f} CPU s/GiB of them and no thread "
+          f"above {thread_budget:.2f}, they used {needed:.2f} and {busiest:.2f}"
+          f"{' (reachable only by cutting CPU)' if short else ''}; at the baseline's core use: {saturated:.2f}",
+          flush=True)
 
 
 # ---- rounds and statistics

@@ -5,6 +5,11 @@ Rounds interleave the two (curl --parallel); prints the median ratio of the roun
 nginx's own proxy_pass (upstream keep-alive) serving the plaintext is a third interleaved side: what a plain proxy that
 copies every byte through user space reaches on the same cores, for reading the ratio.
 
+Each side's CPU seconds per GiB per process (gateway, nginx, curl; user + system) are printed too, and from them
+what the cores allow at all: curl, nginx and the gateway share this machine's cores, so the gateway's side needs at
+least (their CPU seconds together) / cores, and its ratio cannot exceed cores x nginx direct's time / that CPU
+(`common.print_ceiling`, which also prints the CPU the goal leaves them; the same for nginx's proxy_pass).
+
   python3 bench/concurrent_gets.py [--streams 64] [--size-mib 16] [--rounds 5]
 """
 
@@ -46,27 +51,38 @@ def run_bench(args, bench: common.Bench) -> None:
     print(f"bench: {args.streams} concurrent GETs of a {args.size_mib} MiB object, {args.rounds} interleaved rounds; "
           f"load average {os.getloadavg()}", flush=True)
     total_mib = args.streams * args.size_mib
-    mibs = common.interleaved(args.rounds, {
-        "direct": lambda: total_mib / parallel_gets(plain_url, {}, args.streams),
-        "gateway": common.with_cpu(gw.proc.pid, lambda: total_mib / parallel_gets(
-            enc_url, s3gw.sigv4_headers("GET", enc_url, gw.access_key, gw.secret_key), args.streams)),
-        # Last, so that the gateway runs next to nginx direct, the pair its ratio compares (rounds rotate the order).
-        "proxy": lambda: total_mib / parallel_gets(proxy_url, {}, args.streams),
-    })
-    direct = mibs["direct"]
-    gateway = [speed for speed, _ in mibs["gateway"]]
-    cpu = [seconds / (total_mib / 1024) for _, seconds in mibs["gateway"]]
+    gib = total_mib / 1024
+    # Every side's CPU: nginx (backend, and the proxy on the proxy side), curl, and the gateway on its side.
+    meters = {"direct": common.CostMeter({"nginx": nginx.pids}),
+              "gateway": common.CostMeter({"gateway": lambda: [gw.proc.pid], "nginx": nginx.pids}),
+              "proxy": common.CostMeter({"nginx": nginx.pids})}
+    urls = {"direct": (plain_url, {}), "proxy": (proxy_url, {}), "gateway": (enc_url, None)}
+
+    def side(name: str):
+        def run():
+            url, headers = urls[name]
+            if headers is None:
+                headers = s3gw.sigv4_headers("GET", url, gw.access_key, gw.secret_key)
+            return meters[name].measure(lambda: parallel_gets(url, headers, args.streams), seconds=lambda s: s)
+        return run
+    # The gateway last, so that it runs next to nginx direct, the pair its ratio compares (rounds rotate the order).
+    results = common.interleaved(args.rounds, {name: side(name) for name in ("direct", "gateway", "proxy")})
+    costs = {name: [cost for _, cost in values] for name, values in results.items()}
+    mibs = {name: [total_mib / cost.seconds for cost in values] for name, values in costs.items()}
+    direct, gateway = mibs["direct"], mibs["gateway"]
     ratios = common.ratios(gateway, direct)
     print(f"  nginx direct   median {statistics.median(direct):8.1f} MiB/s  (runs: {common.runs(direct)})")
     print(f"  nginx proxy    median {statistics.median(mibs['proxy']):8.1f} MiB/s  (runs: {common.runs(mibs['proxy'])})")
     print(f"  gateway (enc)  median {statistics.median(gateway):8.1f} MiB/s  (runs: {common.runs(gateway)})")
-    print(f"  gateway CPU    median {statistics.median(cpu):8.2f} s/GiB  (runs: {common.runs(cpu, '{:.2f}')}; "
-          "user + system, hardly moved by other load)")
+    for name, label in (("direct", "nginx direct"), ("proxy", "nginx proxy"), ("gateway", "gateway (enc)")):
+        common.print_costs(label, costs[name], gib)
     print(f"  ratio MiB/s gateway / nginx direct: median {statistics.median(ratios):.2f}  spread "
           f"{common.spread(ratios)}  (goal >= 0.7)")
     proxy = common.ratios(mibs["proxy"], direct)
     print(f"  (nginx proxy_pass / nginx direct: median {statistics.median(proxy):.2f}  spread {common.spread(proxy)}: "
           "a plain proxy's own ratio)")
+    common.print_ceiling("gateway / nginx direct", costs["gateway"], costs["direct"], 0.7, gib)
+    common.print_ceiling("nginx proxy_pass / nginx direct", costs["proxy"], costs["direct"], 0.7, gib)
     print(f"  load average at the end: {os.getloadavg()}")
 
 

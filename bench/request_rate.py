@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +68,22 @@ def proc_stats(pid: int) -> tuple[int, int]:
         elif line.startswith("VmRSS:"):
             rss = int(line.split()[1])
     return threads, rss
+
+
+def epoll_sets(pid: int) -> list[int]:
+    """Descriptors registered in each epoll set of a process, largest first. The gateway's event loops
+    are its epoll sets: each holds its connections plus its wake-up eventfd (loop 0 also the listener),
+    so this shows how the connections are split over the loops."""
+    sets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:[eventpoll]":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:
+            continue
+        sets.append(sum(1 for line in info.splitlines() if line.startswith("tfd:")))
+    return sorted(sets, reverse=True)
 
 
 def hold_idle(gw: s3gw.Gateway, n: int, path: str) -> list[socket.socket]:
@@ -139,9 +156,19 @@ def run_bench(args, bench: common.Bench) -> None:
         gateways["pass-through+idle"] = (busy, "/bench/plain")
 
     def target(url: str, gw: s3gw.Gateway | None = None):
-        # Signed once per round: wrk replays the same headers for the round (valid within the clock skew).
-        return lambda: wrk(url, s3gw.sigv4_headers("GET", url, gw.access_key, gw.secret_key) if gw else {},
-                           args.connections, args.seconds, args.threads, bench.workdir)
+        def run() -> dict:
+            # Signed once per round: wrk replays the same headers for the round (valid within the clock skew).
+            headers = s3gw.sigv4_headers("GET", url, gw.access_key, gw.secret_key) if gw else {}
+            sample: list[list[int]] = []
+            if gw:  # the split over the event loops, halfway through the round
+                timer = threading.Timer(args.seconds / 2, lambda: sample.append(epoll_sets(gw.proc.pid)))
+                timer.start()
+            result = wrk(url, headers, args.connections, args.seconds, args.threads, bench.workdir)
+            if gw:
+                timer.join()
+                result["loops"] = sample[0] if sample else []
+            return result
+        return run
 
     results = common.interleaved(args.rounds, {
         "nginx": target(backend + "/bench/plain"),
@@ -153,6 +180,9 @@ def run_bench(args, bench: common.Bench) -> None:
               f"{statistics.median(x['p50'] for x in r) * 1e3:7.2f} ms   p99 "
               f"{statistics.median(x['p99'] for x in r) * 1e3:7.2f} ms   "
               f"(req/s runs: {common.runs([x['rps'] for x in r])})", flush=True)
+        if "loops" in r[-1]:
+            print(f"  {'':<17} event loops' epoll sets, last round (connections + eventfd, loop 0 + listener): "
+                  f"{r[-1]['loops']}", flush=True)
 
     def ratio(label: str, a: str, b: str, key: str = "rps", goal: str = "") -> None:
         values = common.ratios([x[key] for x in results[a]], [y[key] for y in results[b]])

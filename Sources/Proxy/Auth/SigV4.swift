@@ -10,12 +10,12 @@ struct SigV4Scope: Sendable, Hashable {
 
     /// Appends `string`'s bytes.
     func append(to bytes: inout [UInt8]) {
-        bytes.append(contentsOf: date.utf8)
+        bytes.appendUTF8(date)
         bytes.append(UInt8(ascii: "/"))
-        bytes.append(contentsOf: region.utf8)
+        bytes.appendUTF8(region)
         bytes.append(UInt8(ascii: "/"))
-        bytes.append(contentsOf: service.utf8)
-        bytes.append(contentsOf: "/aws4_request".utf8)
+        bytes.appendUTF8(service)
+        bytes.appendUTF8("/aws4_request")
     }
 }
 
@@ -39,9 +39,9 @@ enum SigV4 {
     static func stringToSign(amzDate: String, scope: SigV4Scope, canonicalRequestHash: [UInt8]) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(algorithm.utf8.count + amzDate.utf8.count + 64 + 64 + 3)
-        out.append(contentsOf: algorithm.utf8)
+        out.appendUTF8(algorithm)
         out.append(UInt8(ascii: "\n"))
-        out.append(contentsOf: amzDate.utf8)
+        out.appendUTF8(amzDate)
         out.append(UInt8(ascii: "\n"))
         scope.append(to: &out)
         out.append(UInt8(ascii: "\n"))
@@ -65,27 +65,34 @@ enum SigV4 {
     /// Whether `signature` (64 lower-case hex digits, as the parsers accept) is the HMAC of `stringToSign`.
     /// The comparison is constant-time over the 32 raw bytes: hex decoding is a bijection on that grammar.
     static func signatureMatches(_ signature: String, signingKey: [UInt8], stringToSign: [UInt8]) -> Bool {
+        signatureMatches(signature, expected: HMAC.sha256(key: signingKey, data: stringToSign))
+    }
+
+    /// Whether `signature` (64 lower-case hex digits) spells the 32 bytes `expected`, compared in constant time.
+    static func signatureMatches(_ signature: String, expected: [UInt8]) -> Bool {
         guard let provided = rawSignature(signature) else { return false }
-        return ConstantTime.equals(HMAC.sha256(key: signingKey, data: stringToSign), provided)
+        return ConstantTime.equals(expected, provided)
     }
 
     /// The 32 bytes of a 64-digit lower-case hex signature; nil for anything else.
     static func rawSignature(_ hex: String) -> [UInt8]? {
         guard hex.utf8.count == 64 else { return nil }
-        var out = [UInt8](repeating: 0, count: 32)
-        var i = 0
-        var high: UInt8 = 0
-        for c in hex.utf8 {
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c &- UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c &- UInt8(ascii: "a") &+ 10
-            default: return nil
+        var hex = hex
+        return hex.withUTF8 { digits -> [UInt8]? in
+            func value(_ c: UInt8) -> UInt8? {
+                switch c {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10
+                default: return nil
+                }
             }
-            if i & 1 == 0 { high = v } else { out[i >> 1] = high << 4 | v }
-            i += 1
+            var out = [UInt8](repeating: 0, count: 32)
+            for i in 0..<32 {
+                guard let high = value(digits[2 * i]), let low = value(digits[2 * i + 1]) else { return nil }
+                out[i] = high << 4 | low
+            }
+            return out
         }
-        return out
     }
 }
 
@@ -197,5 +204,16 @@ enum SigV4Time {
         let d = doy - (153 * mp + 2) / 5 + 1
         let m = mp < 10 ? mp + 3 : mp - 9
         return (m <= 2 ? y + 1 : y, m, d)
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends the UTF-8 bytes of `string` in one copy: SigV4 assembles its canonical request, string to sign and
+    /// Authorization value from a few dozen strings per request, and the generic `append(contentsOf: s.utf8)`
+    /// walks them a byte at a time.
+    @inline(__always)
+    mutating func appendUTF8(_ string: String) {
+        let copied: Void? = string.utf8.withContiguousStorageIfAvailable { append(contentsOf: $0) }
+        if copied == nil { append(contentsOf: string.utf8) }
     }
 }

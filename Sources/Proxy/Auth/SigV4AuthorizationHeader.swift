@@ -1,3 +1,5 @@
+import Foundation
+
 /// A parsed `Authorization: AWS4-HMAC-SHA256 Credential=AK/yyyymmdd/region/s3/aws4_request,
 /// SignedHeaders=a;b, Signature=hex` header.
 ///
@@ -34,21 +36,21 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         var start = prefix.count
         while true {
             // One comma-separated component, spaces around it ignored.
-            let end = bytes[start...].firstIndex(of: UInt8(ascii: ",")) ?? bytes.count
+            let end = index(of: UInt8(ascii: ","), in: bytes, from: start, to: bytes.count) ?? bytes.count
             var low = start, high = end
             while low < high, bytes[low] == UInt8(ascii: " ") { low += 1 }
             while high > low, bytes[high - 1] == UInt8(ascii: " ") { high -= 1 }
-            guard let eq = bytes[low..<high].firstIndex(of: UInt8(ascii: "=")) else {
+            guard let eq = index(of: UInt8(ascii: "="), in: bytes, from: low, to: high) else {
                 return .failure(S3Error.authorizationHeaderMalformed("component '\(clip(bytes[low..<high]))' is not name=value"))
             }
             let name = bytes[low..<eq], componentValue = eq + 1..<high
-            if name.elementsEqual("Credential".utf8) {
+            if spells(bytes, low..<eq, "Credential") {
                 guard credential == nil else { return .failure(S3Error.authorizationHeaderMalformed("Credential given twice")) }
                 credential = componentValue
-            } else if name.elementsEqual("SignedHeaders".utf8) {
+            } else if spells(bytes, low..<eq, "SignedHeaders") {
                 guard signedHeaders == nil else { return .failure(S3Error.authorizationHeaderMalformed("SignedHeaders given twice")) }
                 signedHeaders = componentValue
-            } else if name.elementsEqual("Signature".utf8) {
+            } else if spells(bytes, low..<eq, "Signature") {
                 guard signature == nil else { return .failure(S3Error.authorizationHeaderMalformed("Signature given twice")) }
                 signature = componentValue
             } else {
@@ -95,8 +97,7 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
             throw S3Error.authorizationHeaderMalformed("Credential must be AccessKey/yyyymmdd/region/service/aws4_request")
         }
         let accessKey = bytes[0..<slashes[0]], date = bytes[slashes[0] + 1..<slashes[1]]
-        let region = bytes[slashes[1] + 1..<slashes[2]], service = bytes[slashes[2] + 1..<slashes[3]]
-        let terminal = bytes[slashes[3] + 1..<bytes.count]
+        let region = bytes[slashes[1] + 1..<slashes[2]]
         guard !accessKey.isEmpty, accessKey.count <= maxAccessKeyLength,
               accessKey.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
         else { throw S3Error.authorizationHeaderMalformed("invalid access key id in Credential") }
@@ -106,10 +107,10 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         guard !region.isEmpty, region.count <= maxRegionLength,
               region.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
         else { throw S3Error.authorizationHeaderMalformed("invalid region in Credential") }
-        guard service.elementsEqual("s3".utf8) else {
+        guard spells(bytes, slashes[2] + 1..<slashes[3], "s3") else {
             throw S3Error.authorizationHeaderMalformed("incorrect service in Credential, expected 's3'")
         }
-        guard terminal.elementsEqual("aws4_request".utf8) else {
+        guard spells(bytes, slashes[3] + 1..<bytes.count, "aws4_request") else {
             throw S3Error.authorizationHeaderMalformed("incorrect terminal in Credential, expected 'aws4_request'")
         }
         return (string(accessKey), SigV4Scope(date: string(date), region: string(region), service: "s3"))
@@ -122,7 +123,7 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         var names: [String] = []
         var start = 0
         while start <= bytes.count {
-            let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
+            let end = index(of: UInt8(ascii: ";"), in: bytes, from: start, to: bytes.count) ?? bytes.count
             let name = bytes[start..<end]
             guard !name.isEmpty, name.count <= maxHeaderNameLength, name.allSatisfy(isLowerTokenChar) else {
                 throw S3Error.authorizationHeaderMalformed("invalid header name in SignedHeaders")
@@ -142,6 +143,22 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
               bytes.allSatisfy({ ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) })
         else { throw S3Error.authorizationHeaderMalformed("Signature must be 64 lower-case hex digits") }
         return string(bytes[...])
+    }
+
+    /// The first `byte` in `bytes[from..<to]` (a plain loop: this parser runs on every request).
+    private static func index(of byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
+        var i = from
+        while i < to {
+            if bytes[i] == byte { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Whether `bytes[range]` is exactly `literal` (case-sensitive, as SigV4 spells its component names).
+    private static func spells(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+        range.count == literal.utf8CodeUnitCount
+            && (range.isEmpty || memcmp(bytes.baseAddress! + range.lowerBound, literal.utf8Start, range.count) == 0)
     }
 
     private static func string(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String {

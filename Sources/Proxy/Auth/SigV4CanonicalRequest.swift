@@ -12,7 +12,7 @@ struct SigV4CanonicalRequest {
 
     init(method: String) {
         bytes.reserveCapacity(512)
-        bytes.append(contentsOf: method.utf8)
+        bytes.appendUTF8(method)
         bytes.append(Self.newline)
     }
 
@@ -31,7 +31,7 @@ struct SigV4CanonicalRequest {
 
     /// Appends a part that is already canonical (the signer's URI and query, which it encoded itself) and a newline.
     mutating func appendCanonical(_ text: String) {
-        bytes.append(contentsOf: text.utf8)
+        bytes.appendUTF8(text)
         bytes.append(Self.newline)
     }
 
@@ -62,7 +62,7 @@ struct SigV4CanonicalRequest {
     /// names. Returns the first signed header the request does not carry, nil when all are there.
     mutating func appendHeaders(signed: [String], from headers: HTTPFields) -> String? {
         for name in signed {
-            bytes.append(contentsOf: name.utf8)
+            bytes.appendUTF8(name)
             bytes.append(UInt8(ascii: ":"))
             var found = false
             for field in headers.entries where field.name.caseInsensitiveEquals(name) {
@@ -76,7 +76,7 @@ struct SigV4CanonicalRequest {
         bytes.append(Self.newline)
         for (i, name) in signed.enumerated() {
             if i > 0 { bytes.append(UInt8(ascii: ";")) }
-            bytes.append(contentsOf: name.utf8)
+            bytes.appendUTF8(name)
         }
         bytes.append(Self.newline)
         return nil
@@ -84,11 +84,18 @@ struct SigV4CanonicalRequest {
 
     /// Appends the payload hash, the last part.
     mutating func appendPayloadHash(_ payloadHash: String) {
-        bytes.append(contentsOf: payloadHash.utf8)
+        bytes.appendUTF8(payloadHash)
     }
 
     /// A header value as SigV4 canonicalises it: trimmed, inner runs of spaces/tabs collapsed to one space.
     private mutating func appendHeaderValue(_ value: String) {
+        // Most values (dates, hashes, hosts) have no space or tab: copied in one go.
+        let copied = value.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            guard !utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) else { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if copied == true { return }
         var wrote = false
         var pendingSpace = false
         for b in value.utf8 {

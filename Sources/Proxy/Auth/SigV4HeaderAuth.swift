@@ -60,8 +60,8 @@ extension RequestAuthenticator {
         }
         canonical.appendPayloadHash(payloadHashHeader)
         let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: auth.scope, canonicalRequestHash: canonical.hash)
-        let signingKey = SigningKeyCache.key(accessKey: key, secret: credential.secretKey, scope: auth.scope)
-        guard SigV4.signatureMatches(auth.signature, signingKey: signingKey, stringToSign: stringToSign) else {
+        let (expected, signingKey) = SigningKeyCache.sign(stringToSign, accessKey: key, secret: credential.secretKey, scope: auth.scope)
+        guard SigV4.signatureMatches(auth.signature, expected: expected) else {
             throw .signatureMismatch(canonical, stringToSign: stringToSign, accessKey: key)
         }
         let chain = ChunkSignatureChain(signingKey: signingKey, amzDate: amzDate, scope: auth.scope, seedSignature: auth.signature)

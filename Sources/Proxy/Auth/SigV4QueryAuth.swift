@@ -77,8 +77,8 @@ extension RequestAuthenticator {
         }
         canonical.appendPayloadHash(headers["x-amz-content-sha256"] ?? SigV4.unsignedPayload)
         let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
-        let signingKey = SigningKeyCache.key(accessKey: accessKey, secret: credential.secretKey, scope: scope)
-        guard SigV4.signatureMatches(signature, signingKey: signingKey, stringToSign: stringToSign) else {
+        let (expected, _) = SigningKeyCache.sign(stringToSign, accessKey: accessKey, secret: credential.secretKey, scope: scope)
+        guard SigV4.signatureMatches(signature, expected: expected) else {
             throw .signatureMismatch(canonical, stringToSign: stringToSign, accessKey: accessKey)
         }
         return VerifiedRequest(credential: credential, scheme: .sigV4Query, payload: payload,

@@ -15,12 +15,26 @@ enum SigningKeyCache {
 
     /// The signing key of `secret` for `scope`; `accessKey` (public) files it, `secret` must match too.
     static func key(accessKey: String, secret: String, scope: SigV4Scope) -> [UInt8] {
+        entry(accessKey: accessKey, secret: secret, scope: scope).key
+    }
+
+    /// The HMAC-SHA256 of `stringToSign` under the signing key of `secret` for `scope` (a request's signature),
+    /// and that key. The MAC runs on the thread's context keyed once for the entry, not re-keyed per message.
+    static func sign(_ stringToSign: [UInt8], accessKey: String, secret: String, scope: SigV4Scope)
+        -> (signature: [UInt8], signingKey: [UInt8])
+    {
+        let entry = entry(accessKey: accessKey, secret: secret, scope: scope)
+        return (entry.mac.mac(stringToSign), entry.key)
+    }
+
+    private static func entry(accessKey: String, secret: String, scope: SigV4Scope) -> ThreadKeys.Entry {
         let keys = threadKeys.current
         keys.forgetIfStale(epoch: epoch.load(ordering: .acquiring))
-        if let key = keys.lookup(accessKey: accessKey, secret: secret, scope: scope) { return key }
+        if let entry = keys.lookup(accessKey: accessKey, secret: secret, scope: scope) { return entry }
         let key = SigV4.signingKey(secret: secret, scope: scope)
-        keys.insert(ThreadKeys.Entry(accessKey: accessKey, secret: secret, scope: scope, key: key), limit: perThread)
-        return key
+        let entry = ThreadKeys.Entry(accessKey: accessKey, secret: secret, scope: scope, key: key, mac: HMACSHA256Key(key: key))
+        keys.insert(entry, limit: perThread)
+        return entry
     }
 
     /// Drops every thread's keys (each at its next lookup): the credential set changed.
@@ -45,6 +59,8 @@ enum SigningKeyCache {
             var secret: String
             var scope: SigV4Scope
             var key: [UInt8]
+            /// HMAC under `key`, set up once; only this thread uses it.
+            var mac: HMACSHA256Key
         }
 
         var entries: [Entry] = []
@@ -56,7 +72,7 @@ enum SigningKeyCache {
             epoch = current
         }
 
-        func lookup(accessKey: String, secret: String, scope: SigV4Scope) -> [UInt8]? {
+        func lookup(accessKey: String, secret: String, scope: SigV4Scope) -> Entry? {
             var i = entries.count - 1
             while i >= 0 {
                 let entry = entries[i]
@@ -64,7 +80,7 @@ enum SigningKeyCache {
                 // sides are the gateway's own values, never client input.
                 if entry.scope == scope, entry.accessKey == accessKey, entry.secret == secret {
                     if i != entries.count - 1 { entries.append(entries.remove(at: i)) }
-                    return entry.key
+                    return entry
                 }
                 i -= 1
             }

@@ -58,24 +58,46 @@ final class BackendClient: Sendable {
         HTTPFields(endToEnd(headers, dropping: droppedResponseHeaders))
     }
 
-    private static let droppedRequestHeaders = Array(hopByHop) + Array(clientAuthHeaders)
-    private static let droppedResponseHeaders = Array(hopByHop) + Array(serverOwnedResponseHeaders)
-    private static let proxyPrefix = Array("proxy-".utf8)
+    private static let droppedRequestHeaders = HeaderNameSet(hopByHop.union(clientAuthHeaders))
+    private static let droppedResponseHeaders = HeaderNameSet(hopByHop.union(serverOwnedResponseHeaders))
 
     /// `headers` without `dropped`, `proxy-…` and the fields the `Connection` header names. Runs on every
-    /// request and answer, so names are compared in place (no lowercased copy or set lookup per header).
-    private static func endToEnd(_ headers: [(name: String, value: String)], dropping dropped: [String])
+    /// request and answer, so names are compared in place, each only with the dropped names of its length.
+    private static func endToEnd(_ headers: [(name: String, value: String)], dropping dropped: HeaderNameSet)
         -> [(name: String, value: String)]
     {
-        var connectionTokens: [Substring] = []
-        for header in headers where header.name.caseInsensitiveEquals("connection") {
-            connectionTokens += header.value.split(separator: ",").map(trimmed)
+        var connectionTokens: [String] = []
+        for header in headers where header.name.utf8.count == 10 && header.name.caseInsensitiveEquals("connection") {
+            appendListElements(header.value, to: &connectionTokens)
         }
-        return headers.filter { header in
+        var kept: [(name: String, value: String)] = []
+        kept.reserveCapacity(headers.count)
+        for header in headers {
             let n = header.name
-            return !dropped.contains { n.caseInsensitiveEquals($0) }
-                && !connectionTokens.contains { n.utf8.count == $0.utf8.count && n.caseInsensitiveEquals(String($0)) }
-                && !hasProxyPrefix(n)
+            if dropped.contains(n) || hasProxyPrefix(n) { continue }
+            if !connectionTokens.isEmpty,
+               connectionTokens.contains(where: { n.utf8.count == $0.utf8.count && n.caseInsensitiveEquals($0) }) { continue }
+            kept.append(header)
+        }
+        return kept
+    }
+
+    /// Appends the non-empty elements of a comma-separated list (`Connection: keep-alive, X-Hop`), each without
+    /// its surrounding spaces and tabs. Split on the UTF-8 bytes: a header list is ASCII, and Character
+    /// iteration cost more than the rest of the forwarding rules on every answer.
+    static func appendListElements(_ value: String, to out: inout [String]) {
+        var value = value
+        value.withUTF8 { bytes in
+            var start = 0
+            while start <= bytes.count {
+                var end = start
+                while end < bytes.count, bytes[end] != UInt8(ascii: ",") { end += 1 }
+                var low = start, high = end
+                while low < high, bytes[low] == UInt8(ascii: " ") || bytes[low] == UInt8(ascii: "\t") { low += 1 }
+                while high > low, bytes[high - 1] == UInt8(ascii: " ") || bytes[high - 1] == UInt8(ascii: "\t") { high -= 1 }
+                if high > low { out.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[low..<high]), as: UTF8.self)) }
+                start = end + 1
+            }
         }
     }
 
@@ -89,14 +111,8 @@ final class BackendClient: Sendable {
 
     /// `proxy-…`, any case.
     private static func hasProxyPrefix(_ name: String) -> Bool {
-        var i = 0
-        for b in name.utf8 {
-            if i == proxyPrefix.count { return true }
-            let lower = (b >= 65 && b <= 90) ? b + 32 : b
-            if lower != proxyPrefix[i] { return false }
-            i += 1
-        }
-        return i == proxyPrefix.count
+        guard name.utf8.count >= 6, let first = name.utf8.first, first | 0x20 == UInt8(ascii: "p") else { return false }
+        return name.caseInsensitiveHasPrefix("proxy-")
     }
 
     /// The URL and signed headers for a request (pure apart from the clock), signed as `signing` says:

@@ -171,16 +171,23 @@ extension BackendClient {
 
     /// The client span of one backend exchange, a child of the request's span (when there is one).
     private func clientSpan(_ request: BackendRequest) -> Span {
-        Span.startChild(request.method, kind: .client, attributes: [
-            ("http.request.method", .string(request.method)), ("server.address", .string(endpoint.hostHeader)),
-            ("url.path", .string(BackendEndpoint.path(bucket: request.bucket, key: request.key))),
-        ])
+        let span = Span.startChild(request.method, kind: .client)
+        // Attributes only for a span that records them: an untraced request would encode its path twice.
+        if span.isRecording {
+            span.setAttribute("http.request.method", .string(request.method))
+            span.setAttribute("server.address", .string(endpoint.hostHeader))
+            span.setAttribute("url.path", .string(BackendEndpoint.path(bucket: request.bucket, key: request.key)))
+        }
+        return span
     }
+
+    /// The client's trace context, replaced by the gateway's span.
+    private static let traceHeaders = HeaderNameSet(["traceparent", "tracestate"])
 
     private func outgoingRequest(_ request: BackendRequest, span: Span) -> HTTPClientRequest {
         // The backend sees the gateway's span as its parent (or, untraced, the client's context unchanged).
         var forwarded = Self.forwardableRequestHeaders(request.headers)
-            .filter { !["traceparent", "tracestate"].contains($0.name.lowercased()) }
+        forwarded.removeAll { Self.traceHeaders.contains($0.name) }
         if let traceparent = span.traceparent {
             forwarded.append((name: "traceparent", value: traceparent))
             if let state = span.context.traceState { forwarded.append((name: "tracestate", value: state)) }

@@ -121,7 +121,9 @@ public struct EncryptionMetadata: Sendable, Equatable {
         // Compared on the contiguous UTF-8 (ASCII case folded), not through `lowercased()` or a `UTF8View`
         // iterator: every header of every backend answer passes here (several times on a GET), and most are
         // not ours — shorter than the prefix, or different in its first byte.
-        headerName.caseInsensitiveHasPrefix(FormatV1.metadataPrefix)
+        // Most names fail on the first byte already (`x`, any case, for every one of ours).
+        guard let first = headerName.utf8.first, first | 0x20 == UInt8(ascii: "x") else { return false }
+        return headerName.caseInsensitiveHasPrefix(FormatV1.metadataPrefix)
     }
 
     /// Backend headers (lowercase names) to store with the object.

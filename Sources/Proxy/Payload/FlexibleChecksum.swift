@@ -24,9 +24,14 @@ enum ChecksumAlgorithm: String, CaseIterable, Sendable {
 
     /// The algorithm of an `x-amz-checksum-*` header name (any case); nil for other names,
     /// including `x-amz-checksum-type` and `x-amz-checksum-algorithm`, which are not values.
+    /// Runs on every header of every request (PayloadDeclaration), so it looks at the prefix in place first:
+    /// building and lower-casing the five candidate names per header cost ≈ 29k instructions per GET (issue 12).
     init?(headerName: String) {
-        let lower = headerName.lowercased()
-        guard let match = Self.allCases.first(where: { $0.headerName == lower }) else { return nil }
+        let prefixLength = 15  // "x-amz-checksum-"
+        guard headerName.utf8.count > prefixLength, headerName.caseInsensitiveHasPrefix("x-amz-checksum-"),
+              let suffix = String(headerName.utf8.dropFirst(prefixLength)),
+              let match = Self.allCases.first(where: { $0.rawValue.caseInsensitiveEquals(suffix) })
+        else { return nil }
         self = match
     }
 

@@ -147,18 +147,20 @@ struct PayloadDeclaration: Sendable {
     /// The request headers as they go on after the body was verified: aws-chunked framing, checksums and
     /// their announcements removed (`aws-chunked` also from a Content-Encoding list that names more).
     static func forwardedHeaders(_ headers: HTTPFields) -> HTTPFields {
-        var out = HTTPFields()
+        // One allocation for the common case (nothing consumed), not one per doubling.
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(headers.count)
         for field in headers {
             if isConsumed(field.name) { continue }
             if field.name.caseInsensitiveEquals("content-encoding") {
                 let rest = field.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                     .filter { !$0.isEmpty && $0.lowercased() != "aws-chunked" }
-                if !rest.isEmpty { out.add(field.name, rest.joined(separator: ",")) }
+                if !rest.isEmpty { out.append((name: field.name, value: rest.joined(separator: ","))) }
                 continue
             }
-            out.add(field.name, field.value)
+            out.append((name: field.name, value: field.value))
         }
-        return out
+        return HTTPFields(out)
     }
 }
 

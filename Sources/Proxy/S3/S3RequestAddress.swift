@@ -45,7 +45,8 @@ struct S3RequestAddress: Sendable, Equatable {
 
     /// The bucket named by a virtual-host-style Host header, or nil for path style.
     static func virtualHostBucket(host: String?, baseDomains: [String]) -> String? {
-        guard let host, !host.isEmpty else { return nil }
+        guard let host, !host.isEmpty, !baseDomains.isEmpty else { return nil }
+        if let decided = printableASCIIVirtualHostBucket(host: host, baseDomains: baseDomains) { return decided }
         var name = Substring(host)
         if name.hasPrefix("[") { return nil }  // IPv6 literal: always path style
         if let colon = name.lastIndex(of: ":") { name = name[..<colon] }
@@ -62,6 +63,38 @@ struct S3RequestAddress: Sendable, Equatable {
         return nil
     }
 
+    /// `virtualHostBucket` over the bytes when the Host header and every base domain are printable ASCII (every
+    /// real request): the same answer without lower-cased copies of the host and each domain per request.
+    /// Returns nil to let the general path decide anything else; `.some(nil)` means path style.
+    private static func printableASCIIVirtualHostBucket(host: String, baseDomains: [String]) -> String?? {
+        func printable(_ s: String) -> Bool { s.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } }
+        guard printable(host), baseDomains.allSatisfy(printable) else { return nil }
+        var hostCopy = host
+        return hostCopy.withUTF8 { bytes -> String?? in
+            if bytes[0] == UInt8(ascii: "[") { return .some(nil) }  // IPv6 literal: always path style
+            var end = bytes.count
+            if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) { end = colon }
+            if end > 0, bytes[end - 1] == UInt8(ascii: ".") { end -= 1 }
+            for domain in baseDomains {
+                var domainCopy = domain
+                // Where the bucket ends when the name is `<bucket>.<domain>` (any case, the domain's trailing dot ignored).
+                let bucketEnd = domainCopy.withUTF8 { d -> Int? in
+                    var length = d.count
+                    if length > 0, d[length - 1] == UInt8(ascii: ".") { length -= 1 }
+                    guard length > 0, end > length + 1, bytes[end - length - 1] == UInt8(ascii: ".") else { return nil }
+                    for i in 0..<length where lower(bytes[end - length + i]) != lower(d[i]) { return nil }
+                    return end - length - 1
+                }
+                if let bucketEnd {
+                    return .some(String(decoding: bytes[0..<bucketEnd].map(lower), as: UTF8.self))
+                }
+            }
+            return .some(nil)
+        }
+    }
+
+    private static func lower(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }
+
     private static func decodeKey(_ raw: Substring) throws(S3Error) -> String? {
         // `/bucket/` (restic) addresses the bucket itself.
         if raw.isEmpty { return nil }
@@ -77,7 +110,11 @@ struct S3RequestAddress: Sendable, Equatable {
     }
 
     static func isValidBucketName(_ name: String) -> Bool {
-        let b = Array(name.utf8)
+        var name = name
+        return name.withUTF8 { isValidBucketName(bytes: $0) }
+    }
+
+    private static func isValidBucketName(bytes b: UnsafeBufferPointer<UInt8>) -> Bool {
         guard b.count >= 3, b.count <= 63 else { return false }
         func alnum(_ c: UInt8) -> Bool {
             (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
@@ -91,14 +128,19 @@ struct S3RequestAddress: Sendable, Equatable {
                 if p == UInt8(ascii: "-"), c == UInt8(ascii: ".") { return false }
             }
         }
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        if parts.count == 4, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) {
+        // An IPv4 address: four dot-separated runs of digits (the loop above refused empty runs: no leading,
+        // trailing or doubled dot).
+        if b.count(where: { $0 == UInt8(ascii: ".") }) == 3,
+           b.allSatisfy({ $0 == UInt8(ascii: ".") || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) }) {
             return false
         }
-        for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] where name.hasPrefix(prefix) { return false }
-        for suffix in ["-s3alias", "--ol-s3", "--x-s3", ".mrap"] where name.hasSuffix(suffix) { return false }
+        for prefix in reservedPrefixes where b.starts(with: prefix) { return false }
+        for suffix in reservedSuffixes where b.count >= suffix.count && b[(b.count - suffix.count)...].elementsEqual(suffix) { return false }
         return true
     }
+
+    private static let reservedPrefixes = ["xn--", "sthree-", "amzn-s3-demo-"].map { Array($0.utf8) }
+    private static let reservedSuffixes = ["-s3alias", "--ol-s3", "--x-s3", ".mrap"].map { Array($0.utf8) }
 }
 
 /// Where a request goes: the gateway's own anonymous endpoints, or S3.

@@ -59,6 +59,8 @@ enum URIEncoding {
 
     /// Decodes once into a string; nil on a malformed escape or invalid UTF-8.
     static func decode(_ string: Substring) -> String? {
+        // Most bucket names and keys carry no escape: they decode to themselves (a String is valid UTF-8).
+        if !string.utf8.contains(UInt8(ascii: "%")) { return String(string) }
         guard let bytes = decodeBytes(string) else { return nil }
         return String(validating: bytes, as: UTF8.self)
     }

@@ -36,12 +36,12 @@ enum ThreadSHA256 {
     }
 
     /// The fetched algorithms, shared read-only by every thread for the life of the process.
-    private struct Algorithms: @unchecked Sendable {
+    fileprivate struct Algorithms: @unchecked Sendable {
         let sha256: OpaquePointer
         let hmac: OpaquePointer
     }
 
-    private static let algorithms: Algorithms = {
+    fileprivate static let algorithms: Algorithms = {
         guard let sha256 = EVP_MD_fetch(nil, "SHA256", nil), let hmac = EVP_MAC_fetch(nil, "HMAC", nil) else {
             fatalError("OpenSSL has no SHA256/HMAC: \(CryptoError("fetch"))")
         }
@@ -54,18 +54,9 @@ enum ThreadSHA256 {
         let mac: OpaquePointer
 
         init() {
-            guard let digest = EVP_MD_CTX_new(), let mac = EVP_MAC_CTX_new(algorithms.hmac) else {
-                fatalError("OpenSSL context: out of memory")
-            }
-            let set = "digest".withCString { name in
-                "SHA256".withCString { value in
-                    var params = [OSSL_PARAM_construct_utf8_string(name, UnsafeMutablePointer(mutating: value), 0), OSSL_PARAM_construct_end()]
-                    return EVP_MAC_CTX_set_params(mac, &params)
-                }
-            }
-            guard set == 1 else { fatalError("HMAC digest: \(CryptoError("mac params"))") }
+            guard let digest = EVP_MD_CTX_new() else { fatalError("OpenSSL context: out of memory") }
             self.digest = digest
-            self.mac = mac
+            self.mac = ThreadSHA256.newHMACContext()
         }
 
         deinit {
@@ -76,4 +67,53 @@ enum ThreadSHA256 {
     }
 
     private static let perThread = ThreadLocal { Contexts() }
+
+    /// A new HMAC context set to SHA-256, not keyed yet.
+    fileprivate static func newHMACContext() -> OpaquePointer {
+        guard let mac = EVP_MAC_CTX_new(algorithms.hmac) else { fatalError("OpenSSL context: out of memory") }
+        let set = "digest".withCString { name in
+            "SHA256".withCString { value in
+                var params = [OSSL_PARAM_construct_utf8_string(name, UnsafeMutablePointer(mutating: value), 0), OSSL_PARAM_construct_end()]
+                return EVP_MAC_CTX_set_params(mac, &params)
+            }
+        }
+        guard set == 1 else { fatalError("HMAC digest: \(CryptoError("mac params"))") }
+        return mac
+    }
+}
+
+/// HMAC-SHA256 under one key, set up once. OpenSSL hashes the key's inner and outer pads when the key is set and
+/// restarts from those states for every message (`EVP_MAC_init` without a key), which saves the key set-up and
+/// two SHA-256 blocks per MAC: SigV4 verifies and signs every request under a signing key that lives for a day
+/// (issue 12). Not thread-safe: one thread at a time (SigV4's key cache keeps one per thread). The key exists
+/// only inside OpenSSL's context, which `EVP_MAC_CTX_free` cleanses.
+public final class HMACSHA256Key {
+    private let context: OpaquePointer
+
+    /// `key` must not be empty (a SigV4 signing key is 32 bytes).
+    public init(key: [UInt8]) {
+        precondition(!key.isEmpty, "an HMAC key set up once is never empty")
+        context = ThreadSHA256.newHMACContext()
+        let ok = key.withUnsafeBufferPointer { EVP_MAC_init(context, $0.baseAddress, $0.count, nil) == 1 }
+        guard ok else { fatalError("HMAC-SHA256 key: \(CryptoError("mac init"))") }
+    }
+
+    deinit { EVP_MAC_CTX_free(context) }
+
+    /// HMAC-SHA256 of `data` under the key.
+    public func mac(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var length = 0
+        // No key: OpenSSL restarts from the key's precomputed inner state.
+        let ok = EVP_MAC_init(context, nil, 0, nil) == 1
+            && EVP_MAC_update(context, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count) == 1
+            && EVP_MAC_final(context, &out, &length, 32) == 1
+        guard ok, length == 32 else { fatalError("HMAC-SHA256: \(CryptoError("mac"))") }
+        return out
+    }
+
+    /// HMAC-SHA256 of `data` under the key.
+    public func mac(_ data: [UInt8]) -> [UInt8] {
+        data.withUnsafeBytes { mac($0) }
+    }
 }

@@ -494,6 +494,8 @@ private final class CurlEasy: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
     /// Header names of this handle's answers (used by the thread that has the handle).
     let headerNames = HeaderNameCache()
+    /// Where `appendHeaderLine` assembles a request header line (used by the thread that has the handle).
+    private var line: [UInt8] = []
 
     init() {
         guard let handle = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
@@ -575,15 +577,16 @@ private final class CurlEasy: @unchecked Sendable {
         }
 
         // Headers: suppress what curl would add on its own.
-        var names = Set<String>()
+        var sendsExpect = false, sendsAccept = false
         for (name, value) in request.headers {
-            names.insert(name.lowercased())
-            let line = value.isEmpty ? "\(name);" : "\(name): \(value)"
-            headerList = curl_slist_append(headerList, line)
+            if name.utf8.count == 6 {
+                if name.caseInsensitiveEquals("expect") { sendsExpect = true }
+                if name.caseInsensitiveEquals("accept") { sendsAccept = true }
+            }
+            headerList = appendHeaderLine(to: headerList, name: name, value: value)
         }
-        for suppressed in ["Expect", "Accept"] where !names.contains(suppressed.lowercased()) {
-            headerList = curl_slist_append(headerList, "\(suppressed):")
-        }
+        if !sendsExpect { headerList = curl_slist_append(headerList, "Expect:") }
+        if !sendsAccept { headerList = curl_slist_append(headerList, "Accept:") }
         _ = ccurl_setopt_slist(h, CURLOPT_HTTPHEADER, headerList)
 
         // Callbacks
@@ -607,6 +610,25 @@ private final class CurlEasy: @unchecked Sendable {
         // Detach the per-transfer pointers so a reused handle never sees a stale state.
         _ = ccurl_setopt_ptr(h, CURLOPT_ERRORBUFFER, nil)
         return code
+    }
+
+    /// Adds `name: value` (`name;` for an empty value, which is how libcurl sends an empty header) to `list`.
+    /// The line is assembled in the handle's own buffer (libcurl copies it): no String interpolation and C-string
+    /// conversion per header per request.
+    private func appendHeaderLine(to list: UnsafeMutablePointer<curl_slist>?, name: String, value: String)
+        -> UnsafeMutablePointer<curl_slist>?
+    {
+        line.removeAll(keepingCapacity: true)
+        line.append(contentsOf: name.utf8)
+        if value.isEmpty {
+            line.append(UInt8(ascii: ";"))
+        } else {
+            line.append(UInt8(ascii: ":"))
+            line.append(UInt8(ascii: " "))
+            line.append(contentsOf: value.utf8)
+        }
+        line.append(0)
+        return line.withUnsafeBytes { curl_slist_append(list, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
     }
 
     private func withBlob(_ bytes: [UInt8]?, _ body: (UnsafeMutablePointer<curl_blob>) -> Void) {

@@ -3,55 +3,68 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// The server's readiness-driven side: one thread with epoll owns the listening socket and every
-/// connection that is not being served: TLS handshakes, waiting for and parsing request heads, timeouts,
-/// connection budgets, lingering closes. A complete head hands the connection to a worker (the pool, or
-/// the probe workers for `/health`-style requests); the worker gives it back when the response is done.
-/// Idle and slow connections therefore cost a few hundred bytes and no thread.
+/// The server's readiness-driven side: a thread with epoll owns every connection of its share that is not
+/// being served: TLS handshakes, waiting for and parsing request heads, timeouts, lingering closes. A
+/// complete head hands the connection to a worker (the pool, or the probe workers for `/health`-style
+/// requests); the worker gives it back to this loop when the response is done. Idle and slow connections
+/// therefore cost a few hundred bytes and no thread.
+///
+/// A server runs one loop per core (`EventLoopGroup`). Loop 0 also owns the listening socket: it admits
+/// each new connection against the shared books (`ConnectionLedger`) and hands it to the loop holding the
+/// fewest (`LoopAssignment`), itself included.
 final class EventLoop: @unchecked Sendable {
     private static let listenerID: UInt64 = 0
     private static let wakeID: UInt64 = 1
 
     unowned let server: HTTPServer
+    unowned let group: EventLoopGroup
+    /// This loop's place in `group.loops`; 0 accepts.
+    let index: Int
     let config: HTTPServerConfiguration
-    let admission: ConnectionAdmission
     let epollFD: Int32
     let wakeFD: Int32
+    /// The listening socket (loop 0 only).
     private(set) var listenFD: Int32
-    let pool: WorkerPool
-    let probePool: WorkerPool
+    var pool: WorkerPool { group.pool }
+    var probePool: WorkerPool { group.probePool }
 
     // Loop thread only.
     private var connections: [UInt64: HTTPConnection] = [:]
-    private var nextID: UInt64 = 2
     private var timers = TimerHeap()
-    private var slotted = 0
-    private var unauthenticated = 0
-    private var reservedCount = 0
-    private var lruHead: HTTPConnection?
-    private var lruTail: HTTPConnection?
-    private var lruCount = 0
     private var scratch: UnsafeMutableRawBufferPointer
     private var acceptPausedUntil: ContinuousClock.Instant?
-    private var listenerOpen = true
+    private var listenerOpen: Bool
+    // Loop 0 only: the next connection id (ids are unique across loops), the next loop to hand to.
+    private var nextID: UInt64 = 2
+    private var assignment = LoopAssignment()
     private var graceDeadline: ContinuousClock.Instant?
     private var trimPolicy = MemoryTrimPolicy(now: .now)
 
     // Cross-thread.
-    private let returned = Mutex<[(HTTPConnection, ConnectionDisposition)]>([])
+    /// What other threads hand this loop: connections back from workers, new connections from loop 0,
+    /// evictions decided by loop 0.
+    private enum Message {
+        case returned(HTTPConnection, ConnectionDisposition)
+        case adopt(HTTPConnection)
+        case evict(HTTPConnection)
+    }
+    private let inbox = Mutex<[Message]>([])
     private let wakePending = Atomic<Bool>(false)
+    /// The inbox holds messages posted without a wake-up (`giveBack`'s common case).
+    private let hasMail = Atomic<Bool>(false)
     private let shutdownRequested = Atomic<Bool>(false)
     private let graceNanos = Atomic<Int64>(0)
     let openConnections = Atomic<Int>(0)
     private let finished = Mutex<Bool>(false)
 
-    init(server: HTTPServer, listenFD: Int32) throws(HTTPServerError) {
+    /// `listenFD`: the listening socket, for loop 0 only.
+    init(server: HTTPServer, group: EventLoopGroup, index: Int, listenFD: Int32?) throws(HTTPServerError) {
         self.server = server
+        self.group = group
+        self.index = index
         self.config = server.configuration
-        self.listenFD = listenFD
-        self.admission = ConnectionAdmission(maxConnections: config.maxConnections,
-                                             maxUnauthenticated: config.maxUnauthenticatedConnections,
-                                             reserve: config.reservedProbeConnections)
+        self.listenFD = listenFD ?? -1
+        self.listenerOpen = listenFD != nil
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epollFD >= 0 else {
             throw HTTPServerError(code: .socketFailed, message: "epoll_create1: \(ServerSockets.errnoText(errno))")
@@ -61,12 +74,8 @@ final class EventLoop: @unchecked Sendable {
             close(epollFD)
             throw HTTPServerError(code: .socketFailed, message: "eventfd: \(ServerSockets.errnoText(errno))")
         }
-        pool = WorkerPool(name: "http-worker", maxThreads: config.maxWorkerThreads, minThreads: 1,
-                          eagerThreads: config.eagerWorkerThreads, growthDelay: config.workerGrowthDelay,
-                          idleExit: config.workerIdleExit)
-        probePool = WorkerPool(name: "http-probe", maxThreads: 2, minThreads: 0, idleExit: config.workerIdleExit)
         scratch = .allocate(byteCount: 64 * 1024, alignment: 16)
-        _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, listenFD, clinux_epollin(), Self.listenerID)
+        if let listenFD { _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, listenFD, clinux_epollin(), Self.listenerID) }
         _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, clinux_epollin(), Self.wakeID)
     }
 
@@ -78,9 +87,38 @@ final class EventLoop: @unchecked Sendable {
 
     // MARK: - Other threads
 
+    /// The longest the loop sleeps in `epoll_wait`, whatever its timers say.
+    static let maxSleep: Duration = .seconds(1)
+
     /// A worker is done with `connection`.
+    ///
+    /// The common case, a kept-alive connection whose client is settled (plain TCP, authenticated and
+    /// counted so, not in the reserve, waiting for a new request, no drain), goes back without waking the
+    /// loop: the worker queues it, marks the mail, and re-arms its epoll registration itself. The loop
+    /// takes the mail on its next turn; at the latest when the connection's next request makes it
+    /// readable (a `.busy` connection's event means its return is queued), or after `maxSleep`, which is
+    /// shorter than the idle timeout that the connection's timer needs (the deadline is taken here, so
+    /// it stays exact). Waking the loop only to re-arm cost a wake-up, an eventfd write and read, and a
+    /// sleep per request. Anything else goes through `post`, which wakes the loop.
     func giveBack(_ connection: HTTPConnection, _ disposition: ConnectionDisposition) {
-        returned.withLock { $0.append((connection, disposition)) }
+        if case .keepAlive = disposition, connection.socket.tls == nil, !connection.reserved,
+           !connection.tracksAuthentication, connection.handle.isAuthenticated, connection.parser.atRequestStart,
+           config.idleTimeout > Self.maxSleep + .milliseconds(500), !server.isDraining {
+            connection.deadline = .now + config.idleTimeout
+            connection.armedByWorker = true
+            inbox.withLock { $0.append(.returned(connection, disposition)) }
+            hasMail.store(true, ordering: .releasing)
+            // After this the loop may serve the connection's next request at once; nothing here touches it.
+            arm(connection)
+            // A drain that began meanwhile must not wait for the mail (its own wake-up may have come and gone).
+            if shutdownRequested.load(ordering: .acquiring) { wake() }
+            return
+        }
+        post(.returned(connection, disposition))
+    }
+
+    private func post(_ message: Message) {
+        inbox.withLock { $0.append(message) }
         wake()
     }
 
@@ -97,7 +135,7 @@ final class EventLoop: @unchecked Sendable {
         while !finished.withLock({ $0 }) { usleep(2_000) }
     }
 
-    private func wake() {
+    fileprivate func wake() {
         if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
             var one: UInt64 = 1
             _ = write(wakeFD, &one, 8)
@@ -112,6 +150,7 @@ final class EventLoop: @unchecked Sendable {
             let timeout = nextTimeoutMilliseconds()
             let n = events.withUnsafeMutableBufferPointer { clinux_epoll_wait(epollFD, $0.baseAddress, 256, timeout) }
             if n < 0 && errno != EINTR { usleep(1_000) }
+            if hasMail.load(ordering: .acquiring) { takeMail() }
             for i in 0..<max(0, Int(n)) {
                 let event = events[i]
                 switch event.data {
@@ -124,21 +163,25 @@ final class EventLoop: @unchecked Sendable {
             fireTimers()
             if shutdownRequested.load(ordering: .acquiring) {
                 beginDrain()
-                if connections.isEmpty { break }
+                // Loop 0 hands out no connection after it has closed the listener; one handed out
+                // before then is in the inbox by the time `acceptingEnded` reads true.
+                if group.acceptingEnded.load(ordering: .acquiring) {
+                    drainWakeups()
+                    if connections.isEmpty { break }
+                }
             }
-            maybeTrimMemory()
+            maybeTrimMemory()  // each loop sees its own requests; malloc_trim is process-wide
         }
         if listenerOpen {
             close(listenFD)
             listenerOpen = false
         }
-        pool.stop()
-        probePool.stop()
+        group.loopEnded()
         finished.withLock { $0 = true }
     }
 
     private func nextTimeoutMilliseconds() -> Int32 {
-        var wait: Duration = .seconds(1)
+        var wait = Self.maxSleep
         let now = ContinuousClock.now
         if let earliest = timers.earliest { wait = min(wait, earliest - now) }
         if let pause = acceptPausedUntil { wait = min(wait, pause - now) }
@@ -151,12 +194,23 @@ final class EventLoop: @unchecked Sendable {
         var value: UInt64 = 0
         _ = read(wakeFD, &value, 8)
         wakePending.store(false, ordering: .releasing)
-        let back = returned.withLock { list -> [(HTTPConnection, ConnectionDisposition)] in
+        takeMail()
+    }
+
+    private func takeMail() {
+        _ = hasMail.exchange(false, ordering: .acquiring)
+        let messages = inbox.withLock { list -> [Message] in
             let out = list
             list.removeAll(keepingCapacity: true)
             return out
         }
-        for (connection, disposition) in back { resume(connection, disposition) }
+        for message in messages {
+            switch message {
+            case .returned(let connection, let disposition): resume(connection, disposition)
+            case .adopt(let connection): adopt(connection)
+            case .evict(let connection): closeConnection(connection)
+            }
+        }
     }
 
     // MARK: - Accepting
@@ -188,17 +242,17 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// Loop 0: a new connection gets a slot (or a reserve place, or a refusal) from the shared books and
+    /// goes to the loop holding the fewest connections.
     private func admit(fd: Int32, remote: String) {
-        let occupancy = ConnectionAdmission.Occupancy(connections: slotted, unauthenticated: unauthenticated,
-                                                      idleUnauthenticated: lruCount, reserved: reservedCount)
+        let trusted = config.maxUnauthenticatedConnections == nil && config.unauthenticatedTimeout == nil
         var reserved = false
-        switch admission.decide(occupancy) {
+        switch group.ledger.enter(trusted: trusted) {
         case .admit: break
-        case .admitEvictingIdleUnauthenticated:
-            if let victim = lruHead {
-                server.observer?.connectionRejected(remoteAddress: victim.remote, reason: .evictedUnauthenticated)
-                closeConnection(victim)
-            }
+        case .admitEvicting(let victim):
+            server.observer?.connectionRejected(remoteAddress: victim.remote, reason: .evictedUnauthenticated)
+            let owner = group.loops[victim.loopIndex]
+            if owner === self { closeConnection(victim) } else { owner.post(.evict(victim)) }
         case .reserve:
             reserved = true
         case .refuse:
@@ -208,31 +262,40 @@ final class EventLoop: @unchecked Sendable {
         ServerSockets.setNoDelay(fd)
         let id = nextID
         nextID += 1
-        let trusted = config.maxUnauthenticatedConnections == nil && config.unauthenticatedTimeout == nil
-        let connection = HTTPConnection(server: server, id: id, socket: ConnectionSocket(fd: fd), remote: remote,
-                                        trusted: trusted)
+        let loops = group.loops
+        let target = loops.count == 1 ? 0 : assignment.pick(open: group.openPerLoop)
+        let connection = HTTPConnection(server: server, id: id, loopIndex: target, socket: ConnectionSocket(fd: fd),
+                                        remote: remote, trusted: trusted)
         connection.reserved = reserved
-        connections[id] = connection
-        openConnections.add(1, ordering: .relaxed)
-        if reserved {
-            reservedCount += 1
-            connection.deadline = connection.acceptedAt + min(config.headerTimeout, .seconds(5))
-        } else {
-            slotted += 1
-            if !trusted {
-                unauthenticated += 1
-                connection.countedUnauthenticated = true
-            }
+        if !reserved && !trusted {
+            connection.tracksAuthentication = true
+            connection.listedIdle = true
+            group.ledger.listNewcomer(connection)
         }
+        let owner = loops[target]
+        owner.openConnections.add(1, ordering: .relaxed)
         server.observer?.connectionOpened(remoteAddress: remote)
-        _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, clinux_epollin() | clinux_epolloneshot(), id)
-        if !reserved && !trusted { lruAppend(connection) }
+        if owner === self { adopt(connection) } else { owner.post(.adopt(connection)) }
+    }
+
+    /// A connection admitted by loop 0 starts its life on this loop.
+    private func adopt(_ connection: HTTPConnection) {
+        connections[connection.id] = connection
+        if shutdownRequested.load(ordering: .relaxed) {
+            closeConnection(connection)
+            return
+        }
+        let fd = connection.socket.fd
+        if connection.reserved {
+            connection.deadline = connection.acceptedAt + min(config.headerTimeout, .seconds(5))
+        }
+        _ = clinux_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, clinux_epollin() | clinux_epolloneshot(), connection.id)
         scheduleTimer(connection)
         if let tls = config.tls {
             do {
                 try connection.socket.attachTLS(TLSStream(context: tls.current(), fd: fd))
             } catch {
-                server.observer?.connectionRejected(remoteAddress: remote, reason: .tlsHandshake(error.message))
+                server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .tlsHandshake(error.message))
                 closeConnection(connection)
                 return
             }
@@ -270,7 +333,12 @@ final class EventLoop: @unchecked Sendable {
         case .handshake: handshake(connection)
         case .reading: readHead(connection)
         case .lingering: linger(connection)
-        case .busy, .closed: break
+        case .busy:
+            // Its worker re-armed it and queued its return without waking us (`giveBack`): take the mail,
+            // then serve the event. Epoll reports nothing before the re-arm, which follows the queueing.
+            takeMail()
+            if connection.phase == .reading { readHead(connection) }
+        case .closed: break
         }
     }
 
@@ -353,9 +421,15 @@ final class EventLoop: @unchecked Sendable {
                             extraHeaders: "Retry-After: 1\r\n")
             return
         }
+        if connection.listedIdle {
+            connection.listedIdle = false
+            guard group.ledger.unlist(connection) else {
+                closeConnection(connection)  // evicted by loop 0 a moment ago; its message follows
+                return
+            }
+        }
         connection.phase = .busy
         connection.timerGeneration += 1
-        lruRemove(connection)
         trimPolicy.noteBusy()
         let readBufferSize = config.readBufferSize
         (isProbe ? probePool : pool).submit { [self] in
@@ -368,9 +442,9 @@ final class EventLoop: @unchecked Sendable {
     /// A worker returned `connection`.
     private func resume(_ connection: HTTPConnection, _ disposition: ConnectionDisposition) {
         guard connection.phase == .busy else { return }
-        if connection.countedUnauthenticated && connection.handle.isAuthenticated {
-            connection.countedUnauthenticated = false
-            unauthenticated -= 1
+        if connection.tracksAuthentication && connection.handle.isAuthenticated {
+            connection.tracksAuthentication = false
+            group.ledger.authenticated(connection)
         }
         let draining = shutdownRequested.load(ordering: .relaxed)
         switch disposition {
@@ -394,12 +468,22 @@ final class EventLoop: @unchecked Sendable {
             return
         }
         connection.phase = .reading
-        connection.deadline = now + (connection.parser.atRequestStart ? config.idleTimeout : config.headerTimeout)
-        if !connection.handle.isAuthenticated { lruAppend(connection) }
+        let armed = connection.armedByWorker
+        connection.armedByWorker = false
+        if !armed {
+            connection.deadline = now + (connection.parser.atRequestStart ? config.idleTimeout : config.headerTimeout)
+        }
+        if !connection.handle.isAuthenticated && connection.tracksAuthentication {
+            guard group.ledger.listIdle(connection) else {
+                closeConnection(connection)  // evicted while it was served
+                return
+            }
+            connection.listedIdle = true
+        }
         scheduleTimer(connection)
         if connection.socket.tls?.hasBufferedInput == true {
             readHead(connection)
-        } else {
+        } else if !armed {
             arm(connection)
         }
     }
@@ -421,7 +505,10 @@ final class EventLoop: @unchecked Sendable {
     /// Half-closes, then reads and discards what the client still sends for up to a second, so the close
     /// does not reset the connection and destroy the response in flight.
     private func beginLinger(_ connection: HTTPConnection) {
-        lruRemove(connection)
+        if connection.listedIdle {
+            connection.listedIdle = false
+            _ = group.ledger.unlist(connection)
+        }
         connection.socket.shutdownWrite()
         connection.phase = .lingering
         connection.lingerBytes = 0
@@ -449,17 +536,9 @@ final class EventLoop: @unchecked Sendable {
         guard connection.phase != .closed else { return }
         connection.phase = .closed
         connection.timerGeneration += 1
-        lruRemove(connection)
+        connection.listedIdle = false
         connections[connection.id] = nil
-        if connection.reserved {
-            reservedCount -= 1
-        } else {
-            slotted -= 1
-            if connection.countedUnauthenticated {
-                connection.countedUnauthenticated = false
-                unauthenticated -= 1
-            }
-        }
+        group.ledger.release(connection)
         connection.socket.close()  // also leaves the epoll set
         openConnections.add(-1, ordering: .relaxed)
         server.observer?.connectionClosed(remoteAddress: connection.remote)
@@ -531,9 +610,15 @@ final class EventLoop: @unchecked Sendable {
     // MARK: - Drain
 
     private func beginDrain() {
-        guard listenerOpen else { return }
-        listenerOpen = false
-        close(listenFD)
+        guard graceDeadline == nil else { return }
+        if listenerOpen {
+            listenerOpen = false
+            close(listenFD)
+        }
+        if index == 0 {
+            group.acceptingEnded.store(true, ordering: .releasing)
+            for loop in group.loops where loop !== self { loop.wake() }
+        }
         let grace = Duration.nanoseconds(graceNanos.load(ordering: .relaxed))
         graceDeadline = .now + grace
         for connection in Array(connections.values) where connection.phase != .busy {
@@ -551,27 +636,5 @@ final class EventLoop: @unchecked Sendable {
         if trimPolicy.shouldTrim(threads: counts.threads, busy: counts.busy) {
             _ = malloc_trim(0)
         }
-    }
-
-    // MARK: - Idle unauthenticated connections (least recently active first)
-
-    private func lruAppend(_ connection: HTTPConnection) {
-        guard !connection.inLRU else { return }
-        connection.inLRU = true
-        connection.lruPrevious = lruTail
-        connection.lruNext = nil
-        if let tail = lruTail { tail.lruNext = connection } else { lruHead = connection }
-        lruTail = connection
-        lruCount += 1
-    }
-
-    private func lruRemove(_ connection: HTTPConnection) {
-        guard connection.inLRU else { return }
-        connection.inLRU = false
-        if let previous = connection.lruPrevious { previous.lruNext = connection.lruNext } else { lruHead = connection.lruNext }
-        if let next = connection.lruNext { next.lruPrevious = connection.lruPrevious } else { lruTail = connection.lruPrevious }
-        connection.lruPrevious = nil
-        connection.lruNext = nil
-        lruCount -= 1
     }
 }

@@ -50,6 +50,8 @@ enum ConnectionDisposition: Sendable {
 final class HTTPConnection: @unchecked Sendable {
     unowned let server: HTTPServer
     let id: UInt64
+    /// The event loop that owns the connection while it waits (its place in `EventLoopGroup.loops`).
+    let loopIndex: Int
     let socket: ConnectionSocket
     let remote: String
     let config: HTTPServerConfiguration
@@ -83,17 +85,29 @@ final class HTTPConnection: @unchecked Sendable {
     var deadline: ContinuousClock.Instant
     var timerGeneration: UInt64 = 0
     var requestsServed = 0
+    var lingerBytes = 0
+    /// The owning loop's view: counted as unauthenticated in the ledger (until a request authenticates),
+    /// and listed there as idle; each saves a ledger call when false.
+    var tracksAuthentication = false
+    var listedIdle = false
+    /// The worker re-armed the connection's epoll registration when it gave it back (`EventLoop.giveBack`).
+    var armedByWorker = false
+
+    // MARK: Guarded by the ConnectionLedger's lock
+
     /// Idle unauthenticated connections, least recently active first (eviction order).
     var lruPrevious: HTTPConnection?
     var lruNext: HTTPConnection?
     var inLRU = false
     /// Counted in the unauthenticated budget (until a request authenticates).
     var countedUnauthenticated = false
-    var lingerBytes = 0
+    /// Off the books: evicted for a newcomer, or closed.
+    var evicted = false
 
-    init(server: HTTPServer, id: UInt64, socket: ConnectionSocket, remote: String, trusted: Bool) {
+    init(server: HTTPServer, id: UInt64, loopIndex: Int, socket: ConnectionSocket, remote: String, trusted: Bool) {
         self.server = server
         self.id = id
+        self.loopIndex = loopIndex
         self.socket = socket
         self.remote = remote
         self.config = server.configuration
@@ -395,37 +409,27 @@ final class ConnectionResponseWriter: ResponseWriter {
             mode = .chunked
         }
 
-        var s = "HTTP/1.1 \(head.status) \(HTTPReasonPhrase.reason(head.status))\r\n"
-        var hasDate = false, hasID = false
-        for (name, value) in head.headers {
-            if name.caseInsensitiveEquals("Content-Length") || name.caseInsensitiveEquals("Transfer-Encoding")
-                || name.caseInsensitiveEquals("Connection") { continue }
-            guard name.utf8.allSatisfy(HTTPRequestParser.isToken),
-                  !value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 })
-            else { throw HTTPConnectionError.misuse("invalid response header \(name)") }
-            if name.caseInsensitiveEquals("Date") { hasDate = true }
-            if name.caseInsensitiveEquals("x-amz-request-id") { hasID = true }
-            s += "\(name): \(value)\r\n"
+        let framing: ResponseHeadEncoder.Framing
+        if bodyless {
+            framing = .none
+        } else if let n = head.contentLength {
+            framing = .contentLength(n)
+        } else {
+            framing = !isHEAD && parsed.head.minorVersion == 1 ? .chunked : .omitted
         }
-        if !hasDate { s += "Date: \(c.date())\r\n" }
-        if !hasID { s += "x-amz-request-id: \(requestID)\r\n" }
-        if !bodyless {
-            if let n = head.contentLength {
-                s += "Content-Length: \(n)\r\n"
-            } else if !isHEAD && parsed.head.minorVersion == 1 {
-                s += "Transfer-Encoding: chunked\r\n"
-            }
+        let bytes: [UInt8]
+        do {
+            bytes = try ResponseHeadEncoder.encode(
+                status: head.status, reason: HTTPReasonPhrase.reason(head.status), headers: head.headers,
+                date: c.date(), requestID: requestID, framing: framing,
+                connection: close ? .close : (parsed.head.minorVersion == 0 ? .keepAlive : .none))
+        } catch {
+            throw HTTPConnectionError.misuse("invalid response header \(error.name)")
         }
-        if close {
-            s += "Connection: close\r\n"
-        } else if parsed.head.minorVersion == 0 {
-            s += "Connection: keep-alive\r\n"
-        }
-        s += "\r\n"
         closeAfter = close
         status = head.status
         headWritten = true
-        pendingHead = Array(s.utf8)
+        pendingHead = bytes
     }
 
     /// The head has been written and sent (not just buffered for the first body bytes).

@@ -50,6 +50,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var workerGrowthDelay: Duration
     /// A worker thread idle this long ends, so the threads of a burst go away.
     public var workerIdleExit: Duration
+    /// Event-loop threads (default one per core). Each holds its share of the connections while they
+    /// wait; the first also accepts and hands each new connection to the loop holding the fewest.
+    public var eventLoops: Int
 
     public init(listenAddress: String = ":8080", maxConnections: Int = 1024,
                 headerTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(60),
@@ -74,6 +77,7 @@ public struct HTTPServerConfiguration: Sendable {
         self.eagerWorkerThreads = max(4, 4 * ProcessorBudget.current)
         self.workerGrowthDelay = .milliseconds(2)
         self.workerIdleExit = .seconds(10)
+        self.eventLoops = ProcessorBudget.current
     }
 
     /// Limits of the request head, kept in sync with `limits`.
@@ -161,9 +165,9 @@ public enum RequestIDGenerator {
     }
 }
 
-/// An HTTP/1.1 server on POSIX sockets. One event-loop thread (epoll) holds every connection that waits
-/// (handshakes, idle keep-alive, slow heads); complete requests run on a bounded, elastic pool of worker
-/// threads with blocking-style I/O. See docs/http-server.md.
+/// An HTTP/1.1 server on POSIX sockets. Event-loop threads (epoll, one per core) hold every connection
+/// that waits (handshakes, idle keep-alive, slow heads); complete requests run on a bounded, elastic pool
+/// of worker threads with blocking-style I/O. See docs/http-server.md.
 public final class HTTPServer: Sendable {
     let configuration: HTTPServerConfiguration
     let address: ListenAddress
@@ -171,7 +175,7 @@ public final class HTTPServer: Sendable {
     let observer: (any HTTPServerObserver)?
     private let draining = Atomic<Bool>(false)
     private let boundPortValue = Atomic<Int>(0)
-    private let loop = Mutex<EventLoop?>(nil)
+    private let group = Mutex<EventLoopGroup?>(nil)
 
     /// Validates the configuration; nothing is bound until `start()`.
     public init(configuration: HTTPServerConfiguration, handler: any HTTPRequestHandler,
@@ -184,6 +188,9 @@ public final class HTTPServer: Sendable {
         }
         guard configuration.maxWorkerThreads > 0 else {
             throw HTTPServerError(code: .invalidConfiguration, message: "maxWorkerThreads must be at least 1")
+        }
+        guard configuration.eventLoops > 0 else {
+            throw HTTPServerError(code: .invalidConfiguration, message: "eventLoops must be at least 1")
         }
         guard configuration.eagerWorkerThreads > 0 else {
             throw HTTPServerError(code: .invalidConfiguration, message: "eagerWorkerThreads must be at least 1")
@@ -208,27 +215,35 @@ public final class HTTPServer: Sendable {
     public func start() throws {
         signal(SIGPIPE, SIG_IGN)
         ProcessLimits.raiseOpenFileLimit()
-        let eventLoop = try loop.withLock { (current) throws(HTTPServerError) -> EventLoop in
+        let made = try group.withLock { (current) throws(HTTPServerError) -> EventLoopGroup in
             if current != nil { throw HTTPServerError(code: .alreadyStarted, message: "server already started") }
             let (fd, port) = try ServerSockets.listen(address, backlog: 4096)
-            let made: EventLoop
+            let made = EventLoopGroup(configuration: configuration)
+            var loops: [EventLoop] = []
             do throws(HTTPServerError) {
-                made = try EventLoop(server: self, listenFD: fd)
+                for index in 0..<configuration.eventLoops {
+                    loops.append(try EventLoop(server: self, group: made, index: index, listenFD: index == 0 ? fd : nil))
+                }
             } catch {
                 close(fd)
                 throw error
             }
+            made.setLoops(loops)
             boundPortValue.store(port, ordering: .relaxed)
             current = made
             return made
         }
-        let thread = Thread {
-            KernelThreadName.set("http-loop")
-            eventLoop.run()
+        for eventLoop in made.loops {
+            // The kernel keeps 15 bytes of a thread name.
+            let name = eventLoop.index == 0 ? "http-loop" : "http-loop-\(eventLoop.index)"
+            let thread = Thread {
+                KernelThreadName.set(name)
+                eventLoop.run()
+            }
+            thread.name = name
+            thread.stackSize = 1 << 20
+            thread.start()
         }
-        thread.name = "http-loop"
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     /// The bound port (useful with port 0); 0 before `start()`.
@@ -242,12 +257,15 @@ public final class HTTPServer: Sendable {
     }
 
     /// Connections currently open (idle or busy).
-    public var activeConnections: Int { loop.withLock { $0 }?.openConnections.load(ordering: .relaxed) ?? 0 }
+    public var activeConnections: Int { connectionsPerLoop.reduce(0, +) }
+
+    /// Connections open on each event loop.
+    public var connectionsPerLoop: [Int] { group.withLock { $0 }?.openPerLoop ?? [] }
 
     /// Threads alive in the request pool, how many of them run a request now, and how many requests wait
     /// for a thread.
     public var workerThreads: (alive: Int, busy: Int, queued: Int) {
-        guard let pool = loop.withLock({ $0 })?.pool else { return (0, 0, 0) }
+        guard let pool = group.withLock({ $0 })?.pool else { return (0, 0, 0) }
         let c = pool.counts
         return (c.threads, c.busy, c.queued)
     }
@@ -258,9 +276,9 @@ public final class HTTPServer: Sendable {
     /// thread, more than once.
     public func shutdown(grace: Duration) {
         draining.store(true, ordering: .releasing)
-        guard let eventLoop = loop.withLock({ $0 }) else { return }
-        eventLoop.requestShutdown(grace: grace)
-        eventLoop.waitUntilFinished()
+        guard let made = group.withLock({ $0 }) else { return }
+        for eventLoop in made.loops { eventLoop.requestShutdown(grace: grace) }
+        for eventLoop in made.loops { eventLoop.waitUntilFinished() }
     }
 
     /// Read on every response (`Connection: close` while draining): an atomic load, never a lock.

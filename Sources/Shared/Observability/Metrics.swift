@@ -248,8 +248,9 @@ final class MetricShards<Value: Sendable>: Sendable {
     func update(_ labels: [String], initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
         let shard = shards[currentThreadShard(Self.count)]
         let done = shard.series.withLock { s -> Bool in
-            guard s[labels] != nil else { return false }
-            body(&s[labels]!)
+            // One hash of the labels for a known series (a lookup, then the update in place through its index).
+            guard let i = s.index(forKey: labels) else { return false }
+            body(&s.values[i])
             return true
         }
         if done { return }

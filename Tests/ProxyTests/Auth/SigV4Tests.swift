@@ -201,6 +201,38 @@ import Testing
         #expect(SigningKeyCache.key(accessKey: "ROTATING", secret: "old-secret", scope: scope) == old)
     }
 
+    /// A signature made on the entry's once-keyed HMAC equals the one-shot HMAC under the derived key, for each
+    /// scope and secret, whichever entry was used last (the per-entry contexts never mix keys).
+    @Test func signaturesUnderCachedKeysMatchOneShotHMAC() {
+        let scopes = [SigV4Scope(date: "20260101", region: "us-east-1", service: "s3"),
+                      SigV4Scope(date: "20260102", region: "us-east-1", service: "s3"),
+                      SigV4Scope(date: "20260101", region: "eu-west-1", service: "s3")]
+        for round in 0..<3 {
+            for (i, scope) in scopes.enumerated() {
+                for secret in ["sign-secret-a", "sign-secret-b"] {
+                    let message = Array("AWS4-HMAC-SHA256\n20260101T000000Z\n\(round)-\(i)-\(secret)".utf8)
+                    let (signature, key) = SigningKeyCache.sign(message, accessKey: "SIGNER", secret: secret, scope: scope)
+                    #expect(key == SigV4.signingKey(secret: secret, scope: scope))
+                    #expect(signature == HMAC.sha256(key: key, data: message))
+                }
+            }
+        }
+    }
+
+    /// The 32 bytes of exactly 64 lower-case hex digits; anything else (upper case, other lengths, non-hex,
+    /// multi-byte characters of the same byte length) is no signature.
+    @Test func rawSignatureAcceptsOnlyLowerCaseHex() {
+        let bytes = (0..<32).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        #expect(SigV4.rawSignature(Encoding.hex(bytes)) == bytes)
+        #expect(SigV4.rawSignature(String(repeating: "0", count: 64)) == [UInt8](repeating: 0, count: 32))
+        #expect(SigV4.rawSignature(String(repeating: "f", count: 64)) == [UInt8](repeating: 255, count: 32))
+        for bad in [Encoding.hex(bytes).uppercased(), String(Encoding.hex(bytes).dropLast()), Encoding.hex(bytes) + "0",
+                    String(repeating: "g", count: 64), String(repeating: "é", count: 32), "", String(repeating: "0", count: 63) + " ",
+                    String(repeating: "0", count: 63) + ":", String(repeating: "0", count: 63) + "/", String(repeating: "0", count: 63) + "`"] {
+            #expect(SigV4.rawSignature(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func boundedPerThread() {
         for day in 1...(SigningKeyCache.perThread * 2) {
             let scope = SigV4Scope(date: "202601\(day < 10 ? "0" : "")\(day)", region: "us-east-1", service: "s3")

@@ -89,6 +89,17 @@ import Testing
         }
     }
 
+    /// The prefix-first lookup names the same algorithm as comparing the lower-cased name with every
+    /// algorithm's header name, for any case and for the look-alikes around the prefix.
+    @Test(arguments: ["x-amz-checksum-crc32", "X-AMZ-CHECKSUM-CRC32C", "x-Amz-Checksum-Crc64nvme", "x-amz-checksum-sha1",
+                      "x-amz-checksum-SHA256", "x-amz-checksum-", "x-amz-checksum-crc", "x-amz-checksum-crc32 ",
+                      "x-amz-checksum-crc32cc", "x-amz-checksum-type", "x-amz-checksumcrc32", "y-amz-checksum-crc32",
+                      "x-amz-checksum-crc3\u{32}", "x-amz-checksum-ſha1", "crc32", "", "x-amz-meta-checksum-crc32"])
+    func headerNameLookupMatchesLowerCasedComparison(name: String) {
+        let expected = ChecksumAlgorithm.allCases.first { $0.headerName == name.lowercased() }
+        #expect(ChecksumAlgorithm(headerName: name) == expected)
+    }
+
     @Test func declaredValuesAreValidated() throws {
         #expect(try ChecksumValue.parse(.crc32, base64: "y/Q5Jg==").bytes == [0xCB, 0xF4, 0x39, 0x26])
         #expect(s3ErrorCode { _ = try ChecksumValue.parse(.crc32, base64: "y/Q5Jg") } == "InvalidRequest")

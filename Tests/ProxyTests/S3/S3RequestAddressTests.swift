@@ -45,9 +45,57 @@ import Shared
         ("ab", false), (String(repeating: "a", count: 64), false), ("-abc", false), ("abc-", false),
         ("a..b", false), ("a.-b", false), ("a-.b", false), ("192.168.1.1", false), ("ABC", false), ("a_b", false),
         ("xn--abc", false), ("abc-s3alias", false), ("1.2.3.abc", true),
+        ("1.2.3", true), ("1.2.3.4.5", true), ("10.0.0.255", false), ("sthree-x", false), ("amzn-s3-demo-x", false),
+        ("abc--ol-s3", false), ("abc--x-s3", false), ("abc.mrap", false), ("xn-abc", true), ("mrap", true), ("s3alias", true),
     ])
     func bucketNames(name: String, valid: Bool) {
         #expect(S3RequestAddress.isValidBucketName(name) == valid)
+    }
+}
+
+/// The byte-wise virtual-host decision gives what the String version (lower-cased copies, Character counts)
+/// gave, for hosts and base domains in any case, with ports, trailing dots and look-alikes; hosts outside
+/// printable ASCII still take the String version.
+@Suite struct VirtualHostBucketTests {
+    static let hosts = ["bucket.s3.example.com", "BUCKET.S3.Example.COM:9000", "bucket.s3.example.com.", "bucket.s3.example.com.:80",
+                        "s3.example.com", ".s3.example.com", "a.b.s3.example.com", "[::1]:9000", "bucketxs3.example.com", "",
+                        "localhost:9000", ":", ".", "b.s3.example.com:", "x.gw.local", "X.GW.LOCAL.", "bücket.s3.example.com",
+                        "bucket.s3.example.com\u{212A}", "b\tb.s3.example.com", "bucket.s3.example.co", "s3.example.com.s3.example.com"]
+    static let domainSets: [[String]] = [[], ["s3.example.com"], ["S3.EXAMPLE.COM."], [".", ""], ["example.com", "s3.example.com"],
+                                         ["gw.local."], ["com"], ["s3.example.com\u{212A}"]]
+
+    @Test func matchesTheStringVersion() {
+        for domains in Self.domainSets {
+            for host in Self.hosts {
+                #expect(S3RequestAddress.virtualHostBucket(host: host, baseDomains: domains) == Self.reference(host: host, baseDomains: domains),
+                        "host \(host) domains \(domains)")
+            }
+        }
+        #expect(S3RequestAddress.virtualHostBucket(host: nil, baseDomains: ["s3.example.com"]) == nil)
+    }
+
+    static func reference(host: String?, baseDomains: [String]) -> String? {
+        guard let host, !host.isEmpty else { return nil }
+        var name = Substring(host)
+        if name.hasPrefix("[") { return nil }
+        if let colon = name.lastIndex(of: ":") { name = name[..<colon] }
+        if name.hasSuffix(".") { name = name.dropLast() }
+        let lower = name.lowercased()
+        for domain in baseDomains {
+            var d = domain.lowercased()
+            if d.hasSuffix(".") { d.removeLast() }
+            guard !d.isEmpty else { continue }
+            if lower.count > d.count + 1, lower.hasSuffix("." + d) { return String(lower.dropLast(d.count + 1)) }
+        }
+        return nil
+    }
+}
+
+@Suite struct URIEncodingDecodeTests {
+    @Test(arguments: ["plain", "a b", "日本", "", "a+b", "%41", "a%2Fb", "%zz", "%F", "%FF", "100%", "a%20b%E6%97%A5"])
+    func decodesAsTheByteDecoder(raw: String) {
+        let bytes = URIEncoding.decodeBytes(raw[...])
+        #expect(URIEncoding.decode(raw) == bytes.flatMap { String(validating: $0, as: UTF8.self) })
     }
 }
 

@@ -39,6 +39,24 @@ import TestSupport
         }
     }
 
+    /// A key set up once gives, message after message, what the one-shot HMAC under that key gives — with
+    /// one-shot HMACs under other keys on the same thread in between (the thread's shared context re-keyed).
+    @Test func keySetUpOnceMatchesOneShotMessageAfterMessage() {
+        #expect(Encoding.hex(HMACSHA256Key(key: Array("Jefe".utf8)).mac(Array("what do ya want for nothing?".utf8)))
+                == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")  // RFC 4231 test case 2
+        var rng = SplitMix64(seed: 12)
+        for keyLength in [1, 16, 32, 64, 65, 131] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let once = HMACSHA256Key(key: key)
+            for length in [0, 1, 55, 56, 64, 119, 120, 300] {
+                let data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                _ = HMAC.sha256(key: [UInt8](repeating: 7, count: 32), data: data)
+                #expect(once.mac(data) == HMAC.sha256(key: key, data: data))
+                #expect(once.mac(data) == Self.rfc2104(key: key, data: data))
+            }
+        }
+    }
+
     static func incremental(_ parts: [UInt8]...) -> [UInt8] {
         var digest = Digest(.sha256)
         for part in parts { digest.update(part) }

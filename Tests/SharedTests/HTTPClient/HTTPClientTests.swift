@@ -118,6 +118,23 @@ final class CountingHandler: HTTPResponseHandler {
         #expect(seen["content-length"] == "4")
     }
 
+    /// Header lines are assembled in a buffer the handle reuses: a long line followed by shorter ones leaves
+    /// nothing behind, an empty value is sent empty, and a caller's own Accept (any case) replaces curl's.
+    @Test func headerLinesSurviveTheReusedBufferAndKeepEmptyValues() throws {
+        let long = String(repeating: "v", count: 3000)
+        for round in 0..<3 {
+            let request = HTTPClientRequest(method: "GET", url: server.url("/headers"),
+                                            headers: [("X-Long", long), ("X-Short", "s\(round)"), ("X-Empty", ""), ("ACCEPT", "text/xml")])
+            let response = try client.execute(request)
+            let seen = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: String] ?? [:]
+            #expect(seen["x-long"] == long)
+            #expect(seen["x-short"] == "s\(round)")
+            #expect(seen["x-empty"] == "")
+            #expect(seen["accept"] == "text/xml")
+            #expect(seen["expect"] == nil)
+        }
+    }
+
     @Test func emptyPutSendsContentLengthZeroAndDeleteUsesItsMethod() throws {
         let put = try client.execute(HTTPClientRequest(method: "PUT", url: server.url("/echo")))
         #expect(put.header("X-Body-Length") == "0")

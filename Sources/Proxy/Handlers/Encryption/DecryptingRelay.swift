@@ -17,10 +17,12 @@ import Synchronization
 /// `clientResponseStarted` when the backend transfer fails), so after any failure the caller owns the writer
 /// again and no thread is left.
 ///
-/// A second thread only pays while cores are idle (it costs a hand-off per buffer). So only as many relays as
-/// `BackgroundSlots` allows (half the cores) use one at a time; the others decrypt and send inline, as many
-/// concurrent streams keep every core busy anyway. Those decrypt into a `SendBatch` of the stage's buffer size,
-/// so they too send a whole buffer per write, not a chunk per write.
+/// A second thread only pays while a core would otherwise idle (it costs a hand-off per buffer, ≈ 4 000 wake-ups
+/// a side per GiB). So a long read starts one only while the long reads in flight and the second threads already
+/// running leave a core for it (`StageRule`, counted by `BackgroundSlots`), and a read that has one gives it up
+/// mid-stream once more long reads arrive than that allows: it waits until the stage has sent what it holds and
+/// goes on inline. Inline reads decrypt into a `SendBatch` of the stage's buffer size, so they too send a whole
+/// buffer per write, not a chunk per write.
 final class DecryptingRelay: BackendResponseHandler {
     /// Contents at least this long are decrypted and sent on a second thread.
     static let backgroundThreshold = 1 << 20
@@ -35,9 +37,11 @@ final class DecryptingRelay: BackendResponseHandler {
     let etag: String
     /// Whether a long content may use the second thread (tests compare both ways).
     var background = true
-    /// Where a relay takes its permission to use a second thread.
+    /// Where a relay counts its long read and takes its permission to use a second thread.
     var slots = BackgroundSlots.shared
     private var holdsSlot = false
+    /// This relay's long content is counted in `slots`' streams.
+    private var countsStream = false
     private var decidedStatus = 0
     private var plaintextOut: Int64 = 0
     /// The backend answered with an error: relayed as S3 relays it (with the gateway's request id).
@@ -93,6 +97,7 @@ final class DecryptingRelay: BackendResponseHandler {
         // Every path reads one of the accessors above or calls finish(); this only guards against a new one that does not.
         if !stageEnded { stage?.cancel() }
         if holdsSlot { slots.release() }
+        if countsStream { slots.streamEnded() }
     }
 
     func responseHead(status backendStatus: Int, headers: [(name: String, value: String)]) throws {
@@ -135,11 +140,15 @@ final class DecryptingRelay: BackendResponseHandler {
         // Written with the first verified plaintext, so a failure in the first chunk is still a clean error response.
         pendingHead = HTTPResponseHead(status: status, headers: fields, contentLength: Int64(reader.contentLength))
         guard reader.contentLength >= Self.backgroundThreshold else { return }
+        slots.streamStarted()
+        countsStream = true
         if background && slots.tryAcquire() {
             holdsSlot = true
             // Weak: the stage's thread must not keep the relay alive (its deinit cancels the stage).
             stage = BackgroundStage(depth: Self.backgroundDepth, bufferSize: Self.backgroundBufferSize) { [weak self] plaintext in
                 guard let self else { throw BackgroundStage.Stopped() }
+                // A stage given up before any chunk verified hands over an empty buffer: that must not send the head.
+                guard !plaintext.isEmpty else { return }
                 try self.send(plaintext)
             }
         } else {
@@ -152,7 +161,10 @@ final class DecryptingRelay: BackendResponseHandler {
             try errorRelay.responseBody(bytes)
             return
         }
-        if let stage {
+        if holdsSlot, slots.tryYield() {
+            try yieldStage()
+        }
+        if let stage, batch == nil {
             guard !stageEnded else { throw failure ?? BackgroundStage.Stopped() }
             // The stage throws only once it has stopped: its consumer's error, or `Stopped` after stopStage().
             do {
@@ -177,11 +189,12 @@ final class DecryptingRelay: BackendResponseHandler {
 
     /// Verifies the end of the planned ciphertext and writes the last plaintext.
     func finish() throws {
+        defer { endStream() }
         if let errorRelay {
             try errorRelay.finish()
             return
         }
-        if let stage {
+        if let stage, batch == nil {
             guard !stageEnded else { throw failure ?? BackgroundStage.Stopped() }
             do {
                 try decrypt { try reader.finish(emit: { try queue($0, on: stage) }) }
@@ -250,6 +263,19 @@ final class DecryptingRelay: BackendResponseHandler {
         }
     }
 
+    /// Gives the second thread up mid-stream (`slots.tryYield()` took its slot back): waits until the stage has
+    /// sent everything queued, then goes on inline with a batch. A chunk the opener is still decrypting into the
+    /// stage's space stays valid there (the stage, and its buffers, live as long as the relay) and is copied into
+    /// the batch once it verifies.
+    private func yieldStage() throws {
+        holdsSlot = false
+        guard let stage, !stageEnded else { return }
+        stageEnded = true
+        // Its consumer's error (the client went away) ends the transfer here, as it would on the stage.
+        try stage.finish()
+        batch = SendBatch(size: Self.backgroundBufferSize)
+    }
+
     /// Ends the stage, dropping what it has not consumed (a failure path: the transfer is over).
     private func stopStage() {
         guard let stage, !stageEnded else { return }
@@ -266,6 +292,13 @@ final class DecryptingRelay: BackendResponseHandler {
         }
     }
 
+    /// The long read is over (finished or failed): it no longer counts against other reads' second threads.
+    private func endStream() {
+        guard countsStream else { return }
+        countsStream = false
+        slots.streamEnded()
+    }
+
     private func writePendingHead() throws {
         guard let head = pendingHead else { return }
         pendingHead = nil
@@ -278,29 +311,72 @@ final class DecryptingRelay: BackendResponseHandler {
     }
 }
 
-/// How many relays may decrypt on a second thread at the same time.
+/// When a long encrypted read decrypts on a second thread: pure, over the counts `BackgroundSlots` keeps. Every
+/// long read keeps one thread busy (receiving and decrypting, and sending when inline), every second thread one
+/// more; a second thread only pays while that leaves no more busy threads than cores, since it costs a hand-off
+/// per buffer and, with every core busy anyway, buys nothing (measured, 2 streams on 2 cores: gateway CPU 0.83
+/// → 0.78 s/GiB without the one stage). One long read on two cores gets one; two or more get none.
+struct StageRule: Equatable, Sendable {
+    /// The cores this process may use (`ProcessorBudget`).
+    let cores: Int
+
+    /// A long read, counted among `streams`, may start a second thread while `stages` others run.
+    func mayStart(streams: Int, stages: Int) -> Bool {
+        streams + stages + 1 <= cores
+    }
+
+    /// A long read whose second thread is counted among `stages` gives it up: more threads than cores are busy.
+    func mustYield(streams: Int, stages: Int) -> Bool {
+        streams + stages > cores
+    }
+}
+
+/// The long encrypted reads in flight and their second threads, and the permission to start or the request to
+/// give up a second thread by `StageRule`. Lock-free: a relay asks on its head and once per libcurl piece.
 final class BackgroundSlots: Sendable {
-    /// Half the cores (at least one): one stream on two cores, while more streams keep the cores busy on their own.
-    static let shared = BackgroundSlots(limit: max(1, ProcessorBudget.current / 2))
+    static let shared = BackgroundSlots(cores: ProcessorBudget.current)
 
-    let limit: Int
-    private let used = Atomic<Int>(0)
+    let rule: StageRule
+    private let streams = Atomic<Int>(0)
+    private let stages = Atomic<Int>(0)
 
-    init(limit: Int) { self.limit = limit }
+    init(cores: Int) { rule = StageRule(cores: max(1, cores)) }
 
+    /// A long read begins (before it asks for a second thread).
+    func streamStarted() { streams.add(1, ordering: .relaxed) }
+    /// A long read ended, with or without its second thread.
+    func streamEnded() { streams.subtract(1, ordering: .relaxed) }
+
+    /// Takes a second thread's slot if `rule.mayStart` allows one now.
     func tryAcquire() -> Bool {
-        var current = used.load(ordering: .relaxed)
-        while current < limit {
-            let (exchanged, seen) = used.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+        var current = stages.load(ordering: .relaxed)
+        while rule.mayStart(streams: streams.load(ordering: .relaxed), stages: current) {
+            let (exchanged, seen) = stages.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
             if exchanged { return true }
             current = seen
         }
         return false
     }
 
-    func release() { used.subtract(1, ordering: .releasing) }
+    /// For a read holding a slot: gives it back if `rule.mustYield` says so now (then the caller goes on inline).
+    /// Of several reads asking at once, only as many give up as the rule needs.
+    func tryYield() -> Bool {
+        var current = stages.load(ordering: .relaxed)
+        while current > 0 && rule.mustYield(streams: streams.load(ordering: .relaxed), stages: current) {
+            let (exchanged, seen) = stages.compareExchange(expected: current, desired: current - 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = seen
+        }
+        return false
+    }
 
-    var inUse: Int { used.load(ordering: .relaxed) }
+    /// A second thread ended: its slot goes back.
+    func release() { stages.subtract(1, ordering: .releasing) }
+
+    /// Second threads running.
+    var inUse: Int { stages.load(ordering: .relaxed) }
+    /// Long reads in flight.
+    var activeStreams: Int { streams.load(ordering: .relaxed) }
 }
 
 /// Response headers of an encrypted object as clients see them.

@@ -7,8 +7,8 @@ import Testing
 /// The relay's second thread for long contents (`BackgroundStage`): the same bytes as on one thread, and on every
 /// way a transfer ends the stage is gone before the caller touches the writer again.
 @Suite struct DecryptingRelayTests {
-    /// Slots of this suite's own (tests run in parallel; the shared ones hold half the cores).
-    let slots = BackgroundSlots(limit: 1000)
+    /// Slots of this suite's own (tests run in parallel; the shared ones follow the machine's cores).
+    let slots = BackgroundSlots(cores: 1000)
     let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring(), layout: try! ChunkLayout(chunkSize: 4096))
 
     /// Stands in for a `PlannedReader`: "decrypts" by flipping bits, fails on a byte 0xEE (as a chunk that does not
@@ -399,28 +399,142 @@ import Testing
         #expect(eventually { weakRelay == nil && weakReader == nil && weakStage == nil })
     }
 
-    /// Only as many relays as there are slots use a second thread; every way a stage ends gives its slot back.
-    @Test func secondThreadsAreLimitedBySlots() throws {
-        let slots = BackgroundSlots(limit: 1)
+    /// A second thread only while long reads and second threads together leave a core for it.
+    @Test(arguments: [
+        // cores, streams (the asking one included), second threads running, may start, must yield (that many running)
+        (2, 1, 0, true, false),    // one long read on two cores: a second thread
+        (2, 2, 0, false, false),   // two: none; a second thread already running for one of them must go
+        (2, 2, 1, false, true),
+        (2, 1, 1, false, false),   // (a stage of a read that already ended: its slot comes back with it)
+        (1, 1, 0, false, false),   // one core: never
+        (4, 1, 0, true, false),
+        (4, 2, 1, true, false),    // four cores: two reads each with a second thread
+        (4, 2, 2, false, false),
+        (4, 3, 2, false, true),    // a third read arrives: one of the two gives its up
+        (4, 3, 1, false, false),
+        (8, 6, 2, false, false),
+        (8, 64, 1, false, true),
+    ] as [(Int, Int, Int, Bool, Bool)])
+    func aSecondThreadOnlyWhileACoreIsLeftForIt(cores: Int, streams: Int, stages: Int, mayStart: Bool, mustYield: Bool) {
+        let rule = StageRule(cores: cores)
+        #expect(rule.mayStart(streams: streams, stages: stages) == mayStart)
+        #expect(rule.mustYield(streams: streams, stages: stages) == mustYield)
+    }
+
+    /// On two cores the first long read gets a second thread and the next does not; every way a stage ends gives
+    /// its slot back, and every way a read ends stops counting it.
+    @Test func secondThreadsFollowTheLongReadsInFlight() throws {
+        let slots = BackgroundSlots(cores: 2)
         func make() throws -> DecryptingRelay {
             let (relay, _) = try relay(contentLength: 2 << 20, writer: RecordingWriter(), slots: slots)
             return relay
         }
-        let first = try make(), second = try make()
-        #expect(first.decryptsInBackground && !second.decryptsInBackground && slots.inUse == 1)
-        try feed(first, body(2 << 20, seed: 7))
-        try first.finish()
-        #expect(slots.inUse == 0)
-        let failed = try make()
-        #expect(failed.decryptsInBackground)
-        _ = failed.clientResponseStarted  // a failure path
-        #expect(slots.inUse == 0)
+        do {
+            let first = try make()
+            #expect(first.decryptsInBackground && slots.inUse == 1 && slots.activeStreams == 1)
+            try feed(first, body(2 << 20, seed: 7))
+            try first.finish()
+            #expect(slots.inUse == 0 && slots.activeStreams == 0)
+        }
+        do {
+            let failed = try make()
+            #expect(failed.decryptsInBackground)
+            _ = failed.clientResponseStarted  // a failure path
+            #expect(slots.inUse == 0)
+        }
+        #expect(slots.activeStreams == 0)
         do {
             let dropped = try make()
             #expect(dropped.decryptsInBackground && slots.inUse == 1)
         }
-        #expect(slots.inUse == 0)
-        withExtendedLifetime(second) {}
+        #expect(slots.inUse == 0 && slots.activeStreams == 0)
+        let short = try relay(contentLength: DecryptingRelay.backgroundThreshold - 1, writer: RecordingWriter(), slots: slots).0
+        #expect(!short.decryptsInBackground && slots.activeStreams == 0, "a short content is not a long read")
+        let a = try make(), b = try make()
+        #expect(a.decryptsInBackground && !b.decryptsInBackground && slots.inUse == 1 && slots.activeStreams == 2)
+        withExtendedLifetime((a, b, short)) {}
+    }
+
+    /// A read with a second thread gives it up at its next piece once another long read arrives (two cores), and
+    /// goes on inline: everything the stage held is sent first, then whole batches from the caller's thread. Real
+    /// chunks, cut inside a chunk (the opener is decrypting it into the stage's space), at a chunk boundary, inside
+    /// the tag, and one byte in: the client gets exactly the plaintext, in order.
+    @Test(arguments: [1, 4096 + 16 - 3, 3 * (4096 + 16), 5 * (4096 + 16) + 2000, (1 << 20) + 7])
+    func aReadGivesUpItsSecondThreadWhenAnotherArrives(cut: Int) throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        var rng = SplitMix64(seed: 51)
+        let (plaintext, metadata, stored) = try storedObject(id, length: (3 << 20) + 555, rng: &rng)
+        let slots = BackgroundSlots(cores: 2)
+        let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
+        let writer = ThreadRecordingWriter()
+        let relay = DecryptingRelay(writer: writer, reader: try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id),
+                                    metadata: metadata, etag: "\"e\"", requestID: "r")
+        relay.slots = slots
+        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        #expect(relay.decryptsInBackground)
+        try stored[0..<cut].withUnsafeBytes { try relay.responseBody($0) }
+        #expect(relay.decryptsInBackground, "alone on two cores, it keeps its second thread")
+        let other = try self.relay(contentLength: 2 << 20, writer: RecordingWriter(), slots: slots).0
+        #expect(!other.decryptsInBackground && slots.activeStreams == 2)
+        var rest = stored[cut...]
+        var firstPiece = true
+        while !rest.isEmpty {
+            // Ends inside a chunk, so that a first chunk begun before the switch is still unverified after it.
+            try rest.prefix(100).withUnsafeBytes { try relay.responseBody($0) }
+            rest = rest.dropFirst(100)
+            if firstPiece {
+                #expect(!relay.decryptsInBackground && slots.inUse == 0, "gave it up at its next piece")
+                // Nothing unverified went out: no head before the first chunk verified.
+                #expect(writer.headWritten == (cut + 100 >= 4096 + 16), "cut at \(cut)")
+                firstPiece = false
+            }
+            try rest.prefix(100_000).withUnsafeBytes { try relay.responseBody($0) }
+            rest = rest.dropFirst(100_000)
+        }
+        try relay.finish()
+        #expect(writer.inner.body == plaintext, "cut at \(cut)")
+        #expect(relay.bytesOut == Int64(plaintext.count))
+        // The stage sent the first chunk if it had verified before the switch; the rest went out from the caller's
+        // thread, a whole batch per write after the first.
+        #expect(writer.threads.contains(FlippingReader.threadName))
+        #expect(writer.threads.count == (cut >= 4096 + 16 ? 2 : 1), "cut at \(cut)")
+        #expect(writer.sizes.count <= 4 + plaintext.count / DecryptingRelay.backgroundBufferSize, "\(writer.sizes)")
+        #expect(slots.activeStreams == 1)
+        withExtendedLifetime(other) {}
+    }
+
+    /// A chunk that fails after the read gave up its second thread (also one that was split across the switch)
+    /// fails the transfer closed: only verified plaintext before it was written.
+    @Test(arguments: [4096 + 16 + 5, 4 * (4096 + 16) - 1, 200_000])
+    func tamperingAfterGivingUpTheSecondThreadFailsClosed(at position: Int) throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        var rng = SplitMix64(seed: 53)
+        let (plaintext, metadata, original) = try storedObject(id, length: (2 << 20) + 11, rng: &rng)
+        var stored = original
+        stored[position] ^= 0x40
+        let slots = BackgroundSlots(cores: 2)
+        let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
+        let writer = RecordingWriter()
+        let relay = DecryptingRelay(writer: writer, reader: try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id),
+                                    metadata: metadata, etag: "\"e\"", requestID: "r")
+        relay.slots = slots
+        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        // The switch falls inside the chunk before the bad one (and for the first position, inside the bad one).
+        let cut = 4096 + 16 + 2
+        try stored[0..<cut].withUnsafeBytes { try relay.responseBody($0) }
+        let other = try self.relay(contentLength: 2 << 20, writer: RecordingWriter(), slots: slots).0
+        #expect(throws: EncryptionError.self) {
+            var rest = stored[cut...]
+            while !rest.isEmpty {
+                try rest.prefix(50_000).withUnsafeBytes { try relay.responseBody($0) }
+                rest = rest.dropFirst(50_000)
+            }
+            try relay.finish()
+        }
+        #expect(!relay.decryptsInBackground && relay.encryptionFailure?.code == .tamperDetected)
+        let badChunk = position / (4096 + 16)
+        #expect(writer.body.count <= badChunk * 4096 && writer.body == Array(plaintext[0..<writer.body.count]))
+        withExtendedLifetime(other) {}
     }
 
     /// The client's head drops the gateway's metadata, the backend's checksums, ranges, MD5 and ETag whatever the
