@@ -47,6 +47,12 @@ struct S3RequestAddress: Sendable, Equatable {
     static func virtualHostBucket(host: String?, baseDomains: [String]) -> String? {
         guard let host, !host.isEmpty, !baseDomains.isEmpty else { return nil }
         if let decided = printableASCIIVirtualHostBucket(host: host, baseDomains: baseDomains) { return decided }
+        return stringVirtualHostBucket(host: host, baseDomains: baseDomains)
+    }
+
+    /// `virtualHostBucket` on Strings, for any Host header (non-ASCII, control bytes): the definition the
+    /// byte-wise path must agree with (tested on both).
+    static func stringVirtualHostBucket(host: String, baseDomains: [String]) -> String? {
         var name = Substring(host)
         if name.hasPrefix("[") { return nil }  // IPv6 literal: always path style
         if let colon = name.lastIndex(of: ":") { name = name[..<colon] }
