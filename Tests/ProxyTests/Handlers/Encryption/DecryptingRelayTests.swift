@@ -276,6 +276,17 @@ import Testing
         return relay
     }
 
+    /// A relay of a whole stored object through the planned reader, sharing `slots`, its response head written.
+    private func wholeObjectRelay(stored length: Int, metadata: EncryptionMetadata, id: ObjectIdentity,
+                                  writer: any ResponseWriter, slots: BackgroundSlots) throws -> DecryptingRelay {
+        let plan = try ReadPlan(storedLength: length, layout: try metadata.chunkLayout, rangeHeader: nil)
+        let relay = DecryptingRelay(writer: writer, reader: try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id),
+                                    metadata: metadata, etag: "\"e\"", requestID: "r")
+        relay.slots = slots
+        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        return relay
+    }
+
     private func relay(contentLength: Int, writer: any ResponseWriter, background: Bool = true,
                        slots: BackgroundSlots? = nil) throws -> (DecryptingRelay, FlippingReader) {
         let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: contentLength)
@@ -465,12 +476,8 @@ import Testing
         var rng = SplitMix64(seed: 51)
         let (plaintext, metadata, stored) = try storedObject(id, length: (3 << 20) + 555, rng: &rng)
         let slots = BackgroundSlots(cores: 2)
-        let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
         let writer = ThreadRecordingWriter()
-        let relay = DecryptingRelay(writer: writer, reader: try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id),
-                                    metadata: metadata, etag: "\"e\"", requestID: "r")
-        relay.slots = slots
-        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        let relay = try wholeObjectRelay(stored: stored.count, metadata: metadata, id: id, writer: writer, slots: slots)
         #expect(relay.decryptsInBackground)
         try stored[0..<cut].withUnsafeBytes { try relay.responseBody($0) }
         #expect(relay.decryptsInBackground, "alone on two cores, it keeps its second thread")
@@ -513,12 +520,8 @@ import Testing
         var stored = original
         stored[position] ^= 0x40
         let slots = BackgroundSlots(cores: 2)
-        let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: nil)
         let writer = RecordingWriter()
-        let relay = DecryptingRelay(writer: writer, reader: try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id),
-                                    metadata: metadata, etag: "\"e\"", requestID: "r")
-        relay.slots = slots
-        try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
+        let relay = try wholeObjectRelay(stored: stored.count, metadata: metadata, id: id, writer: writer, slots: slots)
         // The switch falls inside the chunk before the bad one (and for the first position, inside the bad one).
         let cut = 4096 + 16 + 2
         try stored[0..<cut].withUnsafeBytes { try relay.responseBody($0) }
