@@ -9,6 +9,12 @@ import Synchronization
 /// requests); the worker gives it back to this loop when the response is done. Idle and slow connections
 /// therefore cost a few hundred bytes and no thread.
 ///
+/// A *settled* kept-alive connection (plain TCP, authenticated, not in the reserve, between requests) is
+/// parked in the worker pool's ready set instead (`park`): the worker thread that wakes for its next
+/// request reads and serves it (`serveReady`) and parks it again, so a request costs no hand-off between
+/// threads. The loop still owns its life: its idle timer and the drain expire it (`expireParked`), and it
+/// comes back to the loop for anything but a complete head (`returned`).
+///
 /// A server runs one loop per core (`EventLoopGroup`). Loop 0 also owns the listening socket: it admits
 /// each new connection against the shared books (`ConnectionLedger`) and hands it to the loop holding the
 /// fewest (`LoopAssignment`), itself included.
@@ -39,6 +45,8 @@ final class EventLoop: @unchecked Sendable {
     private var assignment = LoopAssignment()
     private var graceDeadline: ContinuousClock.Instant?
     private var trimPolicy = MemoryTrimPolicy(now: .now)
+    /// The pool's `startedCount` at the last memory-trim decision.
+    private var startedAtTrimCheck = 0
 
     // Cross-thread.
     /// What other threads hand this loop: connections back from workers, new connections from loop 0,
@@ -50,8 +58,6 @@ final class EventLoop: @unchecked Sendable {
     }
     private let inbox = Mutex<[Message]>([])
     private let wakePending = Atomic<Bool>(false)
-    /// The inbox holds messages posted without a wake-up (`giveBack`'s common case).
-    private let hasMail = Atomic<Bool>(false)
     private let shutdownRequested = Atomic<Bool>(false)
     private let graceNanos = Atomic<Int64>(0)
     let openConnections = Atomic<Int>(0)
@@ -90,31 +96,126 @@ final class EventLoop: @unchecked Sendable {
     /// The longest the loop sleeps in `epoll_wait`, whatever its timers say.
     static let maxSleep: Duration = .seconds(1)
 
-    /// A worker is done with `connection`.
-    ///
-    /// The common case, a kept-alive connection whose client is settled (plain TCP, authenticated and
-    /// counted so, not in the reserve, waiting for a new request, no drain), goes back without waking the
-    /// loop: the worker queues it, marks the mail, and re-arms its epoll registration itself. The loop
-    /// takes the mail on its next turn; at the latest when the connection's next request makes it
-    /// readable (a `.busy` connection's event means its return is queued), or after `maxSleep`, which is
-    /// shorter than the idle timeout that the connection's timer needs (the deadline is taken here, so
-    /// it stays exact). Waking the loop only to re-arm cost a wake-up, an eventfd write and read, and a
-    /// sleep per request. Anything else goes through `post`, which wakes the loop.
+    /// A worker is done with `connection`. A parked connection (see `park`) that is still settled goes
+    /// back into the ready set from here, without the loop; anything else goes through the loop's inbox.
     func giveBack(_ connection: HTTPConnection, _ disposition: ConnectionDisposition) {
-        if case .keepAlive = disposition, connection.socket.tls == nil, !connection.reserved,
-           !connection.tracksAuthentication, connection.handle.isAuthenticated, connection.parser.atRequestStart,
-           config.idleTimeout > Self.maxSleep + .milliseconds(500), !server.isDraining {
-            connection.deadline = .now + config.idleTimeout
-            connection.armedByWorker = true
-            inbox.withLock { $0.append(.returned(connection, disposition)) }
-            hasMail.store(true, ordering: .releasing)
-            // After this the loop may serve the connection's next request at once; nothing here touches it.
-            arm(connection)
-            // A drain that began meanwhile must not wait for the mail (its own wake-up may have come and gone).
-            if shutdownRequested.load(ordering: .acquiring) { wake() }
+        if connection.inReadySet, case .keepAlive = disposition, connection.parser.atRequestStart,
+           !connection.servedProbe, !server.isDraining {
+            repark(connection)
             return
         }
         post(.returned(connection, disposition))
+    }
+
+    /// Whether a connection the loop holds between requests can wait in the pool's ready set: its next
+    /// request is then served by whichever worker wakes for it. Anything that needs the loop while it
+    /// waits (a TLS session, the unauthenticated budget and its LRU, the reserve, a partial head, the
+    /// drain) keeps it here; so does a probe's connection, whose next probe must not wait for a pool thread.
+    private func settled(_ connection: HTTPConnection) -> Bool {
+        connection.socket.tls == nil && !connection.reserved && !connection.tracksAuthentication
+            && !connection.servedProbe
+            && connection.handle.isAuthenticated && connection.parser.atRequestStart
+            && !shutdownRequested.load(ordering: .sequentiallyConsistent)
+    }
+
+    // MARK: - The ready set (settled connections; loop and workers)
+
+    /// Loop: `connection` waits for its next request in the worker pool's ready set, armed once
+    /// (`EPOLLONESHOT`); its loop registration stays disarmed meanwhile. The timer checks the idle deadline
+    /// the workers move (`idleDeadline`).
+    private func park(_ connection: HTTPConnection, now: ContinuousClock.Instant) {
+        connection.phase = .parked
+        connection.deadline = now + config.idleTimeout
+        connection.idleDeadline.store(IdleClock.nanos(connection.deadline), ordering: .relaxed)
+        scheduleTimer(connection)
+        connection.readyState.store(HTTPConnection.ReadyState.parked, ordering: .sequentiallyConsistent)
+        // From here a worker may take the connection; the loop touches it only through `readyState`.
+        let op = connection.inReadySet ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
+        connection.inReadySet = true
+        _ = clinux_epoll_ctl(pool.readySet, op, connection.socket.fd, clinux_epollin() | clinux_epolloneshot(),
+                             connection.readyData)
+    }
+
+    /// Worker: the connection it served from the ready set goes back there, with a new idle deadline.
+    private func repark(_ connection: HTTPConnection) {
+        connection.idleDeadline.store(IdleClock.nanos(.now + config.idleTimeout), ordering: .relaxed)
+        connection.readyState.store(HTTPConnection.ReadyState.parked, ordering: .sequentiallyConsistent)
+        _ = clinux_epoll_ctl(pool.readySet, EPOLL_CTL_MOD, connection.socket.fd,
+                             clinux_epollin() | clinux_epolloneshot(), connection.readyData)
+        // A drain that began meanwhile may have found the connection being served and passed it by.
+        if shutdownRequested.load(ordering: .sequentiallyConsistent) { _ = expireParked(connection) }
+    }
+
+    /// Loop or worker: ends a parked connection's wait if no worker has taken it. Its socket is shut down,
+    /// which wakes a worker for it; that worker finds it expired and hands it to the loop, which closes
+    /// it. (The loop never closes a parked connection itself: a worker may hold its event.) False when a
+    /// worker serves it.
+    @discardableResult
+    private func expireParked(_ connection: HTTPConnection) -> Bool {
+        guard connection.readyState.compareExchange(
+            expected: HTTPConnection.ReadyState.parked, desired: HTTPConnection.ReadyState.expiring,
+            ordering: .sequentiallyConsistent).exchanged else { return false }
+        _ = Glibc.shutdown(connection.socket.fd, Int32(SHUT_RDWR))
+        return true
+    }
+
+    /// Worker: `connection`'s event from the ready set. Reads what arrived without blocking; a complete head
+    /// is served here, on this thread (probes on the probe workers). Anything else (a partial head, the end
+    /// of the stream, an expired or draining connection) goes back to the loop.
+    func serveReady(_ connection: HTTPConnection) {
+        guard connection.readyState.compareExchange(
+            expected: HTTPConnection.ReadyState.parked, desired: HTTPConnection.ReadyState.serving,
+            ordering: .sequentiallyConsistent).exchanged else {
+            post(.returned(connection, .close))  // expired by its loop: idle timeout or drain
+            return
+        }
+        if server.isDraining {
+            post(.returned(connection, .close))
+            return
+        }
+        let scratch = WorkerScratch.current(readBufferSize: config.readBufferSize)
+        let buffer = scratch.readBuffer
+        let n: Int
+        switch connection.socket.tryRead(into: buffer) {
+        case .data(let count): n = count
+        case .wouldBlock:
+            repark(connection)
+            return
+        case .endOfStream, .failed:
+            post(.returned(connection, .close))
+            return
+        }
+        var offset = 0
+        while offset < n {
+            let result: (consumed: Int, event: HTTPParserEvent)
+            do {
+                result = try connection.parser.feed(UnsafeRawBufferPointer(rebasing: buffer[offset..<n]))
+            } catch {
+                server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .badRequest(error))
+                connection.sendError(status: error.status, code: error.code, message: error.message,
+                                     requestID: RequestIDGenerator.next())
+                post(.returned(connection, .linger))
+                return
+            }
+            offset += result.consumed
+            if case .head(let head) = result.event {
+                if config.isProbe?(head.head) ?? false {
+                    connection.servedProbe = true
+                    if offset < n { connection.carry = Array(UnsafeRawBufferPointer(rebasing: buffer[offset..<n])) }
+                    let readBufferSize = config.readBufferSize
+                    probePool.submit { [self] in
+                        let scratch = WorkerScratch.current(readBufferSize: readBufferSize)
+                        giveBack(connection, connection.serveRequests(first: head, scratch: scratch))
+                    }
+                    return
+                }
+                giveBack(connection, connection.serveRequests(first: head, scratch: scratch, buffered: offset..<n))
+                return
+            }
+            if result.consumed == 0 { break }
+        }
+        // The start of a head: the loop waits for the rest, within the header timeout.
+        post(.returned(connection, .keepAlive))
     }
 
     private func post(_ message: Message) {
@@ -126,7 +227,9 @@ final class EventLoop: @unchecked Sendable {
     func requestShutdown(grace: Duration) {
         let (s, atto) = grace.components
         graceNanos.store(max(0, s * 1_000_000_000 + atto / 1_000_000_000), ordering: .relaxed)
-        shutdownRequested.store(true, ordering: .releasing)
+        // Sequentially consistent with `repark`'s store and load: a worker parking a connection either sees
+        // the drain, or the loop's drain sees the connection parked.
+        shutdownRequested.store(true, ordering: .sequentiallyConsistent)
         wake()
     }
 
@@ -150,7 +253,6 @@ final class EventLoop: @unchecked Sendable {
             let timeout = nextTimeoutMilliseconds()
             let n = events.withUnsafeMutableBufferPointer { clinux_epoll_wait(epollFD, $0.baseAddress, 256, timeout) }
             if n < 0 && errno != EINTR { usleep(1_000) }
-            if hasMail.load(ordering: .acquiring) { takeMail() }
             for i in 0..<max(0, Int(n)) {
                 let event = events[i]
                 switch event.data {
@@ -198,7 +300,6 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func takeMail() {
-        _ = hasMail.exchange(false, ordering: .acquiring)
         let messages = inbox.withLock { list -> [Message] in
             let out = list
             list.removeAll(keepingCapacity: true)
@@ -333,12 +434,7 @@ final class EventLoop: @unchecked Sendable {
         case .handshake: handshake(connection)
         case .reading: readHead(connection)
         case .lingering: linger(connection)
-        case .busy:
-            // Its worker re-armed it and queued its return without waking us (`giveBack`): take the mail,
-            // then serve the event. Epoll reports nothing before the re-arm, which follows the queueing.
-            takeMail()
-            if connection.phase == .reading { readHead(connection) }
-        case .closed: break
+        case .busy, .parked, .closed: break
         }
     }
 
@@ -415,6 +511,7 @@ final class EventLoop: @unchecked Sendable {
             return
         }
         let isProbe = config.isProbe?(parsed.head) ?? false
+        connection.servedProbe = isProbe
         if connection.reserved && !isProbe {
             server.observer?.connectionRejected(remoteAddress: connection.remote, reason: .tooManyConnections)
             answerAndLinger(connection, status: 503, code: "SlowDown", message: "Too many connections; reduce your request rate.",
@@ -430,7 +527,7 @@ final class EventLoop: @unchecked Sendable {
         }
         connection.phase = .busy
         connection.timerGeneration += 1
-        trimPolicy.noteBusy()
+        group.handOffs.add(1, ordering: .relaxed)
         let readBufferSize = config.readBufferSize
         (isProbe ? probePool : pool).submit { [self] in
             let scratch = WorkerScratch.current(readBufferSize: readBufferSize)
@@ -441,7 +538,8 @@ final class EventLoop: @unchecked Sendable {
 
     /// A worker returned `connection`.
     private func resume(_ connection: HTTPConnection, _ disposition: ConnectionDisposition) {
-        guard connection.phase == .busy else { return }
+        guard connection.phase == .busy || connection.phase == .parked else { return }
+        connection.readyState.store(HTTPConnection.ReadyState.withLoop, ordering: .relaxed)
         if connection.tracksAuthentication && connection.handle.isAuthenticated {
             connection.tracksAuthentication = false
             group.ledger.authenticated(connection)
@@ -467,12 +565,12 @@ final class EventLoop: @unchecked Sendable {
             beginLinger(connection)
             return
         }
-        connection.phase = .reading
-        let armed = connection.armedByWorker
-        connection.armedByWorker = false
-        if !armed {
-            connection.deadline = now + (connection.parser.atRequestStart ? config.idleTimeout : config.headerTimeout)
+        if settled(connection) {
+            park(connection, now: now)
+            return
         }
+        connection.phase = .reading
+        connection.deadline = now + (connection.parser.atRequestStart ? config.idleTimeout : config.headerTimeout)
         if !connection.handle.isAuthenticated && connection.tracksAuthentication {
             guard group.ledger.listIdle(connection) else {
                 closeConnection(connection)  // evicted while it was served
@@ -483,7 +581,7 @@ final class EventLoop: @unchecked Sendable {
         scheduleTimer(connection)
         if connection.socket.tls?.hasBufferedInput == true {
             readHead(connection)
-        } else if !armed {
+        } else {
             arm(connection)
         }
     }
@@ -571,7 +669,7 @@ final class EventLoop: @unchecked Sendable {
         if let grace = graceDeadline, now >= grace {
             // Grace is over: wake every blocked read or write of the requests still running; their
             // workers give the connections back and the loop closes them.
-            for connection in connections.values where connection.phase == .busy {
+            for connection in connections.values where connection.phase == .busy || connection.phase == .parked {
                 _ = Glibc.shutdown(connection.socket.fd, Int32(SHUT_RDWR))
             }
             graceDeadline = now + .milliseconds(100)
@@ -602,6 +700,16 @@ final class EventLoop: @unchecked Sendable {
             }
         case .lingering:
             closeConnection(connection)
+        case .parked:
+            let due = IdleClock.instant(connection.idleDeadline.load(ordering: .relaxed))
+            if now < due {
+                connection.deadline = due  // served since: its worker moved the deadline
+                scheduleTimer(connection)
+            } else if !expireParked(connection) {
+                // Being served: look again later (its worker moves the deadline when it parks it again).
+                connection.deadline = now + config.idleTimeout
+                scheduleTimer(connection)
+            }
         case .busy, .closed:
             break
         }
@@ -622,7 +730,11 @@ final class EventLoop: @unchecked Sendable {
         let grace = Duration.nanoseconds(graceNanos.load(ordering: .relaxed))
         graceDeadline = .now + grace
         for connection in Array(connections.values) where connection.phase != .busy {
-            closeConnection(connection)
+            if connection.phase == .parked {
+                expireParked(connection)  // a worker hands it back, and it is closed then
+            } else {
+                closeConnection(connection)
+            }
         }
     }
 
@@ -632,9 +744,26 @@ final class EventLoop: @unchecked Sendable {
     /// `MemoryTrimPolicy` says so.
     private func maybeTrimMemory() {
         guard trimPolicy.due(now: .now) else { return }
+        let started = pool.startedCount &+ probePool.startedCount
+        if started != startedAtTrimCheck {
+            startedAtTrimCheck = started
+            trimPolicy.noteBusy()
+        }
         let counts = pool.counts
         if trimPolicy.shouldTrim(threads: counts.threads, busy: counts.busy) {
             _ = malloc_trim(0)
         }
     }
+}
+
+/// Instants as nanoseconds for atomics (a parked connection's idle deadline, moved by workers).
+enum IdleClock {
+    private static let origin = ContinuousClock.now
+
+    static func nanos(_ instant: ContinuousClock.Instant) -> Int64 {
+        let (seconds, attoseconds) = (instant - origin).components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    static func instant(_ nanos: Int64) -> ContinuousClock.Instant { origin + .nanoseconds(nanos) }
 }

@@ -14,6 +14,8 @@ final class EventLoopGroup: @unchecked Sendable {
     /// The listener is closed: no loop gets another connection handed to it.
     let acceptingEnded = Atomic<Bool>(false)
     private let running = Atomic<Int>(0)
+    /// Requests a loop handed to a worker (not counting those a worker read itself from the ready set).
+    let handOffs = Atomic<Int>(0)
 
     init(configuration config: HTTPServerConfiguration) {
         ledger = ConnectionLedger(admission: ConnectionAdmission(
@@ -23,6 +25,12 @@ final class EventLoopGroup: @unchecked Sendable {
                           eagerThreads: config.eagerWorkerThreads, growthDelay: config.workerGrowthDelay,
                           idleExit: config.workerIdleExit)
         probePool = WorkerPool(name: "http-probe", maxThreads: 2, minThreads: 0, idleExit: config.workerIdleExit)
+        pool.readyHandler = { [unowned self] data in
+            // A parked connection's event: its address (see HTTPConnection.readyData), kept alive by its loop.
+            let connection = Unmanaged<HTTPConnection>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(data))!)
+                .takeUnretainedValue()
+            loops[connection.loopIndex].serveReady(connection)
+        }
     }
 
     func setLoops(_ made: [EventLoop]) {

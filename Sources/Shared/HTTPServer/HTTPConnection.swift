@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Errors the request body and response writer throw to handlers.
 public enum HTTPConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -78,7 +79,9 @@ final class HTTPConnection: @unchecked Sendable {
 
     // MARK: Event-loop side (see EventLoop)
 
-    enum Phase { case handshake, reading, busy, lingering, closed }
+    /// `parked`: in the worker pool's ready set (`EventLoop.park`), waiting or served from there; the loop
+    /// reaches it only through `readyState` until a worker hands it back.
+    enum Phase { case handshake, reading, busy, parked, lingering, closed }
     var phase = Phase.handshake
     /// In the reserve beyond `maxConnections`: one request, answered only if it is a probe.
     var reserved = false
@@ -90,8 +93,33 @@ final class HTTPConnection: @unchecked Sendable {
     /// and listed there as idle; each saves a ledger call when false.
     var tracksAuthentication = false
     var listedIdle = false
-    /// The worker re-armed the connection's epoll registration when it gave it back (`EventLoop.giveBack`).
-    var armedByWorker = false
+
+    // MARK: The ready set (see EventLoop.park)
+
+    /// Who holds a connection registered in the worker pool's ready set (`readyState`).
+    enum ReadyState {
+        /// Its loop (not waiting in the ready set).
+        static let withLoop: UInt8 = 0
+        /// Armed in the ready set, waiting for its next request.
+        static let parked: UInt8 = 1
+        /// A worker took its event and serves it.
+        static let serving: UInt8 = 2
+        /// Its loop ended the wait (idle timeout, drain); the worker that takes its event hands it back.
+        static let expiring: UInt8 = 3
+    }
+    /// Claimed by compare-and-exchange: a worker takes `parked` to `serving`, the loop `parked` to `expiring`.
+    let readyState = Atomic<UInt8>(ReadyState.withLoop)
+    /// When a parked connection's idle wait ends (`IdleClock` nanoseconds); a worker moves it at each park.
+    let idleDeadline = Atomic<Int64>(0)
+    /// The last request was a probe (served on the probe workers): the connection then stays with its loop
+    /// between requests, so its next probe does not wait for a pool thread to read it.
+    var servedProbe = false
+    /// Registered in the ready set (set by the loop before the first registration; the fd leaves the set
+    /// when it is closed).
+    var inReadySet = false
+    /// The epoll data of its ready-set registration: its address. The loop's table keeps it alive while
+    /// registered; the loop closes it only after a worker handed it back.
+    var readyData: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
 
     // MARK: Guarded by the ConnectionLedger's lock
 
@@ -129,14 +157,21 @@ final class HTTPConnection: @unchecked Sendable {
     // MARK: - On a worker
 
     /// Serves `first` and any request already buffered behind it (pipelining), on the calling worker
-    /// thread, with that thread's buffers. Returns what the event loop should do next.
-    func serveRequests(first: HTTPParsedHead, scratch: WorkerScratch) -> ConnectionDisposition {
+    /// thread, with that thread's buffers. Returns what the event loop should do next. `buffered`: bytes
+    /// after the head that are already in the thread's read buffer (read there from the ready set);
+    /// otherwise they come from `carry`.
+    func serveRequests(first: HTTPParsedHead, scratch: WorkerScratch, buffered: Range<Int>? = nil) -> ConnectionDisposition {
         buffer = scratch.readBuffer
         coalescingBuffer = scratch.outputBuffer
-        start = 0
-        end = min(carry.count, buffer.count)
-        if end > 0 { carry.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: end) } }
-        carry.removeAll()
+        if let buffered {
+            start = buffered.lowerBound
+            end = buffered.upperBound
+        } else {
+            start = 0
+            end = min(carry.count, buffer.count)
+            if end > 0 { carry.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: end) } }
+            carry.removeAll()
+        }
         defer {
             // The buffers stay with the worker (an idle connection holds none); unparsed bytes travel
             // with the connection.
@@ -169,7 +204,7 @@ final class HTTPConnection: @unchecked Sendable {
     }
 
     /// A complete small error response; the connection closes after it.
-    private func sendError(status: Int, code: String, message: String, requestID: String) {
+    func sendError(status: Int, code: String, message: String, requestID: String) {
         let bytes = serverErrorResponse(status: status, code: code, message: message, requestID: requestID, date: date())
         try? socket.writeAll(bytes, idle: config.bodyIdleTimeout)
     }

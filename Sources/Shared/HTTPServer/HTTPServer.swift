@@ -270,6 +270,10 @@ public final class HTTPServer: Sendable {
         return (c.threads, c.busy, c.queued)
     }
 
+    /// Requests the event loops handed to a worker thread. A settled kept-alive connection's requests are
+    /// read by the worker that wakes for them (`EventLoop.park`) and are not counted.
+    var requestsHandedOff: Int { group.withLock { $0 }?.handOffs.load(ordering: .relaxed) ?? 0 }
+
     /// Stops accepting, closes idle keep-alive connections at once, lets requests in flight finish for up
     /// to `grace` (answering them with `Connection: close`), then shuts down the sockets of the rest.
     /// Returns when every connection is closed and the server's threads have ended. Safe to call from any

@@ -1,32 +1,26 @@
 import CLinux
 import Foundation
 import Glibc
+import Synchronization
 
 /// A bounded, elastic pool of threads for blocking request work.
 ///
-/// Threads are started when work arrives and none is idle, at once up to `growth.eager` threads, and
-/// beyond that only when queued work makes no progress for `growthDelay` (`PoolGrowth`), up to
-/// `maxThreads`; meanwhile work waits in a queue, in order. A thread idle for `idleExit` ends (down to
-/// `minThreads`), so a burst's threads and their stacks go away afterwards. Work is handed straight to the
-/// idle thread that waited last (its stack and caches are warm); each thread waits on its own condition,
-/// so a hand-off wakes exactly one thread.
+/// Idle threads wait in `epoll_wait` on the pool's *ready set*, an epoll set that holds two kinds of work:
+/// the pool's bell (an eventfd rung when a job is queued with `submit`) and the settled kept-alive
+/// connections the event loops parked there (`EventLoop.park`). A connection's next request wakes one idle
+/// thread, which reads and serves it itself (`readyHandler`): no queue, no condition variable, no second
+/// thread woken. The kernel wakes the thread that waited last (epoll's exclusive waiters are LIFO), whose
+/// stack and caches are warm.
+///
+/// Threads are started when work arrives and none waits, at once up to `growth.eager` threads, and beyond
+/// that only when waiting work (queued jobs, or ready connections nobody takes) makes no progress for
+/// `growthDelay` (`PoolGrowth`), up to `maxThreads`; meanwhile queued jobs wait in order. A thread idle for
+/// `idleExit` ends (down to `minThreads`), so a burst's threads and their stacks go away afterwards.
 final class WorkerPool: @unchecked Sendable {
     typealias Job = () -> Void
 
-    /// One pool thread's hand-off slot. Only touched under the pool mutex.
-    private final class Worker {
-        var job: Job?
-        let condition: UnsafeMutablePointer<pthread_cond_t>
-
-        init() {
-            condition = WorkerPool.monotonicCondition()
-        }
-
-        deinit {
-            pthread_cond_destroy(condition)
-            condition.deallocate()
-        }
-    }
+    /// The bell's epoll data in the ready set (a connection's is its address, never 0).
+    static let bellID: UInt64 = 0
 
     let name: String
     let maxThreads: Int
@@ -35,23 +29,36 @@ final class WorkerPool: @unchecked Sendable {
     let stackSize: Int
     let growth: PoolGrowth
     let growthDelay: Duration
+    /// The epoll set idle threads wait on: the bell, and the connections parked there (`EventLoop.park`).
+    let readySet: Int32
+    /// Rung (made readable) while jobs are queued and threads wait; level-triggered in the ready set, so
+    /// it wakes one waiter after another until the queue is empty.
+    private let bell: Int32
+    /// Serves a ready connection (its epoll data); set once, before any connection is parked.
+    var readyHandler: ((UInt64) -> Void)?
 
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let allGone: UnsafeMutablePointer<pthread_cond_t>
     // Guarded by `mutex`.
-    private var idle: [Worker] = []
     private var queue: [Job] = []
     private var queueHead = 0
     private var threads = 0
-    private var busy = 0
     private var stopping = false
-    /// Queued jobs taken by a thread so far: the progress the growth watcher looks at.
-    private var started = 0
-    /// The growth watcher's thread runs (it starts with the first job queued beyond `growth.eager`).
-    private var watcherRunning = false
+    private var bellRung = false
     private let watcherCondition: UnsafeMutablePointer<pthread_cond_t>
+    // Written under `mutex`, read without it where a stale value only costs a look under the lock.
+    /// Threads alive (mirrors `threads`).
+    private let threadCount = Atomic<Int>(0)
+    /// The growth watcher: 0 not running, 1 watching, 2 parked on `watcherCondition` (nothing waits).
+    private let watcherState = Atomic<Int>(0)
+    // Lock-free.
+    /// Threads in `epoll_wait` on the ready set.
+    private let waiting = Atomic<Int>(0)
+    private let busy = Atomic<Int>(0)
+    /// Jobs and ready connections taken by a thread so far: the progress the growth watcher looks at.
+    private let started = Atomic<Int>(0)
 
-    /// `eagerThreads`: threads started as soon as work finds no idle one (nil: all `maxThreads`).
+    /// `eagerThreads`: threads started as soon as work finds no waiting one (nil: all `maxThreads`).
     init(name: String, maxThreads: Int, minThreads: Int = 0, eagerThreads: Int? = nil,
          growthDelay: Duration = .milliseconds(2), idleExit: Duration = .seconds(10), stackSize: Int = 4 << 20) {
         precondition(maxThreads >= 1 && minThreads >= 0 && minThreads <= maxThreads)
@@ -62,6 +69,10 @@ final class WorkerPool: @unchecked Sendable {
         self.growthDelay = growthDelay
         self.idleExit = idleExit
         self.stackSize = stackSize
+        readySet = epoll_create1(Int32(EPOLL_CLOEXEC))
+        bell = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        precondition(readySet >= 0 && bell >= 0, "worker pool: epoll_create1/eventfd failed (errno \(errno))")
+        _ = clinux_epoll_ctl(readySet, EPOLL_CTL_ADD, bell, clinux_epollin(), Self.bellID)
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
         allGone = .allocate(capacity: 1)
@@ -70,6 +81,8 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     deinit {
+        close(readySet)
+        close(bell)
         pthread_mutex_destroy(mutex)
         mutex.deallocate()
         pthread_cond_destroy(allGone)
@@ -102,36 +115,31 @@ final class WorkerPool: @unchecked Sendable {
         return condition
     }
 
-    /// Threads alive and threads running a job.
+    /// Threads alive, threads running a job or serving a connection, jobs waiting for a thread.
     var counts: (threads: Int, busy: Int, queued: Int) {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return (threads, busy, queue.count - queueHead)
+        return (threads, busy.load(ordering: .relaxed), queue.count - queueHead)
     }
 
-    /// Runs `job` on a pool thread: an idle one, a new one, or the next one free.
+    /// Jobs and ready connections taken by a thread so far (for noticing that requests ran).
+    var startedCount: Int { started.load(ordering: .relaxed) }
+
+    /// Runs `job` on a pool thread: a waiting one, a new one, or the next one free.
     func submit(_ job: @escaping Job) {
         pthread_mutex_lock(mutex)
-        if let worker = idle.popLast() {
-            worker.job = job
-            busy += 1
-            pthread_cond_signal(worker.condition)
-            pthread_mutex_unlock(mutex)
-            return
-        }
+        let queued = queue.count - queueHead
         queue.append(job)
         var spawn = false
-        switch growth.onSubmit(threads: threads) {
+        switch growth.onSubmit(threads: threads, waiting: waiting.load(ordering: .relaxed), queued: queued) {
+        case .ring:
+            ringBell()
         case .startThread:
-            threads += 1
             spawn = true
+            threads += 1
+            threadCount.store(threads, ordering: .relaxed)
         case .queueAndWatch:
-            if watcherRunning {
-                pthread_cond_signal(watcherCondition)
-            } else {
-                watcherRunning = true
-                startWatcher()
-            }
+            wakeWatcher()  // no thread waits: the next one to finish takes the job
         case .queue:
             break
         }
@@ -139,14 +147,44 @@ final class WorkerPool: @unchecked Sendable {
         if spawn { startThread() }
     }
 
-    /// Lets queued and running jobs finish, then ends every thread. Returns when they are gone.
+    /// Lets queued and running jobs finish, then ends every thread. Returns when they are gone. Every
+    /// connection must have left the ready set before (the event loops close them before they end).
     func stop() {
         pthread_mutex_lock(mutex)
         stopping = true
         pthread_cond_signal(watcherCondition)
-        for worker in idle { pthread_cond_signal(worker.condition) }
-        while threads > 0 || watcherRunning { pthread_cond_wait(allGone, mutex) }
+        ringBell()  // stays rung: wakes every waiter in turn
+        while threads > 0 || watcherState.load(ordering: .relaxed) != 0 { pthread_cond_wait(allGone, mutex) }
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Must be called with `mutex` held.
+    private func ringBell() {
+        guard !bellRung else { return }
+        bellRung = true
+        var one: UInt64 = 1
+        _ = write(bell, &one, 8)
+    }
+
+    /// Must be called with `mutex` held: the queue is empty, so waiters need not wake for it.
+    private func silenceBell() {
+        guard bellRung, !stopping else { return }
+        bellRung = false
+        var value: UInt64 = 0
+        _ = read(bell, &value, 8)
+    }
+
+    /// Must be called with `mutex` held.
+    private func wakeWatcher() {
+        switch watcherState.load(ordering: .relaxed) {
+        case 0:
+            watcherState.store(1, ordering: .relaxed)
+            startWatcher()
+        case 2:
+            pthread_cond_signal(watcherCondition)
+        default:
+            break
+        }
     }
 
     private func startWatcher() {
@@ -158,31 +196,44 @@ final class WorkerPool: @unchecked Sendable {
         thread.start()
     }
 
-    /// The growth watcher: while work waits beyond `growth.eager` threads, it looks every `growthDelay`
-    /// whether any queued job started meanwhile, and adds a thread when none did. It sleeps (on its own
-    /// condition) while nothing waits.
+    /// The growth watcher: while work may wait unserved (jobs queued, or no thread waiting on the ready set,
+    /// so a ready connection would wait too), it looks every `growthDelay` whether any work started
+    /// meanwhile, and adds a thread when work waits and none did. It sleeps (on its own condition) while
+    /// a thread waits on the ready set and nothing is queued.
     private func watchGrowth() {
         pthread_mutex_lock(mutex)
         while !stopping {
-            guard queueHead < queue.count else {
+            let pressure = queueHead < queue.count || waiting.load(ordering: .relaxed) == 0
+            guard pressure, threads < maxThreads else {
+                watcherState.store(2, ordering: .relaxed)
                 pthread_cond_wait(watcherCondition, mutex)
+                watcherState.store(1, ordering: .relaxed)
                 continue
             }
-            let before = started
+            let before = started.load(ordering: .relaxed)
             var deadline = Self.monotonicDeadline(after: growthDelay)
-            // The whole delay: a submit's signal while we watch does not cut it short.
+            // The whole delay: a signal while we watch does not cut it short.
             while !stopping && pthread_cond_timedwait(watcherCondition, mutex, &deadline) != ETIMEDOUT {}
             if stopping { break }
-            if growth.grows(queued: queue.count - queueHead, startedMeanwhile: started - before, threads: threads) {
+            let workWaits = queueHead < queue.count || (waiting.load(ordering: .relaxed) == 0 && readySetHasEvents())
+            if growth.grows(workWaits: workWaits, startedMeanwhile: started.load(ordering: .relaxed) - before,
+                            threads: threads) {
                 threads += 1
+                threadCount.store(threads, ordering: .relaxed)
                 pthread_mutex_unlock(mutex)
                 startThread()
                 pthread_mutex_lock(mutex)
             }
         }
-        watcherRunning = false
+        watcherState.store(0, ordering: .relaxed)
         pthread_cond_broadcast(allGone)
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Whether the ready set holds an event nobody took (polling an epoll set does not take its events).
+    private func readySetHasEvents() -> Bool {
+        var p = pollfd(fd: readySet, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0
     }
 
     private func startThread() {
@@ -200,50 +251,87 @@ final class WorkerPool: @unchecked Sendable {
         guard queueHead < queue.count else { return nil }
         let job = queue[queueHead]
         queueHead += 1
-        started += 1
-        if queueHead > 64 && queueHead * 2 > queue.count {
+        if queueHead == queue.count {
+            queue.removeAll(keepingCapacity: true)
+            queueHead = 0
+            silenceBell()
+        } else if queueHead > 64 && queueHead * 2 > queue.count {
             queue.removeFirst(queueHead)
             queueHead = 0
         }
-        busy += 1
+        started.add(1, ordering: .relaxed)
+        busy.add(1, ordering: .relaxed)
         return job
     }
 
+    /// A thread took a ready connection and none is left waiting on the ready set: start a spare below
+    /// the eager count, else make sure the growth watcher watches.
+    private func lastWaiterLeft() {
+        let action = growth.onLastWaiterLeft(threads: threadCount.load(ordering: .relaxed))
+        if action == .nothing || (action == .watch && watcherState.load(ordering: .relaxed) == 1) { return }
+        pthread_mutex_lock(mutex)
+        var spawn = false
+        if !stopping {
+            switch growth.onLastWaiterLeft(threads: threads) {
+            case .startThread:
+                spawn = true
+                threads += 1
+                threadCount.store(threads, ordering: .relaxed)
+            case .watch:
+                wakeWatcher()
+            case .nothing:
+                break
+            }
+        }
+        pthread_mutex_unlock(mutex)
+        if spawn { startThread() }
+    }
+
     private func run() {
-        let me = Worker()
+        let idleMilliseconds = ServerSockets.milliseconds(idleExit)
         pthread_mutex_lock(mutex)
         while true {
-            if let job = me.job ?? takeQueued() {
-                me.job = nil
+            if let job = takeQueued() {
                 pthread_mutex_unlock(mutex)
                 job()
+                busy.subtract(1, ordering: .relaxed)
                 pthread_mutex_lock(mutex)
-                busy -= 1
                 continue
             }
             if stopping { break }
-            idle.append(me)
-            var deadline = Self.monotonicDeadline(after: idleExit)
-            let rc = pthread_cond_timedwait(me.condition, mutex, &deadline)
-            if me.job != nil { continue }  // handed a job (submit already took us off the idle list)
-            idle.removeAll { $0 === me }
-            if stopping { break }
-            if rc == ETIMEDOUT && threads > minThreads { break }
+            // Counted under the lock: a submit that sees no waiter starts a thread instead of ringing.
+            waiting.add(1, ordering: .relaxed)
+            pthread_mutex_unlock(mutex)
+            var event = clinux_epoll_event()
+            let n = clinux_epoll_wait(readySet, &event, 1, idleMilliseconds)
+            let left = waiting.subtract(1, ordering: .relaxed).newValue
+            if n == 1 && event.data != Self.bellID, let serve = readyHandler {
+                started.add(1, ordering: .relaxed)
+                busy.add(1, ordering: .relaxed)
+                if left == 0 { lastWaiterLeft() }
+                serve(event.data)
+                busy.subtract(1, ordering: .relaxed)
+                pthread_mutex_lock(mutex)
+                continue
+            }
+            pthread_mutex_lock(mutex)
+            if n == 0 && queueHead == queue.count && threads > minThreads && !stopping { break }
         }
         threads -= 1
+        threadCount.store(threads, ordering: .relaxed)
         if threads == 0 { pthread_cond_broadcast(allGone) }
         pthread_mutex_unlock(mutex)
     }
 }
 
-/// When a `WorkerPool` starts a thread. Up to `eager` threads start as soon as work finds no idle one.
-/// Beyond that, work waits in the queue, in order, and a thread is added (up to `max`) only when queued
-/// work has made no progress, no queued job started, for a short delay: then the threads are blocked
-/// (on slow clients, slow backends), so one more is needed for anybody else to get served. While they
-/// are busy on the CPU instead, more threads would only time-slice the same cores: with ≈ 100 threads for
-/// 64 connections on 2 cores, every request waited for its share of many slices (p99), and the extra
-/// sleeps and wake-ups cost CPU (measured: 4 × cores eager threads, 64 connections of 4 KiB GETs:
-/// +20–27 % requests/s, p99 × 0.54–0.69, −27 % CPU per request).
+/// When a `WorkerPool` starts a thread. Up to `eager` threads start as soon as work finds no waiting one.
+/// Beyond that, work waits (jobs in the queue, in order; ready connections in the ready set), and a thread
+/// is added (up to `max`) only when waiting work has made no progress, nothing started, for a short delay:
+/// then the threads are blocked (on slow clients, slow backends), so one more is needed for anybody else
+/// to get served. While they are busy on the CPU instead, more threads would only time-slice the same
+/// cores: with ≈ 100 threads for 64 connections on 2 cores, every request waited for its share of many
+/// slices (p99), and the extra sleeps and wake-ups cost CPU (measured: 4 × cores eager threads, 64
+/// connections of 4 KiB GETs: +20–27 % requests/s, p99 × 0.54–0.69, −27 % CPU per request).
 struct PoolGrowth: Equatable, Sendable {
     let eager: Int
     let max: Int
@@ -254,6 +342,8 @@ struct PoolGrowth: Equatable, Sendable {
     }
 
     enum OnSubmit: Equatable, Sendable {
+        /// A thread waits for work that is not yet claimed: ring the bell.
+        case ring
         /// Start a thread for the job now.
         case startThread
         /// Queue the job; the growth watcher watches the queue's progress.
@@ -262,15 +352,31 @@ struct PoolGrowth: Equatable, Sendable {
         case queue
     }
 
-    /// A job arrives and no thread is idle; `threads` are alive.
-    func onSubmit(threads: Int) -> OnSubmit {
+    /// A job arrives; `threads` are alive, `waiting` of them wait for work, `queued` jobs wait already
+    /// (each claims a waiter).
+    func onSubmit(threads: Int, waiting: Int, queued: Int) -> OnSubmit {
+        if waiting > queued { return .ring }
         if threads < eager { return .startThread }
         return threads < max ? .queueAndWatch : .queue
     }
 
+    enum OnLastWaiterLeft: Equatable, Sendable {
+        /// Start a thread to wait for the next ready connection.
+        case startThread
+        /// The growth watcher must watch: a ready connection would now wait for a thread.
+        case watch
+        case nothing
+    }
+
+    /// A thread took a ready connection, and no other thread waits on the ready set; `threads` are alive.
+    func onLastWaiterLeft(threads: Int) -> OnLastWaiterLeft {
+        if threads < eager { return .startThread }
+        return threads < max ? .watch : .nothing
+    }
+
     /// After a delay of watching: whether to add a thread.
-    func grows(queued: Int, startedMeanwhile: Int, threads: Int) -> Bool {
-        queued > 0 && startedMeanwhile == 0 && threads < max
+    func grows(workWaits: Bool, startedMeanwhile: Int, threads: Int) -> Bool {
+        workWaits && startedMeanwhile == 0 && threads < max
     }
 }
 

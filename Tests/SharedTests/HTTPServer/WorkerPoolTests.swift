@@ -5,32 +5,49 @@ import Testing
 @testable import Shared
 
 struct PoolGrowthTests {
-    /// A job finds no idle thread: (eager, max, threads alive) → what the pool does.
+    /// A job arrives: (eager, max, threads alive, threads waiting, jobs queued) → what the pool does.
     @Test(arguments: [
-        (4, 16, 0, PoolGrowth.OnSubmit.startThread),
-        (4, 16, 3, .startThread),
-        (4, 16, 4, .queueAndWatch),
-        (4, 16, 15, .queueAndWatch),
-        (4, 16, 16, .queue),
-        (4, 4, 4, .queue),
-        (32, 8, 7, .startThread),  // eager is never above max
-        (32, 8, 8, .queue),
+        (4, 16, 2, 1, 0, PoolGrowth.OnSubmit.ring),
+        (4, 16, 2, 2, 1, .ring),  // a second waiter for the second job
+        (4, 16, 2, 1, 1, .startThread),  // the only waiter is claimed by the job before
+        (4, 16, 0, 0, 0, .startThread),
+        (4, 16, 3, 0, 0, .startThread),
+        (4, 16, 4, 0, 0, .queueAndWatch),
+        (4, 16, 15, 0, 3, .queueAndWatch),
+        (4, 16, 16, 0, 0, .queue),
+        (4, 4, 4, 0, 0, .queue),
+        (32, 8, 7, 0, 0, .startThread),  // eager is never above max
+        (32, 8, 8, 0, 0, .queue),
     ])
-    func onSubmit(eager: Int, max: Int, threads: Int, expected: PoolGrowth.OnSubmit) {
-        #expect(PoolGrowth(eager: eager, max: max).onSubmit(threads: threads) == expected)
+    func onSubmit(eager: Int, max: Int, threads: Int, waiting: Int, queued: Int, expected: PoolGrowth.OnSubmit) {
+        #expect(PoolGrowth(eager: eager, max: max).onSubmit(threads: threads, waiting: waiting, queued: queued)
+                == expected)
     }
 
-    /// After a delay of watching: (queued, queued jobs started meanwhile, threads alive) → add one?
-    @Test func growsOnlyWhenQueuedWorkMadeNoProgress() {
+    /// A thread took a ready connection and none is left waiting: (eager, max, threads alive) → what the pool does.
+    @Test(arguments: [
+        (4, 16, 1, PoolGrowth.OnLastWaiterLeft.startThread),
+        (4, 16, 3, .startThread),
+        (4, 16, 4, .watch),
+        (4, 16, 15, .watch),
+        (4, 16, 16, .nothing),
+        (4, 4, 4, .nothing),
+    ])
+    func onLastWaiterLeft(eager: Int, max: Int, threads: Int, expected: PoolGrowth.OnLastWaiterLeft) {
+        #expect(PoolGrowth(eager: eager, max: max).onLastWaiterLeft(threads: threads) == expected)
+    }
+
+    /// After a delay of watching: (work waits, work started meanwhile, threads alive) → add one?
+    @Test func growsOnlyWhenWaitingWorkMadeNoProgress() {
         let growth = PoolGrowth(eager: 4, max: 16)
-        let table: [(String, Int, Int, Int, Bool)] = [
-            ("work waits and none of it started: the threads are blocked", 3, 0, 4, true),
-            ("work waits but some started: the threads are busy on the cores", 3, 1, 4, false),
-            ("nothing waits", 0, 0, 4, false),
-            ("at max", 3, 0, 16, false),
+        let table: [(String, Bool, Int, Int, Bool)] = [
+            ("work waits and none of it started: the threads are blocked", true, 0, 4, true),
+            ("work waits but some started: the threads are busy on the cores", true, 1, 4, false),
+            ("nothing waits", false, 0, 4, false),
+            ("at max", true, 0, 16, false),
         ]
-        for (name, queued, started, threads, grows) in table {
-            #expect(growth.grows(queued: queued, startedMeanwhile: started, threads: threads) == grows, "\(name)")
+        for (name, waits, started, threads, grows) in table {
+            #expect(growth.grows(workWaits: waits, startedMeanwhile: started, threads: threads) == grows, "\(name)")
         }
     }
 }

@@ -1,0 +1,172 @@
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+@testable import Shared
+
+/// Settled kept-alive connections wait in the worker pool's ready set: the worker that wakes for a request
+/// serves it, with no hand-off from the loop; the loop still owns their timeouts, the drain and anything
+/// that is not a complete head.
+@Suite(.serialized) struct ReadySetTests {
+    func start(_ handler: GatedHandler, observer: ServerTestObserver? = nil,
+               configure: (inout HTTPServerConfiguration) -> Void = { _ in }) throws -> HTTPServer {
+        try startGatedServer(handler, observer: observer, configure: configure)
+    }
+
+    /// Only the first request of a signed connection is handed over by its loop; the others are read and
+    /// served by the worker that wakes for them, pipelined ones and probes included.
+    @Test func aSettledConnectionIsServedWithoutHandOffs() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.eventLoops = 2
+            $0.maxUnauthenticatedConnections = 8
+            $0.unauthenticatedTimeout = .seconds(30)
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let c = try connectRaw(server)
+        c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.body == Array("signed".utf8))
+        #expect(server.requestsHandedOff == 1)
+        for _ in 0..<50 {
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.body == Array("signed".utf8))
+        }
+        c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\nGET /forbidden HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.status == 200)
+        #expect(c.readResponse()?.status == 403)
+        c.send("GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.body == Array("ok".utf8))
+        #expect(server.requestsHandedOff == 1)
+        // An unsigned connection stays with its loop (its budget and eviction order are the loop's).
+        let anonymous = try connectRaw(server)
+        for _ in 0..<3 {
+            anonymous.send("GET /forbidden HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(anonymous.readResponse()?.status == 403)
+        }
+        #expect(server.requestsHandedOff == 4)
+    }
+
+    /// A head that arrives in pieces goes back to the loop, which reads the rest; a malformed one is
+    /// answered and the connection closed.
+    @Test func partialAndMalformedHeadsOfASettledConnection() throws {
+        let handler = GatedHandler()
+        let observer = ServerTestObserver()
+        let server = try start(handler, observer: observer)
+        defer { server.shutdown(grace: .seconds(2)) }
+        let c = try connectRaw(server)
+        c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.status == 200)
+        for _ in 0..<3 {
+            c.send("GET /auth HTTP/1.1\r\nHo")
+            usleep(20_000)  // lets the first piece be read on its own (either way the answer must come)
+            c.send("st: t\r\n\r\n")
+            #expect(c.readResponse()?.body == Array("signed".utf8))
+        }
+        c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(c.readResponse()?.status == 200)
+        c.send("GET /auth HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
+        #expect(c.readResponse()?.status == 400)
+        #expect(c.isClosedByPeer())
+        #expect(observer.rejections.withLock { $0.count } == 1)
+        #expect(waitUntil { server.activeConnections == 0 })
+    }
+
+    /// A request blocked on a slow backend holds its worker only: another settled connection's request is
+    /// still served (the pool adds a thread for it), and so is the blocked connection once released.
+    @Test func aBlockedRequestDoesNotHoldBackOtherSettledConnections() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.eventLoops = 1
+            $0.eagerWorkerThreads = 1
+            $0.maxWorkerThreads = 4
+        }
+        defer {
+            handler.open()
+            server.shutdown(grace: .seconds(2))
+        }
+        let slow = try connectRaw(server)
+        let other = try connectRaw(server)
+        for c in [slow, other] {
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.status == 200)
+        }
+        let handedOff = server.requestsHandedOff
+        slow.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        for _ in 0..<3 {
+            other.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(other.readResponse()?.body == Array("signed".utf8))
+        }
+        handler.open()
+        #expect(slow.readResponse()?.body == Array("released".utf8))
+        #expect(server.requestsHandedOff == handedOff)
+    }
+
+    /// A parked connection's idle timer runs from the end of its last response, though its loop never saw
+    /// the requests.
+    @Test func aParkedConnectionKeepsItsIdleTimeout() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.eventLoops = 2
+            $0.idleTimeout = .seconds(2)
+        }
+        defer { server.shutdown(grace: .seconds(2)) }
+        let c = try connectRaw(server)
+        for _ in 0..<50 {
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.body == Array("signed".utf8))
+        }
+        let answered = ContinuousClock.now
+        #expect(c.isClosedByPeer())
+        let idle = ContinuousClock.now - answered
+        #expect(idle >= .milliseconds(1900))
+        #expect(idle < .seconds(5))  // the timer was not lost (the client's own limit is 20 s)
+        #expect(waitUntil { server.activeConnections == 0 })
+    }
+
+    /// The drain closes parked connections at once, lets one served from the ready set finish with
+    /// `Connection: close`, and the slots of closed parked connections are free again.
+    @Test func theDrainClosesParkedConnectionsAndFinishesServedOnes() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.eventLoops = 2
+            $0.maxConnections = 4
+            $0.reservedProbeConnections = 0
+        }
+        var parked: [RawHTTPClient] = []
+        for _ in 0..<3 {
+            let c = try connectRaw(server)
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.status == 200)
+            parked.append(c)
+        }
+        let busy = try connectRaw(server)
+        busy.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(busy.readResponse()?.status == 200)
+        // Every slot is held by a parked connection: MAX_CONNECTIONS counts them.
+        let extra = try connectRaw(server)
+        extra.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(extra.readResponse()?.status == 503)
+        // Closing a parked connection frees its slot.
+        parked.removeLast()
+        #expect(waitUntil { server.activeConnections == 3 })
+        let next = try connectRaw(server)
+        next.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(next.readResponse()?.status == 200)
+        parked.append(next)
+
+        let handedOff = server.requestsHandedOff
+        busy.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        #expect(server.requestsHandedOff == handedOff)  // served from the ready set
+        let done = shutdownInBackground(server, grace: .seconds(10))
+        for c in parked { #expect(c.isClosedByPeer()) }
+        let finishedEarly = done.value.load(ordering: .sequentiallyConsistent)
+        #expect(!finishedEarly)
+        handler.open()
+        let r = try #require(busy.readResponse())
+        #expect(r.headers["connection"] == "close")
+        #expect(waitUntil { done.value.load(ordering: .sequentiallyConsistent) })
+        #expect(server.activeConnections == 0)
+    }
+}
