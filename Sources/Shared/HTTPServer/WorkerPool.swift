@@ -49,6 +49,10 @@ final class WorkerPool: @unchecked Sendable {
     private var started = 0
     /// The growth watcher's thread runs (it starts with the first job queued beyond `growth.eager`).
     private var watcherRunning = false
+    /// The watcher sleeps on `watcherCondition` until work is queued (nothing waits). Only then does a
+    /// submit signal it: while it watches it waits out its whole delay anyway, and a signal would only wake
+    /// it for nothing (a futex wake and a context switch per queued request under load).
+    private var watcherParked = false
     private let watcherCondition: UnsafeMutablePointer<pthread_cond_t>
 
     /// `eagerThreads`: threads started as soon as work finds no idle one (nil: all `maxThreads`).
@@ -109,6 +113,13 @@ final class WorkerPool: @unchecked Sendable {
         return (threads, busy, queue.count - queueHead)
     }
 
+    /// The growth watcher runs and sleeps until work is queued (for tests).
+    var watcherIsParked: Bool {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return watcherRunning && watcherParked
+    }
+
     /// Runs `job` on a pool thread: an idle one, a new one, or the next one free.
     func submit(_ job: @escaping Job) {
         pthread_mutex_lock(mutex)
@@ -127,7 +138,7 @@ final class WorkerPool: @unchecked Sendable {
             spawn = true
         case .queueAndWatch:
             if watcherRunning {
-                pthread_cond_signal(watcherCondition)
+                if watcherParked { pthread_cond_signal(watcherCondition) }
             } else {
                 watcherRunning = true
                 startWatcher()
@@ -165,12 +176,14 @@ final class WorkerPool: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         while !stopping {
             guard queueHead < queue.count else {
+                watcherParked = true
                 pthread_cond_wait(watcherCondition, mutex)
+                watcherParked = false
                 continue
             }
             let before = started
             var deadline = Self.monotonicDeadline(after: growthDelay)
-            // The whole delay: a submit's signal while we watch does not cut it short.
+            // The whole delay: only `stop` signals while we watch, and that ends the wait.
             while !stopping && pthread_cond_timedwait(watcherCondition, mutex, &deadline) != ETIMEDOUT {}
             if stopping { break }
             if growth.grows(queued: queue.count - queueHead, startedMeanwhile: started - before, threads: threads) {
