@@ -49,7 +49,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self):
         path = self.path
-        if path.startswith("/bytes/"):
+        if path.startswith("http://"):
+            # Asked as a forward proxy (absolute-form target): says so instead of forwarding.
+            self._send(200, b"proxied", {"X-Proxied-Target": path})
+        elif path.startswith("/bytes/"):
             n = int(path.split("/")[2])
             self.send_response(200)
             self.send_header("Content-Length", str(n))

@@ -19,6 +19,9 @@ public struct HTTPClientConfiguration: Sendable {
     public var idleTimeout: Duration = .seconds(60)
     /// Easy handles kept for reuse; each keeps its own connections alive.
     public var maxPooledHandles: Int = 64
+    /// Outgoing proxies: by default the process's `http_proxy`/`https_proxy`/`all_proxy`/`no_proxy` variables,
+    /// chosen as libcurl chooses them (read once).
+    public var proxies: ProxyEnvironment = .process
 
     public init() {}
 }
@@ -155,12 +158,15 @@ public final class HTTPClient: Sendable {
         while true {
             attempt += 1
             let easy = checkout()
-            let state = TransferState(handler: handler, body: request.body, cancellation: request.cancellation, names: easy.headerNames)
+            let state = TransferState(handler: handler, body: request.body, cancellation: request.cancellation,
+                                      names: easy.headerNames, errorBuffer: easy.errorBuffer)
             let result = easy.perform(request, configuration: configuration, state: state, freshConnection: attempt > 1)
+            // Read before the handle goes back: the error text is in the handle's buffer.
+            let failure = state.failure(for: result)
             // A handle whose transfer failed may hold a broken connection; curl
             // discards those itself, so the handle can go back to the pool.
             checkin(easy)
-            guard let error = state.failure(for: result) else { return }
+            guard let error = failure else { return }
             // A kept-alive connection the server closed or left dirty fails before any
             // answer arrives; a request whose body can be sent again gets one more try on
             // a new connection. A streamed body is gone, so that failure is final.
@@ -379,22 +385,21 @@ private final class TransferState {
     var headDelivered = false
     var handlerError: (any Error)?
     var bodyError: (any Error)?
-    /// libcurl writes its detailed error text here; owned by this object.
+    /// libcurl writes its detailed error text here; the handle's, cleared for this transfer.
     let errorBuffer: UnsafeMutablePointer<CChar>
 
     /// The handle's kept header names.
     let names: HeaderNameCache?
 
-    init(handler: HTTPResponseHandler, body: HTTPRequestBodySource, cancellation: CancellationToken?, names: HeaderNameCache? = nil) {
+    init(handler: HTTPResponseHandler, body: HTTPRequestBodySource, cancellation: CancellationToken?,
+         names: HeaderNameCache? = nil, errorBuffer: UnsafeMutablePointer<CChar>) {
         self.names = names
         self.handler = handler
         self.body = body
         self.cancellation = cancellation
-        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
-        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        self.errorBuffer = errorBuffer
+        errorBuffer[0] = 0
     }
-
-    deinit { errorBuffer.deallocate() }
 
     /// Takes one raw header line as libcurl hands it over (status lines included).
     func headerLine(_ line: UnsafeRawBufferPointer) -> Bool {
@@ -488,32 +493,87 @@ private final class TransferState {
     }
 }
 
+extension ProxyEnvironment {
+    /// This process's proxy variables, read once (with `getenv`, as `curl_getenv` reads them).
+    public static let process = ProxyEnvironment { name in
+        guard let raw = getenv(name) else { return nil }
+        return String(cString: raw)
+    }
+}
+
 /// Owns one libcurl easy handle. Unchecked Sendable: a handle is used by one
 /// thread at a time, handed over only through the pool's mutex.
 private final class CurlEasy: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
+    /// The multi handle this handle's transfers run on, and so where its kept-alive connections wait between
+    /// transfers (what `curl_easy_perform` keeps inside the easy handle; see `run`).
+    private let multi: UnsafeMutableRawPointer
     /// Header names of this handle's answers (used by the thread that has the handle).
     let headerNames = HeaderNameCache()
-    /// Where `appendHeaderLine` assembles a request header line (used by the thread that has the handle).
-    private var line: [UInt8] = []
+    /// libcurl's detailed error text of the current transfer (one buffer per handle, not one per transfer).
+    let errorBuffer: UnsafeMutablePointer<CChar>
+    /// The request's header lines (used by the thread that has the handle).
+    private let headerList = CurlHeaderList()
 
     init() {
-        guard let handle = curl_easy_init() else { fatalError("curl_easy_init failed: out of memory") }
+        guard let handle = curl_easy_init(), let multi = curl_multi_init() else {
+            fatalError("curl_easy_init/curl_multi_init failed: out of memory")
+        }
         self.handle = handle
+        self.multi = multi
+        // curl_easy_perform copies the easy handle's default (5) onto its own multi handle; a plain multi handle
+        // would keep 4 per attached handle.
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 5)
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
     }
 
-    deinit { curl_easy_cleanup(handle) }
+    deinit {
+        // Closes the kept-alive connections; the easy handle is not attached between transfers.
+        curl_multi_cleanup(multi)
+        curl_easy_cleanup(handle)
+        errorBuffer.deallocate()
+    }
+
+    /// Runs the transfer set up on `handle` to its end: `curl_easy_perform`'s loop (7.88, lib/easy.c
+    /// `easy_transfer`) without its first step, a `curl_multi_poll` before anything was started, which only
+    /// returns at once (the new transfer is due now) after a poll() system call of its own. Here the transfer is
+    /// driven first and waited for only while it runs: one poll() fewer per backend request (issue 12). Waiting
+    /// is the same `curl_multi_poll` (it sleeps for curl's own timeouts when there is no socket to wait on).
+    private func run() -> CURLcode {
+        let added = curl_multi_add_handle(multi, handle)
+        guard added == CURLM_OK else { return added == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT }
+        defer { _ = curl_multi_remove_handle(multi, handle) }
+        while true {
+            var running: Int32 = 0
+            var mcode = curl_multi_perform(multi, &running)
+            if mcode == CURLM_OK, running == 0 {
+                var queued: Int32 = 0
+                if let message = curl_multi_info_read(multi, &queued), message.pointee.msg == CURLMSG_DONE {
+                    return message.pointee.data.result
+                }
+            }
+            if mcode == CURLM_OK { mcode = curl_multi_poll(multi, nil, 0, 1000, nil) }
+            // As curl_easy_perform: a multi failure is reported as some transfer error.
+            if mcode != CURLM_OK { return mcode == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_BAD_FUNCTION_ARGUMENT }
+        }
+    }
 
     func perform(_ request: HTTPClientRequest, configuration: HTTPClientConfiguration,
                  state: TransferState, freshConnection: Bool) -> CURLcode {
         curl_easy_reset(handle)
-        var headerList: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(headerList) }
+        headerList.reset()
 
         let h = handle
         func set(_ option: CURLoption, _ value: Int) { _ = ccurl_setopt_long(h, option, value) }
 
         _ = ccurl_setopt_str(h, CURLOPT_URL, request.url)
+        if let proxy = configuration.proxies.choice(forURL: request.url) {
+            // The environment's choice, read once (ProxyEnvironment): libcurl would otherwise read five or six
+            // variables per transfer. It still matches the exclusion list against the request's host.
+            _ = ccurl_setopt_str(h, CURLOPT_PROXY, proxy.proxy)
+            _ = ccurl_setopt_str(h, CURLOPT_NOPROXY, proxy.noProxy)
+        }
         set(CURLOPT_NOSIGNAL, 1)
         if freshConnection { set(CURLOPT_FRESH_CONNECT, 1) }
         set(CURLOPT_FOLLOWLOCATION, 0)
@@ -561,6 +621,8 @@ private final class CurlEasy: @unchecked Sendable {
             set(CURLOPT_UPLOAD, 1)
             if let length { _ = ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(length)) }
         }
+        // libcurl adds `Expect: 100-continue` only to uploads (lib/http.c `expect100`).
+        let uploads = hasBody || method == "PUT" || method == "POST"
         if method == "HEAD" {
             set(CURLOPT_NOBODY, 1)
         } else if method == "GET" && !hasBody {
@@ -583,11 +645,11 @@ private final class CurlEasy: @unchecked Sendable {
                 if name.caseInsensitiveEquals("expect") { sendsExpect = true }
                 if name.caseInsensitiveEquals("accept") { sendsAccept = true }
             }
-            headerList = appendHeaderLine(to: headerList, name: name, value: value)
+            headerList.append(name: name, value: value)
         }
-        if !sendsExpect { headerList = curl_slist_append(headerList, "Expect:") }
-        if !sendsAccept { headerList = curl_slist_append(headerList, "Accept:") }
-        _ = ccurl_setopt_slist(h, CURLOPT_HTTPHEADER, headerList)
+        if uploads, !sendsExpect { headerList.append(line: "Expect:") }
+        if !sendsAccept { headerList.append(line: "Accept:") }
+        _ = ccurl_setopt_slist(h, CURLOPT_HTTPHEADER, headerList.list())
 
         // Callbacks
         let userdata = Unmanaged.passUnretained(state).toOpaque()
@@ -596,7 +658,7 @@ private final class CurlEasy: @unchecked Sendable {
         _ = ccurl_setopt_ptr(h, CURLOPT_HEADERDATA, userdata)
         _ = ccurl_setopt_write(h, curlWriteCallback)
         _ = ccurl_setopt_ptr(h, CURLOPT_WRITEDATA, userdata)
-        if hasBody || method == "PUT" || method == "POST" {
+        if uploads {
             _ = ccurl_setopt_read(h, curlReadCallback)
             _ = ccurl_setopt_ptr(h, CURLOPT_READDATA, userdata)
         }
@@ -606,29 +668,10 @@ private final class CurlEasy: @unchecked Sendable {
             _ = ccurl_setopt_ptr(h, CURLOPT_XFERINFODATA, userdata)
         }
 
-        let code = curl_easy_perform(h)
+        let code = run()
         // Detach the per-transfer pointers so a reused handle never sees a stale state.
         _ = ccurl_setopt_ptr(h, CURLOPT_ERRORBUFFER, nil)
         return code
-    }
-
-    /// Adds `name: value` (`name;` for an empty value, which is how libcurl sends an empty header) to `list`.
-    /// The line is assembled in the handle's own buffer (libcurl copies it): no String interpolation and C-string
-    /// conversion per header per request.
-    private func appendHeaderLine(to list: UnsafeMutablePointer<curl_slist>?, name: String, value: String)
-        -> UnsafeMutablePointer<curl_slist>?
-    {
-        line.removeAll(keepingCapacity: true)
-        line.append(contentsOf: name.utf8)
-        if value.isEmpty {
-            line.append(UInt8(ascii: ";"))
-        } else {
-            line.append(UInt8(ascii: ":"))
-            line.append(UInt8(ascii: " "))
-            line.append(contentsOf: value.utf8)
-        }
-        line.append(0)
-        return line.withUnsafeBytes { curl_slist_append(list, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
     }
 
     private func withBlob(_ bytes: [UInt8]?, _ body: (UnsafeMutablePointer<curl_blob>) -> Void) {

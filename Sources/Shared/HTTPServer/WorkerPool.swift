@@ -125,6 +125,9 @@ final class WorkerPool: @unchecked Sendable {
     /// Jobs and ready connections taken by a thread so far (for noticing that requests ran).
     var startedCount: Int { started.load(ordering: .relaxed) }
 
+    /// The growth watcher runs and sleeps until work may wait (for tests).
+    var watcherIsParked: Bool { watcherState.load(ordering: .relaxed) == 2 }
+
     /// Runs `job` on a pool thread: a waiting one, a new one, or the next one free.
     func submit(_ job: @escaping Job) {
         pthread_mutex_lock(mutex)

@@ -162,6 +162,29 @@ final class CountingHandler: HTTPResponseHandler {
         #expect(get.body.count == 10)
     }
 
+    /// The proxy chosen from the environment is used (absolute-form request to it), and libcurl still matches the
+    /// exclusion list against each request's host.
+    @Test func requestsGoThroughTheChosenProxyUnlessTheHostIsExcluded() throws {
+        var configuration = HTTPClientConfiguration()
+        configuration.proxies = ProxyEnvironment { ["http_proxy": self.server.url("")][$0] }
+        let proxied = try HTTPClient(configuration: configuration)
+            .execute(HTTPClientRequest(method: "GET", url: "http://backend.invalid/b/k"))
+        #expect(proxied.status == 200)
+        #expect(proxied.header("X-Proxied-Target") == "http://backend.invalid/b/k")
+
+        // A proxy that refuses connections: used unless no_proxy names the host.
+        let refused = "http://127.0.0.1:1"
+        configuration.proxies = ProxyEnvironment { ["http_proxy": refused][$0] }
+        #expect(throws: HTTPClientError.self) {
+            try HTTPClient(configuration: configuration).execute(HTTPClientRequest(method: "GET", url: self.server.url("/status/204")))
+        }
+        configuration.proxies = ProxyEnvironment { ["http_proxy": refused, "no_proxy": "localhost,127.0.0.1"][$0] }
+        let direct = try HTTPClient(configuration: configuration)
+            .execute(HTTPClientRequest(method: "GET", url: server.url("/status/204")))
+        #expect(direct.status == 204)
+        #expect(direct.header("X-Proxied-Target") == nil)
+    }
+
     @Test func nonSuccessStatusIsAResponseNotAnError() throws {
         let response = try client.execute(HTTPClientRequest(method: "GET", url: server.url("/status/503")))
         #expect(response.status == 503)

@@ -82,6 +82,26 @@ struct PoolGrowthTests {
         #expect(pool.counts.threads == 0)
     }
 
+    /// The growth watcher is signalled only while it sleeps for want of queued work: once a burst has
+    /// drained and it sleeps, the next stall of blocked jobs still gets threads beyond the idle ones.
+    @Test func aSleepingGrowthWatcherWakesForTheNextStall() {
+        let pool = WorkerPool(name: "test-pool", maxThreads: 4, eagerThreads: 1, growthDelay: .milliseconds(2))
+        let first = Gate()
+        for _ in 0..<2 { pool.submit { first.job() } }
+        #expect(waitUntil { first.entered.load(ordering: .sequentiallyConsistent) == 2 })  // one grown
+        first.open.store(true, ordering: .sequentiallyConsistent)
+        #expect(waitUntil { first.finished.load(ordering: .sequentiallyConsistent) == 2 })
+        #expect(waitUntil { pool.watcherIsParked })
+        let second = Gate()
+        for _ in 0..<3 { pool.submit { second.job() } }  // two idle threads take two; the third waits
+        #expect(waitUntil { second.entered.load(ordering: .sequentiallyConsistent) == 3 })
+        #expect(pool.counts.threads == 3)
+        second.open.store(true, ordering: .sequentiallyConsistent)
+        #expect(waitUntil { second.finished.load(ordering: .sequentiallyConsistent) == 3 })
+        pool.stop()
+        #expect(pool.counts.threads == 0)
+    }
+
     /// Without growth beyond the eager threads (the watcher never adds one), every job still runs, in
     /// the order submitted.
     @Test func queuedJobsRunInOrderOnTheEagerThreads() {

@@ -1,0 +1,79 @@
+import Testing
+@testable import Shared
+
+@Suite struct ProxyEnvironmentTests {
+    /// What libcurl 7.88 does on every transfer when no proxy option is set (lib/url.c
+    /// `create_conn_helper_init_proxy` and `detect_proxy`, transcribed): the definition `ProxyEnvironment` replaces.
+    /// nil: nothing found (libcurl treats it as it treats an empty string).
+    static func curlsOwnChoice(scheme: String, _ env: [String: String]) -> (proxy: String?, noProxy: String?) {
+        func curlGetenv(_ name: String) -> String? {  // lib/getenv.c: an empty variable is no variable
+            guard let v = env[name], !v.isEmpty else { return nil }
+            return v
+        }
+        let noProxy = curlGetenv("no_proxy") ?? curlGetenv("NO_PROXY")
+        var name = scheme.lowercased() + "_proxy"
+        var prox = curlGetenv(name)
+        if prox == nil, name != "http_proxy" {
+            name = name.uppercased()
+            prox = curlGetenv(name)
+        }
+        return (prox ?? curlGetenv("all_proxy") ?? curlGetenv("ALL_PROXY"), noProxy)
+    }
+
+    static let names = ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                        "no_proxy", "NO_PROXY"]
+
+    /// Every combination of the variables unset, empty or set (a value naming the variable) gives libcurl's choice.
+    @Test func everyCombinationChoosesAsLibcurl() {
+        var combinations = 0
+        for code in 0..<Int(pow3(Self.names.count)) {
+            var env: [String: String] = [:]
+            var rest = code
+            for name in Self.names {
+                switch rest % 3 {
+                case 1: env[name] = ""
+                case 2: env[name] = "http://\(name).example:3128"
+                default: break
+                }
+                rest /= 3
+            }
+            let chosen = ProxyEnvironment { env[$0] }
+            for (scheme, choice) in [("http", chosen.http), ("HTTPS", chosen.https)] {
+                let expected = Self.curlsOwnChoice(scheme: scheme, env)
+                #expect(choice.proxy == expected.proxy ?? "", "\(scheme) \(env)")
+                #expect(choice.noProxy == expected.noProxy ?? "", "\(scheme) \(env)")
+            }
+            combinations += 1
+        }
+        #expect(combinations == 6561)
+    }
+
+    private func pow3(_ n: Int) -> Int { n == 0 ? 1 : 3 * pow3(n - 1) }
+
+    @Test(arguments: [
+        ([:], "", "", ""),
+        (["HTTP_PROXY": "h"], "", "", ""),  // never the upper-case http variable
+        (["http_proxy": "h"], "h", "", ""),
+        (["HTTPS_PROXY": "s"], "", "s", ""),
+        (["https_proxy": "s", "HTTPS_PROXY": "S"], "", "s", ""),
+        (["http_proxy": "", "all_proxy": "a", "ALL_PROXY": "A"], "a", "a", ""),
+        (["ALL_PROXY": "A", "https_proxy": "s"], "A", "s", ""),
+        (["no_proxy": "", "NO_PROXY": "n"], "", "", "n"),
+        (["no_proxy": "m", "NO_PROXY": "n", "http_proxy": "h"], "h", "", "m"),
+    ] as [([String: String], String, String, String)])
+    func choices(env: [String: String], http: String, https: String, noProxy: String) {
+        let chosen = ProxyEnvironment { env[$0] }
+        #expect(chosen.http == .init(proxy: http, noProxy: noProxy))
+        #expect(chosen.https == .init(proxy: https, noProxy: noProxy))
+    }
+
+    @Test(arguments: [
+        ("http://127.0.0.1:9000/b/k", "http"), ("HTTP://h/", "http"), ("https://s3.example/", "https"),
+        ("HtTpS://s3.example/", "https"), ("ftp://h/", nil), ("http:/h", nil), ("httpx://h/", nil), ("", nil),
+        ("h/x", nil),
+    ] as [(String, String?)])
+    func choiceByScheme(url: String, scheme: String?) {
+        let chosen = ProxyEnvironment { ["http_proxy": "http", "https_proxy": "https"][$0] }
+        #expect(chosen.choice(forURL: url)?.proxy == scheme)
+    }
+}
