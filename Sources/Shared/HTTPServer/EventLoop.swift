@@ -131,7 +131,10 @@ final class EventLoop: @unchecked Sendable {
         connection.readyState.store(HTTPConnection.ReadyState.parked, ordering: .sequentiallyConsistent)
         // From here a worker may take the connection; the loop touches it only through `readyState`.
         let op = connection.inReadySet ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
-        connection.inReadySet = true
+        if !connection.inReadySet {
+            connection.inReadySet = true
+            pool.register()  // counted before it can be ready: an idle thread stays to wait for it
+        }
         _ = clinux_epoll_ctl(pool.readySet, op, connection.socket.fd, clinux_epollin() | clinux_epolloneshot(),
                              connection.readyData)
     }
@@ -637,7 +640,8 @@ final class EventLoop: @unchecked Sendable {
         connection.listedIdle = false
         connections[connection.id] = nil
         group.ledger.release(connection)
-        connection.socket.close()  // also leaves the epoll set
+        connection.socket.close()  // also leaves the epoll set (and the ready set)
+        if connection.inReadySet { pool.unregister() }
         openConnections.add(-1, ordering: .relaxed)
         server.observer?.connectionClosed(remoteAddress: connection.remote)
     }

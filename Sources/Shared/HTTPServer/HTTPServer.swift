@@ -270,6 +270,13 @@ public final class HTTPServer: Sendable {
         return (c.threads, c.busy, c.queued)
     }
 
+    /// Request pool threads waiting on the ready set now, and how many of their waits timed out so far
+    /// (for tests: a timed-out thread has decided to end or to stay by the time it is counted).
+    var readySetWaits: (waiting: Int, idleTimeouts: Int) {
+        guard let pool = group.withLock({ $0 })?.pool else { return (0, 0) }
+        return (pool.waitingCount, pool.idleTimeoutCount)
+    }
+
     /// Requests the event loops handed to a worker thread. A settled kept-alive connection's requests are
     /// read by the worker that wakes for them (`EventLoop.park`) and are not counted.
     var requestsHandedOff: Int { group.withLock { $0 }?.handOffs.load(ordering: .relaxed) ?? 0 }

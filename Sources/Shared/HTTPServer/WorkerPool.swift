@@ -16,6 +16,20 @@ import Synchronization
 /// that only when waiting work (queued jobs, or ready connections nobody takes) makes no progress for
 /// `growthDelay` (`PoolGrowth`), up to `maxThreads`; meanwhile queued jobs wait in order. A thread idle for
 /// `idleExit` ends (down to `minThreads`), so a burst's threads and their stacks go away afterwards.
+///
+/// **Liveness invariant.** Whenever connections are in the ready set, either some thread waits on it, or
+/// the growth watcher is sure to run (watching, or signalled out of its sleep) and to start one when an
+/// event waits and nothing makes progress, up to `maxThreads`. So a parked connection's request never
+/// waits for another request to end (a slow upload, a slow backend) while the pool may still grow. Kept by
+/// one rule, `noWaiter()`: whoever makes "nobody waits" true calls it, with the pure decision in
+/// `PoolGrowth.onNoWaiter` (start a thread below the eager count, else make the watcher watch):
+/// - a thread that leaves the wait as the last waiter and does not wait again at once: for a
+///   connection's event, or for the bell (a queued job);
+/// - the loop that registers a connection in the ready set while no thread waits (`register`);
+/// - nobody else: a thread whose wait times out ends only while another thread still waits, or while no
+///   connection is registered (`PoolGrowth.exitsWhenIdle`); `stop` comes after every connection left.
+/// The counters behind it (`waiting`, `registered`, `watcherState`) are sequentially consistent: each side
+/// writes its own counter, then reads the other's, so at least one of two racing sides sees the other.
 final class WorkerPool: @unchecked Sendable {
     typealias Job = () -> Void
 
@@ -46,14 +60,23 @@ final class WorkerPool: @unchecked Sendable {
     private var stopping = false
     private var bellRung = false
     private let watcherCondition: UnsafeMutablePointer<pthread_cond_t>
+    /// Waits on the ready set that ended with nothing ready (for tests: an idle thread's decision to end
+    /// or to stay has been taken, under `mutex`, by the time this counts it).
+    private var idleTimeouts = 0
     // Written under `mutex`, read without it where a stale value only costs a look under the lock.
     /// Threads alive (mirrors `threads`).
     private let threadCount = Atomic<Int>(0)
-    /// The growth watcher: 0 not running, 1 watching, 2 parked on `watcherCondition` (nothing waits).
+    /// The growth watcher: 0 not running, 1 watching, 2 asleep on `watcherCondition` until work may wait
+    /// (jobs queued, or nobody waits on the ready set while connections are in it). Only then is it
+    /// signalled: while it watches it waits out its whole delay anyway, and a signal per queued job would
+    /// only wake it for nothing (a futex wake and a context switch per queued request under load).
     private let watcherState = Atomic<Int>(0)
     // Lock-free.
-    /// Threads in `epoll_wait` on the ready set.
+    /// Threads in `epoll_wait` on the ready set (counted from just before the wait, under `mutex`).
     private let waiting = Atomic<Int>(0)
+    /// Connections registered in the ready set: parked there, served from it, or back with their loop
+    /// for a while (from `register` until `unregister`).
+    private let registered = Atomic<Int>(0)
     private let busy = Atomic<Int>(0)
     /// Jobs and ready connections taken by a thread so far: the progress the growth watcher looks at.
     private let started = Atomic<Int>(0)
@@ -125,8 +148,32 @@ final class WorkerPool: @unchecked Sendable {
     /// Jobs and ready connections taken by a thread so far (for noticing that requests ran).
     var startedCount: Int { started.load(ordering: .relaxed) }
 
+    /// Threads waiting on the ready set now (for tests).
+    var waitingCount: Int { waiting.load(ordering: .sequentiallyConsistent) }
+
+    /// Waits on the ready set that timed out so far (for tests).
+    var idleTimeoutCount: Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return idleTimeouts
+    }
+
     /// The growth watcher runs and sleeps until work may wait (for tests).
-    var watcherIsParked: Bool { watcherState.load(ordering: .relaxed) == 2 }
+    var watcherIsParked: Bool { watcherState.load(ordering: .sequentiallyConsistent) == 2 }
+
+    /// Loop: a connection is about to enter the ready set for the first time (before its `EPOLL_CTL_ADD`).
+    /// If no thread waits, the watcher watches: a thread may have ended, or left the wait, just before it
+    /// could see the connection counted. (Usually the thread that served the connection's first request
+    /// is on its way back to the wait; the watcher adds one only if an event waits and nothing progresses.)
+    func register() {
+        registered.add(1, ordering: .sequentiallyConsistent)
+        if waiting.load(ordering: .sequentiallyConsistent) == 0 { noWaiter(.connectionEntered) }
+    }
+
+    /// Loop: a registered connection is closed (its socket left the ready set).
+    func unregister() {
+        registered.subtract(1, ordering: .sequentiallyConsistent)
+    }
 
     /// Runs `job` on a pool thread: a waiting one, a new one, or the next one free.
     func submit(_ job: @escaping Job) {
@@ -179,9 +226,9 @@ final class WorkerPool: @unchecked Sendable {
 
     /// Must be called with `mutex` held.
     private func wakeWatcher() {
-        switch watcherState.load(ordering: .relaxed) {
+        switch watcherState.load(ordering: .sequentiallyConsistent) {
         case 0:
-            watcherState.store(1, ordering: .relaxed)
+            watcherState.store(1, ordering: .sequentiallyConsistent)
             startWatcher()
         case 2:
             pthread_cond_signal(watcherCondition)
@@ -199,18 +246,30 @@ final class WorkerPool: @unchecked Sendable {
         thread.start()
     }
 
-    /// The growth watcher: while work may wait unserved (jobs queued, or no thread waiting on the ready set,
-    /// so a ready connection would wait too), it looks every `growthDelay` whether any work started
-    /// meanwhile, and adds a thread when work waits and none did. It sleeps (on its own condition) while
-    /// a thread waits on the ready set and nothing is queued.
+    /// Must be called with `mutex` held: work may wait unserved (jobs queued, or connections in the ready
+    /// set and no thread waiting there, so a ready one would wait too) and a thread may still be added.
+    private func workMayWait() -> Bool {
+        guard threads < maxThreads else { return false }
+        return queueHead < queue.count
+            || (waiting.load(ordering: .sequentiallyConsistent) == 0 && registered.load(ordering: .sequentiallyConsistent) > 0)
+    }
+
+    /// The growth watcher: while work may wait unserved (`workMayWait`), it looks every `growthDelay`
+    /// whether any work started meanwhile, and adds a thread when work waits and none did. Otherwise it
+    /// sleeps on its own condition until `submit` or `noWaiter` signals it.
     private func watchGrowth() {
         pthread_mutex_lock(mutex)
         while !stopping {
-            let pressure = queueHead < queue.count || waiting.load(ordering: .relaxed) == 0
-            guard pressure, threads < maxThreads else {
-                watcherState.store(2, ordering: .relaxed)
+            guard workMayWait() else {
+                // Announce the sleep, then look again: a thread that left the wait before saw us watching
+                // (`noWaiter`'s fast path) and relies on this look; one that leaves after sees us asleep.
+                watcherState.store(2, ordering: .sequentiallyConsistent)
+                if workMayWait() {
+                    watcherState.store(1, ordering: .sequentiallyConsistent)
+                    continue
+                }
                 pthread_cond_wait(watcherCondition, mutex)
-                watcherState.store(1, ordering: .relaxed)
+                watcherState.store(1, ordering: .sequentiallyConsistent)
                 continue
             }
             let before = started.load(ordering: .relaxed)
@@ -218,7 +277,8 @@ final class WorkerPool: @unchecked Sendable {
             // The whole delay: a signal while we watch does not cut it short.
             while !stopping && pthread_cond_timedwait(watcherCondition, mutex, &deadline) != ETIMEDOUT {}
             if stopping { break }
-            let workWaits = queueHead < queue.count || (waiting.load(ordering: .relaxed) == 0 && readySetHasEvents())
+            let workWaits = queueHead < queue.count
+                || (waiting.load(ordering: .sequentiallyConsistent) == 0 && readySetHasEvents())
             if growth.grows(workWaits: workWaits, startedMeanwhile: started.load(ordering: .relaxed) - before,
                             threads: threads) {
                 threads += 1
@@ -228,7 +288,7 @@ final class WorkerPool: @unchecked Sendable {
                 pthread_mutex_lock(mutex)
             }
         }
-        watcherState.store(0, ordering: .relaxed)
+        watcherState.store(0, ordering: .sequentiallyConsistent)
         pthread_cond_broadcast(allGone)
         pthread_mutex_unlock(mutex)
     }
@@ -267,27 +327,42 @@ final class WorkerPool: @unchecked Sendable {
         return job
     }
 
-    /// A thread took a ready connection and none is left waiting on the ready set: start a spare below
-    /// the eager count, else make sure the growth watcher watches.
-    private func lastWaiterLeft() {
-        let action = growth.onLastWaiterLeft(threads: threadCount.load(ordering: .relaxed))
-        if action == .nothing || (action == .watch && watcherState.load(ordering: .relaxed) == 1) { return }
-        pthread_mutex_lock(mutex)
-        var spawn = false
-        if !stopping {
-            switch growth.onLastWaiterLeft(threads: threads) {
-            case .startThread:
-                spawn = true
-                threads += 1
-                threadCount.store(threads, ordering: .relaxed)
-            case .watch:
-                wakeWatcher()
-            case .nothing:
-                break
-            }
+    /// Nobody may be waiting on the ready set: the caller was the last waiter and leaves it, or registered
+    /// a connection and saw no waiter. If connections are registered and still nobody waits, start a
+    /// thread below the eager count, else make sure the growth watcher watches (the liveness invariant,
+    /// see the type's comment). Lock-free when a thread waits again, nothing is registered, or the watcher
+    /// already watches (it looks at `waiting` again before it sleeps).
+    private func noWaiter(_ cause: PoolGrowth.NoWaiterCause) {
+        let registeredNow = registered.load(ordering: .sequentiallyConsistent)
+        if waiting.load(ordering: .sequentiallyConsistent) > 0 || registeredNow == 0 { return }
+        if growth.onNoWaiter(cause, threads: threadCount.load(ordering: .sequentiallyConsistent), waiting: 0,
+                             registered: registeredNow) == .watch,
+           watcherState.load(ordering: .sequentiallyConsistent) == 1 {
+            return
         }
+        // Anything else under the lock, `.nothing` at the maximum included: the count may be stale (a
+        // thread that ended just before must not leave the watcher asleep).
+        pthread_mutex_lock(mutex)
+        let spawn = noWaiterLocked(cause)
         pthread_mutex_unlock(mutex)
         if spawn { startThread() }
+    }
+
+    /// `noWaiter` with `mutex` held; true when the caller must start the thread it counted.
+    private func noWaiterLocked(_ cause: PoolGrowth.NoWaiterCause) -> Bool {
+        guard !stopping else { return false }
+        switch growth.onNoWaiter(cause, threads: threads, waiting: waiting.load(ordering: .sequentiallyConsistent),
+                                 registered: registered.load(ordering: .sequentiallyConsistent)) {
+        case .startThread:
+            threads += 1
+            threadCount.store(threads, ordering: .sequentiallyConsistent)
+            return true
+        case .watch:
+            wakeWatcher()
+        case .nothing:
+            break
+        }
+        return false
     }
 
     private func run() {
@@ -303,25 +378,45 @@ final class WorkerPool: @unchecked Sendable {
             }
             if stopping { break }
             // Counted under the lock: a submit that sees no waiter starts a thread instead of ringing.
-            waiting.add(1, ordering: .relaxed)
+            waiting.add(1, ordering: .sequentiallyConsistent)
             pthread_mutex_unlock(mutex)
             var event = clinux_epoll_event()
             let n = clinux_epoll_wait(readySet, &event, 1, idleMilliseconds)
-            let left = waiting.subtract(1, ordering: .relaxed).newValue
+            let left = waiting.subtract(1, ordering: .sequentiallyConsistent).newValue
             if n == 1 && event.data != Self.bellID, let serve = readyHandler {
                 started.add(1, ordering: .relaxed)
                 busy.add(1, ordering: .relaxed)
-                if left == 0 { lastWaiterLeft() }
+                if left == 0 { noWaiter(.threadLeft) }
                 serve(event.data)
                 busy.subtract(1, ordering: .relaxed)
                 pthread_mutex_lock(mutex)
                 continue
             }
             pthread_mutex_lock(mutex)
-            if n == 0 && queueHead == queue.count && threads > minThreads && !stopping { break }
+            if n == 1 {
+                // The bell: the job is taken at the top of the loop. The last waiter leaves for it as for a
+                // connection's event (a job may block as long as any request).
+                if left == 0 && queueHead < queue.count && noWaiterLocked(.threadLeft) {
+                    pthread_mutex_unlock(mutex)
+                    startThread()
+                    pthread_mutex_lock(mutex)
+                }
+                continue
+            }
+            if n == 0 {
+                idleTimeouts += 1
+                // `waiting` as it is now, not `left`: a thread that leaves the wait after this look sees
+                // the thread count without this one (it is lowered before the lock is released).
+                if !stopping && growth.exitsWhenIdle(threads: threads, minThreads: minThreads,
+                                                     queued: queue.count - queueHead,
+                                                     othersWaiting: waiting.load(ordering: .sequentiallyConsistent),
+                                                     registered: registered.load(ordering: .sequentiallyConsistent)) {
+                    break
+                }
+            }
         }
         threads -= 1
-        threadCount.store(threads, ordering: .relaxed)
+        threadCount.store(threads, ordering: .sequentiallyConsistent)
         if threads == 0 { pthread_cond_broadcast(allGone) }
         pthread_mutex_unlock(mutex)
     }
@@ -363,7 +458,7 @@ struct PoolGrowth: Equatable, Sendable {
         return threads < max ? .queueAndWatch : .queue
     }
 
-    enum OnLastWaiterLeft: Equatable, Sendable {
+    enum OnNoWaiter: Equatable, Sendable {
         /// Start a thread to wait for the next ready connection.
         case startThread
         /// The growth watcher must watch: a ready connection would now wait for a thread.
@@ -371,10 +466,30 @@ struct PoolGrowth: Equatable, Sendable {
         case nothing
     }
 
-    /// A thread took a ready connection, and no other thread waits on the ready set; `threads` are alive.
-    func onLastWaiterLeft(threads: Int) -> OnLastWaiterLeft {
-        if threads < eager { return .startThread }
+    enum NoWaiterCause: Equatable, Sendable {
+        /// The last thread waiting on the ready set left it for work (a connection's event, a queued job).
+        case threadLeft
+        /// A connection entered the ready set while no thread waited.
+        case connectionEntered
+    }
+
+    /// Nobody may wait on the ready set (`cause`); `threads` are alive, `waiting` wait there now (one that
+    /// came back takes over), `registered` connections are in the set. A ready connection must never wait
+    /// for another request to end while the pool may grow. A thread that left for work may be held by it
+    /// for as long as any request: one starts at once below the eager count, else the watcher watches
+    /// (`grows`). A connection that entered with nobody waiting gets the watcher only: the thread that
+    /// served its first request is usually on its way back to the wait.
+    func onNoWaiter(_ cause: NoWaiterCause, threads: Int, waiting: Int, registered: Int) -> OnNoWaiter {
+        if waiting > 0 || registered == 0 { return .nothing }
+        if cause == .threadLeft && threads < eager { return .startThread }
         return threads < max ? .watch : .nothing
+    }
+
+    /// A thread's wait on the ready set timed out (`idleExit`): whether it ends. Not below `minThreads`,
+    /// not while jobs are queued, and not as the last waiter while connections are in the ready set:
+    /// then nobody would wait for their next request, and it would wait for a busy thread to finish.
+    func exitsWhenIdle(threads: Int, minThreads: Int, queued: Int, othersWaiting: Int, registered: Int) -> Bool {
+        threads > minThreads && queued == 0 && (othersWaiting > 0 || registered == 0)
     }
 
     /// After a delay of watching: whether to add a thread.

@@ -8,6 +8,8 @@ import Testing
 /// authenticated (what the S3 layer does after a signature verifies); `/health` is the probe.
 final class GatedHandler: HTTPRequestHandler {
     let entered = Atomic<Int>(0)
+    /// `/block` requests let go (by `open`, or after 20 s).
+    let released = Atomic<Int>(0)
     /// The paths of the requests handled, in the order their handling began.
     let served = Mutex<[String]>([])
     private let gate = Mutex<Bool>(false)
@@ -21,6 +23,7 @@ final class GatedHandler: HTTPRequestHandler {
             entered.add(1, ordering: .sequentiallyConsistent)
             let until = ContinuousClock.now + .seconds(20)
             while !gate.withLock({ $0 }) && ContinuousClock.now < until { usleep(2_000) }
+            released.add(1, ordering: .sequentiallyConsistent)
             try response.respond(status: 200, body: Array("released".utf8))
         case "/auth":
             context.connection.markAuthenticated()

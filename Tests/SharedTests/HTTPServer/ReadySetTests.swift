@@ -102,6 +102,73 @@ import Testing
         #expect(server.requestsHandedOff == handedOff)
     }
 
+    /// Liveness, the bell's side: the pool's only thread waits on the ready set, and a queued job (a new
+    /// connection's first request, handed over by the loop) wakes it and holds it. A parked connection's
+    /// next request must still be answered while that job runs: the thread that left the wait last starts
+    /// another (or makes the growth watcher watch), as it does when it leaves for a connection's event.
+    @Test func aJobTheBellWokeTheLastWaiterForDoesNotHoldBackParkedConnections() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.eventLoops = 1
+            $0.eagerWorkerThreads = 4
+            $0.maxWorkerThreads = 4
+        }
+        defer {
+            handler.open()
+            server.shutdown(grace: .seconds(2))
+        }
+        let parked = try connectRaw(server)
+        parked.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(parked.readResponse()?.status == 200)
+        // One thread, back in the wait, with the connection parked.
+        #expect(waitUntil { server.workerThreads.alive == 1 && server.readySetWaits.waiting == 1 })
+        let slow = try connectRaw(server)
+        slow.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")  // queued: the bell rings for the only waiter
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        parked.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(parked.readResponse()?.body == Array("signed".utf8))
+        #expect(handler.released.load(ordering: .sequentiallyConsistent) == 0)  // answered while the job is held
+        handler.open()
+        #expect(slow.readResponse()?.body == Array("released".utf8))
+    }
+
+    /// Liveness, the idle exit's side: with one thread held by a request and the other the only one
+    /// waiting on the ready set, that waiting thread must not end on its idle timeout, or a parked
+    /// connection's next request would wait for the held one to finish (a slow client blocking another).
+    @Test func theLastWaiterDoesNotEndOnIdleWhileConnectionsAreParked() throws {
+        let handler = GatedHandler()
+        let server = try start(handler) {
+            $0.eventLoops = 1
+            $0.eagerWorkerThreads = 4
+            $0.maxWorkerThreads = 4
+            $0.workerIdleExit = .milliseconds(20)
+        }
+        defer {
+            handler.open()
+            server.shutdown(grace: .seconds(2))
+        }
+        let slow = try connectRaw(server)
+        let other = try connectRaw(server)
+        for c in [slow, other] {
+            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(c.readResponse()?.status == 200)
+        }
+        // Idle threads beyond one end; the last one waits for the parked connections.
+        #expect(waitUntil { server.workerThreads.alive == 1 && server.readySetWaits.waiting == 1 })
+        slow.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")  // takes the waiting thread; it starts another
+        #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        #expect(waitUntil { server.workerThreads.alive == 2 && server.readySetWaits.waiting == 1 })
+        // The waiting thread's idle timeout passes (it has decided whether to end once this counts it).
+        let timeouts = server.readySetWaits.idleTimeouts
+        #expect(waitUntil { server.readySetWaits.idleTimeouts >= timeouts + 2 })
+        #expect(server.workerThreads.alive == 2)
+        other.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(other.readResponse()?.body == Array("signed".utf8))
+        #expect(handler.released.load(ordering: .sequentiallyConsistent) == 0)  // answered while the upload is held
+        handler.open()
+        #expect(slow.readResponse()?.body == Array("released".utf8))
+    }
+
     /// A parked connection's idle timer runs from the end of its last response, though its loop never saw
     /// the requests.
     @Test func aParkedConnectionKeepsItsIdleTimeout() throws {

@@ -24,17 +24,45 @@ struct PoolGrowthTests {
                 == expected)
     }
 
-    /// A thread took a ready connection and none is left waiting: (eager, max, threads alive) → what the pool does.
+    /// Nobody may wait on the ready set: (cause, eager, max, threads alive, threads waiting now, connections
+    /// in the set) → what the pool does.
     @Test(arguments: [
-        (4, 16, 1, PoolGrowth.OnLastWaiterLeft.startThread),
-        (4, 16, 3, .startThread),
-        (4, 16, 4, .watch),
-        (4, 16, 15, .watch),
-        (4, 16, 16, .nothing),
-        (4, 4, 4, .nothing),
+        (PoolGrowth.NoWaiterCause.threadLeft, 4, 16, 1, 0, 1, PoolGrowth.OnNoWaiter.startThread),
+        (.threadLeft, 4, 16, 3, 0, 5, .startThread),
+        (.threadLeft, 4, 16, 4, 0, 5, .watch),
+        (.threadLeft, 4, 16, 15, 0, 5, .watch),
+        (.threadLeft, 4, 16, 16, 0, 5, .nothing),  // at the maximum, nothing can be added
+        (.threadLeft, 4, 4, 4, 0, 5, .nothing),
+        (.threadLeft, 4, 16, 1, 1, 5, .nothing),  // another thread came back to the wait and takes over
+        (.threadLeft, 4, 16, 1, 0, 0, .nothing),  // no connection to wait for (a job's bell, no ready set use)
+        (.connectionEntered, 4, 16, 1, 0, 1, .watch),  // the thread that served it is on its way back
+        (.connectionEntered, 4, 16, 4, 0, 3, .watch),
+        (.connectionEntered, 4, 16, 16, 0, 3, .nothing),
+        (.connectionEntered, 4, 16, 2, 1, 3, .nothing),
     ])
-    func onLastWaiterLeft(eager: Int, max: Int, threads: Int, expected: PoolGrowth.OnLastWaiterLeft) {
-        #expect(PoolGrowth(eager: eager, max: max).onLastWaiterLeft(threads: threads) == expected)
+    func onNoWaiter(cause: PoolGrowth.NoWaiterCause, eager: Int, max: Int, threads: Int, waiting: Int, registered: Int,
+                    expected: PoolGrowth.OnNoWaiter) {
+        #expect(PoolGrowth(eager: eager, max: max).onNoWaiter(cause, threads: threads, waiting: waiting,
+                                                              registered: registered) == expected)
+    }
+
+    /// A thread's wait on the ready set timed out: (threads alive, minimum, jobs queued, other threads
+    /// waiting, connections in the set) → does it end?
+    @Test func exitsWhenIdleOnlyIfAnotherThreadStillWaitsForParkedConnections() {
+        let growth = PoolGrowth(eager: 4, max: 16)
+        let table: [(String, Int, Int, Int, Int, Int, Bool)] = [
+            ("another thread waits for the parked connections", 3, 1, 0, 1, 10, true),
+            ("the last waiter, connections parked: the others are busy, it stays", 3, 1, 0, 0, 10, false),
+            ("the last waiter, nothing parked", 3, 1, 0, 0, 0, true),
+            ("at the minimum", 1, 1, 0, 0, 0, false),
+            ("at the minimum though others wait", 2, 2, 0, 1, 10, false),
+            ("jobs queued", 3, 1, 2, 1, 0, false),
+            ("minimum 0, nothing parked, the last thread", 1, 0, 0, 0, 0, true),
+        ]
+        for (name, threads, minimum, queued, others, registered, exits) in table {
+            #expect(growth.exitsWhenIdle(threads: threads, minThreads: minimum, queued: queued, othersWaiting: others,
+                                         registered: registered) == exits, "\(name)")
+        }
     }
 
     /// After a delay of watching: (work waits, work started meanwhile, threads alive) → add one?
