@@ -3,7 +3,8 @@
 //
 // Input byte 0 picks a piece size and a maxBody; the rest is the request stream.
 // Invariants: no crash, progress on every step, and the same outcome whether
-// the stream is fed in one piece or in small pieces.
+// the stream is fed in one piece or in small pieces (lines parsed in place or from
+// the parser's buffer); the word-at-a-time control scan matches the byte rule.
 
 struct Outcome: Equatable {
     var events: [String] = []
@@ -72,5 +73,8 @@ public func fuzzOne(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int32 {
     let whole = run(data, pieceSize: max(1, data.count), maxBody: Int.max)
     let split = run(data, pieceSize: Int(control & 0x0F) + 1, maxBody: Int(control >> 4) + 1)
     if whole != split { fatalError("split changes the outcome") }
+    // The parser's word-at-a-time control scan agrees with the byte rule on any bytes.
+    let control8 = data.withUnsafeBytes { HTTPRequestParser.hasControl($0) }
+    if control8 != data.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) { fatalError("control scan disagrees") }
     return 0
 }

@@ -134,29 +134,36 @@ enum SigV4Time {
         let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
         let rest = seconds - days * 86400
         let (y, m, d) = civil(fromDays: days)
-        var out = [UInt8]()
-        out.reserveCapacity(16)
-        func digits(_ v: Int64, _ width: Int) {
-            var divisor: Int64 = 1
-            for _ in 1..<width { divisor *= 10 }
-            while divisor > 0 {
-                out.append(UInt8(ascii: "0") &+ UInt8(v / divisor % 10))
-                divisor /= 10
+        // Written in a stack buffer (at most a 20-character year + 12), then one String: a byte array first was an
+        // extra allocation per signature.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { out in
+            var count = 0
+            func put(_ b: UInt8) {
+                out[count] = b
+                count += 1
             }
+            func digits(_ v: Int64, _ width: Int) {
+                var divisor: Int64 = 1
+                for _ in 1..<width { divisor *= 10 }
+                while divisor > 0 {
+                    put(UInt8(ascii: "0") &+ UInt8(v / divisor % 10))
+                    divisor /= 10
+                }
+            }
+            if (0...9999).contains(y) {
+                digits(y, 4)
+            } else {
+                for b in String(y).utf8 { put(b) }  // outside four-digit years (never a real request)
+            }
+            digits(m, 2)
+            digits(d, 2)
+            put(UInt8(ascii: "T"))
+            digits(rest / 3600, 2)
+            digits(rest / 60 % 60, 2)
+            digits(rest % 60, 2)
+            put(UInt8(ascii: "Z"))
+            return String(decoding: UnsafeBufferPointer(rebasing: out[..<count]), as: UTF8.self)
         }
-        if (0...9999).contains(y) {
-            digits(y, 4)
-        } else {
-            out.append(contentsOf: String(y).utf8)  // outside four-digit years (never a real request)
-        }
-        digits(m, 2)
-        digits(d, 2)
-        out.append(UInt8(ascii: "T"))
-        digits(rest / 3600, 2)
-        digits(rest / 60 % 60, 2)
-        digits(rest % 60, 2)
-        out.append(UInt8(ascii: "Z"))
-        return String(decoding: out, as: UTF8.self)
     }
 
     private static func number(_ digits: Slice<UnsafeBufferPointer<UInt8>>) -> Int? {

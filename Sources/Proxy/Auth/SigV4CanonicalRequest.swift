@@ -82,6 +82,33 @@ struct SigV4CanonicalRequest {
         return nil
     }
 
+    /// The signer's `appendHeaders`: `fields` already have lower-case names and are sorted by name, several
+    /// values of one name in sending order, so each name's values are adjacent and no lookups are needed.
+    /// Same output as `appendHeaders(signed:from:)` for those fields. Returns the signed header names, each once.
+    mutating func appendHeaders(sorted fields: [(name: String, value: String, position: Int)]) -> [String] {
+        var names: [String] = []
+        names.reserveCapacity(fields.count)
+        for (i, field) in fields.enumerated() {
+            if i > 0, fields[i - 1].name == field.name {
+                bytes.append(UInt8(ascii: ","))
+            } else {
+                if i > 0 { bytes.append(Self.newline) }
+                bytes.appendUTF8(field.name)
+                bytes.append(UInt8(ascii: ":"))
+                names.append(field.name)
+            }
+            appendHeaderValue(field.value)
+        }
+        if !fields.isEmpty { bytes.append(Self.newline) }
+        bytes.append(Self.newline)
+        for (i, name) in names.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ";")) }
+            bytes.appendUTF8(name)
+        }
+        bytes.append(Self.newline)
+        return names
+    }
+
     /// Appends the payload hash, the last part.
     mutating func appendPayloadHash(_ payloadHash: String) {
         bytes.appendUTF8(payloadHash)

@@ -37,20 +37,19 @@ struct SigV4Signer: Sendable {
         out.append((name: "x-amz-date", value: amzDate))
         out.append((name: "x-amz-content-sha256", value: payloadHash))
 
-        var fields = HTTPFields(out)
-        fields.add("host", host)
-        var signedHeaders: [String] = []
-        signedHeaders.reserveCapacity(fields.count)
-        for field in fields {
-            let name = Self.lowercased(field.name)
-            if !signedHeaders.contains(name) { signedHeaders.append(name) }
+        // Every field sent is signed, and host: lower-case names, sorted, several values of one name in the order
+        // they are sent (the position breaks ties). One list, no lookups of each name among all fields.
+        var signed: [(name: String, value: String, position: Int)] = []
+        signed.reserveCapacity(out.count + 1)
+        signed.append((name: "host", value: host, position: -1))
+        for (position, field) in out.enumerated() {
+            signed.append((name: Self.lowercased(field.name), value: field.value, position: position))
         }
-        signedHeaders.sort()
+        signed.sort { $0.name != $1.name ? $0.name < $1.name : $0.position < $1.position }
         var canonical = SigV4CanonicalRequest(method: method)
         canonical.appendCanonical(canonicalURI)
         canonical.appendCanonical(canonicalQuery)
-        let missing = canonical.appendHeaders(signed: signedHeaders, from: fields)
-        precondition(missing == nil, "every signed header name comes from the fields themselves")
+        let signedHeaders = canonical.appendHeaders(sorted: signed)
         canonical.appendPayloadHash(payloadHash)
         let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
         let signature = SigningKeyCache.sign(stringToSign, accessKey: accessKey, secret: secretKey, scope: scope).signature

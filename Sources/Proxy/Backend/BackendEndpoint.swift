@@ -60,8 +60,16 @@ struct BackendEndpoint: Sendable, Equatable {
     /// The path-style backend path of a bucket/key, encoded once (also the SigV4 canonical URI).
     static func path(bucket: String?, key: String?) -> String {
         guard let bucket else { return "/" }
-        var path = "/" + URIEncoding.encode(bucket)
-        if let key { path += "/" + URIEncoding.encode(key, keepSlash: true) }
-        return path
+        // One buffer, one String: a String per encoded part and their concatenation were four allocations per
+        // backend request.
+        var path: [UInt8] = []
+        path.reserveCapacity(2 + bucket.utf8.count + (key?.utf8.count ?? 0) + 16)
+        path.append(UInt8(ascii: "/"))
+        URIEncoding.append(bytes: bucket.utf8, keepSlash: false, to: &path)
+        if let key {
+            path.append(UInt8(ascii: "/"))
+            URIEncoding.append(bytes: key.utf8, keepSlash: true, to: &path)
+        }
+        return String(decoding: path, as: UTF8.self)
     }
 }

@@ -49,7 +49,9 @@ struct S3RequestHandler: HTTPRequestHandler {
     /// Throws `S3ResponseAborted` only when a response was cut off after its head went out, so the server
     /// closes the connection; every other outcome is a complete response (backend answer or S3 XML error).
     func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext) throws {
-        let route = GatewayRoute.decide(method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery, headers: head.headers)
+        // Split out of the target once (each is a scan and a new String).
+        let rawPath = head.rawPath
+        let route = GatewayRoute.decide(method: head.method, rawPath: rawPath, rawQuery: head.rawQuery, headers: head.headers)
         if case .gateway(let endpoint) = route {
             gateway.serve(endpoint, head: head, response: response, context: context)
             return
@@ -57,7 +59,7 @@ struct S3RequestHandler: HTTPRequestHandler {
         // W3C trace context from the client; the span is `Span.current` for the backend client and the cipher.
         let parent = SpanContext.parse(traceparent: head.headers["traceparent"], tracestate: head.headers["tracestate"])
         let span = tracer.startSpan(head.method, kind: .server, parent: parent, attributes: [
-            ("http.request.method", .string(head.method)), ("url.path", .string(head.rawPath)),
+            ("http.request.method", .string(head.method)), ("url.path", .string(rawPath)),
             ("client.address", .string(context.remoteAddress)), ("aws.request_id", .string(context.requestID)),
         ])
         defer { span.end() }
@@ -141,14 +143,16 @@ struct S3RequestHandler: HTTPRequestHandler {
     /// may perform it. The head handlers receive carries no aws-chunked or checksum headers: the body pipeline
     /// consumes them (`PayloadDeclaration`).
     func authenticate(_ head: HTTPRequestHead, context: RequestContext) throws -> S3Request {
-        let address = try S3RequestAddress.resolve(rawPath: head.rawPath, host: head.headers["Host"], baseDomains: baseDomains)
-        guard var query = QueryString.parse(head.rawQuery) else { throw S3Error.invalidURI() }
+        // Split out of the target once (each is a scan and a new String).
+        let rawPath = head.rawPath, rawQuery = head.rawQuery
+        let address = try S3RequestAddress.resolve(rawPath: rawPath, host: head.headers["Host"], baseDomains: baseDomains)
+        guard var query = QueryString.parse(rawQuery) else { throw S3Error.invalidURI() }
         let verification = Span.startChild("authenticate")
         defer { verification.end() }
         let identity: VerifiedRequest
         do {
             identity = try authenticator.authenticate(
-                method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery, headers: head.headers,
+                method: head.method, rawPath: rawPath, rawQuery: rawQuery, headers: head.headers,
                 virtualHostBucket: address.style == .virtualHost ? address.bucket : nil, now: now())
         } catch {
             verification.setStatus(.error(error.error.code))

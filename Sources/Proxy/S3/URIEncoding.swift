@@ -18,6 +18,12 @@ enum URIEncoding {
     static func encode<Bytes: Sequence>(bytes: Bytes, keepSlash: Bool) -> String where Bytes.Element == UInt8 {
         var out = [UInt8]()
         out.reserveCapacity(bytes.underestimatedCount)
+        append(bytes: bytes, keepSlash: keepSlash, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `encode`, appended to a byte buffer (a path built in one buffer, not from a String per part).
+    static func append<Bytes: Sequence>(bytes: Bytes, keepSlash: Bool, to out: inout [UInt8]) where Bytes.Element == UInt8 {
         for b in bytes {
             if isUnreserved(b) || (keepSlash && b == UInt8(ascii: "/")) {
                 out.append(b)
@@ -27,7 +33,6 @@ enum URIEncoding {
                 out.append(hexDigits[Int(b & 0x0f)])
             }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     static func encode(_ string: String, keepSlash: Bool = false) -> String {

@@ -567,12 +567,16 @@ private final class CurlEasy: @unchecked Sendable {
         let h = handle
         func set(_ option: CURLoption, _ value: Int) { _ = ccurl_setopt_long(h, option, value) }
 
-        _ = ccurl_setopt_str(h, CURLOPT_URL, request.url)
+        // Strings go to libcurl (which copies them) through `withCString`: passing a String as a `char *` argument
+        // copies a small one (up to 15 bytes: the empty "no proxy" values on every request) to the heap first.
+        func set(_ option: CURLoption, _ value: String) { _ = value.withCString { ccurl_setopt_str(h, option, $0) } }
+
+        set(CURLOPT_URL, request.url)
         if let proxy = configuration.proxies.choice(forURL: request.url) {
             // The environment's choice, read once (ProxyEnvironment): libcurl would otherwise read five or six
             // variables per transfer. It still matches the exclusion list against the request's host.
-            _ = ccurl_setopt_str(h, CURLOPT_PROXY, proxy.proxy)
-            _ = ccurl_setopt_str(h, CURLOPT_NOPROXY, proxy.noProxy)
+            set(CURLOPT_PROXY, proxy.proxy)
+            set(CURLOPT_NOPROXY, proxy.noProxy)
         }
         set(CURLOPT_NOSIGNAL, 1)
         if freshConnection { set(CURLOPT_FRESH_CONNECT, 1) }
@@ -629,7 +633,7 @@ private final class CurlEasy: @unchecked Sendable {
             set(CURLOPT_HTTPGET, 1)
         }
         if !(method == "GET" && !hasBody) && !(method == "PUT" && hasBody) && method != "HEAD" {
-            _ = ccurl_setopt_str(h, CURLOPT_CUSTOMREQUEST, method)
+            set(CURLOPT_CUSTOMREQUEST, method)
         }
         if !hasBody && (method == "PUT" || method == "POST") {
             // An empty body still needs its Content-Length: 0.

@@ -103,6 +103,7 @@ public struct HTTPRequestParser: Sendable {
     private var target = ""
     private var minorVersion = 1
     private var fields: [(name: String, value: String)] = []
+    private var framingFields = FramingFields()
     private var bodyTotal: Int64 = 0
     /// Trailer fields of a chunked body, available after `.end`.
     public private(set) var trailers = HTTPFields()
@@ -120,6 +121,7 @@ public struct HTTPRequestParser: Sendable {
         headerBytes = 0
         trailerBytes = 0
         fields = []
+        framingFields = FramingFields()
         bodyTotal = 0
         trailers = HTTPFields()
     }
@@ -193,12 +195,25 @@ public struct HTTPRequestParser: Sendable {
                 let found = memchr(base + i, 0x0A, rest)
                 let end = found.map { UnsafeRawPointer($0) - base + 1 } ?? input.count
                 try checkLineLimit(adding: end - i)
+                if found != nil && line.isEmpty {
+                    // The whole line is in the input (the common case): parsed where it lies, not copied.
+                    let event = try completeLine(UnsafeRawBufferPointer(rebasing: input[i..<end]))
+                    i = end
+                    if let event { return (i, event) }
+                    continue
+                }
                 line.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<end]))
                 i = end
                 if found == nil { return (i, .needMore) }
-                let event = try completeLine()
-                line.removeAll(keepingCapacity: true)
-                if let event { return (i, event) }
+                // A line that arrived in pieces: parsed from `line`, moved out so `completeLine` may mutate self.
+                var buffered: [UInt8] = []
+                swap(&buffered, &line)
+                let result = buffered.withUnsafeBytes { bytes in
+                    Result { () throws(HTTPParseError) in try completeLine(bytes) }
+                }
+                buffered.removeAll(keepingCapacity: true)
+                swap(&buffered, &line)
+                if let event = try result.get() { return (i, event) }
             case .body(let remaining):
                 let n = Int(min(Int64(min(input.count - i, maxBody)), remaining))
                 advanceBody(Int64(n))
@@ -251,12 +266,15 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
-    /// Handles the complete line in `line` (LF included).
-    private mutating func completeLine() throws(HTTPParseError) -> HTTPParserEvent? {
+    /// Handles one complete line (LF included), wherever it lies: in the caller's input or in `line`.
+    /// Byte-level over the raw buffer: one pass per check, no copies; strings only for what the head keeps.
+    private mutating func completeLine(_ line: UnsafeRawBufferPointer) throws(HTTPParseError) -> HTTPParserEvent? {
         let count = line.count
         guard count >= 2, line[count - 2] == 0x0D else { throw .bad("bare LF in message framing") }
-        let content = line[0..<(count - 2)]
-        if content.contains(0x0D) { throw .bad("bare CR in message framing") }
+        let content = UnsafeRawBufferPointer(rebasing: line[0..<(count - 2)])
+        if !content.isEmpty, memchr(content.baseAddress!, 0x0D, content.count) != nil {
+            throw .bad("bare CR in message framing")
+        }
         switch state {
         case .requestLine:
             if content.isEmpty {
@@ -271,15 +289,18 @@ public struct HTTPRequestParser: Sendable {
         case .headers:
             headerBytes += count
             if content.isEmpty { return .head(try finishHead()) }
-            let field = try parseField(content)
+            let field = try Self.parseField(content)
             if fields.count >= limits.maxHeaderFields {
                 throw HTTPParseError(status: 431, code: "RequestHeaderSectionTooLarge",
                                      message: "more than \(limits.maxHeaderFields) header fields")
             }
-            fields.append(field)
+            if let kind = field.framing { framingFields.note(kind, field.value) }
+            // One allocation for a typical head instead of a doubling series.
+            if fields.isEmpty { fields.reserveCapacity(16) }
+            fields.append((name: field.name, value: field.value))
             return nil
         case .chunkSizeLine:
-            let size = try parseChunkSize(content)
+            let size = try Self.parseChunkSize(content)
             if size == 0 {
                 state = .trailers
                 return nil
@@ -295,7 +316,7 @@ public struct HTTPRequestParser: Sendable {
                 state = .done
                 return .end
             }
-            let field = try parseField(content)
+            let field = try Self.parseField(content)
             if trailers.count >= limits.maxHeaderFields {
                 throw HTTPParseError(status: 431, code: "RequestHeaderSectionTooLarge", message: "too many trailer fields")
             }
@@ -310,22 +331,29 @@ public struct HTTPRequestParser: Sendable {
         HTTPParseError(status: 413, code: "EntityTooLarge", message: "request body larger than \(limits.maxBodyBytes) bytes")
     }
 
-    private mutating func parseRequestLine(_ content: ArraySlice<UInt8>) throws(HTTPParseError) {
-        guard let sp1 = content.firstIndex(of: 0x20) else { throw .bad("malformed request line") }
-        let rest = content[(sp1 + 1)...]
-        guard let sp2 = rest.firstIndex(of: 0x20) else { throw .bad("malformed request line") }
-        let methodBytes = content[content.startIndex..<sp1]
-        let targetBytes = content[(sp1 + 1)..<sp2]
-        let versionBytes = content[(sp2 + 1)...]
-        guard !methodBytes.isEmpty, methodBytes.allSatisfy(HTTPRequestParser.isToken) else {
-            throw .bad("invalid method")
+    private mutating func parseRequestLine(_ content: UnsafeRawBufferPointer) throws(HTTPParseError) {
+        guard let sp1 = Self.index(of: 0x20, in: content, from: 0),
+              let sp2 = Self.index(of: 0x20, in: content, from: sp1 + 1)
+        else { throw .bad("malformed request line") }
+        let methodBytes = UnsafeRawBufferPointer(rebasing: content[0..<sp1])
+        let targetBytes = UnsafeRawBufferPointer(rebasing: content[(sp1 + 1)..<sp2])
+        let v = UnsafeRawBufferPointer(rebasing: content[(sp2 + 1)...])
+        guard !methodBytes.isEmpty, Self.allTokens(methodBytes) else { throw .bad("invalid method") }
+        guard !targetBytes.isEmpty else { throw .bad("invalid request target") }
+        var seen: UInt8 = 0
+        for b in targetBytes {
+            if b <= 0x20 || b == 0x7F { throw .bad("invalid request target") }
+            seen |= b
         }
-        guard !targetBytes.isEmpty, targetBytes.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
-            throw .bad("invalid request target")
+        let t: String
+        if seen < 0x80 {
+            // All ASCII, hence valid UTF-8: no validating decode needed.
+            t = String(decoding: targetBytes, as: UTF8.self)
+        } else {
+            guard let valid = String(validating: targetBytes, as: UTF8.self) else { throw .bad("request target is not UTF-8") }
+            t = valid
         }
-        guard let t = String(validating: targetBytes, as: UTF8.self) else { throw .bad("request target is not UTF-8") }
-        let v = Array(versionBytes)
-        guard v.count == 8, v[0..<5] == Array("HTTP/".utf8)[...], v[6] == 0x2E,
+        guard v.count == 8, v[0] == 0x48, v[1] == 0x54, v[2] == 0x54, v[3] == 0x50, v[4] == 0x2F, v[6] == 0x2E,
               (0x30...0x39).contains(v[5]), (0x30...0x39).contains(v[7])
         else { throw .bad("malformed HTTP version") }
         guard v[5] == 0x31 else {
@@ -336,40 +364,42 @@ public struct HTTPRequestParser: Sendable {
         minorVersion = v[7] == 0x30 ? 0 : 1
     }
 
-    private func parseField(_ content: ArraySlice<UInt8>) throws(HTTPParseError) -> (name: String, value: String) {
-        let first = content[content.startIndex]
+    /// One `name: value` line (CRLF removed), value trimmed, and whether the name is one that decides framing.
+    private static func parseField(_ content: UnsafeRawBufferPointer) throws(HTTPParseError)
+        -> (name: String, value: String, framing: FramingField?)
+    {
+        let first = content[0]
         if first == 0x20 || first == 0x09 { throw .bad("obsolete line folding is not allowed") }
-        guard let colon = content.firstIndex(of: 0x3A) else { throw .bad("header field without a colon") }
-        let nameBytes = content[content.startIndex..<colon]
-        guard !nameBytes.isEmpty else { throw .bad("empty header field name") }
-        let last = nameBytes[nameBytes.index(before: nameBytes.endIndex)]
+        guard let colon = index(of: 0x3A, in: content, from: 0) else { throw .bad("header field without a colon") }
+        guard colon > 0 else { throw .bad("empty header field name") }
+        let last = content[colon - 1]
         if last == 0x20 || last == 0x09 { throw .bad("whitespace before the colon of a header field") }
-        guard nameBytes.allSatisfy(HTTPRequestParser.isToken) else { throw .bad("invalid header field name") }
-        var lo = colon + 1, hi = content.endIndex
+        let nameBytes = UnsafeRawBufferPointer(rebasing: content[0..<colon])
+        guard allTokens(nameBytes) else { throw .bad("invalid header field name") }
+        var lo = colon + 1, hi = content.count
         while lo < hi, content[lo] == 0x20 || content[lo] == 0x09 { lo += 1 }
         while hi > lo, content[hi - 1] == 0x20 || content[hi - 1] == 0x09 { hi -= 1 }
-        let valueBytes = content[lo..<hi]
-        for b in valueBytes where (b < 0x20 && b != 0x09) || b == 0x7F {
-            throw .bad("control character in a header field value")
-        }
-        return (String(decoding: nameBytes, as: UTF8.self), String(decoding: valueBytes, as: UTF8.self))
+        let valueBytes = UnsafeRawBufferPointer(rebasing: content[lo..<hi])
+        if hasControl(valueBytes) { throw .bad("control character in a header field value") }
+        return (String(decoding: nameBytes, as: UTF8.self), String(decoding: valueBytes, as: UTF8.self),
+                FramingField(name: nameBytes))
     }
 
-    private func parseChunkSize(_ content: ArraySlice<UInt8>) throws(HTTPParseError) -> Int64 {
+    private static func parseChunkSize(_ content: UnsafeRawBufferPointer) throws(HTTPParseError) -> Int64 {
         var value: Int64 = 0
-        var i = content.startIndex
-        while i < content.endIndex, let d = HTTPRequestParser.hexValue(content[i]) {
+        var i = 0
+        while i < content.count, let d = hexValue(content[i]) {
             if value > (Int64.max >> 4) { throw .bad("chunk size overflows") }
             value = value << 4 | Int64(d)
             i += 1
         }
-        guard i > content.startIndex else { throw .bad("missing chunk size") }
+        guard i > 0 else { throw .bad("missing chunk size") }
         // Only BWS and `;`-introduced extensions may follow; extensions are ignored.
         var j = i
-        while j < content.endIndex, content[j] == 0x20 || content[j] == 0x09 { j += 1 }
-        if j < content.endIndex {
+        while j < content.count, content[j] == 0x20 || content[j] == 0x09 { j += 1 }
+        if j < content.count {
             guard content[j] == 0x3B else { throw .bad("invalid chunk size") }
-            for b in content[j...] where (b < 0x20 && b != 0x09) || b == 0x7F {
+            for b in UnsafeRawBufferPointer(rebasing: content[j...]) where (b < 0x20 && b != 0x09) || b == 0x7F {
                 throw .bad("control character in a chunk extension")
             }
         } else if j != i {
@@ -379,18 +409,17 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private mutating func finishHead() throws(HTTPParseError) -> HTTPParsedHead {
-        let headers = HTTPFields(fields)
+        let noted = framingFields
         if minorVersion == 1 {
-            let hosts = headers.values("Host")
-            if hosts.count != 1 { throw .bad(hosts.isEmpty ? "missing Host header" : "more than one Host header") }
+            if noted.hosts != 1 { throw .bad(noted.hosts == 0 ? "missing Host header" : "more than one Host header") }
         }
         var connectionTokens: [String] = []
-        for v in headers.values("Connection") { connectionTokens += HTTPRequestParser.tokens(v) }
+        for v in noted.connection { connectionTokens += HTTPRequestParser.tokens(v) }
         let close = connectionTokens.contains("close")
         let keepAlive = minorVersion == 1 ? !close : (connectionTokens.contains("keep-alive") && !close)
 
-        let te = headers.values("Transfer-Encoding")
-        let cl = headers.values("Content-Length")
+        let te = noted.transferEncoding
+        let cl = noted.contentLength
         let framing: HTTPBodyFraming
         if !te.isEmpty {
             if !cl.isEmpty { throw .bad("both Transfer-Encoding and Content-Length") }
@@ -404,11 +433,11 @@ public struct HTTPRequestParser: Sendable {
             state = .chunkSizeLine
         } else if !cl.isEmpty {
             guard cl.count == 1 else { throw .bad("more than one Content-Length") }
-            let bytes = Array(cl[0].utf8)
-            guard !bytes.isEmpty, bytes.count <= 18, bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            let digits = cl[0].utf8
+            guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
                 throw .bad("invalid Content-Length")
             }
-            let n = bytes.reduce(Int64(0)) { $0 * 10 + Int64($1 - 0x30) }
+            let n = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 0x30) }
             if n > limits.maxBodyBytes { throw tooLarge() }
             framing = .length(n)
             state = n == 0 ? .endPending : .body(remaining: n)
@@ -417,10 +446,94 @@ public struct HTTPRequestParser: Sendable {
             state = .endPending
         }
         let expects = minorVersion == 1 && framing != .none
-            && headers.values("Expect").contains { $0.caseInsensitiveEquals("100-continue") }
-        let head = HTTPRequestHead(method: method, target: target, headers: headers, minorVersion: minorVersion)
+            && noted.expect.contains { $0.caseInsensitiveEquals("100-continue") }
+        let head = HTTPRequestHead(method: method, target: target, headers: HTTPFields(fields), minorVersion: minorVersion)
         fields = []
         return HTTPParsedHead(head: head, framing: framing, keepAlive: keepAlive, expectsContinue: expects)
+    }
+
+    /// The header fields that decide framing, noted while the fields are parsed so that the
+    /// end of the head needs no lookups over all fields (arrays stay empty, unallocated, when absent).
+    struct FramingFields: Sendable {
+        var hosts = 0
+        var connection: [String] = []
+        var transferEncoding: [String] = []
+        var contentLength: [String] = []
+        var expect: [String] = []
+
+        mutating func note(_ kind: FramingField, _ value: String) {
+            switch kind {
+            case .host: hosts += 1
+            case .connection: connection.append(value)
+            case .transferEncoding: transferEncoding.append(value)
+            case .contentLength: contentLength.append(value)
+            case .expect: expect.append(value)
+            }
+        }
+    }
+
+    enum FramingField: Sendable, Equatable {
+        case host, connection, transferEncoding, contentLength, expect
+
+        /// Recognises a (validated token) field name, ASCII case-insensitively.
+        init?(name: UnsafeRawBufferPointer) {
+            switch name.count {
+            case 4 where Self.spells(name, "host"): self = .host
+            case 6 where Self.spells(name, "expect"): self = .expect
+            case 10 where Self.spells(name, "connection"): self = .connection
+            case 14 where Self.spells(name, "content-length"): self = .contentLength
+            case 17 where Self.spells(name, "transfer-encoding"): self = .transferEncoding
+            default: return nil
+            }
+        }
+
+        /// Whether `name` is `lower` ignoring ASCII case. `| 0x20` folds only letters here: the other
+        /// token characters it could confuse (`-` with CR) never reach it, the name is all tchar.
+        private static func spells(_ name: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+            let l = lower.utf8Start
+            for i in 0..<name.count where name[i] | 0x20 != l[i] { return false }
+            return true
+        }
+    }
+
+    /// The first `byte` in `bytes[from...]`.
+    private static func index(of byte: UInt8, in bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        var i = from
+        while i < bytes.count {
+            if bytes[i] == byte { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Whether `bytes` hold a control character other than HT, or DEL (RFC 9110 field-value). Eight bytes at a
+    /// time, since every request carries a ~200-byte Authorization value: a word with no byte below 0x20 and none
+    /// equal to 0x7F is passed whole (the classic "has a byte less than n" test, exact as a yes/no); from the first
+    /// word that may hold one (a tab, say), the rest is checked byte by byte.
+    static func hasControl(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        if let base = bytes.baseAddress {
+            while i + 8 <= bytes.count {
+                let word = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let below20 = (word &- ones &* 0x20) & ~word & highs
+                let delMask = word ^ (ones &* 0x7F)
+                let del = (delMask &- ones) & ~delMask & highs
+                if below20 | del != 0 { break }
+                i += 8
+            }
+        }
+        while i < bytes.count {
+            let b = bytes[i]
+            if (b < 0x20 && b != 0x09) || b == 0x7F { return true }
+            i += 1
+        }
+        return false
+    }
+
+    private static func allTokens(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for b in bytes where !isToken(b) { return false }
+        return true
     }
 
     /// Lower-cased, trimmed, non-empty elements of a comma-separated list.
@@ -440,13 +553,12 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
-    /// RFC 9110 tchar.
+    /// RFC 9110 tchar, as two bit masks over the ASCII range (one shift and test per byte):
+    /// `!#$%&'*+-.^_`|~`, digits and letters.
     static func isToken(_ b: UInt8) -> Bool {
-        switch b {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
-        case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E: return true
-        default: return false
-        }
+        if b < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) &>> UInt64(b) & 1 == 1 }
+        if b < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) &>> UInt64(b - 64) & 1 == 1 }
+        return false
     }
 }
 

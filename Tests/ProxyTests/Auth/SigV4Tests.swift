@@ -127,6 +127,42 @@ import Testing
         #expect(range == "range")
     }
 
+    /// The signer's form (sorted, lower-case fields) writes what the verifier's lookup form writes for the same fields.
+    @Test func sortedCanonicalHeadersMatchTheLookupForm() {
+        var canonical = SigV4CanonicalRequest(method: "GET")
+        let names = canonical.appendHeaders(sorted: [
+            (name: "host", value: "h", position: -1), (name: "x-amz-meta-a", value: "  one   two\t three ", position: 0),
+            (name: "x-amz-meta-a", value: "four", position: 2), (name: "x-amz-meta-b", value: "\t ", position: 1),
+        ])
+        #expect(names == ["host", "x-amz-meta-a", "x-amz-meta-b"])
+        #expect(canonical.text == "GET\nhost:h\nx-amz-meta-a:one two three,four\nx-amz-meta-b:\n\nhost;x-amz-meta-a;x-amz-meta-b\n")
+    }
+
+    /// Every header the signer is given is signed under its lower-case name, several values of one name joined in
+    /// the order they are sent, whatever the order and case the caller used.
+    @Test func signerSignsRepeatedAndMixedCaseHeadersInSendingOrder() throws {
+        let signer = SigV4Signer(accessKey: "AKIDEXAMPLE", secretKey: "secret", region: "us-east-1")
+        let out = signer.sign(method: "PUT", canonicalURI: "/b/k", canonicalQuery: "", host: "backend:9000",
+                              headers: [(name: "X-Amz-Meta-Z", value: "2"), (name: "Content-Type", value: "text/plain"),
+                                        (name: "x-amz-meta-z", value: "1"), (name: "Host", value: "ignored")],
+                              payloadHash: "UNSIGNED-PAYLOAD", now: 1_700_000_000)
+        let authorization = try #require(out.first { $0.name == "Authorization" }?.value)
+        #expect(authorization.contains("SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-meta-z,"))
+        var fields = HTTPFields(out)
+        fields.add("host", "backend:9000")
+        var canonical = SigV4CanonicalRequest(method: "PUT")
+        canonical.appendCanonical("/b/k")
+        canonical.appendCanonical("")
+        #expect(canonical.appendHeaders(signed: ["content-type", "host", "x-amz-content-sha256", "x-amz-date", "x-amz-meta-z"],
+                                        from: fields) == nil)
+        #expect(canonical.text.contains("\nx-amz-meta-z:2,1\n"))
+        canonical.appendPayloadHash("UNSIGNED-PAYLOAD")
+        let scope = SigV4Scope(date: "20231114", region: "us-east-1", service: "s3")
+        let stringToSign = SigV4.stringToSign(amzDate: "20231114T221320Z", scope: scope, canonicalRequestHash: canonical.hash)
+        let expected = SigningKeyCache.sign(stringToSign, accessKey: "AKIDEXAMPLE", secret: "secret", scope: scope).signature
+        #expect(authorization.hasSuffix("Signature=" + Encoding.hex(expected)))
+    }
+
     /// The whole canonical request of the documented GET Object example, byte for byte.
     @Test func canonicalRequestOfDocumentedGetObject() {
         let f: HTTPFields = ["Host": "examplebucket.s3.amazonaws.com", "Range": "bytes=0-9",

@@ -20,6 +20,9 @@ import Shared
         ("/bucket/x", "s3.example.com", "bucket", "x", .path),              // the base domain itself is path style
         ("/bucket/x", "bucket.other.com", "bucket", "x", .path),
         ("/bucket/x", "[::1]:8080", "bucket", "x", .path),
+        // The path splits on the `/` byte: a combining mark after it belongs to the key, not to a "/\u{301}" Character.
+        ("/bucket/\u{301}k", "localhost", "bucket", "\u{301}k", .path),
+        ("/\u{301}k", "bucket.s3.example.com", "bucket", "\u{301}k", .virtualHost),
     ] as [(String, String, String?, String?, S3RequestAddress.Style)])
     func resolves(path: String, host: String, bucket: String?, key: String?, style: S3RequestAddress.Style) throws {
         let a = try S3RequestAddress.resolve(rawPath: path, host: host, baseDomains: Self.domains)
@@ -36,6 +39,7 @@ import Shared
         #expect(code("/bucket/%zz") == "InvalidURI")
         #expect(code("/bucket/%FF") == "InvalidURI")   // not UTF-8
         #expect(code("bucket/k") == "InvalidURI")
+        #expect(code("") == "InvalidURI")
         #expect(code("/bucket/" + String(repeating: "k", count: 1025)) == "KeyTooLongError")
         #expect(code("/bucket/" + String(repeating: "k", count: 1024)) == nil)
     }

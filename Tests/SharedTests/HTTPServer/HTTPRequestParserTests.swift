@@ -264,6 +264,71 @@ func httpParseByteByByte(_ b: [UInt8], limits: HTTPParserLimits = HTTPParserLimi
         #expect(httpParseOnce(line + "Host: h\r\n\r\n").errorStatus == nil)
     }
 
+    @Test func tokenBytesAreExactlyRFC9110TChar() {
+        let tchar = Set(httpBytes("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+        for b in 0...255 {
+            #expect(HTTPRequestParser.isToken(UInt8(b)) == tchar.contains(UInt8(b)), "byte \(b)")
+        }
+    }
+
+    @Test func framingFieldsAreRecognisedInAnyCaseAndOnlyByTheirExactName() throws {
+        let mixed = httpParseOnce("PUT /m HTTP/1.1\r\nhOsT: h\r\nCONTENT-length: 2\r\neXpEcT: 100-Continue\r\n"
+            + "connection: CLOSE\r\n\r\nok")
+        let r = try #require(mixed.requests.first)
+        #expect(r.framing == .length(2) && r.expectsContinue && !r.keepAlive && r.body == httpBytes("ok"))
+        #expect(httpParseOnce("PUT / HTTP/1.1\r\nHost: h\r\nTRANSFER-ENCODING: chunked\r\n\r\n0\r\n\r\n")
+            .requests.first?.framing == .chunked)
+        // Names of the same length that are not the framing ones, and near misses, decide nothing.
+        let lookalikes = httpParseOnce("GET / HTTP/1.1\r\nHost: h\r\nHosT-: x\r\nHOSU: x\r\nContent-Lengtx: 5\r\n"
+            + "Content_Length: 5\r\nTransfer-Encodinf: gzip\r\nExpecT1: x\r\nConnectioN2: close\r\nXost: y\r\n\r\n")
+        let l = try #require(lookalikes.requests.first)
+        #expect(lookalikes.errorStatus == nil && l.framing == .none && l.keepAlive && l.headers.count == 9)
+        #expect(httpParseOnce("GET / HTTP/1.1\r\nXost: h\r\n\r\n").errorStatus == 400)
+    }
+
+    /// Lines wholly in one input are parsed where they lie, lines cut by a read boundary from the parser's own
+    /// buffer: the same request either way, wherever the cut falls.
+    @Test func signedHeadParsesTheSameWhereverTheInputIsCut() throws {
+        let raw = "GET /bucket/k%C3%A9y?x-id=GetObject HTTP/1.1\r\nHost: gw.local:8080\r\nAccept-Encoding: identity\r\n"
+            + "x-amz-date: 20261129T120000Z\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\nAuthorization: AWS4-HMAC-SHA256 "
+            + "Credential=AK/20261129/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, "
+            + "Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n\r\n"
+        let whole = httpParseOnce(raw)
+        let r = try #require(whole.requests.first)
+        #expect(whole.errorStatus == nil && r.complete && r.headers.count == 5 && r.target == "/bucket/k%C3%A9y?x-id=GetObject")
+        let b = httpBytes(raw)
+        for cut in 1..<b.count {
+            #expect(httpParseStream([Array(b[..<cut]), Array(b[cut...])]) == whole, "split at \(cut)")
+        }
+        #expect(httpParseStream([Array(b[..<40]), Array(b[40..<41]), Array(b[41...])]) == whole)
+    }
+
+    /// The word-at-a-time control scan against the byte rule, for every byte value at every offset of a word
+    /// and either side of the word/tail boundary.
+    @Test func controlScanMatchesTheByteRule() {
+        func reference(_ b: [UInt8]) -> Bool { b.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F } }
+        for length in [1, 7, 8, 9, 16, 23] {
+            for position in 0..<length {
+                for value in 0...255 {
+                    var b = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    b[position] = UInt8(value)
+                    let found = b.withUnsafeBytes { HTTPRequestParser.hasControl($0) }
+                    #expect(found == reference(b), "length \(length), byte \(value) at \(position)")
+                }
+            }
+        }
+        // A tab first (allowed), then a control byte further on: still found.
+        let tabbed = httpBytes("a\tbcdefghijklmnop") + [0x01]
+        #expect(tabbed.withUnsafeBytes { HTTPRequestParser.hasControl($0) })
+        #expect(httpBytes("a\tbcdefghijklmnop\u{80}\u{FF}").withUnsafeBytes { HTTPRequestParser.hasControl($0) } == false)
+        #expect([UInt8]().withUnsafeBytes { HTTPRequestParser.hasControl($0) } == false)
+    }
+
+    @Test func nonASCIITargetMustBeUTF8() {
+        #expect(httpParseOnce("GET /caf\u{E9} HTTP/1.1\r\nHost: h\r\n\r\n").requests.first?.target == "/caf\u{E9}")
+        #expect(httpParseStream([httpBytes("GET /a") + [0xC3, 0x28] + httpBytes(" HTTP/1.1\r\nHost: h\r\n\r\n")]).errorStatus == 400)
+    }
+
     @Test func parserRefusesUseAfterError() {
         var p = HTTPRequestParser()
         let bad = httpBytes("BAD\r\n")
