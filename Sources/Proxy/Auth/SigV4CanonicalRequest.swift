@@ -74,11 +74,7 @@ struct SigV4CanonicalRequest {
             bytes.append(Self.newline)
         }
         bytes.append(Self.newline)
-        for (i, name) in signed.enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ";")) }
-            bytes.appendUTF8(name)
-        }
-        bytes.append(Self.newline)
+        appendSignedHeadersLine(signed)
         return nil
     }
 
@@ -101,12 +97,17 @@ struct SigV4CanonicalRequest {
         }
         if !fields.isEmpty { bytes.append(Self.newline) }
         bytes.append(Self.newline)
+        appendSignedHeadersLine(names)
+        return names
+    }
+
+    /// The signed-headers line, `a;b;c\n`, shared by both `appendHeaders` forms.
+    private mutating func appendSignedHeadersLine(_ names: [String]) {
         for (i, name) in names.enumerated() {
             if i > 0 { bytes.append(UInt8(ascii: ";")) }
             bytes.appendUTF8(name)
         }
         bytes.append(Self.newline)
-        return names
     }
 
     /// Appends the payload hash, the last part.
