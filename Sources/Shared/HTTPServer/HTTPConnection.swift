@@ -290,7 +290,9 @@ final class ConnectionBody: RequestBody {
     unowned let connection: HTTPConnection
     let declaredLength: Int64?
     let expectsContinue: Bool
-    weak var writer: ConnectionResponseWriter?
+    /// Not `weak`: a weak reference allocates a side table per request. The writer outlives every use
+    /// (`serve` holds it until after `active` is cleared; reads after that throw before touching it).
+    unowned var writer: ConnectionResponseWriter?
     var continueSent = false
     var bytesIn: Int64 = 0
     var failure: HTTPConnectionError?
