@@ -69,6 +69,8 @@ final class HTTPConnection: @unchecked Sendable {
     var end = 0
     /// The serving worker's buffer for gathering small response writes into one socket write.
     var coalescingBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    /// The serving worker's scratch (its reused response-head buffer).
+    var scratch: WorkerScratch?
     private var cachedDate: (time_t, String) = (0, "")
 
     // MARK: Between owners
@@ -163,6 +165,7 @@ final class HTTPConnection: @unchecked Sendable {
     func serveRequests(first: HTTPParsedHead, scratch: WorkerScratch, buffered: Range<Int>? = nil) -> ConnectionDisposition {
         buffer = scratch.readBuffer
         coalescingBuffer = scratch.outputBuffer
+        self.scratch = scratch
         if let buffered {
             start = buffered.lowerBound
             end = buffered.upperBound
@@ -178,6 +181,7 @@ final class HTTPConnection: @unchecked Sendable {
             if start < end { carry = Array(pending) }
             buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
             coalescingBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+            self.scratch = nil
             start = 0
             end = 0
         }
@@ -286,7 +290,9 @@ final class ConnectionBody: RequestBody {
     unowned let connection: HTTPConnection
     let declaredLength: Int64?
     let expectsContinue: Bool
-    weak var writer: ConnectionResponseWriter?
+    /// Not `weak`: a weak reference allocates a side table per request. The writer outlives every use
+    /// (`serve` holds it until after `active` is cleared; reads after that throw before touching it).
+    unowned var writer: ConnectionResponseWriter?
     var continueSent = false
     var bytesIn: Int64 = 0
     var failure: HTTPConnectionError?
@@ -405,8 +411,11 @@ final class ConnectionResponseWriter: ResponseWriter {
     var status = 0
     var bytesOut: Int64 = 0
     private var mode = Mode.noBody
-    private var pendingHead: [UInt8]?
-    private var chunkPrefix = [UInt8](repeating: 0, count: 20)
+    /// A head written but not yet sent (it goes out with the first body bytes); its bytes are in the
+    /// worker's `WorkerScratch.head`, or in `ownHead` for a connection served without one.
+    private var headPending = false
+    private var ownHead: [UInt8] = []
+    private lazy var chunkPrefix = [UInt8](repeating: 0, count: 20)
 
     init(connection: HTTPConnection, parsed: HTTPParsedHead, body: ConnectionBody, requestID: String) {
         self.connection = connection
@@ -452,29 +461,32 @@ final class ConnectionResponseWriter: ResponseWriter {
         } else {
             framing = !isHEAD && parsed.head.minorVersion == 1 ? .chunked : .omitted
         }
-        let bytes: [UInt8]
+        let connectionField: ResponseHeadEncoder.ConnectionField =
+            close ? .close : (parsed.head.minorVersion == 0 ? .keepAlive : .none)
         do {
-            bytes = try ResponseHeadEncoder.encode(
-                status: head.status, reason: HTTPReasonPhrase.reason(head.status), headers: head.headers,
-                date: c.date(), requestID: requestID, framing: framing,
-                connection: close ? .close : (parsed.head.minorVersion == 0 ? .keepAlive : .none))
+            func encode(_ out: inout [UInt8]) throws(ResponseHeadEncoder.InvalidField) {
+                out.removeAll(keepingCapacity: true)
+                try ResponseHeadEncoder.encode(
+                    into: &out, status: head.status, reason: HTTPReasonPhrase.reason(head.status), headers: head.headers,
+                    date: c.date(), requestID: requestID, framing: framing, connection: connectionField)
+            }
+            if let scratch = c.scratch { try encode(&scratch.head) } else { try encode(&ownHead) }
         } catch {
             throw HTTPConnectionError.misuse("invalid response header \(error.name)")
         }
         closeAfter = close
         status = head.status
         headWritten = true
-        pendingHead = bytes
+        headPending = true
     }
 
     /// The head has been written and sent (not just buffered for the first body bytes).
-    var headOnWire: Bool { headWritten && pendingHead == nil }
+    var headOnWire: Bool { headWritten && !headPending }
 
     /// Sends a head that is still waiting for its first body bytes.
     func flushPendingHead() throws {
-        guard let head = pendingHead else { return }
-        pendingHead = nil
-        try send([], head: head)
+        guard headPending else { return }
+        try send(head: takeHead())
     }
 
     /// Largest gathered write. libcurl hands a relayed body over in pieces of whatever it has read,
@@ -536,7 +548,6 @@ final class ConnectionResponseWriter: ResponseWriter {
     private func sendBody(_ bytes: UnsafeRawBufferPointer) throws {
         let gathered = UnsafeRawBufferPointer(rebasing: connection.coalescingBuffer[0..<coalescedCount])
         coalescedCount = 0
-        let parts = gathered.isEmpty ? [bytes] : (bytes.isEmpty ? [gathered] : [gathered, bytes])
         let total = gathered.count + bytes.count
         guard total > 0 else { return }
         let head = takeHead()
@@ -545,11 +556,11 @@ final class ConnectionResponseWriter: ResponseWriter {
             let prefixCount = HTTPReasonPhrase.chunkPrefix(total, into: &chunkPrefix)
             try chunkPrefix.withUnsafeBytes { p in
                 try HTTPReasonPhrase.crlf.withUnsafeBytes { crlf in
-                    try send([UnsafeRawBufferPointer(rebasing: p[0..<prefixCount])] + parts + [crlf], head: head)
+                    try send(head: head, UnsafeRawBufferPointer(rebasing: p[0..<prefixCount]), gathered, bytes, crlf)
                 }
             }
         default:
-            try send(parts, head: head)
+            try send(head: head, gathered, bytes)
         }
     }
 
@@ -574,26 +585,40 @@ final class ConnectionResponseWriter: ResponseWriter {
             throw HTTPConnectionError.misuse("response body shorter than its Content-Length by \(remaining) bytes")
         case .chunked:
             let head = takeHead()
-            try HTTPReasonPhrase.lastChunk.withUnsafeBytes { try send([$0], head: head) }
+            try HTTPReasonPhrase.lastChunk.withUnsafeBytes { try send(head: head, $0) }
         default:
             try flushPendingHead()
         }
         finished = true
     }
 
-    private func takeHead() -> [UInt8]? {
-        defer { pendingHead = nil }
-        return pendingHead
+    /// Whether the head goes out with the next send (it then no longer waits).
+    private func takeHead() -> Bool {
+        defer { headPending = false }
+        return headPending
     }
 
-    private func send(_ parts: [UnsafeRawBufferPointer], head: [UInt8]?) throws {
+    /// Sends the head (if `head`) and up to four pieces in one gathered write; empty pieces are skipped.
+    private func send(head: Bool, _ a: UnsafeRawBufferPointer = .init(start: nil, count: 0),
+                      _ b: UnsafeRawBufferPointer = .init(start: nil, count: 0),
+                      _ c: UnsafeRawBufferPointer = .init(start: nil, count: 0),
+                      _ d: UnsafeRawBufferPointer = .init(start: nil, count: 0)) throws {
+        func write(_ h: UnsafeRawBufferPointer) throws(SocketIOError) {
+            var parts = (h, a, b, c, d)
+            try withUnsafeBytes(of: &parts) { raw throws(SocketIOError) in
+                try connection.socket.writeAll(
+                    gathering: raw.bindMemory(to: UnsafeRawBufferPointer.self), idle: connection.config.bodyIdleTimeout)
+            }
+        }
         do {
-            if let head {
-                try head.withUnsafeBytes { h in
-                    try connection.socket.writeAll([h] + parts, idle: connection.config.bodyIdleTimeout)
+            if head {
+                if let scratch = connection.scratch {
+                    try scratch.head.withUnsafeBytes { h in try write(h) }
+                } else {
+                    try ownHead.withUnsafeBytes { h in try write(h) }
                 }
             } else {
-                try connection.socket.writeAll(parts, idle: connection.config.bodyIdleTimeout)
+                try write(UnsafeRawBufferPointer(start: nil, count: 0))
             }
         } catch let e as SocketIOError {
             broken = true

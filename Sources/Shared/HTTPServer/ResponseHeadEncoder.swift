@@ -35,12 +35,21 @@ struct ResponseHeadEncoder {
     static func encode(status: Int, reason: String, headers: HTTPFields, date: String, requestID: String,
                        framing: Framing, connection: ConnectionField) throws(InvalidField) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + headers.count * 48)
-        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        try encode(into: &out, status: status, reason: reason, headers: headers, date: date, requestID: requestID,
+                   framing: framing, connection: connection)
+        return out
+    }
+
+    /// `encode`, appended to `out` (a buffer reused from request to request keeps its capacity: no allocation).
+    /// On a thrown error `out` holds a partial head.
+    static func encode(into out: inout [UInt8], status: Int, reason: String, headers: HTTPFields, date: String,
+                       requestID: String, framing: Framing, connection: ConnectionField) throws(InvalidField) {
+        out.reserveCapacity(out.count + 256 + headers.count * 64)
+        append("HTTP/1.1 ", to: &out)
         appendDecimal(Int64(status), to: &out)
         out.append(0x20)
-        out.append(contentsOf: reason.utf8)
-        out.append(contentsOf: crlf)
+        append(reason, to: &out)
+        appendCRLF(to: &out)
         var hasDate = false, hasID = false
         for (name, value) in headers {
             let known = try check(name: name, value: value)
@@ -50,42 +59,55 @@ struct ResponseHeadEncoder {
             case .requestID: hasID = true
             case .other: break
             }
-            out.append(contentsOf: name.utf8)
+            append(name, to: &out)
             out.append(0x3A)
             out.append(0x20)
-            out.append(contentsOf: value.utf8)
-            out.append(contentsOf: crlf)
+            append(value, to: &out)
+            appendCRLF(to: &out)
         }
         if !hasDate {
-            out.append(contentsOf: "Date: ".utf8)
-            out.append(contentsOf: date.utf8)
-            out.append(contentsOf: crlf)
+            append("Date: ", to: &out)
+            append(date, to: &out)
+            appendCRLF(to: &out)
         }
         if !hasID {
-            out.append(contentsOf: "x-amz-request-id: ".utf8)
-            out.append(contentsOf: requestID.utf8)
-            out.append(contentsOf: crlf)
+            append("x-amz-request-id: ", to: &out)
+            append(requestID, to: &out)
+            appendCRLF(to: &out)
         }
         switch framing {
         case .contentLength(let n):
-            out.append(contentsOf: "Content-Length: ".utf8)
+            append("Content-Length: ", to: &out)
             appendDecimal(n, to: &out)
-            out.append(contentsOf: crlf)
+            appendCRLF(to: &out)
         case .chunked:
-            out.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+            append("Transfer-Encoding: chunked\r\n", to: &out)
         case .none, .omitted:
             break
         }
         switch connection {
-        case .close: out.append(contentsOf: "Connection: close\r\n".utf8)
-        case .keepAlive: out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        case .close: append("Connection: close\r\n", to: &out)
+        case .keepAlive: append("Connection: keep-alive\r\n", to: &out)
         case .none: break
         }
-        out.append(contentsOf: crlf)
-        return out
+        appendCRLF(to: &out)
     }
 
-    private static let crlf: [UInt8] = [0x0D, 0x0A]
+    // Appends through contiguous buffers (a memcpy each): appending a `String.UTF8View` goes through the
+    // generic sequence path, ≈ 180 instructions per piece.
+    private static func append(_ text: StaticString, to out: inout [UInt8]) {
+        text.withUTF8Buffer { out.append(contentsOf: $0) }
+    }
+
+    private static func append(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { out.append(contentsOf: $0) }
+    }
+
+    private static func appendCRLF(to out: inout [UInt8]) {
+        out.append(0x0D)
+        out.append(0x0A)
+    }
 
     /// Validates one field and says which it is.
     static func check(name: String, value: String) throws(InvalidField) -> Known {
@@ -137,7 +159,7 @@ struct ResponseHeadEncoder {
                 n /= 10
                 count += 1
             } while n > 0
-            out.append(contentsOf: d[(20 - count)...])
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(20 - count)...]).assumingMemoryBound(to: UInt8.self))
         }
     }
 }

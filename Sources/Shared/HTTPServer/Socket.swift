@@ -370,23 +370,38 @@ final class ConnectionSocket {
     /// Sends every byte of `parts`, in order, handling partial sends and EINTR.
     /// `idle` bounds each wait for the peer to accept more.
     func writeAll(_ parts: [UnsafeRawBufferPointer], idle: Duration) throws(SocketIOError) {
+        var failure: SocketIOError?
+        parts.withUnsafeBufferPointer { parts in
+            do throws(SocketIOError) { try writeAll(gathering: parts, idle: idle) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes `parts` in order, gathered (`sendmsg`; the I/O vector lives on the stack, no allocation).
+    func writeAll(gathering parts: UnsafeBufferPointer<UnsafeRawBufferPointer>, idle: Duration) throws(SocketIOError) {
         if let tls {
             try writeAllTLS(tls, parts, idle: idle)
             return
         }
-        var iov = [iovec]()
-        iov.reserveCapacity(parts.count)
-        for p in parts where p.count > 0 {
-            iov.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count))
-        }
-        var first = 0
-        while first < iov.count {
-            let n: Int = iov.withUnsafeMutableBufferPointer { buf in
-                var msg = msghdr()
-                msg.msg_iov = buf.baseAddress! + first
-                msg.msg_iovlen = buf.count - first
-                return sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+        var failure: SocketIOError?
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(1, parts.count)) { iov in
+            var count = 0
+            for p in parts where p.count > 0 {
+                iov[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: p.baseAddress), iov_len: p.count)
+                count += 1
             }
+            do throws(SocketIOError) { try sendGathered(iov, count: count, idle: idle) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    private func sendGathered(_ iov: UnsafeMutableBufferPointer<iovec>, count: Int, idle: Duration) throws(SocketIOError) {
+        var first = 0
+        while first < count {
+            var msg = msghdr()
+            msg.msg_iov = iov.baseAddress! + first
+            msg.msg_iovlen = count - first
+            let n = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
             if n < 0 {
                 let e = errno
                 switch e {
@@ -398,7 +413,7 @@ final class ConnectionSocket {
                 continue
             }
             var sent = n
-            while sent > 0, first < iov.count {
+            while sent > 0, first < count {
                 if sent >= iov[first].iov_len {
                     sent -= iov[first].iov_len
                     first += 1
@@ -413,7 +428,8 @@ final class ConnectionSocket {
 
     /// TLS has no gathered write: small pieces (a head and a short body) are joined so they
     /// travel in one record; large ones are written as they are.
-    private func writeAllTLS(_ tls: TLSStream, _ parts: [UnsafeRawBufferPointer], idle: Duration) throws(SocketIOError) {
+    private func writeAllTLS(_ tls: TLSStream, _ parts: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+                             idle: Duration) throws(SocketIOError) {
         let total = parts.reduce(0) { $0 + $1.count }
         if parts.count > 1 && total <= 16 * 1024 {
             var joined = [UInt8]()

@@ -30,6 +30,15 @@ import Synchronization
 ///   connection is registered (`PoolGrowth.exitsWhenIdle`); `stop` comes after every connection left.
 /// The counters behind it (`waiting`, `registered`, `watcherState`) are sequentially consistent: each side
 /// writes its own counter, then reads the other's, so at least one of two racing sides sees the other.
+///
+/// **Back to the wait without the lock.** A thread that served a ready connection goes straight back to
+/// `epoll_wait` unless a job is queued: it counts itself in `waiting`, then reads `queuedJobs`; `submit`
+/// counts its job in `queuedJobs`, then reads `waiting` (all sequentially consistent, the same pairing as
+/// above). So either the thread sees the job and takes it under the lock, or `submit` sees the thread
+/// waiting and rings the bell for it (or, when the waiters are claimed by earlier jobs, starts or watches
+/// as for any busy pool): no job is left queued while the thread sleeps. A thread that counted itself and
+/// then leaves for the job uncounts itself, and if that leaves nobody waiting it acts as any last waiter
+/// leaving for work (`noWaiter`): a `register` may have seen it counted.
 final class WorkerPool: @unchecked Sendable {
     typealias Job = () -> Void
 
@@ -60,6 +69,12 @@ final class WorkerPool: @unchecked Sendable {
     private var stopping = false
     private var bellRung = false
     private let watcherCondition: UnsafeMutablePointer<pthread_cond_t>
+    /// Jobs in `queue` (mirrors `queue.count - queueHead`; written under `mutex`, read without it by a thread
+    /// on its way back to the wait, see the type's comment).
+    private let queuedJobs = Atomic<Int>(0)
+    /// Test hook: runs on a pool thread that served a ready connection, after it counted itself waiting
+    /// and before it looks for queued jobs (the window `submit` races with). Set before anything is served.
+    var beforeLookingForJobs: (() -> Void)?
     /// Waits on the ready set that ended with nothing ready (for tests: an idle thread's decision to end
     /// or to stay has been taken, under `mutex`, by the time this counts it).
     private var idleTimeouts = 0
@@ -180,8 +195,12 @@ final class WorkerPool: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         let queued = queue.count - queueHead
         queue.append(job)
+        // Counted, then `waiting` read: pairs with a thread going back to the wait without the lock (see
+        // the type's comment).
+        queuedJobs.store(queued + 1, ordering: .sequentiallyConsistent)
         var spawn = false
-        switch growth.onSubmit(threads: threads, waiting: waiting.load(ordering: .relaxed), queued: queued) {
+        switch growth.onSubmit(threads: threads, waiting: waiting.load(ordering: .sequentiallyConsistent),
+                               queued: queued) {
         case .ring:
             ringBell()
         case .startThread:
@@ -322,6 +341,7 @@ final class WorkerPool: @unchecked Sendable {
             queue.removeFirst(queueHead)
             queueHead = 0
         }
+        queuedJobs.store(queue.count - queueHead, ordering: .sequentiallyConsistent)
         started.add(1, ordering: .relaxed)
         busy.add(1, ordering: .relaxed)
         return job
@@ -377,25 +397,35 @@ final class WorkerPool: @unchecked Sendable {
                 continue
             }
             if stopping { break }
-            // Counted under the lock: a submit that sees no waiter starts a thread instead of ringing.
+            // Counted before the look `submit` pairs with: a submit that sees no waiter starts a thread
+            // instead of ringing.
             waiting.add(1, ordering: .sequentiallyConsistent)
             pthread_mutex_unlock(mutex)
             var event = clinux_epoll_event()
-            let n = clinux_epoll_wait(readySet, &event, 1, idleMilliseconds)
-            let left = waiting.subtract(1, ordering: .sequentiallyConsistent).newValue
-            if n == 1 && event.data != Self.bellID, let serve = readyHandler {
+            var n: Int32
+            var left: Int
+            var forJob = false
+            while true {
+                n = clinux_epoll_wait(readySet, &event, 1, idleMilliseconds)
+                left = waiting.subtract(1, ordering: .sequentiallyConsistent).newValue
+                guard n == 1 && event.data != Self.bellID, let serve = readyHandler else { break }
                 started.add(1, ordering: .relaxed)
                 busy.add(1, ordering: .relaxed)
                 if left == 0 { noWaiter(.threadLeft) }
                 serve(event.data)
                 busy.subtract(1, ordering: .relaxed)
-                pthread_mutex_lock(mutex)
-                continue
+                // Back to the wait without the lock unless a job is queued (see the type's comment).
+                waiting.add(1, ordering: .sequentiallyConsistent)
+                beforeLookingForJobs?()
+                if queuedJobs.load(ordering: .sequentiallyConsistent) == 0 { continue }
+                left = waiting.subtract(1, ordering: .sequentiallyConsistent).newValue
+                forJob = true
+                break
             }
             pthread_mutex_lock(mutex)
-            if n == 1 {
-                // The bell: the job is taken at the top of the loop. The last waiter leaves for it as for a
-                // connection's event (a job may block as long as any request).
+            if n == 1 || forJob {
+                // The bell, or a job seen on the way back: the job is taken at the top of the loop. The last
+                // waiter leaves for it as for a connection's event (a job may block as long as any request).
                 if left == 0 && queueHead < queue.count && noWaiterLocked(.threadLeft) {
                     pthread_mutex_unlock(mutex)
                     startThread()

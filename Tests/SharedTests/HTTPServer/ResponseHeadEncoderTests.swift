@@ -24,6 +24,21 @@ import Testing
         #expect(try text([:], framing: .contentLength(0)).contains("Content-Length: 0\r\n"))
     }
 
+    /// Encoding into a reused buffer appends to what it holds (the writer empties it first, keeping its
+    /// capacity); non-ASCII values (bridged or not) come out as their UTF-8 bytes.
+    @Test func encodingIntoABufferAppendsTheSameBytes() throws {
+        let headers: HTTPFields = ["Content-Type": "text/plain", "x-amz-meta-name": "Zoë"]
+        let fresh = try E.encode(status: 404, reason: "Not Found", headers: headers, date: "D", requestID: "R",
+                                 framing: .chunked, connection: .close)
+        var out = Array("previous".utf8)
+        try E.encode(into: &out, status: 404, reason: "Not Found", headers: headers, date: "D", requestID: "R",
+                     framing: .chunked, connection: .close)
+        #expect(out == Array("previous".utf8) + fresh)
+        #expect(String(decoding: fresh, as: UTF8.self) == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+            + "x-amz-meta-name: Zoë\r\nDate: D\r\nx-amz-request-id: R\r\nTransfer-Encoding: chunked\r\n"
+            + "Connection: close\r\n\r\n")
+    }
+
     @Test func theHandlersDateAndIDWinAndItsFramingFieldsAreDropped() throws {
         let out = try text(["date": "d", "X-Amz-Request-Id": "mine", "content-LENGTH": "99",
                             "Transfer-Encoding": "gzip", "CONNECTION": "upgrade", "x-amz-meta-a": "b"])

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 import Synchronization
@@ -145,5 +146,77 @@ struct PoolGrowthTests {
         #expect(waitUntil { done.load(ordering: .sequentiallyConsistent) == 50 })
         #expect(order.withLock { $0 } == Array(0..<50))
         pool.stop()
+    }
+
+    /// An eventfd in `pool`'s ready set standing in for a parked connection (epoll data `id`, armed once).
+    private func fakeConnection(in pool: WorkerPool, id: UInt64) -> Int32 {
+        let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        _ = clinux_epoll_ctl(pool.readySet, EPOLL_CTL_ADD, fd, clinux_epollin() | clinux_epolloneshot(), id)
+        return fd
+    }
+
+    private func makeReady(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = write(fd, &one, 8)
+    }
+
+    /// A job submitted while the thread that served a ready connection is on its way back to the wait (the
+    /// window between counting itself waiting and looking for jobs) runs: either the thread sees it, or
+    /// `submit` sees the thread waiting and rings for it. With one thread at most, `submit` can neither
+    /// start nor grow one, so looking before counting would leave the job queued while the thread sleeps.
+    @Test func aJobSubmittedAsAThreadGoesBackToTheWaitRuns() {
+        let pool = WorkerPool(name: "test-pool", maxThreads: 1, eagerThreads: 1, idleExit: .seconds(60))
+        let served = Atomic<Int>(0)
+        pool.readyHandler = { _ in served.add(1, ordering: .sequentiallyConsistent) }
+        let ran = Atomic<Bool>(false)
+        let hooked = Atomic<Bool>(false)
+        pool.beforeLookingForJobs = {
+            if !hooked.exchange(true, ordering: .sequentiallyConsistent) {
+                pool.submit { ran.store(true, ordering: .sequentiallyConsistent) }
+            }
+        }
+        pool.submit {}  // starts the thread
+        #expect(waitUntil { pool.waitingCount == 1 })
+        let fd = fakeConnection(in: pool, id: 1)
+        makeReady(fd)
+        #expect(waitUntil { ran.load(ordering: .sequentiallyConsistent) })
+        #expect(served.load(ordering: .sequentiallyConsistent) == 1)
+        pool.stop()
+        close(fd)
+    }
+
+    /// A thread on its way back to the wait that leaves again for a queued job, as the last waiter, keeps
+    /// the liveness invariant: a connection registered while it was counted waiting (so `register` did not
+    /// act) is still served while the job blocks, by a thread the growth watcher adds.
+    @Test func leavingForAJobOnTheWayBackStillGetsParkedConnectionsServed() {
+        let pool = WorkerPool(name: "test-pool", maxThreads: 3, eagerThreads: 1, growthDelay: .milliseconds(2),
+                              idleExit: .seconds(60))
+        let servedB = Atomic<Bool>(false)
+        pool.readyHandler = { id in
+            if id == 2 { servedB.store(true, ordering: .sequentiallyConsistent) }
+        }
+        let gate = Gate()
+        let hooked = Atomic<Bool>(false)
+        let b = Atomic<Int32>(-1)
+        pool.beforeLookingForJobs = {
+            guard !hooked.exchange(true, ordering: .sequentiallyConsistent) else { return }
+            pool.register()  // sees this thread counted waiting: no watcher, no thread
+            let fd = fakeConnection(in: pool, id: 2)
+            b.store(fd, ordering: .sequentiallyConsistent)
+            pool.submit { gate.job() }  // rings for this thread, which takes it and blocks
+            makeReady(fd)
+        }
+        pool.submit {}  // starts the thread
+        #expect(waitUntil { pool.waitingCount == 1 })
+        let a = fakeConnection(in: pool, id: 1)  // not registered: leaving the wait for it starts no watcher
+        makeReady(a)
+        #expect(waitUntil { gate.entered.load(ordering: .sequentiallyConsistent) == 1 })
+        #expect(waitUntil { servedB.load(ordering: .sequentiallyConsistent) })
+        gate.open.store(true, ordering: .sequentiallyConsistent)
+        #expect(waitUntil { gate.finished.load(ordering: .sequentiallyConsistent) == 1 })
+        pool.unregister()
+        pool.stop()
+        close(a)
+        close(b.load(ordering: .sequentiallyConsistent))
     }
 }
