@@ -132,7 +132,7 @@ struct RequestAuthenticator: Sendable {
     func authenticate(method: String, rawPath: String, rawQuery: String?, headers: HTTPFields,
                       virtualHostBucket: String? = nil, now: Int64) throws(AuthenticationFailure) -> VerifiedRequest {
         var authorization: String?
-        for field in headers.entries where field.name.caseInsensitiveEquals("authorization") {
+        for field in headers.entries where field.name.utf8.count == 13 && field.name.caseInsensitiveEquals("authorization") {
             guard authorization == nil else {
                 throw .malformed(S3Error.authorizationHeaderMalformed("more than one Authorization header"))
             }

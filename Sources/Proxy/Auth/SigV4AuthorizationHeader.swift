@@ -117,10 +117,12 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
     }
 
     private static func parseSignedHeaders(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> [String] {
-        guard !bytes.isEmpty, bytes.count(where: { $0 == UInt8(ascii: ";") }) < maxSignedHeaders else {
+        let separators = bytes.count(where: { $0 == UInt8(ascii: ";") })
+        guard !bytes.isEmpty, separators < maxSignedHeaders else {
             throw S3Error.authorizationHeaderMalformed("SignedHeaders must list 1 to \(maxSignedHeaders) headers")
         }
         var names: [String] = []
+        names.reserveCapacity(separators + 1)  // one allocation, not one per doubling
         var start = 0
         while start <= bytes.count {
             let end = index(of: UInt8(ascii: ";"), in: bytes, from: start, to: bytes.count) ?? bytes.count

@@ -65,7 +65,8 @@ struct SigV4CanonicalRequest {
             bytes.appendUTF8(name)
             bytes.append(UInt8(ascii: ":"))
             var found = false
-            for field in headers.entries where field.name.caseInsensitiveEquals(name) {
+            let length = name.utf8.count
+            for field in headers.entries where field.name.utf8.count == length && field.name.caseInsensitiveEquals(name) {
                 if found { bytes.append(UInt8(ascii: ",")) }
                 found = true
                 appendHeaderValue(field.value)

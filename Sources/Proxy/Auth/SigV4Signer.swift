@@ -32,8 +32,10 @@ struct SigV4Signer: Sendable {
               headers: [(name: String, value: String)], payloadHash: String, now: Int64) -> [(name: String, value: String)] {
         let amzDate = SigV4Time.formatAmzDate(now)
         let scope = SigV4Scope(date: String(decoding: amzDate.utf8.prefix(8), as: UTF8.self), region: region, service: service)
-        var out = headers.filter { !Self.isSetBySigner($0.name) }
-        out.reserveCapacity(out.count + 3)
+        // Room for the three headers added below in the one allocation.
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(headers.count + 3)
+        for field in headers where !Self.isSetBySigner(field.name) { out.append(field) }
         out.append((name: "x-amz-date", value: amzDate))
         out.append((name: "x-amz-content-sha256", value: payloadHash))
 

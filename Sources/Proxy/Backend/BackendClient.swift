@@ -49,8 +49,9 @@ final class BackendClient: Sendable {
     static let serverOwnedResponseHeaders: Set<String> = ["x-amz-request-id", "date", "server"]
 
     /// End-to-end request headers to send on: everything but hop-by-hop, `Connection`-named and client-auth headers.
-    static func forwardableRequestHeaders(_ headers: HTTPFields) -> [(name: String, value: String)] {
-        endToEnd(headers.entries, dropping: droppedRequestHeaders)
+    /// `reserving` leaves room for that many more fields (the trace context) in the same allocation.
+    static func forwardableRequestHeaders(_ headers: HTTPFields, reserving extra: Int = 0) -> [(name: String, value: String)] {
+        endToEnd(headers.entries, dropping: droppedRequestHeaders, reserving: extra)
     }
 
     /// End-to-end response headers to send back to the client (framing is set from Content-Length).
@@ -63,15 +64,15 @@ final class BackendClient: Sendable {
 
     /// `headers` without `dropped`, `proxy-…` and the fields the `Connection` header names. Runs on every
     /// request and answer, so names are compared in place, each only with the dropped names of its length.
-    private static func endToEnd(_ headers: [(name: String, value: String)], dropping dropped: HeaderNameSet)
-        -> [(name: String, value: String)]
+    private static func endToEnd(_ headers: [(name: String, value: String)], dropping dropped: HeaderNameSet,
+                                 reserving extra: Int = 0) -> [(name: String, value: String)]
     {
         var connectionTokens: [String] = []
         for header in headers where header.name.utf8.count == 10 && header.name.caseInsensitiveEquals("connection") {
             appendListElements(header.value, to: &connectionTokens)
         }
         var kept: [(name: String, value: String)] = []
-        kept.reserveCapacity(headers.count)
+        kept.reserveCapacity(headers.count + extra)
         for header in headers {
             let n = header.name
             if dropped.contains(n) || hasProxyPrefix(n) { continue }

@@ -186,7 +186,7 @@ extension BackendClient {
 
     private func outgoingRequest(_ request: BackendRequest, span: Span) -> HTTPClientRequest {
         // The backend sees the gateway's span as its parent (or, untraced, the client's context unchanged).
-        var forwarded = Self.forwardableRequestHeaders(request.headers)
+        var forwarded = Self.forwardableRequestHeaders(request.headers, reserving: 2)
         forwarded.removeAll { Self.traceHeaders.contains($0.name) }
         if let traceparent = span.traceparent {
             forwarded.append((name: "traceparent", value: traceparent))

@@ -29,6 +29,12 @@ struct PassthroughHandler: Sendable {
         self.encrypting = encrypting
     }
 
+    /// A signed payload hash as the backend expects it: lower-case hex. Clients nearly always send it lower-case
+    /// already, and `lowercased()` would allocate a copy on every request.
+    static func lowerCaseHex(_ hash: String) -> String {
+        hash.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ? hash.lowercased() : hash
+    }
+
     func handle(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         let method = request.head.method
         let bodySource: BackendRequestBody
@@ -39,8 +45,8 @@ struct PassthroughHandler: Sendable {
             bodySource = .none
         case 0?:
             // Run the end-of-body checks (signed hash of the empty body, Content-MD5) before forwarding.
-            var empty = [UInt8](repeating: 0, count: 1)
-            _ = try empty.withUnsafeMutableBytes { try body.read(into: $0) }
+            var byte: UInt8 = 0
+            _ = try withUnsafeMutableBytes(of: &byte) { try body.read(into: $0) }
             // PUT/POST always carry a Content-Length, even when it is 0.
             bodySource = method == "PUT" || method == "POST" ? .bytes([]) : .none
         case let length?:
@@ -52,7 +58,7 @@ struct PassthroughHandler: Sendable {
         // A client-signed hash still describes the forwarded body, so the backend re-verifies it too.
         let payloadHash: String
         if case .signedHash = request.identity.payload {
-            payloadHash = request.identity.payloadHashHeader.lowercased()
+            payloadHash = Self.lowerCaseHex(request.identity.payloadHashHeader)
         } else {
             payloadHash = SigV4.unsignedPayload
         }

@@ -279,6 +279,34 @@ import Testing
         #expect(PayloadDeclaration.forwardedHeaders(["Content-Encoding": "aws-chunked"]).count == 0)
     }
 
+    /// The one-pass gathering of the declaring headers gives what a lookup per name gives (first value,
+    /// or every value in order), over names in any case, duplicates and same-length look-alikes.
+    @Test func declaringFieldsAgreeWithLookups() {
+        let names = ["Content-MD5", "content-md5", "CONTENT-MD5", "content-md6", "Content-Encoding", "content-encoding",
+                     "content-encodinh", "x-amz-trailer", "X-Amz-Trailer", "x-amz-trailex", "x-amz-decoded-content-length",
+                     "X-AMZ-DECODED-CONTENT-LENGTH", "x-amz-sdk-checksum-algorithm", "X-Amz-Sdk-Checksum-Algorithm",
+                     "x-amz-sdk-checksum-algorithn", "x-amz-checksum-crc32", "X-AMZ-CHECKSUM-SHA256", "x-amz-checksum-md5",
+                     "x-amz-checksum-", "x-amz-checksum-type", "host", "x-amz-date"]
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(n))
+        }
+        for round in 0..<400 {
+            var headers = HTTPFields()
+            for i in 0..<next(10) { headers.add(names[next(names.count)], "v\(round).\(i)") }
+            let gathered = DeclaringFields(headers)
+            #expect(gathered.contentMD5 == headers["Content-MD5"])
+            #expect(gathered.contentEncodings == headers.values("Content-Encoding"))
+            #expect(gathered.decodedContentLength == headers["x-amz-decoded-content-length"])
+            #expect(gathered.trailers == headers.values("x-amz-trailer"))
+            #expect(gathered.sdkChecksumAlgorithm == headers["x-amz-sdk-checksum-algorithm"])
+            let checksums = headers.compactMap { field in ChecksumAlgorithm(headerName: field.name).map { ($0, field.value) } }
+            #expect(gathered.checksums.map(\.0) == checksums.map(\.0))
+            #expect(gathered.checksums.map(\.1) == checksums.map(\.1))
+        }
+    }
+
     /// Header names in any case: the consumed ones and every checksum value header go; the rest of the
     /// `x-amz-checksum-` family (type, algorithm, an unknown algorithm) and look-alikes stay.
     @Test func forwardedHeadersMatchNamesInAnyCase() {

@@ -60,4 +60,40 @@ import Testing
             #expect(s.lowercased().hasPrefix(prefix.lowercased()) == expected)
         }
     }
+
+    /// The lookups (length first, fields read in place) against the plain definition: a filter with
+    /// ASCII lower-casing. Names of equal length, duplicates, case variants and the empty name.
+    @Test func lookupsAgreeWithAFilterOverLowercasedNames() {
+        let names = ["Host", "host", "HOST", "hosT", "date", "Date", "x-amz-date", "X-Amz-Date", "user-agent",
+                     "connection", "Authorization", "x-amz-content-sha256", "X-AMZ-CONTENT-SHA256", "", "hosu", "é", "É"]
+        let probes = names + ["missing", "x-amz-datf", "hos", "hostt", "authorizatioN"]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(n))
+        }
+        func lower(_ s: String) -> String { String(decoding: s.utf8.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self) }
+        for round in 0..<300 {
+            var fields = HTTPFields()
+            var reference: [(name: String, value: String)] = []
+            for i in 0..<next(12) {
+                let name = names[next(names.count)]
+                fields.add(name, "v\(round).\(i)")
+                reference.append((name, "v\(round).\(i)"))
+            }
+            for probe in probes {
+                let matching = reference.filter { lower($0.name) == lower(probe) }.map(\.value)
+                #expect(fields[probe] == matching.first, "\(probe) in \(reference)")
+                #expect(fields.values(probe) == matching, "\(probe) in \(reference)")
+                #expect(fields.contains(probe) == !matching.isEmpty)
+                var removed = fields
+                removed.remove(probe)
+                #expect(removed.map(\.value) == reference.filter { lower($0.name) != lower(probe) }.map(\.value))
+                var replaced = fields
+                replaced.set(probe, "new")
+                #expect(replaced.values(probe) == ["new"])
+                #expect(replaced.count == reference.count - matching.count + 1)
+            }
+        }
+    }
 }
