@@ -433,7 +433,8 @@ extension EncryptedResponseHeaders {
     /// answers a read of the whole object with `x-amz-checksum-mode: ENABLED`; none for ranges (S3 gives none
     /// either) and objects without a record. Call after `dataKey(of:)` verified the metadata.
     static func checksum(_ metadata: EncryptionMetadata, requestHeaders: HTTPFields, wholeObject: Bool) -> [(name: String, value: String)] {
-        guard wholeObject, requestHeaders["x-amz-checksum-mode"]?.uppercased() == "ENABLED", let record = metadata.checksum,
+        // The record first: most objects have none, and then the request's headers need no search.
+        guard wholeObject, let record = metadata.checksum, requestHeaders["x-amz-checksum-mode"]?.uppercased() == "ENABLED",
               let algorithm = ChecksumAlgorithm(rawValue: record.algorithm) else { return [] }
         return [(algorithm.headerName, ChecksumValue(algorithm: algorithm, bytes: record.value).base64), ("x-amz-checksum-type", "FULL_OBJECT")]
     }
