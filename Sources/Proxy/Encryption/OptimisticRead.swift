@@ -64,6 +64,10 @@ public struct OptimisticRead: Sendable, Equatable {
     static func receivedRange(status: Int, headers: [(name: String, value: String)]) -> (storedLength: Int, range: String?)? {
         func header(_ name: String) -> Substring? {
             guard let value = headers.first(where: { $0.name.caseInsensitiveEquals(name) })?.value else { return nil }
+            // Backends send these without surrounding whitespace: then there is nothing to trim.
+            if let first = value.utf8.first, let last = value.utf8.last, first != 0x20, first != 0x09, last != 0x20, last != 0x09 {
+                return Substring(value)
+            }
             var trimmed = Substring(value)
             while let first = trimmed.first, first == " " || first == "\t" { trimmed = trimmed.dropFirst() }
             while let last = trimmed.last, last == " " || last == "\t" { trimmed = trimmed.dropLast() }

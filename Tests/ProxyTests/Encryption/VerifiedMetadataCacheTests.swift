@@ -28,6 +28,36 @@ import TestSupport
         #expect(EncryptionMetadata.isReserved(headerName: name) == name.lowercased().hasPrefix("x-amz-meta-s3eg-"))
     }
 
+    /// The word compare matches the prefix in any ASCII case and nothing else: every byte of the prefix replaced by
+    /// every other byte value (including those one case bit away from `-` and `3`, and non-ASCII) is not the prefix.
+    @Test func reservedPrefixWordsMatchExactlyTheCaseFoldedPrefix() {
+        let prefix = Array(FormatV1.metadataPrefix.utf8)
+        #expect(prefix.count == 16)
+        func word(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+            bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        let caseBits = prefix.map { UInt8(ascii: "a")...UInt8(ascii: "z") ~= $0 ? UInt8(0x20) : 0 }
+        #expect(EncryptionMetadata.reservedPrefixWords == (word(prefix[0..<8]), word(prefix[8..<16])))
+        #expect(EncryptionMetadata.reservedPrefixCaseBits == (word(caseBits[0..<8]), word(caseBits[8..<16])))
+        for position in prefix.indices {
+            for byte in UInt8(0)...UInt8(255) {
+                var name = prefix
+                name[position] = byte
+                name += Array("version".utf8)
+                let reserved = name.withUnsafeBytes { EncryptionMetadata.hasReservedPrefix($0) }
+                let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+                #expect(reserved == (folded == prefix[position]), "byte \(byte) at \(position)")
+                if byte < 0x80 {
+                    #expect(EncryptionMetadata.isReserved(headerName: String(decoding: name, as: UTF8.self)) == reserved)
+                }
+            }
+        }
+        // Shorter than the prefix, however it starts.
+        for length in 0..<16 {
+            #expect(!prefix[0..<length].withUnsafeBytes { EncryptionMetadata.hasReservedPrefix($0) })
+        }
+    }
+
     @Test func fingerprintsCoverEveryGatewayByteAndTheIdentity() throws {
         let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
         let (fields, _) = try Self.stored(encryptor)

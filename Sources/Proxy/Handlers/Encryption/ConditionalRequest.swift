@@ -24,7 +24,7 @@ enum ConditionalRequest {
     ///   - lastModified: the object's `Last-Modified` header value.
     static func evaluate(headers: HTTPFields, etags: @autoclosure () -> [String], lastModified: String?) -> ConditionalOutcome {
         // One pass over the headers settles the common case (no `If-*` header at all), not four lookups.
-        guard headers.contains(where: { $0.name.caseInsensitiveHasPrefix("if-") }) else { return .proceed }
+        guard hasConditional(headers) else { return .proceed }
         return evaluate(ifMatch: headers["If-Match"], ifNoneMatch: headers["If-None-Match"],
                  ifModifiedSince: headers["If-Modified-Since"], ifUnmodifiedSince: headers["If-Unmodified-Since"],
                  etags: etags(), lastModified: lastModified, failureIsNotModified: true)
@@ -37,6 +37,14 @@ enum ConditionalRequest {
                  ifModifiedSince: headers["x-amz-copy-source-if-modified-since"],
                  ifUnmodifiedSince: headers["x-amz-copy-source-if-unmodified-since"],
                  etags: etags(), lastModified: lastModified, failureIsNotModified: false)
+    }
+
+    /// Whether any header name starts with `If-` (any case): the first byte rules out nearly every name.
+    static func hasConditional(_ headers: HTTPFields) -> Bool {
+        headers.contains { field in
+            guard let first = field.name.utf8.first, first | 0x20 == UInt8(ascii: "i") else { return false }
+            return field.name.caseInsensitiveHasPrefix("if-")
+        }
     }
 
     static func evaluate(ifMatch: String?, ifNoneMatch: String?, ifModifiedSince: String?, ifUnmodifiedSince: String?,

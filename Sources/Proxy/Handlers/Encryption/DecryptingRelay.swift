@@ -384,24 +384,47 @@ enum EncryptedResponseHeaders {
     /// Drops the gateway's metadata and the backend's checksums (they describe ciphertext), sets the
     /// plaintext ETag; the caller sets Content-Length/Content-Range.
     static func clientHeaders(_ backend: HTTPFields, etag: String) -> HTTPFields {
-        // Compared ASCII case-insensitively in place, not through `lowercased()`: this runs for every header of
-        // every encrypted GET, and a lowercased copy is a String allocation each.
-        var fields = HTTPFields(backend.filter {
-            let n = $0.name
-            return !EncryptionMetadata.isReserved(headerName: n) && !n.caseInsensitiveHasPrefix("x-amz-checksum-")
-                && !n.caseInsensitiveEquals("content-range") && !n.caseInsensitiveEquals("content-md5")
-                && !n.caseInsensitiveEquals("etag")
-        })
-        fields.set("ETag", etag)
+        var fields = HTTPFields(withoutCiphertextFields(backend.entries, extra: 1))
+        fields.add("ETag", etag)
         return fields
     }
 
-    /// `clientHeaders` of a backend answer's headers: the gateway's metadata goes first, with one cheap check
-    /// per header, so that the forwarding rules' per-name comparisons do not run on the dozen `x-amz-meta-s3eg-*`
-    /// headers an encrypted object's answer carries (issue 12: about a sixth of an encrypted 4 KiB GET's own work).
+    /// `clientHeaders` of a backend answer's headers: what describes the ciphertext (the dozen `x-amz-meta-s3eg-*`
+    /// headers of an encrypted object's answer among them) goes first, in one pass with one cheap check per header,
+    /// so that the forwarding rules' per-name comparisons do not run on it (issue 12: this ran as three filters,
+    /// each growing its array, about a sixth of an encrypted 4 KiB GET's own work). Dropping some names before the
+    /// rules gives what dropping them after gives: the rules decide on each name alone (and `Connection`'s tokens).
     static func clientHeaders(forwardingFrom backend: [(name: String, value: String)], etag: String) -> HTTPFields {
-        clientHeaders(BackendClient.forwardableResponseHeaders(backend.filter { !EncryptionMetadata.isReserved(headerName: $0.name) }),
-                      etag: etag)
+        var fields = BackendClient.forwardableResponseHeaders(withoutCiphertextFields(backend, extra: 0))
+        fields.add("ETag", etag)
+        return fields
+    }
+
+    /// `fields` without the gateway's metadata, the backend's checksums, `Content-Range`, `Content-MD5` and `ETag`
+    /// (they describe the ciphertext), in their order; room for `extra` more.
+    private static func withoutCiphertextFields(_ fields: [(name: String, value: String)], extra: Int)
+        -> [(name: String, value: String)]
+    {
+        var kept: [(name: String, value: String)] = []
+        kept.reserveCapacity(fields.count + extra)
+        for field in fields where !describesCiphertext(field.name) { kept.append(field) }
+        return kept
+    }
+
+    /// Compared ASCII case-insensitively in place, not through `lowercased()` (a String allocation per header), and
+    /// only against the names that start with the same letter.
+    static func describesCiphertext(_ name: String) -> Bool {
+        guard let first = name.utf8.first else { return false }
+        switch first | 0x20 {
+        case UInt8(ascii: "x"):
+            return EncryptionMetadata.isReserved(headerName: name) || name.caseInsensitiveHasPrefix("x-amz-checksum-")
+        case UInt8(ascii: "c"):
+            return name.caseInsensitiveEquals("content-range") || name.caseInsensitiveEquals("content-md5")
+        case UInt8(ascii: "e"):
+            return name.caseInsensitiveEquals("etag")
+        default:
+            return false
+        }
     }
 }
 
@@ -410,7 +433,8 @@ extension EncryptedResponseHeaders {
     /// answers a read of the whole object with `x-amz-checksum-mode: ENABLED`; none for ranges (S3 gives none
     /// either) and objects without a record. Call after `dataKey(of:)` verified the metadata.
     static func checksum(_ metadata: EncryptionMetadata, requestHeaders: HTTPFields, wholeObject: Bool) -> [(name: String, value: String)] {
-        guard wholeObject, requestHeaders["x-amz-checksum-mode"]?.uppercased() == "ENABLED", let record = metadata.checksum,
+        // The record first: most objects have none, and then the request's headers need no search.
+        guard wholeObject, let record = metadata.checksum, requestHeaders["x-amz-checksum-mode"]?.uppercased() == "ENABLED",
               let algorithm = ChecksumAlgorithm(rawValue: record.algorithm) else { return [] }
         return [(algorithm.headerName, ChecksumValue(algorithm: algorithm, bytes: record.value).base64), ("x-amz-checksum-type", "FULL_OBJECT")]
     }

@@ -75,9 +75,7 @@ extension EncryptedObjectHandler {
         } catch {
             throw failure(error, identity, request)
         }
-        var headers = Self.withoutConditionals(request.head.headers)
-        headers.remove("Range")
-        if let range = plan.backendRange { headers.set("Range", range) }
+        var headers = Self.readHeaders(request.head.headers, range: plan.backendRange)
         // Pin the object the plan was made for: a replacement in between fails instead of mixing objects.
         if let backendETag = stored.header("ETag") { headers.set("If-Match", backendETag) }
         let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag,

@@ -14,9 +14,7 @@ extension EncryptedObjectHandler {
 
     func optimisticGet(_ request: S3Request, identity: ObjectIdentity, read: OptimisticRead,
                        response: ResponseWriter) throws -> OptimisticGetResult {
-        var headers = Self.withoutConditionals(request.head.headers)
-        headers.remove("Range")
-        if let range = read.backendRange { headers.set("Range", range) }
+        let headers = Self.readHeaders(request.head.headers, range: read.backendRange)
         let relay = OptimisticReadRelay(writer: response) { [self] status, fields in
             try decideOnHead(request, identity: identity, read: read, status: status, fields: fields, response: response)
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 import Testing
 @testable import Proxy
@@ -24,6 +25,17 @@ import Testing
     ] as [(Bool, PayloadDeclaration.Checksum, Bool)])
     func partETagIsPlaintextMD5(contentMD5: Bool, checksum: PayloadDeclaration.Checksum, expected: Bool) {
         #expect(ClientETag.partETagIsPlaintextMD5(contentMD5: contentMD5, checksum: checksum) == expected)
+    }
+
+    /// The plaintext MD5 in quotes, lower-case hex, every byte value.
+    @Test func md5ETagsAreQuotedLowerCaseHex() {
+        for first in stride(from: 0, to: 256, by: 16) {
+            let digest = (0..<16).map { UInt8(first + $0) }
+            #expect(ClientETag.md5(digest) == "\"" + digest.map { String(format: "%02x", $0) }.joined() + "\"")
+        }
+        #expect(ClientETag.md5([]) == "\"\"")
+        #expect(ClientETag.md5([0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e])
+                == "\"d41d8cd98f00b204e9800998ecf8427e\"")
     }
 
     /// The decision from real request headers, as UploadPart parses them.

@@ -5,6 +5,32 @@ import Testing
 @Suite struct ConditionalRequestTests {
     static let lastModified = "Wed, 21 Oct 2015 07:28:00 GMT"
 
+    /// A backend read of the ciphertext carries none of the client's conditions nor its `Range` (any case), keeps
+    /// everything else in order (`If-Range` and other `If-`-like names too), and the covering range when given, last.
+    @Test(arguments: [nil, "bytes=0-4111"] as [String?])
+    func readHeadersDropConditionsAndTheClientsRange(range: String?) {
+        let client = HTTPFields([
+            ("Host", "h"), ("if-match", "\"a\""), ("Range", "bytes=0-1"), ("IF-NONE-MATCH", "\"b\""), ("x-amz-date", "d"),
+            ("If-Modified-Since", "m"), ("RANGE", "bytes=5-"), ("If-Unmodified-Since", "u"), ("If-Range", "\"c\""),
+            ("If", "1"), ("i", "2"), ("r", "3"), ("Ranges", "4"), ("If-Matching", "5"), ("Authorization", "a"),
+        ].map { (name: $0.0, value: $0.1) })
+        let out = EncryptedObjectHandler.readHeaders(client, range: range)
+        let kept = ["Host", "x-amz-date", "If-Range", "If", "i", "r", "Ranges", "If-Matching", "Authorization"]
+        #expect(out.map(\.name) == kept + (range == nil ? [] : ["Range"]))
+        #expect(out["range"] == range)
+        #expect(!out.contains { name in ConditionalRequest.headerNames.contains { name.name.caseInsensitiveEquals($0) } })
+        #expect(EncryptedObjectHandler.metadataRequestHeaders(client).map(\.name) == kept)
+        #expect(EncryptedObjectHandler.readHeaders(HTTPFields(), range: nil).map(\.name).isEmpty)
+    }
+
+    @Test(arguments: [
+        ([], false), (["Host", "Authorization"], false), (["if-match"], true), (["Host", "IF-NONE-MATCH"], true),
+        (["If-Range"], true), (["If"], false), (["i"], false), (["Iff-Match"], false),
+    ] as [([String], Bool)])
+    func conditionalHeadersAreFoundInAnyCase(names: [String], expected: Bool) {
+        #expect(ConditionalRequest.hasConditional(HTTPFields(names.map { (name: $0, value: "v") })) == expected)
+    }
+
     /// RFC 9110 §13.2.2's order: If-Match before If-Unmodified-Since, If-None-Match before If-Modified-Since.
     @Test(arguments: [
         ([String: String](), ConditionalOutcome.proceed),

@@ -561,6 +561,9 @@ import Testing
         [("Transfer-Encoding", "chunked"), ("Proxy-Thing", "p"), ("Date", "d"), ("x-amz-request-id", "r"), ("Server", "s"),
          ("X-AMZ-META-S3EG-SALT", "s"), ("x-amz-checksum-crc32", "c"), ("Content-Range", "bytes 0-1/2"), ("Last-Modified", "l")],
         [("x-amz-meta-s3eg-", ""), ("Keep-Alive", "timeout=5"), ("x-amz-meta-color", "blue"), ("Content-MD5", "m")],
+        // Names sharing a first letter with a dropped one, short names, duplicates.
+        [("E", "1"), ("ETag", "\"a\""), ("etag", "\"b\""), ("Expires", "e"), ("c", "2"), ("Content-Ranges", "3"), ("Content-Type", "t"),
+         ("X", "4"), ("x-amz-checksum", "5"), ("X-Amz-Checksum-SHA256", "6"), ("x-amz-version-id", "7"), ("Cache-Control", "no")],
         [],
     ])
     func clientHeadersFromABackendAnswer(headers: [(String, String)]) {
@@ -570,6 +573,21 @@ import Testing
         #expect(shortcut.map(\.name) == rules.map(\.name))
         #expect(shortcut.map(\.value) == rules.map(\.value))
         #expect(!shortcut.contains { EncryptionMetadata.isReserved(headerName: $0.name) })
+        // Only the plaintext ETag, once, last.
+        #expect(shortcut.filter { $0.name.caseInsensitiveEquals("etag") }.map(\.value) == ["\"p\""])
+        #expect(shortcut.map(\.name).last == "ETag")
+        #expect(!shortcut.contains { EncryptedResponseHeaders.describesCiphertext($0.name) && $0.name != "ETag" })
+    }
+
+    /// What describes the ciphertext, by name in any case; names that only share a first letter or a prefix do not.
+    @Test(arguments: [
+        ("x-amz-meta-s3eg-version", true), ("X-AMZ-META-S3EG-MAC", true), ("x-amz-checksum-crc32", true),
+        ("X-Amz-Checksum-Type", true), ("Content-Range", true), ("CONTENT-MD5", true), ("etag", true), ("ETag", true),
+        ("x-amz-checksum", false), ("x-amz-meta-s3eg", false), ("Content-Type", false), ("Content-Ranges", false),
+        ("content-md", false), ("ETags", false), ("E", false), ("", false), ("Expires", false), ("x", false),
+    ])
+    func describesCiphertext(name: String, expected: Bool) {
+        #expect(EncryptedResponseHeaders.describesCiphertext(name) == expected)
     }
 
     /// The head's metadata must be the plan's (another object's answer is refused), unless the caller made the
