@@ -78,6 +78,16 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
     return server
 }
 
+extension RawHTTPClient {
+    /// Sends the request `GatedHandler` treats as signed and reads its answer: true when it was a 200. The
+    /// first one settles the connection (it leaves the unauthenticated budget and, once kept alive, waits
+    /// in the ready set).
+    func sendSigned() -> Bool {
+        send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
+        return readResponse()?.status == 200
+    }
+}
+
 @Suite(.serialized) struct ConnectionModelTests {
     func start(_ handler: GatedHandler, observer: ServerTestObserver? = nil,
                configure: (inout HTTPServerConfiguration) -> Void) throws -> HTTPServer {
@@ -149,8 +159,7 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
         defer { server.shutdown(grace: .seconds(2)) }
         // A signed client first, kept alive.
         let signed = try connectRaw(server)
-        signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(signed.readResponse()?.status == 200)
+        #expect(signed.sendSigned())
 
         // Fifty anonymous sockets that never send anything.
         var squatters: [RawHTTPClient] = []
@@ -164,8 +173,7 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
             let c = try connectRaw(server)
             c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
             #expect(c.readResponse()?.body == Array("signed".utf8))
-            signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(signed.readResponse()?.status == 200)
+            #expect(signed.sendSigned())
         }
         let evicted = observer.rejections.withLock { $0.filter { $0 == .evictedUnauthenticated }.count }
         #expect(evicted >= 46)
@@ -187,16 +195,14 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
         chatty.send("GET /forbidden HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(chatty.readResponse()?.status == 403)
         let signed = try connectRaw(server)
-        signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(signed.readResponse()?.status == 200)
+        #expect(signed.sendSigned())
 
         #expect(silent.isClosedByPeer())
         #expect(chatty.isClosedByPeer())
         #expect(observer.rejections.withLock { $0.filter { $0 == .authenticationTimeout }.count } == 2)
         // The authenticated connection outlives the deadline.
         usleep(400_000)
-        signed.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(signed.readResponse()?.status == 200)
+        #expect(signed.sendSigned())
     }
 
     @Test func threadsCarryTheirRoleAsKernelName() throws {
@@ -221,13 +227,11 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
         let slow = try connectRaw(server)
         slow.send("GET /auth HTTP/1.1\r\nHo")
         let idle = try connectRaw(server)
-        idle.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(idle.readResponse()?.status == 200)
+        #expect(idle.sendSigned())
         // The single worker serves everybody else meanwhile.
         for _ in 0..<20 {
             let c = try connectRaw(server)
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
         }
         #expect(server.workerThreads.alive == 1)
         // The slow one finishes eventually and is served too.
@@ -249,8 +253,7 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
         #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
         for _ in 0..<3 {
             let c = try connectRaw(server)
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
         }
         // Served while the blocked request still holds the first thread, by one the pool added (the
         // others' workers may still be finishing when their answers are read).
@@ -265,8 +268,7 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
     /// worker finds `next` readable when the response is done (the path that serves it without the loop).
     func blockThenSend(_ next: String, handler: GatedHandler, server: HTTPServer) throws -> RawHTTPClient {
         let c = try connectRaw(server)
-        c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(c.readResponse()?.status == 200)
+        #expect(c.sendSigned())
         c.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
         c.send(next)
@@ -321,8 +323,7 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
         // The single worker serves everybody else meanwhile.
         for _ in 0..<10 {
             let c = try connectRaw(server)
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
         }
         #expect(server.workerThreads.alive == 1)
         // The rest of the head never comes: the header timeout ends the connection.
@@ -435,8 +436,7 @@ func startGatedServer(_ handler: GatedHandler, observer: ServerTestObserver? = n
         let handler = GatedHandler()
         let server = try start(handler) { _ in }
         let idle = try connectRaw(server)
-        idle.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(idle.readResponse()?.status == 200)
+        #expect(idle.sendSigned())
         let busy = try connectRaw(server)
         busy.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })

@@ -117,23 +117,20 @@ import Testing
         var clients: [RawHTTPClient] = []
         for _ in 0..<9 {
             let c = try connectRaw(server)
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
             clients.append(c)
         }
         #expect(server.connectionsPerLoop == [3, 3, 3])
         // Every loop serves: the kept-alive connections all get answers again.
         for c in clients {
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
         }
         // Closing one loop's connections sends the next ones there.
         clients.removeAll()
         #expect(waitUntil { server.activeConnections == 0 })
         for _ in 0..<4 {
             let c = try connectRaw(server)
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
             clients.append(c)
         }
         #expect(server.connectionsPerLoop.sorted() == [1, 1, 2])
@@ -154,8 +151,7 @@ import Testing
         var holders: [RawHTTPClient] = []
         for _ in 0..<4 {
             let c = try connectRaw(server)
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
             holders.append(c)
         }
         #expect(server.connectionsPerLoop == [2, 2])
@@ -167,8 +163,7 @@ import Testing
         holders.removeLast()
         #expect(waitUntil { server.activeConnections == 3 })
         let next = try connectRaw(server)
-        next.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(next.readResponse()?.status == 200)
+        #expect(next.sendSigned())
     }
 
     @Test func theIdlestAnonymousConnectionIsEvictedFromWhicheverLoopHoldsIt() throws {
@@ -193,10 +188,8 @@ import Testing
         #expect(second.isClosedByPeer())
         #expect(observer.rejections.withLock { $0 } == [.evictedUnauthenticated])
         // The others still work, and a signed client gets in although the budget is full.
-        third.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(third.readResponse()?.status == 200)
-        first.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-        #expect(first.readResponse()?.status == 200)
+        #expect(third.sendSigned())
+        #expect(first.sendSigned())
         #expect(waitUntil { server.activeConnections == 2 })
     }
 
@@ -206,8 +199,7 @@ import Testing
         var idle: [RawHTTPClient] = []
         for _ in 0..<5 {
             let c = try connectRaw(server)
-            c.send("GET /auth HTTP/1.1\r\nHost: t\r\n\r\n")
-            #expect(c.readResponse()?.status == 200)
+            #expect(c.sendSigned())
             idle.append(c)
         }
         let busy = try connectRaw(server)
