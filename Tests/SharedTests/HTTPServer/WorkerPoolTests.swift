@@ -112,17 +112,25 @@ struct PoolGrowthTests {
     }
 
     /// The growth watcher is signalled only while it sleeps for want of queued work: once a burst has
-    /// drained and it sleeps, the next stall of blocked jobs still gets threads beyond the idle ones.
+    /// drained, its threads have ended and the watcher sleeps, the next stall of blocked jobs still gets
+    /// threads beyond the eager one. The jobs of each stall are as many as the pool's maximum: growth
+    /// adds a thread whenever queued work makes no progress for `growthDelay`, and on a loaded machine a
+    /// thread woken or started for a job may not run within it, so beyond the threads the blocked jobs
+    /// need the count is the scheduler's, not the design's; filling the pool makes it exact. Without the
+    /// signal only the eager thread exists and the second job never starts.
     @Test func aSleepingGrowthWatcherWakesForTheNextStall() {
-        let pool = WorkerPool(name: "test-pool", maxThreads: 4, eagerThreads: 1, growthDelay: .milliseconds(2))
+        let pool = WorkerPool(name: "test-pool", maxThreads: 3, eagerThreads: 1, growthDelay: .milliseconds(2),
+                              idleExit: .milliseconds(20))
         let first = Gate()
-        for _ in 0..<2 { pool.submit { first.job() } }
-        #expect(waitUntil { first.entered.load(ordering: .sequentiallyConsistent) == 2 })  // one grown
+        for _ in 0..<3 { pool.submit { first.job() } }  // one started at once, two grown
+        #expect(waitUntil { first.entered.load(ordering: .sequentiallyConsistent) == 3 })
+        #expect(pool.counts.threads == 3)
         first.open.store(true, ordering: .sequentiallyConsistent)
-        #expect(waitUntil { first.finished.load(ordering: .sequentiallyConsistent) == 2 })
-        #expect(waitUntil { pool.watcherIsParked })
+        #expect(waitUntil { first.finished.load(ordering: .sequentiallyConsistent) == 3 })
+        // Drained: the threads end when idle (no connection registered), the watcher sleeps.
+        #expect(waitUntil { pool.counts.threads == 0 && pool.watcherIsParked })
         let second = Gate()
-        for _ in 0..<3 { pool.submit { second.job() } }  // two idle threads take two; the third waits
+        for _ in 0..<3 { pool.submit { second.job() } }  // the eager one started at once; two need the watcher
         #expect(waitUntil { second.entered.load(ordering: .sequentiallyConsistent) == 3 })
         #expect(pool.counts.threads == 3)
         second.open.store(true, ordering: .sequentiallyConsistent)
