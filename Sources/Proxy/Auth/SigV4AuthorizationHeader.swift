@@ -26,14 +26,15 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
 
     /// The parser proper, over the header's bytes: no intermediate strings for the parts it only checks.
     private static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Result<SigV4AuthorizationHeader, S3Error> {
-        let prefix = "\(SigV4.algorithm) ".utf8
-        guard bytes.count > prefix.count, bytes.starts(with: prefix) else {
+        let prefix: StaticString = "AWS4-HMAC-SHA256 "
+        // memcmp of the literal: the generic `starts(with:)` over a String's UTF-8 view cost ≈ 640 instructions.
+        guard bytes.count > prefix.utf8CodeUnitCount, spells(bytes, 0..<prefix.utf8CodeUnitCount, prefix) else {
             return .failure(S3Error.authorizationHeaderMalformed("the algorithm must be \(SigV4.algorithm)"))
         }
         var credential: Range<Int>?
         var signedHeaders: Range<Int>?
         var signature: Range<Int>?
-        var start = prefix.count
+        var start = prefix.utf8CodeUnitCount
         while true {
             // One comma-separated component, spaces around it ignored.
             let end = index(of: UInt8(ascii: ","), in: bytes, from: start, to: bytes.count) ?? bytes.count
@@ -87,17 +88,19 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
     }
 
     private static func parseCredential(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> (String, SigV4Scope) {
-        var slashes: [Int] = []
-        slashes.reserveCapacity(4)
-        for (i, b) in bytes.enumerated() where b == UInt8(ascii: "/") {
-            slashes.append(i)
-            guard slashes.count <= 4 else { break }
-        }
-        guard slashes.count == 4 else {
+        // Exactly four slashes, found with memchr (no array of positions: one allocation less per request).
+        let slash = UInt8(ascii: "/"), end = bytes.count
+        guard let s0 = index(of: slash, in: bytes, from: 0, to: end),
+              let s1 = index(of: slash, in: bytes, from: s0 + 1, to: end),
+              let s2 = index(of: slash, in: bytes, from: s1 + 1, to: end),
+              let s3 = index(of: slash, in: bytes, from: s2 + 1, to: end),
+              index(of: slash, in: bytes, from: s3 + 1, to: end) == nil
+        else {
             throw S3Error.authorizationHeaderMalformed("Credential must be AccessKey/yyyymmdd/region/service/aws4_request")
         }
-        let accessKey = bytes[0..<slashes[0]], date = bytes[slashes[0] + 1..<slashes[1]]
-        let region = bytes[slashes[1] + 1..<slashes[2]]
+        let slashes = (s0, s1, s2, s3)
+        let accessKey = bytes[0..<slashes.0], date = bytes[slashes.0 + 1..<slashes.1]
+        let region = bytes[slashes.1 + 1..<slashes.2]
         guard !accessKey.isEmpty, accessKey.count <= maxAccessKeyLength,
               accessKey.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
         else { throw S3Error.authorizationHeaderMalformed("invalid access key id in Credential") }
@@ -107,10 +110,10 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         guard !region.isEmpty, region.count <= maxRegionLength,
               region.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
         else { throw S3Error.authorizationHeaderMalformed("invalid region in Credential") }
-        guard spells(bytes, slashes[2] + 1..<slashes[3], "s3") else {
+        guard spells(bytes, slashes.2 + 1..<slashes.3, "s3") else {
             throw S3Error.authorizationHeaderMalformed("incorrect service in Credential, expected 's3'")
         }
-        guard spells(bytes, slashes[3] + 1..<bytes.count, "aws4_request") else {
+        guard spells(bytes, slashes.3 + 1..<bytes.count, "aws4_request") else {
             throw S3Error.authorizationHeaderMalformed("incorrect terminal in Credential, expected 'aws4_request'")
         }
         return (string(accessKey), SigV4Scope(date: string(date), region: string(region), service: "s3"))
@@ -130,7 +133,7 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
             guard !name.isEmpty, name.count <= maxHeaderNameLength, name.allSatisfy(isLowerTokenChar) else {
                 throw S3Error.authorizationHeaderMalformed("invalid header name in SignedHeaders")
             }
-            let text = string(name)
+            let text = longKnownName(UnsafeBufferPointer(rebasing: name)) ?? string(name)
             guard !names.contains(text) else {
                 throw S3Error.authorizationHeaderMalformed("duplicate header name in SignedHeaders")
             }
@@ -147,14 +150,20 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         return string(bytes[...])
     }
 
-    /// The first `byte` in `bytes[from..<to]` (a plain loop: this parser runs on every request).
-    private static func index(of byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
-        var i = from
-        while i < to {
-            if bytes[i] == byte { return i }
-            i += 1
-        }
+    /// Signed header names longer than 15 bytes (the longest a `String` holds without a heap allocation) that
+    /// clients sign on almost every request, as literals: no allocation for them (issue 12).
+    private static func longKnownName(_ name: UnsafeBufferPointer<UInt8>) -> String? {
+        guard name.count > 15 else { return nil }
+        if spells(name, 0..<name.count, "x-amz-content-sha256") { return "x-amz-content-sha256" }
+        if spells(name, 0..<name.count, "x-amz-security-token") { return "x-amz-security-token" }
+        if spells(name, 0..<name.count, "x-amz-decoded-content-length") { return "x-amz-decoded-content-length" }
         return nil
+    }
+
+    /// The first `byte` in `bytes[from..<to]` (memchr: this parser runs on every request).
+    private static func index(of byte: UInt8, in bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
+        guard from < to, let base = bytes.baseAddress, let found = memchr(base + from, Int32(byte), to - from) else { return nil }
+        return UnsafeRawPointer(base).distance(to: found)
     }
 
     /// Whether `bytes[range]` is exactly `literal` (case-sensitive, as SigV4 spells its component names).

@@ -21,11 +21,28 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     let credentialReloadErrors: Counter
     let credentialCount: Gauge
 
-    /// Method labels of `s3_gateway_requests_total`: a closed set, so that methods a client invents never
+    /// The method label of `s3_gateway_requests_total`: a closed set, so that methods a client invents never
     /// create new series.
-    static let methodLabels: Set<String> = ["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"]
+    static func methodLabel(_ method: String) -> String {
+        // A switch compares the short method strings directly; `methodLabels.contains` hashed one per request.
+        switch method {
+        case "GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS": return method
+        default: return "OTHER"
+        }
+    }
 
-    static func methodLabel(_ method: String) -> String { methodLabels.contains(method) ? method : "OTHER" }
+    /// The status label: the common statuses without formatting an integer.
+    static func statusLabel(_ status: Int) -> String {
+        switch status {
+        case 0: return "aborted"
+        case 200: return "200"
+        case 204: return "204"
+        case 206: return "206"
+        case 304: return "304"
+        case 404: return "404"
+        default: return String(status)
+        }
+    }
     let tlsReloads: Counter
     let tlsCertificateExpiry: Gauge
 
@@ -77,7 +94,7 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     func s3RequestCompleted(_ s: S3RequestSummary) {
         // Unauthenticated requests get no bucket label: strangers must not grow the series set.
         let bucket = s.accessKey == nil ? "" : (s.bucket ?? "")
-        requests.inc([Self.methodLabel(s.method), bucket, s.status == 0 ? "aborted" : String(s.status)])
+        requests.inc([Self.methodLabel(s.method), bucket, Self.statusLabel(s.status)])
         if let reason = s.authFailure { authFailures.inc([reason]) }
         requestDuration.observe(seconds(s.duration), [s.operation])
         bytesReceived.inc(by: Double(s.bytesIn))

@@ -232,7 +232,17 @@ final class MetricShards<Value: Sendable>: Sendable {
     static var count: Int { 16 }
 
     private final class Shard: Sendable {
-        let series = Mutex<[[String]: Value]>([:])
+        let series = Mutex<Series>(Series())
+    }
+
+    /// One shard's series, and the one this shard updated last: a request thread usually updates the same
+    /// series again (same method, bucket, status), and comparing a few short label strings costs a fraction of
+    /// hashing them (issue 12: ≈ 600 instructions per observation went into the dictionary lookup).
+    private struct Series: Sendable {
+        var values: [[String]: Value] = [:]
+        /// Labels of the last series updated here, stored under exactly these labels (never a folded `_other`,
+        /// so over-bound label sets keep going through the family-wide check), and its index in `values`.
+        var last: (labels: [String], index: Dictionary<[String], Value>.Index)?
     }
 
     private let shards: [Shard]
@@ -248,9 +258,15 @@ final class MetricShards<Value: Sendable>: Sendable {
     func update(_ labels: [String], initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
         let shard = shards[currentThreadShard(Self.count)]
         let done = shard.series.withLock { s -> Bool in
+            // The series updated last: no hashing. An index stays valid until the next insertion, which clears it.
+            if let last = s.last, last.labels == labels {
+                body(&s.values.values[last.index])
+                return true
+            }
             // One hash of the labels for a known series (a lookup, then the update in place through its index).
-            guard let i = s.index(forKey: labels) else { return false }
-            body(&s.values[i])
+            guard let i = s.values.index(forKey: labels) else { return false }
+            body(&s.values.values[i])
+            s.last = (labels, i)
             return true
         }
         if done { return }
@@ -261,14 +277,17 @@ final class MetricShards<Value: Sendable>: Sendable {
             k.insert(folded)
             return folded
         }
-        shard.series.withLock { s in body(&s[key, default: initial()]) }
+        shard.series.withLock { s in
+            s.last = nil
+            body(&s.values[key, default: initial()])
+        }
     }
 
     /// Every series with its shards combined by `combine`.
     func merged(_ combine: (Value, Value) -> Value) -> [[String]: Value] {
         var out: [[String]: Value] = [:]
         for shard in shards {
-            for (labels, value) in shard.series.withLock({ $0 }) {
+            for (labels, value) in shard.series.withLock({ $0.values }) {
                 out[labels] = out[labels].map { combine($0, value) } ?? value
             }
         }

@@ -16,6 +16,21 @@ import Shared
         #expect(try SigV4AuthorizationHeader.parse(compact) == h)
     }
 
+    /// The long names returned as literals (and their near misses, decoded from the bytes) come back exactly as
+    /// signed, and a literal still counts as a duplicate of itself.
+    @Test(arguments: [
+        "x-amz-content-sha256", "x-amz-security-token", "x-amz-decoded-content-length",
+        "x-amz-content-sha25", "x-amz-content-sha2566", "x-amz-content-sha257", "y-amz-content-sha256",
+        "x-amz-security-tokens", "x-amz-decoded-content-lengt", "x-amz-decoded-content-lengtx", "x-amz-meta-sixteen",
+    ])
+    func longSignedHeaderNamesParseAsSigned(name: String) throws {
+        let value = "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;\(name);x-amz-date, Signature="
+            + String(repeating: "a", count: 64)
+        #expect(try SigV4AuthorizationHeader.parse(value).signedHeaders == ["host", name, "x-amz-date"])
+        let twice = value.replacingOccurrences(of: "x-amz-date", with: name)
+        #expect(throws: S3Error.self) { try SigV4AuthorizationHeader.parse(twice) }
+    }
+
     @Test(arguments: [
         "",
         "AWS4-HMAC-SHA256",
@@ -32,6 +47,9 @@ import Shared
         "AWS4-HMAC-SHA256 Credential=A/20130524//s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
         "AWS4-HMAC-SHA256 Credential=/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request/x, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
+        "AWS4-HMAC-SHA256 ",
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=Host, Signature=" + String(repeating: "a", count: 64),
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;;date, Signature=" + String(repeating: "a", count: 64),
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;host, Signature=" + String(repeating: "a", count: 64),

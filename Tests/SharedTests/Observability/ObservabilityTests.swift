@@ -110,6 +110,39 @@ extension ISO8601DateFormatter {
         #expect(text.contains("t_total{op=\"put\"} \(threads * perThread / 2)\n"))
     }
 
+    /// Each shard remembers the series it updated last; a mixed sequence of label sets (repeats, switches,
+    /// new series inserted between repeats, sets folded into `_other`) must land on the same counts as a
+    /// plain dictionary count with the same bound.
+    @Test func lastSeriesMemoAgreesWithADictionaryCount() {
+        let registry = MetricsRegistry()
+        let c = registry.counter("m_total", help: "M.", labels: ["method", "bucket"], maxSeries: 6)
+        let h = registry.histogram("m_seconds", help: "M.", labels: ["op"], buckets: [1], maxSeries: 3)
+        var expected: [[String]: Double] = [:]
+        var expectedHist: [[String]: UInt64] = [:]
+        var seed: UInt64 = 0x5eed
+        func next(_ n: Int) -> Int {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Int((seed >> 33) % UInt64(n))
+        }
+        for _ in 0..<3_000 {
+            // Runs of one label set, then a switch; up to 9 distinct sets for a bound of 6.
+            let labels = [["GET", "PUT", "HEAD"][next(3)], "b\(next(3))"]
+            for _ in 0...next(3) {
+                c.inc(labels)
+                let key = expected[labels] != nil || expected.count < 6 ? labels : ["_other", "_other"]
+                expected[key, default: 0] += 1
+                let op = ["op\(next(5))"]
+                h.observe(0.5, op)
+                let hkey = expectedHist[op] != nil || expectedHist.count < 3 ? op : ["_other"]
+                expectedHist[hkey, default: 0] += 1
+            }
+        }
+        for (labels, count) in expected { #expect(c.value(labels) == count, "\(labels)") }
+        for (labels, count) in expectedHist { #expect(h.count(labels) == count, "\(labels)") }
+        let lines = registry.exposition().split(separator: "\n").filter { $0.hasPrefix("m_total{") }
+        #expect(lines.count == expected.count)
+    }
+
     @Test func theSeriesBoundHoldsAcrossThreads() {
         let registry = MetricsRegistry()
         let c = registry.counter("b_total", help: "B.", labels: ["bucket"], maxSeries: 5)
