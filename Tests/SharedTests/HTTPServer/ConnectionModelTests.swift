@@ -57,6 +57,20 @@ func shutdownInBackground(_ server: HTTPServer, grace: Duration) -> DoneFlag {
     return done
 }
 
+/// The end every drain test checks, once the connections it closes at once are closed: the shutdown is still
+/// waiting for `busy`'s held request; once released, that request is answered 200 with `Connection: close`
+/// and the shutdown returns.
+func expectDrainFinishesHeldRequest(_ busy: RawHTTPClient, handler: GatedHandler, done: DoneFlag,
+                                    sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let finishedEarly = done.value.load(ordering: .sequentiallyConsistent)
+    #expect(!finishedEarly, sourceLocation: sourceLocation)
+    handler.open()
+    let r = try #require(busy.readResponse(), sourceLocation: sourceLocation)
+    #expect(r.status == 200, sourceLocation: sourceLocation)
+    #expect(r.headers["connection"] == "close", sourceLocation: sourceLocation)
+    #expect(waitUntil { done.value.load(ordering: .sequentiallyConsistent) }, sourceLocation: sourceLocation)
+}
+
 func waitUntil(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
     while ContinuousClock.now < deadline {
@@ -442,13 +456,7 @@ extension RawHTTPClient {
         #expect(waitUntil { handler.entered.load(ordering: .sequentiallyConsistent) == 1 })
         let done = shutdownInBackground(server, grace: .seconds(10))
         #expect(idle.isClosedByPeer())
-        let finishedEarly = done.value.load(ordering: .sequentiallyConsistent)
-        #expect(!finishedEarly)
-        handler.open()
-        let r = try #require(busy.readResponse())
-        #expect(r.status == 200)
-        #expect(r.headers["connection"] == "close")
-        #expect(waitUntil { done.value.load(ordering: .sequentiallyConsistent) })
+        try expectDrainFinishesHeldRequest(busy, handler: handler, done: done)
         #expect(server.activeConnections == 0)
     }
 }

@@ -209,12 +209,7 @@ import Testing
         let done = shutdownInBackground(server, grace: .seconds(10))
         for c in idle { #expect(c.isClosedByPeer()) }
         // Idle connections on every loop are closed while the busy one still runs.
-        let finishedEarly = done.value.load(ordering: .sequentiallyConsistent)
-        #expect(!finishedEarly)
-        handler.open()
-        let r = try #require(busy.readResponse())
-        #expect(r.headers["connection"] == "close")
-        #expect(waitUntil { done.value.load(ordering: .sequentiallyConsistent) })
+        try expectDrainFinishesHeldRequest(busy, handler: handler, done: done)
         // shutdown returns only once every loop's thread has closed its connections and ended.
         #expect(server.connectionsPerLoop == [0, 0, 0])
     }

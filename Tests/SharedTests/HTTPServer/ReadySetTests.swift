@@ -220,12 +220,7 @@ import Testing
         #expect(server.requestsHandedOff == handedOff)  // served from the ready set
         let done = shutdownInBackground(server, grace: .seconds(10))
         for c in parked { #expect(c.isClosedByPeer()) }
-        let finishedEarly = done.value.load(ordering: .sequentiallyConsistent)
-        #expect(!finishedEarly)
-        handler.open()
-        let r = try #require(busy.readResponse())
-        #expect(r.headers["connection"] == "close")
-        #expect(waitUntil { done.value.load(ordering: .sequentiallyConsistent) })
+        try expectDrainFinishesHeldRequest(busy, handler: handler, done: done)
         #expect(server.activeConnections == 0)
     }
 }
