@@ -116,6 +116,21 @@ def start_operator(binary: str, kubeconfig: str, workers: int, sync_period: str,
     raise SystemExit("operator did not start")
 
 
+def wait_until_established(kubectl: list[str], crd: str, limit: float = 60.0) -> None:
+    """Polls the CRD's Established condition. Not `kubectl wait`: it fails at once when its first look comes before
+    the API server has written any condition (".status.conditions accessor error")."""
+    deadline = time.monotonic() + limit
+    while True:
+        r = subprocess.run(kubectl + ["get", "crd/" + crd, "-o",
+                                      'jsonpath={.status.conditions[?(@.type=="Established")].status}'],
+                           capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout == "True":
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"crd/{crd} not Established after {limit:.0f} s: {r.stdout or r.stderr}")
+        time.sleep(0.1)
+
+
 def wait_converged(kube: Kube, ns: str, n: int, limit: float) -> float:
     start = time.monotonic()
     while time.monotonic() - start < limit:
@@ -153,8 +168,7 @@ def main() -> int:
         kube = Kube(info["server"], info["ca"], info["adminToken"])
         kubectl = ["kubectl", "--kubeconfig", info["adminKubeconfig"]]
         subprocess.run(kubectl + ["apply", "--validate=false", "-f", str(ROOT / "config/crd")], check=True, capture_output=True)
-        subprocess.run(kubectl + ["wait", "--for", "condition=established", "crd/encryptiongateways.s3gateway.dev"],
-                       check=True, capture_output=True)
+        wait_until_established(kubectl, "encryptiongateways.s3gateway.dev")
         subprocess.run(kubectl + ["apply", "-f", str(ROOT / "config/manager/namespace.yaml"), "-f", str(ROOT / "config/rbac")],
                        check=True, capture_output=True)
         ns = "bench"

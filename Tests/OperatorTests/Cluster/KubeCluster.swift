@@ -86,8 +86,23 @@ final class KubeCluster: @unchecked Sendable {
         // Kubernetes < 1.25 does not know x-kubernetes-validations; kubectl's client-side check would refuse the
         // CRD (the API server itself drops the rules), hence --validate=false on 1.20 only.
         try kubectl(["apply", "--validate=false", "-f", root + "/config/crd"])
-        try kubectl(["wait", "--for", "condition=established", "--timeout=60s", "crd/encryptiongateways.s3gateway.dev"])
+        try waitUntilEstablished("encryptiongateways.s3gateway.dev")
         try kubectl(["apply", "-f", root + "/config/manager/namespace.yaml", "-f", root + "/config/rbac"])
+    }
+
+    /// Waits up to 60 s for a CRD's `Established` condition to be `True`. Not `kubectl wait --for
+    /// condition=established`: it exits at once with ".status.conditions accessor error" when its first look at the
+    /// CRD comes before the API server has written any condition (seen under load; knative/operator#2338).
+    func waitUntilEstablished(_ crd: String) throws {
+        let query = ["get", "crd/" + crd, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"]
+        var last = ""
+        if eventually(.seconds(60), {
+            last = (try? kubectl(query)) ?? last
+            if last == "True" { return true }
+            usleep(100_000)
+            return false
+        }) { return }
+        throw TestSupportError.failed("crd/\(crd) not Established after 60 s (condition status: \"\(last)\")")
     }
 
     @discardableResult
