@@ -152,7 +152,7 @@ extension BackendClient {
     /// Sends `request` and relays the answer to the client after `screen` (which may edit the status and
     /// headers, or refuse the answer by throwing before anything is written). A backend error document gets
     /// the gateway's `requestID` (one request id per error, in the header and the body).
-    func relay(_ request: BackendRequest, to writer: ResponseWriter, requestID: String,
+    func relay(_ request: BackendRequest, to writer: ResponseWriter, requestID: RequestID,
                screen: @escaping (Int, inout HTTPFields) throws -> Int = { status, _ in status }) throws(BackendFailure) -> BackendResult {
         let relay = ClientRelay(writer: writer, requestID: requestID, screen: screen)
         try exchange(request, into: relay)
@@ -226,7 +226,7 @@ private final class HealthRecorder: HTTPResponseHandler {
 /// `finish` writes them.
 final class ClientRelay: BackendResponseHandler {
     let writer: ResponseWriter
-    let requestID: String
+    let requestID: RequestID
     let screen: (Int, inout HTTPFields) throws -> Int
     private(set) var status = 0
     private(set) var bytesOut: Int64 = 0
@@ -234,7 +234,7 @@ final class ClientRelay: BackendResponseHandler {
     private var heldBody: [UInt8] = []
     var clientResponseStarted: Bool { writer.headWritten }
 
-    init(writer: ResponseWriter, requestID: String, screen: @escaping (Int, inout HTTPFields) throws -> Int = { status, _ in status }) {
+    init(writer: ResponseWriter, requestID: RequestID, screen: @escaping (Int, inout HTTPFields) throws -> Int = { status, _ in status }) {
         self.writer = writer
         self.requestID = requestID
         self.screen = screen
@@ -283,7 +283,7 @@ final class ClientRelay: BackendResponseHandler {
         heldHead = nil
         var body = heldBody
         heldBody = []
-        if rewrite, let rewritten = S3ErrorBody.withRequestID(body, requestID) {
+        if rewrite, let rewritten = S3ErrorBody.withRequestID(body, requestID.text) {
             body = rewritten
             head.contentLength = Int64(body.count)
         }

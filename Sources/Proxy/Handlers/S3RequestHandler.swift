@@ -58,9 +58,10 @@ struct S3RequestHandler: HTTPRequestHandler {
         }
         // W3C trace context from the client; the span is `Span.current` for the backend client and the cipher.
         let parent = SpanContext.parse(traceparent: head.headers["traceparent"], tracestate: head.headers["tracestate"])
-        let span = tracer.startSpan(head.method, kind: .server, parent: parent, attributes: [
+        // Attributes only for a tracer that records: the array and the request id's text are allocations.
+        let span = tracer.startSpan(head.method, kind: .server, parent: parent, attributes: !tracer.isEnabled ? [] : [
             ("http.request.method", .string(head.method)), ("url.path", .string(rawPath)),
-            ("client.address", .string(context.remoteAddress)), ("aws.request_id", .string(context.requestID)),
+            ("client.address", .string(context.remoteAddress)), ("aws.request_id", .string(context.requestID.text)),
         ])
         defer { span.end() }
         try span.withCurrent { try serveS3(head, body: body, response: response, context: context, span: span) }
@@ -236,7 +237,7 @@ struct S3RequestHandler: HTTPRequestHandler {
             summary.aborted = true
             return
         }
-        let xml = error.withResource(head.rawPath).xml(requestID: context.requestID)
+        let xml = error.withResource(head.rawPath).xml(requestID: context.requestID.text)
         var headers = HTTPFields()
         headers.add("Content-Type", "application/xml")
         do {

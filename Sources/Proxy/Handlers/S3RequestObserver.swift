@@ -7,7 +7,7 @@ protocol GatewayEndpoints: Sendable {
 
 /// One finished S3 request, for access logs and metrics.
 struct S3RequestSummary: Sendable {
-    var requestID: String
+    var requestID: RequestID
     var remoteAddress: String
     var method: String
     var bucket: String?

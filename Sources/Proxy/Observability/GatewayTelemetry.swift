@@ -105,7 +105,7 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
         let level: LogLevel = s.backendError || s.aborted || s.status >= 500 ? .warn : .info
         guard logger.isEnabled(level) else { return }
         let fields: KeyValuePairs<String, LogValue> = [
-            "request_id": .string(s.requestID),
+            "request_id": .string(s.requestID.text),
             "remote": .string(s.remoteAddress),
             "method": .string(s.method),
             "operation": .string(s.operation),

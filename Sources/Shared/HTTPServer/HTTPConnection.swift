@@ -208,7 +208,7 @@ final class HTTPConnection: @unchecked Sendable {
     }
 
     /// A complete small error response; the connection closes after it.
-    func sendError(status: Int, code: String, message: String, requestID: String) {
+    func sendError(status: Int, code: String, message: String, requestID: RequestID) {
         let bytes = serverErrorResponse(status: status, code: code, message: message, requestID: requestID, date: date())
         try? socket.writeAll(bytes, idle: config.bodyIdleTimeout)
     }
@@ -264,7 +264,7 @@ final class HTTPConnection: @unchecked Sendable {
 }
 
 /// A complete error response (S3 XML body) that ends with `Connection: close`.
-func serverErrorResponse(status: Int, code: String, message: String, requestID: String, date: String,
+func serverErrorResponse(status: Int, code: String, message: String, requestID: RequestID, date: String,
                          extraHeaders: String = "") -> [UInt8] {
     let body = serverErrorXML(code: code, message: message, requestID: requestID)
     let head = "HTTP/1.1 \(status) \(HTTPReasonPhrase.reason(status))\r\nContent-Type: application/xml\r\n"
@@ -398,7 +398,7 @@ final class ConnectionResponseWriter: ResponseWriter {
     unowned let connection: HTTPConnection
     let parsed: HTTPParsedHead
     unowned let body: ConnectionBody
-    let requestID: String
+    let requestID: RequestID
     private(set) var headWritten = false
     var finished = false
     /// An I/O error or framing violation: the connection must close.
@@ -417,7 +417,7 @@ final class ConnectionResponseWriter: ResponseWriter {
     private var ownHead: [UInt8] = []
     private lazy var chunkPrefix = [UInt8](repeating: 0, count: 20)
 
-    init(connection: HTTPConnection, parsed: HTTPParsedHead, body: ConnectionBody, requestID: String) {
+    init(connection: HTTPConnection, parsed: HTTPParsedHead, body: ConnectionBody, requestID: RequestID) {
         self.connection = connection
         self.parsed = parsed
         self.body = body

@@ -232,13 +232,13 @@ extension ResponseWriter {
 /// Per-request facts the server knows before any handler runs.
 public struct RequestContext: Sendable {
     /// Also sent to the client as `x-amz-request-id`.
-    public var requestID: String
+    public var requestID: RequestID
     public var remoteAddress: String
     public var startedAt: ContinuousClock.Instant
     /// The connection the request came on; the S3 layer marks it authenticated.
     public var connection: ConnectionHandle
 
-    public init(requestID: String, remoteAddress: String, startedAt: ContinuousClock.Instant,
+    public init(requestID: RequestID, remoteAddress: String, startedAt: ContinuousClock.Instant,
                 connection: ConnectionHandle? = nil) {
         self.requestID = requestID
         self.remoteAddress = remoteAddress

@@ -89,7 +89,7 @@ public struct HTTPServerConfiguration: Sendable {
 
 /// One finished (or aborted) request, for logs and metrics.
 public struct RequestSummary: Sendable {
-    public var requestID: String
+    public var requestID: RequestID
     public var method: String
     public var target: String
     public var remoteAddress: String
@@ -103,7 +103,7 @@ public struct RequestSummary: Sendable {
     /// The response was cut short or the connection was closed on an error.
     public var aborted: Bool
 
-    public init(requestID: String, method: String, target: String, remoteAddress: String, status: Int,
+    public init(requestID: RequestID, method: String, target: String, remoteAddress: String, status: Int,
                 bytesIn: Int64, bytesOut: Int64, duration: Duration, aborted: Bool)
     {
         self.requestID = requestID
@@ -147,22 +147,6 @@ extension HTTPServerObserver {
     public func connectionClosed(remoteAddress: String) {}
     public func connectionRejected(remoteAddress: String, reason: ConnectionRejection) {}
     public func requestFinished(_ summary: RequestSummary) {}
-}
-
-/// Request IDs: 16 uppercase hex characters, a random per-process prefix plus a counter.
-public enum RequestIDGenerator {
-    private static let prefix = UInt32.random(in: 0...UInt32.max)
-    private static let counter = Atomic<UInt32>(UInt32.random(in: 0...UInt32.max))
-    private static let digits: [UInt8] = Array("0123456789ABCDEF".utf8)
-
-    public static func next() -> String {
-        let n = counter.add(1, ordering: .relaxed).newValue
-        let v = UInt64(prefix) << 32 | UInt64(n)
-        return String(unsafeUninitializedCapacity: 16) { out in
-            for i in 0..<16 { out[i] = digits[Int((v >> UInt64(60 - 4 * i)) & 0xF)] }
-            return 16
-        }
-    }
 }
 
 /// An HTTP/1.1 server on POSIX sockets. Event-loop threads (epoll, one per core) hold every connection
@@ -297,10 +281,10 @@ public final class HTTPServer: Sendable {
 }
 
 /// An S3-style XML error document.
-func serverErrorXML(code: String, message: String, requestID: String) -> [UInt8] {
+func serverErrorXML(code: String, message: String, requestID: RequestID) -> [UInt8] {
     let esc = XMLText.escape
     let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>\(esc(code))</Code><Message>\(esc(message))</Message>"
-        + "<RequestId>\(esc(requestID))</RequestId></Error>"
+        + "<RequestId>\(requestID)</RequestId></Error>"  // hex: nothing to escape
     return Array(xml.utf8)
 }
 

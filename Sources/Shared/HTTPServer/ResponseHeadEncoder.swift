@@ -32,7 +32,7 @@ struct ResponseHeadEncoder {
     /// The fields a handler must not set, and the ones the server only adds when missing.
     enum Known: Equatable { case contentLength, transferEncoding, connection, date, requestID, other }
 
-    static func encode(status: Int, reason: String, headers: HTTPFields, date: String, requestID: String,
+    static func encode(status: Int, reason: String, headers: HTTPFields, date: String, requestID: RequestID,
                        framing: Framing, connection: ConnectionField) throws(InvalidField) -> [UInt8] {
         var out: [UInt8] = []
         try encode(into: &out, status: status, reason: reason, headers: headers, date: date, requestID: requestID,
@@ -43,7 +43,7 @@ struct ResponseHeadEncoder {
     /// `encode`, appended to `out` (a buffer reused from request to request keeps its capacity: no allocation).
     /// On a thrown error `out` holds a partial head.
     static func encode(into out: inout [UInt8], status: Int, reason: String, headers: HTTPFields, date: String,
-                       requestID: String, framing: Framing, connection: ConnectionField) throws(InvalidField) {
+                       requestID: RequestID, framing: Framing, connection: ConnectionField) throws(InvalidField) {
         out.reserveCapacity(out.count + 256 + headers.count * 64)
         append("HTTP/1.1 ", to: &out)
         appendDecimal(Int64(status), to: &out)
@@ -72,7 +72,7 @@ struct ResponseHeadEncoder {
         }
         if !hasID {
             append("x-amz-request-id: ", to: &out)
-            append(requestID, to: &out)
+            requestID.withUTF8 { out.append(contentsOf: $0) }
             appendCRLF(to: &out)
         }
         switch framing {

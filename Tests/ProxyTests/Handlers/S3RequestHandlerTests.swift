@@ -57,7 +57,7 @@ struct HandlerHarness {
                                             now: Int64(Date().timeIntervalSince1970)))
         fields.add("Host", "gateway.test:8080")
         let head = HTTPRequestHead(method: method, target: target, headers: fields)
-        let context = RequestContext(requestID: "REQ-\(UInt32.random(in: 0...UInt32.max))", remoteAddress: "127.0.0.1:1",
+        let context = RequestContext(requestID: RequestIDGenerator.next(), remoteAddress: "127.0.0.1:1",
                                      startedAt: .now)
         do {
             try handler.handle(head, body: MemoryBody(body, sliceSize: 16 << 10), response: writer, context: context)
@@ -156,7 +156,7 @@ struct HandlerHarness {
         #expect(summary?.backendError == false)
     }
 
-    @Test func signedHashMismatchAbortsThePut() {
+    @Test func signedHashMismatchAbortsThePut() throws {
         let real = [UInt8](repeating: 0x41, count: 200_000)
         var claimed = real
         claimed[199_999] = 0x42
@@ -164,7 +164,7 @@ struct HandlerHarness {
                                payload: .claimed(Encoding.hex(Digest.hash(.sha256, claimed))))
         #expect(put.status == 400)
         #expect(put.errorCode == "XAmzContentSHA256Mismatch")
-        #expect(put.bodyText.contains("<RequestId>REQ-"))
+        #expect(put.bodyText.contains("<RequestId>\(try #require(harness.observer.last).requestID)</RequestId>"))
         #expect(harness.observer.last?.backendError == false)
         let get = harness.send("GET", "/bucket/tampered")
         #expect(get.status == 404, "the aborted upload must not have created the object")
@@ -212,7 +212,7 @@ struct HandlerHarness {
 
         let writer = RecordingWriter()
         try harness.handler.handle(HTTPRequestHead(method: "GET", target: "/ready", headers: ["Host": "gw"]), body: MemoryBody([]),
-                               response: writer, context: RequestContext(requestID: "r", remoteAddress: "a", startedAt: .now))
+                               response: writer, context: RequestContext(requestID: RequestID(1), remoteAddress: "a", startedAt: .now))
         #expect(writer.bodyText == "ok")
         #expect(harness.gateway.served.withLock { $0 } == [.ready])
     }

@@ -462,11 +462,6 @@ func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
         #expect(server.boundAddress == "[::1]:\(server.boundPort)")
     }
 
-    @Test func requestIDsAreUniqueUppercaseHex() {
-        let ids = (0..<1000).map { _ in RequestIDGenerator.next() }
-        #expect(Set(ids).count == 1000)
-        #expect(ids.allSatisfy { $0.utf8.count == 16 && $0.utf8.allSatisfy { (48...57).contains($0) || (65...70).contains($0) } })
-    }
 }
 
 extension ListenAddress {

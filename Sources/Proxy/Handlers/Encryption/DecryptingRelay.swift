@@ -83,9 +83,9 @@ final class DecryptingRelay: BackendResponseHandler {
     /// The stage, if one was started (for tests: its thread's end).
     var backgroundStage: BackgroundStage? { stage }
 
-    let requestID: String
+    let requestID: RequestID
 
-    init(writer: ResponseWriter, reader: any RangeDecryptor, metadata: EncryptionMetadata, etag: String, requestID: String) {
+    init(writer: ResponseWriter, reader: any RangeDecryptor, metadata: EncryptionMetadata, etag: String, requestID: RequestID) {
         self.requestID = requestID
         self.writer = writer
         self.reader = reader

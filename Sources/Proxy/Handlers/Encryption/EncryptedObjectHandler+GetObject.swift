@@ -90,7 +90,7 @@ extension EncryptedObjectHandler {
             try relay.finish()
         } catch {
             if let tamper = relay.encryptionFailure {
-                observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: tamper)
+                observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID.text, error: tamper)
             }
             // `finish` throws outside the exchange; its errors map like a handler's.
             throw (error as? BackendFailure)

@@ -185,7 +185,7 @@ extension EncryptedObjectHandler {
         } catch {
             copySource?.close()
             if let tamper = copySource?.failure as? EncryptionError {
-                observer.tamperDetected(bucket: sourceIdentity.bucket, key: sourceIdentity.key, requestID: request.context.requestID, error: tamper)
+                observer.tamperDetected(bucket: sourceIdentity.bucket, key: sourceIdentity.key, requestID: request.context.requestID.text, error: tamper)
             }
             throw error
         }

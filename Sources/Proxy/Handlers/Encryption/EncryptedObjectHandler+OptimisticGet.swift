@@ -44,7 +44,7 @@ extension EncryptedObjectHandler {
             case .decrypting, .relayingError, nil: break
             }
             if let tamper = decrypting?.encryptionFailure {
-                observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: tamper)
+                observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID.text, error: tamper)
             }
             throw (error as? BackendFailure)
                 ?? BackendFailure(.handler(error), clientResponseStarted: response.headWritten, status: relay.status)

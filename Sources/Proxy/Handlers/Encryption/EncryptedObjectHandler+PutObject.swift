@@ -87,7 +87,7 @@ extension EncryptedObjectHandler {
             }
         }
         var document = answer.body
-        if answer.status >= 400, let rewritten = S3ErrorBody.withRequestID(document, request.context.requestID) { document = rewritten }
+        if answer.status >= 400, let rewritten = S3ErrorBody.withRequestID(document, request.context.requestID.text) { document = rewritten }
         try response.writeHead(HTTPResponseHead(status: answer.status, headers: fields, contentLength: Int64(document.count)))
         if !document.isEmpty { try response.write(document) }
         try response.finish()
@@ -117,7 +117,7 @@ extension EncryptedObjectHandler {
             let copied = try backend.fetch(BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key,
                                                           headers: headers, body: .bytes([]), signing: request.identity.backendSigning), maxBodySize: Self.maxDocumentSize)
             guard copied.status == 200, S3ErrorDocument.parse(copied.body) == nil else {
-                observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
+                observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID.text,
                                          reason: "self-copy answered \(copied.status) \(S3ErrorDocument.parse(copied.body)?.code ?? "")")
                 return fallback
             }
@@ -126,13 +126,13 @@ extension EncryptedObjectHandler {
                 let deleted = try backend.fetch(BackendRequest(method: "DELETE", bucket: identity.bucket, key: identity.key,
                                                                query: [QueryParameter(name: "versionId", value: putVersion, hasValue: true)], signing: request.identity.backendSigning))
                 if !(200..<300).contains(deleted.status) {
-                    observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
+                    observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID.text,
                                              reason: "the upload's own version \(putVersion) stays as a non-current version: delete answered \(deleted.status)")
                 }
             }
             return (true, copyVersion ?? fallback.versionID)
         } catch {
-            observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID,
+            observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID.text,
                                      reason: "\(error)")
             return fallback
         }

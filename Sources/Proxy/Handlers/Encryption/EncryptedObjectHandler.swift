@@ -62,7 +62,7 @@ struct EncryptedObjectHandler: Sendable {
         if let keyFailure = KeyPolicyRouting.s3Error(for: error) { return keyFailure }
         switch error.code {
         case .tamperDetected, .truncated, .trailingData, .malformedCiphertext:
-            observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID, error: error)
+            observer.tamperDetected(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID.text, error: error)
         default:
             break
         }
@@ -80,7 +80,7 @@ struct EncryptedObjectHandler: Sendable {
             fields.remove(name)
         }
         var body = body
-        if status >= 400, let rewritten = S3ErrorBody.withRequestID(body, request.context.requestID) { body = rewritten }
+        if status >= 400, let rewritten = S3ErrorBody.withRequestID(body, request.context.requestID.text) { body = rewritten }
         try response.writeHead(HTTPResponseHead(status: status, headers: fields, contentLength: Int64(body.count)))
         if !body.isEmpty { try response.write(body) }
         try response.finish()
@@ -91,7 +91,7 @@ struct EncryptedObjectHandler: Sendable {
     func respond(_ error: S3Error, request: S3Request, response: ResponseWriter, extraHeaders: HTTPFields) throws -> BackendResult {
         var fields = extraHeaders
         fields.add("Content-Type", "application/xml")
-        let xml = request.head.method == "HEAD" ? [] : error.withResource(request.head.rawPath).xml(requestID: request.context.requestID)
+        let xml = request.head.method == "HEAD" ? [] : error.withResource(request.head.rawPath).xml(requestID: request.context.requestID.text)
         try response.writeHead(HTTPResponseHead(status: error.status, headers: fields, contentLength: Int64(xml.count)))
         if !xml.isEmpty { try response.write(xml) }
         try response.finish()

@@ -96,7 +96,7 @@ import Testing
             let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: plaintext.count)
             let reader = OpeningReader(opener: try ChunkOpener(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: readerLayout),
                                        contentLength: plaintext.count)
-            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
             relay.slots = slots
             try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
             #expect(relay.decryptsInBackground)
@@ -122,7 +122,7 @@ import Testing
             let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: range)
             let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
             let writer = RecordingWriter()
-            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+            let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
             relay.slots = slots
             relay.background = background
             try relay.responseHead(status: plan.backendRange == nil ? 200 : 206,
@@ -233,7 +233,7 @@ import Testing
         let plan = try ReadPlan(storedLength: stored.count, layout: try metadata.chunkLayout, rangeHeader: range)
         let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
         let writer = SignallingWriter()
-        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
         relay.slots = slots
         try relay.responseHead(status: range == nil ? 200 : 206, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
         #expect(relay.decryptsInBackground)
@@ -269,7 +269,7 @@ import Testing
                              writer: any ResponseWriter) throws -> DecryptingRelay {
         let plan = try ReadPlan(storedLength: storedLength, layout: try metadata.chunkLayout, rangeHeader: nil)
         let reader = try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id)
-        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
         relay.slots = slots
         relay.background = false
         try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
@@ -281,7 +281,7 @@ import Testing
                                   writer: any ResponseWriter, slots: BackgroundSlots) throws -> DecryptingRelay {
         let plan = try ReadPlan(storedLength: length, layout: try metadata.chunkLayout, rangeHeader: nil)
         let relay = DecryptingRelay(writer: writer, reader: try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id),
-                                    metadata: metadata, etag: "\"e\"", requestID: "r")
+                                    metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
         relay.slots = slots
         try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
         return relay
@@ -291,7 +291,7 @@ import Testing
                        slots: BackgroundSlots? = nil) throws -> (DecryptingRelay, FlippingReader) {
         let (metadata, _) = try encryptor.beginObject(ObjectIdentity(bucket: "b", key: "k"), plaintextLength: contentLength)
         let reader = FlippingReader(contentLength: contentLength)
-        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: "r")
+        let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
         relay.background = background
         relay.slots = slots ?? self.slots
         let headers = metadata.headers.map { (name: $0.key, value: $0.value) } + [(name: "Content-Length", value: "\(contentLength)")]
@@ -598,10 +598,10 @@ import Testing
         let (other, _) = try encryptor.beginObject(id, plaintextLength: 10)
         let headers = other.headers.map { (name: $0.key, value: $0.value) }
         let refused = DecryptingRelay(writer: RecordingWriter(), reader: FlippingReader(contentLength: 10), metadata: planned,
-                                      etag: "\"e\"", requestID: "r")
+                                      etag: "\"e\"", requestID: RequestID(1))
         #expect(s3ErrorCode { try refused.responseHead(status: 200, headers: headers) } == S3Error.objectChanged().code)
         let checked = DecryptingRelay(writer: RecordingWriter(), reader: FlippingReader(contentLength: 10), metadata: other,
-                                      etag: "\"e\"", requestID: "r")
+                                      etag: "\"e\"", requestID: RequestID(1))
         try checked.responseHead(status: 200, headers: headers, metadataChecked: true)
         #expect(checked.status == 200)
     }
