@@ -69,8 +69,6 @@ final class HTTPConnection: @unchecked Sendable {
     var end = 0
     /// The serving worker's buffer for gathering small response writes into one socket write.
     var coalescingBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    /// The serving worker's scratch (its reused response-head buffer).
-    var scratch: WorkerScratch?
     private var cachedDate: (time_t, String) = (0, "")
 
     // MARK: Between owners
@@ -165,7 +163,6 @@ final class HTTPConnection: @unchecked Sendable {
     func serveRequests(first: HTTPParsedHead, scratch: WorkerScratch, buffered: Range<Int>? = nil) -> ConnectionDisposition {
         buffer = scratch.readBuffer
         coalescingBuffer = scratch.outputBuffer
-        self.scratch = scratch
         if let buffered {
             start = buffered.lowerBound
             end = buffered.upperBound
@@ -181,7 +178,6 @@ final class HTTPConnection: @unchecked Sendable {
             if start < end { carry = Array(pending) }
             buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
             coalescingBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-            self.scratch = nil
             start = 0
             end = 0
         }
@@ -411,9 +407,12 @@ final class ConnectionResponseWriter: ResponseWriter {
     var status = 0
     var bytesOut: Int64 = 0
     private var mode = Mode.noBody
-    /// A head written but not yet sent (it goes out with the first body bytes); its bytes are in the
-    /// worker's `WorkerScratch.head`, or in `ownHead` for a connection served without one.
+    /// A head written but not yet sent (it goes out with the first body bytes). Its bytes are the first
+    /// `headCount` of the coalescing buffer, which holds nothing else until the head is sent (body bytes are
+    /// only gathered after the first write, which sends the head); or, when `headCount` is 0 (a head too large
+    /// for the buffer, or a connection served without a worker's buffers), they are in `ownHead`.
     private var headPending = false
+    private var headCount = 0
     private var ownHead: [UInt8] = []
     private lazy var chunkPrefix = [UInt8](repeating: 0, count: 20)
 
@@ -464,13 +463,20 @@ final class ConnectionResponseWriter: ResponseWriter {
         let connectionField: ResponseHeadEncoder.ConnectionField =
             close ? .close : (parsed.head.minorVersion == 0 ? .keepAlive : .none)
         do {
-            func encode(_ out: inout [UInt8]) throws(ResponseHeadEncoder.InvalidField) {
-                out.removeAll(keepingCapacity: true)
-                try ResponseHeadEncoder.encode(
-                    into: &out, status: head.status, reason: HTTPReasonPhrase.reason(head.status), headers: head.headers,
-                    date: c.date(), requestID: requestID, framing: framing, connection: connectionField)
+            // Straight into the coalescing buffer (empty until the head is sent): no array to build, no copy.
+            let reason = HTTPReasonPhrase.reason(head.status), date = c.date()
+            let buffer = c.coalescingBuffer
+            let count = try ResponseHeadEncoder.encode(
+                into: buffer, status: head.status, reason: reason, headers: head.headers, date: date,
+                requestID: requestID, framing: framing, connection: connectionField)
+            if count <= buffer.count {
+                headCount = count
+            } else {
+                headCount = 0
+                ownHead = try ResponseHeadEncoder.encode(
+                    status: head.status, reason: reason, headers: head.headers, date: date, requestID: requestID,
+                    framing: framing, connection: connectionField)
             }
-            if let scratch = c.scratch { try encode(&scratch.head) } else { try encode(&ownHead) }
         } catch {
             throw HTTPConnectionError.misuse("invalid response header \(error.name)")
         }
@@ -537,6 +543,7 @@ final class ConnectionResponseWriter: ResponseWriter {
     }
 
     private func append(_ bytes: UnsafeRawBufferPointer) {
+        assert(!headPending, "the head shares the coalescing buffer: nothing is gathered before it is sent")
         let buffer = connection.coalescingBuffer
         if coalescedCount == 0 { coalescedSince = .now }
         UnsafeMutableRawBufferPointer(rebasing: buffer[coalescedCount..<(coalescedCount + bytes.count)])
@@ -612,8 +619,8 @@ final class ConnectionResponseWriter: ResponseWriter {
         }
         do {
             if head {
-                if let scratch = connection.scratch {
-                    try scratch.head.withUnsafeBytes { h in try write(h) }
+                if headCount > 0 {
+                    try write(UnsafeRawBufferPointer(rebasing: connection.coalescingBuffer[0..<headCount]))
                 } else {
                     try ownHead.withUnsafeBytes { h in try write(h) }
                 }

@@ -4,9 +4,9 @@
 /// `Transfer-Encoding: chunked`) and `Connection`. Fields that decide the framing (`Content-Length`,
 /// `Transfer-Encoding`, `Connection`) are the server's alone: a handler's are dropped.
 ///
-/// Pure and allocation-light: one byte array, reserved once, no `String` building (assembling the head with
-/// string interpolation and case-insensitive comparisons per field cost ≈ 22k instructions of a 4 KiB
-/// pass-through GET under callgrind).
+/// Pure and allocation-free: it writes into the caller's raw memory (the connection's coalescing buffer), no
+/// `String` building (assembling the head with string interpolation and case-insensitive comparisons per field
+/// cost ≈ 22k instructions of a 4 KiB pass-through GET under callgrind; appending to a `[UInt8]` ≈ 90 per piece).
 struct ResponseHeadEncoder {
     enum Framing: Equatable {
         /// No framing field (204, 304, a bodiless status).
@@ -34,22 +34,31 @@ struct ResponseHeadEncoder {
 
     static func encode(status: Int, reason: String, headers: HTTPFields, date: String, requestID: RequestID,
                        framing: Framing, connection: ConnectionField) throws(InvalidField) -> [UInt8] {
-        var out: [UInt8] = []
-        try encode(into: &out, status: status, reason: reason, headers: headers, date: date, requestID: requestID,
-                   framing: framing, connection: connection)
-        return out
+        func encode(_ out: UnsafeMutableRawBufferPointer) throws(InvalidField) -> Int {
+            try ResponseHeadEncoder.encode(into: out, status: status, reason: reason, headers: headers, date: date,
+                                           requestID: requestID, framing: framing, connection: connection)
+        }
+        // Sized by a first pass (which also checks the fields), written by the second.
+        let size = try encode(UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            // The fields were checked by the first pass: this one cannot throw.
+            count = (try? encode(UnsafeMutableRawBufferPointer(buffer))) ?? 0
+        }
     }
 
-    /// `encode`, appended to `out` (a buffer reused from request to request keeps its capacity: no allocation).
-    /// On a thrown error `out` holds a partial head.
-    static func encode(into out: inout [UInt8], status: Int, reason: String, headers: HTTPFields, date: String,
-                       requestID: RequestID, framing: Framing, connection: ConnectionField) throws(InvalidField) {
-        out.reserveCapacity(out.count + 256 + headers.count * 64)
-        append("HTTP/1.1 ", to: &out)
-        appendDecimal(Int64(status), to: &out)
-        out.append(0x20)
-        append(reason, to: &out)
-        appendCRLF(to: &out)
+    /// Writes the head at the start of `out` (the connection's coalescing buffer, where the head waits for the
+    /// first body bytes: no array to build and copy) and returns its length. A length over `out.count` means it
+    /// did not fit: what was written is unusable, and the caller needs that many bytes (`encode` returning an
+    /// array). On a thrown error `out` holds a partial head.
+    static func encode(into out: UnsafeMutableRawBufferPointer, status: Int, reason: String, headers: HTTPFields,
+                       date: String, requestID: RequestID, framing: Framing,
+                       connection: ConnectionField) throws(InvalidField) -> Int {
+        var out = Output(buffer: out)
+        out.append("HTTP/1.1 ")
+        out.appendDecimal(Int64(status))
+        out.append(" ")
+        out.append(reason)
+        out.append("\r\n")
         var hasDate = false, hasID = false
         for (name, value) in headers {
             let known = try check(name: name, value: value)
@@ -59,61 +68,85 @@ struct ResponseHeadEncoder {
             case .requestID: hasID = true
             case .other: break
             }
-            append(name, to: &out)
-            out.append(0x3A)
-            out.append(0x20)
-            append(value, to: &out)
-            appendCRLF(to: &out)
+            out.append(name)
+            out.append(": ")
+            out.append(value)
+            out.append("\r\n")
         }
         if !hasDate {
-            append("Date: ", to: &out)
-            append(date, to: &out)
-            appendCRLF(to: &out)
+            out.append("Date: ")
+            out.append(date)
+            out.append("\r\n")
         }
         if !hasID {
-            append("x-amz-request-id: ", to: &out)
-            requestID.withUTF8 { out.append(contentsOf: $0) }
-            appendCRLF(to: &out)
+            out.append("x-amz-request-id: ")
+            requestID.withUTF8 { out.append(UnsafeRawBufferPointer($0)) }
+            out.append("\r\n")
         }
         switch framing {
         case .contentLength(let n):
-            append("Content-Length: ", to: &out)
-            appendDecimal(n, to: &out)
-            appendCRLF(to: &out)
+            out.append("Content-Length: ")
+            out.appendDecimal(n)
+            out.append("\r\n")
         case .chunked:
-            append("Transfer-Encoding: chunked\r\n", to: &out)
+            out.append("Transfer-Encoding: chunked\r\n")
         case .none, .omitted:
             break
         }
         switch connection {
-        case .close: append("Connection: close\r\n", to: &out)
-        case .keepAlive: append("Connection: keep-alive\r\n", to: &out)
+        case .close: out.append("Connection: close\r\n")
+        case .keepAlive: out.append("Connection: keep-alive\r\n")
         case .none: break
         }
-        appendCRLF(to: &out)
+        out.append("\r\n")
+        return out.count
     }
 
-    // Appends through contiguous buffers (a memcpy each): appending a `String.UTF8View` goes through the
-    // generic sequence path, ≈ 180 instructions per piece.
-    private static func append(_ text: StaticString, to out: inout [UInt8]) {
-        text.withUTF8Buffer { out.append(contentsOf: $0) }
-    }
+    /// A write position in raw memory that keeps counting past the end (so one pass both writes what fits
+    /// and measures the whole). Pieces are copied from contiguous UTF-8 (a `memcpy` each): appending a
+    /// `String.UTF8View` to an array went through the generic sequence path, ≈ 180 instructions per piece.
+    private struct Output {
+        let buffer: UnsafeMutableRawBufferPointer
+        var count = 0
 
-    private static func append(_ text: String, to out: inout [UInt8]) {
-        var text = text
-        text.withUTF8 { out.append(contentsOf: $0) }
-    }
+        mutating func append(_ bytes: UnsafeRawBufferPointer) {
+            if count + bytes.count <= buffer.count, let base = bytes.baseAddress {
+                (buffer.baseAddress! + count).copyMemory(from: base, byteCount: bytes.count)
+            }
+            count += bytes.count
+        }
 
-    private static func appendCRLF(to out: inout [UInt8]) {
-        out.append(0x0D)
-        out.append(0x0A)
+        mutating func append(_ text: StaticString) {
+            append(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+
+        mutating func append(_ text: String) {
+            // Native strings (all on Linux, small ones included) are contiguous: no copy of the String.
+            if let done: Void = text.utf8.withContiguousStorageIfAvailable({ append(UnsafeRawBufferPointer($0)) }) {
+                return done
+            }
+            var text = text
+            text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        }
+
+        mutating func appendDecimal(_ value: Int64) {
+            var n = UInt64(max(0, value))
+            var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for UInt64.max's 20 digits
+            withUnsafeMutableBytes(of: &digits) { d in
+                var start = d.count
+                repeat {
+                    start -= 1
+                    d[start] = 0x30 + UInt8(n % 10)
+                    n /= 10
+                } while n > 0
+                append(UnsafeRawBufferPointer(rebasing: d[start...]))
+            }
+        }
     }
 
     /// Validates one field and says which it is.
     static func check(name: String, value: String) throws(InvalidField) -> Known {
-        var name = name
-        var value = value
-        let known = name.withUTF8 { bytes -> Known? in
+        let known = withUTF8(name) { bytes -> Known? in
             guard !bytes.isEmpty, bytes.allSatisfy(HTTPRequestParser.isToken) else { return nil }
             return classify(bytes)
         }
@@ -122,9 +155,17 @@ struct ResponseHeadEncoder {
         case .contentLength, .transferEncoding, .connection: return known  // dropped anyway
         default: break
         }
-        let clean = value.withUTF8 { bytes in !bytes.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0 } }
+        let clean = withUTF8(value) { bytes in !bytes.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0 } }
         guard clean else { throw InvalidField(name: name) }
         return known
+    }
+
+    /// `body` over the UTF-8 of `text`, without copying a native (contiguous) String first as
+    /// `String.withUTF8`, which is `mutating`, would need.
+    private static func withUTF8<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let r = text.utf8.withContiguousStorageIfAvailable(body) { return r }
+        var text = text
+        return text.withUTF8(body)
     }
 
     /// Which field a (valid token) name is, ASCII case-insensitively.
@@ -145,21 +186,5 @@ struct ResponseHeadEncoder {
         let expected = UnsafeBufferPointer(start: lower.utf8Start, count: lower.utf8CodeUnitCount)
         for i in 0..<name.count where name[i] | 0x20 != expected[i] { return false }
         return true
-    }
-
-    private static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
-        var n = UInt64(max(0, value))
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[19 - count] = 0x30 + UInt8(n % 10)
-                n /= 10
-                count += 1
-            } while n > 0
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(20 - count)...]).assumingMemoryBound(to: UInt8.self))
-        }
     }
 }

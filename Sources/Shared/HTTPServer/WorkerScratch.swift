@@ -6,10 +6,6 @@ import Glibc
 final class WorkerScratch {
     let readBuffer: UnsafeMutableRawBufferPointer
     let outputBuffer: UnsafeMutableRawBufferPointer
-    /// The response head being written (`ConnectionResponseWriter.writeHead`); keeps its capacity from
-    /// request to request.
-    var head: [UInt8] = []
-
     init(readBufferSize: Int) {
         readBuffer = .allocate(byteCount: max(readBufferSize, 4096), alignment: 16)
         outputBuffer = .allocate(byteCount: ConnectionResponseWriter.coalesceLimit, alignment: 16)

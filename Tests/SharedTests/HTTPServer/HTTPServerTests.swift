@@ -39,6 +39,10 @@ final class ServerTestHandler: HTTPRequestHandler {
             try response.respond(status: 200)
         case "/hello":
             try response.respond(status: 200, headers: ["Content-Type": "text/plain"], body: Array("hello".utf8))
+        case "/big-head":
+            // A head larger than the worker's coalescing buffer (256 KiB): it gets its own array.
+            try response.respond(status: 200, headers: ["X-Big": String(repeating: "b", count: 300 * 1024)],
+                                 body: Array("big".utf8))
         case "/stream":
             try response.writeHead(HTTPResponseHead(status: 200, contentLength: nil))
             for part in ["one,", "two,", "three"] { try response.write(Array(part.utf8)) }
@@ -451,6 +455,27 @@ func connectRaw(_ server: HTTPServer) throws -> RawHTTPClient {
         } catch let e as HTTPServerError {
             #expect(e.code == .addressInUse)
             #expect(e.message.contains("cannot listen on 127.0.0.1:\(a.boundPort)"))
+        }
+    }
+
+    /// A head that fits the coalescing buffer is written there; one that does not goes out from its own array.
+    /// Either way the connection stays usable for the next request.
+    @Test func aHeadLargerThanTheCoalescingBufferIsSentWhole() throws {
+        let server = try startTestServer()
+        defer { server.shutdown(grace: .seconds(1)) }
+        let c = try connectRaw(server)
+        for path in ["/hello", "/big-head", "/hello", "/stream"] {
+            c.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+            let r = try #require(c.readResponse())
+            #expect(r.status == 200)
+            switch path {
+            case "/big-head":
+                #expect(r.headers["x-big"] == String(repeating: "b", count: 300 * 1024))
+                #expect(r.body == Array("big".utf8))
+            case "/stream": #expect(r.body == Array("one,two,three".utf8))
+            default: #expect(r.body == Array("hello".utf8))
+            }
+            #expect(r.headers["x-amz-request-id"]?.count == 16)
         }
     }
 

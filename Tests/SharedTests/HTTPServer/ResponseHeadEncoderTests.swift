@@ -24,19 +24,37 @@ import Testing
         #expect(try text([:], framing: .contentLength(0)).contains("Content-Length: 0\r\n"))
     }
 
-    /// Encoding into a reused buffer appends to what it holds (the writer empties it first, keeping its
-    /// capacity); non-ASCII values (bridged or not) come out as their UTF-8 bytes.
-    @Test func encodingIntoABufferAppendsTheSameBytes() throws {
-        let headers: HTTPFields = ["Content-Type": "text/plain", "x-amz-meta-name": "Zoë"]
-        let fresh = try E.encode(status: 404, reason: "Not Found", headers: headers, date: "D", requestID: RequestID(0xF),
+    /// Non-ASCII values (bridged or not) come out as their UTF-8 bytes; long values (not small strings) too.
+    @Test func nonASCIIAndLongValuesAreCopiedAsUTF8() throws {
+        let long = String(repeating: "v", count: 300)
+        let headers: HTTPFields = ["Content-Type": "text/plain", "x-amz-meta-name": "Zoë", "x-amz-meta-long": long]
+        let bytes = try E.encode(status: 404, reason: "Not Found", headers: headers, date: "D", requestID: RequestID(0xF),
                                  framing: .chunked, connection: .close)
-        var out = Array("previous".utf8)
-        try E.encode(into: &out, status: 404, reason: "Not Found", headers: headers, date: "D", requestID: RequestID(0xF),
-                     framing: .chunked, connection: .close)
-        #expect(out == Array("previous".utf8) + fresh)
-        #expect(String(decoding: fresh, as: UTF8.self) == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
-            + "x-amz-meta-name: Zoë\r\nDate: D\r\nx-amz-request-id: 000000000000000F\r\nTransfer-Encoding: chunked\r\n"
-            + "Connection: close\r\n\r\n")
+        #expect(String(decoding: bytes, as: UTF8.self) == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+            + "x-amz-meta-name: Zoë\r\nx-amz-meta-long: \(long)\r\nDate: D\r\nx-amz-request-id: 000000000000000F\r\n"
+            + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    }
+
+    /// The writer encodes into its coalescing buffer: a head that fits is written at its start and nothing after it
+    /// is touched; one that does not fit reports the room it needs (the writer then encodes into an array).
+    @Test(arguments: [0, 1, 50, 186, 187, 188, 4096])
+    func encodingIntoRawMemoryWritesWhatFitsAndMeasuresTheRest(room: Int) throws {
+        let headers: HTTPFields = ["ETag": "\"x\"", "x-amz-meta-name": "Zoë"]
+        let expected = try E.encode(status: 200, reason: "OK", headers: headers, date: "Sun, 29 Nov 2026 05:50:00 GMT",
+                                    requestID: RequestID(0xABC), framing: .contentLength(Int64.max), connection: .keepAlive)
+        #expect(expected.count == 187)
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: room + 8, alignment: 1)
+        defer { memory.deallocate() }
+        memory.initializeMemory(as: UInt8.self, repeating: 0xEE)
+        let count = try E.encode(into: UnsafeMutableRawBufferPointer(rebasing: memory[0..<room]), status: 200, reason: "OK",
+                                 headers: headers, date: "Sun, 29 Nov 2026 05:50:00 GMT", requestID: RequestID(0xABC),
+                                 framing: .contentLength(Int64.max), connection: .keepAlive)
+        #expect(count == expected.count)
+        #expect(memory[room...].allSatisfy { $0 == 0xEE })
+        if count <= room {
+            #expect(Array(memory[0..<count]) == expected)
+            #expect(memory[count...].allSatisfy { $0 == 0xEE })
+        }
     }
 
     @Test func theHandlersDateAndIDWinAndItsFramingFieldsAreDropped() throws {
