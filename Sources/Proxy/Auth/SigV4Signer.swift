@@ -53,31 +53,35 @@ struct SigV4Signer: Sendable {
         canonical.appendCanonical(canonicalQuery)
         let signedHeaders = canonical.appendHeaders(sorted: signed)
         canonical.appendPayloadHash(payloadHash)
-        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
-        let signature = SigningKeyCache.sign(stringToSign, accessKey: accessKey, secret: secretKey, scope: scope).signature
+        let signature = SigV4.withStringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash) {
+            SigningKeyCache.sign($0, accessKey: accessKey, secret: secretKey, scope: scope).signature
+        }
         out.append((name: "Authorization", value: Self.authorization(accessKey: accessKey, scope: scope,
                                                                       signedHeaders: signedHeaders, signature: signature)))
         return out
     }
 
-    /// `AWS4-HMAC-SHA256 Credential=<key>/<scope>, SignedHeaders=<a;b;c>, Signature=<hex>`, assembled as bytes in
-    /// one buffer (a dozen String appends per backend request otherwise).
-    static func authorization(accessKey: String, scope: SigV4Scope, signedHeaders: [String], signature: [UInt8]) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(160 + accessKey.utf8.count + signedHeaders.reduce(0) { $0 + $1.utf8.count + 1 })
-        bytes.appendUTF8(SigV4.algorithm)
-        bytes.appendUTF8(" Credential=")
-        bytes.appendUTF8(accessKey)
-        bytes.append(UInt8(ascii: "/"))
-        scope.append(to: &bytes)
-        bytes.appendUTF8(", SignedHeaders=")
-        for (i, name) in signedHeaders.enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ";")) }
-            bytes.appendUTF8(name)
+    /// `AWS4-HMAC-SHA256 Credential=<key>/<scope>, SignedHeaders=<a;b;c>, Signature=<hex>`, written straight into
+    /// the string's storage (its length is known from the parts): no byte array in between (issue 12).
+    static func authorization(accessKey: String, scope: SigV4Scope, signedHeaders: [String], signature: Bytes32) -> String {
+        var count = SigV4.algorithm.utf8.count + 12 + accessKey.utf8.count + 1 + scope.byteCount + 16 + 12 + 64
+        for name in signedHeaders { count += name.utf8.count + 1 }
+        count -= signedHeaders.isEmpty ? 0 : 1
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            var out = SigV4ByteWriter(UnsafeMutableRawBufferPointer(buffer))
+            out.write("AWS4-HMAC-SHA256 Credential=" as StaticString)
+            out.write(accessKey)
+            out.write(UInt8(ascii: "/"))
+            scope.write(to: &out)
+            out.write(", SignedHeaders=" as StaticString)
+            for (i, name) in signedHeaders.enumerated() {
+                if i > 0 { out.write(UInt8(ascii: ";")) }
+                out.write(name)
+            }
+            out.write(", Signature=" as StaticString)
+            out.writeHex(signature)
+            return out.count
         }
-        bytes.appendUTF8(", Signature=")
-        Encoding.appendHex(signature, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Headers the signer sets itself (or the HTTP client does, for `host`), whatever the caller passed.
