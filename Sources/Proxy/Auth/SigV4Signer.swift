@@ -28,13 +28,19 @@ struct SigV4Signer: Sendable {
     ///   - host: `host[:port]` as the HTTP client will send it (default ports omitted).
     ///   - payloadHash: hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
     ///   - now: Unix seconds.
+    ///   - sendHost: the returned headers start with `Host: host`, for a client that sends it explicitly (the
+    ///     backend client: so the Host the backend sees is byte-for-byte the one signed). Put first here, in the one
+    ///     allocation, rather than inserted by the caller (a second allocation and a move of every field).
     func sign(method: String, canonicalURI: String, canonicalQuery: String, host: String,
-              headers: [(name: String, value: String)], payloadHash: String, now: Int64) -> [(name: String, value: String)] {
+              headers: [(name: String, value: String)], payloadHash: String, now: Int64,
+              sendHost: Bool = false) -> [(name: String, value: String)] {
         let amzDate = SigV4Time.formatAmzDate(now)
         let scope = SigV4Scope(date: String(decoding: amzDate.utf8.prefix(8), as: UTF8.self), region: region, service: service)
-        // Room for the three headers added below in the one allocation.
+        // Room for Host and the three headers added below in the one allocation.
         var out: [(name: String, value: String)] = []
-        out.reserveCapacity(headers.count + 3)
+        out.reserveCapacity(headers.count + 4)
+        if sendHost { out.append((name: "Host", value: host)) }
+        let firstField = out.count  // host is signed from `host` below, not from `out`
         for field in headers where !Self.isSetBySigner(field.name) { out.append(field) }
         out.append((name: "x-amz-date", value: amzDate))
         out.append((name: "x-amz-content-sha256", value: payloadHash))
@@ -44,8 +50,8 @@ struct SigV4Signer: Sendable {
         var signed: [(name: String, value: String, position: Int)] = []
         signed.reserveCapacity(out.count + 1)
         signed.append((name: "host", value: host, position: -1))
-        for (position, field) in out.enumerated() {
-            signed.append((name: Self.lowercased(field.name), value: field.value, position: position))
+        for position in firstField..<out.count {
+            signed.append((name: Self.lowercased(out[position].name), value: out[position].value, position: position))
         }
         signed.sort { $0.name != $1.name ? $0.name < $1.name : $0.position < $1.position }
         var canonical = SigV4CanonicalRequest(method: method)
@@ -92,7 +98,17 @@ struct SigV4Signer: Sendable {
 
     /// ASCII lower-casing of a header name (no Unicode case mapping); the name itself when already lower-case.
     private static func lowercased(_ name: String) -> String {
-        guard name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return name }
-        return String(decoding: name.utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0 }, as: UTF8.self)
+        func isUpper(_ b: UInt8) -> Bool { b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") }
+        guard name.utf8.contains(where: isUpper) else { return name }
+        // Written straight into the new string (up to 15 bytes it stays inline): a mapped byte array first was one
+        // more allocation per mixed-case header per backend request.
+        return String(unsafeUninitializedCapacity: name.utf8.count) { out in
+            var count = 0
+            for b in name.utf8 {
+                out[count] = isUpper(b) ? b | 0x20 : b
+                count += 1
+            }
+            return count
+        }
     }
 }

@@ -165,6 +165,19 @@ import Testing
         #expect(authorization.hasSuffix("Signature=" + Encoding.hex(expected.array)))
     }
 
+    /// With `sendHost` the signed headers start with `Host` and are otherwise the same, signature included.
+    @Test func sendHostPutsHostFirstAndSignsTheSame() {
+        let signer = SigV4Signer(accessKey: "AKIDEXAMPLE", secretKey: "secret", region: "us-east-1")
+        let headers = [(name: "Content-Type", value: "text/plain"), (name: "X-Amz-Meta-A", value: "1"), (name: "host", value: "dropped")]
+        let plain = signer.sign(method: "PUT", canonicalURI: "/b/k", canonicalQuery: "a=1", host: "backend:9000",
+                                headers: headers, payloadHash: "UNSIGNED-PAYLOAD", now: 1_700_000_000)
+        let withHost = signer.sign(method: "PUT", canonicalURI: "/b/k", canonicalQuery: "a=1", host: "backend:9000",
+                                   headers: headers, payloadHash: "UNSIGNED-PAYLOAD", now: 1_700_000_000, sendHost: true)
+        #expect(withHost.map(\.name) == ["Host"] + plain.map(\.name))
+        #expect(withHost.map(\.value) == ["backend:9000"] + plain.map(\.value))
+        #expect(!plain.contains { $0.name.lowercased() == "host" })
+    }
+
     /// The whole canonical request of the documented GET Object example, byte for byte.
     @Test func canonicalRequestOfDocumentedGetObject() {
         let f: HTTPFields = ["Host": "examplebucket.s3.amazonaws.com", "Range": "bytes=0-9",
