@@ -312,7 +312,9 @@ final class MetricShards<Value: Sendable>: Sendable {
 
     /// `update` for label values given without an array: the array is built only when the memo misses.
     func update(_ labels: InlineLabels, initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
-        update(matching: labels.matches, labels: { labels.array }, initial: initial(), body)
+        // Closure literals (not the method reference `labels.matches`, a partial application whose context went
+        // on the heap: an allocation traded for the array's).
+        update(matching: { labels.matches($0) }, labels: { labels.array }, initial: initial(), body)
     }
 
     /// Updates the series whose labels `matches` accepts (checked against the memo) and `labels` builds.
