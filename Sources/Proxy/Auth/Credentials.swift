@@ -33,8 +33,11 @@ struct Credential: Sendable, Equatable {
 }
 
 /// Looks up the credential of an access key id.
+///
+/// The key is a `Substring`: SigV4 verification looks up a slice of the Authorization header, which then needs
+/// no String (a malloc per request for a 20-character key, issue 12). `someString[...]` passes a whole String.
 protocol CredentialProvider: Sendable {
-    func credential(forAccessKey accessKey: String) -> Credential?
+    func credential(forAccessKey accessKey: Substring) -> Credential?
 }
 
 /// A single configured key pair with full access (`GATEWAY_ACCESS_KEY`/`GATEWAY_SECRET_KEY`).
@@ -45,7 +48,7 @@ struct StaticCredentials: CredentialProvider {
         credential = Credential(accessKey: accessKey, secretKey: secretKey)
     }
 
-    func credential(forAccessKey accessKey: String) -> Credential? {
+    func credential(forAccessKey accessKey: Substring) -> Credential? {
         // Access key ids are not secret; the comparison need not be constant-time.
         accessKey == credential.accessKey ? credential : nil
     }
@@ -56,9 +59,10 @@ struct StaticCredentials: CredentialProvider {
 /// Lookups take no lock (`ReadMostly`); requests in flight keep the set they started with.
 final class CredentialStore: CredentialProvider {
     private struct Snapshot: Sendable {
-        let byAccessKey: [String: Credential]
+        /// Keyed by `Substring` so that a slice of a request header looks up without a copy.
+        let byAccessKey: [Substring: Credential]
         init(_ credentials: [Credential]) {
-            byAccessKey = Dictionary(credentials.map { ($0.accessKey, $0) }, uniquingKeysWith: { first, _ in first })
+            byAccessKey = Dictionary(credentials.map { ($0.accessKey[...], $0) }, uniquingKeysWith: { first, _ in first })
         }
     }
 
@@ -68,7 +72,7 @@ final class CredentialStore: CredentialProvider {
         current = ReadMostly(Snapshot(credentials))
     }
 
-    func credential(forAccessKey accessKey: String) -> Credential? {
+    func credential(forAccessKey accessKey: Substring) -> Credential? {
         current.value.byAccessKey[accessKey]
     }
 

@@ -170,8 +170,13 @@ struct RequestAuthenticator: Sendable {
 
     /// The credential of `accessKey`, or `InvalidAccessKeyId`.
     func credential(_ accessKey: String) throws(AuthenticationFailure) -> Credential {
+        try credential(accessKey[...])
+    }
+
+    /// The credential of `accessKey` (a slice of the Authorization header), or `InvalidAccessKeyId`.
+    func credential(_ accessKey: Substring) throws(AuthenticationFailure) -> Credential {
         guard let credential = credentials.credential(forAccessKey: accessKey) else {
-            throw AuthenticationFailure(reason: .unknownAccessKey, error: S3Error.invalidAccessKeyId(), accessKey: accessKey)
+            throw AuthenticationFailure(reason: .unknownAccessKey, error: S3Error.invalidAccessKeyId(), accessKey: String(accessKey))
         }
         return credential
     }
@@ -186,9 +191,10 @@ struct RequestAuthenticator: Sendable {
         return mode
     }
 
-    func checkSkew(_ requestTime: Int64, now: Int64, accessKey: String) throws(AuthenticationFailure) {
+    /// `accessKey` is evaluated only for the failure (SigV4 header requests hold it as a slice of the header).
+    func checkSkew(_ requestTime: Int64, now: Int64, accessKey: @autoclosure () -> String) throws(AuthenticationFailure) {
         guard abs(now - requestTime) <= maxClockSkewSeconds else {
-            throw AuthenticationFailure(reason: .clockSkew, error: S3Error.requestTimeTooSkewed(), accessKey: accessKey)
+            throw AuthenticationFailure(reason: .clockSkew, error: S3Error.requestTimeTooSkewed(), accessKey: accessKey())
         }
     }
 }

@@ -8,14 +8,60 @@ struct SigV4Scope: Sendable, Hashable {
 
     var string: String { "\(date)/\(region)/\(service)/aws4_request" }
 
-    /// Appends `string`'s bytes.
-    func append(to bytes: inout [UInt8]) {
-        bytes.appendUTF8(date)
-        bytes.append(UInt8(ascii: "/"))
-        bytes.appendUTF8(region)
-        bytes.append(UInt8(ascii: "/"))
-        bytes.appendUTF8(service)
-        bytes.appendUTF8("/aws4_request")
+    /// The byte count of `string`.
+    var byteCount: Int { date.utf8.count + region.utf8.count + service.utf8.count + 15 }
+
+    /// Writes `string`'s bytes (`byteCount` of them).
+    func write(to out: inout SigV4ByteWriter) {
+        out.write(date)
+        out.write(UInt8(ascii: "/"))
+        out.write(region)
+        out.write(UInt8(ascii: "/"))
+        out.write(service)
+        out.write("/aws4_request" as StaticString)
+    }
+}
+
+/// Writes bytes into a buffer sized beforehand (SigV4's string to sign and Authorization value, whose lengths are
+/// known from their parts). One copy per part and no capacity or uniqueness checks: appending the ~15 parts to a
+/// `[UInt8]` cost ≈ 75 instructions each plus the array's malloc (issue 12). Writing past `capacity` traps.
+struct SigV4ByteWriter {
+    private let base: UnsafeMutableRawPointer
+    private let capacity: Int
+    private(set) var count = 0
+
+    init(_ buffer: UnsafeMutableRawBufferPointer) {
+        base = buffer.baseAddress!
+        capacity = buffer.count
+    }
+
+    private mutating func reserve(_ n: Int) -> UnsafeMutableRawPointer {
+        precondition(n <= capacity - count, "SigV4ByteWriter: buffer too small")
+        defer { count += n }
+        return base + count
+    }
+
+    mutating func write(_ byte: UInt8) {
+        reserve(1).storeBytes(of: byte, as: UInt8.self)
+    }
+
+    mutating func write(_ literal: StaticString) {
+        let n = literal.utf8CodeUnitCount
+        reserve(n).copyMemory(from: literal.utf8Start, byteCount: n)
+    }
+
+    mutating func write(_ string: String) {
+        var string = string  // withUTF8 needs a var; a native string is not copied
+        string.withUTF8 { bytes in
+            guard let source = bytes.baseAddress else { return }
+            reserve(bytes.count).copyMemory(from: source, byteCount: bytes.count)
+        }
+    }
+
+    /// The 64 lower-case hex digits of `bytes`.
+    mutating func writeHex(_ bytes: Bytes32) {
+        let out = reserve(64)
+        bytes.withUnsafeBytes { Encoding.writeHex($0, to: out) }
     }
 }
 
@@ -34,19 +80,39 @@ enum SigV4 {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The string to sign of a canonical request whose SHA-256 is `canonicalRequestHash`:
-    /// `AWS4-HMAC-SHA256 \n <amz-date> \n <scope> \n <hex hash>`.
-    static func stringToSign(amzDate: String, scope: SigV4Scope, canonicalRequestHash: [UInt8]) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(algorithm.utf8.count + amzDate.utf8.count + 64 + 64 + 3)
-        out.appendUTF8(algorithm)
-        out.append(UInt8(ascii: "\n"))
-        out.appendUTF8(amzDate)
-        out.append(UInt8(ascii: "\n"))
-        scope.append(to: &out)
-        out.append(UInt8(ascii: "\n"))
-        Encoding.appendHex(canonicalRequestHash, to: &out)
-        return out
+    /// The string to sign of a canonical request whose SHA-256 is `canonicalRequestHash`, as an array (query
+    /// authentication, error details, tests): the same bytes `withStringToSign` writes.
+    static func stringToSign(amzDate: String, scope: SigV4Scope, canonicalRequestHash: Bytes32) -> [UInt8] {
+        withStringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonicalRequestHash) { Array($0) }
+    }
+
+    /// Calls `body` with the string to sign of a canonical request whose SHA-256 is `canonicalRequestHash`,
+    /// `AWS4-HMAC-SHA256 \n <amz-date> \n <scope> \n <hex hash>`, written into one temporary buffer (on the stack:
+    /// with the parser's bounds it is under 250 bytes). Verifying and re-signing each build one per request; as a
+    /// `[UInt8]` of appended parts it was a malloc and ≈ 1.5 k instructions (issue 12).
+    @inline(__always)  // the caller's closure inlined too: no copies of the values it captures
+    static func withStringToSign<R>(amzDate: String, scope: SigV4Scope, canonicalRequestHash: Bytes32,
+                                    _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        let count = algorithm.utf8.count + amzDate.utf8.count + scope.byteCount + 64 + 3
+        return withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { buffer in
+            var out = SigV4ByteWriter(buffer)
+            out.write("AWS4-HMAC-SHA256\n" as StaticString)
+            out.write(amzDate)
+            out.write(UInt8(ascii: "\n"))
+            scope.write(to: &out)
+            out.write(UInt8(ascii: "\n"))
+            out.writeHex(canonicalRequestHash)
+            return body(UnsafeRawBufferPointer(rebasing: buffer[..<out.count]))
+        }
+    }
+
+    /// Whether `amzDate` (`yyyyMMdd'T'…`) starts with the scope's date (`yyyymmdd`), compared as bytes: the generic
+    /// `prefix(8).elementsEqual` over two UTF-8 views cost ≈ 1 k instructions per request.
+    static func datePrefixMatches(amzDate: String, scopeDate: String) -> Bool {
+        var amzDate = amzDate, scopeDate = scopeDate
+        return amzDate.withUTF8 { a in
+            scopeDate.withUTF8 { d in a.prefix(8).elementsEqual(d) }
+        }
     }
 
     /// The HMAC chain `AWS4<secret>` → date → region → service → `aws4_request`.
@@ -65,37 +131,41 @@ enum SigV4 {
     /// Whether `signature` (64 lower-case hex digits, as the parsers accept) is the HMAC of `stringToSign`.
     /// The comparison is constant-time over the 32 raw bytes: hex decoding is a bijection on that grammar.
     static func signatureMatches(_ signature: String, signingKey: [UInt8], stringToSign: [UInt8]) -> Bool {
-        signatureMatches(signature, expected: HMAC.sha256(key: signingKey, data: stringToSign))
+        signatureMatches(signature, expected: Bytes32(HMAC.sha256(key: signingKey, data: stringToSign)))
     }
 
     /// Whether `signature` (64 lower-case hex digits) spells the 32 bytes `expected`, compared in constant time.
-    static func signatureMatches(_ signature: String, expected: [UInt8]) -> Bool {
+    static func signatureMatches(_ signature: String, expected: Bytes32) -> Bool {
         guard let provided = rawSignature(signature) else { return false }
-        return ConstantTime.equals(expected, provided)
+        return provided == expected  // Bytes32's == is constant-time
     }
 
     /// The 32 bytes of a 64-digit lower-case hex signature; nil for anything else.
-    static func rawSignature(_ hex: String) -> [UInt8]? {
-        guard hex.utf8.count == 64 else { return nil }
+    static func rawSignature(_ hex: String) -> Bytes32? {
         var hex = hex
-        return hex.withUTF8 { digits -> [UInt8]? in
-            func value(_ c: UInt8) -> UInt8? {
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10
-                default: return nil
-                }
+        return hex.withUTF8 { rawSignature($0) }
+    }
+
+    /// The 32 bytes of a 64-digit lower-case hex signature; nil for anything else (upper-case digits included:
+    /// SigV4 signatures are lower-case, and accepting both would make two spellings of one signature).
+    static func rawSignature(_ digits: UnsafeBufferPointer<UInt8>) -> Bytes32? {
+        guard digits.count == 64 else { return nil }
+        func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c &- UInt8(ascii: "a") &+ 10
+            default: return nil
             }
-            // Reserved and appended: `[UInt8](repeating:count:)` takes an unspecialised allocation path whose
-            // metadata lookup costs more than the decoding (a few hundred instructions per verified request).
-            var out: [UInt8] = []
-            out.reserveCapacity(32)
-            for i in 0..<32 {
-                guard let high = value(digits[2 * i]), let low = value(digits[2 * i + 1]) else { return nil }
-                out.append(high << 4 | low)
-            }
-            return out
         }
+        var out = Bytes32()
+        let ok = out.withUnsafeMutableBytes { out -> Bool in
+            for i in 0..<32 {
+                guard let high = value(digits[2 &* i]), let low = value(digits[2 &* i &+ 1]) else { return false }
+                out[i] = high << 4 | low
+            }
+            return true
+        }
+        return ok ? out : nil
     }
 }
 

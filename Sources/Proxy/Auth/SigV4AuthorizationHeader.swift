@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// A parsed `Authorization: AWS4-HMAC-SHA256 Credential=AK/yyyymmdd/region/s3/aws4_request,
 /// SignedHeaders=a;b, Signature=hex` header.
@@ -6,11 +7,15 @@ import Foundation
 /// The parser is strict and bounded: every component exactly once, no unknown components,
 /// bounded lengths, a 64-digit lower-case hex signature, lower-case sorted-or-not header names
 /// without duplicates. Anything else is `AuthorizationHeaderMalformed`.
+///
+/// The access key is a slice of the header value and the signature its 32 decoded bytes: the verifier only looks
+/// the key up and compares the signature, so neither needs a String of its own (two mallocs per request, issue 12).
 struct SigV4AuthorizationHeader: Sendable, Equatable {
-    var accessKey: String
+    var accessKey: Substring
     var scope: SigV4Scope
     var signedHeaders: [String]
-    var signature: String
+    /// The signature's bytes (the header spells them as 64 lower-case hex digits); `==` is constant-time.
+    var signature: Bytes32
 
     static let maxLength = 4096
     static let maxAccessKeyLength = 128
@@ -21,11 +26,25 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
     static func parse(_ value: String) throws(S3Error) -> SigV4AuthorizationHeader {
         guard value.utf8.count <= maxLength else { throw S3Error.authorizationHeaderMalformed("header too long") }
         var value = value
-        return try value.withUTF8 { parse(bytes: $0) }.get()
+        let parsed = try value.withUTF8 { parse(bytes: $0) }.get()
+        // The access key as a slice of the header (its byte offsets; `withUTF8` left `value` native UTF-8).
+        let utf8 = value.utf8
+        let keyStart = utf8.index(utf8.startIndex, offsetBy: parsed.accessKey.lowerBound)
+        let keyEnd = utf8.index(keyStart, offsetBy: parsed.accessKey.count)
+        return SigV4AuthorizationHeader(accessKey: Substring(utf8[keyStart..<keyEnd]), scope: parsed.scope,
+                                        signedHeaders: parsed.signedHeaders, signature: parsed.signature)
+    }
+
+    /// What `parse(bytes:)` finds; the access key as byte offsets into the header.
+    private struct Parsed {
+        var accessKey: Range<Int>
+        var scope: SigV4Scope
+        var signedHeaders: [String]
+        var signature: Bytes32
     }
 
     /// The parser proper, over the header's bytes: no intermediate strings for the parts it only checks.
-    private static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Result<SigV4AuthorizationHeader, S3Error> {
+    private static func parse(bytes: UnsafeBufferPointer<UInt8>) -> Result<Parsed, S3Error> {
         let prefix: StaticString = "AWS4-HMAC-SHA256 "
         // memcmp of the literal: the generic `starts(with:)` over a String's UTF-8 view cost ≈ 640 instructions.
         guard bytes.count > prefix.utf8CodeUnitCount, spells(bytes, 0..<prefix.utf8CodeUnitCount, prefix) else {
@@ -65,16 +84,22 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         guard let signature else { return .failure(S3Error.authorizationHeaderMalformed("missing Signature")) }
         return Result { () throws(S3Error) in
             let (accessKey, scope) = try parseCredential(UnsafeBufferPointer(rebasing: bytes[credential]))
-            return SigV4AuthorizationHeader(accessKey: accessKey, scope: scope,
-                                            signedHeaders: try parseSignedHeaders(UnsafeBufferPointer(rebasing: bytes[signedHeaders])),
-                                            signature: try parseSignature(UnsafeBufferPointer(rebasing: bytes[signature])))
+            return Parsed(accessKey: accessKey.lowerBound + credential.lowerBound..<accessKey.upperBound + credential.lowerBound,
+                          scope: scope,
+                          signedHeaders: try parseSignedHeaders(UnsafeBufferPointer(rebasing: bytes[signedHeaders])),
+                          signature: try parseSignature(UnsafeBufferPointer(rebasing: bytes[signature])))
         }
     }
 
     /// `AK/yyyymmdd/region/service/aws4_request`.
     static func parseCredential(_ value: Substring) throws(S3Error) -> (String, SigV4Scope) {
         var value = value
-        return try value.withUTF8 { bytes in Result { () throws(S3Error) in try parseCredential(bytes) } }.get()
+        return try value.withUTF8 { bytes in
+            Result { () throws(S3Error) in
+                let (accessKey, scope) = try parseCredential(bytes)
+                return (string(bytes[accessKey]), scope)
+            }
+        }.get()
     }
 
     static func parseSignedHeaders(_ value: Substring) throws(S3Error) -> [String] {
@@ -82,12 +107,15 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         return try value.withUTF8 { bytes in Result { () throws(S3Error) in try parseSignedHeaders(bytes) } }.get()
     }
 
+    /// The signature as sent (presigned URLs), once checked to be 64 lower-case hex digits.
     static func parseSignature(_ value: Substring) throws(S3Error) -> String {
         var value = value
-        return try value.withUTF8 { bytes in Result { () throws(S3Error) in try parseSignature(bytes) } }.get()
+        _ = try value.withUTF8 { bytes in Result { () throws(S3Error) in try parseSignature(bytes) } }.get()
+        return String(value)
     }
 
-    private static func parseCredential(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> (String, SigV4Scope) {
+    /// The access key's byte range in `bytes` and the scope.
+    private static func parseCredential(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> (Range<Int>, SigV4Scope) {
         // Exactly four slashes, found with memchr (no array of positions: one allocation less per request).
         let slash = UInt8(ascii: "/"), end = bytes.count
         guard let s0 = index(of: slash, in: bytes, from: 0, to: end),
@@ -116,7 +144,7 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         guard spells(bytes, slashes.3 + 1..<bytes.count, "aws4_request") else {
             throw S3Error.authorizationHeaderMalformed("incorrect terminal in Credential, expected 'aws4_request'")
         }
-        return (string(accessKey), SigV4Scope(date: string(date), region: string(region), service: "s3"))
+        return (0..<slashes.0, SigV4Scope(date: string(date), region: string(region), service: "s3"))
     }
 
     private static func parseSignedHeaders(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> [String] {
@@ -143,11 +171,12 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
         return names
     }
 
-    private static func parseSignature(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> String {
-        guard bytes.count == 64,
-              bytes.allSatisfy({ ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) })
-        else { throw S3Error.authorizationHeaderMalformed("Signature must be 64 lower-case hex digits") }
-        return string(bytes[...])
+    /// The 32 bytes the signature's 64 lower-case hex digits spell (decoded once, here: the verifier compares bytes).
+    private static func parseSignature(_ bytes: UnsafeBufferPointer<UInt8>) throws(S3Error) -> Bytes32 {
+        guard let signature = SigV4.rawSignature(bytes) else {
+            throw S3Error.authorizationHeaderMalformed("Signature must be 64 lower-case hex digits")
+        }
+        return signature
     }
 
     /// Signed header names longer than 15 bytes (the longest a `String` holds without a heap allocation) that

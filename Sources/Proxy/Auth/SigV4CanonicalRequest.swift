@@ -19,8 +19,8 @@ struct SigV4CanonicalRequest {
     /// The canonical request as text (error log details and tests).
     var text: String { String(decoding: bytes, as: UTF8.self) }
 
-    /// The SHA-256 of the canonical request, which the string to sign carries.
-    var hash: [UInt8] { Digest.hash(.sha256, bytes) }
+    /// The SHA-256 of the canonical request, which the string to sign carries (inline: no allocation).
+    var hash: Bytes32 { bytes.withUnsafeBytes { Bytes32.sha256($0) } }
 
     /// Appends the canonical URI of a raw request path and a newline; false on a bad `%` escape.
     mutating func appendURI(rawPath: String) -> Bool {

@@ -11,58 +11,64 @@ extension RequestAuthenticator {
         } catch {
             throw .malformed(error)
         }
+        // Until the credential is found the access key is the header's slice; a String of it only for an error.
         let key = auth.accessKey
         guard auth.signedHeaders.contains("host") else {
-            throw .malformed(S3Error.authorizationHeaderMalformed("the host header must be signed"), accessKey: key)
+            throw .malformed(S3Error.authorizationHeaderMalformed("the host header must be signed"), accessKey: String(key))
         }
         let amzDate: String
         let requestTime: Int64
         if let xAmzDate = headers["x-amz-date"] {
             guard auth.signedHeaders.contains("x-amz-date") else {
-                throw .malformed(S3Error.authorizationHeaderMalformed("the x-amz-date header must be signed"), accessKey: key)
+                throw .malformed(S3Error.authorizationHeaderMalformed("the x-amz-date header must be signed"), accessKey: String(key))
             }
-            guard let t = SigV4Time.parseAmzDate(xAmzDate) else { throw .malformed(Self.invalidDate(), accessKey: key) }
+            guard let t = SigV4Time.parseAmzDate(xAmzDate) else { throw .malformed(Self.invalidDate(), accessKey: String(key)) }
             amzDate = xAmzDate
             requestTime = t
         } else if let date = headers["date"] {
             guard auth.signedHeaders.contains("date") else {
-                throw .malformed(S3Error.authorizationHeaderMalformed("the date header must be signed"), accessKey: key)
+                throw .malformed(S3Error.authorizationHeaderMalformed("the date header must be signed"), accessKey: String(key))
             }
-            guard let t = SigV4Time.parseHTTPDate(date) else { throw .malformed(Self.invalidDate(), accessKey: key) }
+            guard let t = SigV4Time.parseHTTPDate(date) else { throw .malformed(Self.invalidDate(), accessKey: String(key)) }
             amzDate = SigV4Time.formatAmzDate(t)
             requestTime = t
         } else {
-            throw .malformed(Self.invalidDate(), accessKey: key)
+            throw .malformed(Self.invalidDate(), accessKey: String(key))
         }
-        guard amzDate.utf8.prefix(8).elementsEqual(auth.scope.date.utf8) else {
+        guard SigV4.datePrefixMatches(amzDate: amzDate, scopeDate: auth.scope.date) else {
             throw .malformed(S3Error.authorizationHeaderMalformed(
-                "the credential date \(auth.scope.date) does not match the request date \(amzDate.prefix(8))"), accessKey: key)
+                "the credential date \(auth.scope.date) does not match the request date \(amzDate.prefix(8))"), accessKey: String(key))
         }
-        try checkRegion(auth.scope.region, accessKey: key) { S3Error.authorizationHeaderMalformed($0) }
-        try checkSkew(requestTime, now: now, accessKey: key)
+        try checkRegion(auth.scope.region, accessKey: String(key)) { S3Error.authorizationHeaderMalformed($0) }
+        try checkSkew(requestTime, now: now, accessKey: String(key))
 
         guard let payloadHashHeader = headers["x-amz-content-sha256"] else {
-            throw .malformed(S3Error.missingSecurityHeader("x-amz-content-sha256"), accessKey: key)
+            throw .malformed(S3Error.missingSecurityHeader("x-amz-content-sha256"), accessKey: String(key))
         }
         guard let payload = PayloadMode.parse(payloadHashHeader) else {
             throw .malformed(S3Error.invalidArgument("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-… or a hex SHA-256 value"),
-                             accessKey: key)
+                             accessKey: String(key))
         }
         let credential = try credential(key)
+        // From here on the store's own String of the key (equal to the slice; no copy).
+        let accessKey = credential.accessKey
 
         var canonical = SigV4CanonicalRequest(method: method)
-        guard canonical.appendURI(rawPath: rawPath) else { throw .malformed(S3Error.invalidURI(), accessKey: key) }
-        guard let query else { throw .malformed(S3Error.invalidURI(), accessKey: key) }
+        guard canonical.appendURI(rawPath: rawPath) else { throw .malformed(S3Error.invalidURI(), accessKey: accessKey) }
+        guard let query else { throw .malformed(S3Error.invalidURI(), accessKey: accessKey) }
         canonical.appendQuery(query)
         if let missing = canonical.appendHeaders(signed: auth.signedHeaders, from: headers) {
             throw AuthenticationFailure(reason: .signatureMismatch, error: S3Error.signatureDoesNotMatch(
-                "The signed header '\(missing)' is not present in the request."), accessKey: key)
+                "The signed header '\(missing)' is not present in the request."), accessKey: accessKey)
         }
         canonical.appendPayloadHash(payloadHashHeader)
-        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: auth.scope, canonicalRequestHash: canonical.hash)
-        let (expected, signingKey) = SigningKeyCache.sign(stringToSign, accessKey: key, secret: credential.secretKey, scope: auth.scope)
-        guard SigV4.signatureMatches(auth.signature, expected: expected) else {
-            throw .signatureMismatch(canonical, stringToSign: stringToSign, accessKey: key)
+        let canonicalHash = canonical.hash
+        let (expected, signingKey) = SigV4.withStringToSign(amzDate: amzDate, scope: auth.scope, canonicalRequestHash: canonicalHash) {
+            SigningKeyCache.sign($0, accessKey: accessKey, secret: credential.secretKey, scope: auth.scope)
+        }
+        guard expected == auth.signature else {  // Bytes32: constant-time
+            let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: auth.scope, canonicalRequestHash: canonicalHash)
+            throw .signatureMismatch(canonical, stringToSign: stringToSign, accessKey: accessKey)
         }
         let chain = ChunkSignatureChain(signingKey: signingKey, amzDate: amzDate, scope: auth.scope, seedSignature: auth.signature)
         return VerifiedRequest(credential: credential, scheme: .sigV4Header, payload: payload,
@@ -70,11 +76,12 @@ extension RequestAuthenticator {
     }
 
     /// The scope's region must be one this gateway answers for, as S3 checks it against the bucket's region.
-    func checkRegion(_ region: String, accessKey: String, error: (String) -> S3Error) throws(AuthenticationFailure) {
+    /// `accessKey` is evaluated only for the failure (SigV4 header requests hold it as a slice of the header).
+    func checkRegion(_ region: String, accessKey: @autoclosure () -> String, error: (String) -> S3Error) throws(AuthenticationFailure) {
         guard regions.contains(region) else {
             let expected = regions.sorted().map { "'\($0)'" }.joined(separator: " or ")
             throw AuthenticationFailure(reason: .wrongRegion, error: error("the region '\(region)' is wrong; expecting \(expected)"),
-                                        accessKey: accessKey)
+                                        accessKey: accessKey())
         }
     }
 

@@ -77,7 +77,9 @@ extension RequestAuthenticator {
         }
         canonical.appendPayloadHash(headers["x-amz-content-sha256"] ?? SigV4.unsignedPayload)
         let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
-        let (expected, _) = SigningKeyCache.sign(stringToSign, accessKey: accessKey, secret: credential.secretKey, scope: scope)
+        let (expected, _) = stringToSign.withUnsafeBytes {
+            SigningKeyCache.sign($0, accessKey: accessKey, secret: credential.secretKey, scope: scope)
+        }
         guard SigV4.signatureMatches(signature, expected: expected) else {
             throw .signatureMismatch(canonical, stringToSign: stringToSign, accessKey: accessKey)
         }

@@ -28,13 +28,19 @@ struct SigV4Signer: Sendable {
     ///   - host: `host[:port]` as the HTTP client will send it (default ports omitted).
     ///   - payloadHash: hex SHA-256 of the body, or `UNSIGNED-PAYLOAD`.
     ///   - now: Unix seconds.
+    ///   - sendHost: the returned headers start with `Host: host`, for a client that sends it explicitly (the
+    ///     backend client: so the Host the backend sees is byte-for-byte the one signed). Put first here, in the one
+    ///     allocation, rather than inserted by the caller (a second allocation and a move of every field).
     func sign(method: String, canonicalURI: String, canonicalQuery: String, host: String,
-              headers: [(name: String, value: String)], payloadHash: String, now: Int64) -> [(name: String, value: String)] {
+              headers: [(name: String, value: String)], payloadHash: String, now: Int64,
+              sendHost: Bool = false) -> [(name: String, value: String)] {
         let amzDate = SigV4Time.formatAmzDate(now)
         let scope = SigV4Scope(date: String(decoding: amzDate.utf8.prefix(8), as: UTF8.self), region: region, service: service)
-        // Room for the three headers added below in the one allocation.
+        // Room for Host and the three headers added below in the one allocation.
         var out: [(name: String, value: String)] = []
-        out.reserveCapacity(headers.count + 3)
+        out.reserveCapacity(headers.count + 4)
+        if sendHost { out.append((name: "Host", value: host)) }
+        let firstField = out.count  // host is signed from `host` below, not from `out`
         for field in headers where !Self.isSetBySigner(field.name) { out.append(field) }
         out.append((name: "x-amz-date", value: amzDate))
         out.append((name: "x-amz-content-sha256", value: payloadHash))
@@ -44,8 +50,8 @@ struct SigV4Signer: Sendable {
         var signed: [(name: String, value: String, position: Int)] = []
         signed.reserveCapacity(out.count + 1)
         signed.append((name: "host", value: host, position: -1))
-        for (position, field) in out.enumerated() {
-            signed.append((name: Self.lowercased(field.name), value: field.value, position: position))
+        for position in firstField..<out.count {
+            signed.append((name: Self.lowercased(out[position].name), value: out[position].value, position: position))
         }
         signed.sort { $0.name != $1.name ? $0.name < $1.name : $0.position < $1.position }
         var canonical = SigV4CanonicalRequest(method: method)
@@ -53,31 +59,35 @@ struct SigV4Signer: Sendable {
         canonical.appendCanonical(canonicalQuery)
         let signedHeaders = canonical.appendHeaders(sorted: signed)
         canonical.appendPayloadHash(payloadHash)
-        let stringToSign = SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash)
-        let signature = SigningKeyCache.sign(stringToSign, accessKey: accessKey, secret: secretKey, scope: scope).signature
+        let signature = SigV4.withStringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: canonical.hash) {
+            SigningKeyCache.sign($0, accessKey: accessKey, secret: secretKey, scope: scope).signature
+        }
         out.append((name: "Authorization", value: Self.authorization(accessKey: accessKey, scope: scope,
                                                                       signedHeaders: signedHeaders, signature: signature)))
         return out
     }
 
-    /// `AWS4-HMAC-SHA256 Credential=<key>/<scope>, SignedHeaders=<a;b;c>, Signature=<hex>`, assembled as bytes in
-    /// one buffer (a dozen String appends per backend request otherwise).
-    static func authorization(accessKey: String, scope: SigV4Scope, signedHeaders: [String], signature: [UInt8]) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(160 + accessKey.utf8.count + signedHeaders.reduce(0) { $0 + $1.utf8.count + 1 })
-        bytes.appendUTF8(SigV4.algorithm)
-        bytes.appendUTF8(" Credential=")
-        bytes.appendUTF8(accessKey)
-        bytes.append(UInt8(ascii: "/"))
-        scope.append(to: &bytes)
-        bytes.appendUTF8(", SignedHeaders=")
-        for (i, name) in signedHeaders.enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ";")) }
-            bytes.appendUTF8(name)
+    /// `AWS4-HMAC-SHA256 Credential=<key>/<scope>, SignedHeaders=<a;b;c>, Signature=<hex>`, written straight into
+    /// the string's storage (its length is known from the parts): no byte array in between (issue 12).
+    static func authorization(accessKey: String, scope: SigV4Scope, signedHeaders: [String], signature: Bytes32) -> String {
+        var count = SigV4.algorithm.utf8.count + 12 + accessKey.utf8.count + 1 + scope.byteCount + 16 + 12 + 64
+        for name in signedHeaders { count += name.utf8.count + 1 }
+        count -= signedHeaders.isEmpty ? 0 : 1
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            var out = SigV4ByteWriter(UnsafeMutableRawBufferPointer(buffer))
+            out.write("AWS4-HMAC-SHA256 Credential=" as StaticString)
+            out.write(accessKey)
+            out.write(UInt8(ascii: "/"))
+            scope.write(to: &out)
+            out.write(", SignedHeaders=" as StaticString)
+            for (i, name) in signedHeaders.enumerated() {
+                if i > 0 { out.write(UInt8(ascii: ";")) }
+                out.write(name)
+            }
+            out.write(", Signature=" as StaticString)
+            out.writeHex(signature)
+            return out.count
         }
-        bytes.appendUTF8(", Signature=")
-        Encoding.appendHex(signature, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Headers the signer sets itself (or the HTTP client does, for `host`), whatever the caller passed.
@@ -88,7 +98,17 @@ struct SigV4Signer: Sendable {
 
     /// ASCII lower-casing of a header name (no Unicode case mapping); the name itself when already lower-case.
     private static func lowercased(_ name: String) -> String {
-        guard name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return name }
-        return String(decoding: name.utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0 }, as: UTF8.self)
+        func isUpper(_ b: UInt8) -> Bool { b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") }
+        guard name.utf8.contains(where: isUpper) else { return name }
+        // Written straight into the new string (up to 15 bytes it stays inline): a mapped byte array first was one
+        // more allocation per mixed-case header per backend request.
+        return String(unsafeUninitializedCapacity: name.utf8.count) { out in
+            var count = 0
+            for b in name.utf8 {
+                out[count] = isUpper(b) ? b | 0x20 : b
+                count += 1
+            }
+            return count
+        }
     }
 }

@@ -20,11 +20,11 @@ enum SigningKeyCache {
 
     /// The HMAC-SHA256 of `stringToSign` under the signing key of `secret` for `scope` (a request's signature),
     /// and that key. The MAC runs on the thread's context keyed once for the entry, not re-keyed per message.
-    static func sign(_ stringToSign: [UInt8], accessKey: String, secret: String, scope: SigV4Scope)
-        -> (signature: [UInt8], signingKey: [UInt8])
+    static func sign(_ stringToSign: UnsafeRawBufferPointer, accessKey: String, secret: String, scope: SigV4Scope)
+        -> (signature: Bytes32, signingKey: [UInt8])
     {
         let entry = entry(accessKey: accessKey, secret: secret, scope: scope)
-        return (entry.mac.mac(stringToSign), entry.key)
+        return (entry.mac.mac32(stringToSign), entry.key)
     }
 
     private static func entry(accessKey: String, secret: String, scope: SigV4Scope) -> ThreadKeys.Entry {

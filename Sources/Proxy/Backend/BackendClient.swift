@@ -124,20 +124,19 @@ final class BackendClient: Sendable {
         let path = BackendEndpoint.path(bucket: bucket, key: key)
         let urlQuery = QueryString.forURL(query)
         let url = endpoint.baseURL + path + (urlQuery.isEmpty ? "" : "?" + urlQuery)
-        var signed: [(name: String, value: String)]
+        // Host is sent explicitly (first) so the Host the backend sees is byte-for-byte the one that was signed.
+        let signed: [(name: String, value: String)]
         switch signing {
         case .gateway:
             signed = signer.sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
-                                 host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now())
+                                 host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now(), sendHost: true)
         case .credential(let credential):
             signed = signer.with(accessKey: credential.accessKey, secretKey: credential.secretKey)
                 .sign(method: method, canonicalURI: path, canonicalQuery: QueryString.canonical(query),
-                      host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now())
+                      host: endpoint.hostHeader, headers: headers, payloadHash: payloadHash, now: now(), sendHost: true)
         case .anonymous:
-            signed = headers
+            signed = [(name: "Host", value: endpoint.hostHeader)] + headers
         }
-        // Sent explicitly so the Host the backend sees is byte-for-byte the one that was signed.
-        signed.insert((name: "Host", value: endpoint.hostHeader), at: 0)
         return (url, signed)
     }
 

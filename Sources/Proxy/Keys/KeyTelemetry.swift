@@ -48,7 +48,7 @@ final class KeyTelemetry: KeyServiceObserver {
         ])
     }
 
-    func cacheLookup(hit: Bool) { cacheLookups.inc([hit ? "hit" : "miss"]) }
+    func cacheLookup(hit: Bool) { cacheLookups.inc(hit ? "hit" : "miss") }  // no label array per lookup
 
     func intermediateKeyCreated(_ provider: KeyProviderKind, bucket: String) {
         intermediateKeys.inc([provider.rawValue])

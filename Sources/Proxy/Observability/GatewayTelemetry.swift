@@ -94,9 +94,10 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
     func s3RequestCompleted(_ s: S3RequestSummary) {
         // Unauthenticated requests get no bucket label: strangers must not grow the series set.
         let bucket = s.accessKey == nil ? "" : (s.bucket ?? "")
-        requests.inc([Self.methodLabel(s.method), bucket, Self.statusLabel(s.status)])
+        // Label values without arrays (the shard's memo compares them in place; an array only for a new series).
+        requests.inc(Self.methodLabel(s.method), bucket, Self.statusLabel(s.status))
         if let reason = s.authFailure { authFailures.inc([reason]) }
-        requestDuration.observe(seconds(s.duration), [s.operation])
+        requestDuration.observe(seconds(s.duration), s.operation)
         bytesReceived.inc(by: Double(s.bytesIn))
         bytesSent.inc(by: Double(s.bytesOut))
         if s.backendError { backendErrors.inc() }

@@ -11,14 +11,18 @@ struct ChunkSignatureChain: Sendable {
     let signingKey: [UInt8]
     let amzDate: String
     let scope: SigV4Scope
-    /// The signature the next chunk (or the trailer) chains from.
-    private(set) var previous: String
+    /// The signature the next chunk (or the trailer) chains from, in hex. Until the first chunk it is the seed
+    /// signature, kept as its bytes: every header-signed request makes a chain, few send signed chunks, so the
+    /// seed's hex String is made only when a chunk needs it (one malloc per request less, issue 12).
+    var previous: String { previousHex ?? Encoding.hex(seed.array) }
+    private let seed: Bytes32
+    private var previousHex: String?
 
-    init(signingKey: [UInt8], amzDate: String, scope: SigV4Scope, seedSignature: String) {
+    init(signingKey: [UInt8], amzDate: String, scope: SigV4Scope, seedSignature: Bytes32) {
         self.signingKey = signingKey
         self.amzDate = amzDate
         self.scope = scope
-        self.previous = seedSignature
+        self.seed = seedSignature
     }
 
     /// The signature a chunk with data hash `dataSHA256` must carry.
@@ -32,7 +36,7 @@ struct ChunkSignatureChain: Sendable {
     mutating func verifyChunk(dataSHA256: [UInt8], signature: String) -> Bool {
         let expected = expectedChunkSignature(dataSHA256: dataSHA256)
         guard ConstantTime.equals(expected, signature) else { return false }
-        previous = expected
+        previousHex = expected
         return true
     }
 
@@ -50,7 +54,7 @@ struct ChunkSignatureChain: Sendable {
     mutating func verifyTrailer(fields: [(name: String, value: String)], signature: String) -> Bool {
         let expected = expectedTrailerSignature(fields: fields)
         guard ConstantTime.equals(expected, signature) else { return false }
-        previous = expected
+        previousHex = expected
         return true
     }
 }

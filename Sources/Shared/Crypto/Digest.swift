@@ -154,21 +154,25 @@ public enum SecureRandom {
 public enum Encoding {
     /// Appends the lower-case hex digits of `bytes` (signatures are built into byte buffers).
     public static func appendHex(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        // The digits of up to 32 bytes at a time are made in a stack buffer, two digits per table load, and
-        // appended in one copy: two `append`s per byte (a uniqueness and a capacity check each) showed in
-        // SigV4's per-request profile (three digests hex-encoded per request).
+        // The digits of up to 32 bytes at a time are made in a stack buffer and appended in one copy: two
+        // `append`s per byte (a uniqueness and a capacity check each) showed in SigV4's per-request profile.
+        withUnsafeTemporaryAllocation(byteCount: 64, alignment: 2) { buffer in
+            var i = 0
+            while i < bytes.count {
+                let n = min(32, bytes.count &- i)
+                writeHex(UnsafeRawBufferPointer(rebasing: bytes[i..<i &+ n]), to: buffer.baseAddress!)
+                out.append(contentsOf: UnsafeRawBufferPointer(start: buffer.baseAddress!, count: 2 &* n))
+                i &+= n
+            }
+        }
+    }
+
+    /// Writes the `2 * bytes.count` lower-case hex digits of `bytes` at `out`, two digits per table load
+    /// (SigV4 writes its string to sign and Authorization value straight into their buffers).
+    public static func writeHex(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutableRawPointer) {
         hexPairs.withUnsafeBufferPointer { pairs in
-            withUnsafeTemporaryAllocation(byteCount: 64, alignment: 2) { buffer in
-                let digits = buffer.baseAddress!
-                var i = 0
-                while i < bytes.count {
-                    let n = min(32, bytes.count &- i)
-                    for j in 0..<n {
-                        digits.storeBytes(of: pairs[Int(bytes[i &+ j])].littleEndian, toByteOffset: 2 &* j, as: UInt16.self)
-                    }
-                    out.append(contentsOf: UnsafeRawBufferPointer(start: digits, count: 2 &* n))
-                    i &+= n
-                }
+            for j in 0..<bytes.count {
+                out.storeBytes(of: pairs[Int(bytes[j])].littleEndian, toByteOffset: 2 &* j, as: UInt16.self)
             }
         }
     }

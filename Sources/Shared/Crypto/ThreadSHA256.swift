@@ -8,6 +8,11 @@ import COpenSSL
 enum ThreadSHA256 {
     /// SHA-256 of `data`.
     static func hash(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+        hash32(data).array
+    }
+
+    /// SHA-256 of `data`, inline (no allocation).
+    static func hash32(_ data: UnsafeRawBufferPointer) -> Bytes32 {
         let contexts = perThread.current
         var length: UInt32 = 0
         let digest = output32 { out in
@@ -19,19 +24,14 @@ enum ThreadSHA256 {
         return digest
     }
 
-    /// A 32-byte digest written by `body` into a stack buffer, returned as an array; nil when `body` fails.
-    /// `[UInt8](repeating:count:)` and `Array(unsafeUninitializedCapacity:)` reach the array's storage type
-    /// through an unspecialised runtime metadata lookup (≈ 360 instructions a call, four calls per SigV4
-    /// request); an empty array reserved and appended to takes the specialised path (issue 12).
+    /// A 32-byte digest written by `body` into an inline `Bytes32`; nil when `body` fails. (Arrays are made from it
+    /// by `Bytes32.array`, reserved and appended: `[UInt8](repeating:count:)` and `Array(unsafeUninitializedCapacity:)`
+    /// reach the array's storage type through an unspecialised runtime metadata lookup, ≈ 360 instructions a call.)
     @inline(__always)
-    static func output32(_ body: (UnsafeMutablePointer<UInt8>) -> Bool) -> [UInt8]? {
-        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        let ok = withUnsafeMutableBytes(of: &digest) { body($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
-        guard ok else { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        withUnsafeBytes(of: &digest) { out.append(contentsOf: $0.assumingMemoryBound(to: UInt8.self)) }
-        return out
+    static func output32(_ body: (UnsafeMutablePointer<UInt8>) -> Bool) -> Bytes32? {
+        var digest = Bytes32()
+        let ok = digest.withUnsafeMutableBytes { body($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        return ok ? digest : nil
     }
 
     /// HMAC-SHA256 of `data` under `key`.
@@ -118,6 +118,11 @@ public final class HMACSHA256Key {
 
     /// HMAC-SHA256 of `data` under the key.
     public func mac(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+        mac32(data).array
+    }
+
+    /// HMAC-SHA256 of `data` under the key, inline (no allocation; SigV4 signs and verifies every request).
+    public func mac32(_ data: UnsafeRawBufferPointer) -> Bytes32 {
         var length = 0
         // No key: OpenSSL restarts from the key's precomputed inner state.
         let mac = ThreadSHA256.output32 { out in

@@ -111,6 +111,23 @@ public final class Counter: MetricFamily {
         shards.update(labels, initial: 0) { $0 += amount }
     }
 
+    /// `inc([value])` without building the array when the calling thread's shard updated this series last.
+    public func inc(_ value: String, by amount: Double = 1) {
+        inc(InlineLabels(value), by: amount)
+    }
+
+    /// `inc([a, b, c])` without building the array when the calling thread's shard updated this series last
+    /// (the per-request counter: one array allocation per request otherwise, issue 12).
+    public func inc(_ a: String, _ b: String, _ c: String, by amount: Double = 1) {
+        inc(InlineLabels(a, b, c), by: amount)
+    }
+
+    private func inc(_ labels: InlineLabels, by amount: Double) {
+        precondition(labels.count == labelNames.count, "\(name): expected labels \(labelNames)")
+        guard amount >= 0 else { return }
+        shards.update(labels, initial: 0) { $0 += amount }
+    }
+
     public func value(_ labels: [String] = []) -> Double { shards.merged(+)[labels] ?? 0 }
 
     func render(into out: inout String) {
@@ -201,6 +218,18 @@ public final class Histogram: MetricFamily {
         }
     }
 
+    /// `observe(value, [label])` without building the array when the calling thread's shard updated this series
+    /// last (the per-request duration histogram, issue 12).
+    public func observe(_ value: Double, _ label: String) {
+        precondition(labelNames.count == 1, "\(name): expected labels \(labelNames)")
+        let index = buckets.firstIndex { value <= $0 } ?? buckets.count
+        shards.update(InlineLabels(label), initial: Series(counts: Array(repeating: 0, count: buckets.count + 1))) { entry in
+            entry.counts[index] += 1
+            entry.sum += value
+            entry.count += 1
+        }
+    }
+
     /// Observes the seconds elapsed since `start`.
     public func observe(since start: ContinuousClock.Instant, _ labels: [String] = []) {
         let elapsed = ContinuousClock.now - start
@@ -223,6 +252,28 @@ public final class Histogram: MetricFamily {
             out += "\(name)_count\(renderLabels(labelNames, labels)) \(entry.count)\n"
         }
     }
+}
+
+/// One or three label values passed without an array (the request path's metrics: a `[String]` per call was an
+/// allocation per request, issue 12). `matches` compares with a stored label set; `array` builds one.
+struct InlineLabels {
+    let count: Int
+    private let a: String, b: String, c: String
+
+    init(_ a: String) {
+        (count, self.a, b, c) = (1, a, "", "")
+    }
+
+    init(_ a: String, _ b: String, _ c: String) {
+        (count, self.a, self.b, self.c) = (3, a, b, c)
+    }
+
+    func matches(_ labels: [String]) -> Bool {
+        guard labels.count == count else { return false }
+        return count == 1 ? labels[0] == a : labels[0] == a && labels[1] == b && labels[2] == c
+    }
+
+    var array: [String] { count == 1 ? [a] : [a, b, c] }
 }
 
 /// Per-thread shards of one metric family's series. A thread updates the shard its id hashes to, under that
@@ -256,20 +307,37 @@ final class MetricShards<Value: Sendable>: Sendable {
     }
 
     func update(_ labels: [String], initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
+        update(matching: { $0 == labels }, labels: { labels }, initial: initial(), body)
+    }
+
+    /// `update` for label values given without an array: the array is built only when the memo misses.
+    func update(_ labels: InlineLabels, initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
+        // Closure literals (not the method reference `labels.matches`, a partial application whose context went
+        // on the heap: an allocation traded for the array's).
+        update(matching: { labels.matches($0) }, labels: { labels.array }, initial: initial(), body)
+    }
+
+    /// Updates the series whose labels `matches` accepts (checked against the memo) and `labels` builds.
+    private func update(matching matches: ([String]) -> Bool, labels makeLabels: () -> [String],
+                        initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
         let shard = shards[currentThreadShard(Self.count)]
+        var built: [String]?
         let done = shard.series.withLock { s -> Bool in
             // The series updated last: no hashing. An index stays valid until the next insertion, which clears it.
-            if let last = s.last, last.labels == labels {
+            if let last = s.last, matches(last.labels) {
                 body(&s.values.values[last.index])
                 return true
             }
             // One hash of the labels for a known series (a lookup, then the update in place through its index).
+            let labels = makeLabels()
+            built = labels
             guard let i = s.values.index(forKey: labels) else { return false }
             body(&s.values.values[i])
             s.last = (labels, i)
             return true
         }
         if done { return }
+        let labels = built!
         // First time this shard sees these labels: admit them family-wide (or fold into `_other`).
         let key = known.withLock { k -> [String] in
             if k.contains(labels) { return labels }

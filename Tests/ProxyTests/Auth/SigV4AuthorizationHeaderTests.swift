@@ -10,10 +10,24 @@ import Shared
         #expect(h.accessKey == "AKIAIOSFODNN7EXAMPLE")
         #expect(h.scope == SigV4Scope(date: "20130524", region: "us-east-1", service: "s3"))
         #expect(h.signedHeaders == ["host", "range", "x-amz-content-sha256", "x-amz-date"])
-        #expect(h.signature == "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+        #expect(h.signature.array == Encoding.fromHex("f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"))
         // No spaces after commas (as some SDKs send) is the same header.
         let compact = Self.valid.replacingOccurrences(of: ", ", with: ",")
         #expect(try SigV4AuthorizationHeader.parse(compact) == h)
+    }
+
+    /// The access key is the Credential's first part as a slice of the header, wherever the component sits, and the
+    /// signature the bytes its hex spells.
+    @Test func accessKeyIsTheCredentialsFirstPart() throws {
+        let signature = "00ff" + String(repeating: "5a", count: 30)
+        for value in ["AWS4-HMAC-SHA256 Credential=GWDEMO0123456789ABCDEF/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=\(signature)",
+                      "AWS4-HMAC-SHA256 Signature=\(signature),SignedHeaders=host,   Credential=GWDEMO0123456789ABCDEF/20130524/us-east-1/s3/aws4_request  "] {
+            let h = try SigV4AuthorizationHeader.parse(value)
+            #expect(h.accessKey == "GWDEMO0123456789ABCDEF")
+            #expect(String(h.accessKey) == "GWDEMO0123456789ABCDEF")
+            #expect(h.signature.array == [0x00, 0xff] + [UInt8](repeating: 0x5a, count: 30))
+        }
+        #expect(try SigV4AuthorizationHeader.parse("AWS4-HMAC-SHA256 Credential=k/20130524/r/s3/aws4_request, SignedHeaders=host, Signature=\(signature)").accessKey == "k")
     }
 
     /// The long names returned as literals (and their near misses, decoded from the bytes) come back exactly as
@@ -41,6 +55,14 @@ import Shared
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 63),
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "A", count: 64),
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "g", count: 64),
+        // The signature is decoded to bytes while parsing: other lengths, one upper-case or non-hex digit, an inner
+        // space, or multi-byte characters of the same byte length are still malformed.
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 65),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 63) + "F",
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=F" + String(repeating: "a", count: 63),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "0", count: 31) + " " + String(repeating: "0", count: 32),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "é", count: 32),
+        "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=",
         "AWS4-HMAC-SHA256 Credential=A/2013052/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
         "AWS4-HMAC-SHA256 Credential=A/20130524/us-east-1/s3/aws5_request, SignedHeaders=host, Signature=" + String(repeating: "a", count: 64),
@@ -102,15 +124,16 @@ import Shared
             do {
                 let h = try SigV4AuthorizationHeader.parse(input)
                 accepted += 1
-                #expect(h.signature.utf8.count == 64)
-                #expect(h.signature.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) })
+                // The signature is the bytes of 64 lower-case hex digits in the input.
+                let signatureHex = Encoding.hex(h.signature.array)
+                #expect(input.contains("Signature=\(signatureHex)"))
                 #expect(h.scope.service == "s3")
                 #expect(h.scope.date.utf8.count == 8)
                 #expect(!h.accessKey.isEmpty && !h.scope.region.isEmpty && !h.signedHeaders.isEmpty)
                 #expect(Set(h.signedHeaders).count == h.signedHeaders.count)
                 #expect(h.signedHeaders.allSatisfy { !$0.isEmpty && $0 == $0.lowercased() })
                 // Accepted input re-serialises to a header that parses to the same value.
-                let again = "AWS4-HMAC-SHA256 Credential=\(h.accessKey)/\(h.scope.string), SignedHeaders=\(h.signedHeaders.joined(separator: ";")), Signature=\(h.signature)"
+                let again = "AWS4-HMAC-SHA256 Credential=\(h.accessKey)/\(h.scope.string), SignedHeaders=\(h.signedHeaders.joined(separator: ";")), Signature=\(signatureHex)"
                 #expect((try? SigV4AuthorizationHeader.parse(again)) == h)
             } catch {
                 #expect(error.code == "AuthorizationHeaderMalformed")

@@ -159,8 +159,23 @@ import Testing
         canonical.appendPayloadHash("UNSIGNED-PAYLOAD")
         let scope = SigV4Scope(date: "20231114", region: "us-east-1", service: "s3")
         let stringToSign = SigV4.stringToSign(amzDate: "20231114T221320Z", scope: scope, canonicalRequestHash: canonical.hash)
-        let expected = SigningKeyCache.sign(stringToSign, accessKey: "AKIDEXAMPLE", secret: "secret", scope: scope).signature
-        #expect(authorization.hasSuffix("Signature=" + Encoding.hex(expected)))
+        let expected = stringToSign.withUnsafeBytes {
+            SigningKeyCache.sign($0, accessKey: "AKIDEXAMPLE", secret: "secret", scope: scope).signature
+        }
+        #expect(authorization.hasSuffix("Signature=" + Encoding.hex(expected.array)))
+    }
+
+    /// With `sendHost` the signed headers start with `Host` and are otherwise the same, signature included.
+    @Test func sendHostPutsHostFirstAndSignsTheSame() {
+        let signer = SigV4Signer(accessKey: "AKIDEXAMPLE", secretKey: "secret", region: "us-east-1")
+        let headers = [(name: "Content-Type", value: "text/plain"), (name: "X-Amz-Meta-A", value: "1"), (name: "host", value: "dropped")]
+        let plain = signer.sign(method: "PUT", canonicalURI: "/b/k", canonicalQuery: "a=1", host: "backend:9000",
+                                headers: headers, payloadHash: "UNSIGNED-PAYLOAD", now: 1_700_000_000)
+        let withHost = signer.sign(method: "PUT", canonicalURI: "/b/k", canonicalQuery: "a=1", host: "backend:9000",
+                                   headers: headers, payloadHash: "UNSIGNED-PAYLOAD", now: 1_700_000_000, sendHost: true)
+        #expect(withHost.map(\.name) == ["Host"] + plain.map(\.name))
+        #expect(withHost.map(\.value) == ["backend:9000"] + plain.map(\.value))
+        #expect(!plain.contains { $0.name.lowercased() == "host" })
     }
 
     /// The whole canonical request of the documented GET Object example, byte for byte.
@@ -200,6 +215,55 @@ import Testing
         #expect(!SigV4.signatureMatches("f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb40", signingKey: key, stringToSign: stringToSign))
         #expect(!SigV4.signatureMatches(signature.uppercased(), signingKey: key, stringToSign: stringToSign))
         #expect(!SigV4.signatureMatches(String(signature.dropLast()), signingKey: key, stringToSign: stringToSign))
+    }
+
+    /// The string to sign written into one buffer is byte for byte the composition it replaced (parts appended to an
+    /// array), for seeded dates, scopes (regions up to the parser's 64 bytes, other services) and hashes.
+    @Test func stringToSignWriterMatchesThePartsJoined() {
+        var rng = SplitMix64(seed: 0x5354_5332)
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        func word(_ count: Int) -> String { String(decoding: (0..<count).map { _ in alphabet.randomElement(using: &rng)! }, as: UTF8.self) }
+        for _ in 0..<500 {
+            let amzDate = SigV4Time.formatAmzDate(Int64.random(in: 0...4_102_444_800, using: &rng))
+            let scope = SigV4Scope(date: String(amzDate.prefix(8)), region: word(Int.random(in: 1...64, using: &rng)),
+                                   service: Bool.random(using: &rng) ? "s3" : word(Int.random(in: 1...20, using: &rng)))
+            let hash = Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            var old: [UInt8] = []
+            old.append(contentsOf: Array(SigV4.algorithm.utf8) + [10] + Array(amzDate.utf8) + [10])
+            old.append(contentsOf: Array("\(scope.date)/\(scope.region)/\(scope.service)/aws4_request".utf8) + [10])
+            old.append(contentsOf: Array(Encoding.hex(hash.array).utf8))
+            #expect(SigV4.stringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: hash) == old)
+            #expect(SigV4.withStringToSign(amzDate: amzDate, scope: scope, canonicalRequestHash: hash) { Array($0) } == old)
+            #expect(scope.byteCount == scope.string.utf8.count)
+        }
+    }
+
+    /// The signer's Authorization value written into the string's storage is the composition it replaced, for seeded
+    /// access keys, scopes, signed-header lists and signatures.
+    @Test func authorizationValueMatchesThePartsJoined() {
+        var rng = SplitMix64(seed: 0x4155_5448)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.".utf8)
+        func word(_ count: Int) -> String { String(decoding: (0..<count).map { _ in alphabet.randomElement(using: &rng)! }, as: UTF8.self) }
+        for _ in 0..<500 {
+            let accessKey = word(Int.random(in: 1...128, using: &rng))
+            let scope = SigV4Scope(date: "2026\(Int.random(in: 1000...1231, using: &rng))", region: word(Int.random(in: 1...64, using: &rng)),
+                                   service: "s3")
+            let names = (0..<Int.random(in: 0...12, using: &rng)).map { _ in word(Int.random(in: 1...40, using: &rng)).lowercased() }
+            let signature = Bytes32((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            let old = "AWS4-HMAC-SHA256 Credential=\(accessKey)/\(scope.string), SignedHeaders=\(names.joined(separator: ";")), "
+                + "Signature=\(Encoding.hex(signature.array))"
+            #expect(SigV4Signer.authorization(accessKey: accessKey, scope: scope, signedHeaders: names, signature: signature) == old)
+        }
+    }
+
+    /// The request date must start with the credential date, byte for byte.
+    @Test func datePrefixMatchesOnlyTheSameDay() {
+        #expect(SigV4.datePrefixMatches(amzDate: "20130524T000000Z", scopeDate: "20130524"))
+        #expect(!SigV4.datePrefixMatches(amzDate: "20130525T000000Z", scopeDate: "20130524"))
+        #expect(!SigV4.datePrefixMatches(amzDate: "2013052", scopeDate: "20130524"))
+        #expect(!SigV4.datePrefixMatches(amzDate: "", scopeDate: "20130524"))
+        #expect(SigV4.datePrefixMatches(amzDate: "20130524", scopeDate: "20130524"))
+        #expect(!SigV4.datePrefixMatches(amzDate: "20130524T000000Z", scopeDate: "2013052"))
     }
 
     /// The canonical query is the same as `QueryString.canonical` (the signer's) for any parsed query.
@@ -247,9 +311,11 @@ import Testing
             for (i, scope) in scopes.enumerated() {
                 for secret in ["sign-secret-a", "sign-secret-b"] {
                     let message = Array("AWS4-HMAC-SHA256\n20260101T000000Z\n\(round)-\(i)-\(secret)".utf8)
-                    let (signature, key) = SigningKeyCache.sign(message, accessKey: "SIGNER", secret: secret, scope: scope)
+                    let (signature, key) = message.withUnsafeBytes {
+                        SigningKeyCache.sign($0, accessKey: "SIGNER", secret: secret, scope: scope)
+                    }
                     #expect(key == SigV4.signingKey(secret: secret, scope: scope))
-                    #expect(signature == HMAC.sha256(key: key, data: message))
+                    #expect(signature.array == HMAC.sha256(key: key, data: message))
                 }
             }
         }
@@ -259,9 +325,9 @@ import Testing
     /// multi-byte characters of the same byte length) is no signature.
     @Test func rawSignatureAcceptsOnlyLowerCaseHex() {
         let bytes = (0..<32).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
-        #expect(SigV4.rawSignature(Encoding.hex(bytes)) == bytes)
-        #expect(SigV4.rawSignature(String(repeating: "0", count: 64)) == [UInt8](repeating: 0, count: 32))
-        #expect(SigV4.rawSignature(String(repeating: "f", count: 64)) == [UInt8](repeating: 255, count: 32))
+        #expect(SigV4.rawSignature(Encoding.hex(bytes))?.array == bytes)
+        #expect(SigV4.rawSignature(String(repeating: "0", count: 64))?.array == [UInt8](repeating: 0, count: 32))
+        #expect(SigV4.rawSignature(String(repeating: "f", count: 64))?.array == [UInt8](repeating: 255, count: 32))
         for bad in [Encoding.hex(bytes).uppercased(), String(Encoding.hex(bytes).dropLast()), Encoding.hex(bytes) + "0",
                     String(repeating: "g", count: 64), String(repeating: "é", count: 32), "", String(repeating: "0", count: 63) + " ",
                     String(repeating: "0", count: 63) + ":", String(repeating: "0", count: 63) + "/", String(repeating: "0", count: 63) + "`"] {

@@ -13,7 +13,7 @@ import Testing
 
     static func chain(seed: String) -> ChunkSignatureChain {
         ChunkSignatureChain(signingKey: SigV4.signingKey(secret: secret, scope: scope), amzDate: "20130524T000000Z",
-                            scope: scope, seedSignature: seed)
+                            scope: scope, seedSignature: SigV4.rawSignature(seed)!)
     }
 
     static func body(_ signatures: [String], trailer: String = "") -> [UInt8] {

@@ -41,7 +41,7 @@ enum AWSChunkedTestEncoder {
     static func chain(seed: String = String(repeating: "0", count: 64)) -> ChunkSignatureChain {
         let scope = SigV4Scope(date: "20250101", region: "us-east-1", service: "s3")
         return ChunkSignatureChain(signingKey: SigV4.signingKey(secret: "test-secret", scope: scope), amzDate: "20250101T000000Z",
-                                   scope: scope, seedSignature: seed)
+                                   scope: scope, seedSignature: SigV4.rawSignature(seed)!)
     }
 }
 

@@ -53,8 +53,27 @@ import TestSupport
                 _ = HMAC.sha256(key: [UInt8](repeating: 7, count: 32), data: data)
                 #expect(once.mac(data) == HMAC.sha256(key: key, data: data))
                 #expect(once.mac(data) == Self.rfc2104(key: key, data: data))
+                #expect(data.withUnsafeBytes { once.mac32($0) }.array == Self.rfc2104(key: key, data: data))
             }
         }
+    }
+
+    /// The inline 32-byte forms give the arrays' bytes; `==` is byte equality (constant-time, via CRYPTO_memcmp),
+    /// and a difference in any one byte makes two values unequal.
+    @Test func bytes32HoldsDigestsAndComparesEveryByte() {
+        var rng = SplitMix64(seed: 32)
+        for length in [0, 1, 55, 56, 64, 300] {
+            let data = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let digest = data.withUnsafeBytes { Bytes32.sha256($0) }
+            #expect(digest.array == Self.incremental(data))
+            #expect(digest == Bytes32(Self.incremental(data)))
+            for i in [0, 7, 8, 31] {
+                var changed = digest.array
+                changed[i] ^= 0x01
+                #expect(digest != Bytes32(changed))
+            }
+        }
+        #expect(Bytes32().array == [UInt8](repeating: 0, count: 32))
     }
 
     static func incremental(_ parts: [UInt8]...) -> [UInt8] {

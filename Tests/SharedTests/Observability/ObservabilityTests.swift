@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Shared
 
 @Suite struct LoggerTests {
@@ -141,6 +142,39 @@ extension ISO8601DateFormatter {
         for (labels, count) in expectedHist { #expect(h.count(labels) == count, "\(labels)") }
         let lines = registry.exposition().split(separator: "\n").filter { $0.hasPrefix("m_total{") }
         #expect(lines.count == expected.count)
+    }
+
+    /// The label forms without arrays (`inc(a, b, c)`, `inc(a)`, `observe(v, a)`), mixed with the array forms, land
+    /// on the same series and counts as a plain dictionary count with the same bound (memo hits and misses, new
+    /// series between repeats, folding into `_other`).
+    @Test func inlineLabelFormsAgreeWithTheArrayForms() {
+        let registry = MetricsRegistry()
+        let c = registry.counter("i_total", help: "I.", labels: ["method", "bucket", "status"], maxSeries: 8)
+        let one = registry.counter("i1_total", help: "I.", labels: ["result"], maxSeries: 3)
+        let h = registry.histogram("i_seconds", help: "I.", labels: ["op"], buckets: [1], maxSeries: 3)
+        var expected: [[String]: Double] = [:], expectedOne: [[String]: Double] = [:], expectedHist: [[String]: UInt64] = [:]
+        var rng = SplitMix64(seed: 0x1abe1)
+        func bounded<V>(_ labels: [String], _ seen: [[String]: V], _ bound: Int) -> [String] {
+            seen[labels] != nil || seen.count < bound ? labels : labels.map { _ in "_other" }
+        }
+        for _ in 0..<3_000 {
+            let labels = [["GET", "PUT"][Int.random(in: 0..<2, using: &rng)], "b\(Int.random(in: 0..<3, using: &rng))",
+                          ["200", "404"][Int.random(in: 0..<2, using: &rng)]]
+            let result = ["hit", "miss", "x", "y"][Int.random(in: 0..<4, using: &rng)]
+            let op = "op\(Int.random(in: 0..<5, using: &rng))"
+            for _ in 0...Int.random(in: 0..<3, using: &rng) {
+                if Bool.random(using: &rng) { c.inc(labels[0], labels[1], labels[2]) } else { c.inc(labels) }
+                expected[bounded(labels, expected, 8), default: 0] += 1
+                if Bool.random(using: &rng) { one.inc(result) } else { one.inc([result]) }
+                expectedOne[bounded([result], expectedOne, 3), default: 0] += 1
+                if Bool.random(using: &rng) { h.observe(0.5, op) } else { h.observe(0.5, [op]) }
+                expectedHist[bounded([op], expectedHist, 3), default: 0] += 1
+            }
+        }
+        for (labels, count) in expected { #expect(c.value(labels) == count, "\(labels)") }
+        for (labels, count) in expectedOne { #expect(one.value(labels) == count, "\(labels)") }
+        for (labels, count) in expectedHist { #expect(h.count(labels) == count, "\(labels)") }
+        #expect(registry.exposition().split(separator: "\n").filter { $0.hasPrefix("i_total{") }.count == expected.count)
     }
 
     @Test func theSeriesBoundHoldsAcrossThreads() {
