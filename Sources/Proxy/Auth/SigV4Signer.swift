@@ -51,7 +51,7 @@ struct SigV4Signer: Sendable {
         signed.reserveCapacity(out.count + 1)
         signed.append((name: "host", value: host, position: -1))
         for position in firstField..<out.count {
-            signed.append((name: Self.lowercased(out[position].name), value: out[position].value, position: position))
+            signed.append((name: out[position].name.asciiLowercased(), value: out[position].value, position: position))
         }
         signed.sort { $0.name != $1.name ? $0.name < $1.name : $0.position < $1.position }
         var canonical = SigV4CanonicalRequest(method: method)
@@ -94,21 +94,5 @@ struct SigV4Signer: Sendable {
     private static func isSetBySigner(_ name: String) -> Bool {
         name.caseInsensitiveEquals("host") || name.caseInsensitiveEquals("x-amz-date")
             || name.caseInsensitiveEquals("x-amz-content-sha256") || name.caseInsensitiveEquals("authorization")
-    }
-
-    /// ASCII lower-casing of a header name (no Unicode case mapping); the name itself when already lower-case.
-    private static func lowercased(_ name: String) -> String {
-        func isUpper(_ b: UInt8) -> Bool { b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") }
-        guard name.utf8.contains(where: isUpper) else { return name }
-        // Written straight into the new string (up to 15 bytes it stays inline): a mapped byte array first was one
-        // more allocation per mixed-case header per backend request.
-        return String(unsafeUninitializedCapacity: name.utf8.count) { out in
-            var count = 0
-            for b in name.utf8 {
-                out[count] = isUpper(b) ? b | 0x20 : b
-                count += 1
-            }
-            return count
-        }
     }
 }

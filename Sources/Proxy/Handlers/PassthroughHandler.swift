@@ -29,12 +29,6 @@ struct PassthroughHandler: Sendable {
         self.encrypting = encrypting
     }
 
-    /// A signed payload hash as the backend expects it: lower-case hex. Clients nearly always send it lower-case
-    /// already, and `lowercased()` would allocate a copy on every request.
-    static func lowerCaseHex(_ hash: String) -> String {
-        hash.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ? hash.lowercased() : hash
-    }
-
     func handle(_ request: S3Request, body: VerifyingBody, response: ResponseWriter) throws -> BackendResult {
         let method = request.head.method
         let bodySource: BackendRequestBody
@@ -58,7 +52,8 @@ struct PassthroughHandler: Sendable {
         // A client-signed hash still describes the forwarded body, so the backend re-verifies it too.
         let payloadHash: String
         if case .signedHash = request.identity.payload {
-            payloadHash = Self.lowerCaseHex(request.identity.payloadHashHeader)
+            // Lower-case hex, as the backend expects; clients nearly always send it so, and then no copy is made.
+            payloadHash = request.identity.payloadHashHeader.asciiLowercased()
         } else {
             payloadHash = SigV4.unsignedPayload
         }

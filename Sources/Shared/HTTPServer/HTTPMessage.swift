@@ -83,6 +83,22 @@ extension String {
         return Self.asciiCaseInsensitiveEquals(Array(utf8), Array(other.utf8))
     }
 
+    /// ASCII lower-casing (header names, hex digits): no Unicode case mapping, and the string itself, not a copy,
+    /// when it has no upper-case letter (the common case on the request path, where a copy is an allocation).
+    public func asciiLowercased() -> String {
+        func isUpper(_ b: UInt8) -> Bool { b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") }
+        guard utf8.contains(where: isUpper) else { return self }
+        // Written straight into the new string (up to 15 bytes it stays inline; no mapped byte array first).
+        return String(unsafeUninitializedCapacity: utf8.count) { out in
+            var count = 0
+            for b in utf8 {
+                out[count] = isUpper(b) ? b | 0x20 : b
+                count += 1
+            }
+            return count
+        }
+    }
+
     /// ASCII case-insensitive `hasPrefix` (header-name families such as `x-amz-checksum-`).
     public func caseInsensitiveHasPrefix(_ prefix: String) -> Bool {
         let n = prefix.utf8.count

@@ -121,12 +121,7 @@ struct ResponseHeadEncoder {
         }
 
         mutating func append(_ text: String) {
-            // Native strings (all on Linux, small ones included) are contiguous: no copy of the String.
-            if let done: Void = text.utf8.withContiguousStorageIfAvailable({ append(UnsafeRawBufferPointer($0)) }) {
-                return done
-            }
-            var text = text
-            text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+            ResponseHeadEncoder.withUTF8(text) { append(UnsafeRawBufferPointer($0)) }
         }
 
         mutating func appendDecimal(_ value: Int64) {
@@ -161,11 +156,11 @@ struct ResponseHeadEncoder {
     }
 
     /// `body` over the UTF-8 of `text`, without copying a native (contiguous) String first as
-    /// `String.withUTF8`, which is `mutating`, would need.
-    private static func withUTF8<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        if let r = text.utf8.withContiguousStorageIfAvailable(body) { return r }
+    /// `String.withUTF8`, which is `mutating`, would need (native strings, small ones included, are contiguous).
+    private static func withUTF8<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        if let r = try text.utf8.withContiguousStorageIfAvailable(body) { return r }
         var text = text
-        return text.withUTF8(body)
+        return try text.withUTF8(body)
     }
 
     /// Which field a (valid token) name is, ASCII case-insensitively.

@@ -189,6 +189,12 @@ public final class Histogram: MetricFamily {
         var sum: Double = 0
         var count: UInt64 = 0
 
+        mutating func record(_ value: Double, bucket: Int) {
+            counts[bucket] += 1
+            sum += value
+            count += 1
+        }
+
         static func + (a: Series, b: Series) -> Series {
             Series(counts: zip(a.counts, b.counts).map { $0 + $1 }, sum: a.sum + b.sum, count: a.count + b.count)
         }
@@ -210,25 +216,23 @@ public final class Histogram: MetricFamily {
     }
 
     public func observe(_ value: Double, _ labels: [String] = []) {
-        let index = buckets.firstIndex { value <= $0 } ?? buckets.count
-        shards.update(labels, initial: Series(counts: Array(repeating: 0, count: buckets.count + 1))) { entry in
-            entry.counts[index] += 1
-            entry.sum += value
-            entry.count += 1
-        }
+        let bucket = bucketIndex(value)
+        shards.update(labels, initial: emptySeries) { $0.record(value, bucket: bucket) }
     }
 
     /// `observe(value, [label])` without building the array when the calling thread's shard updated this series
     /// last (the per-request duration histogram, issue 12).
     public func observe(_ value: Double, _ label: String) {
         precondition(labelNames.count == 1, "\(name): expected labels \(labelNames)")
-        let index = buckets.firstIndex { value <= $0 } ?? buckets.count
-        shards.update(InlineLabels(label), initial: Series(counts: Array(repeating: 0, count: buckets.count + 1))) { entry in
-            entry.counts[index] += 1
-            entry.sum += value
-            entry.count += 1
-        }
+        let bucket = bucketIndex(value)
+        shards.update(InlineLabels(label), initial: emptySeries) { $0.record(value, bucket: bucket) }
     }
+
+    /// The bucket `value` falls in (`buckets.count`: above the largest bound, the `+Inf` bucket only).
+    private func bucketIndex(_ value: Double) -> Int { buckets.firstIndex { value <= $0 } ?? buckets.count }
+
+    /// A new series' starting point (made only when a shard first sees a label set).
+    private var emptySeries: Series { Series(counts: Array(repeating: 0, count: buckets.count + 1)) }
 
     /// Observes the seconds elapsed since `start`.
     public func observe(since start: ContinuousClock.Instant, _ labels: [String] = []) {

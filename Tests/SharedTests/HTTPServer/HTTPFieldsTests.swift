@@ -43,6 +43,23 @@ import Testing
         #expect(String(("." + a).dropFirst()).caseInsensitiveEquals(b) == equal)
     }
 
+    /// ASCII lower-casing: header names for the backend's canonical request and the signed payload hash the
+    /// pass-through path forwards (lower-case hex, whatever case the client sent); no Unicode case mapping.
+    @Test(arguments: [
+        ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85A", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85a"),
+        ("X-Amz-Meta-Colour", "x-amz-meta-colour"),
+        ("Host", "host"),
+        ("", ""),
+        ("@[`{", "@[`{"),
+        ("É-Ü-A", "É-Ü-a"),
+    ])
+    func asciiLowercasedMapsOnlyASCIILetters(text: String, lower: String) {
+        #expect(text.asciiLowercased() == lower)
+        #expect(String(("." + text).dropFirst()).asciiLowercased() == lower)
+    }
+
     @Test(arguments: [
         ("X-Amz-Checksum-CRC32", "x-amz-checksum-", true),
         ("x-amz-checksum-", "X-AMZ-CHECKSUM-", true),
