@@ -2,22 +2,22 @@ import Foundation
 import Testing
 @testable import Proxy
 @testable import Shared
+import TestSupport
 
 @Suite struct KeySettingsTests {
-    static let directory: URL = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("key-settings-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }()
+    /// Each test's own key files, removed when the test's suite instance goes.
+    let directory = TempDir(prefix: "key-settings")
+    let keyFile: String
+    let oldKeyFile: String
 
-    static func file(_ name: String, _ text: String) -> String {
-        let url = directory.appendingPathComponent(name)
-        try! text.write(to: url, atomically: true, encoding: .utf8)
-        return url.path
+    init() {
+        keyFile = directory.write("key", String(repeating: "ab", count: 32) + "\n")
+        oldKeyFile = directory.write("old-key", Data(Array(repeating: UInt8(3), count: 32)).base64EncodedString())
     }
 
-    static let keyFile = file("key", String(repeating: "ab", count: 32) + "\n")
-    static let oldKeyFile = file("old-key", Data(Array(repeating: UInt8(3), count: 32)).base64EncodedString())
+    func file(_ name: String, _ text: String) -> String {
+        directory.write(name, text)
+    }
 
     func parse(_ env: [String: String]) throws(ConfigurationError) -> KeySettings {
         try KeySettings.parse({ env[$0.rawValue].flatMap { $0.isEmpty ? nil : $0 } }, environment: env)
@@ -33,25 +33,25 @@ import Testing
     }
 
     @Test func theOnlyConfiguredProviderIsTheDefault() throws {
-        #expect(try parse(["ENCRYPTION_KEY_FILE": Self.keyFile]).defaultProvider == .raw)
+        #expect(try parse(["ENCRYPTION_KEY_FILE": keyFile]).defaultProvider == .raw)
         #expect(try parse(["ENCRYPTION_PASSWORD": "correct horse battery staple"]).defaultProvider == .password)
         let vault = try parse(["VAULT_ADDR": "https://vault:8200", "VAULT_TRANSIT_KEY": "s3eg", "VAULT_TOKEN": "t"])
         #expect(vault.defaultProvider == .vaultTransit)
         #expect(vault.defaultKey == KeySpec(provider: .vaultTransit, name: "s3eg"))
         #expect(vault.vault?.auth == .token("t"))
-        let both = ["ENCRYPTION_KEY_FILE": Self.keyFile, "ENCRYPTION_PASSWORD": "correct horse battery staple"]
+        let both = ["ENCRYPTION_KEY_FILE": keyFile, "ENCRYPTION_PASSWORD": "correct horse battery staple"]
         #expect(error(both)?.setting == "ENCRYPTION_KEY_PROVIDER")
         var chosen = both
         chosen["ENCRYPTION_KEY_PROVIDER"] = "password"
         #expect(try parse(chosen).configuredProviders == [.raw, .password])
         #expect(error([:])?.setting == "ENCRYPTION_KEY_PROVIDER")
         #expect(error(["ENCRYPTION_KEY_PROVIDER": "kmip"])?.setting == "KMIP_ENDPOINT")
-        #expect(error(["ENCRYPTION_KEY_PROVIDER": "gpg", "ENCRYPTION_KEY_FILE": Self.keyFile])?.setting == "ENCRYPTION_KEY_PROVIDER")
+        #expect(error(["ENCRYPTION_KEY_PROVIDER": "gpg", "ENCRYPTION_KEY_FILE": keyFile])?.setting == "ENCRYPTION_KEY_PROVIDER")
     }
 
     @Test func providerBlocksValidateTheirSettings() throws {
-        let kmipBase = ["KMIP_ENDPOINT": "kmip.example.com", "KMIP_KEY_ID": "42", "KMIP_CLIENT_CERT_FILE": Self.keyFile,
-                        "KMIP_CLIENT_KEY_FILE": Self.keyFile]
+        let kmipBase = ["KMIP_ENDPOINT": "kmip.example.com", "KMIP_KEY_ID": "42", "KMIP_CLIENT_CERT_FILE": keyFile,
+                        "KMIP_CLIENT_KEY_FILE": keyFile]
         let kmip = try parse(kmipBase).kmip
         #expect(kmip?.host == "kmip.example.com" && kmip?.port == 5696 && kmip?.keyID == "42")
         var v6 = kmipBase
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func tuningAndLocalKeys() throws {
-        var env = ["ENCRYPTION_KEY_FILE": Self.keyFile, "ENCRYPTION_PREVIOUS_KEY_FILES": "\(Self.oldKeyFile), \(Self.keyFile)",
+        var env = ["ENCRYPTION_KEY_FILE": keyFile, "ENCRYPTION_PREVIOUS_KEY_FILES": "\(oldKeyFile), \(keyFile)",
                    "KEY_CACHE_TTL": "0", "KEY_INTERMEDIATE_LIFETIME": "1h", "KEY_CACHE_SIZE": "5", "KEY_PROVIDER_TIMEOUT": "2s"]
         let settings = try parse(env)
         #expect(settings.tuning.cacheTTL == .zero && settings.tuning.intermediateLifetime == .seconds(3600))
@@ -88,11 +88,11 @@ import Testing
         env["KEY_PROVIDER_TIMEOUT"] = "0"
         #expect(error(env)?.setting == "KEY_PROVIDER_TIMEOUT")
         env["KEY_PROVIDER_TIMEOUT"] = nil
-        env["ENCRYPTION_PREVIOUS_KEY_FILES"] = "\(Self.oldKeyFile),,x"
+        env["ENCRYPTION_PREVIOUS_KEY_FILES"] = "\(oldKeyFile),,x"
         #expect(error(env)?.setting == "ENCRYPTION_PREVIOUS_KEY_FILES")
         #expect(error(["ENCRYPTION_PASSWORD": "correct horse battery staple", "ENCRYPTION_PASSWORD_SALT": "short"])?.setting == "ENCRYPTION_PASSWORD_SALT")
         // A key file with something else than a key: refused at start-up, its content never echoed.
-        let bad = Self.file("bad-key", "hunter2-is-not-a-key")
+        let bad = file("bad-key", "hunter2-is-not-a-key")
         do {
             _ = try parse(["ENCRYPTION_KEY_FILE": bad]).makeKeyService()
             Issue.record("accepted a bad key file")
@@ -103,15 +103,15 @@ import Testing
     }
 
     @Test func thePolicyFileIsValidatedAgainstTheConfiguredProviders() throws {
-        let policy = Self.file("policy.json", "{\"keys\": {\"v\": {\"provider\": \"vault-transit\", \"key\": \"tenant\"}}, \"buckets\": [{\"match\": \"t-*\", \"action\": \"encrypt\", \"key\": \"v\"}]}")
+        let policy = file("policy.json", "{\"keys\": {\"v\": {\"provider\": \"vault-transit\", \"key\": \"tenant\"}}, \"buckets\": [{\"match\": \"t-*\", \"action\": \"encrypt\", \"key\": \"v\"}]}")
         do {
-            _ = try parse(["ENCRYPTION_KEY_FILE": Self.keyFile, "ENCRYPTION_POLICY_FILE": policy]).makeKeyService()
+            _ = try parse(["ENCRYPTION_KEY_FILE": keyFile, "ENCRYPTION_POLICY_FILE": policy]).makeKeyService()
             Issue.record("accepted a policy naming an unconfigured provider")
         } catch {
             #expect(error.setting == "ENCRYPTION_POLICY_FILE")
             #expect(error.message.contains("vault-transit"))
         }
-        let keys = try parse(["ENCRYPTION_KEY_FILE": Self.keyFile, "ENCRYPTION_KEY_PROVIDER": "raw", "ENCRYPTION_POLICY_FILE": policy,
+        let keys = try parse(["ENCRYPTION_KEY_FILE": keyFile, "ENCRYPTION_KEY_PROVIDER": "raw", "ENCRYPTION_POLICY_FILE": policy,
                               "VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TRANSIT_KEY": "s3eg", "VAULT_TOKEN": "t"]).makeKeyService()
         #expect(keys.decision(bucket: "t-1") == .encrypt(KeySpec(provider: .vaultTransit, name: "tenant"), keyName: "v"))
         #expect(keys.decision(bucket: "other") == .encrypt(KeySpec(provider: .raw), keyName: "default"))
