@@ -2,7 +2,7 @@
 """A real, small Kubernetes control plane for the operator's tests and benchmark: etcd (Debian's etcd-server),
 kube-apiserver and kube-controller-manager 1.20.2 (built from Debian's source package by scripts/kube-build.sh).
 
-    kube_cluster.py --dir DIR [--ready-file F] [--no-controller-manager]
+    kube_cluster.py --dir DIR [--ready-file F] [--no-controller-manager] [--remove-dir]
 
 Everything lives under DIR (etcd's data on /dev/shm when available) and listens on free 127.0.0.1 ports. When the
 API server answers /readyz, the script writes the ready file (JSON, atomically) and prints `READY <file>`:
@@ -16,7 +16,8 @@ Identities come from a token file: `admin` (group system:masters) and the operat
 config/rbac grants it, since authorization is RBAC). The controller manager runs garbage collection, the
 Deployment/ReplicaSet controllers and the namespace controller; there is no kubelet, so pods stay Pending.
 
-It stops everything on SIGTERM/SIGINT and when its parent process dies (a crashed test run leaves nothing behind).
+It stops everything on SIGTERM/SIGINT and when its parent process dies (a crashed test run leaves nothing behind);
+with `--remove-dir` it then removes DIR too (the tests' shared cluster: its CA key and tokens do not stay in /tmp).
 A test that needs to cut connections starts a second API server on the same etcd (`--apiserver-only --etcd URL
 --dir SAME_DIR`) and stops it.
 """
@@ -240,6 +241,8 @@ def main() -> int:
     ap.add_argument("--etcd", help="an existing etcd URL (with --apiserver-only)")
     ap.add_argument("--port", type=int, default=0, help="the API server's port (default: a free one)")
     ap.add_argument("--apiserver-arg", action="append", default=[], help="an extra kube-apiserver flag (repeatable)")
+    ap.add_argument("--remove-dir", action="store_true",
+                    help="remove --dir (PKI, tokens, logs) once everything has stopped")
     args = ap.parse_args()
     # A test runner may start us with SIGTERM/SIGINT blocked (the mask is inherited across exec); unblock them so we,
     # and the daemons we start, stop when asked.
@@ -273,6 +276,9 @@ def main() -> int:
             time.sleep(0.3)
     finally:
         cluster.stop()
+        if args.remove_dir:
+            # It holds the cluster's CA key and admin token: not left behind in a shared temporary directory.
+            shutil.rmtree(base, ignore_errors=True)
     return 0
 
 

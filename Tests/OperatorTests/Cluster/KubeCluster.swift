@@ -7,7 +7,7 @@ import Testing
 /// A real Kubernetes 1.20.2 control plane (etcd + kube-apiserver + kube-controller-manager, from
 /// Tests/KubeAPIServer/kube_cluster.py), started once per test process and shared by the `Cluster…` suites, which
 /// each work in their own namespace. The binaries come from scripts/kube-build.sh's cache; when they are missing
-/// the tests fail (they never skip). The process tree stops when the test process exits.
+/// the tests fail (they never skip). The process tree stops, and its directory goes, when the test process exits.
 final class KubeCluster: @unchecked Sendable {
     static let script = APITypesTests.repoRoot.appendingPathComponent("Tests/KubeAPIServer/kube_cluster.py").path
 
@@ -45,7 +45,8 @@ final class KubeCluster: @unchecked Sendable {
         let ready = d + "/ready-\(UUID().uuidString.prefix(6)).json"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        p.arguments = [Self.script, "--dir", d, "--ready-file", ready] + arguments
+        // A directory made here is the harness's to remove when it stops (one given is the caller's).
+        p.arguments = [Self.script, "--dir", d, "--ready-file", ready] + (dir == nil ? ["--remove-dir"] : []) + arguments
         p.standardOutput = FileHandle.nullDevice
         let errors = Pipe()
         p.standardError = errors
