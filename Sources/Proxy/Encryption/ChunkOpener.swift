@@ -19,7 +19,7 @@ public final class ChunkOpener {
     public let partNumber: Int
     private let aead: AEADContext
     private let nonceAAD: ChunkNonceAAD
-    /// `pending` and `output`, one allocation.
+    /// `nonceAAD`, `pending` and `output`, one allocation.
     private let storage: UnsafeMutableRawBufferPointer
     private let pending: UnsafeMutableRawBufferPointer
     private var pendingCount = 0
@@ -81,7 +81,6 @@ public final class ChunkOpener {
         self.layout = layout
         self.partNumber = partNumber
         nextIndex = UInt64(firstChunkIndex)
-        nonceAAD = ChunkNonceAAD(cipher: cipher, chunkSize: layout.chunkSize, partNumber: partNumber)
         self.maxCiphertextLength = maxCiphertextLength
         // No chunk is longer than the whole input.
         let sealedCapacity = min(layout.sealedChunkSize, maxCiphertextLength ?? layout.sealedChunkSize)
@@ -89,10 +88,14 @@ public final class ChunkOpener {
         let outputSize = max(min(layout.chunkSize, sealedCapacity - FormatV1.tagSize), 1)
         // Both buffers in one allocation: cache-line aligned for whole chunks (the cipher's wide loads), malloc's
         // own 16 bytes for a small read, where posix_memalign only costs (issue 12).
+        // The chunk nonce and AAD go first, in the same allocation (one posix_memalign less per read).
         let alignment = pendingSize + outputSize > 32 << 10 ? 64 : 16
-        let outputOffset = (pendingSize + alignment - 1) / alignment * alignment
+        func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
+        let pendingOffset = aligned(ChunkNonceAAD.size)
+        let outputOffset = pendingOffset + aligned(pendingSize)
         storage = .allocate(byteCount: outputOffset + outputSize, alignment: alignment)
-        pending = UnsafeMutableRawBufferPointer(rebasing: storage[0..<pendingSize])
+        nonceAAD = ChunkNonceAAD(in: storage, cipher: cipher, chunkSize: layout.chunkSize, partNumber: partNumber)
+        pending = UnsafeMutableRawBufferPointer(rebasing: storage[pendingOffset..<(pendingOffset + pendingSize)])
         output = UnsafeMutableRawBufferPointer(rebasing: storage[outputOffset..<(outputOffset + outputSize)])
     }
 
