@@ -21,7 +21,7 @@ struct MetadataFingerprint: Hashable, Sendable {
     private let form: Form
     /// Hashed once, outside the cache's lock.
     ///
-    /// Only over part of the pieces (the identity, and each gateway value's length and last 8 bytes): it picks
+    /// Only over part of the pieces (the identity, and each gateway value's length and last 8 bytes, folded): it picks
     /// the dictionary's bucket and nothing more. Whether a cached entry is used is decided by `==`, which
     /// compares every byte of every piece, so no digest, colliding or not, can match an answer to another
     /// answer's key or format. Entries are only ever metadata the gateway's own MAC verified, whose values end
@@ -29,20 +29,37 @@ struct MetadataFingerprint: Hashable, Sendable {
     private let digest: Int
 
     init(fields: [(name: String, value: String)], identity: ObjectIdentity) {
+        // No `var` is captured by a closure here or in `matches`: a captured var costs a dynamic exclusivity check
+        // (swift_beginAccess) per access, which ate this type's saving the first time (issue 12).
         var hasher = Hasher()
-        Self.withBytes(identity.bucket) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-        hasher.combine(0xff as UInt8)  // no UTF-8 byte: bucket and key cannot slide into each other
-        Self.withBytes(identity.key) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-        fields.withUnsafeBufferPointer { fields in
-            for field in fields where EncryptionMetadata.isReserved(headerName: field.name) {
-                Self.withBytes(field.value) { value in
-                    hasher.combine(value.count)
-                    hasher.combine(bytes: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: value[max(0, value.count - 8)...])))
-                }
+        // String hashing: the UTF-8 bytes of an ASCII string, then a 0xff terminator (no UTF-8 byte), so bucket
+        // and key cannot slide into each other.
+        hasher.combine(identity.bucket)
+        hasher.combine(identity.key)
+        // Each gateway value's length and last 8 bytes, folded into one word and combined once.
+        let tails = fields.withUnsafeBufferPointer { fields in
+            var tails: UInt64 = 0
+            for i in fields.indices where EncryptionMetadata.isReserved(headerName: fields[i].name) {
+                let (count, tail) = Self.withBytes(fields[i].value) { Self.lengthAndTail($0) }
+                tails = (tails ^ UInt64(truncatingIfNeeded: count)) &* 0x0000_0100_0000_01b3
+                tails = (tails ^ tail) &* 0x0000_0100_0000_01b3
             }
+            return tails
         }
+        hasher.combine(tails)
         self.form = .fields(fields, identity)
         self.digest = hasher.finalize()
+    }
+
+    /// The byte count and the last (up to) 8 bytes as one word.
+    private static func lengthAndTail(_ bytes: UnsafeBufferPointer<UInt8>) -> (Int, UInt64) {
+        let n = bytes.count
+        guard n >= 8 else {
+            var tail: UInt64 = 0
+            for byte in bytes { tail = tail << 8 | UInt64(byte) }
+            return (n, tail)
+        }
+        return (n, UnsafeRawPointer(bytes.baseAddress! + (n - 8)).loadUnaligned(as: UInt64.self))
     }
 
     private init(bytes: [UInt8], digest: Int) {
@@ -56,6 +73,14 @@ struct MetadataFingerprint: Hashable, Sendable {
         case .bytes: return self
         case .fields(let fields, let identity):
             return MetadataFingerprint(bytes: Self.layOut(fields, identity), digest: digest)
+        }
+    }
+
+    /// The laid-out pieces (tests compare with them).
+    var layout: [UInt8] {
+        switch form {
+        case .bytes(let bytes): return bytes
+        case .fields(let fields, let identity): return Self.layOut(fields, identity)
         }
     }
 
@@ -80,28 +105,30 @@ struct MetadataFingerprint: Hashable, Sendable {
     }
 
     /// Whether `bytes` is exactly the layout of these pieces: piece by piece, length prefix and content,
-    /// and nothing left over.
+    /// and nothing left over. An explicit cursor (`match` returns the next offset, or -1): no captured var.
     private static func matches(_ bytes: [UInt8], _ fields: [(name: String, value: String)], _ identity: ObjectIdentity) -> Bool {
         bytes.withUnsafeBufferPointer { bytes in
-            var offset = 0
-            func piece(_ s: String) -> Bool {
-                withBytes(s) { utf8 in
-                    let n = utf8.count
-                    guard bytes.count - offset >= 4 + n else { return false }
-                    let length = Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
-                    guard length == n, n == 0 || memcmp(bytes.baseAddress! + offset + 4, utf8.baseAddress!, n) == 0 else { return false }
-                    offset += 4 + n
-                    return true
-                }
+            var offset = match(identity.bucket, in: bytes, at: 0)
+            offset = match(identity.key, in: bytes, at: offset)
+            for field in fields where EncryptionMetadata.isReserved(headerName: field.name) {
+                guard offset >= 0 else { return false }
+                offset = match(field.name, in: bytes, at: offset)
+                offset = match(field.value, in: bytes, at: offset)
             }
-            guard piece(identity.bucket), piece(identity.key) else { return false }
-            let fieldsMatch = fields.withUnsafeBufferPointer { fields in
-                for field in fields where EncryptionMetadata.isReserved(headerName: field.name) {
-                    guard piece(field.name), piece(field.value) else { return false }
-                }
-                return true
-            }
-            return fieldsMatch && offset == bytes.count
+            return offset == bytes.count
+        }
+    }
+
+    /// The offset after `s`'s piece if `bytes` holds it at `offset` (length prefix, then the UTF-8); -1 if not,
+    /// or if `offset` is already -1.
+    private static func match(_ s: String, in bytes: UnsafeBufferPointer<UInt8>, at offset: Int) -> Int {
+        guard offset >= 0 else { return -1 }
+        return withBytes(s) { utf8 in
+            let n = utf8.count
+            guard bytes.count - offset >= 4 + n else { return -1 }
+            let length = Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+            guard length == n, n == 0 || memcmp(bytes.baseAddress! + offset + 4, utf8.baseAddress!, n) == 0 else { return -1 }
+            return offset + 4 + n
         }
     }
 

@@ -163,6 +163,39 @@ import TestSupport
         #expect(!hits(fields, ObjectIdentity(bucket: "", key: "bk")))
     }
 
+    /// The in-place comparison agrees with comparing the two laid-out byte arrays (the composition it replaced),
+    /// and equal fingerprints hash equally, over seeded field sets built to collide often: few names and values,
+    /// values shorter and longer than the 8 tail bytes the digest reads, empty ones, non-ASCII, foreign fields.
+    @Test func inPlaceComparisonAgreesWithTheLaidOutBytes() {
+        var rng = SplitMix64(seed: 12)
+        let names = ["x-amz-meta-s3eg-mac", "X-Amz-Meta-S3eg-Mac", "x-amz-meta-s3eg-key", "x-amz-meta-s3eg-", "Content-Type", "x-amz-meta-s3e"]
+        let values = ["", "a", "abcdefg", "abcdefgh", "Xbcdefgh", "abcdefghi", "0123456789abcdef", "1123456789abcdef", "é", "ée", "\u{0}"]
+        let identities = [ObjectIdentity(bucket: "b", key: "k"), ObjectIdentity(bucket: "bk", key: ""), ObjectIdentity(bucket: "", key: "bk"),
+                          ObjectIdentity(bucket: "b", key: "ké")]
+        func fieldSet() -> ([(name: String, value: String)], ObjectIdentity) {
+            let fields = (0..<Int.random(in: 0...3, using: &rng)).map { _ in
+                (name: names.randomElement(using: &rng)!, value: values.randomElement(using: &rng)!)
+            }
+            return (fields, identities.randomElement(using: &rng)!)
+        }
+        var equalCount = 0
+        for _ in 0..<3000 {
+            let (f1, i1) = fieldSet()
+            let (f2, i2) = Bool.random(using: &rng) ? (f1, i1) : fieldSet()
+            let a = MetadataFingerprint(fields: f1, identity: i1)
+            let b = MetadataFingerprint(fields: f2, identity: i2)
+            let laidOut = a.stored.layout == b.stored.layout
+            #expect((a == b.stored) == laidOut, "\(f1) \(i1) vs \(f2) \(i2)")
+            #expect((a.stored == b) == laidOut)
+            #expect((a == b) == laidOut)
+            if laidOut {
+                equalCount += 1
+                #expect(a.hashValue == b.hashValue && a.hashValue == b.stored.hashValue)
+            }
+        }
+        #expect(equalCount > 1000 && equalCount < 3000)
+    }
+
     /// Fingerprints whose digests are equal by construction (same identity, same value lengths and tails) are
     /// still told apart, whichever side is kept: the digest only picks the bucket.
     @Test func equalDigestsDoNotMakeEqualFingerprints() throws {
