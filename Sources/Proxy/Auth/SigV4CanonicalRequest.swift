@@ -120,7 +120,7 @@ struct SigV4CanonicalRequest {
     private mutating func appendHeaderValue(_ value: String) {
         // Most values (dates, hashes, hosts) have no space or tab: copied in one go.
         let copied = value.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
-            guard !utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) else { return false }
+            guard !Self.containsSpaceOrTab(utf8) else { return false }
             bytes.append(contentsOf: utf8)
             return true
         }
@@ -139,6 +139,26 @@ struct SigV4CanonicalRequest {
             bytes.append(b)
             wrote = true
         }
+    }
+
+    /// Whether `bytes` hold a space or a tab: eight bytes at a time (the classic "has a zero byte" test on the word
+    /// xor each pattern, exact as a yes/no), since the values signed on both sides of every request are mostly
+    /// 64-digit hashes and dates.
+    static func containsSpaceOrTab(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        while i + 8 <= bytes.count {
+            let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+            let space = word ^ (ones &* 0x20), tab = word ^ (ones &* 0x09)
+            if ((space &- ones) & ~space | (tab &- ones) & ~tab) & highs != 0 { return true }
+            i += 8
+        }
+        while i < bytes.count {
+            if base[i] == UInt8(ascii: " ") || base[i] == UInt8(ascii: "\t") { return true }
+            i += 1
+        }
+        return false
     }
 
     private static let newline = UInt8(ascii: "\n")
