@@ -87,6 +87,11 @@ import TestSupport
         var out: [String] = []
         BackendClient.appendListElements(value, to: &out)
         #expect(out == elements)
+        // Skipping a set's names leaves out exactly the elements it contains.
+        let set = HeaderNameSet(["keep-alive", "x-hop"])
+        var kept: [String] = []
+        BackendClient.appendListElements(value, to: &kept, skipping: set)
+        #expect(kept == elements.filter { !set.contains($0) })
     }
 
     /// The rules as they were: every header compared with every dropped name and every Connection token.
