@@ -72,16 +72,21 @@ final class BackendClient: Sendable {
             // Tokens naming a dropped header (`keep-alive`, `close`) drop nothing more: not kept (no array, no string).
             appendListElements(header.value, to: &connectionTokens, skipping: dropped)
         }
-        var kept: [(name: String, value: String)] = []
-        kept.reserveCapacity(headers.count + extra)
-        for header in headers {
-            let n = header.name
-            if dropped.contains(n) || hasProxyPrefix(n) { continue }
-            if !connectionTokens.isEmpty,
-               connectionTokens.contains(where: { n.utf8.count == $0.utf8.count && n.caseInsensitiveEquals($0) }) { continue }
-            kept.append(header)
+        // Read in place through the buffer: only a kept header is copied (retained). No var is captured (each
+        // would cost a dynamic exclusivity check per access).
+        let tokens = connectionTokens
+        return headers.withUnsafeBufferPointer { headers in
+            var kept: [(name: String, value: String)] = []
+            kept.reserveCapacity(headers.count + extra)
+            for i in headers.indices {
+                if dropped.contains(headers[i].name) || hasProxyPrefix(headers[i].name) { continue }
+                if !tokens.isEmpty, tokens.contains(where: {
+                    headers[i].name.utf8.count == $0.utf8.count && headers[i].name.caseInsensitiveEquals($0)
+                }) { continue }
+                kept.append(headers[i])
+            }
+            return kept
         }
-        return kept
     }
 
     /// Appends the non-empty elements of a comma-separated list (`Connection: keep-alive, X-Hop`), each without

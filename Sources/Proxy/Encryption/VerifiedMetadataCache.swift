@@ -107,15 +107,19 @@ struct MetadataFingerprint: Hashable, Sendable {
     /// Whether `bytes` is exactly the layout of these pieces: piece by piece, length prefix and content,
     /// and nothing left over. An explicit cursor (`match` returns the next offset, or -1): no captured var.
     private static func matches(_ bytes: [UInt8], _ fields: [(name: String, value: String)], _ identity: ObjectIdentity) -> Bool {
+        // The fields are read in place through the array's buffer (a `for field in fields` copy retained and
+        // released both strings of every field: ≈ 1.4 k instructions per hit).
         bytes.withUnsafeBufferPointer { bytes in
-            var offset = match(identity.bucket, in: bytes, at: 0)
-            offset = match(identity.key, in: bytes, at: offset)
-            for field in fields where EncryptionMetadata.isReserved(headerName: field.name) {
-                guard offset >= 0 else { return false }
-                offset = match(field.name, in: bytes, at: offset)
-                offset = match(field.value, in: bytes, at: offset)
+            fields.withUnsafeBufferPointer { fields in
+                var offset = match(identity.bucket, in: bytes, at: 0)
+                offset = match(identity.key, in: bytes, at: offset)
+                for i in fields.indices where EncryptionMetadata.isReserved(headerName: fields[i].name) {
+                    guard offset >= 0 else { return false }
+                    offset = match(fields[i].name, in: bytes, at: offset)
+                    offset = match(fields[i].value, in: bytes, at: offset)
+                }
+                return offset == bytes.count
             }
-            return offset == bytes.count
         }
     }
 
