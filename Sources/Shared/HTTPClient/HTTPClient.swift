@@ -696,17 +696,21 @@ private func curlHeaderCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int
                                 _ userdata: UnsafeMutableRawPointer?) -> Int {
     let total = size * count
     guard let ptr, let userdata else { return total }
-    let state = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
-    return state.headerLine(UnsafeRawBufferPointer(start: ptr, count: total)) ? total : 0
+    // The transfer's owner holds the state for the whole transfer (`perform`'s caller): borrowed here, not retained
+    // and released per call (per header line, and per body piece below; issue 12).
+    return Unmanaged<TransferState>.fromOpaque(userdata)._withUnsafeGuaranteedRef {
+        $0.headerLine(UnsafeRawBufferPointer(start: ptr, count: total))
+    } ? total : 0
 }
 
 private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
                                _ userdata: UnsafeMutableRawPointer?) -> Int {
     let total = size * count
     guard let ptr, let userdata else { return total }
-    let state = Unmanaged<TransferState>.fromOpaque(userdata).takeUnretainedValue()
     // Returning a different count makes libcurl abort with CURLE_WRITE_ERROR.
-    return state.write(UnsafeRawBufferPointer(start: ptr, count: total)) ? total : 0
+    return Unmanaged<TransferState>.fromOpaque(userdata)._withUnsafeGuaranteedRef {
+        $0.write(UnsafeRawBufferPointer(start: ptr, count: total))
+    } ? total : 0
 }
 
 private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int,
