@@ -66,10 +66,12 @@ struct SigV4CanonicalRequest {
             bytes.append(UInt8(ascii: ":"))
             var found = false
             let length = name.utf8.count
-            for field in headers.entries where field.name.utf8.count == length && field.name.caseInsensitiveEquals(name) {
+            // By index: `for field in` copied (retained) both strings of every field for every signed name.
+            let entries = headers.entries
+            for j in entries.indices where entries[j].name.utf8.count == length && entries[j].name.caseInsensitiveEquals(name) {
                 if found { bytes.append(UInt8(ascii: ",")) }
                 found = true
-                appendHeaderValue(field.value)
+                appendHeaderValue(entries[j].value)
             }
             guard found else { return name }
             bytes.append(Self.newline)
@@ -85,16 +87,17 @@ struct SigV4CanonicalRequest {
     mutating func appendHeaders(sorted fields: [(name: String, value: String, position: Int)]) -> [String] {
         var names: [String] = []
         names.reserveCapacity(fields.count)
-        for (i, field) in fields.enumerated() {
-            if i > 0, fields[i - 1].name == field.name {
+        // By index, not `enumerated()` (a copy of every field, retained and released).
+        for i in fields.indices {
+            if i > 0, fields[i - 1].name == fields[i].name {
                 bytes.append(UInt8(ascii: ","))
             } else {
                 if i > 0 { bytes.append(Self.newline) }
-                bytes.appendUTF8(field.name)
+                bytes.appendUTF8(fields[i].name)
                 bytes.append(UInt8(ascii: ":"))
-                names.append(field.name)
+                names.append(fields[i].name)
             }
-            appendHeaderValue(field.value)
+            appendHeaderValue(fields[i].value)
         }
         if !fields.isEmpty { bytes.append(Self.newline) }
         bytes.append(Self.newline)
@@ -104,9 +107,9 @@ struct SigV4CanonicalRequest {
 
     /// The signed-headers line, `a;b;c\n`, shared by both `appendHeaders` forms.
     private mutating func appendSignedHeadersLine(_ names: [String]) {
-        for (i, name) in names.enumerated() {
+        for i in names.indices {
             if i > 0 { bytes.append(UInt8(ascii: ";")) }
-            bytes.appendUTF8(name)
+            bytes.appendUTF8(names[i])
         }
         bytes.append(Self.newline)
     }
