@@ -156,6 +156,8 @@ struct SigV4CanonicalRequest {
             let space = word ^ (ones &* 0x20), tab = word ^ (ones &* 0x09)
             if ((space &- ones) & ~space | (tab &- ones) & ~tab) & highs != 0 { return true }
             i += 8
+            // The rest as the last eight bytes (some already checked, which changes nothing).
+            if i < bytes.count, i + 8 > bytes.count { i = bytes.count - 8 }
         }
         while i < bytes.count {
             if base[i] == UInt8(ascii: " ") || base[i] == UInt8(ascii: "\t") { return true }

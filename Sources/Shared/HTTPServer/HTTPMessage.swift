@@ -169,6 +169,8 @@ public enum ASCIICase {
             if upperMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) != 0 { return true }
             i += 8
         }
+        // The rest as the last eight bytes (overlapping bytes already checked, which changes nothing).
+        if i < n, n >= 8 { return upperMask(UnsafeRawPointer(base + (n - 8)).loadUnaligned(as: UInt64.self)) != 0 }
         while i < n {
             if base[i] >= 65 && base[i] <= 90 { return true }
             i += 1
@@ -184,6 +186,12 @@ public enum ASCIICase {
             let x = UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self), y = UnsafeRawPointer(b + i).loadUnaligned(as: UInt64.self)
             if x != y && lowered(x) != lowered(y) { return false }
             i += 8
+        }
+        // The rest as the last eight bytes of both (overlapping bytes already compared equal).
+        if i < n, n >= 8 {
+            let x = UnsafeRawPointer(a + (n - 8)).loadUnaligned(as: UInt64.self)
+            let y = UnsafeRawPointer(b + (n - 8)).loadUnaligned(as: UInt64.self)
+            return x == y || lowered(x) == lowered(y)
         }
         while i < n {
             if a[i] != b[i] && lowered(a[i]) != lowered(b[i]) { return false }
@@ -201,6 +209,11 @@ public enum ASCIICase {
             let x = UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self)
             if lowered(x) != UnsafeRawPointer(lower + i).loadUnaligned(as: UInt64.self) { return false }
             i += 8
+        }
+        // The rest as the last eight bytes (overlapping bytes already compared equal).
+        if i < n, n >= 8 {
+            let x = UnsafeRawPointer(a + (n - 8)).loadUnaligned(as: UInt64.self)
+            return lowered(x) == UnsafeRawPointer(lower + (n - 8)).loadUnaligned(as: UInt64.self)
         }
         while i < n {
             if lowered(a[i]) != lower[i] { return false }
