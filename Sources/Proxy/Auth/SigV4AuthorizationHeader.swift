@@ -219,15 +219,8 @@ struct SigV4AuthorizationHeader: Sendable, Equatable {
     }
 
     /// RFC 9110 token characters, lower-case letters only (SigV4 lower-cases signed header names).
-    private static func isLowerTokenChar(_ c: UInt8) -> Bool {
-        if isLowerAlnum(c) { return true }
-        switch c {
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
+    /// A tchar that is not an upper-case letter (the parser's tchar masks: one shift and test per byte).
+    static func isLowerTokenChar(_ c: UInt8) -> Bool {
+        HTTPRequestParser.isToken(c) && !(c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
     }
 }

@@ -66,10 +66,12 @@ struct SigV4CanonicalRequest {
             bytes.append(UInt8(ascii: ":"))
             var found = false
             let length = name.utf8.count
-            for field in headers.entries where field.name.utf8.count == length && field.name.caseInsensitiveEquals(name) {
+            // By index: `for field in` copied (retained) both strings of every field for every signed name.
+            let entries = headers.entries
+            for j in entries.indices where entries[j].name.utf8.count == length && entries[j].name.caseInsensitiveEquals(name) {
                 if found { bytes.append(UInt8(ascii: ",")) }
                 found = true
-                appendHeaderValue(field.value)
+                appendHeaderValue(entries[j].value)
             }
             guard found else { return name }
             bytes.append(Self.newline)
@@ -85,16 +87,17 @@ struct SigV4CanonicalRequest {
     mutating func appendHeaders(sorted fields: [(name: String, value: String, position: Int)]) -> [String] {
         var names: [String] = []
         names.reserveCapacity(fields.count)
-        for (i, field) in fields.enumerated() {
-            if i > 0, fields[i - 1].name == field.name {
+        // By index, not `enumerated()` (a copy of every field, retained and released).
+        for i in fields.indices {
+            if i > 0, fields[i - 1].name == fields[i].name {
                 bytes.append(UInt8(ascii: ","))
             } else {
                 if i > 0 { bytes.append(Self.newline) }
-                bytes.appendUTF8(field.name)
+                bytes.appendUTF8(fields[i].name)
                 bytes.append(UInt8(ascii: ":"))
-                names.append(field.name)
+                names.append(fields[i].name)
             }
-            appendHeaderValue(field.value)
+            appendHeaderValue(fields[i].value)
         }
         if !fields.isEmpty { bytes.append(Self.newline) }
         bytes.append(Self.newline)
@@ -104,9 +107,9 @@ struct SigV4CanonicalRequest {
 
     /// The signed-headers line, `a;b;c\n`, shared by both `appendHeaders` forms.
     private mutating func appendSignedHeadersLine(_ names: [String]) {
-        for (i, name) in names.enumerated() {
+        for i in names.indices {
             if i > 0 { bytes.append(UInt8(ascii: ";")) }
-            bytes.appendUTF8(name)
+            bytes.appendUTF8(names[i])
         }
         bytes.append(Self.newline)
     }
@@ -120,7 +123,7 @@ struct SigV4CanonicalRequest {
     private mutating func appendHeaderValue(_ value: String) {
         // Most values (dates, hashes, hosts) have no space or tab: copied in one go.
         let copied = value.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
-            guard !utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) else { return false }
+            guard !Self.containsSpaceOrTab(utf8) else { return false }
             bytes.append(contentsOf: utf8)
             return true
         }
@@ -139,6 +142,28 @@ struct SigV4CanonicalRequest {
             bytes.append(b)
             wrote = true
         }
+    }
+
+    /// Whether `bytes` hold a space or a tab: eight bytes at a time (the classic "has a zero byte" test on the word
+    /// xor each pattern, exact as a yes/no), since the values signed on both sides of every request are mostly
+    /// 64-digit hashes and dates.
+    static func containsSpaceOrTab(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        var i = 0
+        while i + 8 <= bytes.count {
+            let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+            let space = word ^ (ones &* 0x20), tab = word ^ (ones &* 0x09)
+            if ((space &- ones) & ~space | (tab &- ones) & ~tab) & highs != 0 { return true }
+            i += 8
+            // The rest as the last eight bytes (some already checked, which changes nothing).
+            if i < bytes.count, i + 8 > bytes.count { i = bytes.count - 8 }
+        }
+        while i < bytes.count {
+            if base[i] == UInt8(ascii: " ") || base[i] == UInt8(ascii: "\t") { return true }
+            i += 1
+        }
+        return false
     }
 
     private static let newline = UInt8(ascii: "\n")

@@ -69,24 +69,31 @@ final class BackendClient: Sendable {
     {
         var connectionTokens: [String] = []
         for header in headers where header.name.utf8.count == 10 && header.name.caseInsensitiveEquals("connection") {
-            appendListElements(header.value, to: &connectionTokens)
+            // Tokens naming a dropped header (`keep-alive`, `close`) drop nothing more: not kept (no array, no string).
+            appendListElements(header.value, to: &connectionTokens, skipping: dropped)
         }
-        var kept: [(name: String, value: String)] = []
-        kept.reserveCapacity(headers.count + extra)
-        for header in headers {
-            let n = header.name
-            if dropped.contains(n) || hasProxyPrefix(n) { continue }
-            if !connectionTokens.isEmpty,
-               connectionTokens.contains(where: { n.utf8.count == $0.utf8.count && n.caseInsensitiveEquals($0) }) { continue }
-            kept.append(header)
+        // Read in place through the buffer: only a kept header is copied (retained). No var is captured (each
+        // would cost a dynamic exclusivity check per access).
+        let tokens = connectionTokens
+        return headers.withUnsafeBufferPointer { headers in
+            var kept: [(name: String, value: String)] = []
+            kept.reserveCapacity(headers.count + extra)
+            for i in headers.indices {
+                if dropped.contains(headers[i].name) || hasProxyPrefix(headers[i].name) { continue }
+                if !tokens.isEmpty, tokens.contains(where: {
+                    headers[i].name.utf8.count == $0.utf8.count && headers[i].name.caseInsensitiveEquals($0)
+                }) { continue }
+                kept.append(headers[i])
+            }
+            return kept
         }
-        return kept
     }
 
     /// Appends the non-empty elements of a comma-separated list (`Connection: keep-alive, X-Hop`), each without
     /// its surrounding spaces and tabs. Split on the UTF-8 bytes: a header list is ASCII, and Character
     /// iteration cost more than the rest of the forwarding rules on every answer.
-    static func appendListElements(_ value: String, to out: inout [String]) {
+    /// Elements `skipping` contains are left out.
+    static func appendListElements(_ value: String, to out: inout [String], skipping: HeaderNameSet? = nil) {
         var value = value
         value.withUTF8 { bytes in
             var start = 0
@@ -96,7 +103,10 @@ final class BackendClient: Sendable {
                 var low = start, high = end
                 while low < high, bytes[low] == UInt8(ascii: " ") || bytes[low] == UInt8(ascii: "\t") { low += 1 }
                 while high > low, bytes[high - 1] == UInt8(ascii: " ") || bytes[high - 1] == UInt8(ascii: "\t") { high -= 1 }
-                if high > low { out.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[low..<high]), as: UTF8.self)) }
+                if high > low {
+                    let element = UnsafeBufferPointer(rebasing: bytes[low..<high])
+                    if skipping?.contains(bytes: element) != true { out.append(String(decoding: element, as: UTF8.self)) }
+                }
                 start = end + 1
             }
         }

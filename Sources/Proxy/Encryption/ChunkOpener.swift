@@ -17,9 +17,11 @@ public final class ChunkOpener {
     public let layout: ChunkLayout
     public let cipher: AEADAlgorithm
     public let partNumber: Int
-    private let aead: AEADContext
+    /// The content cipher's context: made for this opener, or a cached key's spare (given back when done).
+    private let aead: OpenContextBox
+    private let spare: SpareOpenContext?
     private let nonceAAD: ChunkNonceAAD
-    /// `pending` and `output`, one allocation.
+    /// `nonceAAD`, `pending` and `output`, one allocation.
     private let storage: UnsafeMutableRawBufferPointer
     private let pending: UnsafeMutableRawBufferPointer
     private var pendingCount = 0
@@ -62,26 +64,39 @@ public final class ChunkOpener {
         }
     }
 
-    /// Both public initialisers: `makeCipher` creates the content cipher from the key they were given.
+    /// As above for a cached segment key's bytes and its `spare` context (`DataKey.spareOpenContext`): the spare is
+    /// used when free, and this opener's context is offered back to it when the opener goes. `spare` must belong to
+    /// the key `segmentKeyBytes` holds.
+    convenience init(cipher: AEADAlgorithm, segmentKeyBytes: UnsafeRawBufferPointer, spare: SpareOpenContext?, layout: ChunkLayout,
+                     firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) {
+        try self.init(cipher: cipher, layout: layout, partNumber: 0, firstChunkIndex: firstChunkIndex,
+                      maxCiphertextLength: maxCiphertextLength, spare: spare) { () throws(AEADError) in
+            try AEADContext(algorithm: cipher, key: segmentKeyBytes, sealing: false)
+        }
+    }
+
+    /// Every initialiser: `makeCipher` creates the content cipher from the key they were given (unless `spare` has one).
     private init(cipher: AEADAlgorithm, layout: ChunkLayout, partNumber: Int, firstChunkIndex: Int, maxCiphertextLength: Int?,
-                 makeCipher: () throws(AEADError) -> AEADContext) throws(EncryptionError) {
+                 spare: SpareOpenContext? = nil, makeCipher: () throws(AEADError) -> AEADContext) throws(EncryptionError) {
         guard partNumber >= 0, partNumber <= FormatV1.maxPartNumber else {
             throw EncryptionError(.invalidParameter, "part number \(partNumber) outside 0…\(FormatV1.maxPartNumber)")
         }
         guard firstChunkIndex >= 0 else { throw EncryptionError(.invalidParameter, "negative chunk index") }
         guard (maxCiphertextLength ?? 0) >= 0 else { throw EncryptionError(.invalidParameter, "negative ciphertext length") }
-        let aead: AEADContext
-        do {
-            aead = try makeCipher()
-        } catch {
-            throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
+        if let reused = spare?.take(cipher) {
+            aead = reused
+        } else {
+            do {
+                aead = OpenContextBox(try makeCipher())
+            } catch {
+                throw EncryptionError(.internalFailure, "cannot create the content cipher: \(error)")
+            }
         }
-        self.aead = aead
+        self.spare = spare
         self.cipher = cipher
         self.layout = layout
         self.partNumber = partNumber
         nextIndex = UInt64(firstChunkIndex)
-        nonceAAD = ChunkNonceAAD(cipher: cipher, chunkSize: layout.chunkSize, partNumber: partNumber)
         self.maxCiphertextLength = maxCiphertextLength
         // No chunk is longer than the whole input.
         let sealedCapacity = min(layout.sealedChunkSize, maxCiphertextLength ?? layout.sealedChunkSize)
@@ -89,16 +104,23 @@ public final class ChunkOpener {
         let outputSize = max(min(layout.chunkSize, sealedCapacity - FormatV1.tagSize), 1)
         // Both buffers in one allocation: cache-line aligned for whole chunks (the cipher's wide loads), malloc's
         // own 16 bytes for a small read, where posix_memalign only costs (issue 12).
+        // The chunk nonce and AAD go first, in the same allocation (one posix_memalign less per read).
         let alignment = pendingSize + outputSize > 32 << 10 ? 64 : 16
-        let outputOffset = (pendingSize + alignment - 1) / alignment * alignment
+        func aligned(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
+        let pendingOffset = aligned(ChunkNonceAAD.size)
+        let outputOffset = pendingOffset + aligned(pendingSize)
         storage = .allocate(byteCount: outputOffset + outputSize, alignment: alignment)
-        pending = UnsafeMutableRawBufferPointer(rebasing: storage[0..<pendingSize])
+        nonceAAD = ChunkNonceAAD(in: storage, cipher: cipher, chunkSize: layout.chunkSize, partNumber: partNumber)
+        pending = UnsafeMutableRawBufferPointer(rebasing: storage[pendingOffset..<(pendingOffset + pendingSize)])
         output = UnsafeMutableRawBufferPointer(rebasing: storage[outputOffset..<(outputOffset + outputSize)])
     }
 
     deinit {
         SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: output[0..<outputUsed]))
         storage.deallocate()
+        // Every message starts with a fresh IV and AAD (`AEADContext.openStart`/`open`), whatever the last one left;
+        // still, a context that saw a failure is not passed on.
+        if !failed { spare?.giveBack(aead) }
     }
 
     /// Accepts the next ciphertext piece; emits the plaintext of every chunk that is now complete and not last.
@@ -175,7 +197,7 @@ public final class ChunkOpener {
         if target.baseAddress == output.baseAddress { outputUsed = max(outputUsed, chunkSize) }
         nonceAAD.set(index: nextIndex, final: false)
         do {
-            try aead.openStart(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad))
+            try aead.context.openStart(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad))
         } catch {
             failed = true
             throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
@@ -197,7 +219,7 @@ public final class ChunkOpener {
         let bytes = UnsafeRawBufferPointer(rebasing: input.prefix(take))
         let ciphertext = max(0, min(chunkSize - streamed, take))
         do {
-            try aead.openUpdate(UnsafeRawBufferPointer(rebasing: bytes[0..<ciphertext]), into: target.baseAddress! + streamed)
+            try aead.context.openUpdate(UnsafeRawBufferPointer(rebasing: bytes[0..<ciphertext]), into: target.baseAddress! + streamed)
         } catch {
             abandonStream()
             throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
@@ -211,7 +233,7 @@ public final class ChunkOpener {
         guard streamed == chunkSize + FormatV1.tagSize else { return rest }
         streamTarget = nil
         do {
-            try aead.openFinish(tag: UnsafeRawBufferPointer(rebasing: pending[0..<FormatV1.tagSize]), wiping: target)
+            try aead.context.openFinish(tag: UnsafeRawBufferPointer(rebasing: pending[0..<FormatV1.tagSize]), wiping: target)
         } catch AEADError.authenticationFailed {
             failed = true
             // Its ciphertext is gone (decrypted where it lay), so the final flag cannot be tried the other way as
@@ -316,7 +338,7 @@ public final class ChunkOpener {
 
     private func attempt(_ sealed: UnsafeRawBufferPointer, final: Bool, into target: UnsafeMutableRawBufferPointer) throws(AEADError) -> Int {
         nonceAAD.set(index: nextIndex, final: final)
-        return try aead.open(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad),
+        return try aead.context.open(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad),
                              sealed: sealed, into: target)
     }
 

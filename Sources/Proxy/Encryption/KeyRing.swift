@@ -81,6 +81,13 @@ public struct DataKey: Sendable, Equatable {
         return try result!.get()
     }
 
+    /// The spare opening context of the segment this key carries, for an opener of exactly that segment (the key
+    /// `withSegmentKey` then hands over is the carried one); nil for any other segment.
+    func spareOpenContext(salt: [UInt8], partNumber: Int) -> SpareOpenContext? {
+        guard let derived, derived.partNumber == partNumber, derived.salt == salt else { return nil }
+        return derived.spare
+    }
+
     /// The key of one segment (a single-part body, or one multipart part): HKDF(DEK, salt, "s3eg/v1 segment" || u32be(pn)).
     public func segmentKey(salt: [UInt8], partNumber: Int) throws(EncryptionError) -> [UInt8] {
         guard salt.count == FormatV1.saltSize else {
@@ -107,6 +114,8 @@ private final class DerivedSegmentKey: @unchecked Sendable {
     let partNumber: Int
     /// Written once in `init`, only read afterwards (hence `@unchecked Sendable`).
     private let storage: UnsafeMutableRawBufferPointer
+    /// An opening context made from this key, kept between the reads of a cached object.
+    let spare = SpareOpenContext()
 
     init(salt: [UInt8], partNumber: Int, key: [UInt8]) {
         self.salt = salt

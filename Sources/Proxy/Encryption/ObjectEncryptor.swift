@@ -106,8 +106,10 @@ public struct ObjectEncryptor: Sendable {
         guard case .single(let salt) = metadata.layout else {
             throw EncryptionError(.invalidParameter, "multipart objects are opened part by part (partOpener)")
         }
+        // A cached key's reads share its spare context, one at a time.
+        let spare = dataKey.spareOpenContext(salt: salt, partNumber: 0)
         return try dataKey.withSegmentKey(salt: salt, partNumber: 0) { key throws(EncryptionError) in
-            try ChunkOpener(cipher: metadata.cipher, segmentKeyBytes: key, layout: metadata.chunkLayout,
+            try ChunkOpener(cipher: metadata.cipher, segmentKeyBytes: key, spare: spare, layout: metadata.chunkLayout,
                             firstChunkIndex: firstChunkIndex, maxCiphertextLength: maxCiphertextLength)
         }
     }

@@ -222,7 +222,13 @@ struct S3RequestHandler: HTTPRequestHandler {
 
     /// `x-amz-meta-s3eg-*` belongs to the gateway: a client may neither set it nor plant it through any operation.
     static func rejectReservedHeaders(_ headers: HTTPFields) throws(S3Error) {
-        if let reserved = headers.first(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) {
+        // By index through the buffer: `first(where:)` copied (retained and released) both strings of every field.
+        let index = headers.entries.withUnsafeBufferPointer { fields -> Int? in
+            for i in fields.indices where EncryptionMetadata.isReserved(headerName: fields[i].name) { return i }
+            return nil
+        }
+        if let index {
+            let reserved = headers.entries[index]
             throw S3Error.invalidArgument("The metadata header \(reserved.name.lowercased().prefix(64)) uses the prefix x-amz-meta-s3eg-, which is reserved for the encryption gateway.")
         }
     }

@@ -149,17 +149,21 @@ struct PayloadDeclaration: Sendable {
     /// their announcements removed (`aws-chunked` also from a Content-Encoding list that names more).
     static func forwardedHeaders(_ headers: HTTPFields) -> HTTPFields {
         // One allocation for the common case (nothing consumed), not one per doubling.
-        var out: [(name: String, value: String)] = []
-        out.reserveCapacity(headers.count)
-        for field in headers {
-            if isConsumed(field.name) { continue }
-            if field.name.utf8.count == 16 && field.name.caseInsensitiveEquals("content-encoding") {
-                let rest = field.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                    .filter { !$0.isEmpty && $0.lowercased() != "aws-chunked" }
-                if !rest.isEmpty { out.append((name: field.name, value: rest.joined(separator: ","))) }
-                continue
+        // By index through the buffer: only forwarded fields are copied (retained).
+        let out = headers.entries.withUnsafeBufferPointer { fields in
+            var out: [(name: String, value: String)] = []
+            out.reserveCapacity(fields.count)
+            for i in fields.indices {
+                if isConsumed(fields[i].name) { continue }
+                if fields[i].name.utf8.count == 16 && fields[i].name.caseInsensitiveEquals("content-encoding") {
+                    let rest = fields[i].value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                        .filter { !$0.isEmpty && $0.lowercased() != "aws-chunked" }
+                    if !rest.isEmpty { out.append((name: fields[i].name, value: rest.joined(separator: ","))) }
+                    continue
+                }
+                out.append(fields[i])
             }
-            out.append((name: field.name, value: field.value))
+            return out
         }
         return HTTPFields(out)
     }

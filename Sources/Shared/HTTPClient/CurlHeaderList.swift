@@ -11,8 +11,10 @@ final class CurlHeaderList {
     private var bytes: UnsafeMutablePointer<CChar>
     private var capacity: Int
     private var used = 0
-    /// Where each line starts in `bytes`.
-    private var starts: [Int] = []
+    /// Where each line starts in `bytes`. Unchecked exclusivity: one thread at a time, and no access to it
+    /// overlaps another (each is one append, removeAll or read, with no call out in between); the dynamic check
+    /// cost ≈ 80 instructions per header line (issue 12).
+    @exclusivity(unchecked) private var starts: [Int] = []
     private var nodes: UnsafeMutablePointer<curl_slist>
     private var nodeCapacity: Int
 

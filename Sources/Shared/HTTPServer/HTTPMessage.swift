@@ -86,13 +86,14 @@ extension String {
     /// ASCII lower-casing (header names, hex digits): no Unicode case mapping, and the string itself, not a copy,
     /// when it has no upper-case letter (the common case on the request path, where a copy is an allocation).
     public func asciiLowercased() -> String {
-        func isUpper(_ b: UInt8) -> Bool { b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z") }
-        guard utf8.contains(where: isUpper) else { return self }
+        let upper = utf8.withContiguousStorageIfAvailable { ASCIICase.containsUpper($0) }
+            ?? utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+        guard upper else { return self }
         // Written straight into the new string (up to 15 bytes it stays inline; no mapped byte array first).
         return String(unsafeUninitializedCapacity: utf8.count) { out in
             var count = 0
             for b in utf8 {
-                out[count] = isUpper(b) ? b | 0x20 : b
+                out[count] = ASCIICase.lowered(b)
                 count += 1
             }
             return count
@@ -112,6 +113,12 @@ extension String {
         return Self.asciiCaseInsensitiveEquals(Array(utf8.prefix(n)), Array(prefix.utf8))
     }
 
+    /// The contiguous form (every native string): eight bytes at a time.
+    private static func asciiCaseInsensitiveEquals(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.count == 0 || ASCIICase.equalFolded(a.baseAddress!, b.baseAddress!, count: a.count)
+    }
+
     private static func asciiCaseInsensitiveEquals<C: RandomAccessCollection<UInt8>>(_ a: C, _ b: C) -> Bool
         where C.Index == Int
     {
@@ -126,6 +133,91 @@ extension String {
             }
             i += 1
             j += 1
+        }
+        return true
+    }
+}
+
+/// ASCII case folding of header names and tokens, eight bytes at a time where it runs per header (issue 12):
+/// only `A`–`Z` fold; every other byte, non-ASCII included, compares exactly.
+public enum ASCIICase {
+    @inlinable @inline(__always)
+    public static func lowered(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b | 0x20 : b }
+
+    /// 0x80 in each byte of `word` that is `A`–`Z`, 0 elsewhere. Each byte's low 7 bits plus a bias sets its high
+    /// bit iff the byte is at least `A` (resp. above `Z`); no sum carries into the next byte (at most 0x7f + 0x3f).
+    @inlinable @inline(__always)
+    public static func upperMask(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let heptets = word & (0x7f &* ones)
+        let atLeastA = heptets &+ ((0x80 - 0x41) &* ones)
+        let aboveZ = heptets &+ ((0x80 - 0x5b) &* ones)
+        return atLeastA & ~aboveZ & ~word & (0x80 &* ones)
+    }
+
+    /// The eight bytes of `word`, each lowered as by `lowered(_:)`.
+    @inlinable @inline(__always)
+    public static func lowered(_ word: UInt64) -> UInt64 { word | upperMask(word) >> 2 }
+
+    /// Whether any byte is `A`–`Z`.
+    @inlinable
+    public static func containsUpper(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let n = bytes.count
+        var i = 0
+        while i + 8 <= n {
+            if upperMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) != 0 { return true }
+            i += 8
+        }
+        // The rest as the last eight bytes (overlapping bytes already checked, which changes nothing).
+        if i < n, n >= 8 { return upperMask(UnsafeRawPointer(base + (n - 8)).loadUnaligned(as: UInt64.self)) != 0 }
+        while i < n {
+            if base[i] >= 65 && base[i] <= 90 { return true }
+            i += 1
+        }
+        return false
+    }
+
+    /// Whether `count` bytes at `a` and at `b` are equal once both are lowered.
+    @inlinable
+    public static func equalFolded(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, count n: Int) -> Bool {
+        var i = 0
+        while i + 8 <= n {
+            let x = UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self), y = UnsafeRawPointer(b + i).loadUnaligned(as: UInt64.self)
+            if x != y && lowered(x) != lowered(y) { return false }
+            i += 8
+        }
+        // The rest as the last eight bytes of both (overlapping bytes already compared equal).
+        if i < n, n >= 8 {
+            let x = UnsafeRawPointer(a + (n - 8)).loadUnaligned(as: UInt64.self)
+            let y = UnsafeRawPointer(b + (n - 8)).loadUnaligned(as: UInt64.self)
+            return x == y || lowered(x) == lowered(y)
+        }
+        while i < n {
+            if a[i] != b[i] && lowered(a[i]) != lowered(b[i]) { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Whether `count` bytes at `a`, lowered, equal the `count` bytes at `lower` as they are (a set's lower-cased
+    /// names: no work on their side).
+    @inlinable
+    public static func equalLowered(_ a: UnsafePointer<UInt8>, toLower lower: UnsafePointer<UInt8>, count n: Int) -> Bool {
+        var i = 0
+        while i + 8 <= n {
+            let x = UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self)
+            if lowered(x) != UnsafeRawPointer(lower + i).loadUnaligned(as: UInt64.self) { return false }
+            i += 8
+        }
+        // The rest as the last eight bytes (overlapping bytes already compared equal).
+        if i < n, n >= 8 {
+            let x = UnsafeRawPointer(a + (n - 8)).loadUnaligned(as: UInt64.self)
+            return lowered(x) == UnsafeRawPointer(lower + (n - 8)).loadUnaligned(as: UInt64.self)
+        }
+        while i < n {
+            if lowered(a[i]) != lower[i] { return false }
+            i += 1
         }
         return true
     }

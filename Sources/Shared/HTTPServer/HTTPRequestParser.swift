@@ -555,7 +555,8 @@ public struct HTTPRequestParser: Sendable {
 
     /// RFC 9110 tchar, as two bit masks over the ASCII range (one shift and test per byte):
     /// `!#$%&'*+-.^_`|~`, digits and letters.
-    static func isToken(_ b: UInt8) -> Bool {
+    @inlinable
+    public static func isToken(_ b: UInt8) -> Bool {
         if b < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) &>> UInt64(b) & 1 == 1 }
         if b < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) &>> UInt64(b - 64) & 1 == 1 }
         return false

@@ -71,10 +71,18 @@ public final class Span: Sendable {
 
     /// A span that only carries `context` (or nothing): what an untraced request gets.
     static func nonRecording(_ context: SpanContext?) -> Span {
-        Span(name: "", kind: .internal,
-             context: context ?? SpanContext(traceID: TraceID(high: 0, low: 0), spanID: SpanID(0), sampled: false),
-             parent: nil, attributes: [], processor: nil, tracer: nil)
+        guard let context else { return untraced }
+        return Span(name: "", kind: .internal, context: context, parent: nil, attributes: [], processor: nil, tracer: nil)
     }
+
+    /// The one span without context: it records nothing and holds nothing that changes (no state, no processor),
+    /// so every untraced request shares it instead of allocating its own (issue 12: three spans per request).
+    private static let untraced = Span(name: "", kind: .internal,
+                                       context: SpanContext(traceID: TraceID(high: 0, low: 0), spanID: SpanID(0), sampled: false),
+                                       parent: nil, attributes: [], processor: nil, tracer: nil)
+
+    /// What the span has recorded so far (tests): nil for a non-recording span.
+    var recorded: SpanData? { state.withLock { $0 } }
 
     /// The `traceparent` header for a request made inside this span; nil when there is no valid trace.
     public var traceparent: String? { context.traceID.isValid && context.spanID.isValid ? context.traceparent : nil }
@@ -141,7 +149,9 @@ public final class Span: Sendable {
     public static func startChild(_ name: String, kind: SpanKind = .internal,
                                   attributes: [(String, AttributeValue)] = []) -> Span {
         guard let parent = current else { return nonRecording(nil) }
-        guard let tracer = parent.tracer else { return nonRecording(parent.context) }
+        // No tracer: `parent` is non-recording (only `nonRecording` makes spans without one), and its child would be
+        // the same, a span carrying its context and recording nothing: the parent itself serves (no allocation).
+        guard let tracer = parent.tracer else { return parent }
         return tracer.startSpan(name, kind: kind, childOf: parent, attributes: attributes)
     }
 

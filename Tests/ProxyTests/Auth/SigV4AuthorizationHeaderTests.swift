@@ -5,6 +5,35 @@ import Shared
 @Suite struct SigV4AuthorizationHeaderTests {
     static let valid = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
 
+    /// The mask form of the signed-name byte rule accepts exactly what the listed tchar set minus upper case did.
+    @Test func lowerTokenCharsAreTheListedSet() {
+        let listed = Set("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~".utf8)
+        for b in 0...255 {
+            #expect(SigV4AuthorizationHeader.isLowerTokenChar(UInt8(b)) == listed.contains(UInt8(b)), "\(b)")
+        }
+    }
+
+    /// The word scan for spaces and tabs agrees with the byte rule for every byte value at every offset of values up
+    /// to 20 bytes long (the rest seeded non-blank bytes, including the bytes one bit away from space and tab).
+    @Test func spaceOrTabScanAgreesWithTheByteRule() {
+        let filler: [UInt8] = [0x21, 0x28, 0x30, 0x41, 0x61, 0x08, 0x0b, 0x0d, 0x01, 0x00, 0xa0, 0x89, 0xff]
+        var seed: UInt64 = 7
+        for length in 1...20 {
+            for offset in 0..<length {
+                for value in 0...255 {
+                    var bytes = (0..<length).map { _ -> UInt8 in
+                        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+                        return filler[Int(seed >> 33) % filler.count]
+                    }
+                    bytes[offset] = UInt8(value)
+                    let expected = bytes.contains { $0 == 0x20 || $0 == 0x09 }
+                    #expect(bytes.withUnsafeBufferPointer { SigV4CanonicalRequest.containsSpaceOrTab($0) } == expected)
+                }
+            }
+        }
+        #expect(!SigV4CanonicalRequest.containsSpaceOrTab(UnsafeBufferPointer(start: nil, count: 0)))
+    }
+
     @Test func parsesValidHeader() throws {
         let h = try SigV4AuthorizationHeader.parse(Self.valid)
         #expect(h.accessKey == "AKIAIOSFODNN7EXAMPLE")

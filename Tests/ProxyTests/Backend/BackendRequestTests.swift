@@ -1,5 +1,6 @@
 import Shared
 import Testing
+import TestSupport
 @testable import Proxy
 
 @Suite struct BackendEndpointTests {
@@ -148,5 +149,21 @@ import Testing
     ] as [(String, Int64?)])
     func contentLengthIsDigitsWithOptionalBlanks(value: String, expected: Int64?) {
         #expect(ClientRelay.contentLength(value) == expected)
+    }
+
+    /// The byte parse agrees with the composition it replaced (Character-wise trim, all-digits check, Int64's parse)
+    /// on seeded values of digits, blanks, signs, other ASCII, non-ASCII digits, combining marks and overflowing lengths.
+    @Test func contentLengthAgreesWithTheOldComposition() {
+        func old(_ value: String) -> Int64? {
+            let digits = BackendClient.trimmed(Substring(value))
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            return Int64(digits)
+        }
+        var rng = SplitMix64(seed: 260)
+        let pieces = ["0", "1", "7", "9", " ", "\t", "+", "-", "x", "\r", "\u{301}", "١", "é", "\u{0}", "922337203685477580", "8"]
+        for _ in 0..<5000 {
+            let value = (0..<Int.random(in: 0...6, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            #expect(ClientRelay.contentLength(value) == old(value), "\(Array(value.utf8))")
+        }
     }
 }

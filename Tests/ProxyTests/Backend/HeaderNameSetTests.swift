@@ -1,5 +1,6 @@
 import Shared
 import Testing
+import TestSupport
 @testable import Proxy
 
 @Suite struct HeaderNameSetTests {
@@ -21,6 +22,32 @@ import Testing
         // The same answer as comparing with every name, ASCII-case-insensitively.
         let reference = ["connection", "keep-alive", "te", "x-amz-date", "x-amz-content-sha256"].contains { name.caseInsensitiveEquals($0) }
         #expect(Self.names.contains(name) == reference)
+    }
+
+    /// The table with word compares answers as comparing with every name did, over seeded look-alikes of the forwarding
+    /// sets' names: case flips, one byte replaced (letters' neighbours, `_`, non-ASCII), one byte added or removed.
+    @Test func membershipAgreesWithComparingEveryName() {
+        var rng = SplitMix64(seed: 14)
+        let names = Array(BackendClient.hopByHop) + Array(BackendClient.clientAuthHeaders) + ["", "a-name-longer-than-sixteen-bytes"]
+        let set = HeaderNameSet(names)
+        let odd: [UInt8] = [0x40, 0x5b, 0x60, 0x7b, 0x5f, 0x2d, 0x00, 0xc3, 0xff]
+        for _ in 0..<5000 {
+            var bytes = Array(names.randomElement(using: &rng)!.utf8)
+            for i in bytes.indices where Bool.random(using: &rng) && ((65...90).contains(bytes[i]) || (97...122).contains(bytes[i])) {
+                bytes[i] ^= 0x20
+            }
+            switch Int.random(in: 0..<6, using: &rng) {
+            case 0 where !bytes.isEmpty: bytes[Int.random(in: bytes.indices, using: &rng)] = odd.randomElement(using: &rng)!
+            case 1: bytes.insert(odd.randomElement(using: &rng)!, at: Int.random(in: 0...bytes.count, using: &rng))
+            case 2 where !bytes.isEmpty: bytes.remove(at: Int.random(in: bytes.indices, using: &rng))
+            default: break
+            }
+            let name = String(decoding: bytes, as: UTF8.self)
+            let reference = names.contains { name.caseInsensitiveEquals($0) }
+            #expect(set.contains(name) == reference, "\(bytes)")
+            let bytesReference = names.contains { Array($0.utf8).map(ASCIICase.lowered) == bytes.map(ASCIICase.lowered) }
+            #expect(bytes.withUnsafeBufferPointer { set.contains(bytes: $0) } == bytesReference, "\(bytes)")
+        }
     }
 
     @Test func namesLongerThanAnyMemberAreNotMembers() {
@@ -60,6 +87,11 @@ import Testing
         var out: [String] = []
         BackendClient.appendListElements(value, to: &out)
         #expect(out == elements)
+        // Skipping a set's names leaves out exactly the elements it contains.
+        let set = HeaderNameSet(["keep-alive", "x-hop"])
+        var kept: [String] = []
+        BackendClient.appendListElements(value, to: &kept, skipping: set)
+        #expect(kept == elements.filter { !set.contains($0) })
     }
 
     /// The rules as they were: every header compared with every dropped name and every Connection token.

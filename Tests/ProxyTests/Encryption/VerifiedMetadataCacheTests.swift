@@ -117,6 +117,106 @@ import TestSupport
                 != MetadataFingerprint(fields: long, identity: Self.identity))
     }
 
+    /// A request's fingerprint is compared in place with the laid-out one the cache keeps: every edit that makes two
+    /// probes differ makes the probe miss the kept one too, and one that does not still hits.
+    @Test func probesMatchTheKeptLayoutExactly() throws {
+        let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
+        let (fields, metadata) = try Self.stored(encryptor)
+        let dataKey = try encryptor.dataKey(of: metadata, identity: Self.identity)
+        let cache = VerifiedMetadataCache(capacity: 64, ttl: .seconds(60))
+        cache.insert(metadata, dataKey: dataKey, for: MetadataFingerprint(fields: fields, identity: Self.identity))
+        let kept = MetadataFingerprint(fields: fields, identity: Self.identity).stored
+        func hits(_ fields: [(name: String, value: String)], _ identity: ObjectIdentity = Self.identity) -> Bool {
+            let probe = MetadataFingerprint(fields: fields, identity: identity)
+            #expect((probe == kept) == (kept == probe))
+            #expect((probe == kept) == (probe.stored == kept), "the probe's own layout agrees")
+            return cache.lookup(probe) != nil && probe == kept
+        }
+        #expect(hits(fields))
+        #expect(hits(fields + [(name: "x-amz-request-id", value: "1")]))
+        #expect(hits([(name: "Date", value: "now")] + fields.filter { EncryptionMetadata.isReserved(headerName: $0.name) }))
+        #expect(!hits(fields.filter { !EncryptionMetadata.isReserved(headerName: $0.name) }))
+        for (i, field) in fields.enumerated() where EncryptionMetadata.isReserved(headerName: field.name) {
+            var edited = fields
+            edited[i].value += "x"
+            #expect(!hits(edited), "\(field.name)")
+            edited = fields
+            edited[i].name = field.name.uppercased()
+            #expect(!hits(edited), "\(field.name)")
+            edited = fields
+            edited.remove(at: i)
+            #expect(!hits(edited), "\(field.name)")
+            edited = fields
+            edited.append(field)
+            #expect(!hits(edited), "\(field.name)")
+            // Same length and last 8 bytes (what the digest reads): only the comparison tells them apart.
+            edited = fields
+            let value = Array(field.value.utf8)
+            if let first = value.first, value.count > 8 {
+                edited[i].value = String(decoding: [first == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")] + value.dropFirst(), as: UTF8.self)
+                #expect(!hits(edited), "\(field.name)")
+            }
+        }
+        #expect(!hits(fields.reversed()))
+        #expect(!hits(fields, ObjectIdentity(bucket: "b", key: "k2")))
+        #expect(!hits(fields, ObjectIdentity(bucket: "bk", key: "")))
+        #expect(!hits(fields, ObjectIdentity(bucket: "", key: "bk")))
+    }
+
+    /// The in-place comparison agrees with comparing the two laid-out byte arrays (the composition it replaced),
+    /// and equal fingerprints hash equally, over seeded field sets built to collide often: few names and values,
+    /// values shorter and longer than the 8 tail bytes the digest reads, empty ones, non-ASCII, foreign fields.
+    @Test func inPlaceComparisonAgreesWithTheLaidOutBytes() {
+        var rng = SplitMix64(seed: 12)
+        let names = ["x-amz-meta-s3eg-mac", "X-Amz-Meta-S3eg-Mac", "x-amz-meta-s3eg-key", "x-amz-meta-s3eg-", "Content-Type", "x-amz-meta-s3e"]
+        let values = ["", "a", "abcdefg", "abcdefgh", "Xbcdefgh", "abcdefghi", "0123456789abcdef", "1123456789abcdef", "é", "ée", "\u{0}"]
+        let identities = [ObjectIdentity(bucket: "b", key: "k"), ObjectIdentity(bucket: "bk", key: ""), ObjectIdentity(bucket: "", key: "bk"),
+                          ObjectIdentity(bucket: "b", key: "ké")]
+        func fieldSet() -> ([(name: String, value: String)], ObjectIdentity) {
+            let fields = (0..<Int.random(in: 0...3, using: &rng)).map { _ in
+                (name: names.randomElement(using: &rng)!, value: values.randomElement(using: &rng)!)
+            }
+            return (fields, identities.randomElement(using: &rng)!)
+        }
+        var equalCount = 0
+        for _ in 0..<3000 {
+            let (f1, i1) = fieldSet()
+            let (f2, i2) = Bool.random(using: &rng) ? (f1, i1) : fieldSet()
+            let a = MetadataFingerprint(fields: f1, identity: i1)
+            let b = MetadataFingerprint(fields: f2, identity: i2)
+            let laidOut = a.stored.layout == b.stored.layout
+            #expect((a == b.stored) == laidOut, "\(f1) \(i1) vs \(f2) \(i2)")
+            #expect((a.stored == b) == laidOut)
+            #expect((a == b) == laidOut)
+            if laidOut {
+                equalCount += 1
+                #expect(a.hashValue == b.hashValue && a.hashValue == b.stored.hashValue)
+            }
+        }
+        #expect(equalCount > 1000 && equalCount < 3000)
+    }
+
+    /// Fingerprints whose digests are equal by construction (same identity, same value lengths and tails) are
+    /// still told apart, whichever side is kept: the digest only picks the bucket.
+    @Test func equalDigestsDoNotMakeEqualFingerprints() throws {
+        let encryptor = ObjectEncryptor(keyRing: EncryptionFixtures.ring())
+        let (_, metadata) = try Self.stored(encryptor)
+        let dataKey = try encryptor.dataKey(of: metadata, identity: Self.identity)
+        let a = [(name: "x-amz-meta-s3eg-mac", value: "AAAAAAAA12345678")]
+        let b = [(name: "x-amz-meta-s3eg-mac", value: "BBBBBBBB12345678")]
+        let c = [(name: "x-amz-meta-s3eg-maC", value: "AAAAAAAA12345678")]
+        let prints = [a, b, c].map { MetadataFingerprint(fields: $0, identity: Self.identity) }
+        #expect(prints[0].hashValue == prints[1].hashValue && prints[0].hashValue == prints[2].hashValue)
+        #expect(prints[0] != prints[1] && prints[0] != prints[2] && prints[1] != prints[2])
+        let cache = VerifiedMetadataCache(capacity: 8, ttl: .seconds(60))
+        cache.insert(metadata, dataKey: dataKey, for: prints[0])
+        #expect(cache.lookup(prints[0]) != nil)
+        #expect(cache.lookup(prints[1]) == nil)
+        #expect(cache.lookup(prints[2]) == nil)
+        cache.insert(metadata, dataKey: dataKey, for: prints[1])
+        #expect(cache.count == 2)
+    }
+
     @Test func entriesExpireAndTheLeastRecentlyUsedGoFirst() throws {
         let clock = ManualClock()
         let cache = VerifiedMetadataCache(capacity: 8, ttl: .seconds(60), clock: clock.read)

@@ -60,6 +60,59 @@ import Testing
         #expect(String(("." + text).dropFirst()).asciiLowercased() == lower)
     }
 
+    /// The word forms agree with the byte rule (only A–Z fold) for every byte value in every lane of a word, next to
+    /// seeded neighbours, and the whole-buffer helpers agree with byte loops on seeded strings of every length 0–40
+    /// built from letters, their neighbours ('@', '[', '`', '{') and non-ASCII bytes.
+    @Test func asciiCaseWordsAgreeWithTheByteRule() {
+        func lower(_ b: UInt8) -> UInt8 { (b >= 65 && b <= 90) ? b + 32 : b }
+        func bytes(_ w: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: w >> (8 * UInt64($0))) } }
+        var state: UInt64 = 0x5eed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for lane in 0..<8 {
+            for value in 0...255 {
+                let shift = UInt64(8 * lane)
+                let word = next() & ~(0xff << shift) | UInt64(value) << shift
+                #expect(bytes(ASCIICase.lowered(word)) == bytes(word).map(lower), "\(word)")
+                #expect((ASCIICase.upperMask(word) != 0) == bytes(word).contains { $0 >= 65 && $0 <= 90 })
+            }
+        }
+        let alphabet: [UInt8] = Array(0x40...0x5b) + Array(0x60...0x7b) + [0x2d, 0x30, 0x39, 0x00, 0x7f, 0x80, 0xc3, 0xa9, 0xff]
+        for _ in 0..<4000 {
+            let n = Int(next() % 41)
+            let a = (0..<n).map { _ in alphabet[Int(next() % UInt64(alphabet.count))] }
+            // b: a with some bytes case-flipped (letters only) or replaced.
+            let b = a.map { byte -> UInt8 in
+                switch next() % 8 {
+                case 0: return alphabet[Int(next() % UInt64(alphabet.count))]
+                case 1, 2, 3: return byte ^ 0x20
+                default: return byte
+                }
+            }
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    #expect(ASCIICase.containsUpper(pa) == a.contains { $0 >= 65 && $0 <= 90 })
+                    guard n > 0 else { return }
+                    #expect(ASCIICase.equalFolded(pa.baseAddress!, pb.baseAddress!, count: n) == (a.map(lower) == b.map(lower)), "\(a) \(b)")
+                    let lowerB = b.map(lower)
+                    lowerB.withUnsafeBufferPointer { pl in
+                        #expect(ASCIICase.equalLowered(pa.baseAddress!, toLower: pl.baseAddress!, count: n) == (a.map(lower) == lowerB))
+                    }
+                }
+            }
+            let sa = String(decoding: a, as: UTF8.self), sb = String(decoding: b, as: UTF8.self)
+            if sa.utf8.elementsEqual(a), sb.utf8.elementsEqual(b) {
+                #expect(sa.caseInsensitiveEquals(sb) == (a.map(lower) == b.map(lower)))
+                #expect(Array(sa.asciiLowercased().utf8) == a.map(lower))
+            }
+        }
+    }
+
     @Test(arguments: [
         ("X-Amz-Checksum-CRC32", "x-amz-checksum-", true),
         ("x-amz-checksum-", "X-AMZ-CHECKSUM-", true),

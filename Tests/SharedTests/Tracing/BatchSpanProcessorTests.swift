@@ -153,4 +153,25 @@ struct TracerTests {
         #expect(child.traceparent == remote.traceparent)
         #expect(!child.isRecording)
     }
+
+    /// With tracing off, requests without a client context share one span: nothing they do records anything on it,
+    /// it propagates nothing, and their children are that span. A client's context still gets a span of its own.
+    @Test func untracedRequestsShareOneInertSpan() {
+        let a = Tracer.disabled.startSpan("request", kind: .server, parent: nil)
+        let b = Tracer.disabled.startSpan("other", kind: .client, parent: nil)
+        #expect(a === b)
+        a.setName("PutObject")
+        a.setAttribute("http.method", "GET")
+        a.setStatus(.error("x"))
+        a.end(duration: .seconds(1))
+        #expect(!a.isRecording && a.recorded == nil && a.traceparent == nil)
+        #expect(!a.context.traceID.isValid && !a.context.spanID.isValid && !a.context.sampled)
+        let child = a.withCurrent { Span.startChild("backend", kind: .client) }
+        #expect(child === a)
+        let grandchild = child.withCurrent { Span.startChild("cipher") }
+        #expect(grandchild === a)
+        let remoteSpan = Tracer.disabled.startSpan("request", kind: .server, parent: remote)
+        #expect(remoteSpan !== a && remoteSpan.traceparent == remote.traceparent && remoteSpan.recorded == nil)
+        #expect(remoteSpan.withCurrent { Span.startChild("backend") }.traceparent == remote.traceparent)
+    }
 }
