@@ -49,7 +49,8 @@ struct HeaderNameSet: Sendable {
         return table.withUnsafeBufferPointer { table in
             var candidate = table.baseAddress! + start
             for _ in 0..<count {
-                if ASCIICase.equalLowered(bytes.baseAddress!, toLower: candidate, count: n) { return true }
+                // The set's names are lower-case already: folding them too changes nothing.
+                if ASCIICase.equalFolded(bytes.baseAddress!, candidate, count: n) { return true }
                 candidate += n
             }
             return false

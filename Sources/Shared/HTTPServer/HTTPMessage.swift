@@ -199,28 +199,6 @@ public enum ASCIICase {
         }
         return true
     }
-
-    /// Whether `count` bytes at `a`, lowered, equal the `count` bytes at `lower` as they are (a set's lower-cased
-    /// names: no work on their side).
-    @inlinable
-    public static func equalLowered(_ a: UnsafePointer<UInt8>, toLower lower: UnsafePointer<UInt8>, count n: Int) -> Bool {
-        var i = 0
-        while i + 8 <= n {
-            let x = UnsafeRawPointer(a + i).loadUnaligned(as: UInt64.self)
-            if lowered(x) != UnsafeRawPointer(lower + i).loadUnaligned(as: UInt64.self) { return false }
-            i += 8
-        }
-        // The rest as the last eight bytes (overlapping bytes already compared equal).
-        if i < n, n >= 8 {
-            let x = UnsafeRawPointer(a + (n - 8)).loadUnaligned(as: UInt64.self)
-            return lowered(x) == UnsafeRawPointer(lower + (n - 8)).loadUnaligned(as: UInt64.self)
-        }
-        while i < n {
-            if lowered(a[i]) != lower[i] { return false }
-            i += 1
-        }
-        return true
-    }
 }
 
 /// A parsed request head. `target` is the raw request-target as received
