@@ -119,8 +119,13 @@ class PyKMIPServer(_Process):
 
     def start(self) -> None:
         out = open(self.workdir / "pykmip.stdout", "ab")
+        # Its multiprocessing helpers make a pymp-* directory under TMPDIR, which a SIGKILL (stop()) never lets them
+        # remove: kept inside the workdir, it goes with it instead of piling up in /tmp.
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(exist_ok=True)
         self.proc = subprocess.Popen([self._exe, "-f", str(self.config), "-l", str(self.log)], stdout=out,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     env={**os.environ, "TMPDIR": str(tmp)})
         try:
             _wait_port(self.port, self.proc, "PyKMIP server", self.log)
         except BaseException:
