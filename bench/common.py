@@ -64,9 +64,9 @@ class Bench:
     def gateways(self) -> list[s3gw.Gateway]:
         return [t for t in self.started if isinstance(t, s3gw.Gateway)]
 
-    def nginx(self, **options) -> "Nginx":
-        """nginx on `workdir/nginx` (options: see `nginx_conf`)."""
-        return self.track(Nginx(self.workdir, **options))
+    def nginx(self, dirname: str = "nginx", **options) -> "Nginx":
+        """nginx on `workdir/dirname` (options: see `nginx_conf`)."""
+        return self.track(Nginx(self.workdir, dirname, **options))
 
     def gateway(self, backend: str, name: str, *, passthrough: bool, env: dict[str, str] | None = None,
                 workdir: Path | None = None, access_key: str = BACKEND_ACCESS_KEY,
@@ -179,16 +179,18 @@ http {{
 
 
 def nginx_conf(ndir: Path, port: int, proxy_port: int, *, metadata: bool = False, worker_connections: int = 256,
-               upstream_keepalive: int = 0) -> str:
+               upstream_keepalive: int = 0, proxy_to: str | None = None) -> str:
     """nginx.conf of the bench backend.
 
     `metadata`: nginx stores bodies but not request headers, so on its own it would serve an encrypted object
     without its `x-amz-meta-s3eg-*` metadata (and the gateway would pass the ciphertext through as a plain object).
     With `metadata` it logs those headers of every request (`meta.log`) and includes `meta.conf`, where
     `Nginx.serve_metadata` puts `add_header` lines that return an object's metadata.
-    `upstream_keepalive`: connections nginx's proxy keeps to the backend (0: a new connection per request)."""
+    `upstream_keepalive`: connections nginx's proxy keeps to the backend (0: a new connection per request).
+    `proxy_to`: `host:port` the proxy forwards to (default: this nginx's own files on `port`)."""
     access_log, include, upstream = "    access_log off;\n", "", ""
-    proxy_target = f"http://127.0.0.1:{port}"
+    origin = proxy_to or f"127.0.0.1:{port}"
+    proxy_target = f"http://{origin}"
     if metadata:
         fields = "".join(f',"{f}":"$http_x_amz_meta_s3eg_{f.replace("-", "_")}"' for f in META_FIELDS)
         access_log = (f"    log_format s3eg escape=json "
@@ -196,7 +198,7 @@ def nginx_conf(ndir: Path, port: int, proxy_port: int, *, metadata: bool = False
                       f"    access_log {ndir}/meta.log s3eg;\n")
         include = f"        include {ndir}/meta.conf;\n"
     if upstream_keepalive:
-        upstream = (f"    upstream backend {{\n        server 127.0.0.1:{port};\n"
+        upstream = (f"    upstream backend {{\n        server {origin};\n"
                     f"        keepalive {upstream_keepalive};\n    }}\n")
         proxy_target = "http://backend"
     return NGINX_CONF.format(user="user root;" if os.geteuid() == 0 else "", dir=ndir, port=port,
@@ -206,18 +208,19 @@ def nginx_conf(ndir: Path, port: int, proxy_port: int, *, metadata: bool = False
 
 class Nginx:
     """nginx serving `workdir/nginx/data` on `endpoint` (objects of bucket `bench` are files in `data/bench`),
-    and its own proxy_pass to it on `proxy_endpoint`."""
+    and its own proxy_pass to it on `proxy_endpoint` (or to another nginx: `proxy_to`, see `nginx_conf`).
+    `dirname`: its folder in `workdir`, for a second instance."""
 
     name = "nginx"
 
-    def __init__(self, workdir: Path, **options) -> None:
+    def __init__(self, workdir: Path, dirname: str = "nginx", **options) -> None:
         exe = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(exe).exists():
             raise s3gw.HarnessError("nginx not found: apt-get install nginx-light (make bench installs it)")
         version = subprocess.run([exe, "-V"], capture_output=True, text=True).stderr
         if "http_dav_module" not in version:
             raise s3gw.HarnessError("this nginx lacks the WebDAV module (PUT); install nginx-light or nginx-full")
-        self.dir = workdir / "nginx"
+        self.dir = workdir / dirname
         for sub in ("data/bench", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "meta.conf").write_text("")

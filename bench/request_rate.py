@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """Small-request throughput and latency (issue 12): 4 KiB GETs over keep-alive with `wrk`, against nginx direct,
 nginx `proxy_pass` with upstream keep-alive, the gateway in pass-through mode and the gateway encrypting, all in
-front of the same nginx, in one run. Rounds interleave the four targets (nginx, proxy, pass-through, encrypting;
-the next round starts one later) so load from other processes on a shared machine hits all alike; prints per-target medians and the
-median ratio of each round with its spread (min-max), plus the load average.
+front of the same nginx, in one run; plus nginx-own-proxy, a reference side: the same proxy_pass run as an nginx of
+its own in front of that nginx (the baseline's proxy runs inside the backend's processes), so that the proxy's own
+CPU per request shows apart from the backend's. Rounds interleave the targets (the next round starts one later) so
+load from other processes on a shared machine hits all alike; prints per-target medians and the median ratio of
+each round with its spread (min-max), plus the load average.
+
+It also prints each side's CPU time per request, per process (gateway, nginx, wrk), from /proc: where a side's time
+goes. wrk, nginx and the gateway share the machine's cores, so while a side keeps them busy its req/s is the cores'
+time divided by its total CPU per request, and the ratio of two sides' CPU per request is the req/s ratio; the two
+differ by how much of the cores other processes took meanwhile.
 
   python3 bench/request_rate.py [--connections 64] [--seconds 5] [--rounds 5] [--size 4096] [--idle 0]
 
@@ -47,7 +54,12 @@ def wrk(url: str, headers: dict[str, str], connections: int, seconds: int, threa
                           "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
     if out.returncode != 0:
         raise s3gw.HarnessError(f"wrk failed: {out.stderr}")
-    text = out.stdout
+    return parse_wrk(out.stdout, url)
+
+
+def parse_wrk(text: str, url: str) -> dict:
+    """What `wrk --latency` printed: req/s, p50 and p99 (seconds) and how many requests it completed; an error
+    when some answers were not 2xx/3xx."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
     lat = {}
     for pct in ("50", "99"):
@@ -56,7 +68,8 @@ def wrk(url: str, headers: dict[str, str], connections: int, seconds: int, threa
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if errors:
         raise s3gw.HarnessError(f"{url}: {errors.group(1)} non-2xx answers:\n{text}")
-    return {"rps": rps, "p50": lat["50"], "p99": lat["99"]}
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    return {"rps": rps, "p50": lat["50"], "p99": lat["99"], "requests": requests}
 
 
 def proc_stats(pid: int) -> tuple[int, int]:
@@ -123,6 +136,10 @@ def run_bench(args, bench: common.Bench) -> None:
     # Upstream keep-alive for nginx's own proxy: without it every proxied request opens a connection.
     nginx = bench.nginx(metadata=True, worker_connections=4096, upstream_keepalive=128)
     backend, proxy = nginx.endpoint, nginx.proxy_endpoint
+    # A reference side: nginx's proxy_pass as a process of its own in front of the same nginx, like the gateway
+    # (the baseline's proxy runs in the backend's own processes), so the proxy's own CPU per request shows apart.
+    own = bench.nginx("nginx-own-proxy", worker_connections=4096, upstream_keepalive=128,
+                      proxy_to=backend.split("//", 1)[1])
     limits = {"MAX_CONNECTIONS": str(max(1024, 2 * args.idle + 256)),
               "MAX_UNAUTHENTICATED_CONNECTIONS": str(max(256, 2 * args.idle + 256))}
     plain = bench.gateway(backend, "gateway-plain", passthrough=True, env=limits)
@@ -155,7 +172,12 @@ def run_bench(args, bench: common.Bench) -> None:
     if busy:
         gateways["pass-through+idle"] = (busy, "/bench/plain")
 
-    def target(url: str, gw: s3gw.Gateway | None = None):
+    def target(url: str, gw: s3gw.Gateway | None = None, own_proxy: bool = False):
+        # CPU time of every process of the side (wrk is the client: its time counts once it has ended).
+        meter = common.CostMeter({**({"gateway": lambda: [gw.proc.pid]} if gw else {}),
+                                  **({"nginx-proxy": own.pids} if own_proxy else {}), "nginx": nginx.pids},
+                                 client="wrk")
+
         def run() -> dict:
             # Signed once per round: wrk replays the same headers for the round (valid within the clock skew).
             headers = s3gw.sigv4_headers("GET", url, gw.access_key, gw.secret_key) if gw else {}
@@ -163,7 +185,9 @@ def run_bench(args, bench: common.Bench) -> None:
             if gw:  # the split over the event loops, halfway through the round
                 timer = threading.Timer(args.seconds / 2, lambda: sample.append(epoll_sets(gw.proc.pid)))
                 timer.start()
-            result = wrk(url, headers, args.connections, args.seconds, args.threads, bench.workdir)
+            result, cost = meter.measure(
+                lambda: wrk(url, headers, args.connections, args.seconds, args.threads, bench.workdir))
+            result["cost"] = cost
             if gw:
                 timer.join()
                 result["loops"] = sample[0] if sample else []
@@ -173,6 +197,7 @@ def run_bench(args, bench: common.Bench) -> None:
     results = common.interleaved(args.rounds, {
         "nginx": target(backend + "/bench/plain"),
         "nginx-proxy": target(proxy + "/bench/plain"),
+        "nginx-own-proxy": target(own.proxy_endpoint + "/bench/plain", own_proxy=True),
         **{name: target(gw.endpoint + key, gw) for name, (gw, key) in gateways.items()},
     })
     for name, r in results.items():
@@ -189,9 +214,27 @@ def run_bench(args, bench: common.Bench) -> None:
         print(f"  ratio {label:<44} median {statistics.median(values):5.2f}  spread "
               f"{common.spread(values)}  {goal}", flush=True)
 
+    print("  CPU per request (µs, medians; wrk, nginx and the gateway share the cores):", flush=True)
+    for name, r in results.items():
+        roles = list(r[0]["cost"].cpu)
+        per_role = {role: statistics.median(x["cost"].cpu[role] / x["requests"] * 1e6 for x in r) for role in roles}
+        totals = [x["cost"].total_cpu / x["requests"] * 1e6 for x in r]
+        print(f"    {name:<17} " + ", ".join(f"{role} {v:6.1f}" for role, v in per_role.items())
+              + f"; total {statistics.median(totals):6.1f} (runs: {common.runs(totals, '{:.1f}')})", flush=True)
+
+    def cpu_ratio(label: str, a: str, b: str) -> None:
+        """b's CPU per request / a's: the req/s ratio a / b of a machine that each side keeps busy in turn."""
+        values = common.ratios([y["cost"].total_cpu / y["requests"] for y in results[b]],
+                               [x["cost"].total_cpu / x["requests"] for x in results[a]])
+        print(f"  ratio {label:<44} median {statistics.median(values):5.2f}  spread {common.spread(values)}",
+              flush=True)
+
     ratio("req/s pass-through / nginx-proxy", "pass-through", "nginx-proxy", goal="(goal >= 0.5)")
+    cpu_ratio("CPU/request nginx-proxy side / pass-through side", "pass-through", "nginx-proxy")
+    cpu_ratio("CPU/request pass-through side / encrypting side", "encrypting", "pass-through")
     ratio("req/s encrypting / pass-through", "encrypting", "pass-through", goal="(goal >= 0.8)")
     ratio("req/s pass-through / nginx direct", "pass-through", "nginx")
+    ratio("req/s pass-through / nginx-own-proxy", "pass-through", "nginx-own-proxy")
     ratio("p99 pass-through / nginx-proxy", "pass-through", "nginx-proxy", key="p99", goal="(goal <= 2)")
     if busy:
         ratio(f"req/s with {args.idle} idle open / none open", "pass-through+idle", "pass-through",

@@ -118,3 +118,46 @@ def test_costs_and_ceiling_print_every_role_and_the_verdict(capsys):
     assert f"goal 0.7 needs <= {budget:.2f} CPU s/GiB of them and no thread above {0.4 / 0.7:.2f}, they used 1.18 and 0.33" in out
     assert ("reachable only by cutting CPU" in out) == (1.18 > budget)
     assert "at the baseline's core use: 0.51" in out
+
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:40000/bench/plain
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     9.84ms    2.01ms  40.11ms   80.00%
+    Req/Sec     3.19k   210.00     3.60k    70.00%
+  Latency Distribution
+     50%    9.84ms
+     75%   11.00ms
+     90%   12.50ms
+     99%  {p99}
+  {requests} requests in 5.00s, 27.00MB read
+{errors}Requests/sec:   6354.20
+Transfer/sec:      5.40MB
+"""
+
+
+def test_wrk_output_gives_rate_latencies_in_seconds_and_the_request_count():
+    import request_rate
+
+    result = request_rate.parse_wrk(WRK_OUTPUT.format(p99="526.00us", requests=31771, errors=""), "url")
+    assert result == {"rps": 6354.2, "p50": pytest.approx(9.84e-3), "p99": pytest.approx(526e-6), "requests": 31771}
+    assert request_rate.parse_wrk(WRK_OUTPUT.format(p99="1.50s", requests=7, errors=""), "url")["p99"] == 1.5
+
+
+def test_wrk_output_with_failed_answers_is_an_error():
+    import request_rate
+
+    text = WRK_OUTPUT.format(p99="13.75ms", requests=100, errors="  Non-2xx or 3xx responses: 3\n")
+    with pytest.raises(common.s3gw.HarnessError, match="3 non-2xx"):
+        request_rate.parse_wrk(text, "url")
+
+
+@pytest.mark.parametrize("keepalive", [0, 128])
+def test_the_proxy_forwards_to_its_own_files_or_to_the_nginx_named(tmp_path, keepalive):
+    own = common.nginx_conf(tmp_path, 41000, 41001, upstream_keepalive=keepalive)
+    other = common.nginx_conf(tmp_path, 41000, 41001, upstream_keepalive=keepalive, proxy_to="127.0.0.1:42000")
+    target = "server 127.0.0.1:{};" if keepalive else "proxy_pass http://127.0.0.1:{};"
+    assert target.format(41000) in own and "42000" not in own
+    assert target.format(42000) in other and target.format(41000) not in other
+    for conf in (own, other):  # both still serve their own files and proxy on their own ports
+        assert "listen 127.0.0.1:41000;" in conf and "listen 127.0.0.1:41001;" in conf
