@@ -260,6 +260,12 @@ def test_gateway_image_serves_health_and_a_put_get_round_trip(proxy_image, moto,
         health = proxy_image.healthcheck(env={"LISTEN_ADDR": env["LISTEN_ADDR"]})
         assert health.returncode == 0, health.stdout + health.stderr
         assert health.stdout.startswith("healthy:")
+        # A pod with an outgoing proxy (the operator's spec.proxy) has the proxy variables set; the probe of the
+        # gateway's own loopback port never goes through them (here: a proxy port nothing listens on).
+        dead_proxy = f"http://127.0.0.1:{s3gw.free_port()}"
+        proxied = proxy_image.healthcheck(env={"LISTEN_ADDR": env["LISTEN_ADDR"], "http_proxy": dead_proxy,
+                                               "https_proxy": dead_proxy, "all_proxy": dead_proxy})
+        assert proxied.returncode == 0 and proxied.stdout.startswith("healthy:"), proxied.stdout + proxied.stderr
 
         client = s3gw.make_client(endpoint, access, secret)
         body = os.urandom(300_000) + b"plaintext marker"

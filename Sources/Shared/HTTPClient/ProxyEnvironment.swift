@@ -27,6 +27,9 @@ public struct ProxyEnvironment: Sendable, Equatable {
     public let http: Choice
     public let https: Choice
 
+    /// No proxy for any URL, whatever the environment says: for connections to this process itself.
+    public static let none = ProxyEnvironment { _ in nil }
+
     /// - Parameter lookup: a variable's value, nil when unset (`getenv`).
     public init(lookup: (String) -> String?) {
         func value(_ name: String) -> String? {

@@ -89,6 +89,9 @@ public enum HealthCheck {
         configuration.idleTimeout = timeout
         configuration.insecureSkipVerify = true
         configuration.maxPooledHandles = 1
+        // Its own process, on loopback: never through the outgoing proxy the environment names (a pod with
+        // `spec.proxy` has http_proxy set, and the proxy cannot reach the pod's loopback).
+        configuration.proxies = .none
         var request = HTTPClientRequest(method: "GET", url: url)
         request.totalTimeout = timeout
         do {

@@ -76,4 +76,11 @@ import Testing
         let chosen = ProxyEnvironment { ["http_proxy": "http", "https_proxy": "https"][$0] }
         #expect(chosen.choice(forURL: url)?.proxy == scheme)
     }
+
+    /// `.none` names no proxy for any scheme whatever the process's variables say (the probe of its own loopback).
+    @Test func noneChoosesDirectConnections() {
+        for url in ["http://127.0.0.1:8080/health", "https://[::1]:8443/health"] {
+            #expect(ProxyEnvironment.none.choice(forURL: url) == .init(proxy: "", noProxy: ""))
+        }
+    }
 }
