@@ -44,14 +44,21 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").strip()
 
 
-def gateway_settings(help_text: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
-    """(variable, flag, summary) of every setting, and (variable, summary) of the tracing variables."""
+def gateway_settings(help_text: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(variable, flag, summary) of every setting, and (variable, summary) of the proxy and the tracing variables."""
     settings = re.findall(r"^  (--[a-z0-9-]+) \(([A-Z][A-Z0-9_]+)\)\n      (.+)$", help_text, re.M)
-    tracing_part = help_text.split("Tracing (OpenTelemetry", 1)[1] if "Tracing (OpenTelemetry" in help_text else ""
-    tracing = re.findall(r"^  ([A-Z][A-Z0-9_]+)\n      (.+)$", tracing_part, re.M)
-    if not settings:
-        raise SystemExit("no settings found in the gateway's --help output")
-    return [(var, flag, summary) for flag, var, summary in settings], tracing
+
+    def section(title: str) -> list[tuple[str, str]]:
+        """The `  NAME` / `      summary` pairs between `title`'s line and the next blank line."""
+        if title not in help_text:
+            return []
+        part = help_text.split(title, 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]
+        return re.findall(r"^  ([A-Za-z][A-Za-z0-9_]+)\n      (.+)$", part, re.M)
+
+    proxy, tracing = section("Outgoing proxy ("), section("Tracing (OpenTelemetry")
+    if not settings or not proxy or not tracing:
+        raise SystemExit("no settings, proxy or tracing variables found in the gateway's --help output")
+    return [(var, flag, summary) for flag, var, summary in settings], proxy, tracing
 
 
 def operator_flags(help_text: str) -> list[tuple[str, str]]:
@@ -88,7 +95,7 @@ def schema_rows(schema: dict, path: str = "", required: set[str] | None = None) 
 
 
 def render(gateway_help: str, operator_help: str, crd: dict) -> str:
-    settings, tracing = gateway_settings(gateway_help)
+    settings, proxy, tracing = gateway_settings(gateway_help)
     flags = operator_flags(operator_help)
     version = crd["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
@@ -112,6 +119,18 @@ def render(gateway_help: str, operator_help: str, crd: dict) -> str:
         "|---|---|---|",
     ]
     out += [f"| `{var}` | `{flag}` | {cell(summary)} |" for var, flag, summary in settings]
+    out += [
+        "",
+        "### Outgoing proxy",
+        "",
+        "Environment only, read once at start-up and chosen as libcurl chooses: every outgoing HTTP(S) connection",
+        "(the backend, AWS KMS, Vault, the OTLP collector) goes through the proxy unless `no_proxy` names its host;",
+        "KMIP connects directly. The operator sets them from `spec.proxy`.",
+        "",
+        "| variable | meaning |",
+        "|---|---|",
+    ]
+    out += [f"| `{var}` | {cell(summary)} |" for var, summary in proxy]
     out += [
         "",
         "### Tracing (OpenTelemetry)",

@@ -9,6 +9,7 @@ struct EncryptionGatewaySpec: APIObject {
     var imagePullPolicy = "IfNotPresent"
     var replicas = 3
     var backend = BackendSpec()
+    var proxy: ProxySpec?
     var encryption = EncryptionSpec()
     var clientCredentials = ClientCredentialsSpec()
     var tls = TLSSpec()
@@ -49,6 +50,7 @@ struct EncryptionGatewaySpec: APIObject {
             Field("imagePullPolicy", \.imagePullPolicy, "When the kubelet pulls the image.") { $0.enumValues = ["Always", "IfNotPresent", "Never"] },
             Field("replicas", \.replicas, "Number of gateway pods while autoscaling is off.") { $0.minimum = 0; $0.maximum = 1000 },
             Field("backend", \.backend, "The S3 service objects are stored in (encrypted).", required: true),
+            Field("proxy", \.proxy, "An HTTP proxy for the gateways' outgoing HTTP and HTTPS connections: to the backend, AWS KMS, Vault and an OTLP collector (KMIP connects directly). Unset: direct connections."),
             Field("encryption", \.encryption, "How objects are encrypted.", required: true),
             Field("clientCredentials", \.clientCredentials, "The credentials S3 clients sign their requests with.", required: true),
             Field("tls", \.tls, "HTTPS on the gateways' listener (otherwise plain HTTP, e.g. behind a TLS-terminating Ingress)."),
@@ -158,6 +160,37 @@ struct BackendSpec: APIObject {
             Field("credentialsSecretRef", \.credentialsSecretRef, "The backend's access key pair (BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY).", required: true),
             Field("caSecretRef", \.caSecretRef, "PEM bundle verifying the backend's TLS certificate, mounted into the pods (BACKEND_CA_FILE). Unset: the system CAs."),
             Field("insecureSkipVerify", \.insecureSkipVerify, "Skip verification of the backend's TLS certificate; test backends only (BACKEND_TLS_INSECURE_SKIP_VERIFY)."),
+        ]
+    }
+}
+
+/// The proxy the gateways' outgoing HTTP(S) connections go through, as the variables libcurl reads
+/// (`ProxyEnvironment`): `http_proxy` and `https_proxy` name it, `no_proxy` lists what bypasses it.
+struct ProxySpec: APIObject {
+    var url: String?
+    var urlSecretRef: SecretKeyRef?
+    var port: Int?
+    var noProxy: [String] = []
+
+    static var description: String { "An HTTP proxy: exactly one of url and urlSecretRef, and the hosts that bypass it." }
+    static var fields: [Field<Self>] {
+        [
+            Field("url", \.url, "URL of the proxy, e.g. http://proxy.example.com:3128 (http_proxy and https_proxy). Without credentials: a URL with a user and password goes in urlSecretRef.") {
+                $0.pattern = #"^https?://[^\s/?#@]+/?$"#; $0.maxLength = 2048 },
+            Field("urlSecretRef", \.urlSecretRef, "The proxy's URL from a Secret, for one with credentials, e.g. http://user:password@proxy.example.com:3128 (http_proxy and https_proxy). Needs port."),
+            Field("port", \.port, "TCP port of the proxy, which the NetworkPolicy opens towards networkPolicy.proxyCIDRs. Unset: the port of url (80 for http, 443 for https when it names none).") {
+                $0.minimum = 1; $0.maximum = 65535 },
+            Field("noProxy", \.noProxy, "Hosts the gateways reach directly: names, domain suffixes such as .svc, IP addresses and CIDR ranges, or * for all (no_proxy). A backend or key service inside the cluster must be listed, e.g. .svc and .cluster.local.") {
+                $0.items?.pattern = #"^(\*|\.?[A-Za-z0-9:]([-A-Za-z0-9.:]*[A-Za-z0-9])?(/[0-9]{1,3})?)$"#
+                $0.items?.maxLength = 253; $0.maxItems = 64; $0.listType = "set" },
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [
+            Rule(cel: "has(self.url) != has(self.urlSecretRef)", message: "set exactly one of url and urlSecretRef") {
+                ($0.url != nil) != ($0.urlSecretRef != nil) },
+            Rule(cel: "!has(self.urlSecretRef) || has(self.port)", message: "a proxy URL from a Secret needs port (for the NetworkPolicy)") {
+                $0.urlSecretRef == nil || $0.port != nil },
         ]
     }
 }
@@ -321,10 +354,11 @@ struct NetworkPolicySpec: APIObject {
     var backendCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var backendPorts: [Int] = []
     var keyManagerCIDRs: [String] = ["0.0.0.0/0", "::/0"]
+    var proxyCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var allowDNS = true
 
     static var description: String {
-        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend, the key manager and DNS."
+        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend, the key manager, the proxy and DNS."
     }
     static var fields: [Field<Self>] {
         [
@@ -336,6 +370,8 @@ struct NetworkPolicySpec: APIObject {
             Field("backendPorts", \.backendPorts, "TCP ports of the backend; empty: the endpoint's port (443 for https, 80 for http).") {
                 $0.items?.minimum = 1; $0.items?.maximum = 65535; $0.maxItems = 16 },
             Field("keyManagerCIDRs", \.keyManagerCIDRs, "Address ranges of the key manager (KMIP, AWS KMS or Vault), reached on the port of its endpoint.") {
+                $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
+            Field("proxyCIDRs", \.proxyCIDRs, "Address ranges of the proxy (spec.proxy), reached on its port.") {
                 $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
             Field("allowDNS", \.allowDNS, "Allow DNS (port 53, UDP and TCP) to any namespace, which resolving the backend needs."),
         ]

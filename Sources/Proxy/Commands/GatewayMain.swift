@@ -18,6 +18,12 @@ struct GatewayMain {
 
         """
 
+    /// The proxy variables (environment only): every outgoing HTTP(S) connection but KMIP's follows them.
+    static var proxyHelp: String {
+        "\nOutgoing proxy (environment only; backend, AWS KMS, Vault, OTLP; not KMIP):\n"
+            + ProxyEnvironment.settings.map { "  \($0.name)\n      \($0.summary)\n" }.joined()
+    }
+
     /// The OpenTelemetry variables (environment only; docs/monitoring.md#traces).
     static var tracingHelp: String {
         "\nTracing (OpenTelemetry, environment only):\n"
@@ -41,7 +47,7 @@ struct GatewayMain {
             break
         }
         if arguments.contains("--help") || arguments.contains("-h") {
-            print(usage + GatewayConfiguration.helpText(program: "s3-encryption-gateway serve") + tracingHelp)
+            print(usage + GatewayConfiguration.helpText(program: "s3-encryption-gateway serve") + proxyHelp + tracingHelp)
             exit(0)
         }
         switch arguments.first {

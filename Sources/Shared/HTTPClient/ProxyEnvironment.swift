@@ -27,8 +27,22 @@ public struct ProxyEnvironment: Sendable, Equatable {
     public let http: Choice
     public let https: Choice
 
+    /// The variables a deployment sets to give the gateway a proxy (the operator's `spec.proxy`): the scheme's own
+    /// variables in lower case, the one form libcurl reads for both schemes, and the exclusion list.
+    public static let httpVariable = "http_proxy"
+    public static let httpsVariable = "https_proxy"
+    public static let noProxyVariable = "no_proxy"
+
     /// No proxy for any URL, whatever the environment says: for connections to this process itself.
     public static let none = ProxyEnvironment { _ in nil }
+
+    /// The variables read, for `--help` and the configuration reference, in libcurl's order of precedence.
+    public static let settings: [(name: String, summary: String)] = [
+        ("http_proxy", "proxy URL for http:// backends and key services, e.g. http://proxy.example.com:3128 (lower case only: HTTP_PROXY is ignored, as libcurl does)"),
+        ("https_proxy", "proxy URL for https:// ones (HTTPS_PROXY also works)"),
+        ("all_proxy", "proxy URL for both when the scheme's own variable is unset (ALL_PROXY also works)"),
+        ("no_proxy", "hosts reached directly, separated by commas: names, domain suffixes (.svc), IP addresses, CIDR ranges, or * for all (NO_PROXY also works)"),
+    ]
 
     /// - Parameter lookup: a variable's value, nil when unset (`getenv`).
     public init(lookup: (String) -> String?) {
@@ -36,10 +50,10 @@ public struct ProxyEnvironment: Sendable, Equatable {
             guard let v = lookup(name), !v.isEmpty else { return nil }
             return v
         }
-        let noProxy = value("no_proxy") ?? value("NO_PROXY") ?? ""
+        let noProxy = value(Self.noProxyVariable) ?? value("NO_PROXY") ?? ""
         let all = value("all_proxy") ?? value("ALL_PROXY")
-        http = Choice(proxy: value("http_proxy") ?? all ?? "", noProxy: noProxy)
-        https = Choice(proxy: value("https_proxy") ?? value("HTTPS_PROXY") ?? all ?? "", noProxy: noProxy)
+        http = Choice(proxy: value(Self.httpVariable) ?? all ?? "", noProxy: noProxy)
+        https = Choice(proxy: value(Self.httpsVariable) ?? value("HTTPS_PROXY") ?? all ?? "", noProxy: noProxy)
     }
 
     /// The settings for a URL: by its scheme, nil for a scheme other than http and https (libcurl then looks

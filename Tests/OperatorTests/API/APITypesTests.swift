@@ -17,7 +17,7 @@ import Testing
         }
         return [
             entry(EncryptionGatewaySpec.self), entry(SecretKeyRef.self), entry(CredentialsSecretRef.self),
-            entry(BackendSpec.self), entry(EncryptionSpec.self), entry(ClientCredentialsSpec.self),
+            entry(BackendSpec.self), entry(ProxySpec.self), entry(EncryptionSpec.self), entry(ClientCredentialsSpec.self),
             entry(ResourcesSpec.self), entry(AutoscalingSpec.self), entry(PodDisruptionBudgetSpec.self),
             entry(NetworkPolicyPeerSpec.self), entry(NetworkPolicySpec.self), entry(ServiceSpec.self),
             entry(IngressSpec.self), entry(ServiceMonitorSpec.self), entry(TopologySpreadSpec.self),
@@ -128,6 +128,17 @@ import Testing
          "spec: maxUnauthenticatedConnections must not exceed maxConnections"),
         ("privileged probe port", { $0["probes"] = ["port": 81] }, "spec.probes.port: must be at least 1024"),
         ("probe port on the gateway port (CEL rule)", { $0["probes"] = ["port": 8080] }, "spec.probes: probes.port must differ from the gateway port 8080"),
+        ("proxy URL with credentials", { $0["proxy"] = ["url": "http://user:pw@proxy.example.com:3128"] }, "spec.proxy.url:"),
+        ("proxy URL with a path", { $0["proxy"] = ["url": "http://proxy.example.com:3128/x"] }, "spec.proxy.url:"),
+        ("socks proxy", { $0["proxy"] = ["url": "socks5://proxy.example.com:1080"] }, "spec.proxy.url:"),
+        ("proxy without a URL (CEL rule)", { $0["proxy"] = ["noProxy": [".svc"]] }, "spec.proxy: set exactly one of url and urlSecretRef"),
+        ("proxy URL twice (CEL rule)", { $0["proxy"] = ["url": "http://p:3128", "urlSecretRef": ["name": "p", "key": "url"]] },
+         "spec.proxy: set exactly one of url and urlSecretRef"),
+        ("proxy URL from a Secret without port (CEL rule)", { $0["proxy"] = ["urlSecretRef": ["name": "p", "key": "url"]] },
+         "spec.proxy: a proxy URL from a Secret needs port (for the NetworkPolicy)"),
+        ("bad no-proxy entry", { $0["proxy"] = ["url": "http://p:3128", "noProxy": ["a b"]] }, "spec.proxy.noProxy[0]:"),
+        ("no-proxy list with a comma", { $0["proxy"] = ["url": "http://p:3128", "noProxy": [".svc,.local"]] }, "spec.proxy.noProxy[0]:"),
+        ("bad proxy CIDR", { $0["networkPolicy"] = ["proxyCIDRs": ["proxy"]] }, "spec.networkPolicy.proxyCIDRs[0]:"),
     ]
 
     @Test(arguments: invalid.indices)
@@ -172,6 +183,9 @@ import Testing
             { $0["affinity"] = ["nodeAffinity": ["anything": ["goes": true]]] },
             { $0["backend"]?["endpoint"] = "http://10.0.0.1:7480" },
             { $0["authTimeout"] = "500ms"; $0["maxUnauthenticatedConnections"] = 1024; $0["probes"] = ["port": 8081] },
+            { $0["proxy"] = ["url": "http://proxy.example.com:3128", "noProxy": [".svc", "cluster.local", "10.0.0.0/8", "::1", "*", "s3.internal"]] },
+            { $0["proxy"] = ["url": "https://proxy.example.com/"] },
+            { $0["proxy"] = ["urlSecretRef": ["name": "p", "key": "url"], "port": 8080] },
         ] {
             var spec = Self.minimalSpec
             mutate(&spec)

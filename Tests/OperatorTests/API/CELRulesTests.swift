@@ -108,10 +108,17 @@ import TestSupport
             budgets.append(spec)
         }
         let probes = [nil, 8081, 8080, 9090].map { ProbesSpec(port: $0) }
+        var proxies: [ProxySpec] = []
+        for url in [nil, "http://proxy:3128"] {
+            for ref in [nil, SecretKeyRef(name: "p", key: "url")] {
+                for port in [nil, 8080] { proxies.append(ProxySpec(url: url, urlSecretRef: ref, port: port)) }
+            }
+        }
         var cases = Self.grid(AutoscalingSpec.self, autoscaling) + Self.grid(PodDisruptionBudgetSpec.self, pdb)
             + Self.grid(EncryptionGatewaySpec.self, budgets) + Self.grid(ProbesSpec.self, probes)
             + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
             + Self.grid(EncryptionSpec.self, Self.encryptionGrid) + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
+            + Self.grid(ProxySpec.self, proxies)
         for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", String(repeating: "a", count: 56),
                      String(repeating: "a", count: 57)] {
             for rule in EncryptionGatewayCRD.nameRules {

@@ -133,6 +133,12 @@ import Testing
         let fc = try #require(full[path: "spec", "template", "spec", "containers"]?[0])
         let fullEnv = Set((fc["env"]?.array ?? []).compactMap { $0["name"]?.string })
         #expect(fullEnv.isSuperset(of: ["AUTH_TIMEOUT", "MAX_UNAUTHENTICATED_CONNECTIONS", "PROBE_ADDR"]))
+        // The proxy's variables, and its port open in the NetworkPolicy, as stored.
+        #expect(fc["env"]?.array?.contains(["name": "https_proxy", "value": "http://egress-proxy.network.svc:3128"]) == true)
+        #expect(fc["env"]?.array?.contains(["name": "no_proxy", "value": ".svc,.cluster.local"]) == true)
+        #expect(get(.networkPolicies, ns, "full")?[path: "spec", "egress"]?.array?.contains {
+            $0["ports"] == [["protocol": "TCP", "port": 3128]] && $0["to"] == [["ipBlock": ["cidr": "10.96.0.0/12"]]]
+        } == true)
         #expect(get(.configMaps, ns, "full-config")?[path: "data", "PROBE_ADDR"] == ":8081")
         #expect(fc["ports"]?.array?.contains { $0["name"] == "probes" && $0["containerPort"] == 8081 } == true)
         #expect(fc[path: "readinessProbe", "httpGet"] == ["path": "/ready", "port": "probes", "scheme": "HTTP"])

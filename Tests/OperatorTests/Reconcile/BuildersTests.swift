@@ -207,7 +207,7 @@ import Testing
             let pod = child(s, .deployment)?[path: "spec", "template", "spec"]
             let volume = pod?["volumes"]?.array?.first { $0["name"] == "client-credentials" }
             let d = child(s, .configMap)?["data"]
-            let uses = Builders.secretUses(s.spec).filter { $0.setting == .gatewayCredentialsFile }
+            let uses = Builders.secretUses(s.spec).filter { $0.variable == GatewaySetting.gatewayCredentialsFile.rawValue }
             return volume?[path: "secret", "secretName"] == "creds"
                 && volume?[path: "secret", "items"] == [["key": "credentials.json", "path": "credentials.json"]]
                 && container(s)?["volumeMounts"]?.array?.contains { $0["mountPath"] == "/etc/s3gateway/credentials" && $0["readOnly"] == true } == true
@@ -235,12 +235,61 @@ import Testing
                 && pod?["affinity"] == ["nodeAffinity": ["x": 1]] && pod?["priorityClassName"] == "high"
                 && pod?["serviceAccountName"] == "sa"
         }),
+        ("proxy URL and exclusions", {
+            $0["proxy"] = ["url": "http://proxy.example.com:3128", "noProxy": [".svc", "10.0.0.0/8"]]
+            $0["networkPolicy"] = ["proxyCIDRs": ["192.0.2.10/32"]]
+        }, { s in
+            let entries = container(s)?["env"]?.array ?? []
+            let egress = child(s, .networkPolicy)?[path: "spec", "egress"]?.array ?? []
+            return entries.contains(["name": "http_proxy", "value": "http://proxy.example.com:3128"])
+                && entries.contains(["name": "https_proxy", "value": "http://proxy.example.com:3128"])
+                && entries.contains(["name": "no_proxy", "value": ".svc,10.0.0.0/8"])
+                && egress.contains(["to": [["ipBlock": ["cidr": "192.0.2.10/32"]]], "ports": [["protocol": "TCP", "port": 3128]]])
+                && !Builders.secretUses(s.spec).contains { $0.field.hasPrefix("spec.proxy") }
+                // Not in the ConfigMap: the gateway reads these variables the way libcurl does, not as settings.
+                && child(s, .configMap)?[path: "data", "http_proxy"] == nil
+        }),
+        ("proxy URL from a Secret", {
+            $0["proxy"] = ["urlSecretRef": ["name": "proxy", "key": "url"], "port": 8080]
+        }, { s in
+            let uses = Builders.secretUses(s.spec).filter { $0.field == "spec.proxy.urlSecretRef" }
+            let egress = child(s, .networkPolicy)?[path: "spec", "egress"]?.array ?? []
+            return env(s)["http_proxy"] == ["secretKeyRef": ["name": "proxy", "key": "url"]]
+                && env(s)["https_proxy"] == ["secretKeyRef": ["name": "proxy", "key": "url"]]
+                && env(s)["no_proxy"] == nil
+                // Checked to exist and hashed like every other Secret: a new URL rolls the pods.
+                && uses.count == 2 && uses.allSatisfy { $0.rollsPods && !$0.mounted }
+                && egress.contains(["to": [["ipBlock": ["cidr": "0.0.0.0/0"]], ["ipBlock": ["cidr": "::/0"]]],
+                                    "ports": [["protocol": "TCP", "port": 8080]]])
+        }),
         ("pod labels and annotations", { $0["podLabels"] = ["team": "a"]; $0["podAnnotations"] = ["note": "n"] }, { s in
             let meta = child(s, .deployment)?[path: "spec", "template", "metadata"]
             return meta?[path: "labels", "team"] == "a" && meta?[path: "annotations", "note"] == "n"
                 && meta?[path: "labels", Builders.gatewayLabel] == "gw"
         }),
     ]
+
+    /// The port the NetworkPolicy opens towards the proxy: the configured one, else the URL's, else its scheme's.
+    @Test(arguments: [
+        (ProxySpec(url: "http://proxy.example.com:3128"), 3128),
+        (ProxySpec(url: "http://proxy.example.com"), 80),
+        (ProxySpec(url: "https://proxy.example.com/"), 443),
+        (ProxySpec(url: "HTTP://proxy.example.com"), 80),
+        (ProxySpec(url: "http://proxy.example.com:3128", port: 8080), 8080),
+        (ProxySpec(urlSecretRef: SecretKeyRef(name: "p", key: "url"), port: 3129), 3129),
+    ] as [(ProxySpec, Int)])
+    func proxyPortForTheNetworkPolicy(_ proxy: ProxySpec, _ port: Int) {
+        #expect(Builders.proxyPort(proxy) == port)
+    }
+
+    @Test func noProxyNoProxyVariablesAndNoProxyEgress() throws {
+        let s = Self.snapshot()
+        #expect(Builders.proxyPort(s.spec.proxy) == nil && Builders.proxyVariables(s.spec.proxy).isEmpty)
+        let names = (Self.container(s)?["env"]?.array ?? []).compactMap { $0["name"]?.string }
+        #expect(!names.contains { $0.hasSuffix("_proxy") })
+        // Backend, key manager (none here) and DNS only.
+        #expect(Self.child(s, .networkPolicy)?[path: "spec", "egress"]?.array?.count == 2)
+    }
 
     @Test(arguments: options.indices)
     func everySpecOptionReachesItsChild(_ i: Int) {

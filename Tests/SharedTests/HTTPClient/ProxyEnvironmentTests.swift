@@ -77,6 +77,18 @@ import Testing
         #expect(chosen.choice(forURL: url)?.proxy == scheme)
     }
 
+    /// The names the operator sets and `--help` lists are variables the choice reads: each alone changes it.
+    @Test func documentedAndDeployedNamesAreRead() {
+        let quiet = ProxyEnvironment { _ in nil }
+        let named = [ProxyEnvironment.httpVariable, ProxyEnvironment.httpsVariable, ProxyEnvironment.noProxyVariable]
+            + ProxyEnvironment.settings.map(\.name)
+        for name in Set(named) {
+            #expect(ProxyEnvironment { $0 == name ? "x" : nil } != quiet, "\(name) is not read")
+        }
+        #expect(ProxyEnvironment { $0 == ProxyEnvironment.httpsVariable ? "p" : nil }.https.proxy == "p")
+        #expect(ProxyEnvironment { $0 == ProxyEnvironment.noProxyVariable ? ".svc" : nil }.http.noProxy == ".svc")
+    }
+
     /// `.none` names no proxy for any scheme whatever the process's variables say (the probe of its own loopback).
     @Test func noneChoosesDirectConnections() {
         for url in ["http://127.0.0.1:8080/health", "https://[::1]:8443/health"] {

@@ -49,13 +49,46 @@ extension Builders {
 
     /// A Secret key the gateway needs, with the spec field that names it (for messages).
     struct SecretUse: Sendable {
-        var setting: GatewaySetting
+        /// The gateway's variable it becomes (or whose file it is, when mounted): a `GatewaySetting` or one of
+        /// `ProxyEnvironment`'s variables.
+        var variable: String
         var ref: SecretKeyRef
         var field: String
         /// Whether a change of the value must roll the pods (false for files the gateway reloads by itself).
         var rollsPods = true
         /// Mounted as a file (its path comes from the ConfigMap) rather than passed as a variable.
         var mounted = false
+
+        init(setting: GatewaySetting, ref: SecretKeyRef, field: String, rollsPods: Bool = true, mounted: Bool = false) {
+            self.init(variable: setting.rawValue, ref: ref, field: field, rollsPods: rollsPods, mounted: mounted)
+        }
+
+        init(variable: String, ref: SecretKeyRef, field: String, rollsPods: Bool = true, mounted: Bool = false) {
+            self.variable = variable
+            self.ref = ref
+            self.field = field
+            self.rollsPods = rollsPods
+            self.mounted = mounted
+        }
+    }
+
+    /// The proxy's variables (`spec.proxy`), in order: its URL for both schemes (nil when it comes from its Secret,
+    /// `proxySecretUses`) and the exclusion list. Their own names, not `GatewaySetting`s: the gateway reads them the
+    /// way libcurl does (`ProxyEnvironment`). A change rolls the pods (the template or the Secret hash changes).
+    static func proxyVariables(_ proxy: ProxySpec?) -> [(name: String, value: String?)] {
+        guard let proxy else { return [] }
+        var out: [(name: String, value: String?)] = [(ProxyEnvironment.httpVariable, proxy.url),
+                                                     (ProxyEnvironment.httpsVariable, proxy.url)]
+        if !proxy.noProxy.isEmpty { out.append((ProxyEnvironment.noProxyVariable, proxy.noProxy.joined(separator: ","))) }
+        return out
+    }
+
+    /// The proxy URL's Secret key, one use per variable it becomes.
+    static func proxySecretUses(_ proxy: ProxySpec?) -> [SecretUse] {
+        guard let ref = proxy?.urlSecretRef else { return [] }
+        return [ProxyEnvironment.httpVariable, ProxyEnvironment.httpsVariable].map {
+            SecretUse(variable: $0, ref: ref, field: "spec.proxy.urlSecretRef")
+        }
     }
 
     /// The settings that come from Secrets (environment variables, and the CA mounted as a file).
@@ -88,6 +121,7 @@ extension Builders {
                                      field: "spec.tls.secretName", rollsPods: false, mounted: true))
             }
         }
+        out += proxySecretUses(spec.proxy)
         return out
     }
 
@@ -101,17 +135,26 @@ extension Builders {
         let r = s.resource
         var env: [JSONValue] = []
         let configKeys = configMapData(s).keys
-        // Environment in GatewaySetting's declaration order, so the list is stable.
+        // Environment in GatewaySetting's declaration order, so the list is stable, then the proxy's.
         // The CA is a mounted file (its path comes from the ConfigMap); the rest are variables from Secret keys.
-        let fromSecrets = Dictionary(secretUses(spec).filter { !$0.mounted }.map { ($0.setting, $0.ref) },
+        let fromSecrets = Dictionary(secretUses(spec).filter { !$0.mounted }.map { ($0.variable, $0.ref) },
                                      uniquingKeysWith: { a, _ in a })
+        func fromSecret(_ name: String, _ ref: SecretKeyRef) -> JSONValue {
+            ["name": .string(name), "valueFrom": ["secretKeyRef": ["name": .string(ref.name), "key": .string(ref.key)]]]
+        }
         for setting in GatewaySetting.allCases {
-            if let ref = fromSecrets[setting] {
-                env.append(["name": .string(setting.rawValue),
-                            "valueFrom": ["secretKeyRef": ["name": .string(ref.name), "key": .string(ref.key)]]])
+            if let ref = fromSecrets[setting.rawValue] {
+                env.append(fromSecret(setting.rawValue, ref))
             } else if configKeys.contains(setting) {
                 env.append(["name": .string(setting.rawValue),
                             "valueFrom": ["configMapKeyRef": ["name": .string(configMapName(r)), "key": .string(setting.rawValue)]]])
+            }
+        }
+        for (name, value) in proxyVariables(spec.proxy) {
+            if let ref = fromSecrets[name] {
+                env.append(fromSecret(name, ref))
+            } else if let value {
+                env.append(["name": .string(name), "value": .string(value)])
             }
         }
 

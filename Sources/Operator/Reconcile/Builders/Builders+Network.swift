@@ -23,6 +23,16 @@ extension Builders {
         return url.scheme?.lowercased() == "http" ? [80] : [443]
     }
 
+    /// The proxy's TCP port: the configured one, else its URL's port (80 for http, 443 for https); nil without a
+    /// proxy. (A URL from a Secret always comes with its port: a rule of `ProxySpec`.)
+    static func proxyPort(_ proxy: ProxySpec?) -> Int? {
+        guard let proxy else { return nil }
+        if let port = proxy.port { return port }
+        guard let text = proxy.url, let url = URL(string: text) else { return nil }
+        if let port = url.port { return port }
+        return url.scheme?.lowercased() == "https" ? 443 : 80
+    }
+
     static func networkPolicy(_ s: Snapshot) -> JSONValue? {
         let np = s.spec.networkPolicy
         guard np.enabled else { return nil }
@@ -43,6 +53,12 @@ extension Builders {
             egress.append([
                 "to": .array(np.keyManagerCIDRs.map { ["ipBlock": ["cidr": .string($0)]] }),
                 "ports": .array(keyPorts.map { ["protocol": "TCP", "port": .integer(Int64($0))] }),
+            ])
+        }
+        if let port = proxyPort(s.spec.proxy) {
+            egress.append([
+                "to": .array(np.proxyCIDRs.map { ["ipBlock": ["cidr": .string($0)]] }),
+                "ports": [["protocol": "TCP", "port": .integer(Int64(port))]],
             ])
         }
         if np.allowDNS {
