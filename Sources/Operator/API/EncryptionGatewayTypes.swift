@@ -1,3 +1,5 @@
+import Shared
+
 /// The `EncryptionGateway` API (`s3gateway.dev/v1alpha1`): the single source of the CRD's schema, the operator's
 /// defaulting and validation, and the values the builders read. Every property has exactly one `Field` (a test
 /// checks this), every field a description; defaults are the values `init()` gives.
@@ -7,6 +9,7 @@
 struct EncryptionGatewaySpec: APIObject {
     var image = ""
     var imagePullPolicy = "IfNotPresent"
+    var imagePullSecrets: [LocalObjectReference] = []
     var replicas = 3
     var backend = BackendSpec()
     var proxy: ProxySpec?
@@ -21,6 +24,7 @@ struct EncryptionGatewaySpec: APIObject {
     var authTimeout = "10s"
     var maxUnauthenticatedConnections: Int?
     var probes = ProbesSpec()
+    var tracing: TracingSpec?
     var resources = ResourcesSpec()
     var autoscaling = AutoscalingSpec()
     var podDisruptionBudget = PodDisruptionBudgetSpec()
@@ -48,6 +52,8 @@ struct EncryptionGatewaySpec: APIObject {
         [
             Field("image", \.image, "Container image of the gateway. Empty: the operator's default (--gateway-image / GATEWAY_IMAGE)."),
             Field("imagePullPolicy", \.imagePullPolicy, "When the kubelet pulls the image.") { $0.enumValues = ["Always", "IfNotPresent", "Never"] },
+            Field("imagePullSecrets", \.imagePullSecrets, "Secrets (kubernetes.io/dockerconfigjson) the kubelet pulls the image from a private registry with.") {
+                $0.maxItems = 16 },
             Field("replicas", \.replicas, "Number of gateway pods while autoscaling is off.") { $0.minimum = 0; $0.maximum = 1000 },
             Field("backend", \.backend, "The S3 service objects are stored in (encrypted).", required: true),
             Field("proxy", \.proxy, "An HTTP proxy for the gateways' outgoing HTTP and HTTPS connections: to the backend, AWS KMS, Vault and an OTLP collector (KMIP connects directly). Unset: direct connections."),
@@ -68,6 +74,7 @@ struct EncryptionGatewaySpec: APIObject {
             Field("maxUnauthenticatedConnections", \.maxUnauthenticatedConnections, "Connections per pod that have not yet completed an authenticated request, a part of maxConnections; when full, the idlest is closed to make room. Unset: a quarter of maxConnections (MAX_UNAUTHENTICATED_CONNECTIONS).") {
                 $0.minimum = 1; $0.maximum = 1_000_000 },
             Field("probes", \.probes, "Where the kubelet's liveness and readiness probes reach the gateways."),
+            Field("tracing", \.tracing, "Traces of the gateways' requests, sent to an OpenTelemetry collector over OTLP/HTTP. Unset: no traces (trace context still propagates)."),
             Field("resources", \.resources, "CPU and memory requests and limits of the gateway container."),
             Field("autoscaling", \.autoscaling, "A HorizontalPodAutoscaler for the gateway Deployment."),
             Field("podDisruptionBudget", \.podDisruptionBudget, "A PodDisruptionBudget that keeps gateways serving during voluntary disruptions."),
@@ -111,6 +118,42 @@ struct ProbesSpec: APIObject {
     static var rules: [Rule<Self>] {
         [Rule(cel: "!has(self.port) || self.port != \(Builders.containerPort)", message: "probes.port must differ from the gateway port \(Builders.containerPort)") {
             $0.port != Builders.containerPort }]
+    }
+}
+
+/// A Secret in the resource's namespace, by name (core/v1 LocalObjectReference).
+struct LocalObjectReference: APIObject {
+    var name = ""
+
+    static var description: String { "A Secret in the same namespace." }
+    static var fields: [Field<Self>] {
+        [Field("name", \.name, "Name of the Secret.", required: true) { $0.minLength = 1; $0.maxLength = 253 }]
+    }
+}
+
+/// Tracing of the gateways, as the OpenTelemetry variables they read (`TracingConfiguration`).
+struct TracingSpec: APIObject {
+    var endpoint = ""
+    var sampler = Sampler.names[0]
+    var samplerArg: String?
+    var headersSecretRef: SecretKeyRef?
+
+    static var description: String { "OpenTelemetry tracing: where spans go and which requests are sampled." }
+    static var fields: [Field<Self>] {
+        [
+            Field("endpoint", \.endpoint, "OTLP/HTTP collector base URL, e.g. http://otel-collector.monitoring.svc:4318; spans go to <endpoint>/v1/traces (OTEL_EXPORTER_OTLP_ENDPOINT). The NetworkPolicy opens its port towards networkPolicy.collectorCIDRs.", required: true) {
+                $0.pattern = #"^https?://[^\s/?#@]+(/[^\s?#]*)?$"#; $0.maxLength = 2048 },
+            Field("sampler", \.sampler, "Which traces are recorded (OTEL_TRACES_SAMPLER); the parentbased samplers follow the client's traceparent decision.") {
+                $0.enumValues = Sampler.names },
+            Field("samplerArg", \.samplerArg, "Ratio of traces recorded by the traceidratio samplers, from 0 to 1, e.g. \"0.1\" (OTEL_TRACES_SAMPLER_ARG). Unset: 1.") {
+                $0.pattern = #"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"# },
+            Field("headersSecretRef", \.headersSecretRef, "Request headers for the collector from a Secret, such as an API key: key=value pairs separated by commas, values URL-encoded (OTEL_EXPORTER_OTLP_HEADERS)."),
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [Rule(cel: "!has(self.samplerArg) || self.sampler.endsWith('traceidratio')",
+              message: "samplerArg applies to the traceidratio samplers only") {
+            $0.samplerArg == nil || $0.sampler.hasSuffix("traceidratio") }]
     }
 }
 
@@ -180,7 +223,7 @@ struct ProxySpec: APIObject {
             Field("urlSecretRef", \.urlSecretRef, "The proxy's URL from a Secret, for one with credentials, e.g. http://user:password@proxy.example.com:3128 (http_proxy and https_proxy). Needs port."),
             Field("port", \.port, "TCP port of the proxy, which the NetworkPolicy opens towards networkPolicy.proxyCIDRs. Unset: the port of url (80 for http, 443 for https when it names none).") {
                 $0.minimum = 1; $0.maximum = 65535 },
-            Field("noProxy", \.noProxy, "Hosts the gateways reach directly: names, domain suffixes such as .svc, IP addresses and CIDR ranges, or * for all (no_proxy). A backend or key service inside the cluster must be listed, e.g. .svc and .cluster.local.") {
+            Field("noProxy", \.noProxy, "Hosts the gateways reach directly: names, domain suffixes such as .svc, IP addresses and CIDR ranges, or * for all (no_proxy). A backend, key service or trace collector inside the cluster must be listed, e.g. .svc and .cluster.local.") {
                 $0.items?.pattern = #"^(\*|\.?[A-Za-z0-9:]([-A-Za-z0-9.:]*[A-Za-z0-9])?(/[0-9]{1,3})?)$"#
                 $0.items?.maxLength = 253; $0.maxItems = 64; $0.listType = "set" },
         ]
@@ -355,10 +398,11 @@ struct NetworkPolicySpec: APIObject {
     var backendPorts: [Int] = []
     var keyManagerCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var proxyCIDRs: [String] = ["0.0.0.0/0", "::/0"]
+    var collectorCIDRs: [String] = ["0.0.0.0/0", "::/0"]
     var allowDNS = true
 
     static var description: String {
-        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend, the key manager, the proxy and DNS."
+        "A NetworkPolicy: ingress only from the allowed clients to the gateway port; egress only to the backend, the key manager, the proxy, the trace collector and DNS."
     }
     static var fields: [Field<Self>] {
         [
@@ -372,6 +416,8 @@ struct NetworkPolicySpec: APIObject {
             Field("keyManagerCIDRs", \.keyManagerCIDRs, "Address ranges of the key manager (KMIP, AWS KMS or Vault), reached on the port of its endpoint.") {
                 $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
             Field("proxyCIDRs", \.proxyCIDRs, "Address ranges of the proxy (spec.proxy), reached on its port.") {
+                $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
+            Field("collectorCIDRs", \.collectorCIDRs, "Address ranges of the OpenTelemetry collector (spec.tracing), reached on the port of its endpoint.") {
                 $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64 },
             Field("allowDNS", \.allowDNS, "Allow DNS (port 53, UDP and TCP) to any namespace, which resolving the backend needs."),
         ]

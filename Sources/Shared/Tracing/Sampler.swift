@@ -27,6 +27,10 @@ public enum Sampler: Equatable, Sendable {
 
     /// Parses the environment's sampler name and argument (the ratio for the `traceidratio` variants,
     /// default 1.0). The default sampler is `parentbased_always_on`.
+    /// The `OTEL_TRACES_SAMPLER` values `parse` accepts (lower case), the default first.
+    public static let names = ["parentbased_always_on", "always_on", "always_off", "parentbased_always_off",
+                               "traceidratio", "parentbased_traceidratio"]
+
     public static func parse(name: String?, argument: String?) -> Result<Sampler, ConfigurationError> {
         func ratio() -> Result<Double, ConfigurationError> {
             guard let argument, !argument.isEmpty else { return .success(1) }

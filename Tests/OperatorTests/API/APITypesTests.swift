@@ -17,7 +17,8 @@ import Testing
         }
         return [
             entry(EncryptionGatewaySpec.self), entry(SecretKeyRef.self), entry(CredentialsSecretRef.self),
-            entry(BackendSpec.self), entry(ProxySpec.self), entry(EncryptionSpec.self), entry(ClientCredentialsSpec.self),
+            entry(BackendSpec.self), entry(ProxySpec.self), entry(TracingSpec.self), entry(LocalObjectReference.self),
+            entry(EncryptionSpec.self), entry(ClientCredentialsSpec.self),
             entry(ResourcesSpec.self), entry(AutoscalingSpec.self), entry(PodDisruptionBudgetSpec.self),
             entry(NetworkPolicyPeerSpec.self), entry(NetworkPolicySpec.self), entry(ServiceSpec.self),
             entry(IngressSpec.self), entry(ServiceMonitorSpec.self), entry(TopologySpreadSpec.self),
@@ -139,6 +140,15 @@ import Testing
         ("bad no-proxy entry", { $0["proxy"] = ["url": "http://p:3128", "noProxy": ["a b"]] }, "spec.proxy.noProxy[0]:"),
         ("no-proxy list with a comma", { $0["proxy"] = ["url": "http://p:3128", "noProxy": [".svc,.local"]] }, "spec.proxy.noProxy[0]:"),
         ("bad proxy CIDR", { $0["networkPolicy"] = ["proxyCIDRs": ["proxy"]] }, "spec.networkPolicy.proxyCIDRs[0]:"),
+        ("tracing without endpoint", { $0["tracing"] = ["sampler": "always_on"] }, "spec.tracing.endpoint: required value"),
+        ("grpc collector", { $0["tracing"] = ["endpoint": "grpc://collector:4317"] }, "spec.tracing.endpoint:"),
+        ("unknown sampler", { $0["tracing"] = ["endpoint": "http://c:4318", "sampler": "sometimes"] }, "spec.tracing.sampler: must be one of"),
+        ("ratio above 1", { $0["tracing"] = ["endpoint": "http://c:4318", "sampler": "traceidratio", "samplerArg": "1.5"] },
+         "spec.tracing.samplerArg:"),
+        ("ratio for a sampler without one (CEL rule)", { $0["tracing"] = ["endpoint": "http://c:4318", "samplerArg": "0.5"] },
+         "spec.tracing: samplerArg applies to the traceidratio samplers only"),
+        ("bad collector CIDR", { $0["networkPolicy"] = ["collectorCIDRs": ["10.0.0.0"]] }, "spec.networkPolicy.collectorCIDRs[0]:"),
+        ("pull secret without a name", { $0["imagePullSecrets"] = [[:]] }, "spec.imagePullSecrets[0].name: required value"),
     ]
 
     @Test(arguments: invalid.indices)
@@ -186,6 +196,10 @@ import Testing
             { $0["proxy"] = ["url": "http://proxy.example.com:3128", "noProxy": [".svc", "cluster.local", "10.0.0.0/8", "::1", "*", "s3.internal"]] },
             { $0["proxy"] = ["url": "https://proxy.example.com/"] },
             { $0["proxy"] = ["urlSecretRef": ["name": "p", "key": "url"], "port": 8080] },
+            { $0["tracing"] = ["endpoint": "https://otlp.example.com", "sampler": "parentbased_traceidratio", "samplerArg": "0.05",
+                               "headersSecretRef": ["name": "otlp", "key": "headers"]] },
+            { $0["tracing"] = ["endpoint": "http://otel-collector.monitoring.svc:4318"] },
+            { $0["imagePullSecrets"] = [["name": "registry"]] },
         ] {
             var spec = Self.minimalSpec
             mutate(&spec)

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import Testing
 @testable import Operator
 import TestSupport
@@ -108,6 +109,10 @@ import TestSupport
             budgets.append(spec)
         }
         let probes = [nil, 8081, 8080, 9090].map { ProbesSpec(port: $0) }
+        var tracing: [TracingSpec] = []
+        for sampler in Sampler.names {
+            for arg in [nil, "0.5"] { tracing.append(TracingSpec(endpoint: "http://c:4318", sampler: sampler, samplerArg: arg)) }
+        }
         var proxies: [ProxySpec] = []
         for url in [nil, "http://proxy:3128"] {
             for ref in [nil, SecretKeyRef(name: "p", key: "url")] {
@@ -118,7 +123,7 @@ import TestSupport
             + Self.grid(EncryptionGatewaySpec.self, budgets) + Self.grid(ProbesSpec.self, probes)
             + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
             + Self.grid(EncryptionSpec.self, Self.encryptionGrid) + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
-            + Self.grid(ProxySpec.self, proxies)
+            + Self.grid(ProxySpec.self, proxies) + Self.grid(TracingSpec.self, tracing)
         for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", String(repeating: "a", count: 56),
                      String(repeating: "a", count: 57)] {
             for rule in EncryptionGatewayCRD.nameRules {

@@ -133,6 +133,12 @@ import Testing
         let fc = try #require(full[path: "spec", "template", "spec", "containers"]?[0])
         let fullEnv = Set((fc["env"]?.array ?? []).compactMap { $0["name"]?.string })
         #expect(fullEnv.isSuperset(of: ["AUTH_TIMEOUT", "MAX_UNAUTHENTICATED_CONNECTIONS", "PROBE_ADDR"]))
+        // The pull secret, the tracing variables (the pod's name first, for the attributes that expand it), as stored.
+        #expect(full[path: "spec", "template", "spec", "imagePullSecrets"] == [["name": "registry-example-com"]])
+        let names = (fc["env"]?.array ?? []).compactMap { $0["name"]?.string }
+        #expect(fc["env"]?.array?.contains(["name": "POD_NAME", "valueFrom": ["fieldRef": ["apiVersion": "v1", "fieldPath": "metadata.name"]]]) == true)
+        #expect((names.firstIndex(of: "POD_NAME") ?? .max) < (names.firstIndex(of: "OTEL_RESOURCE_ATTRIBUTES") ?? -1))
+        #expect(fc["env"]?.array?.contains(["name": "OTEL_TRACES_SAMPLER_ARG", "value": "0.1"]) == true)
         // The proxy's variables, and its port open in the NetworkPolicy, as stored.
         #expect(fc["env"]?.array?.contains(["name": "https_proxy", "value": "http://egress-proxy.network.svc:3128"]) == true)
         #expect(fc["env"]?.array?.contains(["name": "no_proxy", "value": ".svc,.cluster.local"]) == true)

@@ -262,6 +262,38 @@ import Testing
                 && egress.contains(["to": [["ipBlock": ["cidr": "0.0.0.0/0"]], ["ipBlock": ["cidr": "::/0"]]],
                                     "ports": [["protocol": "TCP", "port": 8080]]])
         }),
+        ("tracing", {
+            $0["tracing"] = ["endpoint": "http://otel-collector.monitoring.svc:4318", "sampler": "parentbased_traceidratio",
+                             "samplerArg": "0.1", "headersSecretRef": ["name": "otlp", "key": "headers"]]
+            $0["networkPolicy"] = ["collectorCIDRs": ["10.96.0.0/12"]]
+        }, { s in
+            let entries = container(s)?["env"]?.array ?? []
+            let names = entries.compactMap { $0["name"]?.string }
+            let egress = child(s, .networkPolicy)?[path: "spec", "egress"]?.array ?? []
+            let uses = Builders.secretUses(s.spec).filter { $0.field == "spec.tracing.headersSecretRef" }
+            return entries.contains(["name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring.svc:4318"])
+                && entries.contains(["name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"])
+                && entries.contains(["name": "OTEL_TRACES_SAMPLER_ARG", "value": "0.1"])
+                && env(s)["OTEL_EXPORTER_OTLP_HEADERS"] == ["secretKeyRef": ["name": "otlp", "key": "headers"]]
+                && uses.count == 1 && uses[0].rollsPods
+                // The pod's name is defined before the attributes that expand it.
+                && env(s)["POD_NAME"] == ["fieldRef": ["fieldPath": "metadata.name"]]
+                && entries.contains(["name": "OTEL_RESOURCE_ATTRIBUTES",
+                                     "value": "k8s.namespace.name=ns,k8s.deployment.name=gw,k8s.pod.name=$(POD_NAME)"])
+                && (names.firstIndex(of: "POD_NAME") ?? .max) < (names.firstIndex(of: "OTEL_RESOURCE_ATTRIBUTES") ?? -1)
+                && egress.contains(["to": [["ipBlock": ["cidr": "10.96.0.0/12"]]], "ports": [["protocol": "TCP", "port": 4318]]])
+        }),
+        ("tracing with the defaults", { $0["tracing"] = ["endpoint": "https://otlp.example.com"] }, { s in
+            let entries = container(s)?["env"]?.array ?? []
+            let egress = child(s, .networkPolicy)?[path: "spec", "egress"]?.array ?? []
+            return entries.contains(["name": "OTEL_TRACES_SAMPLER", "value": "parentbased_always_on"])
+                && !entries.contains { $0["name"] == "OTEL_TRACES_SAMPLER_ARG" || $0["name"] == "OTEL_EXPORTER_OTLP_HEADERS" }
+                // The backend's rule (https://s3.example.com) and the collector's, both on 443 to any address.
+                && egress.filter { $0["ports"] == [["protocol": "TCP", "port": 443]] && $0["to"]?.array?.count == 2 }.count == 2
+        }),
+        ("image pull secrets", { $0["imagePullSecrets"] = [["name": "registry-a"], ["name": "registry-b"]] }, {
+            child($0, .deployment)?[path: "spec", "template", "spec", "imagePullSecrets"] == [["name": "registry-a"], ["name": "registry-b"]]
+        }),
         ("pod labels and annotations", { $0["podLabels"] = ["team": "a"]; $0["podAnnotations"] = ["note": "n"] }, { s in
             let meta = child(s, .deployment)?[path: "spec", "template", "metadata"]
             return meta?[path: "labels", "team"] == "a" && meta?[path: "annotations", "note"] == "n"
@@ -280,6 +312,16 @@ import Testing
     ] as [(ProxySpec, Int)])
     func proxyPortForTheNetworkPolicy(_ proxy: ProxySpec, _ port: Int) {
         #expect(Builders.proxyPort(proxy) == port)
+    }
+
+    /// Every OpenTelemetry variable the operator sets is one the gateway reads (`TracingConfiguration.settings`).
+    @Test func tracingVariablesAreTheGatewaysOwn() {
+        let s = Self.snapshot { $0["tracing"] = ["endpoint": "http://c:4318", "sampler": "traceidratio", "samplerArg": "0.5",
+                                                 "headersSecretRef": ["name": "h", "key": "k"]] }
+        let read = Set(TracingConfiguration.settings.map(\.name))
+        let set = Builders.tracingVariables(s).map(\.name)
+        #expect(set.count == 5 && Set(set).isSubset(of: read), "\(Set(set).subtracting(read))")
+        #expect(Builders.tracingVariables(Self.snapshot()).isEmpty)
     }
 
     @Test func noProxyNoProxyVariablesAndNoProxyEgress() throws {

@@ -83,6 +83,28 @@ extension Builders {
         return out
     }
 
+    /// The variable the pod's own name is in, for the trace resource attributes (`$(…)` expands it).
+    static let podNameVariable = "POD_NAME"
+
+    /// The tracing variables (`spec.tracing`), in order: the OpenTelemetry SDK's, which the gateway reads
+    /// (`TracingConfiguration`); the headers come from their Secret (nil here, `tracingSecretUses`). The resource
+    /// attributes name the namespace, the Deployment and the pod, so spans of a fleet can be told apart.
+    static func tracingVariables(_ s: Snapshot) -> [(name: String, value: String?)] {
+        guard let t = s.spec.tracing else { return [] }
+        var out: [(name: String, value: String?)] = [("OTEL_EXPORTER_OTLP_ENDPOINT", t.endpoint), ("OTEL_TRACES_SAMPLER", t.sampler)]
+        if let arg = t.samplerArg { out.append(("OTEL_TRACES_SAMPLER_ARG", arg)) }
+        if t.headersSecretRef != nil { out.append(("OTEL_EXPORTER_OTLP_HEADERS", nil)) }
+        out.append(("OTEL_RESOURCE_ATTRIBUTES", "k8s.namespace.name=\(s.resource.namespace),k8s.deployment.name=\(s.resource.name),"
+                    + "k8s.pod.name=$(\(podNameVariable))"))
+        return out
+    }
+
+    /// The collector's headers Secret key.
+    static func tracingSecretUses(_ tracing: TracingSpec?) -> [SecretUse] {
+        guard let ref = tracing?.headersSecretRef else { return [] }
+        return [SecretUse(variable: "OTEL_EXPORTER_OTLP_HEADERS", ref: ref, field: "spec.tracing.headersSecretRef")]
+    }
+
     /// The proxy URL's Secret key, one use per variable it becomes.
     static func proxySecretUses(_ proxy: ProxySpec?) -> [SecretUse] {
         guard let ref = proxy?.urlSecretRef else { return [] }
@@ -121,7 +143,7 @@ extension Builders {
                                      field: "spec.tls.secretName", rollsPods: false, mounted: true))
             }
         }
-        out += proxySecretUses(spec.proxy)
+        out += proxySecretUses(spec.proxy) + tracingSecretUses(spec.tracing)
         return out
     }
 
@@ -150,7 +172,10 @@ extension Builders {
                             "valueFrom": ["configMapKeyRef": ["name": .string(configMapName(r)), "key": .string(setting.rawValue)]]])
             }
         }
-        for (name, value) in proxyVariables(spec.proxy) {
+        if spec.tracing != nil {
+            env.append(["name": .string(podNameVariable), "valueFrom": ["fieldRef": ["fieldPath": "metadata.name"]]])
+        }
+        for (name, value) in proxyVariables(spec.proxy) + tracingVariables(s) {
             if let ref = fromSecrets[name] {
                 env.append(fromSecret(name, ref))
             } else if let value {
@@ -242,6 +267,9 @@ extension Builders {
             "volumes": .array(volumes),
         ]
         if !spec.serviceAccountName.isEmpty { podSpec["serviceAccountName"] = .string(spec.serviceAccountName) }
+        if !spec.imagePullSecrets.isEmpty {
+            podSpec["imagePullSecrets"] = .array(spec.imagePullSecrets.map { ["name": .string($0.name)] })
+        }
         if !spec.priorityClassName.isEmpty { podSpec["priorityClassName"] = .string(spec.priorityClassName) }
         if !spec.nodeSelector.isEmpty { podSpec["nodeSelector"] = stringMap(spec.nodeSelector) }
         if !spec.tolerations.isEmpty { podSpec["tolerations"] = .array(spec.tolerations.map(\.value)) }

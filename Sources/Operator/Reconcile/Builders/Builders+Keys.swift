@@ -194,13 +194,8 @@ extension Builders {
                 ports.append(5696)
             }
         }
-        func urlPort(_ text: String) -> Int {
-            guard let url = URL(string: text) else { return 443 }
-            if let port = url.port { return port }
-            return url.scheme?.lowercased() == "http" ? 80 : 443
-        }
-        if let kms = e.awsKMS { ports.append(kms.endpoint.isEmpty ? 443 : urlPort(kms.endpoint)) }
-        if let vault = e.vault { ports.append(urlPort(vault.address)) }
+        if let kms = e.awsKMS { ports.append(kms.endpoint.isEmpty ? 443 : port(ofURL: kms.endpoint)) }
+        if let vault = e.vault { ports.append(port(ofURL: vault.address)) }
         var seen = Set<Int>()
         return ports.filter { seen.insert($0).inserted }
     }

@@ -15,22 +15,24 @@ extension Builders {
         ])
     }
 
+    /// The TCP port an http(s) URL connects to: its own, else 80 for http and 443 for anything else.
+    static func port(ofURL text: String) -> Int {
+        guard let url = URL(string: text) else { return 443 }
+        if let port = url.port { return port }
+        return url.scheme?.lowercased() == "http" ? 80 : 443
+    }
+
     /// The backend's TCP ports: the configured ones, else the endpoint URL's port (443 for https, 80 for http).
     static func backendPorts(_ spec: EncryptionGatewaySpec) -> [Int] {
         if !spec.networkPolicy.backendPorts.isEmpty { return spec.networkPolicy.backendPorts }
-        guard let url = URL(string: spec.backend.endpoint) else { return [443] }
-        if let port = url.port { return [port] }
-        return url.scheme?.lowercased() == "http" ? [80] : [443]
+        return [port(ofURL: spec.backend.endpoint)]
     }
 
     /// The proxy's TCP port: the configured one, else its URL's port (80 for http, 443 for https); nil without a
     /// proxy. (A URL from a Secret always comes with its port: a rule of `ProxySpec`.)
     static func proxyPort(_ proxy: ProxySpec?) -> Int? {
         guard let proxy else { return nil }
-        if let port = proxy.port { return port }
-        guard let text = proxy.url, let url = URL(string: text) else { return nil }
-        if let port = url.port { return port }
-        return url.scheme?.lowercased() == "https" ? 443 : 80
+        return proxy.port ?? proxy.url.map { port(ofURL: $0) }
     }
 
     static func networkPolicy(_ s: Snapshot) -> JSONValue? {
@@ -59,6 +61,12 @@ extension Builders {
             egress.append([
                 "to": .array(np.proxyCIDRs.map { ["ipBlock": ["cidr": .string($0)]] }),
                 "ports": [["protocol": "TCP", "port": .integer(Int64(port))]],
+            ])
+        }
+        if let endpoint = s.spec.tracing?.endpoint {
+            egress.append([
+                "to": .array(np.collectorCIDRs.map { ["ipBlock": ["cidr": .string($0)]] }),
+                "ports": [["protocol": "TCP", "port": .integer(Int64(port(ofURL: endpoint)))]],
             ])
         }
         if np.allowDNS {
