@@ -49,8 +49,8 @@ extension Builders {
 
     /// A Secret key the gateway needs, with the spec field that names it (for messages).
     struct SecretUse: Sendable {
-        /// The gateway's variable it becomes (or whose file it is, when mounted): a `GatewaySetting` or one of
-        /// `ProxyEnvironment`'s variables.
+        /// The gateway's variable it becomes (or whose file it is, when mounted): a `GatewaySetting`, or a variable
+        /// the gateway reads by its common name (the proxy's, `ProxyEnvironment`; OpenTelemetry's).
         var variable: String
         var ref: SecretKeyRef
         var field: String
@@ -157,7 +157,7 @@ extension Builders {
         let r = s.resource
         var env: [JSONValue] = []
         let configKeys = configMapData(s).keys
-        // Environment in GatewaySetting's declaration order, so the list is stable, then the proxy's.
+        // Environment in GatewaySetting's declaration order, so the list is stable, then the proxy's and the tracing's.
         // The CA is a mounted file (its path comes from the ConfigMap); the rest are variables from Secret keys.
         let fromSecrets = Dictionary(secretUses(spec).filter { !$0.mounted }.map { ($0.variable, $0.ref) },
                                      uniquingKeysWith: { a, _ in a })
