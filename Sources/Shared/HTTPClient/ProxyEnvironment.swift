@@ -38,10 +38,10 @@ public struct ProxyEnvironment: Sendable, Equatable {
 
     /// The variables read, for `--help` and the configuration reference, in libcurl's order of precedence.
     public static let settings: [(name: String, summary: String)] = [
-        ("http_proxy", "proxy URL for http:// backends and key services, e.g. http://proxy.example.com:3128 (lower case only: HTTP_PROXY is ignored, as libcurl does)"),
-        ("https_proxy", "proxy URL for https:// ones (HTTPS_PROXY also works)"),
+        (httpVariable, "proxy URL for http:// backends and key services, e.g. http://proxy.example.com:3128 (lower case only: HTTP_PROXY is ignored, as libcurl does)"),
+        (httpsVariable, "proxy URL for https:// ones (HTTPS_PROXY also works)"),
         ("all_proxy", "proxy URL for both when the scheme's own variable is unset (ALL_PROXY also works)"),
-        ("no_proxy", "hosts reached directly, separated by commas: names, domain suffixes (.svc), IP addresses, CIDR ranges, or * for all (NO_PROXY also works)"),
+        (noProxyVariable, "hosts reached directly, separated by commas: names, domain suffixes (.svc), IP addresses, CIDR ranges, or * for all (NO_PROXY also works)"),
     ]
 
     /// - Parameter lookup: a variable's value, nil when unset (`getenv`).

@@ -25,12 +25,13 @@ public enum Sampler: Equatable, Sendable {
         }
     }
 
-    /// Parses the environment's sampler name and argument (the ratio for the `traceidratio` variants,
-    /// default 1.0). The default sampler is `parentbased_always_on`.
-    /// The `OTEL_TRACES_SAMPLER` values `parse` accepts (lower case), the default first.
+    /// The `OTEL_TRACES_SAMPLER` values `parse` accepts (lower case), the default first; the operator's
+    /// `spec.tracing.sampler` offers exactly these.
     public static let names = ["parentbased_always_on", "always_on", "always_off", "parentbased_always_off",
                                "traceidratio", "parentbased_traceidratio"]
 
+    /// Parses the environment's sampler name and argument (the ratio for the `traceidratio` variants,
+    /// default 1.0). The default sampler is `parentbased_always_on`.
     public static func parse(name: String?, argument: String?) -> Result<Sampler, ConfigurationError> {
         func ratio() -> Result<Double, ConfigurationError> {
             guard let argument, !argument.isEmpty else { return .success(1) }
@@ -49,8 +50,7 @@ public enum Sampler: Equatable, Sendable {
         case "parentbased_traceidratio": return ratio().map { .parentBased(root: .traceIDRatio($0)) }
         default:
             return .failure(ConfigurationError(setting: "OTEL_TRACES_SAMPLER", message:
-                "must be always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or "
-                + "parentbased_traceidratio, got \(JSON.quote(name ?? ""))"))
+                "must be \(names.dropLast().joined(separator: ", ")) or \(names.last!), got \(JSON.quote(name ?? ""))"))
         }
     }
 }

@@ -65,6 +65,18 @@ struct SamplerTests {
         #expect(try Sampler.parse(name: "PARENTBASED_ALWAYS_OFF", argument: nil).get() == .parentBased(root: .alwaysOff))
     }
 
+    /// `names` (what the operator's `spec.tracing.sampler` admits) is exactly what `parse` accepts: each parses,
+    /// with its ratio where it takes one, and the refusal of anything else lists them all.
+    @Test func namesAreTheAcceptedSamplers() throws {
+        #expect(Set(Sampler.names).count == 6)
+        for name in Sampler.names {
+            #expect(throws: Never.self, "\(name)") { try Sampler.parse(name: name, argument: "0.5").get() }
+        }
+        #expect(try Sampler.parse(name: Sampler.names[0], argument: nil).get() == Sampler.parse(name: nil, argument: nil).get())
+        guard case .failure(let e) = Sampler.parse(name: "always", argument: nil) else { Issue.record(); return }
+        for name in Sampler.names { #expect(e.message.contains(name), "\(name) missing from: \(e.message)") }
+    }
+
     @Test func refusesUnknownSamplersAndRatiosOutOfRange() {
         guard case .failure(let e) = Sampler.parse(name: "sometimes", argument: nil) else { Issue.record(); return }
         #expect(e.setting == "OTEL_TRACES_SAMPLER")
