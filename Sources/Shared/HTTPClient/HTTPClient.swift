@@ -390,6 +390,8 @@ private final class TransferState {
     var headDelivered = false
     var handlerError: (any Error)?
     var bodyError: (any Error)?
+    /// The answer was 407: a proxy on the way refused the request (`deliverHead`).
+    var proxyRefused = false
     /// libcurl writes its detailed error text here; the handle's, cleared for this transfer.
     let errorBuffer: UnsafeMutablePointer<CChar>
 
@@ -428,6 +430,13 @@ private final class TransferState {
     func deliverHead() -> Bool {
         guard !headDelivered else { return true }
         headDelivered = true
+        // Only a proxy answers 407 (RFC 9110 §15.5.8): the one in http_proxy/https_proxy, or one intercepting the
+        // traffic. It is not the server's answer, so it never reaches the handler: the transfer fails as a
+        // connection failure would, which is also what libcurl reports when a proxy refuses an https tunnel.
+        if pendingStatus == 407 {
+            proxyRefused = true
+            return false
+        }
         do {
             try handler.responseHead(status: pendingStatus, headers: pendingHeaders)
             return true
@@ -473,6 +482,10 @@ private final class TransferState {
     }
 
     func failure(for code: CURLcode) -> HTTPClientError? {
+        if proxyRefused {
+            return .connect("a proxy refused the request with 407 Proxy Authentication Required: give its user and "
+                            + "password in the proxy URL (http_proxy, https_proxy)")
+        }
         if let bodyError { return .bodySource(bodyError) }
         if let handlerError { return .handler(handlerError) }
         if code == CURLE_OK {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Shared
 
@@ -183,6 +184,57 @@ final class CountingHandler: HTTPResponseHandler {
             .execute(HTTPClientRequest(method: "GET", url: server.url("/status/204")))
         #expect(direct.status == 204)
         #expect(direct.header("X-Proxied-Target") == nil)
+    }
+
+    /// A proxy's 407 is not the server's answer: the handler never sees it, and the request fails as a connection
+    /// failure naming the proxy variables; the pooled handle then serves the next request.
+    @Test func proxyRefusingCredentialsIsAConnectFailure() throws {
+        var configuration = HTTPClientConfiguration()
+        configuration.proxies = ProxyEnvironment { ["http_proxy": self.server.url("")][$0] }
+        let client = HTTPClient(configuration: configuration)
+        let handler = CountingHandler()
+        #expect {
+            try client.execute(HTTPClientRequest(method: "GET", url: "http://backend.invalid/proxy-auth-required"), handler: handler)
+        } throws: { error in
+            guard case .connect(let message) = error as? HTTPClientError else { return false }
+            return message.contains("407") && message.contains("http_proxy")
+        }
+        #expect(handler.status == 0 && handler.count == 0)
+        #expect(try client.execute(HTTPClientRequest(method: "GET", url: "http://backend.invalid/b/k")).status == 200)
+    }
+
+    /// `ProxyEnvironment.excludes` decides as the real libcurl does. Every host below is unreachable directly (port 1,
+    /// or a name no DNS knows) and this server answers as a proxy, so a request succeeds exactly when libcurl sent it
+    /// through the proxy: `excludes` must say false for those and true for the others. (A direct attempt at a name
+    /// asks DNS, which here now and then loses a query and answers 5 s later; the lists run in parallel.)
+    @Test func exclusionMatchingAgreesWithLibcurl() throws {
+        let hosts = ["rgw.ceph.svc", "RGW.Ceph.SVC", "rgw.ceph.svc.", "rgw.ceph.svc.cluster.local", "minio", "svc",
+                     "localhost", "127.0.0.1", "127.0.0.2", "[::1]"]
+        let lists = ["*", "*,minio", " * ", ".svc", "svc", "SVC.", "ceph.svc", "eph.svc", "rgw.ceph.svc.",
+                     ".cluster.local", "minio", "foo, .svc", "foo .svc", "foo\t.svc", ",,minio,,", "localhost",
+                     "127.0.0.1", "127.0.0.0/8", "127.0.0.2/32", "127.0.0.1/31", "127.0.0.0/0", "127.0.0.1/33",
+                     "127.0.0.1/-8", "127.0.0.01", "127.0.0", "::1", "::1/128", "[::1]", "0::1"]
+        let proxyURL = server.url("")
+        let counts = Mutex((proxied: 0, direct: 0))
+        DispatchQueue.concurrentPerform(iterations: lists.count) { index in
+            let list = lists[index]
+            var configuration = HTTPClientConfiguration()
+            configuration.connectTimeout = .seconds(5)
+            configuration.proxies = ProxyEnvironment { ["http_proxy": proxyURL, "no_proxy": list][$0] }
+            let client = try! HTTPClient(configuration: configuration)
+            for host in hosts {
+                let url = "http://\(host):1/"
+                let response = try? client.execute(HTTPClientRequest(method: "GET", url: url))
+                let proxied = response?.header("X-Proxied-Target") != nil
+                let excluded = ProxyEnvironment.excludes(host: ProxyEnvironment.host(ofURL: url) ?? "", noProxy: list)
+                #expect(proxied == !excluded, "\(url) with no_proxy=\"\(list)\"")
+                #expect((ProxyEnvironment { ["http_proxy": "http://p:3128", "no_proxy": list][$0] }.proxy(forURL: url) != nil) == proxied)
+                counts.withLock { proxied ? ($0.proxied += 1) : ($0.direct += 1) }
+            }
+        }
+        let (proxiedCount, directCount) = counts.withLock { ($0.proxied, $0.direct) }
+        // Both answers occur often: the grid tells the two apart.
+        #expect(proxiedCount > 50 && directCount > 50, "\(proxiedCount) proxied, \(directCount) direct")
     }
 
     @Test func nonSuccessStatusIsAResponseNotAnError() throws {

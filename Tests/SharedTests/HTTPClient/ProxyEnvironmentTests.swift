@@ -95,4 +95,44 @@ import Testing
             #expect(ProxyEnvironment.none.choice(forURL: url) == .init(proxy: "", noProxy: ""))
         }
     }
+
+    @Test(arguments: [
+        // Names: the name itself or any name below it, case and one trailing dot ignored.
+        ("rgw.ceph.svc", ".svc", true), ("rgw.ceph.svc", "svc", true), ("rgw.ceph.svc", "ceph.svc", true),
+        ("rgw.ceph.svc", "eph.svc", false), ("rgw.ceph.svc", "rgw.ceph.svc.", true), ("RGW.ceph.svc", "rgw.CEPH.svc", true),
+        ("rgw.ceph.svc.", ".svc", true), ("rgw.ceph.svc.cluster.local", ".svc", false),
+        ("rgw.ceph.svc.cluster.local", "cluster.local", true), ("svc", ".svc", true), ("asvc", "svc", false),
+        ("minio", "minio.", true), ("minio", "..minio", false),
+        // The list: separated by commas and blanks; * only alone.
+        ("minio", "a,minio", true), ("minio", "a minio", true), ("minio", " ,,minio,, ", true), ("minio", "*", true),
+        ("minio", "*,a", false), ("minio", " * ", false), ("minio", "", false), ("", "*", false),
+        // IPv4: the address or a range; a malformed entry or more than 32 bits matches nothing.
+        ("10.1.2.3", "10.1.2.3", true), ("10.1.2.3", "10.0.0.0/8", true), ("10.1.2.3", "10.0.0.0/16", false),
+        ("10.1.2.3", "10.1.2.2/31", true), ("10.1.2.3", "10.1.2.2/32", false), ("10.1.2.3", "10.0.0.0/0", false),
+        ("10.1.2.3", "10.1.2.3/0", true), ("10.1.2.3", "10.0.0.0/33", false), ("10.1.2.3", "10.1.2.3/-1", false),
+        ("10.1.2.3", "010.1.2.3", false), ("10.1.2.3", "10.1.2", false), ("10.1.2.3", ".3", false),
+        // IPv6 literals compare as names.
+        ("::1", "::1", true), ("::1", "0::1", false), ("::1", "::1/128", false),
+    ] as [(String, String, Bool)])
+    func exclusionList(host: String, noProxy: String, excluded: Bool) {
+        #expect(ProxyEnvironment.excludes(host: host, noProxy: noProxy) == excluded)
+    }
+
+    @Test(arguments: [
+        ("http://rgw.ceph.svc:8080/b/k", "http://p:3128"), ("https://s3.example/", "http://s:3128"),
+        ("http://minio/", nil), ("http://[::1]:9000/", nil), ("http://[::2]:9000/", "http://p:3128"),
+        ("ftp://h/", nil), ("http:///", "http://p:3128"),
+    ] as [(String, String?)])
+    func proxyForURL(url: String, proxy: String?) {
+        let env = ProxyEnvironment { ["http_proxy": "http://p:3128", "https_proxy": "http://s:3128", "no_proxy": "minio,::1"][$0] }
+        #expect(env.proxy(forURL: url) == proxy)
+    }
+
+    @Test(arguments: [
+        ("http://user:secret@proxy:3128", "http://proxy:3128"), ("http://proxy:3128/", "http://proxy:3128/"),
+        ("user:secret@proxy:3128", "proxy:3128"), ("http://a@b:c@proxy/x@y", "http://proxy/x@y"), ("", ""),
+    ] as [(String, String)])
+    func redactedProxyHasNoCredentials(proxy: String, logged: String) {
+        #expect(ProxyEnvironment.redacted(proxy) == logged)
+    }
 }
