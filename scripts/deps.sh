@@ -16,6 +16,8 @@ case "$mode" in
     run) ;;
     test)
         apt_pkgs+=(radosgw ceph-mon ceph-osd ceph-common nginx-light s3cmd rclone restic)
+        # a real outgoing proxy between the gateway and its backend (Tests/Integration/test_outgoing_proxy.py)
+        apt_pkgs+=(squid)
         # The operator's real control plane: etcd, and Go + Debian's kubernetes source package for
         # scripts/kube-build.sh (kube-apiserver/kube-controller-manager 1.20.2, built once into ~/.cache).
         apt_pkgs+=(etcd-server golang-go dpkg-dev golang-github-modern-go-reflect2-dev)

@@ -174,6 +174,9 @@ enum ServeCommand {
         logger.info("listening", [
             "addr": .string(server.boundAddress),
             "backend": .string(config.backendEndpoint.absoluteString),
+            // Whether http_proxy/https_proxy/no_proxy send backend requests through a proxy, and which.
+            "backend_proxy": .string(ProxyEnvironment.process.proxy(forURL: config.backendEndpoint.absoluteString)
+                .map(ProxyEnvironment.redacted) ?? "none"),
             "region": .string(config.backendRegion),
             "max_connections": .int(config.maxConnections),
             // What thread counts are sized from; with a CPU limit, the limit (ProcessorBudget).
