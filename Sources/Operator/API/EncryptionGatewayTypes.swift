@@ -223,7 +223,7 @@ struct ProxySpec: APIObject {
             Field("urlSecretRef", \.urlSecretRef, "The proxy's URL from a Secret, for one with credentials, e.g. http://user:password@proxy.example.com:3128 (http_proxy and https_proxy). Needs port."),
             Field("port", \.port, "TCP port of the proxy, which the NetworkPolicy opens towards networkPolicy.proxyCIDRs. Unset: the port of url (80 for http, 443 for https when it names none).") {
                 $0.minimum = 1; $0.maximum = 65535 },
-            Field("noProxy", \.noProxy, "Hosts the gateways reach directly: names, domain suffixes such as .svc, IP addresses and CIDR ranges, or * for all (no_proxy). A backend, key service or trace collector inside the cluster must be listed, e.g. .svc and .cluster.local.") {
+            Field("noProxy", \.noProxy, "Hosts the gateways reach directly: names (each also matching every name below it), domain suffixes such as .svc, IPv4 addresses and CIDR ranges, or * alone for all (no_proxy). A backend, key service or trace collector inside the cluster must be listed, e.g. .svc and .cluster.local.") {
                 $0.items?.pattern = #"^(\*|\.?[A-Za-z0-9:]([-A-Za-z0-9.:]*[A-Za-z0-9])?(/[0-9]{1,3})?)$"#
                 $0.items?.maxLength = 253; $0.maxItems = 64; $0.listType = "set" },
         ]
@@ -234,6 +234,11 @@ struct ProxySpec: APIObject {
                 ($0.url != nil) != ($0.urlSecretRef != nil) },
             Rule(cel: "!has(self.urlSecretRef) || has(self.port)", message: "a proxy URL from a Secret needs port (for the NetworkPolicy)") {
                 $0.urlSecretRef == nil || $0.port != nil },
+            // libcurl reads * as "every host" only when it is the whole list; among other entries it is an ordinary
+            // name that matches nothing, which would send everything through the proxy.
+            Rule(cel: "!has(self.noProxy) || !('*' in self.noProxy) || size(self.noProxy) == 1",
+                 message: "noProxy: * already means every host; list it alone") {
+                !$0.noProxy.contains("*") || $0.noProxy.count == 1 },
         ]
     }
 }

@@ -119,6 +119,9 @@ import TestSupport
                 for port in [nil, 8080] { proxies.append(ProxySpec(url: url, urlSecretRef: ref, port: port)) }
             }
         }
+        for noProxy in [[], ["*"], ["*", ".svc"], [".svc", "*"], [".svc", "minio"]] {
+            proxies.append(ProxySpec(url: "http://proxy:3128", noProxy: noProxy))
+        }
         var cases = Self.grid(AutoscalingSpec.self, autoscaling) + Self.grid(PodDisruptionBudgetSpec.self, pdb)
             + Self.grid(EncryptionGatewaySpec.self, budgets) + Self.grid(ProbesSpec.self, probes)
             + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
