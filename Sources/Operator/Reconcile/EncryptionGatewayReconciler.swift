@@ -100,6 +100,7 @@ final class EncryptionGatewayReconciler: Reconciler {
         var outcome: ReconcileOutcome
         var deployment = caches.children[.deployment]?.get(key)
         var changes: [String] = []
+        var deploymentApplied = false
         var retry: (any Error)?
         if !specProblems.isEmpty {
             outcome = .blocked(DegradedProblem(reason: DegradedProblem.invalidSpec,
@@ -118,6 +119,7 @@ final class EncryptionGatewayReconciler: Reconciler {
                         if let applied = try converge(child, resource: resource, capabilities: caps, context: context,
                                                       problems: &problems, changes: &changes), child.kind == .deployment {
                             deployment = applied
+                            deploymentApplied = true
                         }
                     } catch let error as ReconcileCancelled {
                         return .error(error)
@@ -150,7 +152,9 @@ final class EncryptionGatewayReconciler: Reconciler {
             }
         }
         statusObserver.observe(key, status)
-        let eventCount = recordEvents(resource, previous: previous, status: status, changes: changes, context: context)
+        let advisories = deploymentApplied ? SpecAdvisories.all(resource.spec) : []
+        let eventCount = recordEvents(resource, previous: previous, status: status, changes: changes,
+                                      advisories: advisories, context: context)
         let statusWrites = status.json != previous.json ? 1 : 0
         log.debug("reconciled", ["key": key.description, "generation": "\(resource.generation)",
                                  "writes": "\(changes.count + statusWrites + eventCount)",
@@ -263,9 +267,11 @@ final class EncryptionGatewayReconciler: Reconciler {
 
     // MARK: Events
 
-    /// Records what changed; returns how many events it wrote.
+    /// Records what changed, and the spec's advisories when the Deployment was just applied; returns how many
+    /// events it wrote.
     private func recordEvents(_ r: GatewayResource, previous: EncryptionGatewayStatus, status: EncryptionGatewayStatus,
-                              changes: [String], context: ReconcileContext) -> Int {
+                              changes: [String], advisories: [(reason: String, note: String)],
+                              context: ReconcileContext) -> Int {
         guard !context.isCancelled else { return 0 }
         var count = 0
         func record(_ type: KubeEventRecorder.EventType, _ reason: String, _ note: String) {
@@ -273,6 +279,7 @@ final class EncryptionGatewayReconciler: Reconciler {
             count += 1
         }
         if !changes.isEmpty { record(.normal, "Applied", changes.joined(separator: ", ")) }
+        for advisory in advisories { record(.warning, advisory.reason, advisory.note) }
         let before = previous.condition(StatusComputation.degraded), after = status.condition(StatusComputation.degraded)
         if let after, after.status == "True", before?.status != "True" || before?.reason != after.reason {
             record(.warning, after.reason, after.message)

@@ -180,6 +180,31 @@ import Testing
         #expect(!h.client.writes.contains("delete networkpolicies ns/gw"))
     }
 
+    /// A proxy that would be asked for an in-cluster backend is a Warning when the Deployment is applied with it,
+    /// not on every reconcile; fixing noProxy rolls the Deployment again, without the warning.
+    @Test func proxiedClusterBackendIsAWarningWhenApplied() {
+        var spec = APITypesTests.minimalSpec
+        spec["backend"]?["endpoint"] = "http://rook-ceph-rgw.rook-ceph.svc"
+        spec["proxy"] = ["url": "http://proxy.corp:3128", "noProxy": ["10.0.0.0/8"]]
+        let h = Harness(spec: spec)
+        h.client.seed(.encryptionGateways, [h.gateways.get(h.key)!])
+        _ = h.run()
+        let warnings = { h.events.filter { $0["reason"] == "ProxiedClusterHost" } }
+        #expect(warnings().count == 1)
+        #expect(warnings().first?["type"] == "Warning")
+        #expect(warnings().first?["note"]?.string?.contains("Add .svc to spec.proxy.noProxy") == true)
+        h.syncCaches()
+        _ = h.run()
+        #expect(warnings().count == 1, "an unchanged resource warned again")
+        spec["proxy"]?["noProxy"] = ["10.0.0.0/8", ".svc"]
+        var gw = h.gateways.get(h.key)!
+        gw["spec"] = spec
+        h.gateways.upsert(gw)
+        _ = h.run()
+        #expect(h.client.writes.filter { $0 == "apply deployments ns/gw" }.count == 2)
+        #expect(warnings().count == 1)
+    }
+
     @Test func aCancelledReconcileWritesNothing() {
         let h = Harness()
         h.client.seed(.encryptionGateways, [h.gateways.get(h.key)!])
