@@ -106,7 +106,10 @@ def main() -> int:
         # Kubernetes 1.20 predates the CRD's x-kubernetes-validations: kubectl's schema check and server-side
         # apply refuse the field, a client-side apply lets the server drop it (clusters from 1.25 need neither).
         admin("apply", "--validate=false", "-k", str(REPO / "config/default"), show=True)
-        admin("wait", "--for=condition=Established", "crd/encryptiongateways.s3gateway.dev", "--timeout=60s")
+        # Not `kubectl wait --for=condition=Established`: it exits at once with ".status.conditions accessor error"
+        # when it looks before the API server has written the CRD's first conditions.
+        wait("the CRD to be Established", lambda: conditions(admin.json("get", "crd/encryptiongateways.s3gateway.dev"))
+             .get("Established", {}).get("status") == "True")
         say("(the manager Deployment cannot start here: there is no kubelet; the operator runs next to the cluster "
             "instead, with the ServiceAccount's token, so it has exactly config/rbac's permissions)")
 
