@@ -113,8 +113,8 @@ def proxy():
 
 def _gateway(binary, backend, workdir, name, env, require_ready=True):
     return s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, workdir, binary=binary,
-                              name=name, require_ready=require_ready, extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": PASSWORD,
-                                                    **env})
+                              name=name, require_ready=require_ready,
+                              extra_env={"GATEWAY_PASSTHROUGH": "false", "ENCRYPTION_PASSWORD": PASSWORD, **env})
 
 
 def _listening(gw) -> dict:

@@ -110,12 +110,14 @@ extension ProxyEnvironment {
     /// - entries are separated by commas and blanks;
     /// - for a name, an entry matches the name itself or any name below it (`svc` and `.svc` both match `a.svc`,
     ///   neither matches `asvc`), ignoring case and one trailing dot on either side;
-    /// - for an IPv4 address, an entry matches the same address, or a range `address/bits`.
-    /// `ProxyEnvironmentTests` holds this to the real libcurl, request by request.
+    /// - for an IPv4 address, an entry matches the same address, or a range `address/bits`;
+    /// - an IPv6 address (without its brackets) compares as a name: only the same text matches, and 7.88 knows no
+    ///   IPv6 ranges.
+    /// `HTTPClientTests.exclusionMatchingAgreesWithLibcurl` holds this to the real libcurl, request by request.
     public static func excludes(host: String, noProxy: String) -> Bool {
         guard !host.isEmpty, !noProxy.isEmpty else { return false }
         if noProxy == "*" { return true }
-        let ipv4 = IPv4Address(host.utf8)
+        let ipv4 = ipv4Address(host.utf8)
         var name = Array(host.utf8)
         if ipv4 == nil, name.last == UInt8(ascii: ".") { name.removeLast() }
         let entries = Array(noProxy.utf8).split(whereSeparator: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") })
@@ -146,7 +148,7 @@ extension ProxyEnvironment {
     /// matches nothing, and `/0` means the whole address (libcurl's `Curl_cidr4_match`).
     private static func ipv4Entry(_ entry: ArraySlice<UInt8>, matches address: UInt32) -> Bool {
         let parts = entry.split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: false)
-        guard let network = IPv4Address(parts[0]) else { return false }
+        guard let network = ipv4Address(parts[0]) else { return false }
         var bits = 0
         if parts.count == 2 { bits = Self.leadingNumber(parts[1]) }
         guard bits <= 32 else { return false }
@@ -171,7 +173,7 @@ extension ProxyEnvironment {
 
     /// A dotted-quad IPv4 address as `inet_pton` reads one (four decimal parts of at most three digits, each at
     /// most 255, nothing else), in network order as a number; nil otherwise.
-    private static func IPv4Address<S: Sequence<UInt8>>(_ text: S) -> UInt32? {
+    private static func ipv4Address<S: Sequence<UInt8>>(_ text: S) -> UInt32? {
         var value: UInt32 = 0, part: UInt32 = 0, digits = 0, parts = 0
         for c in text {
             if c == UInt8(ascii: ".") {
