@@ -10,8 +10,13 @@ public struct MissingDependency: Error, CustomStringConvertible {
 
 /// Looks up the programs and Python modules tests depend on.
 public enum RequiredTool {
-    /// The path of `name` on `PATH`; throws "NAME not on PATH: run scripts/deps.sh test" when it is missing.
-    public static func path(_ name: String, install: String = "run scripts/deps.sh test") throws(MissingDependency) -> String {
+    /// How to get what is missing. The Python packages go into `.work/venv` when the system's python3 lacks them,
+    /// and only `make` puts that on PATH.
+    public static let installHint = "run scripts/deps.sh test; outside make (`make swift-test SWIFT_TEST_ARGS=...`), "
+        + "put its .work/venv/bin first on PATH"
+
+    /// The path of `name` on `PATH`; throws "NAME not on PATH: run scripts/deps.sh test …" when it is missing.
+    public static func path(_ name: String, install: String = installHint) throws(MissingDependency) -> String {
         let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
         for directory in paths where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
             return "\(directory)/\(name)"
@@ -43,7 +48,7 @@ public enum RequiredTool {
         let missing = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard p.terminationStatus == 0, missing.isEmpty else {
             throw MissingDependency("python3 cannot import \(missing.isEmpty ? modules.joined(separator: " ") : missing): "
-                                    + "run scripts/deps.sh test")
+                                    + installHint)
         }
     }
 }

@@ -206,7 +206,7 @@ enum BotocoreSigner {
     }
 
     struct Missing: Error, CustomStringConvertible {
-        var description: String { "python3 cannot import botocore: run scripts/deps.sh test (it installs boto3/botocore)" }
+        var description: String { "python3 cannot import botocore (boto3): " + RequiredTool.installHint }
     }
 
     static func sign(method: String, bucket: String, key: String, query: String, body: String,
