@@ -156,17 +156,18 @@ def test_backend_requests_go_through_the_proxy(request, backend, tmp_root, proxy
 
 def test_no_proxy_sends_backend_requests_directly(request, backend, tmp_root):
     """A backend host that no_proxy names is reached directly. The proxy named refuses every connection, so a
-    request sent through it would fail."""
+    request sent through it would fail. The list's * among other entries matches nothing, and the log says so."""
     binary = request.getfixturevalue("gateway_binary")
     host = urllib.parse.urlsplit(backend.endpoint).hostname
     gw = _gateway(binary, backend, tmp_root / f"bypass-gw-{backend.name}", f"bypass-gateway-{backend.name}",
-                  {"http_proxy": f"http://127.0.0.1:{s3gw.free_port()}", "no_proxy": f"example.com, {host}"})
+                  {"http_proxy": f"http://127.0.0.1:{s3gw.free_port()}", "no_proxy": f"*, example.com, {host}"})
     try:
         s3 = gw.client()
         with s3gw.temporary_bucket(s3, "direct") as bucket:
             s3.put_object(Bucket=bucket, Key="k", Body=b"direct")
             assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"direct"
         assert _listening(gw)["backend_proxy"] == "none"
+        assert "lists * among other entries" in gw.log_text()
     finally:
         code = gw.terminate()
     assert code == 0, gw.log_tail()

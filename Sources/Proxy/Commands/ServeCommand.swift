@@ -167,6 +167,7 @@ enum ServeCommand {
         if config.passthrough {
             logger.warn("pass-through mode: objects are stored UNENCRYPTED (GATEWAY_PASSTHROUGH=true)")
         }
+        for warning in ProxyEnvironment.process.noProxyWarnings { logger.warn(warning) }
         if config.anonymousForward {
             logger.warn("ANONYMOUS_ACCESS=forward: unsigned requests are forwarded unsigned; objects the backend makes public are served decrypted")
         }

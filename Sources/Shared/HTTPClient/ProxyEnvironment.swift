@@ -89,6 +89,20 @@ extension ProxyEnvironment {
         return Self.excludes(host: host, noProxy: choice.noProxy) ? nil : choice.proxy
     }
 
+    /// What in the exclusion list most likely does not do what it says, for a warning at start-up: a `*` that is
+    /// not the whole list, which libcurl reads as an ordinary name matching nothing (`excludes`), so every host
+    /// the other entries do not name goes through the proxy.
+    public var noProxyWarnings: [String] {
+        var lists = [http.noProxy]
+        if https.noProxy != http.noProxy { lists.append(https.noProxy) }
+        return lists.compactMap { list in
+            let entries = list.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" })
+            guard list != "*", entries.contains("*") else { return nil }
+            return "no_proxy \"\(list)\" lists * among other entries: libcurl reads * as every host only when it is "
+                + "the whole list, so here it matches nothing and every host the other entries do not name goes through the proxy"
+        }
+    }
+
     /// A proxy URL fit for a log line: without the user name and password it may carry (`user:password@`).
     public static func redacted(_ proxy: String) -> String {
         let authorityStart = proxy.range(of: "://")?.upperBound ?? proxy.startIndex

@@ -135,4 +135,13 @@ import Testing
     func redactedProxyHasNoCredentials(proxy: String, logged: String) {
         #expect(ProxyEnvironment.redacted(proxy) == logged)
     }
+
+    /// A `*` that is not the whole list is warned about; it changes what `excludes` says for a host it should cover.
+    @Test(arguments: [("*", false), ("*,.svc", true), (" * ", true), (".svc *", true), (".svc,minio", false), ("", false)]
+          as [(String, Bool)])
+    func starAmongOtherEntriesIsWarnedAbout(noProxy: String, warned: Bool) {
+        let env = ProxyEnvironment { ["http_proxy": "http://p:3128", "no_proxy": noProxy][$0] }
+        #expect(env.noProxyWarnings.count == (warned ? 1 : 0), "\(env.noProxyWarnings)")
+        if warned { #expect(!ProxyEnvironment.excludes(host: "s3.example.com", noProxy: noProxy)) }
+    }
 }
