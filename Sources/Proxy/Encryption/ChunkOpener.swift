@@ -42,6 +42,10 @@ public final class ChunkOpener {
     /// sealed bytes have arrived. Its tag collects in `pending`, which a streamed chunk does not otherwise use.
     private var streamTarget: UnsafeMutableRawBufferPointer?
     private var streamed = 0
+    /// Opens the chunks handed over (`update(_:space:emit:deferring:)`), made at the first.
+    private var deferredOpener: DeferredOpener?
+    /// The chunk in `streamTarget` is being copied there to be handed over, not decrypted.
+    private var streamDeferred = false
 
     /// - Parameter maxCiphertextLength: when the caller knows how much ciphertext it will feed (a planned read),
     ///   the buffers are sized for that instead of a whole chunk each — a 4 KiB object's read allocates 8 KiB, not
@@ -138,6 +142,15 @@ public final class ChunkOpener {
     /// opener. A chunk that fails leaves zeros, never unverified plaintext, in the space.
     public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
                        emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try update(input, space: space, emit: emit, deferring: nil)
+    }
+
+    /// `update(_:space:emit:)` that may hand whole chunks to `deferring` instead of opening them: a chunk that lies
+    /// whole in `input`, is known not to be the last, and that `deferring.wants()`, has its ciphertext copied to the
+    /// start of `space(chunkSize)` (when that holds a whole chunk) and goes to `deferring.take` as a
+    /// `DeferredChunk`, counted as emitted. Its bytes are verified only when the taker opens it.
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral?) throws {
         guard !finished && !failed else { throw Self.misuse }
         guard input.count > 0 else { return }
         received += input.count
@@ -148,7 +161,7 @@ public final class ChunkOpener {
         let sealedSize = layout.sealedChunkSize
         var rest = input[...]
         if streamTarget != nil {
-            rest = try continueStream(rest, emit: emit)
+            rest = try continueStream(rest, emit: emit, deferring: deferring)
             guard !rest.isEmpty else { return }
         }
         if pendingCount > 0 {
@@ -161,17 +174,82 @@ public final class ChunkOpener {
             pendingCount = 0
         }
         while rest.count > sealedSize || (rest.count == sealedSize && knownNonFinal(endingAt: received)) {
-            try openChunk(UnsafeRawBufferPointer(rebasing: rest.prefix(sealedSize)), final: false, space: space, emit: emit)
+            let sealed = UnsafeRawBufferPointer(rebasing: rest.prefix(sealedSize))
+            if let deferring, deferring.wants(), try handOver(sealed, space: space, to: deferring) {
+                // Handed over whole: the taker opens it.
+            } else {
+                try openChunk(sealed, final: false, space: space, emit: emit)
+            }
             rest = rest.dropFirst(sealedSize)
         }
         guard !rest.isEmpty else { return }
         // The next chunk starts here and ends in a later piece.
         if knownNonFinal(endingAt: received - rest.count + sealedSize) {
+            if let deferring, deferring.wants(), try startStream(rest, space: space, emit: emit, deferring: deferring) {
+                return
+            }
             try startStream(rest, space: space, emit: emit)
             return
         }
         pending.baseAddress!.copyMemory(from: UnsafeRawBufferPointer(rebasing: rest).baseAddress!, byteCount: rest.count)
         pendingCount = rest.count
+    }
+
+    /// Copies the non-final chunk `sealed` into the caller's space as a `DeferredChunk` and hands it to `deferral`;
+    /// false (nothing done) when the space cannot hold the chunk's plaintext.
+    private func handOver(_ sealed: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                          to deferral: ChunkDeferral) throws -> Bool {
+        let chunkSize = layout.chunkSize
+        guard let target = try deferralTarget(space) else { return false }
+        target.baseAddress!.copyMemory(from: sealed.baseAddress!, byteCount: chunkSize)
+        try handOver(target, tag: sealed.baseAddress! + chunkSize, to: deferral)
+        return true
+    }
+
+    /// Where a chunk handed over goes (the start of `space(chunkSize)`, a chunk long), with the context that will
+    /// open it made; nil when the space is too short.
+    private func deferralTarget(_ space: (Int) throws -> UnsafeMutableRawBufferPointer) throws -> UnsafeMutableRawBufferPointer? {
+        let chunkSize = layout.chunkSize
+        do {
+            let target = try space(chunkSize)
+            guard target.count >= chunkSize else { return nil }
+            if deferredOpener == nil {
+                deferredOpener = try DeferredOpener(duplicating: aead.context, chunkSize: chunkSize, partNumber: partNumber)
+            }
+            return UnsafeMutableRawBufferPointer(rebasing: target[0..<chunkSize])
+        } catch {
+            failed = true
+            throw error
+        }
+    }
+
+    /// Hands the next chunk, its ciphertext copied to `target`, to `deferral` (counted as emitted).
+    private func handOver(_ target: UnsafeMutableRawBufferPointer, tag: UnsafeRawPointer, to deferral: ChunkDeferral) throws {
+        let chunk = DeferredChunk(opener: deferredOpener!, index: nextIndex,
+                                  tag: (tag.loadUnaligned(as: UInt64.self), (tag + 8).loadUnaligned(as: UInt64.self)),
+                                  target: target)
+        nextIndex += 1
+        plaintextLength += target.count
+        do {
+            try deferral.take(chunk)
+        } catch {
+            failed = true   // the consumer failed mid-stream: this stream cannot continue
+            throw error
+        }
+    }
+
+    /// `startStream` for a chunk to hand over: its pieces are copied into the caller's space as they come, and the
+    /// whole chunk goes to `deferral` (or, when the caller stopped handing over before its last piece, is opened
+    /// there). False (nothing done) when the space cannot hold the chunk.
+    private func startStream(_ head: Slice<UnsafeRawBufferPointer>, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                             emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral) throws -> Bool {
+        guard let target = try deferralTarget(space) else { return false }
+        streamTarget = target
+        streamed = 0
+        streamDeferred = true
+        let rest = try continueStream(head, emit: emit, deferring: deferring)
+        assert(rest.isEmpty && streamTarget != nil, "a streamed chunk starts with less than a sealed chunk")
+        return true
     }
 
     /// Whether a chunk ending at this offset of the input is followed by more of it (so it is not the segment's
@@ -204,25 +282,29 @@ public final class ChunkOpener {
         }
         streamTarget = UnsafeMutableRawBufferPointer(rebasing: target[0..<chunkSize])
         streamed = 0
-        let rest = try continueStream(head, emit: emit)
+        let rest = try continueStream(head, emit: emit, deferring: nil)
         assert(rest.isEmpty && streamTarget != nil, "a streamed chunk starts with less than a sealed chunk")
     }
 
     /// Feeds the next bytes of the chunk being streamed: its ciphertext is decrypted where it lies, its tag
     /// collected; once the tag is whole it is checked and, only then, the plaintext emitted. Returns the input
     /// after the chunk.
-    private func continueStream(_ input: Slice<UnsafeRawBufferPointer>,
-                                emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Slice<UnsafeRawBufferPointer> {
+    private func continueStream(_ input: Slice<UnsafeRawBufferPointer>, emit: (UnsafeRawBufferPointer) throws -> Void,
+                                deferring: ChunkDeferral?) throws -> Slice<UnsafeRawBufferPointer> {
         guard let target = streamTarget else { return input }
         let chunkSize = target.count
         let take = min(chunkSize + FormatV1.tagSize - streamed, input.count)
         let bytes = UnsafeRawBufferPointer(rebasing: input.prefix(take))
         let ciphertext = max(0, min(chunkSize - streamed, take))
-        do {
-            try aead.context.openUpdate(UnsafeRawBufferPointer(rebasing: bytes[0..<ciphertext]), into: target.baseAddress! + streamed)
-        } catch {
-            abandonStream()
-            throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
+        if streamDeferred {
+            if ciphertext > 0 { (target.baseAddress! + streamed).copyMemory(from: bytes.baseAddress!, byteCount: ciphertext) }
+        } else {
+            do {
+                try aead.context.openUpdate(UnsafeRawBufferPointer(rebasing: bytes[0..<ciphertext]), into: target.baseAddress! + streamed)
+            } catch {
+                abandonStream()
+                throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
+            }
         }
         if take > ciphertext {
             let tagOffset = streamed + ciphertext - chunkSize
@@ -232,6 +314,23 @@ public final class ChunkOpener {
         let rest = input.dropFirst(take)
         guard streamed == chunkSize + FormatV1.tagSize else { return rest }
         streamTarget = nil
+        if streamDeferred {
+            streamDeferred = false
+            if let deferring {
+                try handOver(target, tag: UnsafeRawPointer(pending.baseAddress!), to: deferring)
+                return rest
+            }
+            // The caller stopped handing chunks over before this one was whole: it is opened here, where it lies.
+            nonceAAD.set(index: nextIndex, final: false)
+            do {
+                try aead.context.openStart(nonce: UnsafeRawBufferPointer(nonceAAD.nonce), aad: UnsafeRawBufferPointer(nonceAAD.aad))
+                try aead.context.openUpdate(UnsafeRawBufferPointer(target), into: target.baseAddress!)
+            } catch {
+                failed = true
+                SecureMemory.cleanse(target)
+                throw EncryptionError(.internalFailure, "opening chunk \(nextIndex) failed: \(error)")
+            }
+        }
         do {
             try aead.context.openFinish(tag: UnsafeRawBufferPointer(rebasing: pending[0..<FormatV1.tagSize]), wiping: target)
         } catch AEADError.authenticationFailed {
@@ -258,6 +357,7 @@ public final class ChunkOpener {
     /// Drops the chunk being streamed: its unverified plaintext is wiped (the opener is failed).
     private func abandonStream() {
         failed = true
+        streamDeferred = false
         if let target = streamTarget, streamed > 0 { SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: target[0..<min(streamed, target.count)])) }
         streamTarget = nil
     }
@@ -386,4 +486,13 @@ public struct PlaintextWindow: Sendable {
     }
 
     public var isComplete: Bool { remaining == 0 }
+
+    /// Whether the next `count` plaintext bytes lie wholly inside the window (a chunk handed over whole).
+    public func coversWhole(_ count: Int) -> Bool { skip == 0 && remaining >= count }
+
+    /// Passes `count` bytes that `coversWhole(count)` without looking at them.
+    public mutating func passWhole(_ count: Int) {
+        precondition(coversWhole(count), "passWhole beyond the window")
+        remaining -= count
+    }
 }

@@ -92,16 +92,30 @@ public final class PlannedReader {
         try feed(input, space: space, emit: emit)
     }
 
+    /// Hands over only chunks wholly inside the range wanted (a range's partial first and last chunks are opened
+    /// here, to be cut).
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral?) throws {
+        guard let deferring else { return try feed(input, space: space, emit: emit) }
+        let chunkSize = opener.layout.chunkSize
+        let windowed = ChunkDeferral(wants: { self.window.coversWhole(chunkSize) && deferring.wants() },
+                                     take: { chunk in
+                                         self.window.passWhole(chunkSize)
+                                         try deferring.take(chunk)
+                                     })
+        try feed(input, space: space, emit: emit, deferring: windowed)
+    }
+
     private func feed(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
-                      emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+                      emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral? = nil) throws {
         received += input.count
         guard received <= plan.ciphertextLength else {
             throw EncryptionError(.trailingData, "the backend sent more than the \(plan.ciphertextLength) bytes planned")
         }
-        try opener.update(input, space: space) { chunk in
+        try opener.update(input, space: space, emit: { chunk in
             let slice = window.slice(chunk)
             if !slice.isEmpty { try emit(slice) }
-        }
+        }, deferring: deferring)
     }
 
     public func update(_ input: [UInt8], emit: (UnsafeRawBufferPointer) throws -> Void) throws {
@@ -136,10 +150,20 @@ public protocol RangeDecryptor: AnyObject {
     /// `n` plaintext bytes; an emitted slice may lie in it (a relay then sends it without copying) or elsewhere.
     func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
                 emit: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// `update(_:space:emit:)` that may hand whole chunks inside the plaintext wanted to `deferring` instead of
+    /// opening them (`ChunkOpener.update(_:space:emit:deferring:)`); nil opens every chunk here.
+    func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral?) throws
     func finish(emit: (UnsafeRawBufferPointer) throws -> Void) throws
 }
 
 extension RangeDecryptor {
+    /// A reader that does not hand chunks over opens them all.
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral?) throws {
+        try update(input, space: space, emit: emit)
+    }
+
     /// A reader that cannot decrypt into the caller's buffer emits from its own.
     public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
                        emit: (UnsafeRawBufferPointer) throws -> Void) throws {

@@ -6,6 +6,9 @@ import Foundation
 /// `submit` copies bytes into one of `depth` buffers of `bufferSize` bytes and hands full ones over; it blocks
 /// only while every buffer waits for the consumer. A producer that can write its bytes in place (a decryptor
 /// that decrypts into a given buffer) asks `space(minimum:)` and `commit`s what it wrote instead, without a copy.
+/// A commit may carry work for the stage's thread to finish on those bytes first (a chunk whose decryption the
+/// producer leaves to the stage, to share a stream's crypto between two cores): it runs, in order, right before
+/// its buffer is consumed; when it throws, that buffer is not consumed and the stage stops as when `consume` throws.
 /// Memory is bounded by `depth × bufferSize` whatever the stream's length. When `consume` throws, the stage stops
 /// and the producer's next `submit`, `space`, `commit` or `finish` throws that error. The owner must end every stage with `finish()` or `stop()` (the thread waits until then).
 ///
@@ -16,7 +19,7 @@ public final class BackgroundStage: @unchecked Sendable {
     private let condition = NSCondition()
     private let buffers: [UnsafeMutableRawBufferPointer]
     private var free: [UnsafeMutableRawBufferPointer]
-    private var ready: [(buffer: UnsafeMutableRawBufferPointer, count: Int)] = []
+    private var ready: [(buffer: UnsafeMutableRawBufferPointer, count: Int, work: [() throws -> Void])] = []
     private var consume: ((UnsafeRawBufferPointer) throws -> Void)?
     private var failure: (any Error)?
     private var closed = false
@@ -24,6 +27,8 @@ public final class BackgroundStage: @unchecked Sendable {
     private var stopped = false
     private var filling: UnsafeMutableRawBufferPointer?
     private var filled = 0
+    /// Work committed with the bytes of `filling`, handed over with it.
+    private var fillingWork: [() throws -> Void] = []
     private let bufferSize: Int
     private let cache: BufferCache
 
@@ -83,9 +88,12 @@ public final class BackgroundStage: @unchecked Sendable {
     }
 
     /// Adds the first `count` bytes of the last `space(minimum:)` to the stream (a full buffer is handed over).
-    public func commit(_ count: Int) throws {
+    /// `work`, if any, runs on the stage's thread before the buffer holding these bytes is consumed (after the work
+    /// committed before it); it must touch only these bytes.
+    public func commit(_ count: Int, finishing work: (() throws -> Void)? = nil) throws {
         precondition(filling != nil && count <= bufferSize - filled, "commit beyond the space given")
         filled += count
+        if let work { fillingWork.append(work) }
         if filled == bufferSize { try handOver() }
     }
 
@@ -144,8 +152,10 @@ public final class BackgroundStage: @unchecked Sendable {
     private func handOver() throws {
         guard let buffer = filling else { return }
         let count = filled
+        let work = fillingWork
         filling = nil
         filled = 0
+        fillingWork = []
         condition.lock()
         guard !stopped else {
             free.append(buffer)
@@ -153,7 +163,7 @@ public final class BackgroundStage: @unchecked Sendable {
             condition.unlock()
             throw error
         }
-        ready.append((buffer, count))
+        ready.append((buffer, count, work))
         condition.unlock()
         // Woken after the unlock: a consumer woken while the lock is still held only blocks on it again, two more
         // futex calls and a context switch per buffer.
@@ -176,6 +186,7 @@ public final class BackgroundStage: @unchecked Sendable {
             condition.unlock()
             var thrown: (any Error)?
             do {
+                for work in next.work { try work() }
                 try consume(UnsafeRawBufferPointer(rebasing: next.buffer[0..<next.count]))
             } catch {
                 thrown = error

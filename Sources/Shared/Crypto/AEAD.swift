@@ -102,6 +102,25 @@ public struct AEADContext: ~Copyable {
         self.sealing = sealing
     }
 
+    /// A second context for the same key and direction (`EVP_CIPHER_CTX_copy`: the key schedule is copied, not
+    /// derived again), for another thread to open or seal the same stream's messages at the same time: a context
+    /// is not thread-safe, two copies are independent.
+    public func duplicate() throws(AEADError) -> AEADContext {
+        guard let copy = EVP_CIPHER_CTX_new() else { throw .library("EVP_CIPHER_CTX_new: out of memory") }
+        guard EVP_CIPHER_CTX_copy(copy, context) == 1 else {
+            EVP_CIPHER_CTX_free(copy)
+            throw .library("EVP_CIPHER_CTX_copy: \(CryptoError("copy").detail)")
+        }
+        return AEADContext(adopting: copy, algorithm: algorithm, sealing: sealing)
+    }
+
+    private init(adopting context: OpaquePointer, algorithm: AEADAlgorithm, sealing: Bool) {
+        self.context = context
+        self.scratch = UnsafeMutableRawPointer.allocate(byteCount: 2 * AEADAlgorithm.tagSize, alignment: 16)
+        self.algorithm = algorithm
+        self.sealing = sealing
+    }
+
     /// Convenience for keys held in arrays.
     public init(algorithm: AEADAlgorithm, key: [UInt8], sealing: Bool) throws(AEADError) {
         // A ~Copyable value cannot be returned out of `withUnsafeBytes`, so the key goes through a wiped scratch copy.

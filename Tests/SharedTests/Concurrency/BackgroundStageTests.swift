@@ -26,6 +26,59 @@ import Testing
         #expect(threads.withLock { $0.count } == 1 && !threads.withLock { $0.contains(producer) })
     }
 
+    /// Work committed with bytes runs on the stage's thread, in order, before the buffer holding those bytes is
+    /// consumed, and may rewrite them there (a chunk handed over is decrypted in place).
+    @Test func committedWorkRunsOnTheStageBeforeItsBufferIsConsumed() throws {
+        let received = Mutex<[[UInt8]]>([])
+        let ran = Mutex<[Int]>([])
+        let producer = "\(Thread.current)"
+        let workThreads = Mutex<Set<String>>([])
+        let stage = BackgroundStage(depth: 2, bufferSize: 100) { bytes in received.withLock { $0.append(Array(bytes)) } }
+        for i in 0..<7 {
+            let space = try stage.space(minimum: 30)
+            let region = UnsafeMutableRawBufferPointer(rebasing: space[0..<30])
+            region.initializeMemory(as: UInt8.self, repeating: 0)
+            try stage.commit(30, finishing: {
+                ran.withLock { $0.append(i) }
+                workThreads.withLock { _ = $0.insert("\(Thread.current)") }
+                region.initializeMemory(as: UInt8.self, repeating: UInt8(i + 1))
+            })
+        }
+        try stage.finish()
+        #expect(ran.withLock { $0 } == Array(0..<7))
+        #expect(workThreads.withLock { $0.count == 1 && !$0.contains(producer) })
+        let bytes: [UInt8] = received.withLock { Array($0.joined()) }
+        var expected: [UInt8] = []
+        for i in 0..<7 { expected += [UInt8](repeating: UInt8(i + 1), count: 30) }
+        #expect(bytes == expected)
+    }
+
+    /// Work that throws stops the stage as a failing consumer does: its buffer is not consumed, later work does
+    /// not run, and the producer's next step throws the error.
+    @Test func workThatThrowsStopsTheStageBeforeItsBufferIsConsumed() throws {
+        let received = Mutex<Int>(0)
+        let ran = Mutex<[Int]>([])
+        let stage = BackgroundStage(depth: 2, bufferSize: 100) { bytes in received.withLock { $0 += bytes.count } }
+        var thrown: (any Error)?
+        do {
+            for i in 0..<20 {
+                _ = try stage.space(minimum: 50)
+                try stage.commit(50, finishing: {
+                    ran.withLock { $0.append(i) }
+                    if i == 2 { throw Boom() }
+                })
+            }
+            try stage.finish()
+        } catch {
+            thrown = error
+        }
+        stage.stop()
+        #expect(thrown as? Boom == Boom())
+        // Buffer 0 (work 0 and 1) was consumed; buffer 1 (work 2 and 3) was not, and work 3 never ran.
+        #expect(received.withLock { $0 } == 100)
+        #expect(ran.withLock { $0 } == [0, 1, 2])
+    }
+
     /// Bytes written into `space(minimum:)` and committed join the stream without a copy, in order with submitted
     /// ones; a space that no longer fits the buffer being filled hands it over and starts a fresh one.
     @Test func spaceAndCommitWriteInPlace() throws {

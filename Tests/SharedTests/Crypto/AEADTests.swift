@@ -37,6 +37,41 @@ import Testing
         #expect(try AEAD.open(.chacha20Poly1305, key: key, nonce: nonce, aad: aad, sealed: sealed) == plaintext)
     }
 
+    /// A duplicate opens what the key sealed, independently of the original: each keeps its own message state, so
+    /// two threads can open one stream's messages at once.
+    @Test(arguments: AEADAlgorithm.allCases)
+    func aDuplicateOpensIndependentlyOfTheOriginal(_ algorithm: AEADAlgorithm) throws {
+        let key = SecureRandom.bytes(32)
+        let aad = Array("aad".utf8)
+        let messages = (0..<2).map { i in (nonce: SecureRandom.bytes(12), plaintext: SecureRandom.bytes(1000 + i)) }
+        let sealed = try messages.map { try AEAD.seal(algorithm, key: key, nonce: $0.nonce, aad: aad, plaintext: $0.plaintext) }
+        let original = try AEADContext(algorithm: algorithm, key: key, sealing: false)
+        let copy = try original.duplicate()
+        #expect(copy.algorithm == algorithm && !copy.sealing)
+        // The original starts message 0 in pieces; the copy opens message 1 whole meanwhile; the original finishes.
+        var first = [UInt8](repeating: 0, count: messages[0].plaintext.count)
+        var second = [UInt8](repeating: 0, count: messages[1].plaintext.count)
+        let count0 = messages[0].plaintext.count
+        try messages[0].nonce.withUnsafeBytes { n in
+            try aad.withUnsafeBytes { a in try original.openStart(nonce: n, aad: a) }
+        }
+        try sealed[0].withUnsafeBytes { s in
+            try first.withUnsafeMutableBytes { o in
+                try original.openUpdate(UnsafeRawBufferPointer(rebasing: s[0..<500]), into: o.baseAddress!)
+                try messages[1].nonce.withUnsafeBytes { n in
+                    try aad.withUnsafeBytes { a in
+                        try sealed[1].withUnsafeBytes { s1 in
+                            try second.withUnsafeMutableBytes { o1 in _ = try copy.open(nonce: n, aad: a, sealed: s1, into: o1) }
+                        }
+                    }
+                }
+                try original.openUpdate(UnsafeRawBufferPointer(rebasing: s[500..<count0]), into: o.baseAddress! + 500)
+                try original.openFinish(tag: UnsafeRawBufferPointer(rebasing: s[count0...]), wiping: o)
+            }
+        }
+        #expect(first == messages[0].plaintext && second == messages[1].plaintext)
+    }
+
     @Test(arguments: AEADAlgorithm.allCases)
     func everyFlippedBitFailsAndReleasesNothing(_ algorithm: AEADAlgorithm) throws {
         let key = SecureRandom.bytes(32)

@@ -125,6 +125,7 @@ import Testing
             let relay = DecryptingRelay(writer: writer, reader: reader, metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
             relay.slots = slots
             relay.background = background
+            relay.shareOpeningFrom = 2 << 20
             try relay.responseHead(status: plan.backendRange == nil ? 200 : 206,
                                    headers: metadata.headers.map { (name: $0.key, value: $0.value) })
             #expect(relay.decryptsInBackground == background)
@@ -141,7 +142,43 @@ import Testing
             let start = plan.skip + plan.firstChunkIndex * 4096
             #expect(writer.body == Array(plaintext[start..<(start + plan.contentLength)]), "\(range ?? "whole")")
             #expect(relay.bytesOut == Int64(plan.contentLength) && !relay.decryptsInBackground)
+            // With a stage, chunks of a content that long are shared out: about every other one is opened on the
+            // stage's thread.
+            #expect((relay.chunksOpenedOnStage > plan.contentLength / 4096 / 4) == (background && plan.contentLength >= 2 << 20),
+                    "\(range ?? "whole")")
         }
+    }
+
+    /// A modified chunk anywhere in a long read through the stage, whichever thread opens it: the read fails with
+    /// `tamperDetected`, and the client got only verified plaintext from before that chunk.
+    @Test(arguments: [4112 + 7, 2 * 4112 + 4100, 3 * 4112 + 100, 300 * 4112 + 5, 301 * 4112 + 4111, 700 * 4112 + 2])
+    func aModifiedChunkFailsTheReadWhicheverThreadOpensIt(at position: Int) throws {
+        let id = ObjectIdentity(bucket: "b", key: "k")
+        var rng = SplitMix64(seed: UInt64(position))
+        var (plaintext, metadata, stored) = try storedObject(id, length: (3 << 20) + 99, rng: &rng)
+        stored[position] ^= 0x04
+        let writer = RecordingWriter()
+        let relay = try wholeObjectRelay(stored: stored.count, metadata: metadata, id: id, writer: writer, slots: slots,
+                                         shareOpeningFrom: 0)
+        #expect(relay.decryptsInBackground)
+        var thrown: (any Error)?
+        do {
+            var rest = stored[...]
+            while !rest.isEmpty {
+                let n = min(rest.count, Int.random(in: 1...200_000, using: &rng))
+                try rest.prefix(n).withUnsafeBytes { try relay.responseBody($0) }
+                rest = rest.dropFirst(n)
+            }
+            try relay.finish()
+        } catch {
+            thrown = error
+        }
+        #expect((thrown as? EncryptionError)?.code == .tamperDetected, "\(position)")
+        #expect(relay.encryptionFailure?.code == .tamperDetected)
+        #expect(!relay.decryptsInBackground)
+        let chunk = position / 4112
+        #expect(writer.body.count <= chunk * 4096 && writer.body == Array(plaintext[0..<writer.body.count]), "\(position)")
+        _ = plaintext.popLast()
     }
 
     /// A long content without a stage (more streams than slots): real chunks decrypted into the relay's batch,
@@ -278,11 +315,13 @@ import Testing
 
     /// A relay of a whole stored object through the planned reader, sharing `slots`, its response head written.
     private func wholeObjectRelay(stored length: Int, metadata: EncryptionMetadata, id: ObjectIdentity,
-                                  writer: any ResponseWriter, slots: BackgroundSlots) throws -> DecryptingRelay {
+                                  writer: any ResponseWriter, slots: BackgroundSlots,
+                                  shareOpeningFrom: Int = DecryptingRelay.openingShareThreshold) throws -> DecryptingRelay {
         let plan = try ReadPlan(storedLength: length, layout: try metadata.chunkLayout, rangeHeader: nil)
         let relay = DecryptingRelay(writer: writer, reader: try PlannedReader(plan: plan, encryptor: encryptor, metadata: metadata, identity: id),
                                     metadata: metadata, etag: "\"e\"", requestID: RequestID(1))
         relay.slots = slots
+        relay.shareOpeningFrom = shareOpeningFrom
         try relay.responseHead(status: 200, headers: metadata.headers.map { (name: $0.key, value: $0.value) })
         return relay
     }
