@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -420,6 +420,8 @@ class Cost:
     machine_busy: float
     busiest_thread: float = 0.0
     busiest_role: str = ""
+    #: Each role's busiest thread (CPU seconds), the client's being its whole process.
+    busiest_by_role: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_cpu(self) -> float:
@@ -459,7 +461,10 @@ class CostMeter:
         # A thread started meanwhile counts from zero; one that ended meanwhile is not seen (its process's total is).
         used = [(t - threads_before.get(key, 0.0), key[0]) for key, t in threads_after.items()]
         busiest, role = max(used + [(cpu[self.client], self.client)])
-        return result, Cost(seconds(result) if seconds else wall, cpu, busy_after - busy, busiest, role)
+        by_role = {self.client: cpu[self.client]}
+        for t, r in used:
+            by_role[r] = max(by_role.get(r, 0.0), t)
+        return result, Cost(seconds(result) if seconds else wall, cpu, busy_after - busy, busiest, role, by_role)
 
 
 def cpu_bound_ceiling(baseline_seconds: float, candidate_cpu: float, cpus: int, busiest_thread: float = 0.0) -> float:
@@ -514,6 +519,22 @@ def print_ceiling(label: str, candidate: list[Cost], baseline: list[Cost], goal:
           f"above {thread_budget:.2f}, they used {needed:.2f} and {busiest:.2f}"
           f"{' (reachable only by cutting CPU)' if short else ''}; at the baseline's core use: {saturated:.2f}",
           flush=True)
+
+
+def print_thread_bound(label: str, candidate: list[Cost], baseline: list[Cost], gib: float, role: str = "gateway",
+                       indent: str = "  ") -> None:
+    """What one stream would reach with cores to spare for `role` (a client and backend on other machines, as in
+    production, where this machine's co-located nginx and curl take no core from it): a single stream can go no
+    faster than its busiest thread of `role` runs, so the ratio `label` is at most, per round, the baseline's busiest
+    `role` thread over the candidate's. Medians, with the spread."""
+    bounds = [b.busiest_by_role[role] / c.busiest_by_role[role] for c, b in zip(candidate, baseline)
+              if c.busiest_by_role.get(role) and b.busiest_by_role.get(role)]
+    if not bounds:
+        return
+    print(f"{indent}{label} with cores to spare for the {role} (its busiest thread bounds one stream): median "
+          f"{statistics.median(bounds):.2f} spread {spread(bounds)}; its busiest thread "
+          f"{statistics.median(c.busiest_by_role[role] for c in candidate) / gib:.2f} s/GiB against "
+          f"{statistics.median(b.busiest_by_role[role] for b in baseline) / gib:.2f}", flush=True)
 
 
 # ---- rounds and statistics

@@ -12,6 +12,10 @@ process of each side (its gateway, nginx, curl; user + system), which other proc
 those, what 2 shared cores allow at all: the gateway, nginx and curl all run on this machine's cores, so the
 encrypted side needs at least (their CPU seconds together) / cores, and the GET ratio cannot exceed
 cores x pass-through's time / that CPU (`common.print_ceiling`, which also prints the CPU the goal leaves them).
+And what one stream reaches where the client and the backend run elsewhere (production): no faster than the
+gateway's busiest thread runs, so the GET ratio is at most pass-through's busiest gateway thread over the encrypted
+one's (`common.print_thread_bound`): what sharing a stream's work between two threads buys, which the shared cores
+here hide.
 
 nginx stores bodies but not request headers, so on its own it would serve the encrypted object without its
 `x-amz-meta-s3eg-*` metadata (and the gateway would pass the ciphertext through as a plain object). The bench
@@ -96,6 +100,7 @@ def run_bench(args, bench: common.Bench) -> None:
         print(f"  ratio {op} encrypted/pass-through: {statistics.median(enc_speeds) / statistics.median(plain_speeds):.2f} "
               f"of medians, {statistics.median(per_round):.2f} median per round (spread {common.spread(per_round)})   ({goal})")
     common.print_ceiling("GET encrypted/pass-through", get_enc_costs, get_plain_costs, 0.9, gib)
+    common.print_thread_bound("GET encrypted/pass-through", get_enc_costs, get_plain_costs, gib)
     print(f"  load average at the end: {os.getloadavg()}")
 
 
