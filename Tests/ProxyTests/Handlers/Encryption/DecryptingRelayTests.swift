@@ -133,12 +133,7 @@ import Testing
             if let backendRange = plan.backendRange, case .closed(let a, let b)? = ByteRange.parse(backendRange) {
                 fetched = stored[a...min(b, stored.count - 1)]
             }
-            while !fetched.isEmpty {
-                let n = min(fetched.count, Int.random(in: 1...200_000, using: &rng))
-                try fetched.prefix(n).withUnsafeBytes { try relay.responseBody($0) }
-                fetched = fetched.dropFirst(n)
-            }
-            try relay.finish()
+            try feedAndFinish(relay, fetched, maxPiece: 200_000, rng: &rng)
             let start = plan.skip + plan.firstChunkIndex * 4096
             #expect(writer.body == Array(plaintext[start..<(start + plan.contentLength)]), "\(range ?? "whole")")
             #expect(relay.bytesOut == Int64(plan.contentLength) && !relay.decryptsInBackground)
@@ -163,13 +158,7 @@ import Testing
         #expect(relay.decryptsInBackground)
         var thrown: (any Error)?
         do {
-            var rest = stored[...]
-            while !rest.isEmpty {
-                let n = min(rest.count, Int.random(in: 1...200_000, using: &rng))
-                try rest.prefix(n).withUnsafeBytes { try relay.responseBody($0) }
-                rest = rest.dropFirst(n)
-            }
-            try relay.finish()
+            try feedAndFinish(relay, stored[...], maxPiece: 200_000, rng: &rng)
         } catch {
             thrown = error
         }
@@ -229,13 +218,7 @@ import Testing
         let writer = RecordingWriter()
         let relay = try inlineRelay(id, metadata, storedLength: stored.count, writer: writer)
         #expect(throws: EncryptionError.self) {
-            var rest = stored[...]
-            while !rest.isEmpty {
-                let n = min(rest.count, Int.random(in: 1...100_000, using: &rng))
-                try rest.prefix(n).withUnsafeBytes { try relay.responseBody($0) }
-                rest = rest.dropFirst(n)
-            }
-            try relay.finish()
+            try feedAndFinish(relay, stored[...], maxPiece: 100_000, rng: &rng)
         }
         let sealedSize = try metadata.chunkLayout.sealedChunkSize
         let badChunk = at / sealedSize
@@ -288,6 +271,17 @@ import Testing
         try relay.finish()
         #expect(writer.body == Array(plaintext[skip...]))
         #expect(relay.bytesOut == Int64(plaintext.count - skip))
+    }
+
+    /// Feeds `bytes` to the relay in pieces of 1…`maxPiece` bytes, as libcurl delivers them, then finishes it.
+    private func feedAndFinish(_ relay: DecryptingRelay, _ bytes: ArraySlice<UInt8>, maxPiece: Int, rng: inout SplitMix64) throws {
+        var rest = bytes
+        while !rest.isEmpty {
+            let n = min(rest.count, Int.random(in: 1...maxPiece, using: &rng))
+            try rest.prefix(n).withUnsafeBytes { try relay.responseBody($0) }
+            rest = rest.dropFirst(n)
+        }
+        try relay.finish()
     }
 
     /// A random plaintext of `length` bytes and the object the encryptor stores for it.
