@@ -133,8 +133,11 @@ public final class MultipartRangeReader {
         self.lastHeader = last
         window = PlaintextWindow(skip: plan.skip, length: plan.contentLength)
         current = first
-        opener = try encryptor.partOpener(for: metadata, dataKey: dataKey, header: first, firstChunkIndex: plan.firstChunk)
         remaining = Self.segmentBytes(first, from: plan.firstChunk, to: plan.firstIndex == plan.lastIndex ? plan.lastChunk : nil, layout: layout)
+        // The part's planned bytes announced: its chunks split across pieces are opened as they arrive (and may be
+        // handed over), as a single-part read's are.
+        opener = try encryptor.partOpener(for: metadata, dataKey: dataKey, header: first, firstChunkIndex: plan.firstChunk,
+                                          maxCiphertextLength: remaining)
     }
 
     /// Stored bytes of `header`'s segment from chunk `from` through chunk `to` (nil: to its end).
@@ -147,6 +150,32 @@ public final class MultipartRangeReader {
     private var isLastPart: Bool { current == lastHeader }
 
     public func update(_ input: UnsafeRawBufferPointer, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try feed(input, space: ChunkOpener.noSpace, emit: emit, deferring: nil)
+    }
+
+    /// `update(_:emit:)` decrypting chunks straight into the caller's `space` (`ChunkOpener.update(_:space:emit:)`).
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try feed(input, space: space, emit: emit, deferring: nil)
+    }
+
+    /// Hands over only chunks wholly inside the range wanted, as `PlannedReader` does; a part's last chunk is opened
+    /// here (it is its segment's final chunk).
+    public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                       emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral?) throws {
+        guard let deferring else { return try feed(input, space: space, emit: emit, deferring: nil) }
+        let chunkSize = layout.chunkSize
+        let windowed = ChunkDeferral(wants: { self.window.coversWhole(chunkSize) && deferring.wants() },
+                                     take: { chunk in
+                                         self.produced += chunkSize
+                                         self.window.passWhole(chunkSize)
+                                         try deferring.take(chunk)
+                                     })
+        try feed(input, space: space, emit: emit, deferring: windowed)
+    }
+
+    private func feed(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
+                      emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral?) throws {
         received += input.count
         guard received <= plan.ciphertextLength else {
             throw EncryptionError(.trailingData, "the backend sent more than the \(plan.ciphertextLength) bytes planned")
@@ -155,7 +184,8 @@ public final class MultipartRangeReader {
         while !rest.isEmpty {
             if remaining > 0 {
                 let take = min(remaining, rest.count)
-                try opener.update(UnsafeRawBufferPointer(rebasing: rest.prefix(take))) { try self.emitWindowed($0, emit) }
+                try opener.update(UnsafeRawBufferPointer(rebasing: rest.prefix(take)), space: space,
+                                  emit: { try self.emitWindowed($0, emit) }, deferring: deferring)
                 remaining -= take
                 rest = rest.dropFirst(take)
                 if remaining == 0 && !isLastPart {
@@ -194,8 +224,9 @@ public final class MultipartRangeReader {
             }
         }
         current = header
-        opener = try encryptor.partOpener(for: metadata, dataKey: dataKey, header: header, firstChunkIndex: 0)
         remaining = Self.segmentBytes(header, from: 0, to: header == lastHeader ? plan.lastChunk : nil, layout: layout)
+        opener = try encryptor.partOpener(for: metadata, dataKey: dataKey, header: header, firstChunkIndex: 0,
+                                          maxCiphertextLength: remaining)
     }
 
     private func emitWindowed(_ chunk: UnsafeRawBufferPointer, _ emit: (UnsafeRawBufferPointer) throws -> Void) throws {

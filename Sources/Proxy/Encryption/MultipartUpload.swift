@@ -217,11 +217,13 @@ extension ObjectEncryptor {
         try partOpener(for: metadata, dataKey: dataKey(of: metadata, identity: identity), header: header, firstChunkIndex: firstChunkIndex)
     }
 
-    /// As above with the data key already unwrapped (one unwrap per object, not per part).
+    /// As above with the data key already unwrapped (one unwrap per object, not per part). `maxCiphertextLength`:
+    /// see `ChunkOpener`.
     func partOpener(for metadata: EncryptionMetadata, dataKey: DataKey, header: PartHeader,
-                    firstChunkIndex: Int = 0) throws(EncryptionError) -> ChunkOpener {
+                    firstChunkIndex: Int = 0, maxCiphertextLength: Int? = nil) throws(EncryptionError) -> ChunkOpener {
         guard metadata.layout == .multipart else { throw EncryptionError(.invalidParameter, "not a multipart object") }
         return try ChunkOpener(cipher: metadata.cipher, segmentKey: dataKey.segmentKey(salt: header.salt, partNumber: header.partNumber),
-                               layout: metadata.chunkLayout, partNumber: header.partNumber, firstChunkIndex: firstChunkIndex)
+                               layout: metadata.chunkLayout, partNumber: header.partNumber, firstChunkIndex: firstChunkIndex,
+                               maxCiphertextLength: maxCiphertextLength)
     }
 }

@@ -46,6 +46,68 @@ import Testing
         return (out, setup)
     }
 
+    /// The read of `range` handing over every other chunk it may, to be opened elsewhere (as a relay's stage does),
+    /// in pieces of `piece` bytes: the bytes it produced, once the chunks handed over are opened, and how many were.
+    private func readHandingOver(_ stored: Stored, range: String?, piece: Int) throws -> (bytes: [UInt8], handedOver: Int) {
+        let body = stored.body
+        let setup = try MultipartReadSetup.prepare(storedLength: body.count, chunkLayout: try stored.metadata.chunkLayout,
+                                                   partCountHint: stored.count, rangeHeader: range) { offset in
+            Array(body[offset..<min(offset + 36, body.count)])
+        }
+        let reader = try MultipartRangeReader(plan: setup.plan, geometry: setup.geometry, headers: setup.headers, encryptor: encryptor,
+                                              metadata: stored.metadata, dataKey: try encryptor.dataKey(of: stored.metadata, identity: id))
+        let fetched = Array(body[setup.plan.backendFirst...setup.plan.backendLast])
+        let output = DeferredChunkTests.Output(capacity: fetched.count)
+        var turn = 0
+        let deferral = ChunkDeferral(wants: { turn += 1; return turn % 2 == 0 }, take: { output.take($0) })
+        var offset = 0
+        while offset < fetched.count {
+            let n = min(fetched.count - offset, piece)
+            try fetched[offset..<(offset + n)].withUnsafeBytes {
+                try reader.update($0, space: output.space, emit: output.emit, deferring: deferral)
+            }
+            offset += n
+        }
+        try reader.finish(emit: output.emit)
+        for chunk in output.handedOver { try chunk.open() }
+        return (output.bytes, output.handedOver.count)
+    }
+
+    /// A multipart read hands over whole chunks inside the range from every part (never a part's final chunk, which
+    /// its reader opens at the part's end, nor a range's cut first or last chunk): the same bytes as reading it all
+    /// here, whether pieces hold several chunks or cut through chunks and part headers.
+    @Test(arguments: [nil, "bytes=100-", "bytes=5000-60000", "bytes=20481-20490"])
+    func partsHandOverWholeChunksInsideTheRange(range: String?) throws {
+        let sizes = [5 * Self.chunk + 1, 5 * Self.chunk + 1, 5 * Self.chunk + 1, 3000]
+        let stored = try store(sizes: sizes, seed: 5)
+        let (expected, _) = try read(stored, range: range)
+        for piece in [1000, 5000, 30_000] {
+            let (bytes, handedOver) = try readHandingOver(stored, range: range, piece: piece)
+            #expect(bytes == expected, "\(range ?? "whole"), pieces of \(piece)")
+            #expect((handedOver >= 4) == (expected.count >= 8 * Self.chunk), "\(range ?? "whole"): \(handedOver) handed over")
+        }
+    }
+
+    /// A modified byte in any chunk of a part fails the read, whether the reader opens that chunk or hands it over.
+    @Test func aModifiedChunkOfAPartFailsWhicheverSideOpensIt() throws {
+        let sizes = [5 * Self.chunk + 1, 5 * Self.chunk + 1, 3000]
+        let stored = try store(sizes: sizes, seed: 6)
+        let sealed = Self.chunk + 16
+        // Part 2's segment starts after part 1's header and segment and its own header (36 bytes each).
+        let part2 = 36 + (try stored.metadata.chunkLayout.ciphertextLength(plaintextLength: sizes[0])) + 36
+        for index in 0..<5 {
+            var damaged = stored
+            damaged.body[part2 + index * sealed + 100] ^= 0x20
+            var failure: EncryptionError?
+            do {
+                _ = try readHandingOver(damaged, range: nil, piece: 7000)
+            } catch let error as EncryptionError {
+                failure = error
+            }
+            #expect(failure?.code == .tamperDetected, "chunk \(index) of part 2")
+        }
+    }
+
     @Test(arguments: [
         [5 * chunk, 5 * chunk, 5 * chunk, 100],      // aligned uniform, short last part
         [5 * chunk + 1, 5 * chunk + 1, 5 * chunk + 1, 5 * chunk + 1], // not chunk multiples (5 MiB + 1 style)
