@@ -17,11 +17,12 @@ import Synchronization
 /// `clientResponseStarted` when the backend transfer fails), so after any failure the caller owns the writer
 /// again and no thread is left.
 ///
-/// While a stage runs for a content of `openingShareThreshold` or more, every other whole chunk the reader can hand over (`ChunkDeferral`) is not decrypted here:
-/// its ciphertext is copied into the stage's buffer where its plaintext goes, and the stage's thread opens it there
-/// before it sends that buffer. Receiving and decrypting everything on one thread bounded a single stream (issue 12:
-/// that thread was busy 0.46–0.51 s/GiB of a 0.67–0.72 s/GiB transfer, the sending one about 0.2); the copy costs
-/// less than the decryption it moves. A chunk that fails there stops the stage before its buffer is sent.
+/// While a stage runs for a content of `openingShareThreshold` or more, every other whole chunk the reader can hand
+/// over (`ChunkDeferral`; single-part and multipart readers) is not decrypted here: its ciphertext is copied into the
+/// stage's buffer where its plaintext goes, and the stage's thread opens it there before it sends that buffer.
+/// Receiving and decrypting everything on one thread bounded a single stream (issue 12: that thread was busy
+/// 0.49–0.53 s/GiB, the sending one about 0.2; now each about 0.36–0.39); the copy costs less than the decryption it
+/// moves. A chunk that fails there stops the stage before its buffer is sent.
 ///
 /// A second thread only pays while a core would otherwise idle (it costs a hand-off per buffer, ≈ 4 000 wake-ups
 /// a side per GiB). So a long read starts one only while the long reads in flight and the second threads already
