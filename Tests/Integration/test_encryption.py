@@ -105,6 +105,47 @@ def test_tampering_never_yields_wrong_bytes(enc, raw, ebucket, enc_gateway):
     assert values.get('s3_gateway_encryption_duration_seconds_count{operation="GetObject"}', 0) >= 1
 
 
+def read_prefix(client, bucket, key) -> tuple[bytes, Exception | None]:
+    """What a client received of an object before its transfer ended, and the error that ended it (None: complete)."""
+    got = bytearray()
+    try:
+        for piece in client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 16):
+            got += piece
+        return bytes(got), None
+    except Exception as exc:  # noqa: BLE001 - any failure is the expected outcome here
+        return bytes(got), exc
+
+
+def tamper_count(gateway) -> float:
+    status, _, metrics = s3gw.http_request("GET", gateway.endpoint + "/metrics")
+    assert status == 200
+    for line in metrics.decode().splitlines():
+        if line.startswith("s3_gateway_tamper_detected_total "):
+            return float(line.split(" ")[1])
+    return 0.0
+
+
+def test_tampering_a_long_read_never_yields_wrong_bytes(enc, raw, ebucket, enc_gateway):
+    """A long read shares its chunks between two threads (the second one opens every other chunk before it sends
+    it): a modified chunk anywhere ends the transfer with an error before its bytes, whichever thread opens it, and
+    what the client received is a prefix of the object: verified plaintext only."""
+    data = os.urandom((12 << 20) + 5)
+    enc.put_object(Bucket=ebucket, Key="long-victim", Body=data)
+    original = raw.get_object(Bucket=ebucket, Key="long-victim")["Body"].read()
+    meta = gateway_meta(raw, ebucket, "long-victim")
+    sealed = CHUNK + TAG
+    before = tamper_count(enc_gateway)
+    chunks = (40, 41, 150, 151)
+    for index in chunks:
+        flipped = bytearray(original)
+        flipped[index * sealed + 7] ^= 0x01
+        raw.put_object(Bucket=ebucket, Key="long-victim", Body=bytes(flipped), Metadata=meta)
+        got, error = read_prefix(enc, ebucket, "long-victim")
+        assert error is not None, f"chunk {index}: the read of a modified object ended without an error"
+        assert len(got) <= index * CHUNK and data.startswith(got), f"chunk {index}: {len(got)} bytes, not a prefix"
+    assert tamper_count(enc_gateway) >= before + len(chunks)
+
+
 def reference_range(header: str, size: int):
     """RFC 9110 resolution of one `bytes=` range: (first, last), 'unsatisfiable' or None (whole object)."""
     spec = header[len("bytes="):]
