@@ -145,10 +145,11 @@ public final class ChunkOpener {
         try update(input, space: space, emit: emit, deferring: nil)
     }
 
-    /// `update(_:space:emit:)` that may hand whole chunks to `deferring` instead of opening them: a chunk that lies
-    /// whole in `input`, is known not to be the last, and that `deferring.wants()`, has its ciphertext copied to the
-    /// start of `space(chunkSize)` (when that holds a whole chunk) and goes to `deferring.take` as a
-    /// `DeferredChunk`, counted as emitted. Its bytes are verified only when the taker opens it.
+    /// `update(_:space:emit:)` that may hand whole chunks to `deferring` instead of opening them: a chunk known not
+    /// to be the last that `deferring.wants()` (asked at its first byte) has its ciphertext copied to the start of
+    /// `space(chunkSize)` (when that holds a whole chunk), piece by piece when it is split across inputs, and goes to
+    /// `deferring.take` as a `DeferredChunk` once whole, counted as emitted. Its bytes are verified only when the
+    /// taker opens it. A chunk begun for handing over and finished by a call without `deferring` is opened here.
     public func update(_ input: UnsafeRawBufferPointer, space: (Int) throws -> UnsafeMutableRawBufferPointer,
                        emit: (UnsafeRawBufferPointer) throws -> Void, deferring: ChunkDeferral?) throws {
         guard !finished && !failed else { throw Self.misuse }
