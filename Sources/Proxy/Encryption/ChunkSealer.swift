@@ -5,7 +5,8 @@ import Shared
 /// Feed plaintext in pieces of any size with `update`, then call `finish` once. Sealed chunks
 /// are handed to `emit` as soon as it is certain they are not the final chunk, so at most one
 /// chunk of plaintext is buffered. The emitted buffer is only valid during the callback.
-/// Sealing reuses one cipher context and two buffers allocated at creation.
+/// Sealing reuses one cipher context and two buffers allocated at creation, no larger than the expected
+/// plaintext needs (a 4 KiB object's sealer does not allocate, and wipe, a whole 64 KiB chunk).
 public final class ChunkSealer {
     public let layout: ChunkLayout
     public let cipher: AEADAlgorithm
@@ -15,6 +16,8 @@ public final class ChunkSealer {
     /// Plaintext waiting to become a chunk (at most one chunk).
     private let pending: UnsafeMutableRawBufferPointer
     private var pendingCount = 0
+    /// How much of `pending` ever held plaintext: what the deinit wipes.
+    private var pendingUsed = 0
     /// One sealed chunk.
     private let output: UnsafeMutableRawBufferPointer
     private var nextIndex: UInt64 = 0
@@ -45,12 +48,14 @@ public final class ChunkSealer {
         self.layout = layout
         self.partNumber = partNumber
         nonceAAD = ChunkNonceAAD(cipher: cipher, chunkSize: layout.chunkSize, partNumber: partNumber)
-        pending = .allocate(byteCount: layout.chunkSize, alignment: 64)
-        output = .allocate(byteCount: layout.sealedChunkSize, alignment: 64)
+        // No chunk holds more plaintext than the whole segment (`update` refuses more than expected).
+        let pendingSize = max(min(layout.chunkSize, expectedPlaintextLength ?? layout.chunkSize), 1)
+        pending = .allocate(byteCount: pendingSize, alignment: 64)
+        output = .allocate(byteCount: min(layout.sealedChunkSize, pendingSize + FormatV1.tagSize), alignment: 64)
     }
 
     deinit {
-        SecureMemory.cleanse(pending)
+        SecureMemory.cleanse(UnsafeMutableRawBufferPointer(rebasing: pending[0..<pendingUsed]))
         pending.deallocate()
         output.deallocate()
     }
@@ -108,6 +113,7 @@ public final class ChunkSealer {
     private func copy(_ source: UnsafeRawBufferPointer, toPendingAt offset: Int) {
         guard let base = source.baseAddress, source.count > 0 else { return }
         (pending.baseAddress! + offset).copyMemory(from: base, byteCount: source.count)
+        pendingUsed = max(pendingUsed, offset + source.count)
     }
 
     private func sealChunk(_ plaintext: UnsafeRawBufferPointer, final: Bool,

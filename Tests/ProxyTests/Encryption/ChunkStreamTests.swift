@@ -324,6 +324,40 @@ import Testing
         #expect(!finalEmitted, "no final chunk for a short body")
     }
 
+    /// A sealer told a length below a chunk holds buffers of that size, not a chunk's: fed in pieces of any
+    /// size, it seals byte for byte what an unbounded sealer seals, and one byte more than it was told is
+    /// refused before it reaches the (smaller) buffer.
+    @Test(arguments: [(4096, 0), (4096, 1), (4096, 100), (4096, 4095), (4096, 4096), (4096, 5000), (65536, 100), (65536, 40000)])
+    func aSealerForLessThanAChunkSealsTheSame(chunkSize: Int, length: Int) throws {
+        let layout = try ChunkLayout(chunkSize: chunkSize)
+        let plaintext = randomBytes(seed: UInt64(length), length)
+        func seal(expected: Int?, pieces seed: UInt64) throws -> [UInt8] {
+            let sealer = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout,
+                                         expectedPlaintextLength: expected)
+            var rng = SplitMix64(seed: seed)
+            var out: [UInt8] = []
+            var at = 0
+            while at < plaintext.count {
+                let n = min(Int(rng.next() % 1500) + 1, plaintext.count - at)
+                try sealer.update(Array(plaintext[at..<(at + n)])) { out += $0 }
+                at += n
+            }
+            try sealer.finish { out += $0 }
+            return out
+        }
+        let reference = try seal(expected: nil, pieces: 1)
+        #expect(reference.count == layout.ciphertextLength(plaintextLength: length))
+        for seed: UInt64 in [2, 3] { #expect(try seal(expected: length, pieces: seed) == reference) }
+
+        let bounded = try ChunkSealer(cipher: .aes256GCM, segmentKey: EncryptionFixtures.segmentKey(), layout: layout,
+                                      expectedPlaintextLength: length)
+        try bounded.update(plaintext) { _ in }
+        do {
+            try bounded.update([0]) { _ in }
+            Issue.record("a byte past the expected length was accepted")
+        } catch let error as EncryptionError { #expect(error.code == .lengthMismatch) }
+    }
+
     /// An opener given its key as raw bytes (a cached segment key) opens what the sealer sealed, for buffers of every
     /// shape (small ones in one malloc'd block, a whole chunk's cache-line aligned, odd announced lengths), and
     /// refuses the same ciphertext under another key.
