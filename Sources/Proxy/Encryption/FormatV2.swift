@@ -43,6 +43,6 @@ extension Array where Element == UInt8 {
     }
 
     mutating func appendField(_ text: String) {
-        appendField(Array(text.utf8))
+        appendField(text.utf8)
     }
 }

@@ -20,9 +20,7 @@ enum MetadataMAC {
         var out = FormatV2.macLabel
         out.appendField(identity.bucket)
         out.appendField(identity.key)
-        let fields = metadata.headersWithoutMAC.map { (name: Array($0.key.utf8), value: Array($0.value.utf8)) }
-            .sorted { $0.name.lexicographicallyPrecedes($1.name) }
-        for field in fields {
+        for field in metadata.fieldsWithoutMAC {
             out.appendField(field.name)
             out.appendField(field.value)
         }

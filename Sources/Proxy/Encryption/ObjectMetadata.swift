@@ -144,30 +144,37 @@ public struct EncryptionMetadata: Sendable, Equatable {
 
     /// Backend headers (lowercase names) to store with the object.
     public var headers: [String: String] {
-        var out = headersWithoutMAC
-        if let mac { out[FormatV2.macHeader] = Data(mac).base64EncodedString() }
-        return out
+        Dictionary(uniqueKeysWithValues: fields.map { ($0.name, $0.value) })
     }
 
-    /// Every header but the MAC: the fields the version 2 MAC covers.
-    var headersWithoutMAC: [String: String] {
-        var out: [String: String] = [
-            FormatV1.versionHeader: String(version.rawValue),
-            FormatV1.cipherHeader: cipher.name,
-            FormatV1.chunkSizeHeader: String(chunkSize),
-            FormatV1.wrappedKeyHeader: Data(wrappedKey.bytes).base64EncodedString(),
-            FormatV1.layoutHeader: layout.kind.name,
-            FormatV1.keyIDHeader: wrappedKey.reference.keyID,
-        ]
-        if case .single(let salt) = layout { out[FormatV1.saltHeader] = Encoding.hex(salt) }
-        if let md5 = plaintextMD5 { out[FormatV1.etagHeader] = Encoding.hex(md5) }
-        if version >= .v2 {
-            out[FormatV2.providerHeader] = wrappedKey.reference.provider
-            if let ik = wrappedKey.reference.wrappedIntermediateKey {
-                out[FormatV2.intermediateKeyHeader] = Data(ik).base64EncodedString()
-            }
-            if let checksum { out[FormatV2.checksumHeader] = checksum.text }
+    /// `headers` as a list sorted by name (bytewise), the MAC's order: what an upload sends, built once per
+    /// upload instead of a dictionary per use (issue 12).
+    public var fields: [(name: String, value: String)] { fields(withMAC: true) }
+
+    /// Every field but the MAC, sorted by name (bytewise): the fields the version 2 MAC covers, in its order.
+    var fieldsWithoutMAC: [(name: String, value: String)] { fields(withMAC: false) }
+
+    /// The fields appended in the bytewise order of their names (checksum < chunk-size < cipher < etag < ik <
+    /// key-id < layout < mac < provider < salt < version < wrapped-key), so nothing is sorted per upload;
+    /// `FormatV2Tests` checks the order.
+    private func fields(withMAC: Bool) -> [(name: String, value: String)] {
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(12)
+        let v2 = version >= .v2
+        if v2, let checksum { out.append((FormatV2.checksumHeader, checksum.text)) }
+        out.append((FormatV1.chunkSizeHeader, String(chunkSize)))
+        out.append((FormatV1.cipherHeader, cipher.name))
+        if let md5 = plaintextMD5 { out.append((FormatV1.etagHeader, Encoding.hex(md5))) }
+        if v2, let ik = wrappedKey.reference.wrappedIntermediateKey {
+            out.append((FormatV2.intermediateKeyHeader, Data(ik).base64EncodedString()))
         }
+        out.append((FormatV1.keyIDHeader, wrappedKey.reference.keyID))
+        out.append((FormatV1.layoutHeader, layout.kind.name))
+        if withMAC, let mac { out.append((FormatV2.macHeader, Data(mac).base64EncodedString())) }
+        if v2 { out.append((FormatV2.providerHeader, wrappedKey.reference.provider)) }
+        if case .single(let salt) = layout { out.append((FormatV1.saltHeader, Encoding.hex(salt))) }
+        out.append((FormatV1.versionHeader, String(version.rawValue)))
+        out.append((FormatV1.wrappedKeyHeader, Data(wrappedKey.bytes).base64EncodedString()))
         return out
     }
 
@@ -175,7 +182,7 @@ public struct EncryptionMetadata: Sendable, Equatable {
     /// including room for the records a version 2 object may receive after its upload (ETag, checksum), so
     /// that attaching them never pushes an object over the limit.
     public var metadataBudget: Int {
-        var total = headers.reduce(0) { $0 + $1.key.utf8.count - "x-amz-meta-".utf8.count + $1.value.utf8.count }
+        var total = fields.reduce(0) { $0 + $1.name.utf8.count - "x-amz-meta-".utf8.count + $1.value.utf8.count }
         if version >= .v2 {
             // A version 2 header set is always sealed; count the MAC even while it is being built.
             if mac == nil { total += FormatV2.macHeader.utf8.count - "x-amz-meta-".utf8.count + 44 }

@@ -196,6 +196,24 @@ import Testing
         #expect(code { _ = try kms.dataKey(of: swapped, identity: id) } == .tamperDetected)
         #expect(meta.metadataBudget < 800)
     }
+
+    /// The fields are built in their names' bytewise order (nothing is sorted per upload): with every optional
+    /// field present, and without them, the list is sorted, names are unique, and it is `headers` as a list.
+    @Test func fieldsComeInTheOrderTheMACCovers() throws {
+        let kms = ObjectEncryptor(keys: IntermediateKeyProvider(), layout: try ChunkLayout(chunkSize: 4096))
+        let full = try kms.beginObject(id, plaintextMD5: Digest.hash(.md5, [1]),
+                                       checksum: try ChecksumRecord(algorithm: "CRC32", value: [1, 2, 3, 4]), plaintextLength: 1).metadata
+        let bare = try encryptor.beginObject(id, plaintextLength: 1).metadata
+        let v1 = try storeV1([1], md5: Digest.hash(.md5, [1])).0
+        for meta in [full, bare, v1] {
+            let names = meta.fields.map(\.name)
+            #expect(names == names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+            #expect(Set(names).count == names.count)
+            #expect(Dictionary(uniqueKeysWithValues: meta.fields.map { ($0.name, $0.value) }) == meta.headers)
+            #expect(meta.fieldsWithoutMAC.map(\.name) == names.filter { $0 != "x-amz-meta-s3eg-mac" })
+        }
+        #expect(full.fields.count == 12)
+    }
 }
 
 @Suite struct UploadTokenTests {

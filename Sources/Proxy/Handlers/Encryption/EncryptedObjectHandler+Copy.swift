@@ -64,7 +64,7 @@ extension EncryptedObjectHandler {
         headers.set("x-amz-metadata-directive", "REPLACE")
         // The backend would compute it over ciphertext; the destination keeps the source's record instead.
         headers.remove("x-amz-checksum-algorithm")
-        for (name, value) in rewrapped.headers { headers.set(name, value) }
+        for (name, value) in rewrapped.fields { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "PUT", bucket: destination.bucket, key: destination.key,
                                                       query: request.query, headers: headers, body: .bytes([]), signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)

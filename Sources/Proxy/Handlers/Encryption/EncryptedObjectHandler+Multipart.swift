@@ -37,7 +37,7 @@ extension EncryptedObjectHandler {
             throw failure(error, identity, request)
         }
         try Self.checkMetadataBudget(user: Self.userMetadataSize(headers), gateway: pending.metadata)
-        for (name, value) in pending.metadata.headers { headers.set(name, value) }
+        for (name, value) in pending.metadata.fields { headers.set(name, value) }
         let answer = try backend.fetch(BackendRequest(method: "POST", bucket: identity.bucket, key: identity.key, query: request.query,
                                                       headers: headers, body: .bytes([]), payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
