@@ -28,7 +28,9 @@ extension EncryptedObjectHandler {
             // Small body: read it (the verifying body checks hash and Content-MD5 at the end), then seal in memory.
             let plaintext = try Self.readExactly(body, count: length)
             let started = ContinuousClock.now
-            let begun = try encryptor.beginObject(identity, plaintextMD5: Digest.hash(.md5, plaintext),
+            // A Content-MD5 the verifying body checked against these bytes is their MD5 (rclone and restic send
+            // one): not hashed a second time.
+            let begun = try encryptor.beginObject(identity, plaintextMD5: Self.contentMD5(request.head.headers) ?? Digest.hash(.md5, plaintext),
                                                   checksum: try Self.checksumRecord(body.verifiedChecksum), plaintextLength: length)
             metadata = begun.metadata
             try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
@@ -37,15 +39,16 @@ extension EncryptedObjectHandler {
             try begun.sealer.update(plaintext) { ciphertext.append(contentsOf: $0) }
             try begun.sealer.finish { ciphertext.append(contentsOf: $0) }
             sealTime = ContinuousClock.now - started
-            // The backend checks what it stores against both digests of the ciphertext.
+            // The backend checks what it stores against the ciphertext's MD5, a signed header (object-lock buckets
+            // require one). A signed SHA-256 of the payload would be the same check a second time: one more hash of
+            // every byte, and on a small object the costliest step after the MD5s (issue 12).
             headers.set("Content-MD5", Data(Digest.hash(.md5, ciphertext)).base64EncodedString())
-            payloadHash = Encoding.hex(Digest.hash(.sha256, ciphertext))
+            payloadHash = SigV4.unsignedPayload
             backendBody = .bytes(ciphertext)
         } else {
             // Streamed: a client's Content-MD5 (verified on the way) is the ETag up front; otherwise the plaintext
             // is hashed as it passes and the record attached afterwards.
-            let md5 = request.head.headers["Content-MD5"].flatMap { Data(base64Encoded: $0.trimmingCharacters(in: .whitespaces)) }
-                .map { Array($0) }
+            let md5 = Self.contentMD5(request.head.headers)
             // A checksum header is verified at the end of the body (a mismatch aborts the upload): safe to record now.
             let begun = try encryptor.beginObject(identity, plaintextMD5: md5, checksum: try Self.declaredChecksum(request.head.headers),
                                                   plaintextLength: length)
@@ -59,7 +62,7 @@ extension EncryptedObjectHandler {
             backendBody = .stream(source, length: Int64(ciphertextLength))
             payloadHash = SigV4.unsignedPayload
         }
-        for (name, value) in metadata.headers { headers.set(name, value) }
+        for (name, value) in metadata.fields { headers.set(name, value) }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,
                                        headers: headers, body: backendBody, payloadHash: payloadHash, signing: request.identity.backendSigning)
         defer { observer.encryptionWork(operation: "PutObject", duration: sealTime + (sealing?.sealTime ?? .zero)) }
@@ -108,7 +111,7 @@ extension EncryptedObjectHandler {
             var headers = uploadHeaders
             for name in ConditionalRequest.headerNames { headers.remove(name) }
             headers.remove("Content-MD5")
-            for (name, value) in updated.headers { headers.set(name, value) }
+            for (name, value) in updated.fields { headers.set(name, value) }
             headers.set("x-amz-copy-source", BackendClient.copySource(bucket: identity.bucket, key: identity.key))
             headers.set("x-amz-metadata-directive", "REPLACE")
             // AWS reads the first name, Ceph RGW (Pacific) only the second; each ignores the other.
@@ -136,6 +139,13 @@ extension EncryptedObjectHandler {
                                      reason: "\(error)")
             return fallback
         }
+    }
+
+    /// The client's `Content-MD5` as bytes. `VerifyingBody` checks it on the read that delivers the body's last
+    /// byte (a mismatch throws there), so once the body is read, or as the record of a streamed upload that
+    /// the mismatch aborts, it is the plaintext's MD5.
+    static func contentMD5(_ headers: HTTPFields) -> [UInt8]? {
+        headers["Content-MD5"].flatMap { Data(base64Encoded: $0.trimmingCharacters(in: .whitespaces)) }.map { Array($0) }
     }
 
     /// A verified flexible checksum as the format records it (`CRC32:…`).
