@@ -7,6 +7,7 @@
 #   make bench-encrypted     encrypted vs pass-through gateway throughput
 #   make bench-engine        in-process encryption engine vs openssl speed (interleaved rounds)
 #   make bench-requests      4 KiB GETs (wrk): nginx, nginx proxy_pass, gateway pass-through and encrypting
+#   make bench-puts          4 KiB and 1 MiB PUTs (wrk), with and without Content-MD5: nginx, gateway pass-through and encrypting
 #   make bench-ranges        1 MiB ranged GETs of a 1 GiB encrypted object vs the same ranges from nginx direct and proxy_pass
 #   make bench-concurrent    64 concurrent 16 MiB encrypted GETs vs nginx direct (aggregate MiB/s)
 #   make bench-memory        encrypting gateway's RSS during and after bursts of large and small GETs
@@ -27,7 +28,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.work/venv/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-ranges bench-concurrent bench-memory bench-operator bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration \
+.PHONY: help run test bench bench-encrypted bench-engine bench-auth bench-multipart bench-listing bench-requests bench-puts bench-ranges bench-concurrent bench-memory bench-operator bench-keys deps-run deps-test deps-bench build-release build-debug swift-test integration \
 	run-operator dist docs images
 
 help:
@@ -83,6 +84,9 @@ bench-listing: deps-test build-release
 
 bench-requests: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/request_rate.py $(BENCH_ARGS)
+
+bench-puts: deps-bench build-release
+	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/put_rate.py $(BENCH_ARGS)
 
 bench-ranges: deps-bench build-release
 	@GATEWAY_BIN="$${GATEWAY_BIN:-$$(swift build -c release --show-bin-path)/s3-encryption-gateway}" python3 bench/ranges.py $(BENCH_ARGS)
