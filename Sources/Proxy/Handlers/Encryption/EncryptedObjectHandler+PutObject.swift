@@ -28,9 +28,9 @@ extension EncryptedObjectHandler {
             // Small body: read it (the verifying body checks hash and Content-MD5 at the end), then seal in memory.
             let plaintext = try Self.readExactly(body, count: length)
             let started = ContinuousClock.now
-            // A Content-MD5 the verifying body checked against these bytes is their MD5 (rclone and restic send
-            // one): not hashed a second time.
-            let begun = try encryptor.beginObject(identity, plaintextMD5: Self.contentMD5(request.head.headers) ?? Digest.hash(.md5, plaintext),
+            // With a Content-MD5 (rclone and restic send one) the verifying body hashed these bytes to check it:
+            // that MD5 is used, not computed a second time.
+            let begun = try encryptor.beginObject(identity, plaintextMD5: body.payloadMD5 ?? Digest.hash(.md5, plaintext),
                                                   checksum: try Self.checksumRecord(body.verifiedChecksum), plaintextLength: length)
             metadata = begun.metadata
             try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
@@ -141,9 +141,8 @@ extension EncryptedObjectHandler {
         }
     }
 
-    /// The client's `Content-MD5` as bytes. `VerifyingBody` checks it on the read that delivers the body's last
-    /// byte (a mismatch throws there), so once the body is read, or as the record of a streamed upload that
-    /// the mismatch aborts, it is the plaintext's MD5.
+    /// The client's `Content-MD5` as bytes, known before the body: the record of a streamed upload, which
+    /// `VerifyingBody` aborts on the read that delivers the last byte if the body does not match it.
     static func contentMD5(_ headers: HTTPFields) -> [UInt8]? {
         headers["Content-MD5"].flatMap { Data(base64Encoded: $0.trimmingCharacters(in: .whitespaces)) }.map { Array($0) }
     }
