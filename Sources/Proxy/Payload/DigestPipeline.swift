@@ -2,7 +2,9 @@ import Foundation
 import Shared
 
 /// Runs `PayloadDigests` either on the caller's thread or, for large bodies, on a worker thread, so that hashing
-/// (SHA-256 runs at about a third of AES-GCM's speed) overlaps with sealing and sending on a second core.
+/// (SHA-256 runs at about a third of AES-GCM's speed) overlaps with sealing and sending on a second core. Only
+/// while a core is to spare (`BackgroundSlots`, shared with the encrypted reads' stages): under many concurrent
+/// uploads every core is busy anyway, and a thread and four slots per upload only cost memory and switches.
 ///
 /// The caller fills one of a few fixed slots with payload bytes (memory stays bounded at `slotCount × slotSize`)
 /// and records chunk boundaries at their offsets in the slot; a slot goes to the worker when it is full (or a
@@ -15,6 +17,10 @@ import Shared
 final class DigestPipeline {
     private let digests: PayloadDigests
     private let threaded: Bool
+    private let slots: BackgroundSlots
+    /// This body counts among `slots`' long transfers, and holds one of its second threads.
+    private var countsStream = false
+    private var holdsSlot = false
     /// Started on the first byte or boundary (so that `computeMD5()` can still add work before it).
     private var worker: Worker?
     private var started = false
@@ -29,14 +35,21 @@ final class DigestPipeline {
     /// Most chunk boundaries one slot carries (tiny chunks would otherwise queue unbounded signatures).
     static let maxMarksPerSlot = 256
 
-    /// - Parameter threaded: hash on a worker thread (worth it for bodies of a megabyte and more).
-    init(_ digests: PayloadDigests, threaded: Bool) {
+    /// - Parameters:
+    ///   - threaded: hash on a worker thread when `slots` has one to spare (worth it for bodies of a megabyte and more).
+    ///   - slots: the process's long transfers and second threads.
+    init(_ digests: PayloadDigests, threaded: Bool, slots: BackgroundSlots = .shared) {
         self.digests = digests
         self.threaded = threaded
+        self.slots = slots
         verifiesChunks = digests.verifiesChunks
     }
 
-    deinit { worker?.stop() }
+    deinit {
+        worker?.stop()
+        if holdsSlot { slots.release() }
+        if countsStream { slots.streamEnded() }
+    }
 
     /// Also computes the payload's MD5 (for an ETag), on the worker when threaded. Only before the first byte.
     func computeMD5() {
@@ -44,7 +57,7 @@ final class DigestPipeline {
         digests.computeMD5()
     }
 
-    /// Whether a worker thread was started.
+    /// Whether a worker thread was started (only while `slots` had one to spare).
     var workerStarted: Bool { worker != nil }
 
     /// The worker, started with the first byte or boundary when the pipeline is threaded and has work.
@@ -52,6 +65,10 @@ final class DigestPipeline {
         if started { return worker }
         started = true
         guard threaded, digests.worthAWorker else { return nil }
+        slots.streamStarted()
+        countsStream = true
+        guard slots.tryAcquire() else { return nil }
+        holdsSlot = true
         let worker = Worker(digests)
         self.worker = worker
         let thread = Thread { worker.run() }  // holds the worker, never the pipeline

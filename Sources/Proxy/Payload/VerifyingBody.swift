@@ -11,8 +11,9 @@ import Shared
 /// returning its bytes. A consumer that forwards the body (the backend upload) is therefore aborted before
 /// the last byte leaves, so a body that does not match what was signed is never stored, not even partly.
 ///
-/// Bodies of `threadedDigestThreshold` bytes and more are hashed on a second thread (`DigestPipeline`), so
-/// that a signed upload costs about as much wall time as an unsigned one on a machine with two cores.
+/// Bodies of `threadedDigestThreshold` bytes and more are hashed on a second thread (`DigestPipeline`) while a
+/// core is to spare, so that a signed upload costs about as much wall time as an unsigned one on a machine with
+/// two cores.
 final class VerifyingBody: RequestBody {
     private let inner: RequestBody
     /// What the request's headers committed the body to.
@@ -42,7 +43,8 @@ final class VerifyingBody: RequestBody {
     /// Bodies at least this large (or of unknown length) hash on a worker thread.
     static let threadedDigestThreshold: Int64 = 1 << 20
 
-    init(_ inner: RequestBody, declaration: PayloadDeclaration) {
+    /// - Parameter slots: whether a large body may hash on a second thread (`DigestPipeline`).
+    init(_ inner: RequestBody, declaration: PayloadDeclaration, slots: BackgroundSlots = .shared) {
         self.inner = inner
         self.declaration = declaration
         var chain: ChunkSignatureChain?
@@ -55,15 +57,15 @@ final class VerifyingBody: RequestBody {
             chain = signatureChain
         }
         digests = DigestPipeline(PayloadDigests(declaration: declaration, chain: chain),
-                                 threaded: (declaredLength ?? Int64.max) >= Self.threadedDigestThreshold)
+                                 threaded: (declaredLength ?? Int64.max) >= Self.threadedDigestThreshold, slots: slots)
     }
 
     /// A plain body with a signed hash or `UNSIGNED-PAYLOAD` and an optional `Content-MD5`.
     /// - Throws: `InvalidDigest` when `contentMD5` is not base64 of 16 bytes.
-    convenience init(_ inner: RequestBody, payload: PayloadMode, contentMD5: String?) throws(S3Error) {
+    convenience init(_ inner: RequestBody, payload: PayloadMode, contentMD5: String?, slots: BackgroundSlots = .shared) throws(S3Error) {
         var headers = HTTPFields()
         if let contentMD5 { headers.add("Content-MD5", contentMD5) }
-        self.init(inner, declaration: try PayloadDeclaration.parse(headers: headers, payload: payload, chain: nil))
+        self.init(inner, declaration: try PayloadDeclaration.parse(headers: headers, payload: payload, chain: nil), slots: slots)
     }
 
     /// Computes the payload's MD5 (`payloadMD5`) with the other digests — on their worker thread for large

@@ -94,7 +94,8 @@ import Testing
         let fields = headers ?? Self.headers(mode)
         let declaration = try PayloadDeclaration.parse(headers: fields, payload: .streaming(mode.rawValue),
                                                        chain: chain ?? (mode.chunksSigned ? AWSChunkedTestEncoder.chain() : nil))
-        return VerifyingBody(MemoryBody(bytes, declaredLength: Int64(bytes.count), sliceSize: slice), declaration: declaration)
+        return VerifyingBody(MemoryBody(bytes, declaredLength: Int64(bytes.count), sliceSize: slice), declaration: declaration,
+                             slots: .spareCores)
     }
 
     /// Reads until the end or an error; returns the bytes handed out and the S3 error code, if any.
@@ -376,14 +377,14 @@ import Testing
     @Test func signedHashAndContentMD5() throws {
         let md5 = Data(Digest.hash(.md5, Self.payload)).base64EncodedString()
         let good = try VerifyingBody(MemoryBody(Self.payload, sliceSize: 300_000), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
-                                     contentMD5: md5)
+                                     contentMD5: md5, slots: .spareCores)
         let result = VerifyingBodyAWSChunkedTests.drain(good, buffer: 256 << 10)
         #expect(result.code == nil && result.bytes == Self.payload)
         var tampered = Self.payload
         tampered[1_000_000] ^= 1
         for (hash, md5Header, code) in [(Digest.hash(.sha256, Self.payload), nil, "XAmzContentSHA256Mismatch"),
                                         (Digest.hash(.sha256, tampered), md5, "BadDigest")] as [([UInt8], String?, String)] {
-            let bad = try VerifyingBody(MemoryBody(tampered, sliceSize: 100_000), payload: .signedHash(hash), contentMD5: md5Header)
+            let bad = try VerifyingBody(MemoryBody(tampered, sliceSize: 100_000), payload: .signedHash(hash), contentMD5: md5Header, slots: .spareCores)
             let outcome = VerifyingBodyAWSChunkedTests.drain(bad, buffer: 256 << 10)
             #expect(outcome.code == code)
             #expect(outcome.bytes.count < tampered.count)
@@ -456,11 +457,43 @@ import Testing
         #expect(bad.bytes.count < Self.payload.count)
     }
 
+    /// A large body hashes on a second thread only while a core is to spare (`BackgroundSlots`, shared with the
+    /// encrypted reads): with another long transfer in flight on two cores it hashes inline, to the same results;
+    /// either way it counts as a long transfer while it lives and gives its count and slot back when it goes.
+    @Test func aLargeBodyHashesInlineWhenNoCoreIsToSpare() throws {
+        let md5 = Data(Digest.hash(.md5, Self.payload)).base64EncodedString()
+        func verify(_ slots: BackgroundSlots) throws -> Bool {
+            let body = try VerifyingBody(MemoryBody(Self.payload, sliceSize: 300_000), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
+                                         contentMD5: md5, slots: slots)
+            let result = VerifyingBodyAWSChunkedTests.drain(body, buffer: 256 << 10)
+            #expect(result.code == nil && result.bytes == Self.payload)
+            #expect(body.payloadMD5 == Digest.hash(.md5, Self.payload))
+            #expect(slots.activeStreams >= 1)
+            return body.digestWorkerStarted
+        }
+        let idle = BackgroundSlots(cores: 2)
+        #expect(try verify(idle), "one upload on two idle cores hashes on a second thread")
+        #expect(idle.inUse == 0 && idle.activeStreams == 0)
+
+        let busy = BackgroundSlots(cores: 2)
+        busy.streamStarted()  // another long transfer holds the other core
+        #expect(try !verify(busy), "no core to spare: inline")
+        #expect(busy.inUse == 0 && busy.activeStreams == 1)
+
+        // A tampered body fails inline as it does on the worker.
+        var tampered = Self.payload
+        tampered[2_000_000] ^= 1
+        let bad = try VerifyingBody(MemoryBody(tampered, sliceSize: 300_000), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
+                                    contentMD5: nil, slots: busy)
+        #expect(VerifyingBodyAWSChunkedTests.drain(bad, buffer: 256 << 10).code == "XAmzContentSHA256Mismatch")
+        #expect(!bad.digestWorkerStarted)
+    }
+
     @Test func abandonedBodiesStopTheirWorker() throws {
         // Read part of a large body, then drop it: the worker must not keep the body (or the test) alive.
         for _ in 0..<50 {
             let body = try VerifyingBody(MemoryBody(Self.payload, sliceSize: 256 << 10), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
-                                         contentMD5: nil)
+                                         contentMD5: nil, slots: .spareCores)
             var buffer = [UInt8](repeating: 0, count: 256 << 10)
             _ = try buffer.withUnsafeMutableBytes { try body.read(into: $0) }
         }
@@ -507,7 +540,7 @@ import Testing
         let crc = RunningChecksum.compute(.crc32, Self.large)
         func body(_ bytes: [UInt8], checksum: String) throws -> VerifyingBody {
             let declaration = try PayloadDeclaration.parse(headers: ["x-amz-checksum-crc32": checksum], payload: .unsigned, chain: nil)
-            return VerifyingBody(MemoryBody(bytes, sliceSize: 300_000), declaration: declaration)
+            return VerifyingBody(MemoryBody(bytes, sliceSize: 300_000), declaration: declaration, slots: .spareCores)
         }
         let good = try body(Self.large, checksum: crc.base64)
         #expect(!ClientETag.partETagIsPlaintextMD5(contentMD5: false, checksum: good.declaration.checksum))
@@ -551,4 +584,9 @@ import Testing
         #expect(result.code == nil && result.bytes == Self.large)
         #expect(body.payloadMD5 == Digest.hash(.md5, Self.large))
     }
+}
+
+extension BackgroundSlots {
+    /// Always a core to spare: tests that check the hashing thread's path run it whatever runs beside them.
+    static let spareCores = BackgroundSlots(cores: 1 << 20)
 }
