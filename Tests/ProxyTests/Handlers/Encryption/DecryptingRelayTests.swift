@@ -443,28 +443,6 @@ import Testing
         #expect(eventually { weakRelay == nil && weakReader == nil && weakStage == nil })
     }
 
-    /// A second thread only while long reads and second threads together leave a core for it.
-    @Test(arguments: [
-        // cores, streams (the asking one included), second threads running, may start, must yield (that many running)
-        (2, 1, 0, true, false),    // one long read on two cores: a second thread
-        (2, 2, 0, false, false),   // two: none; a second thread already running for one of them must go
-        (2, 2, 1, false, true),
-        (2, 1, 1, false, false),   // (a stage of a read that already ended: its slot comes back with it)
-        (1, 1, 0, false, false),   // one core: never
-        (4, 1, 0, true, false),
-        (4, 2, 1, true, false),    // four cores: two reads each with a second thread
-        (4, 2, 2, false, false),
-        (4, 3, 2, false, true),    // a third read arrives: one of the two gives its up
-        (4, 3, 1, false, false),
-        (8, 6, 2, false, false),
-        (8, 64, 1, false, true),
-    ] as [(Int, Int, Int, Bool, Bool)])
-    func aSecondThreadOnlyWhileACoreIsLeftForIt(cores: Int, streams: Int, stages: Int, mayStart: Bool, mustYield: Bool) {
-        let rule = StageRule(cores: cores)
-        #expect(rule.mayStart(streams: streams, stages: stages) == mayStart)
-        #expect(rule.mustYield(streams: streams, stages: stages) == mustYield)
-    }
-
     /// On two cores the first long read gets a second thread and the next does not; every way a stage ends gives
     /// its slot back, and every way a read ends stops counting it.
     @Test func secondThreadsFollowTheLongReadsInFlight() throws {
