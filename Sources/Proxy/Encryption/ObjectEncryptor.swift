@@ -42,15 +42,39 @@ public struct ObjectEncryptor: Sendable {
     /// is enforced by the sealer.
     public func beginObject(_ identity: ObjectIdentity, plaintextMD5: [UInt8]? = nil, checksum: ChecksumRecord? = nil,
                             plaintextLength: Int? = nil) throws(EncryptionError) -> (metadata: EncryptionMetadata, sealer: ChunkSealer) {
+        let pending = try beginPendingObject(identity, plaintextLength: plaintextLength)
+        return (try pending.metadata(plaintextMD5: plaintextMD5, checksum: checksum), pending.sealer)
+    }
+
+    /// A new single-part object whose records are known only once its body was sealed (a body sealed as it is
+    /// read): the sealer now, the metadata from `PendingObject.metadata(plaintextMD5:checksum:)` afterwards.
+    public func beginPendingObject(_ identity: ObjectIdentity, plaintextLength: Int? = nil) throws(EncryptionError) -> PendingObject {
         let dataKey = DataKey.generate()
         let salt = SecureRandom.bytes(FormatV1.saltSize)
-        var metadata = EncryptionMetadata(cipher: cipher, chunkSize: layout.chunkSize, layout: .single(salt: salt),
-                                          wrappedKey: try keys.wrap(dataKey, context: WrapContext(identity: identity)),
-                                          plaintextMD5: try Self.checkedMD5(plaintextMD5), checksum: checksum)
-        metadata.mac = try MetadataMAC.compute(metadata, identity: identity, dataKey: dataKey)
+        let draft = EncryptionMetadata(cipher: cipher, chunkSize: layout.chunkSize, layout: .single(salt: salt),
+                                       wrappedKey: try keys.wrap(dataKey, context: WrapContext(identity: identity)))
         let sealer = try ChunkSealer(cipher: cipher, segmentKey: dataKey.segmentKey(salt: salt, partNumber: 0), layout: layout,
                                      expectedPlaintextLength: plaintextLength)
-        return (metadata, sealer)
+        return PendingObject(draft: draft, sealer: sealer, identity: identity, dataKey: dataKey)
+    }
+
+    /// A single-part object begun before its records were known (`beginPendingObject`). It keeps the data key
+    /// until the metadata is made, so the MAC over the records needs no second unwrap.
+    public struct PendingObject {
+        /// The metadata without records or MAC: its `metadataBudget` already counts them.
+        public let draft: EncryptionMetadata
+        public let sealer: ChunkSealer
+        let identity: ObjectIdentity
+        let dataKey: DataKey
+
+        /// The metadata to store: `draft` with the records (`plaintextMD5` is the ETag), under the MAC.
+        public func metadata(plaintextMD5: [UInt8]?, checksum: ChecksumRecord?) throws(EncryptionError) -> EncryptionMetadata {
+            var metadata = draft
+            metadata.plaintextMD5 = try ObjectEncryptor.checkedMD5(plaintextMD5)
+            metadata.checksum = checksum
+            metadata.mac = try MetadataMAC.compute(metadata, identity: identity, dataKey: dataKey)
+            return metadata
+        }
     }
 
     /// Unwraps the DEK of a stored object, checking its bucket/key binding and, for version 2, the MAC over
@@ -163,7 +187,7 @@ public struct ObjectEncryptor: Sendable {
         return updated
     }
 
-    private static func checkedMD5(_ md5: [UInt8]?) throws(EncryptionError) -> [UInt8]? {
+    fileprivate static func checkedMD5(_ md5: [UInt8]?) throws(EncryptionError) -> [UInt8]? {
         guard let md5 else { return nil }
         guard md5.count == 16 else { throw EncryptionError(.invalidParameter, "an MD5 has 16 bytes, got \(md5.count)") }
         return md5

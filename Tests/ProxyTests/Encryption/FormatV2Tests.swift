@@ -197,6 +197,28 @@ import Testing
         #expect(meta.metadataBudget < 800)
     }
 
+    /// An object begun before its records are known (a body sealed as it is read): the records given afterwards
+    /// are authenticated under the data key it kept, the body opens, and the draft's budget already counted them.
+    @Test func aPendingObjectGetsItsRecordsAfterItsBody() throws {
+        let plaintext = Array("sealed before its MD5 was known".utf8)
+        let pending = try encryptor.beginPendingObject(id, plaintextLength: plaintext.count)
+        var body: [UInt8] = []
+        try pending.sealer.update(plaintext) { body += $0 }
+        try pending.sealer.finish { body += $0 }
+        let checksum = try ChecksumRecord(algorithm: "CRC32", value: [9, 8, 7, 6])
+        let meta = try pending.metadata(plaintextMD5: Digest.hash(.md5, plaintext), checksum: checksum)
+        let parsed = try #require(try EncryptionMetadata.parse(headers: meta.headers))
+        #expect(parsed == meta && parsed.authenticatedMD5 == Digest.hash(.md5, plaintext) && parsed.checksum == checksum)
+        #expect(try open(parsed, body) == plaintext)
+        #expect(pending.draft.mac == nil && pending.draft.plaintextMD5 == nil)
+        #expect(pending.draft.metadataBudget >= meta.metadataBudget, "the draft reserves room for what is recorded later")
+        // Another object's MD5 in its place fails the MAC.
+        var headers = meta.headers
+        headers["x-amz-meta-s3eg-etag"] = Encoding.hex(Digest.hash(.md5, [1]))
+        #expect(code { _ = try encryptor.dataKey(of: try #require(try EncryptionMetadata.parse(headers: headers)), identity: id) } == .tamperDetected)
+        #expect(code { _ = try pending.metadata(plaintextMD5: [1, 2, 3], checksum: nil) } == .invalidParameter)
+    }
+
     /// The fields are built in their names' bytewise order (nothing is sorted per upload): with every optional
     /// field present, and without them, the list is sorted, names are unique, and it is `headers` as a list.
     @Test func fieldsComeInTheOrderTheMACCovers() throws {

@@ -25,20 +25,26 @@ extension EncryptedObjectHandler {
         var sealing: SealingBody?
         var sealTime: Duration = .zero
         if length <= Self.bufferedUploadLimit {
-            // Small body: read it (the verifying body checks hash and Content-MD5 at the end), then seal in memory.
-            let plaintext = try Self.readExactly(body, count: length)
-            let started = ContinuousClock.now
-            // With a Content-MD5 (rclone and restic send one) the verifying body hashed these bytes to check it:
-            // that MD5 is used, not computed a second time.
-            let begun = try encryptor.beginObject(identity, plaintextMD5: body.payloadMD5 ?? Digest.hash(.md5, plaintext),
-                                                  checksum: try Self.checksumRecord(body.verifiedChecksum), plaintextLength: length)
-            metadata = begun.metadata
-            try Self.checkMetadataBudget(user: userMetadata, gateway: metadata)
+            // Small body: sealed as it is read into its one ciphertext buffer (the plaintext is never held whole, so
+            // a burst of small uploads holds half the memory); the verifying body hashes the plaintext on the way
+            // (the ETag; with a Content-MD5 it is the MD5 checked against it) and checks it before the last byte.
+            body.computePayloadMD5()
+            let pending = try encryptor.beginPendingObject(identity, plaintextLength: length)
+            try Self.checkMetadataBudget(user: userMetadata, gateway: pending.draft)
             var ciphertext: [UInt8] = []
             ciphertext.reserveCapacity(encryptor.layout.ciphertextLength(plaintextLength: length))
-            try begun.sealer.update(plaintext) { ciphertext.append(contentsOf: $0) }
-            try begun.sealer.finish { ciphertext.append(contentsOf: $0) }
-            sealTime = ContinuousClock.now - started
+            try Self.read(body, exactly: length) { piece in
+                let started = ContinuousClock.now
+                try pending.sealer.update(piece) { ciphertext.append(contentsOf: $0) }
+                sealTime += ContinuousClock.now - started
+            }
+            let started = ContinuousClock.now
+            try pending.sealer.finish { ciphertext.append(contentsOf: $0) }
+            guard let md5 = body.payloadMD5 else {
+                throw S3Error.internalError().withLog("PUT \(identity.bucket)/\(identity.key): the body ended without its MD5")
+            }
+            metadata = try pending.metadata(plaintextMD5: md5, checksum: try Self.checksumRecord(body.verifiedChecksum))
+            sealTime += ContinuousClock.now - started
             // The backend checks what it stores against the ciphertext's MD5, a signed header (object-lock buckets
             // require one). A signed SHA-256 of the payload would be the same check a second time: one more hash of
             // every byte, and on a small object the costliest step after the MD5s (issue 12).

@@ -165,21 +165,20 @@ struct EncryptedObjectHandler: Sendable {
         guard user <= allowed else { throw S3Error.metadataTooLarge(allowed: allowed) }
     }
 
-    /// Reads a body of exactly `count` bytes (the verifying body checks the rest).
-    static func readExactly(_ body: RequestBody, count: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count + 1)
+    /// Reads a body of exactly `count` bytes (the verifying body checks the rest), handing `consume` each piece as
+    /// it comes (through a buffer of at most 64 KiB, not the whole body).
+    static func read(_ body: RequestBody, exactly count: Int, _ consume: (UnsafeRawBufferPointer) throws -> Void) throws {
+        // One byte more than expected is room to notice a longer body.
+        var buffer = [UInt8](repeating: 0, count: min(count, 64 << 10) + 1)
         var filled = 0
         while true {
-            let n = try out.withUnsafeMutableBytes { all in
-                try body.read(into: UnsafeMutableRawBufferPointer(rebasing: all[filled...]))
-            }
+            let n = try buffer.withUnsafeMutableBytes { try body.read(into: $0) }
             if n == 0 { break }
             filled += n
             guard filled <= count else { throw S3Error.incompleteBody() }
+            try buffer.withUnsafeBytes { try consume(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
         guard filled == count else { throw S3Error.incompleteBody() }
-        out.removeLast()
-        return out
     }
 }
 
