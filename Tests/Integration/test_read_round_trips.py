@@ -1,9 +1,13 @@
 """Backend round trips of encrypted reads (issue 12, FORMAT.md §7): a GET of an encrypted object costs the backend
 one GET whose answer carries the metadata, ranged reads ask for the covering ciphertext at once (redone only for a
-non-default chunk size), conditional reads are answered from that answer's head, and a HEAD is one HEAD. A recording
-proxy between the gateway and the real backend (Ceph RGW and moto) counts what the backend sees."""
+non-default chunk size), conditional reads are answered from that answer's head, and a HEAD is one HEAD; and a small
+upload is one PUT that the backend checks against its ciphertext's MD5. A recording proxy between the gateway and the
+real backend (Ceph RGW and moto) counts what the backend sees."""
 
 from __future__ import annotations
+
+import base64
+import hashlib
 
 import pytest
 from botocore.exceptions import ClientError
@@ -119,3 +123,23 @@ def test_a_large_unneeded_body_is_cut_off_and_the_read_redone(counted, rt_bucket
     assert got["Body"].read() == data[5 * 16384:]
     s = 16384 + 16
     assert take(proxy, "large") == [("GET", "bytes=65552-"), ("GET", f"bytes={5 * s}-{40 * s - 1}")]
+
+
+def test_a_small_upload_is_one_put_checked_against_its_ciphertext_md5(counted, rt_bucket, backend):
+    """A body of up to 1 MiB (sealed in memory) reaches the backend as one PUT that carries the MD5 of the ciphertext
+    the backend stores, as a signed Content-MD5 the backend checks (object-lock buckets require one), and no second
+    digest of the same bytes (UNSIGNED-PAYLOAD)."""
+    proxy, gw, _ = counted
+    client, raw = gw.client(), backend.client()
+    for n in (0, 5000, 1 << 20):
+        key = f"small-put-{n}"
+        take(proxy, key)
+        client.put_object(Bucket=rt_bucket, Key=key, Body=_content(n))
+        puts = [r for r in proxy.take() if r.path.endswith("/" + key) and r.method == "PUT"]
+        assert len(puts) == 1, puts
+        stored = raw.get_object(Bucket=rt_bucket, Key=key)["Body"].read()
+        assert len(stored) == n + 16 * max(1, -(-n // C)), len(stored)
+        assert puts[0].headers.get("content-md5") == base64.b64encode(hashlib.md5(stored).digest()).decode()
+        assert "content-md5" in puts[0].headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+        assert puts[0].headers.get("x-amz-content-sha256") == "UNSIGNED-PAYLOAD"
+        assert client.get_object(Bucket=rt_bucket, Key=key)["Body"].read() == _content(n)

@@ -18,7 +18,7 @@ final class DigestPipeline {
     private let digests: PayloadDigests
     private let threaded: Bool
     private let slots: BackgroundSlots
-    /// This body counts among `slots`' long transfers, and holds one of its second threads.
+    /// This body counts among `slots`' long transfers (until its end), and holds one of its second threads.
     private var countsStream = false
     private var holdsSlot = false
     /// Started on the first byte or boundary (so that `computeMD5()` can still add work before it).
@@ -47,8 +47,16 @@ final class DigestPipeline {
 
     deinit {
         worker?.stop()
+        leaveSlots()
+    }
+
+    /// Gives back the second thread's slot and stops counting the body as a long transfer: once its last byte was
+    /// read (`finish`), or when it is dropped.
+    private func leaveSlots() {
         if holdsSlot { slots.release() }
         if countsStream { slots.streamEnded() }
+        holdsSlot = false
+        countsStream = false
     }
 
     /// Also computes the payload's MD5 (for an ETag), on the worker when threaded. Only before the first byte.
@@ -64,10 +72,11 @@ final class DigestPipeline {
     private func start() -> Worker? {
         if started { return worker }
         started = true
-        guard threaded, digests.worthAWorker else { return nil }
+        guard threaded else { return nil }
+        // A long body keeps a core busy (read, sealed, sent) whether or not its hashing needs a second thread.
         slots.streamStarted()
         countsStream = true
-        guard slots.tryAcquire() else { return nil }
+        guard digests.worthAWorker, slots.tryAcquire() else { return nil }
         holdsSlot = true
         let worker = Worker(digests)
         self.worker = worker
@@ -114,6 +123,7 @@ final class DigestPipeline {
     /// worker's failure).
     func finish() throws(S3Error) -> PayloadDigests.Results {
         started = true
+        defer { leaveSlots() }
         if let worker {
             flush(worker)
             try worker.drainAndStop()

@@ -458,35 +458,51 @@ import Testing
     }
 
     /// A large body hashes on a second thread only while a core is to spare (`BackgroundSlots`, shared with the
-    /// encrypted reads): with another long transfer in flight on two cores it hashes inline, to the same results;
-    /// either way it counts as a long transfer while it lives and gives its count and slot back when it goes.
+    /// encrypted reads): with another long transfer in flight on two cores it hashes inline, to the same results.
+    /// Either way it counts as a long transfer while it is read, and gives its count and slot back at its end.
     @Test func aLargeBodyHashesInlineWhenNoCoreIsToSpare() throws {
         let md5 = Data(Digest.hash(.md5, Self.payload)).base64EncodedString()
-        func verify(_ slots: BackgroundSlots) throws -> Bool {
+        /// Whether the body hashed on a second thread; the counts are checked after its first piece and at its end.
+        func verify(_ slots: BackgroundSlots, others: Int, secondThread: Int) throws -> Bool {
             let body = try VerifyingBody(MemoryBody(Self.payload, sliceSize: 300_000), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
                                          contentMD5: md5, slots: slots)
-            let result = VerifyingBodyAWSChunkedTests.drain(body, buffer: 256 << 10)
-            #expect(result.code == nil && result.bytes == Self.payload)
+            var first = [UInt8](repeating: 0, count: 256 << 10)
+            let n = try first.withUnsafeMutableBytes { try body.read(into: $0) }
+            #expect(slots.activeStreams == others + 1 && slots.inUse == secondThread)
+            let rest = VerifyingBodyAWSChunkedTests.drain(body, buffer: 256 << 10)
+            #expect(rest.code == nil && Array(first[0..<n]) + rest.bytes == Self.payload)
             #expect(body.payloadMD5 == Digest.hash(.md5, Self.payload))
-            #expect(slots.activeStreams >= 1)
+            #expect(slots.activeStreams == others && slots.inUse == 0, "the body ended: its count and slot are back")
             return body.digestWorkerStarted
         }
-        let idle = BackgroundSlots(cores: 2)
-        #expect(try verify(idle), "one upload on two idle cores hashes on a second thread")
-        #expect(idle.inUse == 0 && idle.activeStreams == 0)
+        #expect(try verify(BackgroundSlots(cores: 2), others: 0, secondThread: 1), "one upload on two idle cores hashes on a second thread")
 
         let busy = BackgroundSlots(cores: 2)
         busy.streamStarted()  // another long transfer holds the other core
-        #expect(try !verify(busy), "no core to spare: inline")
-        #expect(busy.inUse == 0 && busy.activeStreams == 1)
+        #expect(try !verify(busy, others: 1, secondThread: 0), "no core to spare: inline")
 
-        // A tampered body fails inline as it does on the worker.
+        // A tampered body fails inline as it does on the worker, and leaves the counts as they were.
         var tampered = Self.payload
         tampered[2_000_000] ^= 1
         let bad = try VerifyingBody(MemoryBody(tampered, sliceSize: 300_000), payload: .signedHash(Digest.hash(.sha256, Self.payload)),
                                     contentMD5: nil, slots: busy)
         #expect(VerifyingBodyAWSChunkedTests.drain(bad, buffer: 256 << 10).code == "XAmzContentSHA256Mismatch")
-        #expect(!bad.digestWorkerStarted)
+        #expect(!bad.digestWorkerStarted && busy.activeStreams == 1 && busy.inUse == 0)
+    }
+
+    /// A large body that hashes nothing worth a second thread (no digest at all) still counts as a long transfer
+    /// while it is read: it keeps a core busy, which an encrypted read asking for a second thread must see.
+    @Test func aLargeBodyWithoutDigestsStillCountsAsALongTransfer() throws {
+        let slots = BackgroundSlots(cores: 2)
+        let body = try VerifyingBody(MemoryBody(Self.payload, sliceSize: 300_000), payload: .unsigned, contentMD5: nil, slots: slots)
+        var first = [UInt8](repeating: 0, count: 256 << 10)
+        _ = try first.withUnsafeMutableBytes { try body.read(into: $0) }
+        #expect(slots.activeStreams == 1 && !body.digestWorkerStarted)
+        slots.streamStarted()  // a long read arrives and asks for a second thread
+        #expect(!slots.tryAcquire(), "beside the upload, the read finds no core to spare")
+        slots.streamEnded()
+        _ = VerifyingBodyAWSChunkedTests.drain(body, buffer: 256 << 10)
+        #expect(slots.activeStreams == 0)
     }
 
     @Test func abandonedBodiesStopTheirWorker() throws {

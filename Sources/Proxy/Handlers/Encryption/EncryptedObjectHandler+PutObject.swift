@@ -25,9 +25,9 @@ extension EncryptedObjectHandler {
         var sealing: SealingBody?
         var sealTime: Duration = .zero
         if length <= Self.bufferedUploadLimit {
-            // Small body: sealed as it is read into its one ciphertext buffer (the plaintext is never held whole, so
-            // a burst of small uploads holds half the memory); the verifying body hashes the plaintext on the way
-            // (the ETag; with a Content-MD5 it is the MD5 checked against it) and checks it before the last byte.
+            // Small body: sealed as it is read into its one ciphertext buffer (the plaintext is never held whole: one
+            // copy of the body per upload, not two); the verifying body hashes the plaintext on the way (the ETag;
+            // with a Content-MD5 it is the MD5 checked against it) and checks it before the last byte.
             body.computePayloadMD5()
             let pending = try encryptor.beginPendingObject(identity, plaintextLength: length)
             try Self.checkMetadataBudget(user: userMetadata, gateway: pending.draft)
