@@ -565,6 +565,51 @@ class Gateway:
         return self.proc.returncode
 
 
+class MemoryCgroup:
+    """A cgroup with a memory limit, for a process started in it (`start_gateway(cgroup=...)`): cgroup v2
+    (`memory.max`) where /sys/fs/cgroup is the unified hierarchy, else cgroup v1's memory controller
+    (`memory.limit_in_bytes`). Needs root, as CI has; `remove()` once its processes ended."""
+
+    def __init__(self, name: str, limit_bytes: int, root: Path = Path("/sys/fs/cgroup")):
+        self.v2 = (root / "cgroup.controllers").exists()
+        self.path = root / name if self.v2 else root / "memory" / name
+        self.limit_bytes = limit_bytes
+        try:
+            if self.v2:
+                controllers = (root / "cgroup.subtree_control").read_text().split()
+                if "memory" not in controllers:
+                    (root / "cgroup.subtree_control").write_text("+memory")
+            self.path.mkdir(exist_ok=True)
+            (self.path / ("memory.max" if self.v2 else "memory.limit_in_bytes")).write_text(str(limit_bytes))
+        except OSError as exc:
+            raise HarnessError(f"cannot create a memory cgroup at {self.path} (root and a writable cgroup "
+                               f"file system are needed): {exc}") from exc
+
+    @property
+    def procs_file(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    def oom_kills(self) -> int:
+        """Processes of this cgroup the kernel killed for going over its limit."""
+        text = (self.path / ("memory.events" if self.v2 else "memory.oom_control")).read_text()
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        raise HarnessError(f"no oom_kill count in {self.path}")
+
+    def peak_bytes(self) -> int | None:
+        """The most memory its processes used at once (cgroup v2's `memory.peak` needs kernel 5.19)."""
+        peak = self.path / ("memory.peak" if self.v2 else "memory.max_usage_in_bytes")
+        return int(peak.read_text()) if peak.exists() else None
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
 def gateway_env(backend_endpoint: str, backend_access_key: str, backend_secret_key: str, listen: str,
                 access_key: str, secret_key: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND_", "GATEWAY_"))}
@@ -588,11 +633,13 @@ def gateway_env(backend_endpoint: str, backend_access_key: str, backend_secret_k
 
 def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret_key: str, workdir: Path, *,
                   binary: Path | None = None, extra_env: dict[str, str] | None = None, require_ready: bool = True,
-                  timeout: float = 30, name: str = "gateway", tls: TestCA | None = None) -> Gateway:
+                  timeout: float = 30, name: str = "gateway", tls: TestCA | None = None,
+                  cgroup: MemoryCgroup | None = None) -> Gateway:
     """Start the gateway on a free loopback port; wait for `GET /health` 200 and (if asked) `GET /ready` 200.
 
     With `tls`, the gateway serves https with a certificate issued by that CA (`TLS_CERT_FILE`/`TLS_KEY_FILE`);
-    `Gateway.client()` and `http_request(..., ca_file=gw.ca_file)` verify against it."""
+    `Gateway.client()` and `http_request(..., ca_file=gw.ca_file)` verify against it. With `cgroup`, the gateway
+    runs in that cgroup (and under its memory limit) from its first instruction."""
     binary = binary or gateway_bin()
     if not binary.exists():
         raise HarnessError(f"gateway binary not found at {binary}: run `swift build -c release` "
@@ -611,7 +658,10 @@ def start_gateway(backend_endpoint: str, backend_access_key: str, backend_secret
     log_path = workdir / f"{name}.log"  # stdout: the JSON log; stderr goes next to it (`.stderr.log`)
     log = open(log_path, "wb")
     err = open(log_path.with_suffix(".stderr.log"), "wb")
-    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=err,
+    # In a cgroup: a shell moves itself there, then becomes the gateway (same pid, so `proc` is the gateway).
+    argv = [str(binary)] if cgroup is None else \
+        ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$1"', str(cgroup.procs_file), str(binary)]
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=err,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     scheme = "https" if tls is not None else "http"
     gw = Gateway(endpoint=f"{scheme}://127.0.0.1:{port}", access_key=access, secret_key=secret, log_path=log_path,

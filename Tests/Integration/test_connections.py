@@ -151,3 +151,89 @@ def test_ten_thousand_kept_alive_connections_are_held_and_served(backend, gatewa
         for s in conns:
             s.close()
         assert gw.terminate() == 0, gw.log_tail()
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+def test_a_burst_of_uploads_stays_within_the_memory_limit(backend, gateway_binary, tmp_path):
+    """A gateway in a cgroup limited to 256 MiB (a pod's memory limit) reads that limit and serves as many
+    requests at once as fit in it (`WorkerBudget`: (256 − 64) / 3 MiB = 64); 512 concurrent 1 MiB encrypted
+    uploads, twice the limit in bodies alone, all succeed, and the kernel kills nothing. Before, the pool
+    allowed 256 requests at once whatever the limit, and this burst got the gateway OOM-killed. (moto is a
+    slow backend: requests wait on it, which is when the most threads are wanted.)"""
+    import concurrent.futures
+    import hashlib
+    import http.client
+    import json
+
+    limit = 256 << 20
+    cgroup = s3gw.MemoryCgroup(f"s3gw-it-{os.getpid()}", limit)
+    gw = None
+    try:
+        gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path,
+                                binary=gateway_binary, name="gateway-memory-limit", cgroup=cgroup,
+                                extra_env={"GATEWAY_PASSTHROUGH": "false", "MAX_UNAUTHENTICATED_CONNECTIONS": "1024"})
+        listening = next(r for r in map(json.loads, filter(str.strip, gw.log_text().splitlines()))
+                         if r.get("msg") == "listening")
+        assert listening["memory_mib"] == 256, listening
+        assert listening["max_requests_at_once"] == 64, listening
+
+        bucket = "memlimit-" + str(int(time.time()))
+        gw.client().create_bucket(Bucket=bucket)
+        body = os.urandom(1 << 20)
+        md5 = hashlib.md5(body).hexdigest()
+        host, port = "127.0.0.1", int(gw.endpoint.rsplit(":", 1)[1])
+
+        def put(i: int) -> tuple[int, str]:
+            path = f"/{bucket}/k{i}"
+            headers = s3gw.sigv4_headers("PUT", gw.endpoint + path, gw.access_key, gw.secret_key,
+                                         headers={"content-length": str(len(body))})
+            conn = http.client.HTTPConnection(host, port, timeout=120)
+            try:
+                conn.request("PUT", path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                return response.status, (response.getheader("ETag") or "").strip('"')
+            finally:
+                conn.close()
+
+        count = 512
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            results = list(pool.map(put, range(count)))
+        assert gw.proc.poll() is None, f"gateway exited with {gw.proc.returncode}; log tail:\n{gw.log_tail()}"
+        assert cgroup.oom_kills() == 0
+        assert [status for status, _ in results] == [200] * count
+        assert {etag for _, etag in results} == {md5}
+        # What was stored reads back as what was sent.
+        s3 = gw.client()
+        for i in (0, count // 2, count - 1):
+            assert s3.get_object(Bucket=bucket, Key=f"k{i}")["Body"].read() == body
+        peak = cgroup.peak_bytes()
+        print(f"peak {peak and peak >> 20} MiB of {limit >> 20} MiB; {count} uploads")
+    finally:
+        code = gw.terminate() if gw is not None else 0
+        cgroup.remove()
+        assert code == 0, gw.log_tail()
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+def test_a_memory_limit_below_what_four_requests_need_is_warned_about(backend, gateway_binary, tmp_path):
+    """Under 76 MiB (64 for the process, 3 per request for the floor of 4) the gateway still starts, serves 4
+    requests at once, and says at startup that a burst of uploads may exceed its limit."""
+    import json
+
+    cgroup = s3gw.MemoryCgroup(f"s3gw-it-small-{os.getpid()}", 72 << 20)
+    gw = None
+    try:
+        gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path,
+                                binary=gateway_binary, name="gateway-small-memory", cgroup=cgroup)
+        records = [json.loads(line) for line in gw.log_text().splitlines() if line.strip()]
+        listening = next(r for r in records if r.get("msg") == "listening")
+        assert (listening["memory_mib"], listening["max_requests_at_once"]) == (72, 4), listening
+        warnings = [r["msg"] for r in records if r.get("level") == "warn" and "memory limit" in r.get("msg", "")]
+        assert warnings == ["memory limit 72 MiB is below the 76 MiB that 4 requests at once need: "
+                            "a burst of uploads may exceed it"], records
+        gw.client().list_buckets()
+    finally:
+        code = gw.terminate() if gw is not None else 0
+        cgroup.remove()
+        assert code == 0, gw.log_tail()

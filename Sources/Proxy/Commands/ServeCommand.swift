@@ -135,6 +135,9 @@ enum ServeCommand {
         var serverConfig = HTTPServerConfiguration(
             listenAddress: config.listenAddress.description, maxConnections: config.maxConnections,
             idleTimeout: config.requestTimeout, bodyIdleTimeout: config.requestTimeout, tls: tls)
+        // As many requests at once as the memory limit holds (WorkerBudget); more wait their turn.
+        let requestBytes = WorkerBudget.requestBytes(workerScratch: serverConfig.workerScratchBytes)
+        serverConfig.maxWorkerThreads = WorkerBudget.maxWorkerThreads(memory: MemoryBudget.current, requestBytes: requestBytes)
         // Slots cannot be held anonymously: a connection must authenticate within AUTH_TIMEOUT, and
         // unauthenticated ones share a smaller budget whose idlest member makes room for newcomers.
         serverConfig.unauthenticatedTimeout = config.authTimeout
@@ -168,6 +171,9 @@ enum ServeCommand {
             logger.warn("pass-through mode: objects are stored UNENCRYPTED (GATEWAY_PASSTHROUGH=true)")
         }
         for warning in ProxyEnvironment.process.noProxyWarnings { logger.warn(warning) }
+        if let least = WorkerBudget.shortfall(memory: MemoryBudget.current, requestBytes: requestBytes) {
+            logger.warn("memory limit \(MemoryBudget.current >> 20) MiB is below the \(least >> 20) MiB that \(WorkerBudget.floor) requests at once need: a burst of uploads may exceed it")
+        }
         if config.anonymousForward {
             logger.warn("ANONYMOUS_ACCESS=forward: unsigned requests are forwarded unsigned; objects the backend makes public are served decrypted")
         }
@@ -182,6 +188,9 @@ enum ServeCommand {
             "max_connections": .int(config.maxConnections),
             // What thread counts are sized from; with a CPU limit, the limit (ProcessorBudget).
             "cpus": .int(ProcessorBudget.current),
+            // And memory: the machine's, or the memory limit (MemoryBudget); requests served at once fit in it.
+            "memory_mib": .int(MemoryBudget.current >> 20),
+            "max_requests_at_once": .int(serverConfig.maxWorkerThreads),
             "passthrough": .bool(config.passthrough),
             "regions": .string(config.gatewayRegions.joined(separator: ",")),
             "tls": .bool(tls != nil),

@@ -28,31 +28,9 @@ public enum ProcessorBudget {
         return budget
     }
 
-    /// The cgroup v2 path of this process ("0::/kubepods/…" in /proc/self/cgroup), nil without cgroup v2.
-    static func cgroupV2Path(procSelfCgroup: String) -> String? {
-        for line in procSelfCgroup.split(separator: "\n") where line.hasPrefix("0::") {
-            let path = line.dropFirst(3)
-            return path.hasPrefix("/") ? String(path) : nil
-        }
-        return nil
-    }
-
-    /// The directories whose `cpu.max` limits a process in cgroup `path`: its own and every ancestor's, below
-    /// the mount point (the root cgroup has no `cpu.max`).
-    static func cgroupDirectories(path: String, mount: String = "/sys/fs/cgroup") -> [String] {
-        var directories: [String] = []
-        var components = path.split(separator: "/").map(String.init)
-        while !components.isEmpty {
-            directories.append(mount + "/" + components.joined(separator: "/"))
-            components.removeLast()
-        }
-        // With a cgroup namespace (a container's usual view) the process's own cgroup is the mount point.
-        directories.append(mount)
-        return directories
-    }
-
+    /// Foundation reads cgroup v1's CPU quota already; only v2's `cpu.max` is ours to read (the root cgroup
+    /// has none).
     private static func readCPUMaxFiles() -> [String] {
-        let path = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)).flatMap { cgroupV2Path(procSelfCgroup: $0) } ?? "/"
-        return cgroupDirectories(path: path).compactMap { try? String(contentsOfFile: $0 + "/cpu.max", encoding: .utf8) }
+        Cgroup.limitFiles(v2File: "cpu.max")
     }
 }

@@ -134,6 +134,12 @@ public final class CancellationToken: Sendable {
 /// handles of calls nested on one thread go to a shared pool of at most `maxPooledHandles`. A thread's
 /// handles are freed when the thread ends.
 public final class HTTPClient: Sendable {
+    /// libcurl's receive buffer per transfer (`CURLOPT_BUFFERSIZE`); with `sendBufferSize`, what each
+    /// connection handle holds besides the bytes it moves.
+    public static let receiveBufferSize = 512 * 1024
+    /// libcurl's upload buffer per transfer (`CURLOPT_UPLOAD_BUFFERSIZE`).
+    public static let sendBufferSize = 256 * 1024
+
     private let configuration: HTTPClientConfiguration
     private let pool: Mutex<[CurlEasy]>
     /// Tells this client's handles apart in the threads' caches (never reused, unlike an object address).
@@ -610,8 +616,8 @@ private final class CurlEasy: @unchecked Sendable {
         // libcurl's largest receive buffer (7.88): a large download arrives in half as many recv()s and write
         // callbacks, and the kernel sends fewer window-update ACKs to the backend — 0.04–0.14 s/GiB less gateway CPU
         // on large GETs, pass-through and encrypted alike (issue 12). Costs 512 KiB per easy handle.
-        set(CURLOPT_BUFFERSIZE, 512 * 1024)
-        set(CURLOPT_UPLOAD_BUFFERSIZE, 256 * 1024)
+        set(CURLOPT_BUFFERSIZE, HTTPClient.receiveBufferSize)
+        set(CURLOPT_UPLOAD_BUFFERSIZE, HTTPClient.sendBufferSize)
 
         // TLS
         if configuration.insecureSkipVerify {

@@ -80,6 +80,10 @@ public struct HTTPServerConfiguration: Sendable {
         self.eventLoops = ProcessorBudget.current
     }
 
+    /// Bytes each worker thread keeps for the requests it serves (`WorkerScratch`): its read buffer and its
+    /// response-gathering buffer. What a handler holds comes on top.
+    public var workerScratchBytes: Int { readBufferSize + ConnectionResponseWriter.coalesceLimit }
+
     /// Limits of the request head, kept in sync with `limits`.
     public var maxHeaderBytes: Int {
         get { limits.maxHeaderBytes }

@@ -16,19 +16,4 @@ import Testing
     func coresAreTheCPUsCappedByTheTightestQuota(online: Int, files: [String], expected: Int) {
         #expect(ProcessorBudget.cores(online: online, cpuMaxFiles: files) == expected)
     }
-
-    @Test(arguments: [
-        ("0::/kubepods.slice/pod1/cri-abc\n", "/kubepods.slice/pod1/cri-abc"),
-        ("12:cpu,cpuacct:/docker/1\n0::/\n", "/"),
-        ("4:memory:/x\n1:cpu:/\n", nil),                // cgroup v1 only
-        ("0::relative\n", nil),
-    ] as [(String, String?)])
-    func cgroupV2PathComesFromTheUnifiedLine(content: String, expected: String?) {
-        #expect(ProcessorBudget.cgroupV2Path(procSelfCgroup: content) == expected)
-    }
-
-    @Test func everyAncestorUpToTheMountIsRead() {
-        #expect(ProcessorBudget.cgroupDirectories(path: "/a/b/c", mount: "/m") == ["/m/a/b/c", "/m/a/b", "/m/a", "/m"])
-        #expect(ProcessorBudget.cgroupDirectories(path: "/", mount: "/m") == ["/m"])
-    }
 }
