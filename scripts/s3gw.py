@@ -448,7 +448,8 @@ class CephBackend(Backend):
     def start(cls, workdir: Path) -> "CephBackend":
         # One retry in a fresh directory: a CI run should not fail on a single slow or racy start.
         for attempt in (1, 2):
-            run_dir = workdir if attempt == 1 else workdir.with_name(workdir.name + "-retry")
+            run_dir = workdir if attempt == 1 else Path(tempfile.mkdtemp(prefix=workdir.name + "-retry-",
+                                                                          dir=workdir.parent))
             run_dir.mkdir(parents=True, exist_ok=True)
             try:
                 out = subprocess.run([str(SCRIPTS / "ceph-rgw.sh"), "start", str(run_dir)], capture_output=True,

@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,7 +130,9 @@ def backend(request, tmp_root) -> s3gw.Backend:
     name = request.param
     b, error = None, None
     try:
-        b = s3gw.start_backend(name, tmp_root / name)
+        # A fresh directory for every start: pytest stops a session backend when a test asks for the other one
+        # and starts it again later, and Ceph does not start again over its own stopped cluster's files.
+        b = s3gw.start_backend(name, Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)))
     except s3gw.HarnessError as exc:
         error = str(exc)
     if error:
