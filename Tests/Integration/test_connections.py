@@ -90,69 +90,6 @@ def test_idle_anonymous_sockets_cannot_starve_signed_clients_and_probes(backend,
         assert gw.terminate() == 0, gw.log_tail()
 
 
-@pytest.mark.parametrize("backend", ["ceph"], indirect=True)
-def test_ten_thousand_kept_alive_connections_are_held_and_served(backend, gateway_binary, tmp_path):
-    """10 000 connections open at once cost no thread each, and every one of them is served (a signed HEAD,
-    authenticated, to the session's Ceph) while all are open, then stays open. (That idle worker threads end
-    while connections stay open is ConnectionModelTests' business: it takes the pool's idle-exit time.)"""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    count = min(10_000, hard - 512)
-    assert count >= 10_000, f"RLIMIT_NOFILE hard limit {hard} is too low for 10 000 connections"
-    # The connections are opened first and served later: AUTH_TIMEOUT and the unauthenticated budget must
-    # let 10 000 silent connections wait their turn.
-    gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path, binary=gateway_binary,
-                            name="gateway-10k", extra_env={"MAX_CONNECTIONS": "12000", "LOG_LEVEL": "warn",
-                                                           "MAX_UNAUTHENTICATED_CONNECTIONS": "12000",
-                                                           "AUTH_TIMEOUT": "300s"})
-    conns: list[socket.socket] = []
-    try:
-        host, port = "127.0.0.1", int(gw.endpoint.rsplit(":", 1)[1])
-        bucket = "tenk-" + str(int(time.time()))
-        s3 = gw.client()
-        s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 4096)
-        path = f"/{bucket}/k"
-        url = gw.endpoint + path
-        headers = s3gw.sigv4_headers("HEAD", url, gw.access_key, gw.secret_key)
-        request = (f"HEAD {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                   + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
-
-        def round_trip(batch: list[socket.socket]) -> int:
-            for s in batch:
-                s.sendall(request)
-            ok = 0
-            for s in batch:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                ok += data.startswith(b"HTTP/1.1 200 ")
-            return ok
-
-        for _ in range(count):
-            conns.append(socket.create_connection((host, port), timeout=60))
-        # All open at once, held by the event loop: a few threads, not one per connection.
-        assert _threads(gw.proc.pid) <= 2 * os.cpu_count() + 8
-        served = sum(round_trip(conns[i:i + 500]) for i in range(0, count, 500))
-        assert served == count
-        # Served in bursts of 500 (the request pool grows to at most 256 threads), every one still open after.
-        assert _threads(gw.proc.pid) <= 2 * os.cpu_count() + 256 + 8
-        metrics = s3gw.http_request("GET", gw.endpoint + "/metrics")[2].decode()
-        open_line = [line for line in metrics.splitlines() if line.startswith("s3_gateway_active_connections ")]
-        assert open_line and float(open_line[0].split()[-1]) >= count, open_line
-        s3.delete_object(Bucket=bucket, Key="k")
-        s3.delete_bucket(Bucket=bucket)
-    finally:
-        for s in conns:
-            s.close()
-        assert gw.terminate() == 0, gw.log_tail()
-
-
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
 def test_a_burst_of_uploads_stays_within_the_memory_limit(backend, gateway_binary, tmp_path):
     """A gateway in a cgroup limited to 256 MiB (a pod's memory limit) reads that limit and serves as many
@@ -176,6 +113,11 @@ def test_a_burst_of_uploads_stays_within_the_memory_limit(backend, gateway_binar
                          if r.get("msg") == "listening")
         assert listening["memory_mib"] == 256, listening
         assert listening["max_requests_at_once"] == 64, listening
+        # /metrics says so too, and counts itself among the requests in progress.
+        metrics = s3gw.http_request("GET", gw.endpoint + "/metrics")[2].decode()
+        assert "\ns3_gateway_max_requests_at_once 64\n" in metrics
+        in_progress = [line for line in metrics.splitlines() if line.startswith("s3_gateway_requests_in_progress ")]
+        assert in_progress and 1 <= float(in_progress[0].split()[1]) <= 64, in_progress
 
         bucket = "memlimit-" + str(int(time.time()))
         gw.client().create_bucket(Bucket=bucket)
@@ -237,3 +179,66 @@ def test_a_memory_limit_below_what_four_requests_need_is_warned_about(backend, g
         code = gw.terminate() if gw is not None else 0
         cgroup.remove()
         assert code == 0, gw.log_tail()
+
+
+@pytest.mark.parametrize("backend", ["ceph"], indirect=True)
+def test_ten_thousand_kept_alive_connections_are_held_and_served(backend, gateway_binary, tmp_path):
+    """10 000 connections open at once cost no thread each, and every one of them is served (a signed HEAD,
+    authenticated, to the session's Ceph) while all are open, then stays open. (That idle worker threads end
+    while connections stay open is ConnectionModelTests' business: it takes the pool's idle-exit time.)"""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    count = min(10_000, hard - 512)
+    assert count >= 10_000, f"RLIMIT_NOFILE hard limit {hard} is too low for 10 000 connections"
+    # The connections are opened first and served later: AUTH_TIMEOUT and the unauthenticated budget must
+    # let 10 000 silent connections wait their turn.
+    gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path, binary=gateway_binary,
+                            name="gateway-10k", extra_env={"MAX_CONNECTIONS": "12000", "LOG_LEVEL": "warn",
+                                                           "MAX_UNAUTHENTICATED_CONNECTIONS": "12000",
+                                                           "AUTH_TIMEOUT": "300s"})
+    conns: list[socket.socket] = []
+    try:
+        host, port = "127.0.0.1", int(gw.endpoint.rsplit(":", 1)[1])
+        bucket = "tenk-" + str(int(time.time()))
+        s3 = gw.client()
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 4096)
+        path = f"/{bucket}/k"
+        url = gw.endpoint + path
+        headers = s3gw.sigv4_headers("HEAD", url, gw.access_key, gw.secret_key)
+        request = (f"HEAD {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                   + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+
+        def round_trip(batch: list[socket.socket]) -> int:
+            for s in batch:
+                s.sendall(request)
+            ok = 0
+            for s in batch:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                ok += data.startswith(b"HTTP/1.1 200 ")
+            return ok
+
+        for _ in range(count):
+            conns.append(socket.create_connection((host, port), timeout=60))
+        # All open at once, held by the event loop: a few threads, not one per connection.
+        assert _threads(gw.proc.pid) <= 2 * os.cpu_count() + 8
+        served = sum(round_trip(conns[i:i + 500]) for i in range(0, count, 500))
+        assert served == count
+        # Served in bursts of 500 (the request pool grows to at most 256 threads), every one still open after.
+        assert _threads(gw.proc.pid) <= 2 * os.cpu_count() + 256 + 8
+        metrics = s3gw.http_request("GET", gw.endpoint + "/metrics")[2].decode()
+        open_line = [line for line in metrics.splitlines() if line.startswith("s3_gateway_active_connections ")]
+        assert open_line and float(open_line[0].split()[-1]) >= count, open_line
+        s3.delete_object(Bucket=bucket, Key="k")
+        s3.delete_bucket(Bucket=bucket)
+    finally:
+        for s in conns:
+            s.close()
+        assert gw.terminate() == 0, gw.log_tail()

@@ -65,7 +65,7 @@ def test_promtool_checks_the_rules(tmp_path):
     path.write_text(yaml.safe_dump(rules()))
     result = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_fire_each_alert(tmp_path):

@@ -154,6 +154,7 @@ enum ServeCommand {
         var probeServer: HTTPServer?
         do {
             server = try HTTPServer(configuration: serverConfig, handler: handler, observer: telemetry)
+            telemetry.observeWorkers(maxRequests: serverConfig.maxWorkerThreads) { [server] in server.workerThreads.busy }
             if let probeAddress = config.probeAddress {
                 let probeConfig = HTTPServerConfiguration(listenAddress: probeAddress.description, maxConnections: 64,
                                                           idleTimeout: .seconds(30))

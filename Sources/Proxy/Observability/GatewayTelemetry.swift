@@ -131,6 +131,19 @@ final class GatewayTelemetry: S3RequestObserver, HTTPServerObserver {
         line.log(level, "request", fields)
     }
 
+    /// Exposes how many requests the server's workers serve now (`s3_gateway_requests_in_progress`, read from
+    /// the pool at each scrape) against how many they may (`s3_gateway_max_requests_at_once`, `WorkerBudget`):
+    /// when the first reaches the second, requests wait for a thread.
+    func observeWorkers(maxRequests: Int, busy: @escaping @Sendable () -> Int) {
+        registry.sampledGauge("s3_gateway_requests_in_progress",
+                              help: "Requests being served by a worker thread now (this scrape included).") {
+            Double(busy())
+        }
+        registry.gauge("s3_gateway_max_requests_at_once",
+                       help: "Requests served at once at most, from the memory limit; more wait for a thread.")
+            .set(Double(maxRequests))
+    }
+
     // MARK: HTTPServerObserver
 
     func connectionOpened(remoteAddress: String) { activeConnections.add(1) }

@@ -20,6 +20,13 @@ public final class MetricsRegistry: Sendable {
         register(Histogram(name: name, help: help, labelNames: labels, buckets: buckets, maxSeries: maxSeries))
     }
 
+    /// A gauge whose value `sample` reads when the registry is rendered: a count another component keeps
+    /// anyway (the server's busy worker threads), so the request path updates nothing for it.
+    @discardableResult
+    public func sampledGauge(_ name: String, help: String, sample: @escaping @Sendable () -> Double) -> SampledGauge {
+        register(SampledGauge(name: name, help: help, sample: sample))
+    }
+
     private func register<F: MetricFamily>(_ family: F) -> F {
         families.withLock { list in
             precondition(!list.contains { $0.name == family.name }, "metric \(family.name) registered twice")
@@ -177,6 +184,25 @@ public final class Gauge: MetricFamily {
     func render(into out: inout String) {
         renderSamples(name: name, help: help, type: "gauge", labelNames: labelNames,
                       series: series.withLock { $0 }, into: &out)
+    }
+}
+
+/// A gauge without labels whose value is read at each exposition (`MetricsRegistry.sampledGauge`).
+public final class SampledGauge: MetricFamily {
+    let name: String
+    let help: String
+    private let sample: @Sendable () -> Double
+
+    init(name: String, help: String, sample: @escaping @Sendable () -> Double) {
+        self.name = name
+        self.help = help
+        self.sample = sample
+    }
+
+    public func value() -> Double { sample() }
+
+    func render(into out: inout String) {
+        renderSamples(name: name, help: help, type: "gauge", labelNames: [], series: [[]: sample()], into: &out)
     }
 }
 

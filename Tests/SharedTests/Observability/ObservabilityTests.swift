@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import Testing
 import TestSupport
@@ -67,6 +68,21 @@ extension ISO8601DateFormatter {
         #expect(text.contains("s3_gateway_requests_total{method=\"GET\",status=\"200\"} 2\n"))
         #expect(text.contains("s3_gateway_requests_total{method=\"PUT\",status=\"a\\\"b\"} 1\n"))
         #expect(text.contains("s3_gateway_active_connections 2\n"))
+    }
+
+    /// A sampled gauge is read at each exposition, not when it is registered.
+    @Test func aSampledGaugeIsReadAtEachExposition() {
+        let registry = MetricsRegistry()
+        final class Source: Sendable { let count = Atomic<Int>(0) }
+        let source = Source()
+        let gauge = registry.sampledGauge("s3_gateway_requests_in_progress", help: "Busy.") {
+            Double(source.count.load(ordering: .relaxed))
+        }
+        source.count.store(7, ordering: .relaxed)
+        #expect(registry.exposition().contains("# TYPE s3_gateway_requests_in_progress gauge\ns3_gateway_requests_in_progress 7\n"))
+        source.count.store(2, ordering: .relaxed)
+        #expect(registry.exposition().contains("s3_gateway_requests_in_progress 2\n"))
+        #expect(gauge.value() == 2)
     }
 
     @Test func histogramBucketsAreCumulative() {
