@@ -1,9 +1,15 @@
 """Connection budgets on the real binary (issue 8 "Connections"): idle anonymous sockets cannot starve signed
 clients, probes are answered at capacity, PROBE_ADDR serves the probe endpoints; and the epoll connection model
-holds many kept-alive connections with a bounded number of threads."""
+holds many kept-alive connections with a bounded number of threads; under a memory limit (a real cgroup) the
+gateway serves as many requests at once as fit in it."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import hashlib
+import http.client
+import json
 import os
 import socket
 import time
@@ -90,6 +96,22 @@ def test_idle_anonymous_sockets_cannot_starve_signed_clients_and_probes(backend,
         assert gw.terminate() == 0, gw.log_tail()
 
 
+@contextlib.contextmanager
+def _gateway_in_memory_cgroup(backend, binary, workdir, name: str, limit: int, extra_env: dict[str, str] | None = None):
+    """An encrypting or pass-through gateway started inside a new cgroup limited to `limit` bytes (a pod's memory
+    limit); yields (gateway, cgroup, its startup log records). Stops the gateway and removes the cgroup."""
+    cgroup = s3gw.MemoryCgroup(f"s3gw-it-{name}-{os.getpid()}", limit)
+    gw = None
+    try:
+        gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, workdir, binary=binary,
+                                name=name, cgroup=cgroup, extra_env=extra_env)
+        yield gw, cgroup, [json.loads(line) for line in gw.log_text().splitlines() if line.strip()]
+    finally:
+        code = gw.terminate() if gw is not None else 0
+        cgroup.remove()
+        assert code == 0, gw.log_tail()
+
+
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
 def test_a_burst_of_uploads_stays_within_the_memory_limit(backend, gateway_binary, tmp_path):
     """A gateway in a cgroup limited to 256 MiB (a pod's memory limit) reads that limit and serves as many
@@ -97,20 +119,11 @@ def test_a_burst_of_uploads_stays_within_the_memory_limit(backend, gateway_binar
     uploads, twice the limit in bodies alone, all succeed, and the kernel kills nothing. Before, the pool
     allowed 256 requests at once whatever the limit, and this burst got the gateway OOM-killed. (moto is a
     slow backend: requests wait on it, which is when the most threads are wanted.)"""
-    import concurrent.futures
-    import hashlib
-    import http.client
-    import json
-
     limit = 256 << 20
-    cgroup = s3gw.MemoryCgroup(f"s3gw-it-{os.getpid()}", limit)
-    gw = None
-    try:
-        gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path,
-                                binary=gateway_binary, name="gateway-memory-limit", cgroup=cgroup,
-                                extra_env={"GATEWAY_PASSTHROUGH": "false", "MAX_UNAUTHENTICATED_CONNECTIONS": "1024"})
-        listening = next(r for r in map(json.loads, filter(str.strip, gw.log_text().splitlines()))
-                         if r.get("msg") == "listening")
+    with _gateway_in_memory_cgroup(backend, gateway_binary, tmp_path, "gateway-memory-limit", limit,
+                                   {"GATEWAY_PASSTHROUGH": "false", "MAX_UNAUTHENTICATED_CONNECTIONS": "1024"}) \
+            as (gw, cgroup, records):
+        listening = next(r for r in records if r.get("msg") == "listening")
         assert listening["memory_mib"] == 256, listening
         assert listening["max_requests_at_once"] == 64, listening
         # /metrics says so too, and counts itself among the requests in progress.
@@ -151,34 +164,20 @@ def test_a_burst_of_uploads_stays_within_the_memory_limit(backend, gateway_binar
             assert s3.get_object(Bucket=bucket, Key=f"k{i}")["Body"].read() == body
         peak = cgroup.peak_bytes()
         print(f"peak {peak and peak >> 20} MiB of {limit >> 20} MiB; {count} uploads")
-    finally:
-        code = gw.terminate() if gw is not None else 0
-        cgroup.remove()
-        assert code == 0, gw.log_tail()
 
 
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
 def test_a_memory_limit_below_what_four_requests_need_is_warned_about(backend, gateway_binary, tmp_path):
     """Under 76 MiB (64 for the process, 3 per request for the floor of 4) the gateway still starts, serves 4
     requests at once, and says at startup that a burst of uploads may exceed its limit."""
-    import json
-
-    cgroup = s3gw.MemoryCgroup(f"s3gw-it-small-{os.getpid()}", 72 << 20)
-    gw = None
-    try:
-        gw = s3gw.start_gateway(backend.endpoint, backend.access_key, backend.secret_key, tmp_path,
-                                binary=gateway_binary, name="gateway-small-memory", cgroup=cgroup)
-        records = [json.loads(line) for line in gw.log_text().splitlines() if line.strip()]
+    with _gateway_in_memory_cgroup(backend, gateway_binary, tmp_path, "gateway-small-memory", 72 << 20) \
+            as (gw, _, records):
         listening = next(r for r in records if r.get("msg") == "listening")
         assert (listening["memory_mib"], listening["max_requests_at_once"]) == (72, 4), listening
         warnings = [r["msg"] for r in records if r.get("level") == "warn" and "memory limit" in r.get("msg", "")]
         assert warnings == ["memory limit 72 MiB is below the 76 MiB that 4 requests at once need: "
                             "a burst of uploads may exceed it"], records
         gw.client().list_buckets()
-    finally:
-        code = gw.terminate() if gw is not None else 0
-        cgroup.remove()
-        assert code == 0, gw.log_tail()
 
 
 @pytest.mark.parametrize("backend", ["ceph"], indirect=True)
