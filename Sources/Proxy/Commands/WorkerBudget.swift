@@ -5,9 +5,10 @@ import Shared
 ///
 /// Each request in flight holds buffers on its worker thread, so memory at a peak grows with the requests
 /// served at once, not with object sizes. Before this rule the pool allowed 256 whatever the limit: 512
-/// concurrent 1 MiB uploads against a gateway limited to 256 MiB got it OOM-killed at ≈ 120 threads, and one
-/// limited to the operator's default 512 MiB reached 494 MiB at 192 (docs/http-server.md). Requests beyond
-/// the count wait for a thread in order on the event loops, where a waiting connection costs a few KiB.
+/// concurrent 1 MiB uploads against a gateway limited to 256 MiB got it OOM-killed at ≈ 120 threads; without
+/// a limit the same burst peaked at 494 MiB with 192 threads, near the operator's default limit (512 MiB) with
+/// 64 more threads allowed (docs/http-server.md). Requests beyond the count wait for a thread in order on the
+/// event loops, where a waiting connection costs a few KiB.
 enum WorkerBudget {
     /// Memory kept for everything that is not a request in flight: the process at rest (≈ 32 MiB), the
     /// caches, the event loops' connections, the decrypting stages of large reads (a few per core).
@@ -21,7 +22,7 @@ enum WorkerBudget {
     /// What one request holds at its peak: the worker's own buffers, the backend transfer's libcurl
     /// buffers, the largest body the gateway buffers whole (an upload up to `bufferedUploadLimit`, sealed as it
     /// arrives; a POST form and a part copy's plaintext pipe hold as much), the stack it touches, and the
-    /// allocator's slack. Measured under 512 concurrent 1 MiB uploads: 2.0–2.5 MiB per thread.
+    /// allocator's slack. Measured under 512 concurrent 1 MiB uploads: 2.0–2.9 MiB per thread.
     static func requestBytes(workerScratch: Int) -> Int {
         let largestBody = max(EncryptedObjectHandler.bufferedUploadLimit, S3RequestHandler.bufferedFormLimit)
         let stackAndSlack = 768 << 10
