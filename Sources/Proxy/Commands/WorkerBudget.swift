@@ -19,14 +19,16 @@ enum WorkerBudget {
     /// a few slow backend answers.
     static let floor = 4
 
-    /// What one request holds at its peak: the worker's own buffers, the backend transfer's libcurl
-    /// buffers, the largest body the gateway buffers whole (an upload up to `bufferedUploadLimit`, sealed as it
-    /// arrives; a POST form and a part copy's plaintext pipe hold as much), the stack it touches, and the
-    /// allocator's slack. Measured under 512 concurrent 1 MiB uploads: 2.0–2.9 MiB per thread.
+    /// What one request holds at its peak: the worker's own buffers; libcurl's buffers for two backend transfers
+    /// at once (an UploadPartCopy reads its source while it writes the part); the largest body the gateway holds
+    /// whole (an upload up to `bufferedUploadLimit`, sealed as it arrives; a POST form and a part copy's plaintext
+    /// pipe hold as much); and the stack it touches with the allocator's slack. Measured per thread, 512 at once:
+    /// 2.0–2.9 MiB for 1 MiB uploads, 3.0 MiB for UploadPartCopy of 8 MiB parts.
     static func requestBytes(workerScratch: Int) -> Int {
         let largestBody = max(EncryptedObjectHandler.bufferedUploadLimit, S3RequestHandler.bufferedFormLimit)
-        let stackAndSlack = 768 << 10
-        return workerScratch + HTTPClient.receiveBufferSize + HTTPClient.sendBufferSize + largestBody + stackAndSlack
+        let transfers = 2 * (HTTPClient.receiveBufferSize + HTTPClient.sendBufferSize)
+        let stackAndSlack = 512 << 10
+        return workerScratch + transfers + largestBody + stackAndSlack
     }
 
     /// Threads for `memory` bytes: what is left after `baseBytes`, a request's worth each, between `floor`
