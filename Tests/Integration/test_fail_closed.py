@@ -106,8 +106,9 @@ def test_writes_store_ciphertext_or_nothing(enc_gateway, raw, ebucket, method, q
     assert_no_gateway_secrets(status, resp_headers, body, None, label)
 
 
-# (method, query, expected): reads of an encrypted object. "plaintext": the object as written; "refused": an S3
-# error from the gateway; "forwarded": a metadata answer from the backend (no object bytes either way).
+# (method, query, expected): reads of an encrypted object. "plaintext": the object as written; "part": the same, as
+# the object's one part (206); "refused": an S3 error from the gateway; "forwarded": a metadata answer from the
+# backend (no object bytes either way).
 READS = [
     ("GET", "", "plaintext"),
     ("GET", "foo=bar", "plaintext"),
@@ -119,7 +120,8 @@ READS = [
     ("GET", "attributes", "refused"),
     ("GET", "VersionId=1", "refused"),
     ("GET", "versions", "refused"),
-    ("GET", "partNumber=1", "refused"),
+    ("GET", "partNumber=1", "part"),
+    ("GET", "partNumber=2", "refused"),
     ("GET", "acl&tagging", "refused"),
     ("GET", "select&select-type=2", "refused"),
     ("GET", "uploadId=nope", "refused"),
@@ -129,7 +131,7 @@ READS = [
     ("HEAD", "foo=bar", "plaintext"),
     ("HEAD", "foo", "refused"),
     ("HEAD", "torrent", "refused"),
-    ("HEAD", "partNumber=1", "refused"),
+    ("HEAD", "partNumber=1", "part"),
     ("HEAD", "acl", "refused"),
 ]
 
@@ -149,6 +151,13 @@ def test_reads_never_return_ciphertext_or_metadata(enc_gateway, raw, ebucket):
                 assert status == 200, label
                 assert int(headers["content-length"]) == len(PLAIN), label
                 assert headers.get("x-amz-meta-color") == "blue", label
+                if method == "GET":
+                    assert body == PLAIN, label
+            elif expected == "part":
+                # A single-part object's one part is the whole object, as S3 reads a part: 206, its Content-Range.
+                assert status == 206, label
+                assert int(headers["content-length"]) == len(PLAIN), label
+                assert headers.get("content-range") == f"bytes 0-{len(PLAIN) - 1}/{len(PLAIN)}", label
                 if method == "GET":
                     assert body == PLAIN, label
             elif expected == "refused":

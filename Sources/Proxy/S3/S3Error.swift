@@ -96,6 +96,10 @@ extension S3Error {
     static func invalidRequest(_ message: String) -> S3Error {
         S3Error(code: "InvalidRequest", message: message, status: 400)
     }
+    /// A `partNumber` read beyond the object's parts.
+    static func invalidPartNumber() -> S3Error {
+        S3Error(code: "InvalidPartNumber", message: "The requested partnumber is not satisfiable", status: 416)
+    }
     static func invalidArgument(_ message: String) -> S3Error {
         S3Error(code: "InvalidArgument", message: message, status: 400)
     }

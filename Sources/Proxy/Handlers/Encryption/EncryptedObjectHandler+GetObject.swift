@@ -28,9 +28,7 @@ extension EncryptedObjectHandler {
             // A plain object, or an error the backend explains best: forward the request itself.
             return try forwardPlain(request, stored: (200..<300).contains(stored.status) ? stored : nil, response: response)
         }
-        if request.query.contains(where: { $0.name == "partNumber" }) {
-            throw S3Error.notImplemented("partNumber reads of encrypted objects are not supported; use a Range instead.")
-        }
+        let partNumber = try Self.partNumberToRead(request)
         // Unwrapping proves the metadata (and so its ETag record) authentic and the key configured, before
         // a condition is decided on the ETag or a HEAD says 200.
         let dataKey: DataKey
@@ -53,18 +51,32 @@ extension EncryptedObjectHandler {
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }) else {
             throw S3Error.internalError().withLog("the backend's HEAD of \(identity.bucket)/\(identity.key) has no Content-Length")
         }
+        var rangeHeader = request.head.headers["Range"]
+        var part: PartNumberRead?
+        var geometry: MultipartGeometry?
+        if let partNumber {
+            (part, geometry) = try partRead(partNumber, metadata: metadata, identity: identity, stored: stored,
+                                            storedLength: storedLength, request: request)
+            switch part {
+            case .notSatisfiable?: throw S3Error.invalidPartNumber()
+            case .empty(let count)?:
+                return try respondEmptyPart(stored: stored, etag: etag, partsCount: count, response: response)
+            default: rangeHeader = part?.rangeHeader
+            }
+        }
         let plan = try plannedRead(metadata, dataKey: dataKey, identity: identity, stored: stored, storedLength: storedLength,
-                                   rangeHeader: request.head.headers["Range"], request: request)
+                                   rangeHeader: rangeHeader, geometry: geometry, request: request)
+        var extraHeaders = EncryptedResponseHeaders.checksum(metadata, requestHeaders: request.head.headers, wholeObject: plan.contentRange == nil)
+        if let count = part?.partsCount { extraHeaders.append(("x-amz-mp-parts-count", String(count))) }
         if plan.status == 416 {
             var extra = HTTPFields()
             extra.add("Content-Range", plan.contentRange ?? "bytes */\(plan.plaintextLength)")
             return try respond(S3Error.invalidRange(), request: request, response: response, extraHeaders: extra)
         }
-        let checksum = EncryptedResponseHeaders.checksum(metadata, requestHeaders: request.head.headers, wholeObject: plan.contentRange == nil)
         if headOnly {
             var fields = EncryptedResponseHeaders.clientHeaders(forwardingFrom: stored.headers, etag: etag)
             if let range = plan.contentRange { fields.set("Content-Range", range) }
-            for (name, value) in checksum { fields.set(name, value) }
+            for (name, value) in extraHeaders { fields.set(name, value) }
             try response.writeHead(HTTPResponseHead(status: plan.status, headers: fields, contentLength: Int64(plan.contentLength)))
             try response.finish()
             return BackendResult(status: plan.status, bytesOut: 0)
@@ -80,7 +92,7 @@ extension EncryptedObjectHandler {
         if let backendETag = stored.header("ETag") { headers.set("If-Match", backendETag) }
         let relay = DecryptingRelay(writer: response, reader: reader, metadata: metadata, etag: etag,
                                     requestID: request.context.requestID)
-        relay.extraHeaders = checksum
+        relay.extraHeaders = extraHeaders
         let forwarded = BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key,
                                        query: request.query.filter { $0.name != "partNumber" }, headers: headers, body: .none,
                                        payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning)
@@ -102,6 +114,49 @@ extension EncryptedObjectHandler {
             throw BackendFailure.aborted("finishing the response: \(error)", status: relay.status, cause: .client)
         }
         return BackendResult(status: relay.status, bytesOut: relay.bytesOut)
+    }
+
+    /// The `partNumber` of a read, validated as S3 does (nil: none). A part is a range of its own, so it cannot be
+    /// combined with a `Range` header.
+    static func partNumberToRead(_ request: S3Request) throws -> Int? {
+        guard request.query.contains(where: { $0.name == "partNumber" }) else { return nil }
+        let number = try partNumber(request)
+        if request.head.headers["Range"] != nil {
+            throw S3Error.invalidRequest("Cannot specify both Range header and partNumber query parameter.")
+        }
+        return number
+    }
+
+    /// Which plaintext bytes part `partNumber` of the object holds: a single-part object has one part, the whole
+    /// object; a multipart object's parts come from its geometry (learned from part headers, or remembered), which
+    /// is returned so that planning the range does not learn it again.
+    func partRead(_ partNumber: Int, metadata: EncryptionMetadata, identity: ObjectIdentity, stored: HTTPClientResponse,
+                  storedLength: Int, request: S3Request) throws -> (PartNumberRead, MultipartGeometry?) {
+        switch metadata.layout {
+        case .single:
+            let length: Int
+            do {
+                length = try metadata.chunkLayout.plaintextLength(ciphertextLength: storedLength)
+            } catch {
+                throw failure(error, identity, request)
+            }
+            return (PartNumberRead.single(partNumber: partNumber, plaintextLength: length), nil)
+        case .multipart:
+            let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: stored.header("ETag") ?? "",
+                                           versionQuery: request.query.filter { $0.name == "versionId" }, rangeHeader: nil,
+                                           geometry: nil, request: request)
+            let geometry = setup.geometry.knowing(setup.headers)
+            return (PartNumberRead.multipart(partNumber: partNumber, geometry: geometry), geometry)
+        }
+    }
+
+    /// A part that holds no byte: its head, no body (a `Content-Range` cannot name an empty range).
+    private func respondEmptyPart(stored: HTTPClientResponse, etag: String, partsCount: Int?, response: ResponseWriter) throws -> BackendResult {
+        var fields = EncryptedResponseHeaders.clientHeaders(forwardingFrom: stored.headers, etag: etag)
+        if let partsCount { fields.set("x-amz-mp-parts-count", String(partsCount)) }
+        try response.writeHead(HTTPResponseHead(status: 200, headers: fields, contentLength: 0))
+        try response.finish()
+        return BackendResult(status: 200, bytesOut: 0)
     }
 
     /// Forwards a read of an object the HEAD found plain (`stored`) or missing (nil), refusing an answer that

@@ -471,7 +471,8 @@ extension EncryptedObjectHandler {
     /// small backend reads, none when `multipartGeometries` knows the object. `dataKey` was unwrapped (and the
     /// metadata verified) by the caller.
     func plannedRead(_ metadata: EncryptionMetadata, dataKey: DataKey, identity: ObjectIdentity, stored: HTTPClientResponse,
-                     storedLength: Int, rangeHeader: String?, request: S3Request) throws -> PlannedRead {
+                     storedLength: Int, rangeHeader: String?, geometry: MultipartGeometry? = nil,
+                     request: S3Request) throws -> PlannedRead {
         let encryptor = encryptor
         switch metadata.layout {
         case .single:
@@ -488,7 +489,7 @@ extension EncryptedObjectHandler {
         case .multipart:
             let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: stored.header("ETag") ?? "",
                                            versionQuery: request.query.filter { $0.name == "versionId" }, rangeHeader: rangeHeader,
-                                           geometry: nil, request: request)
+                                           geometry: geometry, request: request)
             let plan = setup.plan
             return PlannedRead(status: plan.status, plaintextLength: plan.plaintextLength, contentLength: plan.contentLength,
                                contentRange: plan.contentRange, backendRange: plan.backendRange) {

@@ -133,6 +133,43 @@ import Testing
 
     /// A part's ETag comes from the verifying body's digests (on their worker thread for parts of a megabyte and more):
     /// the plaintext MD5 with or without a Content-MD5 (hashed once); a large part failing its Content-MD5 stores nothing.
+    /// `?partNumber=N` reads part N's plaintext as S3 serves it (206, its Content-Range, the part count), for uniform
+    /// parts and for parts the geometry walk finds; beyond the last part is `416 InvalidPartNumber`, and a part with a
+    /// Range is refused. The backend never sees the part number (its parts hold ciphertext behind part headers).
+    @Test(arguments: [[Self.partSize, Self.partSize, 300_001], [Self.partSize + 4097, Self.partSize - 123, 70_000]])
+    func partNumberReadsServeThatPartsPlaintext(sizes: [Int]) throws {
+        let key = "parts-\(sizes[0]).bin"
+        let parts = sizes.enumerated().map { Self.content($1, seed: UInt64(40 + $0)) }
+        let uploadID = try create(key)
+        var list: [(Int, String)] = []
+        for (i, body) in parts.enumerated() {
+            list.append((i + 1, try #require(put(key, uploadID, i + 1, body).head?.headers["ETag"])))
+        }
+        let done = complete(key, uploadID, list)
+        #expect(done.status == 200, "\(done.bodyText)")
+        let objectETag = try #require(Self.text(done, "ETag"))
+        let plaintext = parts.flatMap { $0 }
+        var offset = 0
+        for (i, part) in parts.enumerated() {
+            let range = "bytes \(offset)-\(offset + part.count - 1)/\(plaintext.count)"
+            let got = gateway.send("GET", "/bucket/\(key)?partNumber=\(i + 1)")
+            #expect(got.status == 206 && Self.same(got.body, part), "part \(i + 1): \(got.status ?? 0)")
+            #expect(got.head?.headers["Content-Range"] == range)
+            #expect(got.head?.headers["x-amz-mp-parts-count"] == "3")
+            #expect(got.head?.headers["ETag"] == objectETag)
+            let head = gateway.send("HEAD", "/bucket/\(key)?partNumber=\(i + 1)")
+            #expect(head.status == 206 && head.head?.contentLength == Int64(part.count) && head.body.isEmpty)
+            #expect(head.head?.headers["Content-Range"] == range && head.head?.headers["x-amz-mp-parts-count"] == "3")
+            offset += part.count
+        }
+        let beyond = gateway.send("GET", "/bucket/\(key)?partNumber=4")
+        #expect(beyond.status == 416 && Self.text(beyond, "Code") == "InvalidPartNumber")
+        let both = gateway.send("GET", "/bucket/\(key)?partNumber=1", headers: [(name: "Range", value: "bytes=0-9")])
+        #expect(both.status == 400 && Self.text(both, "Code") == "InvalidRequest")
+        let zero = gateway.send("GET", "/bucket/\(key)?partNumber=0")
+        #expect(zero.status == 400 && Self.text(zero, "Code") == "InvalidArgument")
+    }
+
     @Test func partETagsWithAndWithoutContentMD5() throws {
         let uploadID = try create("md5.bin")
         let body = Self.content(Self.partSize, seed: 11)

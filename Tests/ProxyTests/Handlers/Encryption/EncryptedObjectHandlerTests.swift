@@ -127,6 +127,31 @@ extension HandlerHarness {
         }
     }
 
+    /// A single-part object has one part, the whole object, read as S3 reads it (206 with its Content-Range, no
+    /// part count); part 2 does not exist. An empty object's part has no range to name.
+    @Test func partNumberOneOfASinglePartObjectIsTheWholeObject() throws {
+        for size in [1, 200_003] {
+            let content = Self.content(size, seed: UInt64(size) &+ 7)
+            let key = "/bucket/part-\(size)"
+            #expect(gateway.send("PUT", key, body: content).status == 200)
+            for method in ["GET", "HEAD"] {
+                let got = gateway.send(method, "\(key)?partNumber=1")
+                #expect(got.status == 206 && got.head?.contentLength == Int64(size), "\(method) \(size)")
+                #expect(got.body == (method == "GET" ? content : []))
+                #expect(gateway.header(got, "Content-Range") == "bytes 0-\(size - 1)/\(size)")
+                #expect(gateway.header(got, "x-amz-mp-parts-count") == nil)
+                #expect(gateway.header(got, "ETag") == "\"\(Encoding.hex(Digest.hash(.md5, content)))\"")
+            }
+            let second = gateway.send("GET", "\(key)?partNumber=2")
+            #expect(second.status == 416 && second.errorCode == "InvalidPartNumber")
+        }
+        #expect(gateway.send("PUT", "/bucket/part-empty", body: []).status == 200)
+        let empty = gateway.send("GET", "/bucket/part-empty?partNumber=1")
+        #expect(empty.status == 200 && empty.head?.contentLength == 0 && empty.body.isEmpty)
+        #expect(gateway.header(empty, "Content-Range") == nil)
+        #expect(gateway.send("GET", "/bucket/part-empty?partNumber=2").errorCode == "InvalidPartNumber")
+    }
+
     @Test func tamperedCiphertextNeverYieldsWrongBytes() throws {
         let content = Self.content(3 * 65536 + 100, seed: 7)
         #expect(gateway.send("PUT", "/bucket/victim", body: content).status == 200)
