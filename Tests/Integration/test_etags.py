@@ -176,6 +176,12 @@ def test_flexible_checksums_are_recorded_and_returned(enc_gateway, enc, raw, ebu
         assert got["ChecksumCRC32"] == expected
         assert got["Body"].read() == data  # boto3 validates the body against the returned checksum
         assert enc.head_object(Bucket=ebucket, Key=key, ChecksumMode="ENABLED")["ChecksumCRC32"] == expected
+        # GetObjectAttributes reports the plaintext's size, MD5 and checksum (the backend's describe ciphertext).
+        attributes = enc.get_object_attributes(Bucket=ebucket, Key=key,
+                                               ObjectAttributes=["ETag", "Checksum", "ObjectSize", "StorageClass", "ObjectParts"])
+        assert attributes["ObjectSize"] == size and attributes["ETag"] == hashlib.md5(data).hexdigest()
+        assert attributes["Checksum"]["ChecksumCRC32"] == expected and attributes["StorageClass"] == "STANDARD"
+        assert "ObjectParts" not in attributes
         ranged = enc.get_object(Bucket=ebucket, Key=key, ChecksumMode="ENABLED", Range="bytes=0-99")
         assert "ChecksumCRC32" not in ranged and ranged["Body"].read() == data[:100]
         # A copy keeps the record; it never shows a checksum the backend computed over ciphertext.

@@ -105,6 +105,9 @@ def test_awscli_cp_default_settings(aws, enc, raw, ebucket, tmp_path, size):
     with src.open("rb") as f:
         f.seek(8 * MIB)
         assert part.read_bytes() == f.read(last + 1 - 8 * MIB)
+    attributes = json.loads(aws("s3api", "get-object-attributes", "--bucket", ebucket, "--key", "cli/obj",
+                                "--object-attributes", "ObjectSize", "ObjectParts").stdout)
+    assert attributes["ObjectSize"] == size and attributes["ObjectParts"]["TotalPartsCount"] == answer["PartsCount"]
 
 
 def test_awscli_sync_twice_uploads_nothing_the_second_time(aws, enc, ebucket, tmp_path):
@@ -200,6 +203,11 @@ def test_boto3_upload_file_part_sizes(enc_gateway, raw, ebucket, tmp_path, part_
     with pytest.raises(ClientError) as beyond:
         enc.get_object(Bucket=ebucket, Key="boto/obj", PartNumber=6)
     assert beyond.value.response["Error"]["Code"] == "InvalidPartNumber"
+    # GetObjectAttributes lists the parts with their plaintext sizes.
+    attributes = enc.get_object_attributes(Bucket=ebucket, Key="boto/obj", ObjectAttributes=["ETag", "ObjectSize", "ObjectParts"])
+    assert attributes["ObjectSize"] == size and f'"{attributes["ETag"]}"' == head["ETag"]
+    assert attributes["ObjectParts"]["TotalPartsCount"] == 5
+    assert [p["Size"] for p in attributes["ObjectParts"]["Parts"]] == [part_size] * 4 + [12345]
 
 
 def test_part_etag_follows_the_clients_integrity_check(enc_gateway, enc, ebucket):

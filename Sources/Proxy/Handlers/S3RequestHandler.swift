@@ -185,7 +185,7 @@ struct S3RequestHandler: HTTPRequestHandler {
             return try passthrough.handle(request, body: body, response: response)
         }
         switch request.operation {
-        case .getObject, .headObject, .putObject, .copyObject, .listObjects, .listObjectsV2, .listObjectVersions:
+        case .getObject, .headObject, .getObjectAttributes, .putObject, .copyObject, .listObjects, .listObjectsV2, .listObjectVersions:
             return try encrypted.handle(request, body: body, response: response)
         case .createMultipartUpload, .uploadPart, .uploadPartCopy, .completeMultipartUpload, .abortMultipartUpload, .listParts,
              .listMultipartUploads:

@@ -14,6 +14,8 @@ enum S3Operation: Sendable, Equatable {
     case listObjects, listObjectsV2, listObjectVersions
     case deleteObjects
     case getObject, headObject, putObject, copyObject, deleteObject
+    /// Answered by the gateway from a HEAD: the backend's answer describes the ciphertext.
+    case getObjectAttributes
     case createMultipartUpload, uploadPart, uploadPartCopy, completeMultipartUpload, abortMultipartUpload, listParts
     case listMultipartUploads
     /// A configuration or metadata operation whose request and answer bodies carry no object data
@@ -44,6 +46,7 @@ enum S3Operation: Sendable, Equatable {
         case .deleteObjects: return "DeleteObjects"
         case .getObject: return "GetObject"
         case .headObject: return "HeadObject"
+        case .getObjectAttributes: return "GetObjectAttributes"
         case .putObject: return "PutObject"
         case .copyObject: return "CopyObject"
         case .deleteObject: return "DeleteObject"
@@ -98,8 +101,6 @@ struct MetadataOperation: Sendable, Equatable {
 enum RefusedOperation: String, Sendable, Equatable {
     case selectObjectContent = "SelectObjectContent"
     case getObjectTorrent = "GetObjectTorrent"
-    /// Reports the backend's size, ETag and checksums of the ciphertext.
-    case getObjectAttributes = "GetObjectAttributes"
     /// Browser form upload (`POST /bucket`, multipart/form-data): the body would reach the backend as sent.
     case postObject = "PostObject"
     case writeGetObjectResponse = "WriteGetObjectResponse"
@@ -111,8 +112,6 @@ enum RefusedOperation: String, Sendable, Equatable {
             return "SelectObjectContent is not supported by an encrypting gateway: the backend holds only ciphertext, which it cannot query."
         case .getObjectTorrent:
             return "GetObjectTorrent is not supported by an encrypting gateway: a torrent would describe the ciphertext."
-        case .getObjectAttributes:
-            return "GetObjectAttributes is not supported by an encrypting gateway yet (the backend's sizes, ETags and checksums describe the ciphertext); use HeadObject."
         case .postObject:
             return "POST on a bucket is a browser form upload (POST Object); it needs a multipart/form-data body and no query parameters."
         case .writeGetObjectResponse:
@@ -207,7 +206,7 @@ extension S3Operation {
         case "torrent":
             return method == "GET" ? .refused(.getObjectTorrent) : .methodNotAllowed
         case "attributes":
-            return method == "GET" ? .refused(.getObjectAttributes) : .methodNotAllowed
+            return method == "GET" ? .getObjectAttributes : .methodNotAllowed
         case let selector?:
             guard let entry = S3OperationTable.objectConfiguration[selector],
                   let name = entry.name(method: method, hasID: false) else { return .methodNotAllowed }
@@ -232,6 +231,7 @@ extension S3Operation {
             allowed = ["uploads", "prefix", "delimiter", "key-marker", "upload-id-marker", "max-uploads", "encoding-type"]
         case .deleteObjects: allowed = ["delete"]
         case .getObject, .headObject: allowed = S3OperationTable.readParameters
+        case .getObjectAttributes: allowed = ["attributes", "versionId"]
         case .deleteObject: allowed = ["versionId"]
         case .createMultipartUpload: allowed = ["uploads"]
         case .uploadPart, .uploadPartCopy: allowed = ["uploadId", "partNumber"]

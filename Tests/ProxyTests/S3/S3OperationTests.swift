@@ -71,10 +71,12 @@ import Testing
         ("POST", "/bucket/k", "uploadId=u", [], "CompleteMultipartUpload", "uploadId=u"),
         ("DELETE", "/bucket/k", "uploadId=u", [], "AbortMultipartUpload", "uploadId=u"),
         ("GET", "/bucket/k", "uploadId=u&max-parts=5&foo=1", [], "ListParts", "max-parts=5&uploadId=u"),
+        // Answered by the gateway from a HEAD (the backend's answer describes the ciphertext).
+        ("GET", "/bucket/k", "attributes&versionId=v&foo=1", [], "GetObjectAttributes", "attributes&versionId=v"),
+        ("PUT", "/bucket/k", "attributes", [], "MethodNotAllowed", ""),
         // Refused: they move object bytes around the encryption path.
         ("GET", "/bucket/k", "torrent", [], "GetObjectTorrent", ""),
         ("POST", "/bucket/k", "select&select-type=2", [], "SelectObjectContent", ""),
-        ("GET", "/bucket/k", "attributes", [], "GetObjectAttributes", ""),
         ("POST", "/bucket/WriteGetObjectResponse", "", [("x-amz-request-route", "r")], "WriteGetObjectResponse", ""),
         // Unknown, ambiguous or malformed: refused.
         ("PUT", "/bucket/k", "foo", [], "Unknown", ""),

@@ -37,6 +37,7 @@ struct EncryptedObjectHandler: Sendable {
         case .putObject: return try putObject(request, body: body, response: response)
         case .getObject: return try getObject(request, response: response, headOnly: false)
         case .headObject: return try getObject(request, response: response, headOnly: true)
+        case .getObjectAttributes: return try getObjectAttributes(request, response: response)
         case .copyObject: return try copyObject(request, body: body, response: response)
         case .listObjects, .listObjectsV2, .listObjectVersions: return try listObjects(request, response: response)
         default:

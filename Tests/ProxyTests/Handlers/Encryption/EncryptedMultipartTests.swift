@@ -162,6 +162,20 @@ import Testing
             #expect(head.head?.headers["Content-Range"] == range && head.head?.headers["x-amz-mp-parts-count"] == "3")
             offset += part.count
         }
+        // GetObjectAttributes lists the same parts with their plaintext sizes, a page at a time.
+        let attributes = gateway.send("GET", "/bucket/\(key)?attributes", headers: [
+            (name: "x-amz-object-attributes", value: "ObjectParts,ObjectSize,ETag"), (name: "x-amz-max-parts", value: "2")])
+        #expect(attributes.status == 200, "\(attributes.bodyText)")
+        let document = try XMLTree.parse(attributes.body).root
+        #expect(document.child("ObjectSize")?.text == String(plaintext.count))
+        #expect("\"\(document.child("ETag")?.text ?? "")\"" == objectETag)
+        let objectParts = try #require(document.child("ObjectParts"))
+        #expect(objectParts.child("PartsCount")?.text == "3" && objectParts.child("IsTruncated")?.text == "true")
+        #expect(objectParts.children.filter { $0.name == "Part" }.compactMap { $0.child("Size")?.text } == parts.prefix(2).map { String($0.count) })
+        let rest = gateway.send("GET", "/bucket/\(key)?attributes", headers: [
+            (name: "x-amz-object-attributes", value: "ObjectParts"), (name: "x-amz-part-number-marker", value: "2")])
+        #expect(try XMLTree.parse(rest.body).root.child("ObjectParts")?.children.filter { $0.name == "Part" }
+            .compactMap { $0.child("Size")?.text } == [String(parts[2].count)])
         let beyond = gateway.send("GET", "/bucket/\(key)?partNumber=4")
         #expect(beyond.status == 416 && Self.text(beyond, "Code") == "InvalidPartNumber")
         let both = gateway.send("GET", "/bucket/\(key)?partNumber=1", headers: [(name: "Range", value: "bytes=0-9")])

@@ -474,6 +474,16 @@ extension HandlerHarness {
             #expect(gateway.header(ranged, "x-amz-checksum-crc32") == nil, "\(method)")
         }
         #expect(gateway.send("GET", key, headers: mode).body == content)
+        // GetObjectAttributes reports the plaintext: its size, the ETag clients see (unquoted), the recorded checksum.
+        let attributes = gateway.send("GET", key + "?attributes", headers: [
+            (name: "x-amz-object-attributes", value: "ETag,Checksum,ObjectParts,StorageClass,ObjectSize")])
+        #expect(attributes.status == 200, "\(attributes.bodyText)")
+        let document = try XMLTree.parse(attributes.body).root
+        #expect(document.child("ObjectSize")?.text == String(size))
+        #expect(document.child("ETag")?.text == Encoding.hex(Digest.hash(.md5, content)))
+        #expect(document.child("Checksum")?.child("ChecksumCRC32")?.text == crc.base64)
+        #expect(document.child("StorageClass")?.text == "STANDARD" && document.child("ObjectParts") == nil)
+        #expect(gateway.header(attributes, "Last-Modified") != nil)
         // A wrong checksum stores nothing.
         var wrong = crc.bytes
         wrong[0] ^= 1
@@ -482,6 +492,23 @@ extension HandlerHarness {
         #expect(refused.status == 400 || refused.abortedWith != nil)
         #expect(raw.send("HEAD", key + "-bad").status == 404)
         #expect(events.unrecorded.withLock { $0 }.isEmpty)
+    }
+
+    /// GetObjectAttributes of a plain object reports it as stored; of a missing one, NoSuchKey; a request without
+    /// (or with an unknown) attribute is refused before the backend is asked.
+    @Test func objectAttributesOfPlainAndMissingObjects() throws {
+        let content = Array("stored as it was written".utf8)
+        #expect(raw.send("PUT", "/bucket/plain-attributes", body: content).status == 200)
+        let wanted = [(name: "x-amz-object-attributes", value: "ETag,ObjectSize,ObjectParts")]
+        let plain = gateway.send("GET", "/bucket/plain-attributes?attributes", headers: wanted)
+        #expect(plain.status == 200, "\(plain.bodyText)")
+        let document = try XMLTree.parse(plain.body).root
+        #expect(document.child("ObjectSize")?.text == String(content.count))
+        #expect(document.child("ETag")?.text == Encoding.hex(Digest.hash(.md5, content)) && document.child("ObjectParts") == nil)
+        #expect(gateway.send("GET", "/bucket/no-such-object?attributes", headers: wanted).errorCode == "NoSuchKey")
+        #expect(gateway.send("GET", "/bucket/plain-attributes?attributes").errorCode == "InvalidArgument")
+        let unknown = gateway.send("GET", "/bucket/plain-attributes?attributes", headers: [(name: "x-amz-object-attributes", value: "Owner")])
+        #expect(unknown.errorCode == "InvalidArgument")
     }
 
     /// A backend-side edit of the recorded ETag fails the metadata MAC: no 304 on a forged ETag, no wrong ETag.
