@@ -7,12 +7,15 @@ struct BackendConfiguration: Sendable {
     var region: String = "us-east-1"
     var accessKey: String
     var secretKey: String
+    /// Streamed uploads and parts carry a CRC32 trailer the backend verifies (`BACKEND_UPLOAD_CHECKSUM`).
+    var uploadChecksums: Bool
 
-    init(endpoint: String, region: String = "us-east-1", accessKey: String, secretKey: String) {
+    init(endpoint: String, region: String = "us-east-1", accessKey: String, secretKey: String, uploadChecksums: Bool = false) {
         self.endpoint = endpoint
         self.region = region
         self.accessKey = accessKey
         self.secretKey = secretKey
+        self.uploadChecksums = uploadChecksums
     }
 }
 
@@ -24,6 +27,8 @@ final class BackendClient: Sendable {
     let signer: SigV4Signer
     let http: HTTPClient
     let health: BackendHealth
+    /// Streamed uploads and parts carry a CRC32 trailer the backend verifies (`TrailingChecksumBody`).
+    let sendsUploadChecksums: Bool
     private let now: @Sendable () -> Int64
 
     init(configuration: BackendConfiguration, http: HTTPClient, health: BackendHealth = BackendHealth(),
@@ -33,6 +38,7 @@ final class BackendClient: Sendable {
                                   region: configuration.region)
         self.http = http
         self.health = health
+        self.sendsUploadChecksums = configuration.uploadChecksums
         self.now = now
     }
 
@@ -184,7 +190,8 @@ extension BackendClient {
         try self.init(configuration: BackendConfiguration(endpoint: config.backendEndpoint.absoluteString,
                                                           region: config.backendRegion,
                                                           accessKey: config.backendAccessKey,
-                                                          secretKey: config.backendSecretKey),
+                                                          secretKey: config.backendSecretKey,
+                                                          uploadChecksums: config.sendsBackendUploadChecksums),
                       http: HTTPClient(configuration: http), health: health)
     }
 }

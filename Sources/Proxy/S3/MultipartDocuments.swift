@@ -50,13 +50,18 @@ enum MultipartDocuments {
         return parts
     }
 
-    /// The CompleteMultipartUpload body for the backend: every part with the backend's own ETag.
-    static func completeRequest(_ parts: [(partNumber: Int, etag: String)]) -> [UInt8] {
+    /// The CompleteMultipartUpload body for the backend: every part with the backend's own ETag, and the CRC32 the
+    /// backend verified for it when the upload was created with that algorithm (S3 then wants every part's).
+    static func completeRequest(_ parts: [(partNumber: Int, etag: String)], checksumsCRC32: [String?] = []) -> [UInt8] {
         var root = XMLTree.Element(name: "CompleteMultipartUpload")
         root.attributes = [(name: "xmlns", value: namespace)]
-        root.children = parts.map {
-            XMLTree.Element(name: "Part", children: [XMLTree.Element(name: "PartNumber", text: String($0.partNumber)),
-                                                     XMLTree.Element(name: "ETag", text: $0.etag)])
+        root.children = parts.enumerated().map { index, part in
+            var element = XMLTree.Element(name: "Part", children: [XMLTree.Element(name: "PartNumber", text: String(part.partNumber)),
+                                                                   XMLTree.Element(name: "ETag", text: part.etag)])
+            if index < checksumsCRC32.count, let checksum = checksumsCRC32[index] {
+                element.children.append(XMLTree.Element(name: "ChecksumCRC32", text: checksum))
+            }
+            return element
         }
         return XMLTree(root: root).bytes
     }
@@ -85,6 +90,8 @@ enum MultipartDocuments {
             var partNumber: Int
             var etag: String
             var size: Int
+            /// The part's `ChecksumCRC32` (of what the backend stored), when the backend keeps one.
+            var checksumCRC32: String? = nil
         }
 
         var parts: [Part] = []
@@ -106,7 +113,7 @@ enum MultipartDocuments {
                       let etag = element.child("ETag")?.text else {
                     throw S3Error.internalError().withLog("the backend's ListPartsResult has a Part without PartNumber, Size or ETag")
                 }
-                page.parts.append(.init(partNumber: number, etag: etag, size: size))
+                page.parts.append(.init(partNumber: number, etag: etag, size: size, checksumCRC32: element.child("ChecksumCRC32")?.text))
             default:
                 continue
             }

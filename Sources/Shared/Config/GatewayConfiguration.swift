@@ -50,6 +50,7 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
     case backendSecretKey = "BACKEND_SECRET_KEY"
     case backendCAFile = "BACKEND_CA_FILE"
     case backendTLSInsecureSkipVerify = "BACKEND_TLS_INSECURE_SKIP_VERIFY"
+    case backendUploadChecksum = "BACKEND_UPLOAD_CHECKSUM"
     case gatewayAccessKey = "GATEWAY_ACCESS_KEY"
     case gatewaySecretKey = "GATEWAY_SECRET_KEY"
     case gatewayCredentialsFile = "GATEWAY_CREDENTIALS_FILE"
@@ -126,6 +127,7 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         case .backendSecretKey: return "secret key for the backend (required, secret)"
         case .backendCAFile: return "PEM bundle to verify the backend's TLS certificate (default: system CAs)"
         case .backendTLSInsecureSkipVerify: return "true skips backend TLS verification; test backends only (default false)"
+        case .backendUploadChecksum: return "crc32: streamed uploads and parts carry a CRC32 trailer the backend verifies (AWS object-lock buckets require a checksum); off: none (Ceph RGW before Squid refuses the framing); auto: crc32 for *.amazonaws.com endpoints, else off (default auto)"
         case .gatewayAccessKey: return "access key clients sign requests with (required unless GATEWAY_CREDENTIALS_FILE is set)"
         case .gatewaySecretKey: return "secret key clients sign requests with (required with GATEWAY_ACCESS_KEY, secret)"
         case .gatewayCredentialsFile: return "JSON file of client credentials (per-credential buckets, read-only, backend keys), reloaded when it changes; see docs/authentication.md"
@@ -190,6 +192,10 @@ public struct GatewayConfiguration: Sendable {
     public var backendSecretKey: String
     public var backendCAFile: String?
     public var backendTLSInsecureSkipVerify = false
+    /// `BACKEND_UPLOAD_CHECKSUM`, as given; `sendsBackendUploadChecksums` is the decision.
+    public var backendUploadChecksum = BackendUploadChecksum.auto
+    /// Whether streamed uploads and parts carry a CRC32 trailer for the backend to verify.
+    public var sendsBackendUploadChecksums: Bool { backendUploadChecksum.isOn(for: backendEndpoint) }
     /// The single client key pair; nil when only `GATEWAY_CREDENTIALS_FILE` supplies credentials.
     public var gatewayAccessKey: String?
     public var gatewaySecretKey: String?
@@ -321,6 +327,12 @@ public struct GatewayConfiguration: Sendable {
             config.backendCAFile = path
         }
         config.backendTLSInsecureSkipVerify = try bool(value(.backendTLSInsecureSkipVerify), .backendTLSInsecureSkipVerify) ?? false
+        if let text = value(.backendUploadChecksum) {
+            guard let parsed = BackendUploadChecksum(rawValue: text.lowercased()) else {
+                throw ConfigurationError(.backendUploadChecksum, "must be auto, crc32 or off, got \(JSON.quote(text))")
+            }
+            config.backendUploadChecksum = parsed
+        }
         if let domains = value(.gatewayDomains) {
             config.gatewayDomains = domains.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
                 .filter { !$0.isEmpty }
@@ -469,5 +481,27 @@ public struct GatewayConfiguration: Sendable {
             out += left + "\n      " + s.summary + "\n"
         }
         return out
+    }
+}
+
+/// `BACKEND_UPLOAD_CHECKSUM`: whether the backend gets a checksum it verifies with uploads whose bytes stream
+/// through (PUTs over 1 MiB and parts; smaller PUTs are buffered and always carry the ciphertext's Content-MD5).
+/// The checksum comes in an aws-chunked trailer, as the AWS SDKs send it by default: AWS verifies it, and its
+/// object-lock buckets refuse uploads without a Content-MD5 or a checksum. Backends that do not know the framing
+/// (Ceph RGW before Squid answers `XAmzContentSHA256Mismatch`) need it off.
+public enum BackendUploadChecksum: String, Sendable, CaseIterable {
+    /// `crc32` for AWS's own endpoints, `off` for any other.
+    case auto
+    case crc32
+    case off
+
+    public func isOn(for endpoint: URL) -> Bool {
+        switch self {
+        case .crc32: return true
+        case .off: return false
+        case .auto:
+            guard let host = endpoint.host?.lowercased() else { return false }
+            return host == "amazonaws.com" || host.hasSuffix(".amazonaws.com") || host.hasSuffix(".amazonaws.com.cn")
+        }
     }
 }

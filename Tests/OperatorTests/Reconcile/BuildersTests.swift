@@ -106,6 +106,8 @@ import Testing
         }),
         ("insecure skip verify", { $0["backend"]?["insecureSkipVerify"] = true },
          { child($0, .configMap)?[path: "data", "BACKEND_TLS_INSECURE_SKIP_VERIFY"] == "true" }),
+        ("upload checksum", { $0["backend"]?["uploadChecksum"] = "crc32" },
+         { child($0, .configMap)?[path: "data", "BACKEND_UPLOAD_CHECKSUM"] == "crc32" }),
         ("previous passwords", { $0["encryption"]?["previousPasswordsSecretRef"] = ["name": "e", "key": "old"] },
          { env($0)["ENCRYPTION_PREVIOUS_PASSWORDS"] == ["secretKeyRef": ["name": "e", "key": "old"]] }),
         ("cipher and chunk size", { $0["encryption"]?["cipher"] = "chacha20-poly1305"; $0["encryption"]?["chunkSize"] = 8192 }, {

@@ -91,4 +91,19 @@ import Testing
         #expect(ListingRewriter.partCount("&quot;abc-12&quot;") == 12 && ListingRewriter.partCount("\"abc\"") == nil)
         #expect(ListingRewriter.partCount("\"abc-0\"") == nil && ListingRewriter.partCount("\"abc-10001\"") == nil)
     }
+
+    /// An upload created with a CRC32 (BACKEND_UPLOAD_CHECKSUM): AWS lists each part's, and the Complete document
+    /// must name it for every part; parts without one (the setting was off) are listed without.
+    @Test func partChecksumsGoFromListPartsIntoTheCompleteDocument() throws {
+        let aws = "<ListPartsResult><ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
+            + "<Part><PartNumber>1</PartNumber><ETag>\"a\"</ETag><Size>52</Size><ChecksumCRC32>AAAAAQ==</ChecksumCRC32></Part>"
+            + "<Part><PartNumber>2</PartNumber><ETag>\"b\"</ETag><Size>9</Size></Part></ListPartsResult>"
+        let page = try MultipartDocuments.parsePartsPage(try MultipartDocuments.parseBackend(Array(aws.utf8), root: "ListPartsResult"))
+        #expect(page.parts.map(\.checksumCRC32) == ["AAAAAQ==", nil])
+        let sent = try XMLTree.parse(MultipartDocuments.completeRequest(page.parts.map { ($0.partNumber, $0.etag) },
+                                                                        checksumsCRC32: page.parts.map(\.checksumCRC32)))
+        let listed = sent.root.children.filter { $0.name == "Part" }
+        #expect(listed.map { $0.child("ChecksumCRC32")?.text } == ["AAAAAQ==", nil])
+        #expect(listed.map { $0.child("ETag")?.text } == ["\"a\"", "\"b\""])
+    }
 }

@@ -32,6 +32,30 @@ import Testing
         }
     }
 
+    /// BACKEND_UPLOAD_CHECKSUM: auto turns the trailer on for AWS's endpoints only (Ceph RGW before Squid refuses it).
+    @Test(arguments: [
+        (nil, "http://127.0.0.1:9000", false), (nil, "https://s3.eu-west-1.amazonaws.com", true),
+        (nil, "https://bucket.s3.amazonaws.com", true), (nil, "https://s3.cn-north-1.amazonaws.com.cn", true),
+        (nil, "https://notamazonaws.com", false), (nil, "https://rgw.example.net", false),
+        ("auto", "https://s3.amazonaws.com", true), ("crc32", "http://127.0.0.1:9000", true), ("CRC32", "http://ceph:7480", true),
+        ("off", "https://s3.us-east-1.amazonaws.com", false),
+    ] as [(String?, String, Bool)])
+    func backendUploadChecksums(setting: String?, endpoint: String, on: Bool) throws {
+        var env = base
+        env["BACKEND_ENDPOINT"] = endpoint
+        env["BACKEND_UPLOAD_CHECKSUM"] = setting
+        #expect(try GatewayConfiguration.load(environment: env, arguments: []).sendsBackendUploadChecksums == on)
+    }
+
+    @Test func aBackendUploadChecksumOutsideTheChoicesIsRefused() {
+        var env = base
+        env["BACKEND_UPLOAD_CHECKSUM"] = "sha256"
+        #expect(throws: ConfigurationError(.backendUploadChecksum, "must be auto, crc32 or off, got \"sha256\"")) {
+            try GatewayConfiguration.load(environment: env, arguments: [])
+        }
+        #expect(throws: Never.self) { try GatewayConfiguration.load(environment: base, arguments: ["--backend-upload-checksum", "off"]) }
+    }
+
     @Test func flagsOverrideEnvironment() throws {
         let c = try GatewayConfiguration.load(environment: base, arguments: [
             "--listen-addr", "127.0.0.1:0", "--log-level=debug", "--max-connections", "7", "--request-timeout", "500ms",

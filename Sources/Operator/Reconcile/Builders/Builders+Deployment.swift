@@ -41,6 +41,7 @@ extension Builders {
         if spec.clientCredentials.anonymousAccess != "deny" { d[.anonymousAccess] = spec.clientCredentials.anonymousAccess }
         if !spec.clientCredentials.regions.isEmpty { d[.gatewayRegions] = spec.clientCredentials.regions.joined(separator: ",") }
         if spec.authTimeout != "10s" { d[.authTimeout] = spec.authTimeout }
+        if spec.backend.uploadChecksum != "auto" { d[.backendUploadChecksum] = spec.backend.uploadChecksum }
         if let n = spec.maxUnauthenticatedConnections { d[.maxUnauthenticatedConnections] = String(n) }
         if let port = spec.probes.port { d[.probeAddress] = ":\(port)" }
         d.merge(keyConfigData(spec.encryption)) { a, _ in a }

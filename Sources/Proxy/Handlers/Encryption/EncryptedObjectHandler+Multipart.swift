@@ -27,9 +27,11 @@ extension EncryptedObjectHandler {
         let identity = try Self.identity(of: request)
         try Self.drain(body)
         var headers = Self.uploadHeaders(request.head.headers)
-        // A checksum algorithm would make the backend expect checksums of every (ciphertext) part.
+        // The client's algorithm is for its plaintext checksums, which the gateway verifies. The backend's is the
+        // gateway's: a CRC32 of every (ciphertext) part when it gets upload checksums, else none.
         headers.remove("x-amz-checksum-algorithm")
         headers.remove("x-amz-checksum-type")
+        if backend.sendsUploadChecksums { headers.set("x-amz-checksum-algorithm", "CRC32") }
         let pending: PendingUpload
         do {
             pending = try encryptor.beginMultipartObject(identity)
@@ -89,10 +91,12 @@ extension EncryptedObjectHandler {
         let storedLength = PartHeader.size + upload.chunkLayout.ciphertextLength(plaintextLength: length)
         let body = SealingBody(source: plaintext, sealer: begun.sealer, ciphertextLength: storedLength,
                                hashingPlaintext: hashingPlaintext, prefix: begun.header)
+        var headers = Self.partHeaders(request.head.headers)
+        let stream = backend.streamedUpload(body, length: storedLength, headers: &headers)
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key,
                                        query: Self.backendQuery(request.query, uploadID: upload.backendUploadID, partNumber: partNumber),
-                                       headers: Self.partHeaders(request.head.headers), body: .stream(body, length: Int64(storedLength)),
-                                       payloadHash: SigV4.unsignedPayload, signing: request.identity.backendSigning)
+                                       headers: headers, body: stream.body, payloadHash: stream.payloadHash,
+                                       signing: request.identity.backendSigning)
         return (forwarded, body)
     }
 
@@ -368,7 +372,9 @@ extension EncryptedObjectHandler {
         }
         // Conditions compare the ETags clients see, then pin the object checked on the backend (as PutObject).
         headers = try conditionalWriteHeaders(headers, identity: identity, request: request)
-        let xml = MultipartDocuments.completeRequest(listed.map { ($0.partNumber, $0.etag) })
+        // Parts the backend verified a CRC32 for (`BACKEND_UPLOAD_CHECKSUM`) are listed with it, as S3 requires of an
+        // upload created with the algorithm.
+        let xml = MultipartDocuments.completeRequest(listed.map { ($0.partNumber, $0.etag) }, checksumsCRC32: listed.map(\.checksumCRC32))
         let answer = try backend.fetch(BackendRequest(method: "POST", bucket: identity.bucket, key: identity.key,
                                                       query: Self.backendQuery(request.query, uploadID: backendID, partNumber: nil),
                                                       headers: headers, body: .bytes(xml),

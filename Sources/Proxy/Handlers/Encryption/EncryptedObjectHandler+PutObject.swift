@@ -65,8 +65,7 @@ extension EncryptedObjectHandler {
             if md5 == nil { body.computePayloadMD5() }
             let source = SealingBody(source: body, sealer: begun.sealer, ciphertextLength: ciphertextLength)
             sealing = source
-            backendBody = .stream(source, length: Int64(ciphertextLength))
-            payloadHash = SigV4.unsignedPayload
+            (backendBody, payloadHash) = backend.streamedUpload(source, length: ciphertextLength, headers: &headers)
         }
         for (name, value) in metadata.fields { headers.set(name, value) }
         let forwarded = BackendRequest(method: "PUT", bucket: identity.bucket, key: identity.key, query: request.query,

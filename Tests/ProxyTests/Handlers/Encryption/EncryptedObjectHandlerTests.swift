@@ -23,8 +23,9 @@ final class RecordingEncryptionObserver: EncryptionObserver {
 extension HandlerHarness {
     /// A harness whose handler encrypts (the default `init` is a pass-through gateway).
     init(backendEndpoint: String, encryptor: ObjectEncryptor, encryptionObserver: any EncryptionObserver,
-         allowPlaintextReads: Bool = true) throws {
-        backend = try BackendClient(configuration: BackendConfiguration(endpoint: backendEndpoint, accessKey: "testing", secretKey: "testing"),
+         allowPlaintextReads: Bool = true, uploadChecksums: Bool = false) throws {
+        backend = try BackendClient(configuration: BackendConfiguration(endpoint: backendEndpoint, accessKey: "testing", secretKey: "testing",
+                                                                        uploadChecksums: uploadChecksums),
                                     http: HTTPClient())
         handler = S3RequestHandler(gateway: gateway,
                                    authenticator: RequestAuthenticator(credentials: StaticCredentials(accessKey: Self.clientKey, secretKey: Self.clientSecret), regions: ["us-east-1", "us-west-2"]),
