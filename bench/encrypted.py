@@ -17,6 +17,9 @@ gateway's busiest thread runs, so the GET ratio is at most pass-through's busies
 one's (`common.print_thread_bound`): what sharing a stream's work between two threads buys, which the shared cores
 here hide.
 
+Last, the encrypted PUT again with `BACKEND_UPLOAD_CHECKSUM=crc32` (aws-chunked framing and a CRC32 trailer towards
+the backend, which nginx stores as it comes) against the same PUT without it: what the backend checksum costs.
+
 nginx stores bodies but not request headers, so on its own it would serve the encrypted object without its
 `x-amz-meta-s3eg-*` metadata (and the gateway would pass the ciphertext through as a plain object). The bench
 therefore logs the metadata headers of the encrypted PUTs (an nginx access log of just those headers) and, before
@@ -39,10 +42,11 @@ import s3gw  # on sys.path through common
 
 
 def measure_pair(op: str, method: str, plain: tuple, enc: tuple, src: Path | None, repeat: int, gib: float,
-                 nginx: common.Nginx) -> tuple[list[float], list[float], list[common.Cost], list[common.Cost]]:
+                 nginx: common.Nginx, labels: tuple[str, str] = ("pass-through", "encrypted"),
+                 ) -> tuple[list[float], list[float], list[common.Cost], list[common.Cost]]:
     """Alternates pass-through and encrypted transfers (`common.interleaved`, rotated each round) so load from other
     processes on a shared machine hits both sides alike; returns each side's MiB/s per round and each round's
-    `Cost` (the CPU time of the side's gateway, of nginx and of curl). `plain`/`enc`: (gateway, url).
+    `Cost` (the CPU time of the side's gateway, of nginx and of curl). `plain`/`enc`: (gateway, url), named `labels`.
     Prints each side's MiB/s and CPU seconds per GiB per process, which that load hardly changes."""
     def side(label: str, gw, url: str):
         meter = common.CostMeter({"gateway": lambda: [gw.proc.pid], "nginx": nginx.pids})
@@ -51,7 +55,7 @@ def measure_pair(op: str, method: str, plain: tuple, enc: tuple, src: Path | Non
         # curl's own speed (bytes / time_total) is the side's time, so the ratio and the ceiling use one clock.
         return lambda: meter.measure(transfer, seconds=lambda speed: gib * 1024 / speed)
     results = common.interleaved(repeat, {label: side(label, gw, url)
-                                          for label, (gw, url) in (("pass-through", plain), ("encrypted", enc))})
+                                          for label, (gw, url) in ((labels[0], plain), (labels[1], enc))})
     speeds, costs = {}, {}
     for label, values in results.items():
         speeds[label], costs[label] = [v[0] for v in values], [v[1] for v in values]
@@ -59,7 +63,7 @@ def measure_pair(op: str, method: str, plain: tuple, enc: tuple, src: Path | Non
               flush=True)
     for label in results:
         common.print_costs(f"{op} {label}", costs[label], gib, indent="    ")
-    return speeds["pass-through"], speeds["encrypted"], costs["pass-through"], costs["encrypted"]
+    return speeds[labels[0]], speeds[labels[1]], costs[labels[0]], costs[labels[1]]
 
 
 def run_bench(args, bench: common.Bench) -> None:
@@ -101,6 +105,19 @@ def run_bench(args, bench: common.Bench) -> None:
               f"of medians, {statistics.median(per_round):.2f} median per round (spread {common.spread(per_round)})   ({goal})")
     common.print_ceiling("GET encrypted/pass-through", get_enc_costs, get_plain_costs, 0.9, gib)
     common.print_thread_bound("GET encrypted/pass-through", get_enc_costs, get_plain_costs, gib)
+    # What BACKEND_UPLOAD_CHECKSUM=crc32 costs a streamed PUT: the ciphertext framed as aws-chunked with a CRC32
+    # trailer (nginx stores the framed body as it comes; the gateway's work is what is compared).
+    crc = bench.gateway(backend, "gateway-enc-crc32", passthrough=False,
+                        env={"ENCRYPTION_CIPHER": args.cipher, "BACKEND_UPLOAD_CHECKSUM": "crc32"})
+    crc_side = (crc, f"{crc.endpoint}/bench/enc-crc32")
+    put_off, put_crc, off_costs, crc_costs = measure_pair("PUT", "PUT", enc_side, crc_side, src, args.repeat, gib, nginx,
+                                                          labels=("encrypted", "CRC32 trailer"))
+    framed = (nginx.dir / "data" / "bench" / "enc-crc32").read_bytes()[-64:]
+    if b"x-amz-checksum-crc32:" not in framed:
+        raise s3gw.HarnessError("the PUT with BACKEND_UPLOAD_CHECKSUM=crc32 sent no CRC32 trailer")
+    per_round = common.ratios(put_crc, put_off)
+    print(f"  ratio PUT with backend CRC32 trailer/without: {statistics.median(put_crc) / statistics.median(put_off):.2f} "
+          f"of medians, {statistics.median(per_round):.2f} median per round (spread {common.spread(per_round)})   (no goal)")
     print(f"  load average at the end: {os.getloadavg()}")
 
 

@@ -82,10 +82,15 @@ extension EncryptedObjectHandler {
             let lateChecksum = metadata.checksum == nil ? try Self.checksumRecord(body.verifiedChecksum) : nil
             var etag = metadata.authenticatedMD5.map(ClientETag.md5) ?? ClientETag.opaque(answer.header("ETag"))
             if lateMD5 != nil || lateChecksum != nil {
-                let attached = attachRecords(md5: lateMD5, checksum: lateChecksum, to: metadata, identity: identity,
-                                             uploadHeaders: clientHeaders, put: answer, request: request)
-                if let md5 = lateMD5, attached.recorded { etag = ClientETag.md5(md5) }
-                if let version = attached.versionID { fields.set("x-amz-version-id", version) }
+                if Self.recordsMayBeCopied(clientHeaders) {
+                    let attached = attachRecords(md5: lateMD5, checksum: lateChecksum, to: metadata, identity: identity,
+                                                 uploadHeaders: clientHeaders, put: answer, request: request)
+                    if let md5 = lateMD5, attached.recorded { etag = ClientETag.md5(md5) }
+                    if let version = attached.versionID { fields.set("x-amz-version-id", version) }
+                } else {
+                    observer.etagNotRecorded(bucket: identity.bucket, key: identity.key, requestID: request.context.requestID.text,
+                                             reason: "the upload puts the object under object lock, whose version a self-copy could not replace")
+                }
             }
             fields.set("ETag", etag)
             if let checksum = body.verifiedChecksum {
@@ -100,6 +105,17 @@ extension EncryptedObjectHandler {
         if !document.isEmpty { try response.write(document) }
         try response.finish()
         return BackendResult(status: answer.status, bytesOut: Int64(document.count))
+    }
+
+    /// Whether a streamed upload's late records may be attached by a self-copy. Not when the upload puts the object
+    /// under object lock (a retention or a legal hold): its version could not be deleted after the copy, so both
+    /// would stay, locked, doubling the object's storage for as long as the lock lasts. The ETag then stays visibly
+    /// not an MD5. (A bucket's default retention is not visible in the request; docs/encryption.md.)
+    static func recordsMayBeCopied(_ uploadHeaders: HTTPFields) -> Bool {
+        if uploadHeaders["x-amz-object-lock-mode"] != nil || uploadHeaders["x-amz-object-lock-retain-until-date"] != nil {
+            return false
+        }
+        return uploadHeaders["x-amz-object-lock-legal-hold"]?.uppercased() != "ON"
     }
 
     /// Records the plaintext MD5 and/or the flexible checksum of a streamed upload with one metadata-replacing copy

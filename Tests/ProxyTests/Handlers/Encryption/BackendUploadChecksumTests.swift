@@ -66,6 +66,22 @@ import Testing
         #expect(plain.send("PUT", "/locked/small", body: Self.content(1000, seed: 2)).status == 200)
     }
 
+    /// An upload under its own retention: no self-copy is tried (its locked version would stay beside the copy);
+    /// the object keeps one version and an ETag that is visibly not an MD5.
+    @Test func anUploadUnderItsOwnRetentionIsNotCopied() throws {
+        let content = Self.content(2 * Self.mib + 1, seed: 6)
+        let put = checked.send("PUT", "/locked/retained", body: content, headers: [
+            (name: "x-amz-object-lock-mode", value: "GOVERNANCE"),
+            (name: "x-amz-object-lock-retain-until-date", value: "2099-01-01T00:00:00Z")])
+        #expect(put.status == 200, "\(put.bodyText)")
+        #expect(checked.header(put, "ETag")?.hasSuffix("-1\"") == true)
+        let reasons = checkedEvents.unrecorded.withLock { $0 }.filter { $0.hasPrefix("retained:") }
+        #expect(reasons == ["retained: the upload puts the object under object lock, whose version a self-copy could not replace"])
+        let versions = raw.send("GET", "/locked?versions&prefix=retained").bodyText
+        #expect(versions.components(separatedBy: "<Version>").count == 2, "\(versions)")
+        #expect(checked.send("GET", "/locked/retained").body == content)
+    }
+
     @Test func multipartUploadsDeclareTheAlgorithmAndCompleteWithThePartsChecksums() throws {
         let parts = [Self.content(5 * Self.mib, seed: 3), Self.content(5 * Self.mib, seed: 4), Self.content(1234, seed: 5)]
         let created = checked.send("POST", "/locked/mp.bin?uploads")

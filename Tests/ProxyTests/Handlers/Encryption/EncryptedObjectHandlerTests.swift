@@ -791,6 +791,15 @@ extension HandlerHarness {
         #expect(EncryptedObjectHandler.copyChangesTheObject(["x-amz-server-side-encryption": "AES256"]))
     }
 
+    /// An upload that puts the object under object lock keeps its one version: no self-copy for its late records.
+    @Test func objectLockedUploadsAreNotRecordedByACopy() {
+        #expect(EncryptedObjectHandler.recordsMayBeCopied(["Content-Type": "text/plain"]))
+        #expect(EncryptedObjectHandler.recordsMayBeCopied(["x-amz-object-lock-legal-hold": "OFF"]))
+        #expect(!EncryptedObjectHandler.recordsMayBeCopied(["x-amz-object-lock-legal-hold": "on"]))
+        #expect(!EncryptedObjectHandler.recordsMayBeCopied(["X-Amz-Object-Lock-Mode": "GOVERNANCE"]))
+        #expect(!EncryptedObjectHandler.recordsMayBeCopied(["x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z"]))
+    }
+
     @Test func conditionalEvaluation() {
         let etag = "\"abc\""
         let date = "Wed, 21 Oct 2015 07:28:00 GMT"
