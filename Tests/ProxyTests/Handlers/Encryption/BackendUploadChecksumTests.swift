@@ -84,13 +84,18 @@ import Testing
 
     @Test func multipartUploadsDeclareTheAlgorithmAndCompleteWithThePartsChecksums() throws {
         let parts = [Self.content(5 * Self.mib, seed: 3), Self.content(5 * Self.mib, seed: 4), Self.content(1234, seed: 5)]
+        // The last part is copied (UploadPartCopy: decrypted, resealed and streamed, with the trailer too).
+        let source = checked.send("PUT", "/locked/part-source", body: parts[2])
+        #expect(source.status == 200, "\(source.bodyText)")
         let created = checked.send("POST", "/locked/mp.bin?uploads")
         #expect(created.status == 200, "\(created.bodyText)")
         let uploadID = try #require(try XMLTree.parse(created.body).root.child("UploadId")?.text)
         let backendID = try #require(ObjectEncryptor.backendUploadID(of: uploadID))
         var listed = ""
         for (i, body) in parts.enumerated() {
-            let answer = checked.send("PUT", "/locked/mp.bin?partNumber=\(i + 1)&uploadId=\(uploadID)", body: body)
+            let target = "/locked/mp.bin?partNumber=\(i + 1)&uploadId=\(uploadID)"
+            let answer = i < 2 ? checked.send("PUT", target, body: body)
+                : checked.send("PUT", target, headers: [(name: "x-amz-copy-source", value: "/locked/part-source")])
             #expect(answer.status == 200, "\(answer.bodyText)")
             #expect(checked.header(answer, "x-amz-checksum-crc32") == nil)
             listed += "<Part><PartNumber>\(i + 1)</PartNumber><ETag>\(checked.header(answer, "ETag") ?? "")</ETag></Part>"
