@@ -177,6 +177,11 @@ def test_pass_through_gateway_refuses_encrypted_objects(target, enc_gateway, raw
         status, headers, body = signed(target.gateway, method, ebucket, "sealed")
         assert status == 501, (method, status, body[:200])
         assert_no_gateway_secrets(status, headers, body, ciphertext, method)
+    # GetObjectAttributes too: its document would give the ciphertext's size and ETag.
+    status, headers, body = signed(target.gateway, "GET", ebucket, "sealed", "attributes",
+                                   headers={"x-amz-object-attributes": "ETag,ObjectSize"})
+    assert status == 501, (status, body[:200])
+    assert_no_gateway_secrets(status, headers, body, ciphertext, "attributes")
 
 
 def test_plaintext_reads_can_be_refused(backend, raw, ebucket, enc_gateway, tmp_root, gateway_binary):

@@ -57,15 +57,31 @@ struct PassthroughHandler: Sendable {
         } else {
             payloadHash = SigV4.unsignedPayload
         }
+        let operation = request.operation.name
+        let encrypting = encrypting
+        if request.operation == .getObjectAttributes {
+            try screenObject(request, operation: operation)
+        }
         let forwarded = BackendRequest(method: method, bucket: request.address.bucket, key: request.address.key,
                                        query: request.query, headers: request.head.headers, body: bodySource,
                                        payloadHash: payloadHash, signing: request.identity.backendSigning)
-        let operation = request.operation.name
-        let encrypting = encrypting
         return try backend.relay(forwarded, to: response, requestID: request.context.requestID) { status, fields in
             try Self.screen(fields: &fields, operation: operation, encrypting: encrypting)
             return status
         }
+    }
+
+    /// GetObjectAttributes answers with a document and no object headers, so nothing in its answer tells an encrypted
+    /// object (whose size, ETag and checksums there would be the ciphertext's) from a plain one: the object's own
+    /// HEAD decides first, as `screen` would decide a GET or HEAD. An error is left for the request itself.
+    private func screenObject(_ request: S3Request, operation: String) throws {
+        let head = try backend.fetch(BackendRequest(
+            method: "HEAD", bucket: request.address.bucket, key: request.address.key,
+            query: request.query.filter { $0.name == "versionId" }, headers: [:], body: .none,
+            payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
+        guard (200..<300).contains(head.status) else { return }
+        var fields = HTTPFields(head.headers)
+        try Self.screen(fields: &fields, operation: operation, encrypting: encrypting)
     }
 
     /// Refuses an answer carrying an encrypted object's metadata (its body is ciphertext) and drops any

@@ -376,6 +376,12 @@ extension HandlerHarness {
             #expect(!got.bodyText.contains("s3eg") && got.body != raw.send("GET", "/bucket/pt-enc").body)
         }
         #expect(plain.send("GET", "/bucket/pt-enc").errorCode == "NotImplemented")
+        // GetObjectAttributes too: its document would give the ciphertext's size and ETag. A plain object's is forwarded.
+        let wanted = [(name: "x-amz-object-attributes", value: "ETag,ObjectSize")]
+        #expect(plain.send("GET", "/bucket/pt-enc?attributes", headers: wanted).errorCode == "NotImplemented")
+        #expect(raw.send("PUT", "/bucket/pt-plain", body: content).status == 200)
+        let attributes = plain.send("GET", "/bucket/pt-plain?attributes", headers: wanted)
+        #expect(attributes.status == 200 && attributes.bodyText.contains("<ObjectSize>1000</ObjectSize>"), "\(attributes.bodyText)")
     }
 
     @Test func plaintextReadsCanBeRefused() throws {
