@@ -18,7 +18,8 @@ extension EncryptedObjectHandler {
             method: "HEAD", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
             headers: headers, body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else {
-            return try explainFailedHead(request, identity: identity, response: response)
+            return try respondWithReadError(bucket: identity.bucket, key: identity.key, versionQuery: request.query.filter { $0.name == "versionId" },
+                                            headers: Self.metadataRequestHeaders(request.head.headers), request: request, response: response)
         }
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }) else {
             throw S3Error.internalError().withLog("the backend's HEAD of \(identity.bucket)/\(identity.key) has no Content-Length")
@@ -42,21 +43,6 @@ extension EncryptedObjectHandler {
         var fields: [(name: String, value: String)] = [("Content-Type", "application/xml")]
         for name in ["Last-Modified", "x-amz-version-id"] { if let value = stored.header(name) { fields.append((name, value)) } }
         return try respondBuffered(status: 200, headers: fields, body: attributes.document(for: wanted), request: request, response: response)
-    }
-
-    /// A HEAD's error has no body, so it cannot tell NoSuchKey from NoSuchBucket, NoSuchVersion or a delete marker's
-    /// MethodNotAllowed: a one-byte GET of the same object brings the backend's own error document, which is relayed
-    /// (with the gateway's request id and without any gateway metadata). Should that GET find an object after all
-    /// (written in between), the client is asked to retry; its byte is never relayed.
-    private func explainFailedHead(_ request: S3Request, identity: ObjectIdentity, response: ResponseWriter) throws -> BackendResult {
-        var headers = Self.metadataRequestHeaders(request.head.headers)
-        headers.set("Range", "bytes=0-0")
-        let answer = try backend.fetch(BackendRequest(
-            method: "GET", bucket: identity.bucket, key: identity.key, query: request.query.filter { $0.name == "versionId" },
-            headers: headers, body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
-            maxBodySize: S3ErrorBody.maxRewrittenSize)
-        guard answer.status >= 300, answer.status != 416 else { throw S3Error.objectChanged() }
-        return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, request: request, response: response)
     }
 
     /// What an encrypted object reports: its geometry is read only when its size or parts are asked for.

@@ -18,8 +18,11 @@ extension EncryptedObjectHandler {
             method: "HEAD", bucket: source.bucket, key: source.key,
             query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [], signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else {
-            // A missing source, or an error the backend explains best.
-            return try passthrough.handle(request, body: body, response: response)
+            // A missing source, or another error the backend explains best. Not by forwarding the copy: a source
+            // written in between would be copied as stored, its data key still bound to the source's name.
+            return try respondWithReadError(bucket: source.bucket, key: source.key,
+                                            versionQuery: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [],
+                                            headers: HTTPFields(), request: request, response: response)
         }
         let backendETag = stored.header("ETag")
         guard let metadata = try readMetadata(stored.headers, sourceIdentity, request) else {

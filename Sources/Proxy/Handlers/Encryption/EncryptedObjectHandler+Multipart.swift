@@ -141,7 +141,10 @@ extension EncryptedObjectHandler {
         let versionQuery = source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? []
         let stored = try backend.fetch(BackendRequest(method: "HEAD", bucket: source.bucket, key: source.key, query: versionQuery,
                                                       headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
-        guard (200..<300).contains(stored.status) else { throw Self.headFailure(stored.status, what: "copy source") }
+        guard (200..<300).contains(stored.status) else {
+            return try respondWithReadError(bucket: source.bucket, key: source.key, versionQuery: versionQuery, headers: HTTPFields(),
+                                            request: request, response: response)
+        }
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }), let backendETag = stored.header("ETag") else {
             throw S3Error.internalError().withLog("the backend's HEAD of \(source.bucket)/\(source.key) lacks Content-Length or ETag")
         }
@@ -309,15 +312,6 @@ extension EncryptedObjectHandler {
             return setup
         } catch let error as EncryptionError {
             throw failure(error, identity, request)
-        }
-    }
-
-    static func headFailure(_ status: Int, what: String) -> S3Error {
-        switch status {
-        case 404: return S3Error(code: "NoSuchKey", message: "The specified key does not exist.", status: 404)
-        case 403: return S3Error.accessDenied()
-        case 412: return S3Error.preconditionFailed()
-        default: return S3Error.internalError().withLog("the backend's HEAD of the \(what) answered \(status)")
         }
     }
 

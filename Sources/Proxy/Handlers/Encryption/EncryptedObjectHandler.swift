@@ -70,6 +70,22 @@ struct EncryptedObjectHandler: Sendable {
         return S3Error.internalError().withLog("encryption \(error.code.rawValue): \(error.message)")
     }
 
+    /// The backend's own error for a read of `bucket/key` whose HEAD failed. A HEAD's error has no body, so it cannot
+    /// tell NoSuchKey from NoSuchBucket, NoSuchVersion, AccessDenied or a delete marker's MethodNotAllowed: a one-byte
+    /// GET of the same object brings the document, relayed with the gateway's request id and without any gateway
+    /// metadata. Should that GET find an object after all (written in between), the client is asked to retry; the
+    /// byte is never relayed, and nothing is forwarded that could act on an object the gateway has not read.
+    func respondWithReadError(bucket: String, key: String, versionQuery: [QueryParameter], headers: HTTPFields, request: S3Request,
+                              response: ResponseWriter) throws -> BackendResult {
+        var headers = headers
+        headers.set("Range", "bytes=0-0")
+        let answer = try backend.fetch(BackendRequest(method: "GET", bucket: bucket, key: key, query: versionQuery, headers: headers,
+                                                      body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
+                                       maxBodySize: S3ErrorBody.maxRewrittenSize)
+        guard answer.status >= 300, answer.status != 416 else { throw S3Error.objectChanged() }
+        return try respondBuffered(status: answer.status, headers: answer.headers, body: answer.body, request: request, response: response)
+    }
+
     /// Writes a buffered backend answer (listing, copy result) with end-to-end headers and its new length.
     /// A backend error document gets the request's id (one request id per error).
     func respondBuffered(status: Int, headers: [(name: String, value: String)], body: [UInt8], request: S3Request,

@@ -322,6 +322,12 @@ import Testing
                                        headers: [(name: "x-amz-copy-source", value: "/bucket/src-single"),
                                                  (name: "x-amz-copy-source-if-match", value: "\"0123\"")])
         #expect(conditional.errorCode == "PreconditionFailed")
+        // A missing source: the backend's own error.
+        for (source, code) in [("/bucket/no-such-source", "NoSuchKey"), ("/no-such-bucket/src", "NoSuchBucket")] {
+            let missing = gateway.send("PUT", "/bucket/copied.bin?partNumber=9&uploadId=\(uploadID)",
+                                       headers: [(name: "x-amz-copy-source", value: source)])
+            #expect(missing.errorCode == code, "\(source): \(missing.bodyText)")
+        }
         // ENCRYPTION_ALLOW_PLAINTEXT_READS=false: a plain source is refused like a plain GET (the upload id stays valid).
         let strict = try HandlerHarness(backendEndpoint: moto.endpoint, encryptor: Self.encryptor, encryptionObserver: events,
                                         allowPlaintextReads: false)

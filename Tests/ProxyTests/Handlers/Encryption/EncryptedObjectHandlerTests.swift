@@ -277,6 +277,12 @@ extension HandlerHarness {
         let failed = gateway.send("PUT", "/bucket/nope", headers: [(name: "x-amz-copy-source", value: "/bucket/src"),
                                                                    (name: "x-amz-copy-source-if-match", value: "\"0123\"")])
         #expect(failed.status == 412)
+        // A missing source is the backend's own error (a HEAD's has no body), and nothing is written.
+        for (source, code) in [("/bucket/no-such-source", "NoSuchKey"), ("/no-such-bucket/src", "NoSuchBucket")] {
+            let missing = gateway.send("PUT", "/bucket/from-missing", headers: [(name: "x-amz-copy-source", value: source)])
+            #expect(missing.errorCode == code, "\(source): \(missing.bodyText)")
+            #expect(raw.send("HEAD", "/bucket/from-missing").status == 404)
+        }
     }
 
     @Test func listingsShowPlaintextSizes() {
