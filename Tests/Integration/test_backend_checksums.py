@@ -63,6 +63,10 @@ def assert_etag_rule(etag: str, data: bytes) -> None:
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
 def test_a_streamed_put_into_a_locked_bucket_needs_the_trailer(locked, backend):
     proxy, checked, default, bucket = locked
+    # The start-up log says what was decided: auto is off for a local endpoint.
+    for gw, decided in ((checked, "crc32"), (default, "off")):
+        listening = next(r for r in s3gw.parse_json_log(gw.log_text()) if r.get("msg") == "listening")
+        assert listening["backend_upload_checksum"] == decided, listening
     data = os.urandom(3 * MIB + 7)
     proxy.take()
     with pytest.raises(ClientError) as refused:

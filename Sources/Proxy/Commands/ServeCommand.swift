@@ -186,6 +186,8 @@ enum ServeCommand {
             "backend_proxy": .string(ProxyEnvironment.process.proxy(forURL: config.backendEndpoint.absoluteString)
                 .map(ProxyEnvironment.redacted) ?? "none"),
             "region": .string(config.backendRegion),
+            // BACKEND_UPLOAD_CHECKSUM as decided (auto: by the endpoint).
+            "backend_upload_checksum": .string(config.sendsBackendUploadChecksums ? "crc32" : "off"),
             "max_connections": .int(config.maxConnections),
             // What thread counts are sized from; with a CPU limit, the limit (ProcessorBudget).
             "cpus": .int(ProcessorBudget.current),
