@@ -204,7 +204,7 @@ struct BackendSpec: APIObject {
             Field("credentialsSecretRef", \.credentialsSecretRef, "The backend's access key pair (BACKEND_ACCESS_KEY, BACKEND_SECRET_KEY).", required: true),
             Field("caSecretRef", \.caSecretRef, "PEM bundle verifying the backend's TLS certificate, mounted into the pods (BACKEND_CA_FILE). Unset: the system CAs."),
             Field("insecureSkipVerify", \.insecureSkipVerify, "Skip verification of the backend's TLS certificate; test backends only (BACKEND_TLS_INSECURE_SKIP_VERIFY)."),
-            Field("uploadChecksum", \.uploadChecksum, "Checksum the backend verifies on streamed uploads and parts (BACKEND_UPLOAD_CHECKSUM): crc32 sends a CRC32 trailer (AWS object-lock buckets require a checksum), off none (Ceph RGW before Squid refuses the trailer), auto crc32 for *.amazonaws.com endpoints only.") {
+            Field("uploadChecksum", \.uploadChecksum, "Checksum the backend verifies on streamed uploads and parts (BACKEND_UPLOAD_CHECKSUM): crc32 sends a CRC32 trailer (AWS object-lock buckets require a checksum), off none (Ceph RGW Pacific refuses the trailer), auto crc32 for *.amazonaws.com endpoints only.") {
                 $0.enumValues = ["auto", "crc32", "off"] },
         ]
     }

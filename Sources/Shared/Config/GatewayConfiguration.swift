@@ -127,7 +127,7 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         case .backendSecretKey: return "secret key for the backend (required, secret)"
         case .backendCAFile: return "PEM bundle to verify the backend's TLS certificate (default: system CAs)"
         case .backendTLSInsecureSkipVerify: return "true skips backend TLS verification; test backends only (default false)"
-        case .backendUploadChecksum: return "crc32: streamed uploads and parts carry a CRC32 trailer the backend verifies (AWS object-lock buckets require a checksum); off: none (Ceph RGW before Squid refuses the framing); auto: crc32 for *.amazonaws.com endpoints, else off (default auto)"
+        case .backendUploadChecksum: return "crc32: streamed uploads and parts carry a CRC32 trailer the backend verifies (AWS object-lock buckets require a checksum); off: none (Ceph RGW Pacific refuses the framing); auto: crc32 for *.amazonaws.com endpoints, else off (default auto)"
         case .gatewayAccessKey: return "access key clients sign requests with (required unless GATEWAY_CREDENTIALS_FILE is set)"
         case .gatewaySecretKey: return "secret key clients sign requests with (required with GATEWAY_ACCESS_KEY, secret)"
         case .gatewayCredentialsFile: return "JSON file of client credentials (per-credential buckets, read-only, backend keys), reloaded when it changes; see docs/authentication.md"
@@ -488,7 +488,7 @@ public struct GatewayConfiguration: Sendable {
 /// through (PUTs over 1 MiB and parts; smaller PUTs are buffered and always carry the ciphertext's Content-MD5).
 /// The checksum comes in an aws-chunked trailer, as the AWS SDKs send it by default: AWS verifies it, and its
 /// object-lock buckets refuse uploads without a Content-MD5 or a checksum. Backends that do not know the framing
-/// (Ceph RGW before Squid answers `XAmzContentSHA256Mismatch`) need it off.
+/// (Ceph RGW Pacific answers `XAmzContentSHA256Mismatch`) need it off.
 public enum BackendUploadChecksum: String, Sendable, CaseIterable {
     /// `crc32` for AWS's own endpoints, `off` for any other.
     case auto

@@ -32,7 +32,7 @@ import Testing
         }
     }
 
-    /// BACKEND_UPLOAD_CHECKSUM: auto turns the trailer on for AWS's endpoints only (Ceph RGW before Squid refuses it).
+    /// BACKEND_UPLOAD_CHECKSUM: auto turns the trailer on for AWS's endpoints only (Ceph RGW Pacific refuses it).
     @Test(arguments: [
         (nil, "http://127.0.0.1:9000", false), (nil, "https://s3.eu-west-1.amazonaws.com", true),
         (nil, "https://bucket.s3.amazonaws.com", true), (nil, "https://s3.cn-north-1.amazonaws.com.cn", true),
