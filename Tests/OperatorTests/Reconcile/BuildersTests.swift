@@ -191,6 +191,21 @@ import Testing
             return sm?["apiVersion"] == "monitoring.coreos.com/v1" && sm?[path: "metadata", "labels", "release"] == "p"
                 && sm?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "10s", "scheme": "http"]]
         }),
+        ("service monitor on the probe listener", {
+            $0["serviceMonitor"] = ["enabled": true]; $0["probes"] = ["port": 8081]; $0["tls"] = ["secretName": "gw-tls"]
+        }, { s in
+            // Scraped over plain HTTP on the probe listener, which a saturated gateway port never delays: the Service
+            // offers it as `metrics`, and the NetworkPolicy opens it to the allowed clients (Prometheus among them).
+            child(s, .serviceMonitor)?[path: "spec", "endpoints"] == [["port": "metrics", "path": "/metrics", "interval": "30s", "scheme": "http"]]
+                && child(s, .service)?[path: "spec", "ports"] == [["name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"],
+                                                                   ["name": "metrics", "port": 8081, "targetPort": "probes", "protocol": "TCP"]]
+                && child(s, .networkPolicy)?[path: "spec", "ingress"]
+                    == [["from": [["podSelector": [:]]], "ports": [["protocol": "TCP", "port": 8080], ["protocol": "TCP", "port": 8081]]]]
+        }),
+        ("service monitor on the gateway port, with TLS", { $0["serviceMonitor"] = ["enabled": true]; $0["tls"] = ["secretName": "gw-tls"] }, { s in
+            child(s, .serviceMonitor)?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "30s", "scheme": "https"]]
+                && child(s, .service)?[path: "spec", "ports"]?.array?.count == 1
+        }),
         ("TLS on the listener", { $0["tls"] = ["secretName": "gw-tls"] }, { s in
             let pod = child(s, .deployment)?[path: "spec", "template", "spec"]
             let volume = pod?["volumes"]?.array?.first { $0["name"] == "tls" }

@@ -3,14 +3,18 @@ import Foundation
 extension Builders {
     static func service(_ s: Snapshot) -> JSONValue {
         let spec = s.spec
+        var ports: [JSONValue] = [[
+            "name": .string(portName), "port": .integer(Int64(spec.service.port)), "targetPort": .string(portName), "protocol": "TCP",
+        ]]
+        if let port = metricsPort(spec) {
+            ports.append(["name": .string(metricsPortName), "port": .integer(Int64(port)), "targetPort": .string(probePortName),
+                          "protocol": "TCP"])
+        }
         return object(.services, metadata: metadata(s, name: s.resource.name, annotations: spec.service.annotations), [
             "spec": [
                 "type": .string(spec.service.type),
                 "selector": stringMap(selectorLabels(s.resource)),
-                "ports": [[
-                    "name": .string(portName), "port": .integer(Int64(spec.service.port)),
-                    "targetPort": .string(portName), "protocol": "TCP",
-                ]],
+                "ports": .array(ports),
             ],
         ])
     }
@@ -73,11 +77,13 @@ extension Builders {
             // DNS may be a cluster Service or a node-local cache, so port 53 is open to any destination.
             egress.append(["ports": [["protocol": "UDP", "port": 53], ["protocol": "TCP", "port": 53]]])
         }
+        // The clients reach the gateway port; Prometheus (one of them) also the probe listener when it scrapes there.
+        let ingressPorts = [containerPort] + (metricsPort(s.spec).map { [$0] } ?? [])
         return object(.networkPolicies, metadata: metadata(s, name: s.resource.name), [
             "spec": [
                 "podSelector": ["matchLabels": stringMap(selectorLabels(s.resource))],
                 "policyTypes": ["Ingress", "Egress"],
-                "ingress": [["from": .array(peers), "ports": [["protocol": "TCP", "port": .integer(Int64(containerPort))]]]],
+                "ingress": [["from": .array(peers), "ports": .array(ingressPorts.map { ["protocol": "TCP", "port": .integer(Int64($0))] })]],
                 "egress": .array(egress),
             ],
         ])
@@ -112,8 +118,10 @@ extension Builders {
             "spec": [
                 "selector": ["matchLabels": stringMap(selectorLabels(s.resource))],
                 "namespaceSelector": ["matchNames": [.string(s.resource.namespace)]],
-                "endpoints": [["port": .string(portName), "path": "/metrics", "interval": .string(sm.interval),
-                               "scheme": .string(s.spec.tls.secretName.isEmpty ? "http" : "https")]],
+                "endpoints": [metricsPort(s.spec) == nil
+                    ? ["port": .string(portName), "path": "/metrics", "interval": .string(sm.interval),
+                       "scheme": .string(s.spec.tls.secretName.isEmpty ? "http" : "https")]
+                    : ["port": .string(metricsPortName), "path": "/metrics", "interval": .string(sm.interval), "scheme": "http"]],
             ],
         ])
     }

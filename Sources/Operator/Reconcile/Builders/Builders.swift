@@ -43,6 +43,16 @@ enum Builders {
     static let portName = "http"
     /// The container port of the probe listener (`spec.probes.port`).
     static let probePortName = "probes"
+    /// The Service port the ServiceMonitor scrapes when the probe listener serves the metrics (`metricsPort`).
+    static let metricsPortName = "metrics"
+
+    /// The probe listener's port when the ServiceMonitor scrapes it: with both `probes.port` and a ServiceMonitor,
+    /// the metrics are scraped there, over plain HTTP, so a scrape never waits behind client requests for a worker
+    /// and needs no TLS settings (a ServiceMonitor cannot trust the gateway's own certificate). Else nil: the
+    /// ServiceMonitor scrapes the gateway port, and the probe port stays out of the Service and the NetworkPolicy.
+    static func metricsPort(_ spec: EncryptionGatewaySpec) -> Int? {
+        spec.serviceMonitor.enabled ? spec.probes.port : nil
+    }
 
     // Labels and annotations the operator owns.
     static let nameLabel = "app.kubernetes.io/name"
