@@ -141,6 +141,8 @@ osd max object size = 1073741824
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw data = $d/rgw
 rgw thread pool size = 64
+# SSE-C over plain HTTP (loopback only): the integration suite checks that the gateway's own reads carry the key.
+rgw crypt require ssl = false
 CONF
 
     log "monitor on 127.0.0.1:$mon_port"

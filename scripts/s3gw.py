@@ -409,6 +409,8 @@ class MotoBackend(Backend):
     CHECKS_SIGNATURES: ClassVar[bool] = False
     #: moto has one user: no second backend user whose own ACLs a test could check.
     PER_USER_ACLS: ClassVar[bool] = False
+    #: moto stores SSE-C objects but reads them without the key (or with any key): nothing a test could check.
+    ENFORCES_SSE_C: ClassVar[bool] = False
 
     @classmethod
     def start(cls, workdir: Path) -> "MotoBackend":
@@ -443,6 +445,8 @@ class MotoBackend(Backend):
 class CephBackend(Backend):
     CHECKS_SIGNATURES: ClassVar[bool] = True
     PER_USER_ACLS: ClassVar[bool] = True
+    #: Reads of an SSE-C object need its key (ceph-rgw.sh allows SSE-C over plain HTTP, `rgw crypt require ssl`).
+    ENFORCES_SSE_C: ClassVar[bool] = True
 
     @classmethod
     def start(cls, workdir: Path) -> "CephBackend":

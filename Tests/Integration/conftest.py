@@ -41,6 +41,8 @@ def pytest_configure(config):
                             "S3GW_TARGET=backend, deselected for a backend that does not)")
     config.addinivalue_line("markers", "per_user_acls: needs a backend with users of its own and their ACLs "
                             "(deselected for a backend without them, in either target)")
+    config.addinivalue_line("markers", "sse_c: needs a backend that refuses to read an SSE-C object without its key "
+                            "(deselected for a backend that reads it anyway)")
     config.addinivalue_line("markers", "slow: long-running test (e.g. `make run`)")
 
 
@@ -68,6 +70,9 @@ def _backend_has_the_feature(item) -> bool:
     if "per_user_acls" in item.keywords:
         name = getattr(item, "callspec", None) and item.callspec.params.get("backend")
         return bool(name) and s3gw.BACKENDS[name].PER_USER_ACLS
+    if "sse_c" in item.keywords:
+        name = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+        return bool(name) and s3gw.BACKENDS[name].ENFORCES_SSE_C
     return True
 
 

@@ -44,7 +44,7 @@ enum KeyPolicyRouting {
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: source.bucket, key: source.key,
             query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [],
-            headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash,
+            headers: ObjectAccessHeaders.copySource(request.head.headers), body: .none, payloadHash: SigV4.emptyPayloadHash,
             signing: request.identity.backendSigning), maxBodySize: 0)
         if stored.headers.contains(where: { EncryptionMetadata.isReserved(headerName: $0.name) }) {
             throw S3Error.notImplemented("UploadPartCopy from an encrypted object into a bucket the encryption policy keeps plain "

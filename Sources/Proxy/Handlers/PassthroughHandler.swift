@@ -77,7 +77,7 @@ struct PassthroughHandler: Sendable {
     private func screenObject(_ request: S3Request, operation: String) throws {
         let head = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: request.address.bucket, key: request.address.key,
-            query: request.query.filter { $0.name == "versionId" }, headers: [:], body: .none,
+            query: request.query.filter { $0.name == "versionId" }, headers: ObjectAccessHeaders.object(request.head.headers), body: .none,
             payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(head.status) else { return }
         var fields = HTTPFields(head.headers)

@@ -67,7 +67,7 @@ extension EncryptedObjectHandler {
             guard !wanted.attributes.isDisjoint(with: [.objectSize, .objectParts]) else { return attributes }
             let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: stored.header("ETag") ?? "",
                                            versionQuery: request.query.filter { $0.name == "versionId" }, rangeHeader: nil,
-                                           geometry: nil, request: request)
+                                           geometry: nil, access: ObjectAccessHeaders.object(request.head.headers), request: request)
             let geometry = setup.geometry
             attributes.size = geometry.plaintextLength
             attributes.parts = ObjectAttributes.Parts(count: geometry.count,

@@ -14,15 +14,17 @@ extension EncryptedObjectHandler {
             throw S3Error.invalidRequest("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.")
         }
         let sourceIdentity = ObjectIdentity(bucket: source.bucket, key: source.key)
+        let sourceAccess = ObjectAccessHeaders.copySource(request.head.headers)
         let stored = try backend.fetch(BackendRequest(
             method: "HEAD", bucket: source.bucket, key: source.key,
-            query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [], signing: request.identity.backendSigning), maxBodySize: 0)
+            query: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [], headers: sourceAccess,
+            signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else {
             // A missing source, or another error the backend explains best. Not by forwarding the copy: a source
             // written in between would be copied as stored, its data key still bound to the source's name.
             return try respondWithReadError(bucket: source.bucket, key: source.key,
                                             versionQuery: source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? [],
-                                            headers: HTTPFields(), request: request, response: response)
+                                            headers: sourceAccess, request: request, response: response)
         }
         let backendETag = stored.header("ETag")
         guard let metadata = try readMetadata(stored.headers, sourceIdentity, request) else {

@@ -144,7 +144,7 @@ extension EncryptedObjectHandler {
         case .multipart:
             let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: stored.header("ETag") ?? "",
                                            versionQuery: request.query.filter { $0.name == "versionId" }, rangeHeader: nil,
-                                           geometry: nil, request: request)
+                                           geometry: nil, access: ObjectAccessHeaders.object(request.head.headers), request: request)
             let geometry = setup.geometry.knowing(setup.headers)
             return (PartNumberRead.multipart(partNumber: partNumber, geometry: geometry), geometry)
         }

@@ -139,10 +139,11 @@ extension EncryptedObjectHandler {
         }
         let sourceIdentity = ObjectIdentity(bucket: source.bucket, key: source.key)
         let versionQuery = source.versionID.map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? []
+        let sourceAccess = ObjectAccessHeaders.copySource(request.head.headers)
         let stored = try backend.fetch(BackendRequest(method: "HEAD", bucket: source.bucket, key: source.key, query: versionQuery,
-                                                      headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
+                                                      headers: sourceAccess, body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning), maxBodySize: 0)
         guard (200..<300).contains(stored.status) else {
-            return try respondWithReadError(bucket: source.bucket, key: source.key, versionQuery: versionQuery, headers: HTTPFields(),
+            return try respondWithReadError(bucket: source.bucket, key: source.key, versionQuery: versionQuery, headers: sourceAccess,
                                             request: request, response: response)
         }
         guard let storedLength = stored.header("Content-Length").flatMap({ Int($0) }), let backendETag = stored.header("ETag") else {
@@ -165,7 +166,7 @@ extension EncryptedObjectHandler {
         let length = last - first + 1
         guard length <= PassthroughHandler.maxSingleUpload else { throw S3Error.entityTooLarge() }
 
-        var pin = HTTPFields()
+        var pin = sourceAccess
         pin.set("If-Match", backendETag)
         let plaintext: RequestBody
         var copySource: PartCopySource?
@@ -240,7 +241,8 @@ extension EncryptedObjectHandler {
             case .multipart:
                 guard let geometry, let dataKey else { throw S3Error.internalError().withLog("multipart source without geometry") }
                 let setup = try handler.multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: backendETag,
-                                                       versionQuery: versionQuery, rangeHeader: range, geometry: geometry, request: request)
+                                                       versionQuery: versionQuery, rangeHeader: range, geometry: geometry,
+                                                       access: ObjectAccessHeaders.copySource(request.head.headers), request: request)
                 return (setup.plan.backendRange, {
                     try MultipartRangeReader(plan: setup.plan, geometry: setup.geometry, headers: setup.headers, encryptor: encryptor,
                                              metadata: metadata, dataKey: dataKey)
@@ -274,7 +276,8 @@ extension EncryptedObjectHandler {
         case .multipart:
             let versionQuery = stored.header("x-amz-version-id").map { [QueryParameter(name: "versionId", value: $0, hasValue: true)] } ?? []
             let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: backendETag,
-                                           versionQuery: versionQuery, rangeHeader: nil, geometry: nil, request: request)
+                                           versionQuery: versionQuery, rangeHeader: nil, geometry: nil,
+                                           access: ObjectAccessHeaders.copySource(request.head.headers), request: request)
             return SourceReading(plaintextLength: setup.geometry.plaintextLength, visibleETag: visible, metadata: metadata,
                                  dataKey: dataKey, geometry: setup.geometry)
         }
@@ -282,10 +285,11 @@ extension EncryptedObjectHandler {
 
     /// The geometry, plan and checked part headers for a read of a multipart object (docs/FORMAT.md §9.2): a few
     /// 36-byte ranged GETs, each pinned to the object version the HEAD saw, fewer when the geometry is known
-    /// (`geometry`, else `multipartGeometries`, which learns the result).
+    /// (`geometry`, else `multipartGeometries`, which learns the result). `access`: what every read of the object
+    /// carries (`ObjectAccessHeaders`: the object's own, or a copy source's).
     func multipartSetup(_ identity: ObjectIdentity, metadata: EncryptionMetadata, storedLength: Int, backendETag: String,
                         versionQuery: [QueryParameter], rangeHeader: String?, geometry: MultipartGeometry?,
-                        request: S3Request) throws -> MultipartReadSetup {
+                        access: HTTPFields, request: S3Request) throws -> MultipartReadSetup {
         let cacheKey = backendETag.isEmpty ? nil
             : MultipartGeometryCache.Key(bucket: identity.bucket, key: identity.key, backendETag: backendETag, storedLength: storedLength)
         do {
@@ -294,7 +298,7 @@ extension EncryptedObjectHandler {
             let setup = try MultipartReadSetup.prepare(storedLength: storedLength, chunkLayout: metadata.chunkLayout,
                                                        partCountHint: ListingRewriter.partCount(backendETag), rangeHeader: rangeHeader,
                                                        geometry: known) { offset in
-                var headers = HTTPFields()
+                var headers = access
                 headers.set("Range", "bytes=\(offset)-\(offset + PartHeader.size - 1)")
                 headers.set("If-Match", backendETag)
                 let answer = try backend.fetch(BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key, query: versionQuery,
@@ -360,8 +364,10 @@ extension EncryptedObjectHandler {
             throw S3Error.invalidPart("The parts before part \(number) have sizes an encrypting gateway cannot locate safely in ranged reads; upload the parts with equal sizes (the last may be smaller).")
         }
 
-        var headers = HTTPFields()
-        for name in ["If-None-Match", "If-Match", "x-amz-request-payer", "x-amz-expected-bucket-owner"] {
+        // The SSE-C key too: S3 wants it on the Complete of an upload created with a checksum algorithm
+        // (BACKEND_UPLOAD_CHECKSUM).
+        var headers = ObjectAccessHeaders.object(request.head.headers)
+        for name in ["If-None-Match", "If-Match"] {
             if let value = request.head.headers[name] { headers.set(name, value) }
         }
         // Conditions compare the ETags clients see, then pin the object checked on the backend (as PutObject).
@@ -489,7 +495,7 @@ extension EncryptedObjectHandler {
         case .multipart:
             let setup = try multipartSetup(identity, metadata: metadata, storedLength: storedLength, backendETag: stored.header("ETag") ?? "",
                                            versionQuery: request.query.filter { $0.name == "versionId" }, rangeHeader: rangeHeader,
-                                           geometry: geometry, request: request)
+                                           geometry: geometry, access: ObjectAccessHeaders.object(request.head.headers), request: request)
             let plan = setup.plan
             return PlannedRead(status: plan.status, plaintextLength: plan.plaintextLength, contentLength: plan.contentLength,
                                contentRange: plan.contentRange, backendRange: plan.backendRange) {

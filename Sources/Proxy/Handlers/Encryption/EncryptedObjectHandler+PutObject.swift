@@ -134,6 +134,8 @@ extension EncryptedObjectHandler {
             headers.remove("Content-MD5")
             for (name, value) in updated.fields { headers.set(name, value) }
             headers.set("x-amz-copy-source", BackendClient.copySource(bucket: identity.bucket, key: identity.key))
+            // An object stored under SSE-C is read by the copy with the key it was written with.
+            for (name, value) in ObjectAccessHeaders.selfCopySource(uploadHeaders) { headers.set(name, value) }
             headers.set("x-amz-metadata-directive", "REPLACE")
             // AWS reads the first name, Ceph RGW (Pacific) only the second; each ignores the other.
             headers.set("x-amz-copy-source-if-match", backendETag)
@@ -201,7 +203,9 @@ extension EncryptedObjectHandler {
             out.set("If-None-Match", "*")
             return out
         }
-        let current = try backend.fetch(BackendRequest(method: "HEAD", bucket: identity.bucket, key: identity.key, signing: request.identity.backendSigning), maxBodySize: 0)
+        let current = try backend.fetch(BackendRequest(method: "HEAD", bucket: identity.bucket, key: identity.key,
+                                                       headers: ObjectAccessHeaders.object(request.head.headers),
+                                                       signing: request.identity.backendSigning), maxBodySize: 0)
         if current.status == 404 {
             if ifMatch != nil {
                 throw S3Error(code: "NoSuchKey", message: "The specified key does not exist.", status: 404)
