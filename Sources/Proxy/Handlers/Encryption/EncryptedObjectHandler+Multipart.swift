@@ -410,7 +410,8 @@ extension EncryptedObjectHandler {
                      QueryParameter(name: "max-parts", value: "1000", hasValue: true)]
         if let marker { query.append(QueryParameter(name: "part-number-marker", value: String(marker), hasValue: true)) }
         let answer = try backend.fetch(BackendRequest(method: "GET", bucket: identity.bucket, key: identity.key, query: query,
-                                                      headers: HTTPFields(), body: .none, payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
+                                                      headers: ObjectAccessHeaders.object(request.head.headers), body: .none,
+                                                      payloadHash: SigV4.emptyPayloadHash, signing: request.identity.backendSigning),
                                        maxBodySize: Self.maxDocumentSize)
         guard answer.status == 200 else {
             if answer.status == 404 { throw S3Error.noSuchUpload() }
