@@ -49,7 +49,7 @@ def multipart(client, bucket: str, key: str, parts: list[bytes], customer_key: b
 
 
 @pytest.mark.sse_c
-def test_multipart_object_under_sse_c_reads_by_range_part_and_attributes(enc, raw, target, ebucket):
+def test_multipart_object_under_sse_c_reads_by_range_part_and_attributes(enc_gateway, enc, raw, target, ebucket):
     key = os.urandom(32)
     parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(123_457)]
     data = b"".join(parts)
@@ -58,6 +58,15 @@ def test_multipart_object_under_sse_c_reads_by_range_part_and_attributes(enc, ra
     with pytest.raises(ClientError) as refused:
         raw.head_object(Bucket=ebucket, Key="mp")
     assert status(refused.value) == 400
+
+    # A listing carries no key: the size is the aligned-parts formula (exact here: the parts but the last are whole
+    # chunks), and the backend's refusal is remembered, so the second listing does not ask again (logged once).
+    for _ in range(2):
+        [listed] = enc.list_objects_v2(Bucket=ebucket, Prefix="mp")["Contents"]
+        assert listed["Size"] == len(data) and "-" in listed["ETag"]
+    estimated = [r for r in s3gw.parse_json_log(enc_gateway.log_text())
+                 if r.get("msg") == "listing size estimated" and r.get("bucket") == ebucket and r.get("key") == "mp"]
+    assert len(estimated) == 1 and "SSE-C" in estimated[0]["reason"], estimated
 
     # The object's size comes from its part headers, which the gateway reads with the client's key.
     head = enc.head_object(Bucket=ebucket, Key="mp", **sse(key))

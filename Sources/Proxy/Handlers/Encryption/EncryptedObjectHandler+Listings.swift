@@ -39,6 +39,7 @@ extension EncryptedObjectHandler {
             // Whatever chunk size a GET learned it under, the geometry's plaintext size is the object's.
             case .geometry(let geometry)?: known[entry] = geometry.plaintextLength
             case .plain?: break
+            case .unreadable?: if let estimate = Self.alignedMultipartSize(entry) { known[entry] = estimate }
             case nil: missing.append(entry)
             }
         }
@@ -67,7 +68,17 @@ extension EncryptedObjectHandler {
                 continue
             }
             multipartGeometries.store(Self.geometryKey(bucket: bucket, entry), value)
-            if case .geometry(let geometry) = value { known[entry] = geometry.plaintextLength }
+            switch value {
+            case .geometry(let geometry):
+                known[entry] = geometry.plaintextLength
+            case .unreadable:
+                // Logged once: later listings take the estimate from the cache.
+                if let estimate = Self.alignedMultipartSize(entry) { known[entry] = estimate }
+                observer.listingSizeEstimated(bucket: bucket, key: entry.key,
+                                              reason: "the backend reads its part headers only with the object's SSE-C key")
+            case .plain:
+                break
+            }
         }
         return known
     }
@@ -99,8 +110,11 @@ extension EncryptedObjectHandler {
                 headers.set("Range", "bytes=\(offset)-\(offset + PartHeader.size - 1)")
                 headers.set("If-Match", entry.backendETag)
                 guard let answer = try? backend.fetch(BackendRequest(method: "GET", bucket: bucket, key: entry.key, query: query,
-                                                                     headers: headers, signing: signing), maxBodySize: 4096),
-                      answer.status == 206 || answer.status == 200 else { return nil }
+                                                                     headers: headers, signing: signing), maxBodySize: 4096) else { return nil }
+                // A refusal of this very read (an SSE-C object, without its key) is final for this stored object;
+                // other failures (a concurrent overwrite, a busy backend) are tried again by the next listing.
+                if answer.status == 400 { return .unreadable }
+                guard answer.status == 206 || answer.status == 200 else { return nil }
                 if answer.header("x-amz-meta-s3eg-version") == nil {
                     return .plain
                 }

@@ -38,11 +38,15 @@ final class MultipartGeometryCache: Sendable {
         case geometry(MultipartGeometry)
         /// A multipart object without a part header at offset 0: not the gateway's, its stored size is its size.
         case plain
+        /// A multipart object whose part headers the backend refused to a listing's read (`400`: an object stored
+        /// under SSE-C, which only a request carrying its key reads). Listings give it the aligned-parts size
+        /// without asking again; a GET or HEAD with the key learns its geometry, which replaces this entry.
+        case unreadable
 
         /// What the entry costs against `maxParts`: the extents it lists and the headers it knows.
         var weight: Int {
             switch self {
-            case .plain: return 1
+            case .plain, .unreadable: return 1
             case .geometry(let geometry): return (geometry.isUniform ? 1 : geometry.count) + geometry.knownHeaders.count
             }
         }

@@ -41,6 +41,12 @@ import Testing
         cache.store(Self.key("plain", geometry), .plain)
         #expect(cache.lookup(Self.key("plain", geometry)) == .plain)
         #expect(cache.geometry(Self.key("plain", geometry), layout: .default) == nil)
+        // Nor is an object the listings could not read (SSE-C); a read with its key replaces the entry.
+        cache.store(Self.key("sse-c", geometry), .unreadable)
+        #expect(cache.lookup(Self.key("sse-c", geometry)) == .unreadable)
+        #expect(cache.geometry(Self.key("sse-c", geometry), layout: .default) == nil)
+        cache.store(Self.key("sse-c", geometry), .geometry(geometry))
+        #expect(cache.geometry(Self.key("sse-c", geometry), layout: .default) == geometry)
     }
 
     @Test func boundedByEntriesLeastRecentlyUsedFirst() {
