@@ -364,8 +364,8 @@ extension EncryptedObjectHandler {
             throw S3Error.invalidPart("The parts before part \(number) have sizes an encrypting gateway cannot locate safely in ranged reads; upload the parts with equal sizes (the last may be smaller).")
         }
 
-        // The SSE-C key too: S3 wants it on the Complete of an upload created with a checksum algorithm
-        // (BACKEND_UPLOAD_CHECKSUM).
+        // The SSE-C key too: S3's documentation requires it on the Complete of an upload created with a checksum
+        // algorithm, as BACKEND_UPLOAD_CHECKSUM creates them (not checked against AWS here).
         var headers = ObjectAccessHeaders.object(request.head.headers)
         for name in ["If-None-Match", "If-Match"] {
             if let value = request.head.headers[name] { headers.set(name, value) }
