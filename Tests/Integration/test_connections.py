@@ -85,7 +85,13 @@ def test_idle_anonymous_sockets_cannot_starve_signed_clients_and_probes(backend,
         assert s3gw.http_request("GET", f"http://127.0.0.1:{probe_port}/ready")[0] == 200
         assert s3gw.http_request("GET", f"http://127.0.0.1:{probe_port}/metrics")[0] == 200
         assert s3gw.http_request("GET", f"http://127.0.0.1:{probe_port}/bucket/key")[0] == 404
-        metrics = s3gw.http_request("GET", gw.endpoint + "/metrics")[2].decode()
+        # With a probe listener the figures (they name buckets) are served there only: on the client port an
+        # anonymous /metrics is an S3 request for a bucket called "metrics", refused.
+        status, _, body = s3gw.http_request("GET", gw.endpoint + "/metrics")
+        assert status == 403 and b"<Code>AccessDenied</Code>" in body and b"s3_gateway_" not in body, body
+        listening = next(r for r in s3gw.parse_json_log(gw.log_text()) if r.get("msg") == "listening")
+        assert listening["metrics_on"] == "probe listener", listening
+        metrics = s3gw.http_request("GET", f"http://127.0.0.1:{probe_port}/metrics")[2].decode()
         evicted = [line for line in metrics.splitlines()
                    if line.startswith('s3_gateway_rejected_connections_total{reason="evicted_unauthenticated"}')]
         assert evicted and float(evicted[0].split()[-1]) >= 30, metrics

@@ -115,7 +115,7 @@ struct ProbesSpec: APIObject {
     }
     static var fields: [Field<Self>] {
         [
-            Field("port", \.port, "Container port of a separate probe listener (PROBE_ADDR); the liveness and readiness probes use it, and so does an enabled ServiceMonitor: the Service then has a `metrics` port on it and the NetworkPolicy opens it to the allowed clients. Without a ServiceMonitor it is neither in the Service nor opened by the NetworkPolicy: the kubelet probes from the pod's own node, which NetworkPolicies do not filter. Unset: probes and scrapes use the gateway port.") {
+            Field("port", \.port, "Container port of a separate probe listener (PROBE_ADDR), which then alone serves /metrics; the liveness and readiness probes use it, and so does an enabled ServiceMonitor: the Service then has a `metrics` port on it and the NetworkPolicy opens it to the allowed clients. Without a ServiceMonitor it is neither in the Service nor opened by the NetworkPolicy: the kubelet probes from the pod's own node, which NetworkPolicies do not filter. Unset: probes and scrapes use the gateway port.") {
                 $0.minimum = 1024; $0.maximum = 65535 },
         ]
     }

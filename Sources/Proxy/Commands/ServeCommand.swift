@@ -112,12 +112,15 @@ enum ServeCommand {
                                                  anonymous: config.anonymousForward ? .forward : .deny)
 
         let endpoints = GatewayEndpointsHandler(backend: backend, telemetry: telemetry, keys: keys)
+        // With a probe listener, /metrics is served there only: the figures name buckets and traffic, which the
+        // client-facing port (often public) must not tell strangers. /health and /ready stay on both.
+        let servedEndpoints: Set<GatewayRoute.Endpoint> = config.probeAddress == nil ? Set(GatewayRoute.Endpoint.allCases) : [.health, .ready]
         let handler = S3RequestHandler(
             gateway: endpoints,
             authenticator: authenticator,
             backend: backend, observer: telemetry, baseDomains: config.gatewayDomains,
             encryptor: encryptor, encryptionObserver: telemetry, allowPlaintextReads: config.encryptionAllowPlaintextReads,
-            bucketDecision: bucketDecision, tracer: tracer)
+            bucketDecision: bucketDecision, tracer: tracer, servedEndpoints: servedEndpoints)
 
         var tls: ReloadingTLSContext?
         if let certFile = config.tlsCertFile, let keyFile = config.tlsKeyFile {
@@ -145,7 +148,7 @@ enum ServeCommand {
         // Liveness and readiness probes are answered even when every slot is taken.
         serverConfig.isProbe = { head in
             let route = GatewayRoute.decide(method: head.method, rawPath: head.rawPath, rawQuery: head.rawQuery,
-                                            headers: head.headers)
+                                            headers: head.headers, served: servedEndpoints)
             if case .gateway(let endpoint) = route { return endpoint != .metrics }
             return false
         }
@@ -198,6 +201,7 @@ enum ServeCommand {
             "regions": .string(config.gatewayRegions.joined(separator: ",")),
             "tls": .bool(tls != nil),
             "probe_addr": .string(probeServer?.boundAddress ?? ""),
+            "metrics_on": .string(probeServer == nil ? "listener" : "probe listener"),
             "traces": .string(tracing.endpoint ?? "off"),
         ])
 

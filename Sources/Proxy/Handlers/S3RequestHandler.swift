@@ -24,6 +24,8 @@ struct S3RequestHandler: HTTPRequestHandler {
     let bucketDecision: (@Sendable (String) -> BucketDecision)?
     /// Starts each S3 request's server span (`Tracer.disabled`: spans only carry the client's trace context on).
     let tracer: Tracer
+    /// The gateway endpoints this listener answers (`GatewayRoute`); the others' paths are S3 requests.
+    let servedEndpoints: Set<GatewayRoute.Endpoint>
 
     /// - Parameters:
     ///   - encryptor: nil stores objects as sent (pass-through mode); otherwise objects are encrypted
@@ -32,8 +34,10 @@ struct S3RequestHandler: HTTPRequestHandler {
     init(gateway: any GatewayEndpoints, authenticator: RequestAuthenticator, backend: BackendClient, observer: any S3RequestObserver,
          baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
          allowPlaintextReads: Bool = true, bucketDecision: (@Sendable (String) -> BucketDecision)? = nil, tracer: Tracer = .disabled,
+         servedEndpoints: Set<GatewayRoute.Endpoint> = Set(GatewayRoute.Endpoint.allCases),
          now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
+        self.servedEndpoints = servedEndpoints
         self.authenticator = authenticator
         self.passthrough = PassthroughHandler(backend: backend, encrypting: encryptor != nil)
         self.encrypted = encryptor.map {
@@ -51,7 +55,8 @@ struct S3RequestHandler: HTTPRequestHandler {
     func handle(_ head: HTTPRequestHead, body: RequestBody, response: ResponseWriter, context: RequestContext) throws {
         // Split out of the target once (each is a scan and a new String).
         let rawPath = head.rawPath
-        let route = GatewayRoute.decide(method: head.method, rawPath: rawPath, rawQuery: head.rawQuery, headers: head.headers)
+        let route = GatewayRoute.decide(method: head.method, rawPath: rawPath, rawQuery: head.rawQuery, headers: head.headers,
+                                        served: servedEndpoints)
         if case .gateway(let endpoint) = route {
             gateway.serve(endpoint, head: head, response: response, context: context)
             return

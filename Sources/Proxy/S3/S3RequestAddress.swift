@@ -153,7 +153,7 @@ struct S3RequestAddress: Sendable, Equatable {
 
 /// Where a request goes: the gateway's own anonymous endpoints, or S3.
 enum GatewayRoute: Sendable, Equatable {
-    enum Endpoint: String, Sendable, Equatable {
+    enum Endpoint: String, Sendable, Equatable, CaseIterable {
         case health = "/health"
         case ready = "/ready"
         case metrics = "/metrics"
@@ -162,11 +162,13 @@ enum GatewayRoute: Sendable, Equatable {
     case gateway(Endpoint)
     case s3
 
-    /// Anonymous `GET`/`HEAD` of `/health`, `/ready`, `/metrics` is the gateway's; any signed
-    /// request (Authorization header, or SigV4/SigV2 query credentials) to the same path is S3.
-    static func decide(method: String, rawPath: String, rawQuery: String?, headers: HTTPFields) -> GatewayRoute {
+    /// Anonymous `GET`/`HEAD` of `/health`, `/ready`, `/metrics` is the gateway's when the listener serves that
+    /// endpoint (`served`); any signed request (Authorization header, or SigV4/SigV2 query credentials) to the same
+    /// path is S3, and so is a path the listener does not serve.
+    static func decide(method: String, rawPath: String, rawQuery: String?, headers: HTTPFields,
+                       served: Set<Endpoint> = Set(Endpoint.allCases)) -> GatewayRoute {
         guard method == "GET" || method == "HEAD" else { return .s3 }
-        guard let endpoint = Endpoint(rawValue: rawPath) else { return .s3 }
+        guard let endpoint = Endpoint(rawValue: rawPath), served.contains(endpoint) else { return .s3 }
         if headers.contains("Authorization") { return .s3 }
         if let rawQuery {
             for segment in rawQuery.split(separator: "&") {

@@ -141,7 +141,7 @@ public enum GatewaySetting: String, CaseIterable, Sendable {
         case .shutdownGracePeriod: return "time in-flight requests get to finish on SIGTERM (default 30s)"
         case .tlsCertFile: return "PEM certificate chain (leaf first) to serve HTTPS; reloaded when the file changes (needs TLS_KEY_FILE)"
         case .tlsKeyFile: return "PEM private key of TLS_CERT_FILE (unencrypted); reloaded when the file changes"
-        case .probeAddress: return "extra plain-HTTP listener for /health, /ready and /metrics only, e.g. :8081 (default: none)"
+        case .probeAddress: return "extra plain-HTTP listener for /health, /ready and /metrics only, e.g. :8081; /metrics then leaves the main listener (default: none)"
         case .authTimeout: return "a connection must complete an authenticated request within this time, e.g. 10s (default 10s)"
         case .maxUnauthenticatedConnections: return "connections not yet authenticated, a part of MAX_CONNECTIONS (default a quarter of it)"
         }

@@ -108,6 +108,15 @@ import Shared
         if signed { headers.add("Authorization", "AWS4-HMAC-SHA256 ...") }
         #expect(GatewayRoute.decide(method: method, rawPath: path, rawQuery: query, headers: headers) == expected)
     }
+
+    /// A listener beside a probe listener serves /health and /ready but not /metrics: that path is S3's there.
+    @Test(arguments: [
+        ("/health", GatewayRoute.gateway(.health)), ("/ready", .gateway(.ready)), ("/metrics", .s3),
+    ] as [(String, GatewayRoute)])
+    func routesOnlyTheServedEndpoints(path: String, expected: GatewayRoute) {
+        #expect(GatewayRoute.decide(method: "GET", rawPath: path, rawQuery: nil, headers: ["Host": "localhost"],
+                                    served: [.health, .ready]) == expected)
+    }
 }
 
 @Suite struct S3ErrorTests {
