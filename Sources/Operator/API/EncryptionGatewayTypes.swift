@@ -98,10 +98,6 @@ struct EncryptionGatewaySpec: APIObject {
             Rule(cel: "!has(self.maxUnauthenticatedConnections) || self.maxUnauthenticatedConnections <= self.maxConnections",
                  message: "maxUnauthenticatedConnections must not exceed maxConnections") {
                 ($0.maxUnauthenticatedConnections ?? 0) <= $0.maxConnections },
-            // The Service then offers the probe listener as its `metrics` port, beside the client port.
-            Rule(cel: "!self.serviceMonitor.enabled || !has(self.probes.port) || self.probes.port != self.service.port",
-                 message: "with serviceMonitor enabled, probes.port must differ from service.port (the Service offers the metrics on probes.port)") {
-                Builders.metricsPort($0) != $0.service.port },
         ]
     }
 }
@@ -115,7 +111,7 @@ struct ProbesSpec: APIObject {
     }
     static var fields: [Field<Self>] {
         [
-            Field("port", \.port, "Container port of a separate probe listener (PROBE_ADDR), which then alone serves /metrics; the liveness and readiness probes use it, and so does an enabled ServiceMonitor: the Service then has a `metrics` port on it and the NetworkPolicy opens it to the allowed clients. Without a ServiceMonitor it is neither in the Service nor opened by the NetworkPolicy: the kubelet probes from the pod's own node, which NetworkPolicies do not filter. Unset: probes and scrapes use the gateway port.") {
+            Field("port", \.port, "Container port of a separate probe listener (PROBE_ADDR), which then alone serves /metrics; the liveness and readiness probes use it, and so does an enabled ServiceMonitor: a ClusterIP Service <name>-probes then offers it, and the NetworkPolicy opens it to the allowed clients. Without a ServiceMonitor it is in no Service and not opened by the NetworkPolicy: the kubelet probes from the pod's own node, which NetworkPolicies do not filter. Unset: probes and scrapes use the gateway port.") {
                 $0.minimum = 1024; $0.maximum = 65535 },
         ]
     }

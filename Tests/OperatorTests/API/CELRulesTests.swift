@@ -108,14 +108,6 @@ import TestSupport
             spec.maxUnauthenticatedConnections = unauthenticated
             budgets.append(spec)
         }
-        // The metrics port on the Service: probes.port against service.port, with and without a ServiceMonitor.
-        for (monitor, probe, service) in [(true, 8081, 8081), (true, 8081, 80), (false, 8081, 8081), (true, nil, 8081)] as [(Bool, Int?, Int)] {
-            var spec = EncryptionGatewaySpec()
-            spec.serviceMonitor.enabled = monitor
-            spec.probes.port = probe
-            spec.service.port = service
-            budgets.append(spec)
-        }
         let probes = [nil, 8081, 8080, 9090].map { ProbesSpec(port: $0) }
         var tracing: [TracingSpec] = []
         for sampler in Sampler.names {

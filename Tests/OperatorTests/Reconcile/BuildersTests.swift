@@ -193,18 +193,28 @@ import Testing
         }),
         ("service monitor on the probe listener", {
             $0["serviceMonitor"] = ["enabled": true]; $0["probes"] = ["port": 8081]; $0["tls"] = ["secretName": "gw-tls"]
+            $0["service"] = ["type": "LoadBalancer"]
         }, { s in
-            // Scraped over plain HTTP on the probe listener, which a saturated gateway port never delays: the Service
-            // offers it as `metrics`, and the NetworkPolicy opens it to the allowed clients (Prometheus among them).
-            child(s, .serviceMonitor)?[path: "spec", "endpoints"] == [["port": "metrics", "path": "/metrics", "interval": "30s", "scheme": "http"]]
-                && child(s, .service)?[path: "spec", "ports"] == [["name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"],
-                                                                   ["name": "metrics", "port": 8081, "targetPort": "probes", "protocol": "TCP"]]
+            // Scraped over plain HTTP on the probe listener, which a saturated gateway port never delays, through a
+            // ClusterIP Service of its own (the metrics name buckets; the client Service here is a public load
+            // balancer and keeps its one port); the NetworkPolicy opens the port to the allowed clients (Prometheus).
+            let probes = Builders.all(s).first { $0.kind == .service && $0.name == "gw-probes" }?.object
+            let selector = ["app.kubernetes.io/name": "s3-encryption-gateway", "s3gateway.dev/gateway": "gw"] as JSONValue
+            return child(s, .serviceMonitor)?[path: "spec", "endpoints"] == [["port": "probes", "path": "/metrics", "interval": "30s", "scheme": "http"]]
+                && child(s, .serviceMonitor)?[path: "spec", "selector", "matchLabels"]
+                    == ["app.kubernetes.io/name": "s3-encryption-gateway", "s3gateway.dev/gateway": "gw", "s3gateway.dev/service": "probes"]
+                && probes?[path: "metadata", "labels", "s3gateway.dev/service"] == "probes"
+                && probes?[path: "spec"] == ["type": "ClusterIP", "selector": selector,
+                                             "ports": [["name": "probes", "port": 8081, "targetPort": "probes", "protocol": "TCP"]]]
+                && child(s, .service)?[path: "spec", "ports"] == [["name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"]]
+                && child(s, .service)?[path: "metadata", "labels", "s3gateway.dev/service"] == nil
                 && child(s, .networkPolicy)?[path: "spec", "ingress"]
                     == [["from": [["podSelector": [:]]], "ports": [["protocol": "TCP", "port": 8080], ["protocol": "TCP", "port": 8081]]]]
         }),
         ("service monitor on the gateway port, with TLS", { $0["serviceMonitor"] = ["enabled": true]; $0["tls"] = ["secretName": "gw-tls"] }, { s in
             child(s, .serviceMonitor)?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "30s", "scheme": "https"]]
-                && child(s, .service)?[path: "spec", "ports"]?.array?.count == 1
+                && child(s, .serviceMonitor)?[path: "spec", "selector", "matchLabels", "s3gateway.dev/service"] == nil
+                && Builders.all(s).first { $0.name == "gw-probes" }?.object == nil
         }),
         ("TLS on the listener", { $0["tls"] = ["secretName": "gw-tls"] }, { s in
             let pod = child(s, .deployment)?[path: "spec", "template", "spec"]

@@ -3,18 +3,28 @@ import Foundation
 extension Builders {
     static func service(_ s: Snapshot) -> JSONValue {
         let spec = s.spec
-        var ports: [JSONValue] = [[
-            "name": .string(portName), "port": .integer(Int64(spec.service.port)), "targetPort": .string(portName), "protocol": "TCP",
-        ]]
-        if let port = metricsPort(spec) {
-            ports.append(["name": .string(metricsPortName), "port": .integer(Int64(port)), "targetPort": .string(probePortName),
-                          "protocol": "TCP"])
-        }
         return object(.services, metadata: metadata(s, name: s.resource.name, annotations: spec.service.annotations), [
             "spec": [
                 "type": .string(spec.service.type),
                 "selector": stringMap(selectorLabels(s.resource)),
-                "ports": .array(ports),
+                "ports": [[
+                    "name": .string(portName), "port": .integer(Int64(spec.service.port)),
+                    "targetPort": .string(portName), "protocol": "TCP",
+                ]],
+            ],
+        ])
+    }
+
+    /// The probe listener's own ClusterIP Service, for the ServiceMonitor (`metricsPort`); nil when it does not
+    /// scrape there.
+    static func probesService(_ s: Snapshot) -> JSONValue? {
+        guard let port = metricsPort(s.spec) else { return nil }
+        return object(.services, metadata: metadata(s, name: probesServiceName(s.resource), labels: [serviceRoleLabel: probePortName]), [
+            "spec": [
+                "type": "ClusterIP",
+                "selector": stringMap(selectorLabels(s.resource)),
+                "ports": [["name": .string(probePortName), "port": .integer(Int64(port)), "targetPort": .string(probePortName),
+                           "protocol": "TCP"]],
             ],
         ])
     }
@@ -113,15 +123,19 @@ extension Builders {
     static func serviceMonitor(_ s: Snapshot) -> JSONValue? {
         let sm = s.spec.serviceMonitor
         guard sm.enabled else { return nil }
+        // The probe listener's Service when there is one (plain HTTP), else the client Service's gateway port.
+        let probes = metricsPort(s.spec) != nil
+        var selector = selectorLabels(s.resource)
+        if probes { selector[serviceRoleLabel] = probePortName }
         return object(s.capabilities.serviceMonitor ?? .serviceMonitors,
                       metadata: metadata(s, name: s.resource.name, labels: sm.labels), [
             "spec": [
-                "selector": ["matchLabels": stringMap(selectorLabels(s.resource))],
+                "selector": ["matchLabels": stringMap(selector)],
                 "namespaceSelector": ["matchNames": [.string(s.resource.namespace)]],
-                "endpoints": [metricsPort(s.spec) == nil
-                    ? ["port": .string(portName), "path": "/metrics", "interval": .string(sm.interval),
-                       "scheme": .string(s.spec.tls.secretName.isEmpty ? "http" : "https")]
-                    : ["port": .string(metricsPortName), "path": "/metrics", "interval": .string(sm.interval), "scheme": "http"]],
+                "endpoints": [[
+                    "port": .string(probes ? probePortName : portName), "path": "/metrics", "interval": .string(sm.interval),
+                    "scheme": .string(probes || s.spec.tls.secretName.isEmpty ? "http" : "https"),
+                ]],
             ],
         ])
     }

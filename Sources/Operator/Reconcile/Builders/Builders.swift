@@ -43,16 +43,20 @@ enum Builders {
     static let portName = "http"
     /// The container port of the probe listener (`spec.probes.port`).
     static let probePortName = "probes"
-    /// The Service port the ServiceMonitor scrapes when the probe listener serves the metrics (`metricsPort`).
-    static let metricsPortName = "metrics"
+    /// Marks the probe listener's Service (`probesService`), which the ServiceMonitor then selects.
+    static let serviceRoleLabel = "s3gateway.dev/service"
 
     /// The probe listener's port when the ServiceMonitor scrapes it: with both `probes.port` and a ServiceMonitor,
-    /// the metrics are scraped there, over plain HTTP, so a scrape never waits behind client requests for a worker
-    /// and needs no TLS settings (a ServiceMonitor cannot trust the gateway's own certificate). Else nil: the
-    /// ServiceMonitor scrapes the gateway port, and the probe port stays out of the Service and the NetworkPolicy.
+    /// the metrics are scraped there, over plain HTTP, through a Service of its own (`probesService`), so a scrape
+    /// never waits behind client requests for a worker, needs no TLS settings (a ServiceMonitor cannot trust the
+    /// gateway's own certificate), and the metrics (they name buckets) never share the client Service, which may be
+    /// a public load balancer. Else nil: the ServiceMonitor scrapes the gateway port, and the probe port stays out
+    /// of the Services and the NetworkPolicy.
     static func metricsPort(_ spec: EncryptionGatewaySpec) -> Int? {
         spec.serviceMonitor.enabled ? spec.probes.port : nil
     }
+
+    static func probesServiceName(_ r: GatewayResource) -> String { r.name + "-probes" }
 
     // Labels and annotations the operator owns.
     static let nameLabel = "app.kubernetes.io/name"
@@ -71,6 +75,7 @@ enum Builders {
             DesiredChild(kind: .configMap, name: configMapName(s.resource), object: config),
             DesiredChild(kind: .deployment, name: s.resource.name, object: deployment(s, configMap: config)),
             DesiredChild(kind: .service, name: s.resource.name, object: service(s)),
+            DesiredChild(kind: .service, name: probesServiceName(s.resource), object: probesService(s)),
             DesiredChild(kind: .hpa, name: s.resource.name, object: horizontalPodAutoscaler(s)),
             DesiredChild(kind: .pdb, name: s.resource.name, object: podDisruptionBudget(s)),
             DesiredChild(kind: .networkPolicy, name: s.resource.name, object: networkPolicy(s)),
