@@ -8,7 +8,8 @@ enum EncryptionGatewayCRD {
     static let plural = "encryptiongateways"
     static let path = "config/crd/s3gateway.dev_encryptiongateways.yaml"
 
-    /// Longest resource name: child names add at most "-config" and a Service name is a 63-character DNS label.
+    /// Longest resource name: child names add at most seven characters ("-config", "-probes") and a Service name is
+    /// a 63-character DNS label.
     static let maxNameLength = 56
     static let namePattern = #"^[a-z]([-a-z0-9]*[a-z0-9])?$"#
 
