@@ -436,6 +436,8 @@ struct ServiceSpec: APIObject {
     var type = "ClusterIP"
     var port = 80
     var annotations: [String: String] = [:]
+    var loadBalancerSourceRanges: [String] = []
+    var externalTrafficPolicy: String?
 
     static var description: String { "The gateway Service (port → container port 8080)." }
     static var fields: [Field<Self>] {
@@ -443,6 +445,18 @@ struct ServiceSpec: APIObject {
             Field("type", \.type, "Service type.") { $0.enumValues = ["ClusterIP", "NodePort", "LoadBalancer"] },
             Field("port", \.port, "Port clients connect to.") { $0.minimum = 1; $0.maximum = 65535 },
             Field("annotations", \.annotations, "Annotations of the Service (e.g. for a cloud load balancer)."),
+            Field("loadBalancerSourceRanges", \.loadBalancerSourceRanges, "Client address ranges a LoadBalancer Service accepts (where the cloud provider supports it); empty: any.") {
+                $0.items?.pattern = #"^[0-9a-fA-F:.]+/[0-9]{1,3}$"#; $0.maxItems = 64; $0.listType = "set" },
+            Field("externalTrafficPolicy", \.externalTrafficPolicy, "Local keeps external clients' own addresses (the gateway logs them as remote) and sends their traffic only to nodes running a gateway pod; Cluster spreads it over every node behind source NAT. NodePort and LoadBalancer only. Unset: Kubernetes' default, Cluster.") {
+                $0.enumValues = ["Cluster", "Local"] },
+        ]
+    }
+    static var rules: [Rule<Self>] {
+        [
+            Rule(cel: "!has(self.externalTrafficPolicy) || self.type != 'ClusterIP'",
+                 message: "externalTrafficPolicy needs type NodePort or LoadBalancer") { $0.externalTrafficPolicy == nil || $0.type != "ClusterIP" },
+            Rule(cel: "!has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0 || self.type == 'LoadBalancer'",
+                 message: "loadBalancerSourceRanges needs type LoadBalancer") { $0.loadBalancerSourceRanges.isEmpty || $0.type == "LoadBalancer" },
         ]
     }
 }

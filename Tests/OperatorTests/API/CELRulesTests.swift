@@ -109,6 +109,14 @@ import TestSupport
             budgets.append(spec)
         }
         let probes = [nil, 8081, 8080, 9090].map { ProbesSpec(port: $0) }
+        var services: [ServiceSpec] = []
+        for type in ["ClusterIP", "NodePort", "LoadBalancer"] {
+            for policy in [nil, "Local", "Cluster"] {
+                for ranges in [[], ["10.0.0.0/8"]] {
+                    services.append(ServiceSpec(type: type, loadBalancerSourceRanges: ranges, externalTrafficPolicy: policy))
+                }
+            }
+        }
         var tracing: [TracingSpec] = []
         for sampler in Sampler.names {
             for arg in [nil, "0.5"] { tracing.append(TracingSpec(endpoint: "http://c:4318", sampler: sampler, samplerArg: arg)) }
@@ -123,7 +131,7 @@ import TestSupport
             proxies.append(ProxySpec(url: "http://proxy:3128", noProxy: noProxy))
         }
         var cases = Self.grid(AutoscalingSpec.self, autoscaling) + Self.grid(PodDisruptionBudgetSpec.self, pdb)
-            + Self.grid(EncryptionGatewaySpec.self, budgets) + Self.grid(ProbesSpec.self, probes)
+            + Self.grid(EncryptionGatewaySpec.self, budgets) + Self.grid(ProbesSpec.self, probes) + Self.grid(ServiceSpec.self, services)
             + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
             + Self.grid(EncryptionSpec.self, Self.encryptionGrid) + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
             + Self.grid(ProxySpec.self, proxies) + Self.grid(TracingSpec.self, tracing)

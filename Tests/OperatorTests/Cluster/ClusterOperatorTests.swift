@@ -198,11 +198,20 @@ import Testing
         #expect(observed(ns))
         let configHash = podTemplateAnnotation(ns, Builders.configHashAnnotation)
         _ = try kube.mergePatch(.encryptionGateways, ObjectKey(namespace: ns, name: "gw"),
-                                ["spec": ["logLevel": "debug", "replicas": 5, "podDisruptionBudget": ["enabled": false]]])
+                                ["spec": ["logLevel": "debug", "replicas": 5, "podDisruptionBudget": ["enabled": false],
+                                          "service": ["type": "LoadBalancer", "loadBalancerSourceRanges": ["203.0.113.0/24"],
+                                                      "externalTrafficPolicy": "Local"]]])
         #expect(eventually(Self.limit) { get(.encryptionGateways, ns, "gw")?[path: "status", "observedGeneration"] == 2 })
         #expect(eventually(Self.limit) { get(.configMaps, ns, "gw-config")?[path: "data", "LOG_LEVEL"] == "debug" })
         #expect(eventually(Self.limit) { get(.deployments, ns, "gw")?[path: "spec", "replicas"] == 5 })
         #expect(eventually(Self.limit) { podTemplateAnnotation(ns, Builders.configHashAnnotation) != configHash })
+        // The Service became a load balancer limited to the listed clients, keeping their addresses, as the API server
+        // stored it.
+        #expect(eventually(Self.limit) {
+            let spec = get(.services, ns, "gw")?["spec"]
+            return spec?["type"] == "LoadBalancer" && spec?["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+                && spec?["externalTrafficPolicy"] == "Local"
+        })
         // A feature switched off loses its child.
         var pdb = GroupVersionResource.pdbs
         pdb.version = "v1beta1"

@@ -177,6 +177,14 @@ import Testing
             let svc = child(s, .service)
             return svc?[path: "spec", "type"] == "LoadBalancer" && svc?[path: "spec", "ports"]?[0]?["port"] == 9000
                 && svc?[path: "metadata", "annotations", "a"] == "b"
+                // Unset: left to the API server's defaults.
+                && svc?[path: "spec", "externalTrafficPolicy"] == nil && svc?[path: "spec", "loadBalancerSourceRanges"] == nil
+        }),
+        ("load balancer source ranges, local traffic policy", { $0["service"] = [
+            "type": "LoadBalancer", "loadBalancerSourceRanges": ["203.0.113.0/24", "2001:db8::/32"], "externalTrafficPolicy": "Local",
+        ] }, { s in
+            let spec = child(s, .service)?["spec"]
+            return spec?["loadBalancerSourceRanges"] == ["203.0.113.0/24", "2001:db8::/32"] && spec?["externalTrafficPolicy"] == "Local"
         }),
         ("ingress", { $0["ingress"] = ["enabled": true, "className": "nginx", "host": "s3.example.com", "tlsSecretName": "tls",
                                         "annotations": ["x": "y"]]; $0["service"] = ["port": 8000] }, { s in

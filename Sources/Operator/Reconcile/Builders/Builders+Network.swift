@@ -3,16 +3,20 @@ import Foundation
 extension Builders {
     static func service(_ s: Snapshot) -> JSONValue {
         let spec = s.spec
-        return object(.services, metadata: metadata(s, name: s.resource.name, annotations: spec.service.annotations), [
-            "spec": [
-                "type": .string(spec.service.type),
-                "selector": stringMap(selectorLabels(s.resource)),
-                "ports": [[
-                    "name": .string(portName), "port": .integer(Int64(spec.service.port)),
-                    "targetPort": .string(portName), "protocol": "TCP",
-                ]],
-            ],
-        ])
+        var serviceSpec: [String: JSONValue] = [
+            "type": .string(spec.service.type),
+            "selector": stringMap(selectorLabels(s.resource)),
+            "ports": [[
+                "name": .string(portName), "port": .integer(Int64(spec.service.port)), "targetPort": .string(portName), "protocol": "TCP",
+            ]],
+        ]
+        // Only when set, so that the API server's defaults stay out of the operator's fields.
+        if !spec.service.loadBalancerSourceRanges.isEmpty {
+            serviceSpec["loadBalancerSourceRanges"] = .array(spec.service.loadBalancerSourceRanges.map { .string($0) })
+        }
+        if let policy = spec.service.externalTrafficPolicy { serviceSpec["externalTrafficPolicy"] = .string(policy) }
+        return object(.services, metadata: metadata(s, name: s.resource.name, annotations: spec.service.annotations),
+                      ["spec": .object(serviceSpec)])
     }
 
     /// The probe listener's own ClusterIP Service, for the ServiceMonitor (`metricsPort`); nil when it does not
