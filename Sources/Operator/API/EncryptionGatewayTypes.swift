@@ -490,6 +490,7 @@ struct ServiceMonitorSpec: APIObject {
     var enabled = false
     var interval = "30s"
     var labels: [String: String] = [:]
+    var tlsConfig: OpaqueObject?
 
     static var description: String {
         "A ServiceMonitor for the Prometheus operator. It scrapes the probe listener (plain HTTP) when probes.port is set, so that scrapes never wait behind client requests and need no TLS settings; else the gateway port, over HTTPS with tls."
@@ -499,6 +500,7 @@ struct ServiceMonitorSpec: APIObject {
             Field("enabled", \.enabled, "Create the ServiceMonitor (only where monitoring.coreos.com/v1 is served; otherwise Degraded)."),
             Field("interval", \.interval, "Scrape interval.") { $0.pattern = EncryptionGatewaySpec.durationPattern },
             Field("labels", \.labels, "Labels of the ServiceMonitor (e.g. the release label your Prometheus selects)."),
+            Field("tlsConfig", \.tlsConfig, "How Prometheus verifies the gateway's certificate when it scrapes the gateway port over HTTPS (tls set, probes.port not): the Prometheus operator's SafeTLSConfig, e.g. ca from a Secret and serverName. Unused when it scrapes the probe listener, which speaks plain HTTP."),
         ]
     }
 }

@@ -200,8 +200,9 @@ import Testing
                 && sm?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "10s", "scheme": "http"]]
         }),
         ("service monitor on the probe listener", {
-            $0["serviceMonitor"] = ["enabled": true]; $0["probes"] = ["port": 8081]; $0["tls"] = ["secretName": "gw-tls"]
-            $0["service"] = ["type": "LoadBalancer"]
+            // tlsConfig is for HTTPS scrapes only: the probe listener speaks plain HTTP.
+            $0["serviceMonitor"] = ["enabled": true, "tlsConfig": ["insecureSkipVerify": true]]; $0["probes"] = ["port": 8081]
+            $0["tls"] = ["secretName": "gw-tls"]; $0["service"] = ["type": "LoadBalancer"]
         }, { s in
             // Scraped over plain HTTP on the probe listener, which a saturated gateway port never delays, through a
             // ClusterIP Service of its own (the metrics name buckets; the client Service here is a public load
@@ -219,8 +220,13 @@ import Testing
                 && child(s, .networkPolicy)?[path: "spec", "ingress"]
                     == [["from": [["podSelector": [:]]], "ports": [["protocol": "TCP", "port": 8080], ["protocol": "TCP", "port": 8081]]]]
         }),
-        ("service monitor on the gateway port, with TLS", { $0["serviceMonitor"] = ["enabled": true]; $0["tls"] = ["secretName": "gw-tls"] }, { s in
-            child(s, .serviceMonitor)?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "30s", "scheme": "https"]]
+        ("service monitor on the gateway port, with TLS and its verification", {
+            $0["serviceMonitor"] = ["enabled": true, "tlsConfig": ["ca": ["secret": ["name": "gw-tls", "key": "ca.crt"]], "serverName": "gw.ns.svc"]]
+            $0["tls"] = ["secretName": "gw-tls"]
+        }, { s in
+            child(s, .serviceMonitor)?[path: "spec", "endpoints"] == [["port": "http", "path": "/metrics", "interval": "30s", "scheme": "https",
+                                                                       "tlsConfig": ["ca": ["secret": ["name": "gw-tls", "key": "ca.crt"]],
+                                                                                     "serverName": "gw.ns.svc"]]]
                 && child(s, .serviceMonitor)?[path: "spec", "selector", "matchLabels", "s3gateway.dev/service"] == nil
                 && Builders.all(s).first { $0.name == "gw-probes" }?.object == nil
         }),

@@ -131,15 +131,18 @@ extension Builders {
         let probes = metricsPort(s.spec) != nil
         var selector = selectorLabels(s.resource)
         if probes { selector[serviceRoleLabel] = probePortName }
+        let https = !probes && !s.spec.tls.secretName.isEmpty
+        var endpoint: [String: JSONValue] = [
+            "port": .string(probes ? probePortName : portName), "path": "/metrics", "interval": .string(sm.interval),
+            "scheme": .string(https ? "https" : "http"),
+        ]
+        if https, let tls = sm.tlsConfig { endpoint["tlsConfig"] = tls.value }
         return object(s.capabilities.serviceMonitor ?? .serviceMonitors,
                       metadata: metadata(s, name: s.resource.name, labels: sm.labels), [
             "spec": [
                 "selector": ["matchLabels": stringMap(selector)],
                 "namespaceSelector": ["matchNames": [.string(s.resource.namespace)]],
-                "endpoints": [[
-                    "port": .string(probes ? probePortName : portName), "path": "/metrics", "interval": .string(sm.interval),
-                    "scheme": .string(probes || s.spec.tls.secretName.isEmpty ? "http" : "https"),
-                ]],
+                "endpoints": [.object(endpoint)],
             ],
         ])
     }
