@@ -21,6 +21,11 @@ enum EncryptionGatewayCRD {
         Rule(cel: "self.metadata.name.matches('\(namePattern)')",
              message: "metadata.name must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter") {
             Schema.matches($0, namePattern) },
+        // A gateway's probe Service is `<name>-probes`: another gateway of that name would have its client Service
+        // there too. (`-config` needs no such rule: no other child of the same kind ends with it.)
+        Rule(cel: "!self.metadata.name.endsWith('-probes')",
+             message: "metadata.name must not end in '-probes' (the suffix of a gateway's probe Service)") {
+            !$0.hasSuffix("-probes") },
     ]
 
     static var schema: Schema {

@@ -225,6 +225,9 @@ import Testing
         #expect(GatewayResource.parse(o).problems.contains { $0.contains("at most 56") })
         o["metadata"]?["name"] = "1abc"
         #expect(GatewayResource.parse(o).problems.contains { $0.contains("DNS-1035") })
+        // Another gateway's probe Service would collide with this one's client Service.
+        o["metadata"]?["name"] = "gw-probes"
+        #expect(GatewayResource.parse(o).problems.contains { $0.contains("'-probes'") })
     }
 
     @Test func rulesCarryCELAndTheSwiftCheckTogether() {

@@ -135,7 +135,7 @@ import TestSupport
             + Self.grid(IngressSpec.self, ingress) + Self.grid(ClientCredentialsSpec.self, clients)
             + Self.grid(EncryptionSpec.self, Self.encryptionGrid) + Self.grid(VaultAuthSpec.self, Self.vaultAuthGrid)
             + Self.grid(ProxySpec.self, proxies) + Self.grid(TracingSpec.self, tracing)
-        for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", String(repeating: "a", count: 56),
+        for name in ["gw", "a", "my-gateway-1", "1gw", "Gw", "gw-", "gw_1", "gw-probes", "gw-probes-1", "probes", String(repeating: "a", count: 56),
                      String(repeating: "a", count: 57)] {
             for rule in EncryptionGatewayCRD.nameRules {
                 cases.append((rule.cel, ["metadata": ["name": .string(name)]], rule.check(name)))
