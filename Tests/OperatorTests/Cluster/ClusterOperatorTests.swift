@@ -216,6 +216,14 @@ import Testing
         var pdb = GroupVersionResource.pdbs
         pdb.version = "v1beta1"
         #expect(eventually(Self.limit) { get(pdb, ns, "gw") == nil })
+        // Scraping the probe listener brings its own Service (even where no Prometheus operator serves the
+        // ServiceMonitor itself), and switching the ServiceMonitor off takes that Service away again.
+        _ = try kube.mergePatch(.encryptionGateways, ObjectKey(namespace: ns, name: "gw"),
+                                ["spec": ["probes": ["port": 8081], "serviceMonitor": ["enabled": true]]])
+        #expect(eventually(Self.limit) { get(.services, ns, "gw-probes")?[path: "spec", "ports"]?[0]?["port"] == 8081 })
+        _ = try kube.mergePatch(.encryptionGateways, ObjectKey(namespace: ns, name: "gw"), ["spec": ["serviceMonitor": ["enabled": false]]])
+        #expect(eventually(Self.limit) { get(.services, ns, "gw-probes") == nil })
+        #expect(get(.services, ns, "gw") != nil)
         // The operator never writes the spec: the only manager of spec fields is the test's own client.
         let managers = (get(.encryptionGateways, ns, "gw")?[path: "metadata", "managedFields"]?.array ?? [])
             .filter { $0["manager"]?.string == Builders.fieldManager }
