@@ -114,7 +114,7 @@ enum ServeCommand {
         let endpoints = GatewayEndpointsHandler(backend: backend, telemetry: telemetry, keys: keys)
         // With a probe listener, /metrics is served there only: the figures name buckets and traffic, which the
         // client-facing port (often public) must not tell strangers. /health and /ready stay on both.
-        let servedEndpoints: Set<GatewayRoute.Endpoint> = config.probeAddress == nil ? Set(GatewayRoute.Endpoint.allCases) : [.health, .ready]
+        let servedEndpoints: Set<GatewayRoute.Endpoint> = config.probeAddress == nil ? GatewayRoute.Endpoint.all : [.health, .ready]
         let handler = S3RequestHandler(
             gateway: endpoints,
             authenticator: authenticator,

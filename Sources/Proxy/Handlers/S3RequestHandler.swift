@@ -34,7 +34,7 @@ struct S3RequestHandler: HTTPRequestHandler {
     init(gateway: any GatewayEndpoints, authenticator: RequestAuthenticator, backend: BackendClient, observer: any S3RequestObserver,
          baseDomains: [String], encryptor: ObjectEncryptor? = nil, encryptionObserver: any EncryptionObserver = NoEncryptionObserver(),
          allowPlaintextReads: Bool = true, bucketDecision: (@Sendable (String) -> BucketDecision)? = nil, tracer: Tracer = .disabled,
-         servedEndpoints: Set<GatewayRoute.Endpoint> = Set(GatewayRoute.Endpoint.allCases),
+         servedEndpoints: Set<GatewayRoute.Endpoint> = GatewayRoute.Endpoint.all,
          now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.gateway = gateway
         self.servedEndpoints = servedEndpoints

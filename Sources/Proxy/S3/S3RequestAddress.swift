@@ -157,6 +157,9 @@ enum GatewayRoute: Sendable, Equatable {
         case health = "/health"
         case ready = "/ready"
         case metrics = "/metrics"
+
+        /// Every endpoint: what a listener without a probe listener beside it serves (built once, not per request).
+        static let all = Set(allCases)
     }
 
     case gateway(Endpoint)
@@ -166,7 +169,7 @@ enum GatewayRoute: Sendable, Equatable {
     /// endpoint (`served`); any signed request (Authorization header, or SigV4/SigV2 query credentials) to the same
     /// path is S3, and so is a path the listener does not serve.
     static func decide(method: String, rawPath: String, rawQuery: String?, headers: HTTPFields,
-                       served: Set<Endpoint> = Set(Endpoint.allCases)) -> GatewayRoute {
+                       served: Set<Endpoint> = Endpoint.all) -> GatewayRoute {
         guard method == "GET" || method == "HEAD" else { return .s3 }
         guard let endpoint = Endpoint(rawValue: rawPath), served.contains(endpoint) else { return .s3 }
         if headers.contains("Authorization") { return .s3 }
